@@ -1,0 +1,3 @@
+//! hearth-gguf
+mod types;
+pub use types::{GgmlType, QK_K};
