@@ -1,1 +1,3 @@
-//! hearth-model
+//! hearth-model: architectures, tokenizer, chat templates, sampler.
+pub mod chat;
+pub mod tokenizer;
