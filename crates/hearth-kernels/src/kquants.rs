@@ -1,14 +1,852 @@
-//! (being written)
-use crate::{GgmlType, Result};
+//! K-quants: the 256-element "super-block" formats Q2_K..Q6_K and the Q8_K activation format.
+//!
+//! # Formats
+//! Byte layouts are ggml's (`block_q*_K` in `ggml-common.h`); blocks are read from raw bytes,
+//! never cast to structs, because GGUF tensor data is only 32-byte aligned and a row may start
+//! anywhere inside a mapped file. All multi-byte fields are little-endian.
+//!
+//! | type | bytes | layout                                               | value                  |
+//! |------|-------|------------------------------------------------------|------------------------|
+//! | Q2_K | 84    | scales[16] (4-bit scale, 4-bit min), qs[64], d, dmin | d·s·q − dmin·m         |
+//! | Q3_K | 110   | hmask[32], qs[64], scales[12] (16 × 6 bit), d        | d·(s−32)·(q−4·¬h)      |
+//! | Q4_K | 144   | d, dmin, scales[12] (8 × 6-bit scale + min), qs[128] | d·s·q − dmin·m         |
+//! | Q5_K | 176   | d, dmin, scales[12], qh[32], qs[128]                 | d·s·(q+16h) − dmin·m   |
+//! | Q6_K | 210   | ql[128], qh[64], scales[16] (i8), d                  | d·s·(q−32)             |
+//! | Q8_K | 292   | d (f32), qs[256] (i8), bsums[16] (i16)               | d·q                    |
+//!
+//! # Dot products and the reduction order
+//! A weight row is multiplied with an activation row in Q8_K. Within a block every product is
+//! an exact integer; the only rounding happens when a block's integers become f32. To make
+//! that rounding identical on every code path, each block's integer sum is kept in **8 lanes**:
+//! the term for element `e` of the block goes to lane `(e % 32) / 4`, which is where AVX2's
+//! `maddubs`/`madd` pair puts it when the block is walked in 32-byte chunks. Per block, lane
+//! `k` adds `d · S[k]` (and, for the types with mins, then `dmin · M[k]`, where
+//! `M[k] = m[2k]·bsum[2k] + m[2k+1]·bsum[2k+1]` over the sixteen 16-element groups) to an f32
+//! accumulator, as a multiply then an add (never fused); the eight accumulators are summed
+//! as `((a0+a4) + (a2+a6)) + ((a1+a5) + (a3+a7))`. The scalar path computes exactly these
+//! lanes, so the scalar and AVX2 results are bit-identical and depend only on `n` — the
+//! batch-invariance contract in the crate docs. A NEON path must keep the same lanes.
+//!
+//! Q6_K's quants are stored with a +32 offset; both paths multiply the unsigned quants and
+//! subtract `32 · (s[2k]·bsum[2k] + s[2k+1]·bsum[2k+1])` from lane `k`, so they rely on the
+//! activation's bsums, which [`quantize`] always writes.
+//!
+//! # Quantization
+//! Q8_K follows ggml's `quantize_row_q8_K_ref` exactly (scale `-127/max` where `max` is the
+//! signed value of largest magnitude, round half to even), so activations match llama.cpp's
+//! bit for bit. The weight formats are encoded with ggml's reference ("_ref") algorithms for
+//! Q4_K and Q6_K (no importance matrix); Q2_K, Q3_K and Q5_K weights can be read but not
+//! written here.
 
-pub(crate) fn dequantize(_ty: GgmlType, _src: &[u8], _dst: &mut [f32]) {
-    todo!()
+use crate::simd::Level;
+use crate::{Error, GgmlType, Result};
+use half::f16;
+use hearth_gguf::QK_K;
+
+/// Bytes per block of each format (checked against `GgmlType::type_size` in the tests).
+const Q2K: usize = 84;
+const Q3K: usize = 110;
+const Q4K: usize = 144;
+const Q5K: usize = 176;
+const Q6K: usize = 210;
+const Q8K: usize = 292;
+
+/// Decodes one block into 256 floats.
+type DequantBlock = fn(&[u8], &mut [f32]);
+/// Encodes 256 floats into one block.
+type QuantBlock = fn(&[f32], &mut [u8]);
+/// Adds one (weight block, Q8_K block) pair to the 8 f32 lanes.
+type DotBlock = fn(&[u8], &[u8], &mut [f32; 8]);
+
+/// Offsets inside a Q8_K block.
+const Q8K_QS: usize = 4;
+const Q8K_BSUMS: usize = 4 + QK_K;
+
+#[inline(always)]
+fn f16_at(b: &[u8], off: usize) -> f32 {
+    f16::from_bits(u16::from_le_bytes([b[off], b[off + 1]])).to_f32()
 }
 
-pub(crate) fn quantize(_ty: GgmlType, _src: &[f32], _dst: &mut [u8]) -> Result<()> {
-    todo!()
+#[inline(always)]
+fn f32_at(b: &[u8], off: usize) -> f32 {
+    f32::from_le_bytes([b[off], b[off + 1], b[off + 2], b[off + 3]])
 }
 
-pub(crate) fn vec_dot(_ty: GgmlType, _n: usize, _w: &[u8], _x: &[u8]) -> f32 {
-    todo!()
+/// Round half to even exactly as ggml's `nearest_int` does (adding 1.5·2²³ pushes the value
+/// into the range where the f32 spacing is 1, so the hardware rounding mode does the work).
+/// Valid for |v| ≤ 2²², which every caller guarantees by construction (values are scaled
+/// quants of at most a few hundred).
+#[inline(always)]
+fn nearest_int(v: f32) -> i32 {
+    let t = v + 12_582_912.0;
+    (t.to_bits() & 0x007f_ffff) as i32 - 0x0040_0000
+}
+
+/// The 8 six-bit scales and 8 six-bit mins of Q4_K/Q5_K, packed in 12 bytes: bytes 0..4 hold
+/// scales 0..4 (low 6 bits) and the top 2 bits of scales 4..8; bytes 4..8 the same for mins;
+/// bytes 8..12 the low 4 bits of scales 4..8 (low nibble) and mins 4..8 (high nibble).
+#[inline(always)]
+fn k4_scales_mins(s: &[u8]) -> ([u8; 8], [u8; 8]) {
+    let mut sc = [0u8; 8];
+    let mut mn = [0u8; 8];
+    for j in 0..4 {
+        sc[j] = s[j] & 63;
+        mn[j] = s[j + 4] & 63;
+        sc[j + 4] = (s[j + 8] & 0x0f) | ((s[j] >> 6) << 4);
+        mn[j + 4] = (s[j + 8] >> 4) | ((s[j + 4] >> 6) << 4);
+    }
+    (sc, mn)
+}
+
+/// The 16 six-bit Q3_K scales, minus their offset of 32. Bytes 0..8 hold the low 4 bits
+/// (scales 0..8 in the low nibbles, 8..16 in the high nibbles); bytes 8..12 the top 2 bits,
+/// scale `j` at bit `2·(j/4)` of byte `8 + j%4`.
+#[inline(always)]
+fn q3k_scales(s: &[u8]) -> [i8; 16] {
+    let mut out = [0i8; 16];
+    for (j, o) in out.iter_mut().enumerate() {
+        let low = if j < 8 { s[j] & 0x0f } else { s[j - 8] >> 4 };
+        let high = (s[8 + j % 4] >> (2 * (j / 4))) & 3;
+        *o = (low | (high << 4)) as i8 - 32;
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+// Dequantization (scalar: used for embeddings lookups and tests, not in the matmul hot path).
+// Each formula keeps ggml's order of f32 operations (`(d·s)·q − dmin·m`), so results equal
+// `dequantize_row_q*_K` bit for bit.
+// ---------------------------------------------------------------------------------------------
+
+pub(crate) fn dequantize(ty: GgmlType, src: &[u8], dst: &mut [f32]) {
+    use GgmlType::*;
+    let (bytes, f): (usize, DequantBlock) = match ty {
+        Q2_K => (Q2K, dequant_q2k),
+        Q3_K => (Q3K, dequant_q3k),
+        Q4_K => (Q4K, dequant_q4k),
+        Q5_K => (Q5K, dequant_q5k),
+        Q6_K => (Q6K, dequant_q6k),
+        Q8_K => (Q8K, dequant_q8k),
+        // lib.rs routes only the K types here.
+        other => unreachable!("kquants::dequantize on {other}"),
+    };
+    for (b, y) in src.chunks_exact(bytes).zip(dst.chunks_exact_mut(QK_K)) {
+        f(b, y);
+    }
+}
+
+fn dequant_q2k(b: &[u8], y: &mut [f32]) {
+    let (scales, qs) = (&b[0..16], &b[16..80]);
+    let (d, dmin) = (f16_at(b, 80), f16_at(b, 82));
+    for (e, v) in y.iter_mut().enumerate() {
+        let sc = scales[e / 16];
+        let q = (qs[32 * (e / 128) + e % 32] >> (2 * ((e / 32) % 4))) & 3;
+        *v = (d * (sc & 0x0f) as f32) * q as f32 - dmin * (sc >> 4) as f32;
+    }
+}
+
+fn dequant_q3k(b: &[u8], y: &mut [f32]) {
+    let (hmask, qs) = (&b[0..32], &b[32..96]);
+    let sc = q3k_scales(&b[96..108]);
+    let d = f16_at(b, 108);
+    for (e, v) in y.iter_mut().enumerate() {
+        let l = e % 32;
+        let low = (qs[32 * (e / 128) + l] >> (2 * ((e / 32) % 4))) & 3;
+        let high = hmask[l] >> (e / 32) & 1;
+        let q = low as i32 - if high == 1 { 0 } else { 4 };
+        *v = (d * sc[e / 16] as f32) * q as f32;
+    }
+}
+
+fn dequant_q4k(b: &[u8], y: &mut [f32]) {
+    let (d, dmin) = (f16_at(b, 0), f16_at(b, 2));
+    let (sc, mn) = k4_scales_mins(&b[4..16]);
+    let qs = &b[16..144];
+    for (e, v) in y.iter_mut().enumerate() {
+        let g = e / 32;
+        let q = (qs[32 * (e / 64) + e % 32] >> (4 * (g % 2))) & 0x0f;
+        *v = (d * sc[g] as f32) * q as f32 - dmin * mn[g] as f32;
+    }
+}
+
+fn dequant_q5k(b: &[u8], y: &mut [f32]) {
+    let (d, dmin) = (f16_at(b, 0), f16_at(b, 2));
+    let (sc, mn) = k4_scales_mins(&b[4..16]);
+    let (qh, qs) = (&b[16..48], &b[48..176]);
+    for (e, v) in y.iter_mut().enumerate() {
+        let (g, l) = (e / 32, e % 32);
+        let q = ((qs[32 * (e / 64) + l] >> (4 * (g % 2))) & 0x0f) | (((qh[l] >> g) & 1) << 4);
+        *v = (d * sc[g] as f32) * q as f32 - dmin * mn[g] as f32;
+    }
+}
+
+/// The signed 6-bit Q6_K quant of element `e` (−32..31).
+#[inline(always)]
+fn q6k_quant(ql: &[u8], qh: &[u8], e: usize) -> i8 {
+    let (half, t, l) = (e / 128, (e / 32) % 4, e % 32);
+    let low = (ql[64 * half + 32 * (t % 2) + l] >> (4 * (t / 2))) & 0x0f;
+    let high = (qh[32 * half + l] >> (2 * t)) & 3;
+    (low | (high << 4)) as i8 - 32
+}
+
+fn dequant_q6k(b: &[u8], y: &mut [f32]) {
+    let (ql, qh, scales) = (&b[0..128], &b[128..192], &b[192..208]);
+    let d = f16_at(b, 208);
+    for (e, v) in y.iter_mut().enumerate() {
+        *v = (d * scales[e / 16] as i8 as f32) * q6k_quant(ql, qh, e) as f32;
+    }
+}
+
+fn dequant_q8k(b: &[u8], y: &mut [f32]) {
+    let d = f32_at(b, 0);
+    for (v, &q) in y.iter_mut().zip(&b[Q8K_QS..Q8K_QS + QK_K]) {
+        *v = d * q as i8 as f32;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Quantization
+// ---------------------------------------------------------------------------------------------
+
+pub(crate) fn quantize(ty: GgmlType, src: &[f32], dst: &mut [u8]) -> Result<()> {
+    use GgmlType::*;
+    let (bytes, f): (usize, QuantBlock) = match ty {
+        Q8_K => (Q8K, quant_q8k),
+        other => return Err(Error::Unsupported(other)),
+    };
+    for (x, b) in src.chunks_exact(QK_K).zip(dst.chunks_exact_mut(bytes)) {
+        f(x, b);
+    }
+    Ok(())
+}
+
+/// ggml's `quantize_row_q8_K_ref`: `d = max / -127` for the signed value `max` of largest
+/// magnitude (so that value becomes exactly −127), quants rounded half to even, and the sums
+/// of each 16 quants for the weight formats' min/offset terms.
+fn quant_q8k(x: &[f32], b: &mut [u8]) {
+    let mut max = 0.0f32;
+    let mut amax = 0.0f32;
+    for &v in x {
+        if v.abs() > amax {
+            amax = v.abs();
+            max = v;
+        }
+    }
+    if amax == 0.0 {
+        // ggml leaves bsums untouched here; zero them so the block is fully defined.
+        b.fill(0);
+        return;
+    }
+    let iscale = -127.0 / max;
+    let (head, rest) = b.split_at_mut(Q8K_QS);
+    let (qs, bsums) = rest.split_at_mut(QK_K);
+    for (q, &v) in qs.iter_mut().zip(x) {
+        *q = nearest_int(iscale * v).min(127) as i8 as u8;
+    }
+    for (g, out) in bsums.chunks_exact_mut(2).enumerate() {
+        let sum: i32 = qs[16 * g..16 * g + 16]
+            .iter()
+            .map(|&q| q as i8 as i32)
+            .sum();
+        // 16 quants of magnitude ≤ 127 sum to at most 2032: always fits an i16.
+        out.copy_from_slice(&(sum as i16).to_le_bytes());
+    }
+    head.copy_from_slice(&(1.0 / iscale).to_le_bytes());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Dot products
+// ---------------------------------------------------------------------------------------------
+
+/// Dot product of a K-quant weight row with a Q8_K activation row, on the process's SIMD level.
+#[inline]
+pub(crate) fn vec_dot(ty: GgmlType, n: usize, w: &[u8], x: &[u8]) -> f32 {
+    vec_dot_at(crate::simd::level(), ty, n, w, x)
+}
+
+/// [`vec_dot`] on an explicit level, which must be [`Level::Scalar`] or one that
+/// [`crate::simd::detect`] reported. All levels give the same bits (see the module docs).
+pub(crate) fn vec_dot_at(level: Level, ty: GgmlType, n: usize, w: &[u8], x: &[u8]) -> f32 {
+    let nb = n / QK_K;
+    // The SIMD kernels read through raw pointers, so the sizes are checked in release builds
+    // too: one comparison per row is noise next to a row's work.
+    assert!(
+        w.len() >= nb * ty.type_size() && x.len() >= nb * Q8K,
+        "{ty} vec_dot of {n} elements on {} weight bytes and {} activation bytes",
+        w.len(),
+        x.len()
+    );
+    match level {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `Level::Avx2` comes only from `simd::detect`, which checked AVX2 and FMA;
+        // the assertion above guarantees `nb` whole blocks in both buffers.
+        Level::Avx2 => unsafe { avx2::vec_dot(ty, nb, w, x) },
+        // NEON: an aarch64 kernel slots in here, keeping the 8-lane layout of the module docs.
+        _ => vec_dot_scalar(ty, n, w, x),
+    }
+}
+
+/// The portable reference: exactly the lanes and float operations of the SIMD kernels.
+pub(crate) fn vec_dot_scalar(ty: GgmlType, n: usize, w: &[u8], x: &[u8]) -> f32 {
+    use GgmlType::*;
+    let nb = n / QK_K;
+    let (bytes, block): (usize, DotBlock) = match ty {
+        Q2_K => (Q2K, dot_block_q2k),
+        Q3_K => (Q3K, dot_block_q3k),
+        Q4_K => (Q4K, dot_block_q4k),
+        Q5_K => (Q5K, dot_block_q5k),
+        Q6_K => (Q6K, dot_block_q6k),
+        // `activation_type` admits only the five weight formats above.
+        other => unreachable!("kquants::vec_dot on {other}"),
+    };
+    let mut acc = [0.0f32; 8];
+    for (wb, xb) in w.chunks_exact(bytes).zip(x.chunks_exact(Q8K)).take(nb) {
+        block(wb, xb, &mut acc);
+    }
+    hsum8(&acc)
+}
+
+/// The fixed final reduction of the 8 f32 lanes (the order AVX2's halving sum produces).
+#[inline(always)]
+fn hsum8(a: &[f32; 8]) -> f32 {
+    let t = [a[0] + a[4], a[1] + a[5], a[2] + a[6], a[3] + a[7]];
+    (t[0] + t[2]) + (t[1] + t[3])
+}
+
+/// `S[k] = Σ sc16[e/16] · q[e] · y[e]` over the elements `e` with `(e % 32) / 4 == k`.
+#[inline(always)]
+fn lane_sums(q: &[i8; QK_K], y: &[u8], sc16: &[i32; 16]) -> [i32; 8] {
+    let mut s = [0i32; 8];
+    for chunk in 0..8 {
+        for (k, lane) in s.iter_mut().enumerate() {
+            let e0 = 32 * chunk + 4 * k;
+            let sc = sc16[e0 / 16];
+            let mut p = 0i32;
+            for e in e0..e0 + 4 {
+                p += q[e] as i32 * y[e] as i8 as i32;
+            }
+            *lane += sc * p;
+        }
+    }
+    s
+}
+
+/// `M[k] = m16[2k]·bsum[2k] + m16[2k+1]·bsum[2k+1]` (the `madd` of 16 i16 pairs).
+#[inline(always)]
+fn lane_group_sums(m16: &[i32; 16], xb: &[u8]) -> [i32; 8] {
+    let bsum = |g: usize| i16::from_le_bytes([xb[Q8K_BSUMS + 2 * g], xb[Q8K_BSUMS + 2 * g + 1]]);
+    let mut out = [0i32; 8];
+    for (k, o) in out.iter_mut().enumerate() {
+        *o = m16[2 * k] * bsum(2 * k) as i32 + m16[2 * k + 1] * bsum(2 * k + 1) as i32;
+    }
+    out
+}
+
+#[inline(always)]
+fn add_lanes(acc: &mut [f32; 8], d: f32, lanes: &[i32; 8]) {
+    for (a, &l) in acc.iter_mut().zip(lanes) {
+        *a += d * l as f32;
+    }
+}
+
+fn dot_block_q2k(wb: &[u8], xb: &[u8], acc: &mut [f32; 8]) {
+    let yd = f32_at(xb, 0);
+    let (d, dmin) = (yd * f16_at(wb, 80), -(yd * f16_at(wb, 82)));
+    let mut q = [0i8; QK_K];
+    for (e, v) in q.iter_mut().enumerate() {
+        *v = ((wb[16 + 32 * (e / 128) + e % 32] >> (2 * ((e / 32) % 4))) & 3) as i8;
+    }
+    let sc16: [i32; 16] = std::array::from_fn(|g| (wb[g] & 0x0f) as i32);
+    let m16: [i32; 16] = std::array::from_fn(|g| (wb[g] >> 4) as i32);
+    add_lanes(acc, d, &lane_sums(&q, &xb[Q8K_QS..], &sc16));
+    add_lanes(acc, dmin, &lane_group_sums(&m16, xb));
+}
+
+fn dot_block_q3k(wb: &[u8], xb: &[u8], acc: &mut [f32; 8]) {
+    let d = f32_at(xb, 0) * f16_at(wb, 108);
+    let mut q = [0i8; QK_K];
+    for (e, v) in q.iter_mut().enumerate() {
+        let l = e % 32;
+        let low = (wb[32 + 32 * (e / 128) + l] >> (2 * ((e / 32) % 4))) & 3;
+        let high = (wb[l] >> (e / 32)) & 1;
+        *v = low as i8 - if high == 1 { 0 } else { 4 };
+    }
+    let sc = q3k_scales(&wb[96..108]);
+    let sc16: [i32; 16] = std::array::from_fn(|g| sc[g] as i32);
+    add_lanes(acc, d, &lane_sums(&q, &xb[Q8K_QS..], &sc16));
+}
+
+fn dot_block_q4k(wb: &[u8], xb: &[u8], acc: &mut [f32; 8]) {
+    let yd = f32_at(xb, 0);
+    let (d, dmin) = (yd * f16_at(wb, 0), -(yd * f16_at(wb, 2)));
+    let (sc, mn) = k4_scales_mins(&wb[4..16]);
+    let mut q = [0i8; QK_K];
+    for (e, v) in q.iter_mut().enumerate() {
+        *v = ((wb[16 + 32 * (e / 64) + e % 32] >> (4 * ((e / 32) % 2))) & 0x0f) as i8;
+    }
+    let sc16: [i32; 16] = std::array::from_fn(|g| sc[g / 2] as i32);
+    let m16: [i32; 16] = std::array::from_fn(|g| mn[g / 2] as i32);
+    add_lanes(acc, d, &lane_sums(&q, &xb[Q8K_QS..], &sc16));
+    add_lanes(acc, dmin, &lane_group_sums(&m16, xb));
+}
+
+fn dot_block_q5k(wb: &[u8], xb: &[u8], acc: &mut [f32; 8]) {
+    let yd = f32_at(xb, 0);
+    let (d, dmin) = (yd * f16_at(wb, 0), -(yd * f16_at(wb, 2)));
+    let (sc, mn) = k4_scales_mins(&wb[4..16]);
+    let mut q = [0i8; QK_K];
+    for (e, v) in q.iter_mut().enumerate() {
+        let (g, l) = (e / 32, e % 32);
+        let low = (wb[48 + 32 * (e / 64) + l] >> (4 * (g % 2))) & 0x0f;
+        *v = (low | (((wb[16 + l] >> g) & 1) << 4)) as i8;
+    }
+    let sc16: [i32; 16] = std::array::from_fn(|g| sc[g / 2] as i32);
+    let m16: [i32; 16] = std::array::from_fn(|g| mn[g / 2] as i32);
+    add_lanes(acc, d, &lane_sums(&q, &xb[Q8K_QS..], &sc16));
+    add_lanes(acc, dmin, &lane_group_sums(&m16, xb));
+}
+
+fn dot_block_q6k(wb: &[u8], xb: &[u8], acc: &mut [f32; 8]) {
+    let d = f32_at(xb, 0) * f16_at(wb, 208);
+    let (ql, qh) = (&wb[0..128], &wb[128..192]);
+    // Unsigned quants (0..63) as the SIMD path multiplies them; the +32 offset comes off
+    // through the bsums below.
+    let mut q = [0i8; QK_K];
+    for (e, v) in q.iter_mut().enumerate() {
+        *v = q6k_quant(ql, qh, e) + 32;
+    }
+    let sc16: [i32; 16] = std::array::from_fn(|g| wb[192 + g] as i8 as i32);
+    let mut s = lane_sums(&q, &xb[Q8K_QS..], &sc16);
+    let offset = lane_group_sums(&sc16, xb);
+    for (s, o) in s.iter_mut().zip(offset) {
+        *s -= o << 5;
+    }
+    add_lanes(acc, d, &s);
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    //! AVX2 kernels. Each walks a block in 32-byte chunks: `maddubs` multiplies unsigned
+    //! weight quants with signed activation quants into i16 pairs, `madd` with the chunk's
+    //! scales widens them into the 8 i32 lanes of the module docs.
+
+    use super::*;
+    use std::arch::x86_64::*;
+
+    /// # Safety
+    /// The CPU must support AVX2 and FMA, and `w` and `x` must hold at least `nb` blocks of
+    /// `ty` and of Q8_K respectively.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn vec_dot(ty: GgmlType, nb: usize, w: &[u8], x: &[u8]) -> f32 {
+        use GgmlType::*;
+        let (w, x) = (w.as_ptr(), x.as_ptr());
+        match ty {
+            Q2_K => dot_q2k(nb, w, x),
+            Q3_K => dot_q3k(nb, w, x),
+            Q4_K => dot_q4k(nb, w, x),
+            Q5_K => dot_q5k(nb, w, x),
+            Q6_K => dot_q6k(nb, w, x),
+            other => unreachable!("kquants::vec_dot on {other}"),
+        }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn load(p: *const u8) -> __m256i {
+        _mm256_loadu_si256(p as *const __m256i)
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn f16_ptr(p: *const u8) -> f32 {
+        f16::from_bits(u16::from_le_bytes([*p, *p.add(1)])).to_f32()
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn f32_ptr(p: *const u8) -> f32 {
+        f32::from_le_bytes([*p, *p.add(1), *p.add(2), *p.add(3)])
+    }
+
+    /// `acc + d · float(lanes)`, multiply then add as in the scalar path.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn add_lanes(acc: __m256, d: f32, lanes: __m256i) -> __m256 {
+        _mm256_add_ps(
+            acc,
+            _mm256_mul_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(lanes)),
+        )
+    }
+
+    /// `((a0+a4) + (a2+a6)) + ((a1+a5) + (a3+a7))`, the scalar path's `hsum8`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn hsum8(a: __m256) -> f32 {
+        let t = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+        let u = _mm_add_ps(t, _mm_movehl_ps(t, t));
+        _mm_cvtss_f32(_mm_add_ss(u, _mm_movehdup_ps(u)))
+    }
+
+    /// Shuffle masks that spread i16 scale `2i` over the low 128 bits and `2i + 1` over the
+    /// high 128 bits of a vector whose two halves both hold the same 8 i16 scales (the
+    /// 16-element groups of one 32-byte chunk).
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn pair_mask(i: usize) -> __m256i {
+        let lo = (4 * i as i16) | ((4 * i as i16 + 1) << 8);
+        let hi = lo + 0x0202;
+        _mm256_setr_m128i(_mm_set1_epi16(lo), _mm_set1_epi16(hi))
+    }
+
+    /// The weight-side 16-group values `v[0..16]` as i16, laid out for `pair_mask`:
+    /// returns (groups 0..8 in both halves, groups 8..16 in both halves).
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn scales_halves(v16: __m256i) -> [__m256i; 2] {
+        let lo = _mm256_castsi256_si128(v16);
+        let hi = _mm256_extracti128_si256(v16, 1);
+        [_mm256_setr_m128i(lo, lo), _mm256_setr_m128i(hi, hi)]
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn dot_q2k(nb: usize, w: *const u8, x: *const u8) -> f32 {
+        let m3 = _mm256_set1_epi8(3);
+        let m4 = _mm_set1_epi8(0x0f);
+        let masks = [pair_mask(0), pair_mask(1), pair_mask(2), pair_mask(3)];
+        let mut acc = _mm256_setzero_ps();
+        for i in 0..nb {
+            let (wb, xb) = (w.add(i * Q2K), x.add(i * Q8K));
+            let yd = f32_ptr(xb);
+            let (d, dmin) = (yd * f16_ptr(wb.add(80)), -(yd * f16_ptr(wb.add(82))));
+            let packed = _mm_loadu_si128(wb as *const __m128i);
+            let scales = scales_halves(_mm256_cvtepu8_epi16(_mm_and_si128(packed, m4)));
+            let mins = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(packed, 4), m4));
+            let m = _mm256_madd_epi16(mins, load(xb.add(Q8K_BSUMS)));
+            let mut q8 = xb.add(Q8K_QS);
+            let mut s = _mm256_setzero_si256();
+            for (j, sc) in scales.iter().enumerate() {
+                let bits = load(wb.add(16 + 32 * j));
+                let q = [
+                    _mm256_and_si256(bits, m3),
+                    _mm256_and_si256(_mm256_srli_epi16(bits, 2), m3),
+                    _mm256_and_si256(_mm256_srli_epi16(bits, 4), m3),
+                    _mm256_and_si256(_mm256_srli_epi16(bits, 6), m3),
+                ];
+                for (t, qt) in q.iter().enumerate() {
+                    let p = _mm256_maddubs_epi16(*qt, load(q8));
+                    let p = _mm256_madd_epi16(_mm256_shuffle_epi8(*sc, masks[t]), p);
+                    s = _mm256_add_epi32(s, p);
+                    q8 = q8.add(32);
+                }
+            }
+            acc = add_lanes(acc, d, s);
+            acc = add_lanes(acc, dmin, m);
+        }
+        hsum8(acc)
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn dot_q3k(nb: usize, w: *const u8, x: *const u8) -> f32 {
+        let m3 = _mm256_set1_epi8(3);
+        let m4 = _mm256_set1_epi8(4);
+        let masks = [pair_mask(0), pair_mask(1), pair_mask(2), pair_mask(3)];
+        let mut acc = _mm256_setzero_ps();
+        for i in 0..nb {
+            let (wb, xb) = (w.add(i * Q3K), x.add(i * Q8K));
+            let d = f32_ptr(xb) * f16_ptr(wb.add(108));
+            let sc = q3k_scales(std::slice::from_raw_parts(wb.add(96), 12));
+            let sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(sc.as_ptr() as *const __m128i));
+            let scales = scales_halves(sc16);
+            // Inverted high bits: a clear bit means "subtract 4". Bit b of each byte is
+            // consumed at step b, shifting right once per step.
+            let mut nh = _mm256_xor_si256(load(wb), _mm256_set1_epi8(-1));
+            let mut q8 = xb.add(Q8K_QS);
+            let mut s = _mm256_setzero_si256();
+            for (j, sc) in scales.iter().enumerate() {
+                let bits = load(wb.add(32 + 32 * j));
+                let low = [
+                    _mm256_and_si256(bits, m3),
+                    _mm256_and_si256(_mm256_srli_epi16(bits, 2), m3),
+                    _mm256_and_si256(_mm256_srli_epi16(bits, 4), m3),
+                    _mm256_and_si256(_mm256_srli_epi16(bits, 6), m3),
+                ];
+                for (t, lt) in low.iter().enumerate() {
+                    let sub = _mm256_and_si256(_mm256_slli_epi16(nh, 2), m4);
+                    nh = _mm256_srli_epi16(nh, 1);
+                    let y = load(q8);
+                    let p = _mm256_sub_epi16(
+                        _mm256_maddubs_epi16(*lt, y),
+                        _mm256_maddubs_epi16(sub, y),
+                    );
+                    let p = _mm256_madd_epi16(_mm256_shuffle_epi8(*sc, masks[t]), p);
+                    s = _mm256_add_epi32(s, p);
+                    q8 = q8.add(32);
+                }
+            }
+            acc = add_lanes(acc, d, s);
+        }
+        hsum8(acc)
+    }
+
+    /// Scales (i16, both halves) and the `M` lanes of a Q4_K/Q5_K block.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn k4_block(wb: *const u8, xb: *const u8) -> ([u8; 8], __m256i) {
+        let (sc, mn) = k4_scales_mins(std::slice::from_raw_parts(wb.add(4), 12));
+        // Each min covers two 16-element groups: duplicate it into both i16 slots of a pair.
+        let mn = _mm_loadl_epi64(mn.as_ptr() as *const __m128i);
+        let dup = _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+        let m16 = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(mn, dup));
+        (sc, _mm256_madd_epi16(m16, load(xb.add(Q8K_BSUMS))))
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn dot_q4k(nb: usize, w: *const u8, x: *const u8) -> f32 {
+        let m4 = _mm256_set1_epi8(0x0f);
+        let mut acc = _mm256_setzero_ps();
+        for i in 0..nb {
+            let (wb, xb) = (w.add(i * Q4K), x.add(i * Q8K));
+            let yd = f32_ptr(xb);
+            let (d, dmin) = (yd * f16_ptr(wb), -(yd * f16_ptr(wb.add(2))));
+            let (sc, m) = k4_block(wb, xb);
+            let q8 = xb.add(Q8K_QS);
+            let mut s = _mm256_setzero_si256();
+            for j in 0..4 {
+                let bits = load(wb.add(16 + 32 * j));
+                let lo = _mm256_maddubs_epi16(_mm256_and_si256(bits, m4), load(q8.add(64 * j)));
+                let hi = _mm256_maddubs_epi16(
+                    _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4),
+                    load(q8.add(64 * j + 32)),
+                );
+                let lo = _mm256_madd_epi16(_mm256_set1_epi16(sc[2 * j] as i16), lo);
+                let hi = _mm256_madd_epi16(_mm256_set1_epi16(sc[2 * j + 1] as i16), hi);
+                s = _mm256_add_epi32(s, _mm256_add_epi32(lo, hi));
+            }
+            acc = add_lanes(acc, d, s);
+            acc = add_lanes(acc, dmin, m);
+        }
+        hsum8(acc)
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn dot_q5k(nb: usize, w: *const u8, x: *const u8) -> f32 {
+        let m4 = _mm256_set1_epi8(0x0f);
+        let m16 = _mm256_set1_epi8(16);
+        let mut acc = _mm256_setzero_ps();
+        for i in 0..nb {
+            let (wb, xb) = (w.add(i * Q5K), x.add(i * Q8K));
+            let yd = f32_ptr(xb);
+            let (d, dmin) = (yd * f16_ptr(wb), -(yd * f16_ptr(wb.add(2))));
+            let (sc, m) = k4_block(wb, xb);
+            // High bits: bits 2j and 2j+1 of each byte belong to chunk j; shift right by 2
+            // per chunk so they are always read from bits 0 and 1.
+            let mut hb = load(wb.add(16));
+            let q8 = xb.add(Q8K_QS);
+            let mut s = _mm256_setzero_si256();
+            for j in 0..4 {
+                let bits = load(wb.add(48 + 32 * j));
+                let q_lo = _mm256_or_si256(
+                    _mm256_and_si256(bits, m4),
+                    _mm256_and_si256(_mm256_slli_epi16(hb, 4), m16),
+                );
+                let q_hi = _mm256_or_si256(
+                    _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4),
+                    _mm256_and_si256(_mm256_slli_epi16(hb, 3), m16),
+                );
+                hb = _mm256_srli_epi16(hb, 2);
+                let lo = _mm256_maddubs_epi16(q_lo, load(q8.add(64 * j)));
+                let hi = _mm256_maddubs_epi16(q_hi, load(q8.add(64 * j + 32)));
+                let lo = _mm256_madd_epi16(_mm256_set1_epi16(sc[2 * j] as i16), lo);
+                let hi = _mm256_madd_epi16(_mm256_set1_epi16(sc[2 * j + 1] as i16), hi);
+                s = _mm256_add_epi32(s, _mm256_add_epi32(lo, hi));
+            }
+            acc = add_lanes(acc, d, s);
+            acc = add_lanes(acc, dmin, m);
+        }
+        hsum8(acc)
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn dot_q6k(nb: usize, w: *const u8, x: *const u8) -> f32 {
+        let m4 = _mm256_set1_epi8(0x0f);
+        let m3 = _mm256_set1_epi8(3);
+        let masks = [pair_mask(0), pair_mask(1), pair_mask(2), pair_mask(3)];
+        let mut acc = _mm256_setzero_ps();
+        for i in 0..nb {
+            let (wb, xb) = (w.add(i * Q6K), x.add(i * Q8K));
+            let d = f32_ptr(xb) * f16_ptr(wb.add(208));
+            let sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(wb.add(192) as *const __m128i));
+            let scales = scales_halves(sc16);
+            let offset = _mm256_slli_epi32(_mm256_madd_epi16(sc16, load(xb.add(Q8K_BSUMS))), 5);
+            let q8 = xb.add(Q8K_QS);
+            let mut s = _mm256_setzero_si256();
+            for (j, sc) in scales.iter().enumerate() {
+                let ql0 = load(wb.add(64 * j));
+                let ql1 = load(wb.add(64 * j + 32));
+                let qh = load(wb.add(128 + 32 * j));
+                let q = [
+                    _mm256_or_si256(
+                        _mm256_and_si256(ql0, m4),
+                        _mm256_slli_epi16(_mm256_and_si256(qh, m3), 4),
+                    ),
+                    _mm256_or_si256(
+                        _mm256_and_si256(ql1, m4),
+                        _mm256_slli_epi16(_mm256_and_si256(qh, _mm256_set1_epi8(12)), 2),
+                    ),
+                    _mm256_or_si256(
+                        _mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4),
+                        _mm256_and_si256(qh, _mm256_set1_epi8(48)),
+                    ),
+                    _mm256_or_si256(
+                        _mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
+                        _mm256_srli_epi16(_mm256_and_si256(qh, _mm256_set1_epi8(-64)), 2),
+                    ),
+                ];
+                for (t, qt) in q.iter().enumerate() {
+                    let p = _mm256_maddubs_epi16(*qt, load(q8.add(128 * j + 32 * t)));
+                    let p = _mm256_madd_epi16(_mm256_shuffle_epi8(*sc, masks[t]), p);
+                    s = _mm256_add_epi32(s, p);
+                }
+            }
+            acc = add_lanes(acc, d, _mm256_sub_epi32(s, offset));
+        }
+        hsum8(acc)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
+    const K_TYPES: [GgmlType; 5] = [
+        GgmlType::Q2_K,
+        GgmlType::Q3_K,
+        GgmlType::Q4_K,
+        GgmlType::Q5_K,
+        GgmlType::Q6_K,
+    ];
+
+    #[test]
+    fn block_sizes_match_the_type_table() {
+        let sizes = [
+            (GgmlType::Q2_K, Q2K),
+            (GgmlType::Q3_K, Q3K),
+            (GgmlType::Q4_K, Q4K),
+        ];
+        let more = [
+            (GgmlType::Q5_K, Q5K),
+            (GgmlType::Q6_K, Q6K),
+            (GgmlType::Q8_K, Q8K),
+        ];
+        for (ty, bytes) in sizes.into_iter().chain(more) {
+            assert_eq!(ty.type_size(), bytes, "{ty}");
+            assert_eq!(ty.block_size(), QK_K, "{ty}");
+        }
+    }
+
+    #[test]
+    fn nearest_int_rounds_half_to_even() {
+        for v in [
+            -4.5f32, -3.5, -2.5, -0.5, 0.0, 0.5, 1.5, 2.5, 126.5, -127.49, 3.999, -0.4,
+        ] {
+            assert_eq!(nearest_int(v), v.round_ties_even() as i32, "{v}");
+        }
+    }
+
+    /// Random valid blocks (finite f16 scales) against a Q8_K row of random activations.
+    fn random_pair(ty: GgmlType, nb: usize, rng: &mut StdRng) -> (Vec<u8>, Vec<u8>) {
+        let mut w = vec![0u8; nb * ty.type_size()];
+        rng.fill(&mut w[..]);
+        let offsets: &[usize] = match ty {
+            GgmlType::Q2_K => &[80, 82],
+            GgmlType::Q3_K => &[108],
+            GgmlType::Q6_K => &[208],
+            _ => &[0, 2],
+        };
+        for block in w.chunks_exact_mut(ty.type_size()) {
+            for &off in offsets {
+                let d = f16::from_f32(rng.gen_range(-0.05f32..0.05));
+                block[off..off + 2].copy_from_slice(&d.to_le_bytes());
+            }
+        }
+        let x: Vec<f32> = (0..nb * QK_K)
+            .map(|_| rng.gen_range(-3.0f32..3.0))
+            .collect();
+        let mut xq = vec![0u8; nb * Q8K];
+        quantize(GgmlType::Q8_K, &x, &mut xq).unwrap();
+        (w, xq)
+    }
+
+    #[test]
+    fn avx2_and_scalar_give_identical_bits() {
+        if crate::simd::detect() != Level::Avx2 {
+            eprintln!("no AVX2 on this CPU: nothing to compare");
+            return;
+        }
+        let mut rng = StdRng::seed_from_u64(42);
+        for ty in K_TYPES {
+            for nb in [1, 2, 5, 16] {
+                for _ in 0..20 {
+                    let (w, xq) = random_pair(ty, nb, &mut rng);
+                    let n = nb * QK_K;
+                    let scalar = vec_dot_at(Level::Scalar, ty, n, &w, &xq);
+                    let fast = vec_dot_at(Level::Avx2, ty, n, &w, &xq);
+                    assert_eq!(
+                        scalar.to_bits(),
+                        fast.to_bits(),
+                        "{ty} n={n}: {scalar} vs {fast}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn extreme_quants_do_not_saturate() {
+        // All weight bits set (largest quants and scales) against ±127 activations: the
+        // i16 pair sums of `maddubs` must not saturate on any path.
+        for ty in K_TYPES {
+            let mut w = vec![0xffu8; 2 * ty.type_size()];
+            let (mut rng, nb) = (StdRng::seed_from_u64(1), 2);
+            let (w_rand, _) = random_pair(ty, nb, &mut rng);
+            // Keep the f16 scales finite: copy them from a random valid row.
+            let offsets: &[usize] = match ty {
+                GgmlType::Q2_K => &[80, 82],
+                GgmlType::Q3_K => &[108],
+                GgmlType::Q6_K => &[208],
+                _ => &[0, 2],
+            };
+            for b in 0..nb {
+                for &off in offsets {
+                    let o = b * ty.type_size() + off;
+                    w[o..o + 2].copy_from_slice(&w_rand[o..o + 2]);
+                }
+            }
+            for sign in [1.0f32, -1.0] {
+                let x = vec![sign; nb * QK_K];
+                let mut xq = vec![0u8; nb * Q8K];
+                quantize(GgmlType::Q8_K, &x, &mut xq).unwrap();
+                let n = nb * QK_K;
+                let mut wf = vec![0f32; n];
+                let mut xf = vec![0f32; n];
+                dequantize(ty, &w, &mut wf);
+                dequantize(GgmlType::Q8_K, &xq, &mut xf);
+                let want: f64 = wf.iter().zip(&xf).map(|(&a, &b)| a as f64 * b as f64).sum();
+                let mag: f64 = wf
+                    .iter()
+                    .zip(&xf)
+                    .map(|(&a, &b)| (a as f64 * b as f64).abs())
+                    .sum();
+                for level in [Level::Scalar, crate::simd::detect()] {
+                    let got = vec_dot_at(level, ty, n, &w, &xq) as f64;
+                    assert!(
+                        (got - want).abs() <= 2e-6 * mag,
+                        "{ty} {level:?}: {got} vs {want}"
+                    );
+                }
+            }
+        }
+    }
 }
