@@ -1,14 +1,232 @@
-//! (being written)
+//! F32, F16 and BF16 rows.
+//!
+//! Activations for these weights are stored in the weight's own format (an F16 weight row is
+//! multiplied by an F16 activation row, as llama.cpp does), and products are accumulated in
+//! f32. Conversions from f32 round to nearest, ties to even, like ggml.
+//!
+//! Both the scalar and the AVX2 kernels keep eight independent partial sums per lane group so
+//! the reduction order is fixed by `n` alone, never by where a row sits in a batch.
+
+use crate::simd::Level;
 use crate::{GgmlType, Result};
+use half::f16;
 
-pub(crate) fn dequantize(_ty: GgmlType, _src: &[u8], _dst: &mut [f32]) {
-    todo!()
+pub(crate) fn dequantize(ty: GgmlType, src: &[u8], dst: &mut [f32]) {
+    match ty {
+        GgmlType::F32 => {
+            for (d, s) in dst.iter_mut().zip(src.chunks_exact(4)) {
+                *d = f32::from_le_bytes([s[0], s[1], s[2], s[3]]);
+            }
+        }
+        GgmlType::F16 => {
+            for (d, s) in dst.iter_mut().zip(src.chunks_exact(2)) {
+                *d = f16::from_le_bytes([s[0], s[1]]).to_f32();
+            }
+        }
+        GgmlType::BF16 => {
+            for (d, s) in dst.iter_mut().zip(src.chunks_exact(2)) {
+                *d = bf16_to_f32(u16::from_le_bytes([s[0], s[1]]));
+            }
+        }
+        other => unreachable!("float::dequantize called with {other}"),
+    }
 }
 
-pub(crate) fn quantize(_ty: GgmlType, _src: &[f32], _dst: &mut [u8]) -> Result<()> {
-    todo!()
+pub(crate) fn quantize(ty: GgmlType, src: &[f32], dst: &mut [u8]) -> Result<()> {
+    match ty {
+        GgmlType::F32 => {
+            for (d, s) in dst.chunks_exact_mut(4).zip(src) {
+                d.copy_from_slice(&s.to_le_bytes());
+            }
+        }
+        GgmlType::F16 => {
+            for (d, s) in dst.chunks_exact_mut(2).zip(src) {
+                d.copy_from_slice(&f16::from_f32(*s).to_le_bytes());
+            }
+        }
+        GgmlType::BF16 => {
+            for (d, s) in dst.chunks_exact_mut(2).zip(src) {
+                d.copy_from_slice(&f32_to_bf16(*s).to_le_bytes());
+            }
+        }
+        other => unreachable!("float::quantize called with {other}"),
+    }
+    Ok(())
 }
 
-pub(crate) fn vec_dot(_ty: GgmlType, _n: usize, _w: &[u8], _x: &[u8]) -> f32 {
-    todo!()
+/// bf16 is the top half of an f32, so widening is exact.
+#[inline(always)]
+pub(crate) fn bf16_to_f32(bits: u16) -> f32 {
+    f32::from_bits((bits as u32) << 16)
+}
+
+/// Round to nearest even, NaN kept quiet (ggml's `GGML_FP32_TO_BF16`).
+#[inline]
+pub(crate) fn f32_to_bf16(x: f32) -> u16 {
+    let u = x.to_bits();
+    if u & 0x7fff_ffff > 0x7f80_0000 {
+        return ((u >> 16) | 64) as u16;
+    }
+    ((u + (0x7fff + ((u >> 16) & 1))) >> 16) as u16
+}
+
+#[inline]
+pub(crate) fn vec_dot(ty: GgmlType, n: usize, w: &[u8], x: &[u8]) -> f32 {
+    vec_dot_at(crate::simd::level(), ty, n, w, x)
+}
+
+/// `level` must be [`Level::Scalar`] or a level [`crate::simd::detect`] reported.
+#[inline]
+pub(crate) fn vec_dot_at(level: Level, ty: GgmlType, n: usize, w: &[u8], x: &[u8]) -> f32 {
+    let esize = ty.type_size();
+    let (w, x) = (&w[..n * esize], &x[..n * esize]);
+    match level {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `Level::Avx2` is only produced by `simd::detect`, which checked that this
+        // CPU has AVX2, FMA and F16C; the slices were cut to exactly `n` elements above.
+        Level::Avx2 => unsafe {
+            match ty {
+                GgmlType::F32 => avx2::dot_f32(n, w, x),
+                GgmlType::F16 => avx2::dot_f16(n, w, x),
+                GgmlType::BF16 => avx2::dot_bf16(n, w, x),
+                other => unreachable!("float::vec_dot called with {other}"),
+            }
+        },
+        // NEON: an aarch64 arm would dispatch to `vfmaq_f32` / `vcvt_f32_f16` kernels here.
+        _ => match ty {
+            GgmlType::F32 => dot_scalar(w, x, 4, |b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+            GgmlType::F16 => dot_scalar(w, x, 2, |b| f16::from_le_bytes([b[0], b[1]]).to_f32()),
+            GgmlType::BF16 => {
+                dot_scalar(w, x, 2, |b| bf16_to_f32(u16::from_le_bytes([b[0], b[1]])))
+            }
+            other => unreachable!("float::vec_dot called with {other}"),
+        },
+    }
+}
+
+/// Portable dot product with eight partial sums (which the compiler can keep in one vector
+/// register) folded pairwise at the end.
+#[inline(always)]
+fn dot_scalar(w: &[u8], x: &[u8], esize: usize, load: impl Fn(&[u8]) -> f32) -> f32 {
+    const LANES: usize = 8;
+    let mut acc = [0.0f32; LANES];
+    let step = LANES * esize;
+    let mut wc = w.chunks_exact(step);
+    let mut xc = x.chunks_exact(step);
+    for (wb, xb) in (&mut wc).zip(&mut xc) {
+        for l in 0..LANES {
+            let (a, b) = (load(&wb[l * esize..]), load(&xb[l * esize..]));
+            acc[l] = a.mul_add(b, acc[l]);
+        }
+    }
+    let mut tail = 0.0f32;
+    for (a, b) in wc
+        .remainder()
+        .chunks_exact(esize)
+        .zip(xc.remainder().chunks_exact(esize))
+    {
+        tail = load(a).mul_add(load(b), tail);
+    }
+    let s4 = [
+        acc[0] + acc[4],
+        acc[1] + acc[5],
+        acc[2] + acc[6],
+        acc[3] + acc[7],
+    ];
+    (s4[0] + s4[2]) + (s4[1] + s4[3]) + tail
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    //! AVX2 + FMA + F16C kernels: 32 elements per step in four independent accumulators
+    //! (FMA latency is 4 cycles, so one accumulator would stall).
+    use super::bf16_to_f32;
+    use half::f16;
+    use std::arch::x86_64::*;
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn hsum(v: __m256) -> f32 {
+        let lo = _mm256_castps256_ps128(v);
+        let hi = _mm256_extractf128_ps(v, 1);
+        let s = _mm_add_ps(lo, hi);
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        let s = _mm_add_ss(s, _mm_movehdup_ps(s));
+        _mm_cvtss_f32(s)
+    }
+
+    /// Generic body: `load(p, i)` widens 8 elements starting at element `i` of `p`.
+    #[inline(always)]
+    unsafe fn dot_body(
+        n: usize,
+        w: &[u8],
+        x: &[u8],
+        load: impl Fn(*const u8, usize) -> __m256,
+        scalar: impl Fn(&[u8], usize) -> f32,
+    ) -> f32 {
+        let (wp, xp) = (w.as_ptr(), x.as_ptr());
+        let mut acc = [_mm256_setzero_ps(); 4];
+        let mut i = 0;
+        while i + 32 <= n {
+            for (k, a) in acc.iter_mut().enumerate() {
+                *a = _mm256_fmadd_ps(load(wp, i + 8 * k), load(xp, i + 8 * k), *a);
+            }
+            i += 32;
+        }
+        while i + 8 <= n {
+            acc[0] = _mm256_fmadd_ps(load(wp, i), load(xp, i), acc[0]);
+            i += 8;
+        }
+        let v = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+        let mut sum = hsum(v);
+        while i < n {
+            sum = scalar(w, i).mul_add(scalar(x, i), sum);
+            i += 1;
+        }
+        sum
+    }
+
+    /// # Safety
+    /// The CPU has AVX2, FMA and F16C; `w` and `x` hold `n` f32 each.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn dot_f32(n: usize, w: &[u8], x: &[u8]) -> f32 {
+        dot_body(
+            n,
+            w,
+            x,
+            // SAFETY (all loads below): `dot_body` only asks for 8 elements ending at or
+            // before element `n`, and both slices hold `n` elements; loads are unaligned.
+            |p, i| unsafe { _mm256_loadu_ps(p.add(4 * i) as *const f32) },
+            |b, i| f32::from_le_bytes([b[4 * i], b[4 * i + 1], b[4 * i + 2], b[4 * i + 3]]),
+        )
+    }
+
+    /// # Safety
+    /// The CPU has AVX2, FMA and F16C; `w` and `x` hold `n` f16 each.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn dot_f16(n: usize, w: &[u8], x: &[u8]) -> f32 {
+        dot_body(
+            n,
+            w,
+            x,
+            |p, i| unsafe { _mm256_cvtph_ps(_mm_loadu_si128(p.add(2 * i) as *const __m128i)) },
+            |b, i| f16::from_le_bytes([b[2 * i], b[2 * i + 1]]).to_f32(),
+        )
+    }
+
+    /// # Safety
+    /// The CPU has AVX2, FMA and F16C; `w` and `x` hold `n` bf16 each.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn dot_bf16(n: usize, w: &[u8], x: &[u8]) -> f32 {
+        dot_body(
+            n,
+            w,
+            x,
+            |p, i| unsafe {
+                let h = _mm_loadu_si128(p.add(2 * i) as *const __m128i);
+                _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16))
+            },
+            |b, i| bf16_to_f32(u16::from_le_bytes([b[2 * i], b[2 * i + 1]])),
+        )
+    }
 }

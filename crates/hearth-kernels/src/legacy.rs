@@ -1,14 +1,468 @@
-//! (being written)
+//! The 32-element block formats: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 weights and the Q8_0 / Q8_1
+//! activation formats.
+//!
+//! Block layouts (little-endian, no padding, so blocks are read at any byte offset):
+//!
+//! | type | bytes | fields |
+//! |------|-------|--------|
+//! | Q4_0 | 18 | `d: f16`, `qs: [u8; 16]` — element `j` is the low nibble of `qs[j]`, element `j + 16` the high nibble; value `d * (q - 8)` |
+//! | Q4_1 | 20 | `d: f16`, `m: f16`, `qs: [u8; 16]` — value `d * q + m` |
+//! | Q5_0 | 22 | `d: f16`, `qh: u32`, `qs: [u8; 16]` — bit `j` of `qh` is the fifth bit of element `j`; value `d * (q - 16)` |
+//! | Q5_1 | 24 | `d: f16`, `m: f16`, `qh: u32`, `qs: [u8; 16]` — value `d * q + m` |
+//! | Q8_0 | 34 | `d: f16`, `qs: [i8; 32]` — value `d * q` |
+//! | Q8_1 | 36 | `d: f16`, `s: f16`, `qs: [i8; 32]` — value `d * q`; `s = d * Σq` so an offset weight's `m` term needs no pass over `qs` |
+//!
+//! Weight quantizers follow ggml's reference (`quantize_row_*_ref`) so test weights look like
+//! real model weights. The activation quantizers (Q8_0, Q8_1) follow what llama.cpp's x86 CPU
+//! backend runs: `d = amax / 127`, `q = round_half_even(x * (127 / amax))`. They are the same
+//! code whatever the SIMD level, so activations are bit-identical on every path.
+//!
+//! Dot products multiply integer quants first and scale once per block (`Σ q_w q_x` is exact
+//! in i32), accumulating `d_w * d_x * Σ` in f32 — the scheme llama.cpp uses.
+
+use crate::simd::Level;
 use crate::{GgmlType, Result};
+use half::f16;
 
-pub(crate) fn dequantize(_ty: GgmlType, _src: &[u8], _dst: &mut [f32]) {
-    todo!()
+const QK: usize = 32;
+
+#[inline(always)]
+fn rd_f16(b: &[u8], off: usize) -> f32 {
+    f16::from_le_bytes([b[off], b[off + 1]]).to_f32()
 }
 
-pub(crate) fn quantize(_ty: GgmlType, _src: &[f32], _dst: &mut [u8]) -> Result<()> {
-    todo!()
+#[inline(always)]
+fn rd_u32(b: &[u8], off: usize) -> u32 {
+    u32::from_le_bytes([b[off], b[off + 1], b[off + 2], b[off + 3]])
 }
 
-pub(crate) fn vec_dot(_ty: GgmlType, _n: usize, _w: &[u8], _x: &[u8]) -> f32 {
-    todo!()
+#[inline(always)]
+fn wr_f16(b: &mut [u8], off: usize, v: f32) {
+    b[off..off + 2].copy_from_slice(&f16::from_f32(v).to_le_bytes());
+}
+
+/// Unpacks the 32 integer quants of one block (`qs` at `qs_off`, optional `qh` at `qh_off`)
+/// into `q`, before any offset is subtracted.
+#[inline(always)]
+fn unpack(block: &[u8], qs_off: usize, qh: Option<u32>, q: &mut [i32; QK]) {
+    for j in 0..QK / 2 {
+        let b = block[qs_off + j];
+        q[j] = (b & 0x0f) as i32;
+        q[j + 16] = (b >> 4) as i32;
+    }
+    if let Some(qh) = qh {
+        for (j, v) in q.iter_mut().enumerate() {
+            *v |= (((qh >> j) & 1) << 4) as i32;
+        }
+    }
+}
+
+pub(crate) fn dequantize(ty: GgmlType, src: &[u8], dst: &mut [f32]) {
+    let bs = ty.type_size();
+    let mut q = [0i32; QK];
+    for (b, out) in src.chunks_exact(bs).zip(dst.chunks_exact_mut(QK)) {
+        let d = rd_f16(b, 0);
+        match ty {
+            GgmlType::Q4_0 => {
+                unpack(b, 2, None, &mut q);
+                for (o, &v) in out.iter_mut().zip(&q) {
+                    *o = (v - 8) as f32 * d;
+                }
+            }
+            GgmlType::Q4_1 => {
+                let m = rd_f16(b, 2);
+                unpack(b, 4, None, &mut q);
+                for (o, &v) in out.iter_mut().zip(&q) {
+                    // Separate multiply and add (no FMA), as ggml's reference and gguf-py do.
+                    *o = v as f32 * d + m;
+                }
+            }
+            GgmlType::Q5_0 => {
+                unpack(b, 6, Some(rd_u32(b, 2)), &mut q);
+                for (o, &v) in out.iter_mut().zip(&q) {
+                    *o = (v - 16) as f32 * d;
+                }
+            }
+            GgmlType::Q5_1 => {
+                let m = rd_f16(b, 2);
+                unpack(b, 8, Some(rd_u32(b, 4)), &mut q);
+                for (o, &v) in out.iter_mut().zip(&q) {
+                    // Separate multiply and add (no FMA), as ggml's reference and gguf-py do.
+                    *o = v as f32 * d + m;
+                }
+            }
+            GgmlType::Q8_0 | GgmlType::Q8_1 => {
+                let off = if ty == GgmlType::Q8_0 { 2 } else { 4 };
+                for (o, &v) in out.iter_mut().zip(&b[off..off + QK]) {
+                    *o = v as i8 as f32 * d;
+                }
+            }
+            other => unreachable!("legacy::dequantize called with {other}"),
+        }
+    }
+}
+
+pub(crate) fn quantize(ty: GgmlType, src: &[f32], dst: &mut [u8]) -> Result<()> {
+    let bs = ty.type_size();
+    for (x, b) in src.chunks_exact(QK).zip(dst.chunks_exact_mut(bs)) {
+        match ty {
+            GgmlType::Q4_0 => quantize_sym(x, b, 4),
+            GgmlType::Q5_0 => quantize_sym(x, b, 5),
+            GgmlType::Q4_1 => quantize_offset(x, b, 4),
+            GgmlType::Q5_1 => quantize_offset(x, b, 5),
+            GgmlType::Q8_0 => quantize_q8(x, b, false),
+            GgmlType::Q8_1 => quantize_q8(x, b, true),
+            other => unreachable!("legacy::quantize called with {other}"),
+        }
+    }
+    Ok(())
+}
+
+/// Q4_0 / Q5_0 (ggml reference): the element of largest magnitude maps exactly to the most
+/// negative code, `d = max / -2^(bits-1)`.
+fn quantize_sym(x: &[f32], b: &mut [u8], bits: u32) {
+    let half = (1 << (bits - 1)) as f32;
+    let top = (1u8 << bits) - 1;
+    let (mut amax, mut max) = (0.0f32, 0.0f32);
+    for &v in x {
+        if amax < v.abs() {
+            amax = v.abs();
+            max = v;
+        }
+    }
+    let d = max / -half;
+    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+    wr_f16(b, 0, d);
+    // `as i8` truncates toward zero like C's `(int8_t)`; the value is >= 0.5 here.
+    let code = |v: f32| ((v * id + half + 0.5) as i8 as u8).min(top);
+    pack(x, b, 0, bits, code);
+}
+
+/// Q4_1 / Q5_1 (ggml reference): codes span `[min, max]` in `2^bits - 1` steps.
+fn quantize_offset(x: &[f32], b: &mut [u8], bits: u32) {
+    let top = (1u8 << bits) - 1;
+    let (mut min, mut max) = (f32::MAX, -f32::MAX);
+    for &v in x {
+        min = if v < min { v } else { min };
+        max = if v > max { v } else { max };
+    }
+    let d = (max - min) / top as f32;
+    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+    wr_f16(b, 0, d);
+    wr_f16(b, 2, min);
+    let code = |v: f32| (((v - min) * id + 0.5) as i8 as u8).min(top);
+    pack(x, b, 2, bits, code);
+}
+
+/// Writes the nibbles (and for 5-bit types the `qh` word) after `extra` bytes that follow `d`.
+fn pack(x: &[f32], b: &mut [u8], extra: usize, bits: u32, code: impl Fn(f32) -> u8) {
+    let qs_off = 2 + extra + if bits == 5 { 4 } else { 0 };
+    let mut qh = 0u32;
+    for j in 0..QK / 2 {
+        let (c0, c1) = (code(x[j]), code(x[j + 16]));
+        b[qs_off + j] = (c0 & 0x0f) | ((c1 & 0x0f) << 4);
+        qh |= (((c0 >> 4) & 1) as u32) << j;
+        qh |= (((c1 >> 4) & 1) as u32) << (j + 16);
+    }
+    if bits == 5 {
+        let off = 2 + extra;
+        b[off..off + 4].copy_from_slice(&qh.to_le_bytes());
+    }
+}
+
+/// Q8_0 / Q8_1 as llama.cpp's x86 backend quantizes activations (see the module docs).
+fn quantize_q8(x: &[f32], b: &mut [u8], with_sum: bool) {
+    let amax = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    let d = amax / 127.0;
+    let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
+    wr_f16(b, 0, d);
+    let off = if with_sum { 4 } else { 2 };
+    let mut sum = 0i32;
+    for (o, &v) in b[off..off + QK].iter_mut().zip(x) {
+        let q = (v * id).round_ties_even() as i32;
+        sum += q;
+        *o = q as i8 as u8;
+    }
+    if with_sum {
+        wr_f16(b, 2, d * sum as f32);
+    }
+}
+
+#[inline]
+pub(crate) fn vec_dot(ty: GgmlType, n: usize, w: &[u8], x: &[u8]) -> f32 {
+    vec_dot_at(crate::simd::level(), ty, n, w, x)
+}
+
+/// `level` must be [`Level::Scalar`] or a level [`crate::simd::detect`] reported.
+#[inline]
+pub(crate) fn vec_dot_at(level: Level, ty: GgmlType, n: usize, w: &[u8], x: &[u8]) -> f32 {
+    let nb = n / QK;
+    let act = if matches!(ty, GgmlType::Q4_1 | GgmlType::Q5_1) {
+        GgmlType::Q8_1
+    } else {
+        GgmlType::Q8_0
+    };
+    // Cutting both slices to exactly `nb` blocks is what makes the unchecked SIMD loads sound.
+    let w = &w[..nb * ty.type_size()];
+    let x = &x[..nb * act.type_size()];
+    match level {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `Level::Avx2` comes only from `simd::detect`, which checked AVX2, FMA and
+        // F16C; `w` and `x` hold exactly `nb` blocks of their types (cut above).
+        Level::Avx2 => unsafe {
+            match ty {
+                GgmlType::Q4_0 => avx2::dot_q4_0_q8_0(nb, w, x),
+                GgmlType::Q4_1 => avx2::dot_q4_1_q8_1(nb, w, x),
+                GgmlType::Q5_0 => avx2::dot_q5_0_q8_0(nb, w, x),
+                GgmlType::Q5_1 => avx2::dot_q5_1_q8_1(nb, w, x),
+                GgmlType::Q8_0 => avx2::dot_q8_0_q8_0(nb, w, x),
+                other => unreachable!("legacy::vec_dot called with {other}"),
+            }
+        },
+        // NEON: an aarch64 arm goes here (`vdotq_s32` with the "dotprod" feature, else
+        // `vmull_s8` + `vpadalq_s16`), scaling once per block exactly like the scalar code.
+        _ => dot_scalar(ty, nb, w, x),
+    }
+}
+
+/// The portable reference: exact integer sum per block, then one f32 multiply-add per block.
+fn dot_scalar(ty: GgmlType, nb: usize, w: &[u8], x: &[u8]) -> f32 {
+    let (wbs, xbs) = (
+        ty.type_size(),
+        if matches!(ty, GgmlType::Q4_1 | GgmlType::Q5_1) {
+            36
+        } else {
+            34
+        },
+    );
+    let mut sum = 0.0f32;
+    let mut q = [0i32; QK];
+    for i in 0..nb {
+        let wb = &w[i * wbs..(i + 1) * wbs];
+        let xb = &x[i * xbs..(i + 1) * xbs];
+        let (dw, dx) = (rd_f16(wb, 0), rd_f16(xb, 0));
+        let xq = &xb[xbs - QK..];
+        let isum = |q: &[i32; QK], bias: i32| -> i32 {
+            q.iter()
+                .zip(xq)
+                .map(|(&a, &b)| (a - bias) * (b as i8 as i32))
+                .sum()
+        };
+        match ty {
+            GgmlType::Q4_0 => {
+                unpack(wb, 2, None, &mut q);
+                sum += isum(&q, 8) as f32 * (dw * dx);
+            }
+            GgmlType::Q5_0 => {
+                unpack(wb, 6, Some(rd_u32(wb, 2)), &mut q);
+                sum += isum(&q, 16) as f32 * (dw * dx);
+            }
+            GgmlType::Q8_0 => {
+                let s: i32 = wb[2..]
+                    .iter()
+                    .zip(xq)
+                    .map(|(&a, &b)| (a as i8 as i32) * (b as i8 as i32))
+                    .sum();
+                sum += s as f32 * (dw * dx);
+            }
+            GgmlType::Q4_1 | GgmlType::Q5_1 => {
+                if ty == GgmlType::Q4_1 {
+                    unpack(wb, 4, None, &mut q);
+                } else {
+                    unpack(wb, 8, Some(rd_u32(wb, 4)), &mut q);
+                }
+                let (mw, sx) = (rd_f16(wb, 2), rd_f16(xb, 2));
+                sum += isum(&q, 0) as f32 * (dw * dx) + mw * sx;
+            }
+            other => unreachable!("legacy::vec_dot called with {other}"),
+        }
+    }
+    sum
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    //! AVX2 kernels. Each block becomes 32 signed (or unsigned) bytes in one register;
+    //! `maddubs` multiplies u8 × i8 into i16 pairs, `madd` with ones widens to eight i32 sums,
+    //! which are converted to f32 and scaled by `d_w * d_x` with one FMA per block. Even and
+    //! odd blocks go to two accumulators so consecutive FMAs do not wait on each other.
+    use half::f16;
+    use std::arch::x86_64::*;
+
+    #[inline(always)]
+    unsafe fn f16_at(p: *const u8) -> f32 {
+        // SAFETY: callers pass a pointer to two readable bytes inside a block.
+        f16::from_bits(unsafe { (p as *const u16).read_unaligned() }.to_le()).to_f32()
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn hsum(v: __m256) -> f32 {
+        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        let s = _mm_add_ss(s, _mm_movehdup_ps(s));
+        _mm_cvtss_f32(s)
+    }
+
+    /// 16 packed bytes → 32 bytes in 0..=15: low nibbles in the low half (elements 0..16),
+    /// high nibbles in the high half (elements 16..32), matching the block layout.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn nibbles(p: *const u8) -> __m256i {
+        // SAFETY: `p` points at 16 readable bytes (a block's `qs`).
+        let t = unsafe { _mm_loadu_si128(p as *const __m128i) };
+        let both = _mm256_inserti128_si256(_mm256_castsi128_si256(t), _mm_srli_epi16(t, 4), 1);
+        _mm256_and_si256(both, _mm256_set1_epi8(0x0f))
+    }
+
+    /// Spreads the 32 bits of `qh` to 32 bytes: 0xFF where the bit is set, else 0.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn bits_to_bytes(qh: u32) -> __m256i {
+        // Byte k gets byte k/8 of qh; OR-ing every bit except bit k%8 then comparing with
+        // all-ones tests bit k%8.
+        let shuf = _mm256_set_epi64x(
+            0x0303030303030303,
+            0x0202020202020202,
+            0x0101010101010101,
+            0x0000000000000000,
+        );
+        let bytes = _mm256_shuffle_epi8(_mm256_set1_epi32(qh as i32), shuf);
+        let bytes = _mm256_or_si256(bytes, _mm256_set1_epi64x(0x7fbfdfeff7fbfdfe));
+        _mm256_cmpeq_epi8(bytes, _mm256_set1_epi64x(-1))
+    }
+
+    /// Σ over pairs of u8 × i8 → eight i32 lanes, as f32.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn dot_us8(ux: __m256i, sy: __m256i) -> __m256 {
+        let p16 = _mm256_maddubs_epi16(ux, sy);
+        _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)))
+    }
+
+    /// Σ over pairs of i8 × i8: moves x's sign onto y so `maddubs` sees |x| as unsigned.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn dot_ss8(x: __m256i, y: __m256i) -> __m256 {
+        dot_us8(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x))
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn load32(p: *const u8) -> __m256i {
+        // SAFETY: `p` points at 32 readable bytes (a block's quants).
+        unsafe { _mm256_loadu_si256(p as *const __m256i) }
+    }
+
+    /// Shared loop for weights scaled by `d` only. `quants(block)` returns the block's signed
+    /// quants; the activation format is Q8_0 (34-byte blocks).
+    ///
+    /// # Safety
+    /// The CPU has AVX2/FMA/F16C; `w` holds `nb` blocks of `wbs` bytes, `x` `nb` Q8_0 blocks.
+    #[inline(always)]
+    unsafe fn dot_sym(
+        nb: usize,
+        w: &[u8],
+        wbs: usize,
+        x: &[u8],
+        quants: impl Fn(*const u8) -> __m256i,
+    ) -> f32 {
+        let (wp, xp) = (w.as_ptr(), x.as_ptr());
+        let mut acc = [_mm256_setzero_ps(); 2];
+        for i in 0..nb {
+            // SAFETY: block `i < nb` lies inside `w` and `x` (caller's contract).
+            let (wb, xb) = unsafe { (wp.add(i * wbs), xp.add(i * 34)) };
+            // SAFETY: both blocks start with an f16 scale; x's quants follow at byte 2.
+            let (d, qy) = unsafe { (f16_at(wb) * f16_at(xb), load32(xb.add(2))) };
+            let q = dot_ss8(quants(wb), qy);
+            acc[i & 1] = _mm256_fmadd_ps(_mm256_set1_ps(d), q, acc[i & 1]);
+        }
+        hsum(_mm256_add_ps(acc[0], acc[1]))
+    }
+
+    /// Shared loop for weights with a minimum (`d * q + m`) against Q8_1 (36-byte blocks):
+    /// `Σ (d q + m) d_x q_x = d d_x Σ q q_x + m s_x`.
+    ///
+    /// # Safety
+    /// As [`dot_sym`], with `x` holding `nb` Q8_1 blocks.
+    #[inline(always)]
+    unsafe fn dot_offset(
+        nb: usize,
+        w: &[u8],
+        wbs: usize,
+        x: &[u8],
+        quants: impl Fn(*const u8) -> __m256i,
+    ) -> f32 {
+        let (wp, xp) = (w.as_ptr(), x.as_ptr());
+        let mut acc = [_mm256_setzero_ps(); 2];
+        let mut summs = 0.0f32;
+        for i in 0..nb {
+            // SAFETY: block `i < nb` lies inside `w` and `x` (caller's contract).
+            let (wb, xb) = unsafe { (wp.add(i * wbs), xp.add(i * 36)) };
+            // SAFETY: d at byte 0, m / s at byte 2, x's quants at byte 4.
+            let (d, qy) = unsafe { (f16_at(wb) * f16_at(xb), load32(xb.add(4))) };
+            summs += unsafe { f16_at(wb.add(2)) * f16_at(xb.add(2)) };
+            let q = dot_us8(quants(wb), qy);
+            acc[i & 1] = _mm256_fmadd_ps(_mm256_set1_ps(d), q, acc[i & 1]);
+        }
+        hsum(_mm256_add_ps(acc[0], acc[1])) + summs
+    }
+
+    /// # Safety
+    /// See [`dot_sym`].
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn dot_q4_0_q8_0(nb: usize, w: &[u8], x: &[u8]) -> f32 {
+        // SAFETY (closure): `b` is a Q4_0 block; its 16 nibble bytes start at byte 2.
+        unsafe {
+            dot_sym(nb, w, 18, x, |b| {
+                _mm256_sub_epi8(nibbles(b.add(2)), _mm256_set1_epi8(8))
+            })
+        }
+    }
+
+    /// # Safety
+    /// See [`dot_sym`].
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn dot_q5_0_q8_0(nb: usize, w: &[u8], x: &[u8]) -> f32 {
+        // SAFETY (closure): `b` is a Q5_0 block: qh at byte 2, nibbles at byte 6.
+        unsafe {
+            dot_sym(nb, w, 22, x, |b| {
+                let qh = (b.add(2) as *const u32).read_unaligned().to_le();
+                // Elements whose fifth bit is clear get 0xF0 OR-ed in, i.e. become q - 16
+                // as i8; elements with the bit set are q + 16 - 16 = q.
+                let hi = _mm256_andnot_si256(bits_to_bytes(qh), _mm256_set1_epi8(0xf0u8 as i8));
+                _mm256_or_si256(nibbles(b.add(6)), hi)
+            })
+        }
+    }
+
+    /// # Safety
+    /// See [`dot_sym`].
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn dot_q8_0_q8_0(nb: usize, w: &[u8], x: &[u8]) -> f32 {
+        // SAFETY (closure): `b` is a Q8_0 block: 32 quants at byte 2.
+        unsafe { dot_sym(nb, w, 34, x, |b| load32(b.add(2))) }
+    }
+
+    /// # Safety
+    /// See [`dot_offset`].
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn dot_q4_1_q8_1(nb: usize, w: &[u8], x: &[u8]) -> f32 {
+        // SAFETY (closure): `b` is a Q4_1 block: nibbles at byte 4.
+        unsafe { dot_offset(nb, w, 20, x, |b| nibbles(b.add(4))) }
+    }
+
+    /// # Safety
+    /// See [`dot_offset`].
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn dot_q5_1_q8_1(nb: usize, w: &[u8], x: &[u8]) -> f32 {
+        // SAFETY (closure): `b` is a Q5_1 block: qh at byte 4, nibbles at byte 8.
+        unsafe {
+            dot_offset(nb, w, 24, x, |b| {
+                let qh = (b.add(4) as *const u32).read_unaligned().to_le();
+                let hi = _mm256_and_si256(bits_to_bytes(qh), _mm256_set1_epi8(0x10));
+                _mm256_or_si256(nibbles(b.add(8)), hi)
+            })
+        }
+    }
 }

@@ -23,8 +23,8 @@ pub mod pool;
 pub mod simd;
 
 pub use hearth_gguf::GgmlType;
-pub use matmul::{matmul, QMatrix};
-pub use pool::ThreadPool;
+pub use matmul::{matmul, quantize_activations, QMatrix};
+pub use pool::{physical_cores, ThreadPool};
 
 /// Errors from the kernel entry points.
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +38,9 @@ pub enum Error {
     /// A byte buffer has the wrong size for its element count.
     #[error("{ty} buffer holds {got} bytes; {n} elements need {want}")]
     BadBuffer { ty: GgmlType, n: usize, got: usize, want: usize },
+    /// An activation buffer is not a whole number of rows.
+    #[error("{len} activation values are not a whole number of rows of {cols}")]
+    NotWholeRows { len: usize, cols: usize },
 }
 
 /// Result alias for this crate.
@@ -86,7 +89,7 @@ pub fn activation_type(weight: GgmlType) -> Result<GgmlType> {
 
 fn check(ty: GgmlType, n: usize, bytes: usize) -> Result<()> {
     let block = ty.block_size();
-    if n % block != 0 {
+    if !n.is_multiple_of(block) {
         return Err(Error::BadLength { ty, n, block });
     }
     let want = n / block * ty.type_size();

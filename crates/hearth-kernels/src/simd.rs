@@ -1,13 +1,74 @@
-//! Run-time SIMD level (being written).
+//! Run-time SIMD level, chosen once per process.
+//!
+//! Every kernel dispatches on [`level`]. The level never changes after the first call, which
+//! is what makes results independent of batch size and thread count (see the crate docs): two
+//! calls of [`crate::vec_dot`] on the same bytes always take the same code path.
+//!
+//! `HEARTH_SIMD=scalar` forces the portable path (for tests and for comparing against the
+//! SIMD kernels); any other value, or none, means "best available".
+
+use std::sync::OnceLock;
 
 /// The instruction set the kernels use, chosen once per process.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Level {
+    /// Portable Rust, every platform.
     Scalar,
+    /// x86-64 with AVX2, FMA and F16C (Haswell and later, Zen and later).
     Avx2,
+    // NEON: an aarch64 level would go here, detected with
+    // `std::arch::is_aarch64_feature_detected!("neon")` (and "dotprod" for `sdot`).
 }
 
 /// The level in force for this process.
 pub fn level() -> Level {
+    static LEVEL: OnceLock<Level> = OnceLock::new();
+    *LEVEL.get_or_init(|| {
+        let forced_scalar = std::env::var("HEARTH_SIMD")
+            .map(|v| v.eq_ignore_ascii_case("scalar"))
+            .unwrap_or(false);
+        if forced_scalar {
+            Level::Scalar
+        } else {
+            detect()
+        }
+    })
+}
+
+/// The best level this CPU supports, ignoring `HEARTH_SIMD`.
+pub fn detect() -> Level {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if is_x86_feature_detected!("avx2")
+            && is_x86_feature_detected!("fma")
+            && is_x86_feature_detected!("f16c")
+        {
+            return Level::Avx2;
+        }
+    }
     Level::Scalar
+}
+
+/// [`crate::vec_dot`] on an explicit level, for comparing the SIMD kernels with the portable
+/// ones in one process. Covers the float and legacy block types; returns `None` for other
+/// types, or when `level` is not [`Level::Scalar`] and this CPU does not support it.
+pub fn vec_dot_at(
+    level: Level,
+    weight: crate::GgmlType,
+    n: usize,
+    w: &[u8],
+    x: &[u8],
+) -> Option<f32> {
+    use crate::GgmlType::*;
+    if level != Level::Scalar && level != detect() {
+        return None;
+    }
+    assert_eq!(w.len(), crate::row_bytes(weight, n), "weight row size");
+    let act = crate::activation_type(weight).ok()?;
+    assert_eq!(x.len(), crate::row_bytes(act, n), "activation row size");
+    match weight {
+        F32 | F16 | BF16 => Some(crate::float::vec_dot_at(level, weight, n, w, x)),
+        Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 => Some(crate::legacy::vec_dot_at(level, weight, n, w, x)),
+        _ => None,
+    }
 }

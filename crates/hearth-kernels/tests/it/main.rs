@@ -1,0 +1,8 @@
+//! Integration tests for `hearth-kernels` (one binary; one module per concern).
+
+mod common;
+mod dot;
+mod fixtures;
+mod matmul;
+mod pool;
+mod quant;

@@ -1,0 +1,129 @@
+//! Thread pool: every index runs once, borrows work, panics propagate, overhead is small.
+
+use hearth_kernels::pool::{count_physical_cores, physical_cores};
+use hearth_kernels::ThreadPool;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+#[test]
+fn every_thread_runs_once_per_call() {
+    for n in 1..=4 {
+        let pool = ThreadPool::new(n);
+        assert_eq!(pool.n_threads(), n);
+        for _ in 0..1000 {
+            let hits: Vec<AtomicUsize> = (0..n).map(|_| AtomicUsize::new(0)).collect();
+            pool.run(|i, nt| {
+                assert_eq!(nt, n);
+                hits[i].fetch_add(1, Ordering::Relaxed);
+            });
+            assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1));
+        }
+    }
+    assert_eq!(ThreadPool::new(0).n_threads(), 1);
+}
+
+#[test]
+fn jobs_borrow_the_callers_stack() {
+    let pool = ThreadPool::new(3);
+    let input: Vec<u64> = (0..10_000).collect();
+    let mut out = [0u64; 3];
+    let slots: Vec<AtomicUsize> = (0..3).map(|_| AtomicUsize::new(0)).collect();
+    pool.run(|i, n| {
+        let chunk = &input[i * input.len() / n..(i + 1) * input.len() / n];
+        slots[i].store(chunk.iter().sum::<u64>() as usize, Ordering::Relaxed);
+    });
+    for (o, s) in out.iter_mut().zip(&slots) {
+        *o = s.load(Ordering::Relaxed) as u64;
+    }
+    assert_eq!(out.iter().sum::<u64>(), input.iter().sum::<u64>());
+}
+
+#[test]
+fn a_worker_panic_reaches_the_caller_and_the_pool_survives() {
+    let pool = ThreadPool::new(3);
+    for bad in [0, 2] {
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            pool.run(|i, _| {
+                if i == bad {
+                    panic!("job {i} failed");
+                }
+            })
+        }));
+        let msg = r.expect_err("panic must propagate");
+        let msg = msg.downcast_ref::<String>().cloned().unwrap_or_default();
+        assert_eq!(msg, format!("job {bad} failed"));
+    }
+    let count = AtomicUsize::new(0);
+    pool.run(|_, _| {
+        count.fetch_add(1, Ordering::Relaxed);
+    });
+    assert_eq!(count.load(Ordering::Relaxed), 3);
+}
+
+#[test]
+fn nested_run_does_not_deadlock() {
+    let pool = ThreadPool::new(2);
+    let count = AtomicUsize::new(0);
+    pool.run(|_, _| {
+        pool.run(|_, _| {
+            count.fetch_add(1, Ordering::Relaxed);
+        });
+    });
+    assert_eq!(count.load(Ordering::Relaxed), 4);
+}
+
+#[test]
+fn workers_wake_after_sleeping() {
+    let pool = ThreadPool::new(2);
+    let count = AtomicUsize::new(0);
+    for _ in 0..3 {
+        // Longer than the spin phase, so workers are asleep on the condition variable.
+        std::thread::sleep(Duration::from_millis(5));
+        pool.run(|_, _| {
+            count.fetch_add(1, Ordering::Relaxed);
+        });
+    }
+    assert_eq!(count.load(Ordering::Relaxed), 6);
+}
+
+#[test]
+fn physical_core_count() {
+    let two_cores_ht = "processor\t: 0\nphysical id\t: 0\ncore id\t\t: 0\n\n\
+                        processor\t: 1\nphysical id\t: 0\ncore id\t\t: 1\n\n\
+                        processor\t: 2\nphysical id\t: 0\ncore id\t\t: 0\n\n\
+                        processor\t: 3\nphysical id\t: 0\ncore id\t\t: 1\n";
+    assert_eq!(count_physical_cores(two_cores_ht), Some(2));
+    let two_sockets = "physical id\t: 0\ncore id\t: 0\n\nphysical id\t: 1\ncore id\t: 0\n";
+    assert_eq!(count_physical_cores(two_sockets), Some(2));
+    assert_eq!(
+        count_physical_cores("processor : 0\nmodel name : x\n"),
+        None
+    );
+    assert!(physical_cores() >= 1);
+}
+
+/// Per-call overhead of `run` with 2 threads. Printed (run with `--nocapture`); the assertion
+/// is loose because CI machines are shared and noisy.
+#[test]
+fn run_overhead_with_two_threads() {
+    let pool = ThreadPool::new(2);
+    let sink = AtomicUsize::new(0);
+    let calls = 20_000;
+    for _ in 0..1000 {
+        pool.run(|i, _| {
+            sink.fetch_add(i, Ordering::Relaxed);
+        });
+    }
+    let t = Instant::now();
+    for _ in 0..calls {
+        pool.run(|i, _| {
+            sink.fetch_add(i, Ordering::Relaxed);
+        });
+    }
+    let per_call = t.elapsed() / calls;
+    eprintln!("ThreadPool::run overhead, 2 threads: {per_call:?} per call");
+    assert!(
+        per_call < Duration::from_millis(1),
+        "{per_call:?} per run call"
+    );
+}

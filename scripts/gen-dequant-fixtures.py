@@ -1,0 +1,115 @@
+#!/usr/bin/env python3
+"""Writes crates/hearth-kernels/tests/data/dequant.json: dequantization fixtures from the
+`gguf` Python package (gguf-py, maintained with llama.cpp), replayed by the kernels' tests.
+
+Run by hand (not in CI) from anywhere, after `pip install gguf numpy`:
+
+    python3 scripts/gen-dequant-fixtures.py [MODEL.gguf ...]
+
+For every weight type Hearth supports it stores a few blocks of random valid bytes: random
+bytes everywhere except the f16 scale fields, which are set to finite, normal, modest values
+so that every decoded value is finite. For each model file given, it also stores the first two
+blocks of the first tensor of each supported type found in it (pass the SmolLM2 Q4_1 and the
+Gemma-3 270M Q4_K_M models to cover Q4_1, Q5_0, Q8_0, Q4_K and Q6_K on real data).
+
+Bytes are stored as hex, values as JSON numbers (each an exact f32).
+"""
+
+import argparse
+import json
+import os
+import sys
+
+import numpy as np
+from gguf import GGMLQuantizationType as T
+from gguf import GGUFReader
+from gguf.constants import GGML_QUANT_SIZES
+from gguf.quants import dequantize
+
+SEED = 20261127
+
+# Hearth's SUPPORTED list (crates/hearth-kernels/src/lib.rs), in the same order.
+SUPPORTED = ["F32", "F16", "BF16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0",
+             "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K"]
+
+# Byte offsets of the f16 scale fields inside one block (ggml-common.h).
+F16_FIELDS = {
+    "Q4_0": [0], "Q4_1": [0, 2], "Q5_0": [0], "Q5_1": [0, 2], "Q8_0": [0],
+    "Q2_K": [80, 82], "Q3_K": [108], "Q4_K": [0, 2], "Q5_K": [0, 2], "Q6_K": [208],
+}
+
+OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "crates",
+                   "hearth-kernels", "tests", "data", "dequant.json")
+
+
+def random_float_bytes(rng, name, n):
+    """Random bit patterns of a float type, excluding infinities and NaNs."""
+    if name == "F32":
+        bits = rng.integers(0, 2**32, size=n, dtype=np.uint64).astype(np.uint32)
+        exp_all_ones = (bits & 0x7F800000) == 0x7F800000
+        bits[exp_all_ones] &= np.uint32(0xBFFFFFFF)  # clear one exponent bit
+        return bits.astype("<u4").tobytes()
+    bits = rng.integers(0, 2**16, size=n, dtype=np.uint32).astype(np.uint16)
+    mask = 0x7C00 if name == "F16" else 0x7F80
+    bad = (bits & mask) == mask
+    bits[bad] &= np.uint16(~(mask & (mask >> 1)) & 0xFFFF)  # clear the top exponent bit
+    return bits.astype("<u2").tobytes()
+
+
+def random_block_bytes(rng, name, n_blocks):
+    block, size = GGML_QUANT_SIZES[T[name]]
+    raw = bytearray(rng.integers(0, 256, size=n_blocks * size, dtype=np.uint16).astype(np.uint8).tobytes())
+    for b in range(n_blocks):
+        for off in F16_FIELDS[name]:
+            # Magnitude 2^-12 .. 2^-2, random sign: normal f16 values of a realistic size.
+            mag = 2.0 ** rng.uniform(-12, -2)
+            sign = -1.0 if rng.random() < 0.5 else 1.0
+            raw[b * size + off:b * size + off + 2] = np.float16(sign * mag).tobytes()
+    return bytes(raw), n_blocks * block
+
+
+def entry(name, source, raw):
+    data = np.frombuffer(raw, dtype=np.uint8)
+    values = dequantize(data, T[name]).astype(np.float32).ravel()
+    if not np.all(np.isfinite(values)):
+        sys.exit(f"{name} from {source}: non-finite values; adjust the generator")
+    return {"type": name, "source": source, "hex": raw.hex(),
+            "values": [float(v) for v in values]}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("models", nargs="*", help="GGUF model files to take real blocks from")
+    args = ap.parse_args()
+
+    rng = np.random.default_rng(SEED)
+    entries = []
+    for name in SUPPORTED:
+        if name in ("F32", "F16", "BF16"):
+            raw = random_float_bytes(rng, name, 64)
+        else:
+            block = GGML_QUANT_SIZES[T[name]][0]
+            raw, _ = random_block_bytes(rng, name, 4 if block == 32 else 2)
+        entries.append(entry(name, "random", raw))
+
+    for path in args.models:
+        reader = GGUFReader(path)
+        seen = set()
+        for t in reader.tensors:
+            name = t.tensor_type.name
+            if name not in SUPPORTED or name in seen:
+                continue
+            seen.add(name)
+            _, size = GGML_QUANT_SIZES[t.tensor_type]
+            raw = np.asarray(t.data).view(np.uint8).ravel()[:2 * size].tobytes()
+            entries.append(entry(name, f"{os.path.basename(path)}:{t.name}", raw))
+
+    doc = {"generator": "scripts/gen-dequant-fixtures.py", "seed": SEED, "entries": entries}
+    with open(OUT, "w") as f:
+        json.dump(doc, f, separators=(",", ":"))
+        f.write("\n")
+    print(f"wrote {len(entries)} entries, {os.path.getsize(OUT)} bytes to {os.path.normpath(OUT)}")
+
+
+if __name__ == "__main__":
+    main()
