@@ -1,0 +1,60 @@
+//! Opens the real model files in `$HEARTH_TEST_MODELS_DIR` (skipped when unset) and prints how
+//! long the parse takes.
+
+use std::time::Instant;
+
+use hearth_gguf::{Gguf, Header};
+
+#[test]
+fn real_models_open_and_parse_fast() {
+    let Some(dir) = std::env::var_os("HEARTH_TEST_MODELS_DIR") else {
+        eprintln!("HEARTH_TEST_MODELS_DIR not set; skipping real-model test");
+        return;
+    };
+    let mut paths: Vec<_> = std::fs::read_dir(&dir)
+        .expect("HEARTH_TEST_MODELS_DIR is a readable directory")
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "gguf"))
+        .collect();
+    paths.sort();
+    assert!(!paths.is_empty(), "no .gguf files in {dir:?}");
+    for path in paths {
+        let t0 = Instant::now();
+        let g = Gguf::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let open_ms = t0.elapsed().as_secs_f64() * 1e3;
+        let md = g.metadata();
+        let arch = md.architecture().unwrap();
+        let n_vocab = md
+            .strings("tokenizer.ggml.tokens")
+            .map(|t| t.len())
+            .unwrap_or(0);
+        let blocks = md.u32(&format!("{arch}.block_count")).unwrap();
+        assert!(blocks > 0);
+        assert!(
+            g.tensor("token_embd.weight").is_some(),
+            "{}",
+            path.display()
+        );
+        let mut sum = 0u64;
+        for t in g.tensors() {
+            // Touch one byte per tensor so the mapping is really read.
+            sum += u64::from(g.tensor_data(t)[0]);
+        }
+        // The header alone, as the planner parses it from a ranged download.
+        let header_len = g.header().data_offset as usize;
+        let bytes = std::fs::read(&path).unwrap();
+        let t1 = Instant::now();
+        let h = Header::parse(&bytes[..header_len]).unwrap();
+        let parse_ms = t1.elapsed().as_secs_f64() * 1e3;
+        assert_eq!(&h, g.header());
+        assert_eq!(h.file_bytes_needed(), g.file_size());
+        eprintln!(
+            "{}: v{} arch {arch}, {} keys, {} tensors, vocab {n_vocab}, header {header_len} bytes; \
+             open+validate {open_ms:.1} ms, Header::parse {parse_ms:.1} ms (checksum {sum})",
+            path.file_name().unwrap().to_string_lossy(),
+            g.version(),
+            md.len(),
+            g.tensors().len(),
+        );
+    }
+}
