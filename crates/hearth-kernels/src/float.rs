@@ -116,7 +116,8 @@ fn dot_scalar(w: &[u8], x: &[u8], esize: usize, load: impl Fn(&[u8]) -> f32) -> 
     for (wb, xb) in (&mut wc).zip(&mut xc) {
         for l in 0..LANES {
             let (a, b) = (load(&wb[l * esize..]), load(&xb[l * esize..]));
-            acc[l] = a.mul_add(b, acc[l]);
+            // Not `mul_add`: without the FMA target feature that is a slow libm call.
+            acc[l] += a * b;
         }
     }
     let mut tail = 0.0f32;
@@ -125,7 +126,7 @@ fn dot_scalar(w: &[u8], x: &[u8], esize: usize, load: impl Fn(&[u8]) -> f32) -> 
         .chunks_exact(esize)
         .zip(xc.remainder().chunks_exact(esize))
     {
-        tail = load(a).mul_add(load(b), tail);
+        tail += load(a) * load(b);
     }
     let s4 = [
         acc[0] + acc[4],
@@ -180,7 +181,7 @@ mod avx2 {
         let v = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
         let mut sum = hsum(v);
         while i < n {
-            sum = scalar(w, i).mul_add(scalar(x, i), sum);
+            sum += scalar(w, i) * scalar(x, i);
             i += 1;
         }
         sum

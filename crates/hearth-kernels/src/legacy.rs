@@ -286,13 +286,15 @@ mod avx2 {
     //! `maddubs` multiplies u8 × i8 into i16 pairs, `madd` with ones widens to eight i32 sums,
     //! which are converted to f32 and scaled by `d_w * d_x` with one FMA per block. Even and
     //! odd blocks go to two accumulators so consecutive FMAs do not wait on each other.
-    use half::f16;
     use std::arch::x86_64::*;
 
-    #[inline(always)]
+    /// Reads an f16 with F16C (exact, like `half`, but without `half`'s run-time check).
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn f16_at(p: *const u8) -> f32 {
         // SAFETY: callers pass a pointer to two readable bytes inside a block.
-        f16::from_bits(unsafe { (p as *const u16).read_unaligned() }.to_le()).to_f32()
+        let bits = u16::from_le(unsafe { (p as *const u16).read_unaligned() });
+        _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
     }
 
     #[inline]
@@ -368,16 +370,29 @@ mod avx2 {
         quants: impl Fn(*const u8) -> __m256i,
     ) -> f32 {
         let (wp, xp) = (w.as_ptr(), x.as_ptr());
-        let mut acc = [_mm256_setzero_ps(); 2];
-        for i in 0..nb {
-            // SAFETY: block `i < nb` lies inside `w` and `x` (caller's contract).
-            let (wb, xb) = unsafe { (wp.add(i * wbs), xp.add(i * 34)) };
-            // SAFETY: both blocks start with an f16 scale; x's quants follow at byte 2.
-            let (d, qy) = unsafe { (f16_at(wb) * f16_at(xb), load32(xb.add(2))) };
-            let q = dot_ss8(quants(wb), qy);
-            acc[i & 1] = _mm256_fmadd_ps(_mm256_set1_ps(d), q, acc[i & 1]);
+        // `d_w * d_x` and the eight i32 partial sums (as f32) of block `i`.
+        let block = |i: usize| {
+            // SAFETY: block `i < nb` lies inside `w` and `x` (caller's contract); both start
+            // with an f16 scale and x's quants follow at byte 2.
+            unsafe {
+                let (wb, xb) = (wp.add(i * wbs), xp.add(i * 34));
+                let d = _mm256_set1_ps(f16_at(wb) * f16_at(xb));
+                (d, dot_ss8(quants(wb), load32(xb.add(2))))
+            }
+        };
+        let (mut acc0, mut acc1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        let mut i = 0;
+        while i + 2 <= nb {
+            let ((d0, q0), (d1, q1)) = (block(i), block(i + 1));
+            acc0 = _mm256_fmadd_ps(d0, q0, acc0);
+            acc1 = _mm256_fmadd_ps(d1, q1, acc1);
+            i += 2;
         }
-        hsum(_mm256_add_ps(acc[0], acc[1]))
+        if i < nb {
+            let (d0, q0) = block(i);
+            acc0 = _mm256_fmadd_ps(d0, q0, acc0);
+        }
+        hsum(_mm256_add_ps(acc0, acc1))
     }
 
     /// Shared loop for weights with a minimum (`d * q + m`) against Q8_1 (36-byte blocks):
@@ -394,18 +409,34 @@ mod avx2 {
         quants: impl Fn(*const u8) -> __m256i,
     ) -> f32 {
         let (wp, xp) = (w.as_ptr(), x.as_ptr());
-        let mut acc = [_mm256_setzero_ps(); 2];
+        // `d_w * d_x`, the i32 partial sums (as f32) and `m_w * s_x` of block `i`.
+        let block = |i: usize| {
+            // SAFETY: block `i < nb` lies inside `w` and `x` (caller's contract): d at
+            // byte 0, m / s at byte 2, x's quants at byte 4.
+            unsafe {
+                let (wb, xb) = (wp.add(i * wbs), xp.add(i * 36));
+                let d = _mm256_set1_ps(f16_at(wb) * f16_at(xb));
+                let ms = f16_at(wb.add(2)) * f16_at(xb.add(2));
+                (d, dot_us8(quants(wb), load32(xb.add(4))), ms)
+            }
+        };
+        let (mut acc0, mut acc1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
         let mut summs = 0.0f32;
-        for i in 0..nb {
-            // SAFETY: block `i < nb` lies inside `w` and `x` (caller's contract).
-            let (wb, xb) = unsafe { (wp.add(i * wbs), xp.add(i * 36)) };
-            // SAFETY: d at byte 0, m / s at byte 2, x's quants at byte 4.
-            let (d, qy) = unsafe { (f16_at(wb) * f16_at(xb), load32(xb.add(4))) };
-            summs += unsafe { f16_at(wb.add(2)) * f16_at(xb.add(2)) };
-            let q = dot_us8(quants(wb), qy);
-            acc[i & 1] = _mm256_fmadd_ps(_mm256_set1_ps(d), q, acc[i & 1]);
+        let mut i = 0;
+        while i + 2 <= nb {
+            let ((d0, q0, m0), (d1, q1, m1)) = (block(i), block(i + 1));
+            acc0 = _mm256_fmadd_ps(d0, q0, acc0);
+            acc1 = _mm256_fmadd_ps(d1, q1, acc1);
+            summs += m0;
+            summs += m1;
+            i += 2;
         }
-        hsum(_mm256_add_ps(acc[0], acc[1])) + summs
+        if i < nb {
+            let (d0, q0, m0) = block(i);
+            acc0 = _mm256_fmadd_ps(d0, q0, acc0);
+            summs += m0;
+        }
+        hsum(_mm256_add_ps(acc0, acc1)) + summs
     }
 
     /// # Safety
