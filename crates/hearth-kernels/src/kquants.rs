@@ -34,9 +34,9 @@
 //! # Quantization
 //! Q8_K follows ggml's `quantize_row_q8_K_ref` exactly (scale `-127/max` where `max` is the
 //! signed value of largest magnitude, round half to even), so activations match llama.cpp's
-//! bit for bit. The weight formats are encoded with ggml's reference ("_ref") algorithms for
-//! Q4_K and Q6_K (no importance matrix); Q2_K, Q3_K and Q5_K weights can be read but not
-//! written here.
+//! bit for bit. The weight formats are encoded with ggml's reference algorithms
+//! (`quantize_row_q*_K_ref`, no importance matrix), reproduced operation for operation so the
+//! bytes are the same; they serve tests and re-quantization tools, not the hot path.
 
 use crate::simd::Level;
 use crate::{Error, GgmlType, Result};
@@ -82,34 +82,58 @@ fn nearest_int(v: f32) -> i32 {
     (t.to_bits() & 0x007f_ffff) as i32 - 0x0040_0000
 }
 
+#[inline(always)]
+fn u32_at(b: &[u8], off: usize) -> u32 {
+    u32::from_le_bytes([b[off], b[off + 1], b[off + 2], b[off + 3]])
+}
+
+const LOW6: u32 = 0x3f3f_3f3f;
+const LOW4: u32 = 0x0f0f_0f0f;
+const LOW2: u32 = 0x0303_0303;
+
 /// The 8 six-bit scales and 8 six-bit mins of Q4_K/Q5_K, packed in 12 bytes: bytes 0..4 hold
 /// scales 0..4 (low 6 bits) and the top 2 bits of scales 4..8; bytes 4..8 the same for mins;
 /// bytes 8..12 the low 4 bits of scales 4..8 (low nibble) and mins 4..8 (high nibble).
+/// Unpacked four bytes at a time into 16 bytes (scales 0..8, then mins 0..8), the form the
+/// SIMD kernels load into one register.
 #[inline(always)]
-fn k4_scales_mins(s: &[u8]) -> ([u8; 8], [u8; 8]) {
-    let mut sc = [0u8; 8];
-    let mut mn = [0u8; 8];
-    for j in 0..4 {
-        sc[j] = s[j] & 63;
-        mn[j] = s[j + 4] & 63;
-        sc[j + 4] = (s[j + 8] & 0x0f) | ((s[j] >> 6) << 4);
-        mn[j + 4] = (s[j + 8] >> 4) | ((s[j + 4] >> 6) << 4);
-    }
-    (sc, mn)
+fn k4_unpack(s: &[u8]) -> [u32; 4] {
+    let (a0, a1, a2) = (u32_at(s, 0), u32_at(s, 4), u32_at(s, 8));
+    [
+        a0 & LOW6,
+        (a2 & LOW4) | (((a0 >> 6) & LOW2) << 4),
+        a1 & LOW6,
+        ((a2 >> 4) & LOW4) | (((a1 >> 6) & LOW2) << 4),
+    ]
 }
 
-/// The 16 six-bit Q3_K scales, minus their offset of 32. Bytes 0..8 hold the low 4 bits
+/// [`k4_unpack`] as (scales, mins).
+#[inline(always)]
+fn k4_scales_mins(s: &[u8]) -> ([u8; 8], [u8; 8]) {
+    let w = k4_unpack(s);
+    let b = |i: usize| w[i / 4].to_le_bytes()[i % 4];
+    (std::array::from_fn(b), std::array::from_fn(|i| b(8 + i)))
+}
+
+/// The 16 six-bit Q3_K scales with their +32 offset still on. Bytes 0..8 hold the low 4 bits
 /// (scales 0..8 in the low nibbles, 8..16 in the high nibbles); bytes 8..12 the top 2 bits,
-/// scale `j` at bit `2·(j/4)` of byte `8 + j%4`.
+/// scale `j` at bit `2·(j/4)` of byte `8 + j%4`. Unpacked four bytes at a time.
+#[inline(always)]
+fn q3k_unpack(s: &[u8]) -> [u32; 4] {
+    let (a0, a1, a2) = (u32_at(s, 0), u32_at(s, 4), u32_at(s, 8));
+    [
+        (a0 & LOW4) | ((a2 & LOW2) << 4),
+        (a1 & LOW4) | (((a2 >> 2) & LOW2) << 4),
+        ((a0 >> 4) & LOW4) | (((a2 >> 4) & LOW2) << 4),
+        ((a1 >> 4) & LOW4) | (((a2 >> 6) & LOW2) << 4),
+    ]
+}
+
+/// The 16 Q3_K scales, offset removed (−32..31).
 #[inline(always)]
 fn q3k_scales(s: &[u8]) -> [i8; 16] {
-    let mut out = [0i8; 16];
-    for (j, o) in out.iter_mut().enumerate() {
-        let low = if j < 8 { s[j] & 0x0f } else { s[j - 8] >> 4 };
-        let high = (s[8 + j % 4] >> (2 * (j / 4))) & 3;
-        *o = (low | (high << 4)) as i8 - 32;
-    }
-    out
+    let w = q3k_unpack(s);
+    std::array::from_fn(|j| w[j / 4].to_le_bytes()[j % 4] as i8 - 32)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -212,6 +236,11 @@ pub(crate) fn quantize(ty: GgmlType, src: &[f32], dst: &mut [u8]) -> Result<()> 
     use GgmlType::*;
     let (bytes, f): (usize, QuantBlock) = match ty {
         Q8_K => (Q8K, quant_q8k),
+        Q2_K => (Q2K, quant_q2k),
+        Q3_K => (Q3K, quant_q3k),
+        Q4_K => (Q4K, quant_q4k),
+        Q5_K => (Q5K, quant_q5k),
+        Q6_K => (Q6K, quant_q6k),
         other => return Err(Error::Unsupported(other)),
     };
     for (x, b) in src.chunks_exact(QK_K).zip(dst.chunks_exact_mut(bytes)) {
@@ -254,6 +283,426 @@ fn quant_q8k(x: &[f32], b: &mut [u8]) {
     head.copy_from_slice(&(1.0 / iscale).to_le_bytes());
 }
 
+// Weight quantizers: ggml's reference ("_ref") algorithms, step for step and in the same f32
+// operation order, so that Hearth writes the same bytes as `quantize_row_q*_K_ref`. Each
+// searches per-group scales (and mins) that minimise a weighted error, then quantizes those
+// with 4, 6 or 8 bits against the super-block `d`/`dmin`, then re-rounds the quants against
+// the scales as they will be decoded.
+
+/// Groups whose largest magnitude is below this are stored as zero (ggml's `GROUP_MAX_EPS`).
+const GROUP_MAX_EPS: f32 = 1e-15;
+
+#[inline(always)]
+fn put_f16(b: &mut [u8], off: usize, v: f32) {
+    b[off..off + 2].copy_from_slice(&f16::from_f32(v).to_le_bytes());
+}
+
+/// The signed value of largest magnitude (the first one on ties) and that magnitude.
+fn signed_max(x: &[f32]) -> (f32, f32) {
+    let (mut max, mut amax) = (0.0f32, 0.0f32);
+    for &v in x {
+        if v.abs() > amax {
+            amax = v.abs();
+            max = v;
+        }
+    }
+    (max, amax)
+}
+
+/// Scale and min for an asymmetric group `x ≈ scale·L − min` with `L` in `0..=nmax`
+/// (ggml's `make_qkx2_quants`): start from the min/max fit, then try `nstep + 1` stretched
+/// scales, solving the weighted least-squares (scale, min) for each rounding; keep the best.
+/// Returns `(scale, min)` with `min ≥ 0` meaning an offset of `−min`.
+#[allow(clippy::too_many_arguments)]
+fn fit_scale_min(
+    x: &[f32],
+    weights: &[f32],
+    nmax: i32,
+    levels: &mut [u8],
+    rmin: f32,
+    rdelta: f32,
+    nstep: i32,
+    use_mad: bool,
+) -> (f32, f32) {
+    let n = x.len();
+    let (mut min, mut max) = (x[0], x[0]);
+    let mut sum_w = weights[0];
+    let mut sum_x = sum_w * x[0];
+    for i in 1..n {
+        min = min.min(x[i]);
+        max = max.max(x[i]);
+        sum_w += weights[i];
+        sum_x += weights[i] * x[i];
+    }
+    if min > 0.0 {
+        min = 0.0;
+    }
+    if max == min {
+        levels.fill(0);
+        return (0.0, -min);
+    }
+    let err = |d: f32| if use_mad { d.abs() } else { d * d };
+    let mut iscale = nmax as f32 / (max - min);
+    let mut scale = 1.0 / iscale;
+    let mut best_error = 0.0f32;
+    for i in 0..n {
+        let l = nearest_int(iscale * (x[i] - min)).clamp(0, nmax);
+        levels[i] = l as u8;
+        best_error += weights[i] * err(scale * l as f32 + min - x[i]);
+    }
+    let mut aux = [0u8; 32];
+    for is in 0..=nstep {
+        iscale = (rmin + rdelta * is as f32 + nmax as f32) / (max - min);
+        let (mut sum_l, mut sum_l2, mut sum_xl) = (0.0f32, 0.0f32, 0.0f32);
+        for i in 0..n {
+            let l = nearest_int(iscale * (x[i] - min)).clamp(0, nmax);
+            aux[i] = l as u8;
+            let (w, l) = (weights[i], l as f32);
+            sum_l += w * l;
+            sum_l2 += w * l * l;
+            sum_xl += w * l * x[i];
+        }
+        let det = sum_w * sum_l2 - sum_l * sum_l;
+        if det > 0.0 {
+            let mut this_scale = (sum_w * sum_xl - sum_x * sum_l) / det;
+            let mut this_min = (sum_l2 * sum_x - sum_l * sum_xl) / det;
+            if this_min > 0.0 {
+                this_min = 0.0;
+                this_scale = sum_xl / sum_l2;
+            }
+            let mut cur_error = 0.0f32;
+            for i in 0..n {
+                cur_error += weights[i] * err(this_scale * aux[i] as f32 + this_min - x[i]);
+            }
+            if cur_error < best_error {
+                levels.copy_from_slice(&aux[..n]);
+                best_error = cur_error;
+                scale = this_scale;
+                min = this_min;
+            }
+        }
+    }
+    (scale, -min)
+}
+
+/// Symmetric group scale with `L` in `-nmax..nmax` stored as `L + nmax`, weighted by `x²`
+/// (ggml's `make_qx_quants` with `rmse_type = 1`): the least-squares scale for the plain
+/// rounding, then for 18 nudged scales, keeping the best.
+fn fit_scale_symmetric(x: &[f32], nmax: i32, levels: &mut [i8]) -> f32 {
+    let (max, amax) = signed_max(x);
+    if amax < GROUP_MAX_EPS {
+        levels.fill(0);
+        return 0.0;
+    }
+    let round = |iscale: f32, v: f32| nearest_int(iscale * v).clamp(-nmax, nmax - 1);
+    let mut iscale = -nmax as f32 / max;
+    let (mut sumlx, mut suml2) = (0.0f32, 0.0f32);
+    for (lv, &v) in levels.iter_mut().zip(x) {
+        let l = round(iscale, v);
+        *lv = (l + nmax) as i8;
+        let w = v * v;
+        sumlx += w * v * l as f32;
+        suml2 += w * l as f32 * l as f32;
+    }
+    let mut scale = if suml2 != 0.0 { sumlx / suml2 } else { 0.0 };
+    let mut best = scale * sumlx;
+    for is in (-9..=9).filter(|&is| is != 0) {
+        iscale = -(nmax as f32 + 0.1 * is as f32) / max;
+        let (mut sumlx, mut suml2) = (0.0f32, 0.0f32);
+        for &v in x {
+            let l = round(iscale, v) as f32;
+            let w = v * v;
+            sumlx += w * v * l;
+            suml2 += w * l * l;
+        }
+        if suml2 > 0.0 && sumlx * sumlx > best * suml2 {
+            for (lv, &v) in levels.iter_mut().zip(x) {
+                *lv = (nmax + round(iscale, v)) as i8;
+            }
+            scale = sumlx / suml2;
+            best = scale * sumlx;
+        }
+    }
+    scale
+}
+
+/// Q3_K's group scale (ggml's `make_q3_quants` with `do_rmse`): start from the plain
+/// rounding, then move single quants while that lowers the `x²`-weighted error, up to 5
+/// sweeps. Levels come back as `L + nmax`.
+fn fit_scale_q3(x: &[f32], nmax: i32, levels: &mut [i8]) -> f32 {
+    let (max, amax) = signed_max(x);
+    if amax < GROUP_MAX_EPS {
+        levels.fill(0);
+        return 0.0;
+    }
+    let iscale = -nmax as f32 / max;
+    let (mut sumlx, mut suml2) = (0.0f32, 0.0f32);
+    for (lv, &v) in levels.iter_mut().zip(x) {
+        let l = nearest_int(iscale * v).clamp(-nmax, nmax - 1);
+        *lv = l as i8;
+        let w = v * v;
+        sumlx += w * v * l as f32;
+        suml2 += w * l as f32 * l as f32;
+    }
+    for _ in 0..5 {
+        let mut changed = false;
+        for (lv, &v) in levels.iter_mut().zip(x) {
+            let w = v * v;
+            let old = *lv as f32;
+            let mut slx = sumlx - w * v * old;
+            if slx > 0.0 {
+                let mut sl2 = suml2 - w * old * old;
+                let new_l = nearest_int(v * sl2 / slx).clamp(-nmax, nmax - 1);
+                if new_l != *lv as i32 {
+                    slx += w * v * new_l as f32;
+                    sl2 += w * new_l as f32 * new_l as f32;
+                    if sl2 > 0.0 && slx * slx * suml2 > sumlx * sumlx * sl2 {
+                        *lv = new_l as i8;
+                        sumlx = slx;
+                        suml2 = sl2;
+                        changed = true;
+                    }
+                }
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    for lv in levels.iter_mut() {
+        *lv += nmax as i8;
+    }
+    if suml2 > 0.0 {
+        sumlx / suml2
+    } else {
+        0.0
+    }
+}
+
+/// Packs 2-bit levels: byte `l` of each 32-byte run holds elements `l`, `l+32`, `l+64`,
+/// `l+96` of its 128-element half, lowest bits first (Q2_K and Q3_K low bits).
+fn pack_2bit(levels: &[u8; QK_K], qs: &mut [u8]) {
+    for half in 0..2 {
+        for l in 0..32 {
+            let e = 128 * half + l;
+            qs[32 * half + l] =
+                levels[e] | (levels[e + 32] << 2) | (levels[e + 64] << 4) | (levels[e + 96] << 6);
+        }
+    }
+}
+
+fn quant_q2k(x: &[f32], b: &mut [u8]) {
+    let mut levels = [0u8; QK_K];
+    let (mut scales, mut mins) = ([0f32; 16], [0f32; 16]);
+    let mut weights = [0f32; 16];
+    for g in 0..16 {
+        let xs = &x[16 * g..16 * g + 16];
+        for (w, &v) in weights.iter_mut().zip(xs) {
+            *w = v.abs();
+        }
+        let lv = &mut levels[16 * g..16 * g + 16];
+        (scales[g], mins[g]) = fit_scale_min(xs, &weights, 3, lv, -0.5, 0.1, 15, true);
+    }
+    let max_scale = scales.iter().fold(0f32, |m, &s| if s > m { s } else { m });
+    let max_min = mins.iter().fold(0f32, |m, &s| if s > m { s } else { m });
+    b.fill(0);
+    if max_scale > 0.0 {
+        let iscale = 15.0 / max_scale;
+        for g in 0..16 {
+            b[g] = nearest_int(iscale * scales[g]) as u8;
+        }
+        put_f16(b, 80, max_scale / 15.0);
+    }
+    if max_min > 0.0 {
+        let iscale = 15.0 / max_min;
+        for g in 0..16 {
+            b[g] |= (nearest_int(iscale * mins[g]) << 4) as u8;
+        }
+        put_f16(b, 82, max_min / 15.0);
+    }
+    let (d, dmin) = (f16_at(b, 80), f16_at(b, 82));
+    for (g, &sm) in b[..16].iter().enumerate() {
+        let dl = d * (sm & 0x0f) as f32;
+        if dl == 0.0 {
+            continue;
+        }
+        let ml = dmin * (sm >> 4) as f32;
+        for e in 16 * g..16 * g + 16 {
+            levels[e] = nearest_int((x[e] + ml) / dl).clamp(0, 3) as u8;
+        }
+    }
+    pack_2bit(&levels, &mut b[16..80]);
+}
+
+fn quant_q3k(x: &[f32], b: &mut [u8]) {
+    let mut levels = [0i8; QK_K];
+    let mut scales = [0f32; 16];
+    let (mut max_scale, mut amax) = (0f32, 0f32);
+    for g in 0..16 {
+        scales[g] = fit_scale_q3(&x[16 * g..16 * g + 16], 4, &mut levels[16 * g..16 * g + 16]);
+        if scales[g].abs() > amax {
+            amax = scales[g].abs();
+            max_scale = scales[g];
+        }
+    }
+    b.fill(0);
+    if max_scale != 0.0 {
+        let iscale = -32.0 / max_scale;
+        let s = &mut b[96..108];
+        for (j, &sc) in scales.iter().enumerate() {
+            let l = ((nearest_int(iscale * sc) as i8).clamp(-32, 31) + 32) as u8;
+            if j < 8 {
+                s[j] = l & 0x0f;
+            } else {
+                s[j - 8] |= (l & 0x0f) << 4;
+            }
+            s[8 + j % 4] |= (l >> 4) << (2 * (j / 4));
+        }
+        put_f16(b, 108, 1.0 / iscale);
+    }
+    let d_all = f16_at(b, 108);
+    let sc = q3k_scales(&b[96..108]);
+    for (g, &s) in sc.iter().enumerate() {
+        let d = d_all * s as f32;
+        if d == 0.0 {
+            continue;
+        }
+        for e in 16 * g..16 * g + 16 {
+            levels[e] = (nearest_int(x[e] / d).clamp(-4, 3) + 4) as i8;
+        }
+    }
+    // High bit of element e goes to bit e/32 of hmask byte e%32; the low 2 bits as Q2_K.
+    let mut low = [0u8; QK_K];
+    for (e, &l) in levels.iter().enumerate() {
+        let l = l as u8;
+        if l > 3 {
+            b[e % 32] |= 1 << (e / 32);
+        }
+        low[e] = l & 3;
+    }
+    pack_2bit(&low, &mut b[32..96]);
+}
+
+/// Shared by Q4_K (`nmax` 15) and Q5_K (`nmax` 31): returns the final levels after packing
+/// the scales/mins into `b[4..16]` and `d`/`dmin` into `b[0..4]`.
+fn quant_k4(x: &[f32], b: &mut [u8], nmax: i32, rmin: f32, nstep: i32) -> [u8; QK_K] {
+    let mut levels = [0u8; QK_K];
+    let (mut scales, mut mins) = ([0f32; 8], [0f32; 8]);
+    let mut weights = [0f32; 32];
+    for g in 0..8 {
+        let xs = &x[32 * g..32 * g + 32];
+        let sum_x2: f32 = xs.iter().fold(0.0, |s, &v| s + v * v);
+        let av_x = (sum_x2 / 32.0).sqrt();
+        for (w, &v) in weights.iter_mut().zip(xs) {
+            *w = av_x + v.abs();
+        }
+        let lv = &mut levels[32 * g..32 * g + 32];
+        (scales[g], mins[g]) = fit_scale_min(xs, &weights, nmax, lv, rmin, 0.1, nstep, false);
+    }
+    let max_scale = scales.iter().fold(0f32, |m, &s| if s > m { s } else { m });
+    let max_min = mins.iter().fold(0f32, |m, &s| if s > m { s } else { m });
+    let inv_scale = if max_scale > 0.0 {
+        63.0 / max_scale
+    } else {
+        0.0
+    };
+    let inv_min = if max_min > 0.0 { 63.0 / max_min } else { 0.0 };
+    let s = &mut b[4..16];
+    s.fill(0);
+    for j in 0..8 {
+        let ls = (nearest_int(inv_scale * scales[j]) as u8).min(63);
+        let lm = (nearest_int(inv_min * mins[j]) as u8).min(63);
+        if j < 4 {
+            s[j] = ls;
+            s[j + 4] = lm;
+        } else {
+            s[j + 4] = (ls & 0x0f) | ((lm & 0x0f) << 4);
+            s[j - 4] |= (ls >> 4) << 6;
+            s[j] |= (lm >> 4) << 6;
+        }
+    }
+    put_f16(b, 0, max_scale / 63.0);
+    put_f16(b, 2, max_min / 63.0);
+    let (d, dmin) = (f16_at(b, 0), f16_at(b, 2));
+    let (sc, mn) = k4_scales_mins(&b[4..16]);
+    for g in 0..8 {
+        let dl = d * sc[g] as f32;
+        if dl == 0.0 {
+            continue;
+        }
+        let dm = dmin * mn[g] as f32;
+        for e in 32 * g..32 * g + 32 {
+            levels[e] = nearest_int((x[e] + dm) / dl).clamp(0, nmax) as u8;
+        }
+    }
+    levels
+}
+
+fn quant_q4k(x: &[f32], b: &mut [u8]) {
+    let levels = quant_k4(x, b, 15, -1.0, 20);
+    for half in 0..4 {
+        for l in 0..32 {
+            let e = 64 * half + l;
+            b[16 + 32 * half + l] = levels[e] | (levels[e + 32] << 4);
+        }
+    }
+}
+
+fn quant_q5k(x: &[f32], b: &mut [u8]) {
+    let levels = quant_k4(x, b, 31, -0.5, 15);
+    b[16..48].fill(0);
+    for pair in 0..4 {
+        for l in 0..32 {
+            let (lo, hi) = (levels[64 * pair + l], levels[64 * pair + 32 + l]);
+            b[16 + l] |= ((lo >> 4) << (2 * pair)) | ((hi >> 4) << (2 * pair + 1));
+            b[48 + 32 * pair + l] = (lo & 0x0f) | ((hi & 0x0f) << 4);
+        }
+    }
+}
+
+fn quant_q6k(x: &[f32], b: &mut [u8]) {
+    let mut levels = [0i8; QK_K];
+    let mut scales = [0f32; 16];
+    let (mut max_scale, mut max_abs) = (0f32, 0f32);
+    for g in 0..16 {
+        let lv = &mut levels[16 * g..16 * g + 16];
+        scales[g] = fit_scale_symmetric(&x[16 * g..16 * g + 16], 32, lv);
+        if scales[g].abs() > max_abs {
+            max_abs = scales[g].abs();
+            max_scale = scales[g];
+        }
+    }
+    b.fill(0);
+    if max_abs < GROUP_MAX_EPS {
+        return;
+    }
+    let iscale = -128.0 / max_scale;
+    put_f16(b, 208, 1.0 / iscale);
+    for g in 0..16 {
+        b[192 + g] = nearest_int(iscale * scales[g]).min(127) as i8 as u8;
+    }
+    let d_all = f16_at(b, 208);
+    for g in 0..16 {
+        let d = d_all * b[192 + g] as i8 as f32;
+        if d == 0.0 {
+            continue;
+        }
+        for e in 16 * g..16 * g + 16 {
+            levels[e] = (nearest_int(x[e] / d).clamp(-32, 31) + 32) as i8;
+        }
+    }
+    for half in 0..2 {
+        for l in 0..32 {
+            let e = 128 * half + l;
+            let q: [u8; 4] = std::array::from_fn(|t| levels[e + 32 * t] as u8);
+            b[64 * half + l] = (q[0] & 0x0f) | ((q[2] & 0x0f) << 4);
+            b[64 * half + 32 + l] = (q[1] & 0x0f) | ((q[3] & 0x0f) << 4);
+            b[128 + 32 * half + l] =
+                (q[0] >> 4) | ((q[1] >> 4) << 2) | ((q[2] >> 4) << 4) | ((q[3] >> 4) << 6);
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Dot products
 // ---------------------------------------------------------------------------------------------
@@ -278,7 +727,8 @@ pub(crate) fn vec_dot_at(level: Level, ty: GgmlType, n: usize, w: &[u8], x: &[u8
     );
     match level {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: `Level::Avx2` comes only from `simd::detect`, which checked AVX2 and FMA;
+        // SAFETY: `Level::Avx2` comes only from `simd::detect`, which checked AVX2, FMA and
+        // F16C;
         // the assertion above guarantees `nb` whole blocks in both buffers.
         Level::Avx2 => unsafe { avx2::vec_dot(ty, nb, w, x) },
         // NEON: an aarch64 kernel slots in here, keeping the 8-lane layout of the module docs.
@@ -434,9 +884,9 @@ mod avx2 {
     use std::arch::x86_64::*;
 
     /// # Safety
-    /// The CPU must support AVX2 and FMA, and `w` and `x` must hold at least `nb` blocks of
+    /// The CPU must support AVX2, FMA and F16C, and `w` and `x` must hold at least `nb` blocks of
     /// `ty` and of Q8_K respectively.
-    #[target_feature(enable = "avx2,fma")]
+    #[target_feature(enable = "avx2,fma,f16c")]
     pub(super) unsafe fn vec_dot(ty: GgmlType, nb: usize, w: &[u8], x: &[u8]) -> f32 {
         use GgmlType::*;
         let (w, x) = (w.as_ptr(), x.as_ptr());
@@ -450,27 +900,33 @@ mod avx2 {
         }
     }
 
-    #[inline]
-    #[target_feature(enable = "avx2,fma")]
+    // The helpers are `inline(always)` without their own `target_feature`: inlined into the
+    // kernels, their intrinsics compile with the kernels' features.
+
+    #[inline(always)]
     unsafe fn load(p: *const u8) -> __m256i {
         _mm256_loadu_si256(p as *const __m256i)
     }
 
-    #[inline]
-    #[target_feature(enable = "avx2,fma")]
+    /// f16 → f32 with F16C (exact, like the scalar path's `half` conversion).
+    #[inline(always)]
     unsafe fn f16_ptr(p: *const u8) -> f32 {
-        f16::from_bits(u16::from_le_bytes([*p, *p.add(1)])).to_f32()
+        let bits = u16::from_le_bytes([*p, *p.add(1)]);
+        _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
     }
 
-    #[inline]
-    #[target_feature(enable = "avx2,fma")]
+    #[inline(always)]
     unsafe fn f32_ptr(p: *const u8) -> f32 {
-        f32::from_le_bytes([*p, *p.add(1), *p.add(2), *p.add(3)])
+        f32::from_bits(u32::from_le((p as *const u32).read_unaligned()))
+    }
+
+    #[inline(always)]
+    unsafe fn words(w: [u32; 4]) -> __m128i {
+        _mm_setr_epi32(w[0] as i32, w[1] as i32, w[2] as i32, w[3] as i32)
     }
 
     /// `acc + d · float(lanes)`, multiply then add as in the scalar path.
-    #[inline]
-    #[target_feature(enable = "avx2,fma")]
+    #[inline(always)]
     unsafe fn add_lanes(acc: __m256, d: f32, lanes: __m256i) -> __m256 {
         _mm256_add_ps(
             acc,
@@ -479,36 +935,38 @@ mod avx2 {
     }
 
     /// `((a0+a4) + (a2+a6)) + ((a1+a5) + (a3+a7))`, the scalar path's `hsum8`.
-    #[inline]
-    #[target_feature(enable = "avx2,fma")]
+    #[inline(always)]
     unsafe fn hsum8(a: __m256) -> f32 {
         let t = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
         let u = _mm_add_ps(t, _mm_movehl_ps(t, t));
         _mm_cvtss_f32(_mm_add_ss(u, _mm_movehdup_ps(u)))
     }
 
-    /// Shuffle masks that spread i16 scale `2i` over the low 128 bits and `2i + 1` over the
-    /// high 128 bits of a vector whose two halves both hold the same 8 i16 scales (the
+    /// Shuffle mask that spreads i16 scale `2i` over the low 128 bits and `2i + 1` over the
+    /// high 128 bits of a vector whose two halves both hold the same 8 i16 scales (the two
     /// 16-element groups of one 32-byte chunk).
-    #[inline]
-    #[target_feature(enable = "avx2,fma")]
+    #[inline(always)]
     unsafe fn pair_mask(i: usize) -> __m256i {
         let lo = (4 * i as i16) | ((4 * i as i16 + 1) << 8);
-        let hi = lo + 0x0202;
-        _mm256_setr_m128i(_mm_set1_epi16(lo), _mm_set1_epi16(hi))
+        _mm256_setr_m128i(_mm_set1_epi16(lo), _mm_set1_epi16(lo + 0x0202))
     }
 
-    /// The weight-side 16-group values `v[0..16]` as i16, laid out for `pair_mask`:
-    /// returns (groups 0..8 in both halves, groups 8..16 in both halves).
-    #[inline]
-    #[target_feature(enable = "avx2,fma")]
+    /// Shuffle mask that spreads i16 scale `i` (of 8, in both halves) over all 16 lanes.
+    #[inline(always)]
+    unsafe fn splat_mask(i: usize) -> __m256i {
+        _mm256_set1_epi16((2 * i as i16) | ((2 * i as i16 + 1) << 8))
+    }
+
+    /// The 16-group i16 values `v16` split for `pair_mask`: (groups 0..8 in both halves,
+    /// groups 8..16 in both halves).
+    #[inline(always)]
     unsafe fn scales_halves(v16: __m256i) -> [__m256i; 2] {
         let lo = _mm256_castsi256_si128(v16);
         let hi = _mm256_extracti128_si256(v16, 1);
         [_mm256_setr_m128i(lo, lo), _mm256_setr_m128i(hi, hi)]
     }
 
-    #[target_feature(enable = "avx2,fma")]
+    #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn dot_q2k(nb: usize, w: *const u8, x: *const u8) -> f32 {
         let m3 = _mm256_set1_epi8(3);
         let m4 = _mm_set1_epi8(0x0f);
@@ -545,7 +1003,7 @@ mod avx2 {
         hsum8(acc)
     }
 
-    #[target_feature(enable = "avx2,fma")]
+    #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn dot_q3k(nb: usize, w: *const u8, x: *const u8) -> f32 {
         let m3 = _mm256_set1_epi8(3);
         let m4 = _mm256_set1_epi8(4);
@@ -554,9 +1012,9 @@ mod avx2 {
         for i in 0..nb {
             let (wb, xb) = (w.add(i * Q3K), x.add(i * Q8K));
             let d = f32_ptr(xb) * f16_ptr(wb.add(108));
-            let sc = q3k_scales(std::slice::from_raw_parts(wb.add(96), 12));
-            let sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(sc.as_ptr() as *const __m128i));
-            let scales = scales_halves(sc16);
+            let sc = words(q3k_unpack(std::slice::from_raw_parts(wb.add(96), 12)));
+            let sc = _mm_sub_epi8(sc, _mm_set1_epi8(32));
+            let scales = scales_halves(_mm256_cvtepi8_epi16(sc));
             // Inverted high bits: a clear bit means "subtract 4". Bit b of each byte is
             // consumed at step b, shifting right once per step.
             let mut nh = _mm256_xor_si256(load(wb), _mm256_set1_epi8(-1));
@@ -588,27 +1046,27 @@ mod avx2 {
         hsum8(acc)
     }
 
-    /// Scales (i16, both halves) and the `M` lanes of a Q4_K/Q5_K block.
-    #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn k4_block(wb: *const u8, xb: *const u8) -> ([u8; 8], __m256i) {
-        let (sc, mn) = k4_scales_mins(std::slice::from_raw_parts(wb.add(4), 12));
+    /// Scales (8 i16, in both halves) and the `M` lanes of a Q4_K/Q5_K block.
+    #[inline(always)]
+    unsafe fn k4_block(wb: *const u8, xb: *const u8) -> (__m256i, __m256i) {
+        let v = words(k4_unpack(std::slice::from_raw_parts(wb.add(4), 12)));
+        let scales = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(v));
         // Each min covers two 16-element groups: duplicate it into both i16 slots of a pair.
-        let mn = _mm_loadl_epi64(mn.as_ptr() as *const __m128i);
-        let dup = _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
-        let m16 = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(mn, dup));
-        (sc, _mm256_madd_epi16(m16, load(xb.add(Q8K_BSUMS))))
+        let dup = _mm_setr_epi8(8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15);
+        let m16 = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(v, dup));
+        (scales, _mm256_madd_epi16(m16, load(xb.add(Q8K_BSUMS))))
     }
 
-    #[target_feature(enable = "avx2,fma")]
+    #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn dot_q4k(nb: usize, w: *const u8, x: *const u8) -> f32 {
         let m4 = _mm256_set1_epi8(0x0f);
+        let masks: [__m256i; 8] = std::array::from_fn(|i| splat_mask(i));
         let mut acc = _mm256_setzero_ps();
         for i in 0..nb {
             let (wb, xb) = (w.add(i * Q4K), x.add(i * Q8K));
             let yd = f32_ptr(xb);
             let (d, dmin) = (yd * f16_ptr(wb), -(yd * f16_ptr(wb.add(2))));
-            let (sc, m) = k4_block(wb, xb);
+            let (scales, m) = k4_block(wb, xb);
             let q8 = xb.add(Q8K_QS);
             let mut s = _mm256_setzero_si256();
             for j in 0..4 {
@@ -618,8 +1076,8 @@ mod avx2 {
                     _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4),
                     load(q8.add(64 * j + 32)),
                 );
-                let lo = _mm256_madd_epi16(_mm256_set1_epi16(sc[2 * j] as i16), lo);
-                let hi = _mm256_madd_epi16(_mm256_set1_epi16(sc[2 * j + 1] as i16), hi);
+                let lo = _mm256_madd_epi16(_mm256_shuffle_epi8(scales, masks[2 * j]), lo);
+                let hi = _mm256_madd_epi16(_mm256_shuffle_epi8(scales, masks[2 * j + 1]), hi);
                 s = _mm256_add_epi32(s, _mm256_add_epi32(lo, hi));
             }
             acc = add_lanes(acc, d, s);
@@ -628,16 +1086,17 @@ mod avx2 {
         hsum8(acc)
     }
 
-    #[target_feature(enable = "avx2,fma")]
+    #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn dot_q5k(nb: usize, w: *const u8, x: *const u8) -> f32 {
         let m4 = _mm256_set1_epi8(0x0f);
         let m16 = _mm256_set1_epi8(16);
+        let masks: [__m256i; 8] = std::array::from_fn(|i| splat_mask(i));
         let mut acc = _mm256_setzero_ps();
         for i in 0..nb {
             let (wb, xb) = (w.add(i * Q5K), x.add(i * Q8K));
             let yd = f32_ptr(xb);
             let (d, dmin) = (yd * f16_ptr(wb), -(yd * f16_ptr(wb.add(2))));
-            let (sc, m) = k4_block(wb, xb);
+            let (scales, m) = k4_block(wb, xb);
             // High bits: bits 2j and 2j+1 of each byte belong to chunk j; shift right by 2
             // per chunk so they are always read from bits 0 and 1.
             let mut hb = load(wb.add(16));
@@ -656,8 +1115,8 @@ mod avx2 {
                 hb = _mm256_srli_epi16(hb, 2);
                 let lo = _mm256_maddubs_epi16(q_lo, load(q8.add(64 * j)));
                 let hi = _mm256_maddubs_epi16(q_hi, load(q8.add(64 * j + 32)));
-                let lo = _mm256_madd_epi16(_mm256_set1_epi16(sc[2 * j] as i16), lo);
-                let hi = _mm256_madd_epi16(_mm256_set1_epi16(sc[2 * j + 1] as i16), hi);
+                let lo = _mm256_madd_epi16(_mm256_shuffle_epi8(scales, masks[2 * j]), lo);
+                let hi = _mm256_madd_epi16(_mm256_shuffle_epi8(scales, masks[2 * j + 1]), hi);
                 s = _mm256_add_epi32(s, _mm256_add_epi32(lo, hi));
             }
             acc = add_lanes(acc, d, s);
@@ -666,7 +1125,7 @@ mod avx2 {
         hsum8(acc)
     }
 
-    #[target_feature(enable = "avx2,fma")]
+    #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn dot_q6k(nb: usize, w: *const u8, x: *const u8) -> f32 {
         let m4 = _mm256_set1_epi8(0x0f);
         let m3 = _mm256_set1_epi8(3);

@@ -271,3 +271,61 @@ fn vec_dot_agrees_with_ggml() {
         }
     }
 }
+
+#[test]
+fn weight_quantizers_write_ggml_bytes() {
+    let doc = ggml_ref();
+    let n = doc["n"].as_u64().unwrap() as usize;
+    for (name, t) in doc["types"].as_object().unwrap() {
+        let ty = ty_named(name);
+        let src = f32s(t["quant_src"].as_str().unwrap());
+        let mut got = vec![0u8; row_bytes(ty, n)];
+        quantize_row(ty, &src, &mut got).expect("weight quantization");
+        let want = hex(t["quant_out"].as_str().unwrap());
+        for (b, (g, w)) in got
+            .chunks(ty.type_size())
+            .zip(want.chunks(ty.type_size()))
+            .enumerate()
+        {
+            assert_eq!(g, w, "{name} block {b}");
+        }
+    }
+}
+
+#[test]
+fn weight_quantizers_round_trip() {
+    // Relative RMS error of quantize → dequantize on Gaussian-ish rows: a loose ceiling per
+    // type (about 1.4x what ggml's algorithms reach on this data), which a broken packing
+    // or scale would blow through.
+    let ceilings = [
+        (GgmlType::Q2_K, 0.35),
+        (GgmlType::Q3_K, 0.2),
+        (GgmlType::Q4_K, 0.11),
+    ];
+    let more = [(GgmlType::Q5_K, 0.065), (GgmlType::Q6_K, 0.045)];
+    let mut rng = StdRng::seed_from_u64(99);
+    for (ty, ceiling) in ceilings.into_iter().chain(more) {
+        let n = 8 * QK_K;
+        let mut x = random_activations(n, &mut rng);
+        x[5..300].iter_mut().for_each(|v| *v *= 0.01); // a quiet stretch
+        x[512..768].iter_mut().for_each(|v| *v = 0.0); // and a silent block
+        let mut q = vec![0u8; row_bytes(ty, n)];
+        quantize_row(ty, &x, &mut q).unwrap();
+        let back = dequant(ty, &q, n);
+        let err: f64 = x
+            .iter()
+            .zip(&back)
+            .map(|(&a, &b)| ((a - b) as f64).powi(2))
+            .sum();
+        let energy: f64 = x.iter().map(|&a| (a as f64).powi(2)).sum();
+        let rel = (err / energy).sqrt();
+        assert!(
+            rel < ceiling,
+            "{ty}: relative RMS error {rel:.4} (ceiling {ceiling})"
+        );
+        assert!(
+            back[512..768].iter().all(|&v| v == 0.0),
+            "{ty}: a zero block decodes to zeros"
+        );
+    }
+}
