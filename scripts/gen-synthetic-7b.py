@@ -1,0 +1,189 @@
+#!/usr/bin/env python3
+"""Write a synthetic Qwen2-7B-shaped Q4_K_M GGUF (random weights) for speed and memory benchmarks.
+
+A real 7B download is 4.7 GB; for measuring tokens/s and RSS only the shapes and the weight types
+matter, not the values. This writes a file with Qwen2-7B's exact tensor shapes and the types
+llama.cpp's Q4_K_M recipe picks for them:
+
+    Q6_K   output.weight, and attn_v / ffn_down in the "more bits" layers
+           (i < n/8, i >= 7n/8, or (i - n/8) % 3 == 2, the rule in llama.cpp's quantizer)
+    Q4_K   every other matrix (token_embd included)
+    F32    norms and the q/k/v biases
+
+The blocks are random but valid (finite, small f16 scales), so the model produces garbage text at
+real speed. Output is streamed block by block: memory stays far below the file size.
+
+Bench-only: never run in CI, never commit the output.
+
+    python3 scripts/gen-synthetic-7b.py --out /tmp/qwen2-7b-synthetic-q4_k_m.gguf
+    python3 scripts/gen-synthetic-7b.py --out small.gguf --n-layer 2   # quick load check
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import numpy as np
+
+import gguf
+from gguf import GGMLQuantizationType as Q
+
+# Qwen2-7B (config.json of Qwen/Qwen2-7B-Instruct).
+N_EMBD = 3584
+N_FF = 18944
+N_HEAD = 28
+N_HEAD_KV = 4
+HEAD_DIM = 128
+N_VOCAB = 152064
+N_LAYER = 28
+ROPE_BASE = 1000000.0
+EPS = 1e-6
+CTX = 32768
+
+POOL_BLOCKS = 1 << 16  # random blocks generated once per type, then streamed with rotation
+ROWS_PER_CHUNK = 64
+
+
+def use_more_bits(i: int, n: int) -> bool:
+    return i < n // 8 or i >= 7 * n // 8 or (i - n // 8) % 3 == 2
+
+
+def block_pool(rng: np.random.Generator, qtype: Q, target_std: float) -> np.ndarray:
+    """POOL_BLOCKS random valid blocks of qtype, dequantizing to roughly target_std."""
+    _, block_bytes = gguf.GGML_QUANT_SIZES[qtype]
+    raw = rng.integers(0, 256, size=(POOL_BLOCKS, block_bytes), dtype=np.uint8)
+    if qtype == Q.Q4_K:
+        # d, dmin (f16) first; value = d * scale * q - dmin * min, q in 0..15, scale/min in 0..63.
+        d = np.full(POOL_BLOCKS, target_std / 250.0, dtype=np.float32)
+        dmin = d * 7.5
+        raw[:, 0:2] = d.astype(np.float16).view(np.uint8).reshape(-1, 2)
+        raw[:, 2:4] = dmin.astype(np.float16).view(np.uint8).reshape(-1, 2)
+    elif qtype == Q.Q6_K:
+        # d (f16) last; value = d * scale * (q - 32), scale int8, q in 0..63.
+        d = np.full(POOL_BLOCKS, target_std / (74.0 * 18.5), dtype=np.float32)
+        raw[:, -2:] = d.astype(np.float16).view(np.uint8).reshape(-1, 2)
+    else:
+        raise ValueError(f"no random block layout for {qtype.name}")
+    sample = gguf.quants.dequantize(raw[:256], qtype)
+    if not np.isfinite(sample).all():
+        raise RuntimeError(f"{qtype.name} pool has non-finite values")
+    return raw
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--n-layer", type=int, default=N_LAYER, help="fewer layers for a quick check")
+    ap.add_argument("--seed", type=int, default=7)
+    args = ap.parse_args()
+    n_layer = args.n_layer
+    rng = np.random.default_rng(args.seed)
+    pools = {Q.Q4_K: block_pool(rng, Q.Q4_K, 0.02), Q.Q6_K: block_pool(rng, Q.Q6_K, 0.02)}
+
+    w = gguf.GGUFWriter(args.out, "qwen2")
+    w.add_name("hearth synthetic qwen2 7B Q4_K_M (random weights)")
+    w.add_context_length(CTX)
+    w.add_embedding_length(N_EMBD)
+    w.add_block_count(n_layer)
+    w.add_feed_forward_length(N_FF)
+    w.add_head_count(N_HEAD)
+    w.add_head_count_kv(N_HEAD_KV)
+    w.add_layer_norm_rms_eps(EPS)
+    w.add_rope_freq_base(ROPE_BASE)
+    w.add_file_type(gguf.LlamaFileType.MOSTLY_Q4_K_M)
+    w.add_quantization_version(gguf.GGML_QUANT_VERSION)
+
+    # Byte-level vocab padded to Qwen2's size with unreachable filler tokens: enough for llama.cpp
+    # and Hearth to load it and for the output matrix to have the real width.
+    b2u = {}
+    keep = list(range(33, 127)) + list(range(0xA1, 0xAD)) + list(range(0xAE, 0x100))
+    extra = 0
+    for b in range(256):
+        if b in keep:
+            b2u[b] = chr(b)
+        else:
+            b2u[b] = chr(256 + extra)
+            extra += 1
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    tokens = [b2u[b] for b in range(256)] + ["Ġt", "he", "Ġthe"]
+    n_fill = N_VOCAB - len(tokens) - len(specials)
+    tokens += [f"<filler_{i}>" for i in range(n_fill)] + specials
+    types = [1] * (N_VOCAB - len(specials)) + [3] * len(specials)
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre("qwen2")
+    w.add_token_list(tokens)
+    w.add_token_types(types)
+    w.add_token_merges(["Ġ t", "h e", "Ġt he"])
+    w.add_bos_token_id(tokens.index("<|endoftext|>"))
+    w.add_eos_token_id(tokens.index("<|im_end|>"))
+    w.add_add_bos_token(False)
+
+    # (name, ne0 = row width, rows, type); numpy shapes are (rows, ne0).
+    plan: list[tuple[str, int, int, Q]] = [("token_embd.weight", N_EMBD, N_VOCAB, Q.Q4_K)]
+    kv = N_HEAD_KV * HEAD_DIM
+    for i in range(n_layer):
+        p = f"blk.{i}."
+        more = use_more_bits(i, n_layer)
+        plan += [
+            (p + "attn_norm.weight", N_EMBD, 1, Q.F32),
+            (p + "attn_q.weight", N_EMBD, N_EMBD, Q.Q4_K),
+            (p + "attn_q.bias", N_EMBD, 1, Q.F32),
+            (p + "attn_k.weight", N_EMBD, kv, Q.Q4_K),
+            (p + "attn_k.bias", kv, 1, Q.F32),
+            (p + "attn_v.weight", N_EMBD, kv, Q.Q6_K if more else Q.Q4_K),
+            (p + "attn_v.bias", kv, 1, Q.F32),
+            (p + "attn_output.weight", N_EMBD, N_EMBD, Q.Q4_K),
+            (p + "ffn_norm.weight", N_EMBD, 1, Q.F32),
+            (p + "ffn_gate.weight", N_EMBD, N_FF, Q.Q4_K),
+            (p + "ffn_up.weight", N_EMBD, N_FF, Q.Q4_K),
+            (p + "ffn_down.weight", N_FF, N_EMBD, Q.Q6_K if more else Q.Q4_K),
+        ]
+    plan += [("output_norm.weight", N_EMBD, 1, Q.F32), ("output.weight", N_EMBD, N_VOCAB, Q.Q6_K)]
+
+    def nbytes(ne0: int, rows: int, qtype: Q) -> int:
+        be, bb = gguf.GGML_QUANT_SIZES[qtype]
+        return rows * (ne0 // be) * bb
+
+    for name, ne0, rows, qtype in plan:
+        shape = (rows, ne0) if rows > 1 else (ne0,)
+        # A non-uint8 dtype with raw_dtype makes the writer take the shape as elements, as given.
+        w.add_tensor_info(name, shape, np.dtype(np.float32), nbytes(ne0, rows, qtype), raw_dtype=qtype)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_ti_data_to_file()
+    fout = w.fout[0]
+    align = w.data_alignment
+
+    total = sum(nbytes(ne0, rows, q) for _, ne0, rows, q in plan)
+    done = 0
+    offset = 0
+    for name, ne0, rows, qtype in plan:
+        pad = (-fout.tell()) % align
+        fout.write(b"\0" * pad)
+        if qtype == Q.F32:
+            if name.endswith("norm.weight"):
+                arr = (1.0 + 0.05 * rng.standard_normal(ne0)).astype(np.float32)
+            else:
+                arr = (0.02 * rng.standard_normal(ne0)).astype(np.float32)
+            fout.write(arr.tobytes())
+            done += arr.nbytes
+            continue
+        pool = pools[qtype]
+        per_row = ne0 // gguf.GGML_QUANT_SIZES[qtype][0]
+        for r0 in range(0, rows, ROWS_PER_CHUNK):
+            n = min(ROWS_PER_CHUNK, rows - r0) * per_row
+            idx = (offset + np.arange(n)) % POOL_BLOCKS
+            offset = (offset + n * 7 + 1) % POOL_BLOCKS  # rotate so rows differ
+            chunk = pool[idx]
+            fout.write(chunk.tobytes())
+            done += chunk.nbytes
+        print(f"\r{done / total * 100:5.1f}% {name:32s}", end="", file=sys.stderr, flush=True)
+    fout.write(b"\0" * ((-fout.tell()) % align))
+    w.close()
+    print(f"\nwrote {args.out} ({os.path.getsize(args.out) / 1e9:.2f} GB)", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
