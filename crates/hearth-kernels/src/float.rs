@@ -20,7 +20,7 @@ pub(crate) fn dequantize(ty: GgmlType, src: &[u8], dst: &mut [f32]) {
         }
         GgmlType::F16 => {
             for (d, s) in dst.iter_mut().zip(src.chunks_exact(2)) {
-                *d = f16::from_le_bytes([s[0], s[1]]).to_f32();
+                *d = f16_to_f32(u16::from_le_bytes([s[0], s[1]]));
             }
         }
         GgmlType::BF16 => {
@@ -52,6 +52,25 @@ pub(crate) fn quantize(ty: GgmlType, src: &[f32], dst: &mut [u8]) -> Result<()> 
         other => unreachable!("float::quantize called with {other}"),
     }
     Ok(())
+}
+
+/// Exact f16 → f32 in portable code that inlines into the scalar loops (`half`'s
+/// conversion dispatches at run time on x86 and costs a call per value).
+#[inline(always)]
+pub(crate) fn f16_to_f32(h: u16) -> f32 {
+    let sign = ((h & 0x8000) as u32) << 16;
+    let em = (h & 0x7fff) as u32;
+    let mag = if em >= 0x7c00 {
+        // Infinity or NaN: all-ones exponent, payload moved to the top of the f32 fraction.
+        0x7f80_0000 | ((em & 0x3ff) << 13)
+    } else if em >= 0x0400 {
+        // Normal: rebias the exponent from 15 to 127.
+        (em << 13) + ((127 - 15) << 23)
+    } else {
+        // Zero or subnormal: em × 2^-24 is exact in f32.
+        (em as f32 * f32::from_bits(0x3380_0000)).to_bits()
+    };
+    f32::from_bits(sign | mag)
 }
 
 /// bf16 is the top half of an f32, so widening is exact.
@@ -95,7 +114,7 @@ pub(crate) fn vec_dot_at(level: Level, ty: GgmlType, n: usize, w: &[u8], x: &[u8
         // NEON: an aarch64 arm would dispatch to `vfmaq_f32` / `vcvt_f32_f16` kernels here.
         _ => match ty {
             GgmlType::F32 => dot_scalar(w, x, 4, |b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
-            GgmlType::F16 => dot_scalar(w, x, 2, |b| f16::from_le_bytes([b[0], b[1]]).to_f32()),
+            GgmlType::F16 => dot_scalar(w, x, 2, |b| f16_to_f32(u16::from_le_bytes([b[0], b[1]]))),
             GgmlType::BF16 => {
                 dot_scalar(w, x, 2, |b| bf16_to_f32(u16::from_le_bytes([b[0], b[1]])))
             }
@@ -141,8 +160,7 @@ fn dot_scalar(w: &[u8], x: &[u8], esize: usize, load: impl Fn(&[u8]) -> f32) -> 
 mod avx2 {
     //! AVX2 + FMA + F16C kernels: 32 elements per step in four independent accumulators
     //! (FMA latency is 4 cycles, so one accumulator would stall).
-    use super::bf16_to_f32;
-    use half::f16;
+    use super::{bf16_to_f32, f16_to_f32};
     use std::arch::x86_64::*;
 
     #[inline]
@@ -211,7 +229,7 @@ mod avx2 {
             w,
             x,
             |p, i| unsafe { _mm256_cvtph_ps(_mm_loadu_si128(p.add(2 * i) as *const __m128i)) },
-            |b, i| f16::from_le_bytes([b[2 * i], b[2 * i + 1]]).to_f32(),
+            |b, i| f16_to_f32(u16::from_le_bytes([b[2 * i], b[2 * i + 1]])),
         )
     }
 
@@ -229,5 +247,22 @@ mod avx2 {
             },
             |b, i| bf16_to_f32(u16::from_le_bytes([b[2 * i], b[2 * i + 1]])),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn f16_to_f32_is_exact_for_every_value() {
+        for h in 0..=u16::MAX {
+            let want = f16::from_bits(h).to_f32();
+            let got = f16_to_f32(h);
+            assert!(
+                got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()),
+                "{h:#06x}: {got:e} vs {want:e}"
+            );
+        }
     }
 }
