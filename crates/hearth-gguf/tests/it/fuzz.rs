@@ -157,8 +157,20 @@ pub fn check_no_panic(bytes: &[u8]) {
     }
 }
 
+/// 512 cases by default; `PROPTEST_CASES` overrides it for a long campaign.
+fn config() -> ProptestConfig {
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(512);
+    ProptestConfig {
+        cases,
+        ..ProptestConfig::default()
+    }
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+    #![proptest_config(config())]
 
     #[test]
     fn random_valid_files_round_trip(bytes in file()) {

@@ -43,14 +43,20 @@ fn real_models_open_and_parse_fast() {
         // The header alone, as the planner parses it from a ranged download.
         let header_len = g.header().data_offset as usize;
         let bytes = std::fs::read(&path).unwrap();
-        let t1 = Instant::now();
-        let h = Header::parse(&bytes[..header_len]).unwrap();
-        let parse_ms = t1.elapsed().as_secs_f64() * 1e3;
+        // Best of five, so a busy machine does not hide the parser's own speed.
+        let mut parse_ms = f64::INFINITY;
+        let mut h = None;
+        for _ in 0..5 {
+            let t1 = Instant::now();
+            h = Some(Header::parse(&bytes[..header_len]).unwrap());
+            parse_ms = parse_ms.min(t1.elapsed().as_secs_f64() * 1e3);
+        }
+        let h = h.unwrap();
         assert_eq!(&h, g.header());
         assert_eq!(h.file_bytes_needed(), g.file_size());
         eprintln!(
             "{}: v{} arch {arch}, {} keys, {} tensors, vocab {n_vocab}, header {header_len} bytes; \
-             open+validate {open_ms:.1} ms, Header::parse {parse_ms:.1} ms (checksum {sum})",
+             open+validate {open_ms:.1} ms, Header::parse {parse_ms:.1} ms (best of 5) (checksum {sum})",
             path.file_name().unwrap().to_string_lossy(),
             g.version(),
             md.len(),
