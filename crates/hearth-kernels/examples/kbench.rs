@@ -106,6 +106,34 @@ fn main() {
     if threads != 2 {
         pool_overhead(threads);
     }
+    for act in [GgmlType::Q8_0, GgmlType::Q8_1] {
+        let x = values(16 * 1536, 3);
+        let mut buf = Vec::new();
+        let reps = 2000;
+        let t = Instant::now();
+        for _ in 0..reps {
+            quantize_activations(act, &x, 1536, &mut buf).expect("quantize");
+        }
+        let per_row = t.elapsed() / (reps * 16);
+        println!(
+            "quantize_activations {}: {per_row:?} per row of 1536",
+            act.name()
+        );
+    }
+    for act in [GgmlType::Q8_0, GgmlType::Q8_1] {
+        let x = values(16 * 1536, 3);
+        let mut buf = Vec::new();
+        let reps = 2000;
+        let t = Instant::now();
+        for _ in 0..reps {
+            quantize_activations(act, &x, 1536, &mut buf).expect("quantize");
+        }
+        let per_row = t.elapsed() / (reps * 16);
+        println!(
+            "quantize_activations {}: {per_row:?} per row of 1536",
+            act.name()
+        );
+    }
     let pool = ThreadPool::new(threads);
     use GgmlType::*;
     for ty in [F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q6_K] {

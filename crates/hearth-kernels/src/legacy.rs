@@ -103,6 +103,22 @@ pub(crate) fn dequantize(ty: GgmlType, src: &[u8], dst: &mut [f32]) {
 }
 
 pub(crate) fn quantize(ty: GgmlType, src: &[f32], dst: &mut [u8]) -> Result<()> {
+    quantize_at(crate::simd::level(), ty, src, dst)
+}
+
+/// `level` must be [`Level::Scalar`] or a level [`crate::simd::detect`] reported. Every level
+/// gives the same bytes.
+pub(crate) fn quantize_at(level: Level, ty: GgmlType, src: &[f32], dst: &mut [u8]) -> Result<()> {
+    if matches!(ty, GgmlType::Q8_0 | GgmlType::Q8_1) {
+        let with_sum = ty == GgmlType::Q8_1;
+        match level {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `Level::Avx2` comes only from `simd::detect`, which checked the features.
+            Level::Avx2 => unsafe { avx2::quantize_q8_row(src, dst, with_sum) },
+            _ => quantize_q8_row(src, dst, with_sum),
+        }
+        return Ok(());
+    }
     let bs = ty.type_size();
     for (x, b) in src.chunks_exact(QK).zip(dst.chunks_exact_mut(bs)) {
         match ty {
@@ -110,8 +126,6 @@ pub(crate) fn quantize(ty: GgmlType, src: &[f32], dst: &mut [u8]) -> Result<()> 
             GgmlType::Q5_0 => quantize_sym(x, b, 5),
             GgmlType::Q4_1 => quantize_offset(x, b, 4),
             GgmlType::Q5_1 => quantize_offset(x, b, 5),
-            GgmlType::Q8_0 => quantize_q8(x, b, false),
-            GgmlType::Q8_1 => quantize_q8(x, b, true),
             other => unreachable!("legacy::quantize called with {other}"),
         }
     }
@@ -167,6 +181,14 @@ fn pack(x: &[f32], b: &mut [u8], extra: usize, bits: u32, code: impl Fn(f32) -> 
     if bits == 5 {
         let off = 2 + extra;
         b[off..off + 4].copy_from_slice(&qh.to_le_bytes());
+    }
+}
+
+/// A row of Q8_0 / Q8_1 activations, portable version.
+fn quantize_q8_row(src: &[f32], dst: &mut [u8], with_sum: bool) {
+    let bs = if with_sum { 36 } else { 34 };
+    for (x, b) in src.chunks_exact(QK).zip(dst.chunks_exact_mut(bs)) {
+        quantize_q8(x, b, with_sum);
     }
 }
 
@@ -437,6 +459,61 @@ mod avx2 {
             summs += m0;
         }
         hsum(_mm256_add_ps(acc0, acc1)) + summs
+    }
+
+    /// [`super::quantize_q8_row`] with AVX2, giving the same bytes: the maximum of |x| does
+    /// not depend on evaluation order, `d` and `1/d` are the same scalar operations, and
+    /// `x * id` rounded half-to-even (`vroundps` with `_MM_FROUND_TO_NEAREST_INT`) is what
+    /// `round_ties_even` computes; codes are within ±127 so conversion and packing are exact.
+    /// (Only non-finite inputs, which no sane activation holds, could encode differently.)
+    ///
+    /// # Safety
+    /// The CPU has AVX2, FMA and F16C; `src` holds whole blocks and `dst` their encoding.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn quantize_q8_row(src: &[f32], dst: &mut [u8], with_sum: bool) {
+        let bs = if with_sum { 36 } else { 34 };
+        let qoff = bs - 32;
+        for (x, b) in src.chunks_exact(32).zip(dst.chunks_exact_mut(bs)) {
+            // SAFETY: `x` holds 32 f32, read with unaligned loads.
+            let v: [__m256; 4] =
+                std::array::from_fn(|k| unsafe { _mm256_loadu_ps(x.as_ptr().add(8 * k)) });
+            let sign = _mm256_set1_ps(-0.0);
+            let abs = |a: __m256| _mm256_andnot_ps(sign, a);
+            let m = _mm256_max_ps(
+                _mm256_max_ps(abs(v[0]), abs(v[1])),
+                _mm256_max_ps(abs(v[2]), abs(v[3])),
+            );
+            let m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+            let m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+            let amax = _mm_cvtss_f32(_mm_max_ss(m4, _mm_movehdup_ps(m4)));
+            let d = amax / 127.0;
+            let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
+            let idv = _mm256_set1_ps(id);
+            let q: [__m256i; 4] = std::array::from_fn(|k| {
+                let r = _mm256_round_ps(
+                    _mm256_mul_ps(v[k], idv),
+                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC,
+                );
+                _mm256_cvtps_epi32(r)
+            });
+            // i32 → i16 → i8 packs interleave 128-bit lanes; the permute restores order.
+            let p01 = _mm256_packs_epi32(q[0], q[1]);
+            let p23 = _mm256_packs_epi32(q[2], q[3]);
+            let p = _mm256_packs_epi16(p01, p23);
+            let p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+            // SAFETY: `b` holds a whole block; its 32 quants start at `qoff`.
+            unsafe { _mm256_storeu_si256(b.as_mut_ptr().add(qoff) as *mut __m256i, p) };
+            b[0..2].copy_from_slice(&half::f16::from_f32(d).to_le_bytes());
+            if with_sum {
+                let s =
+                    _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
+                let s4 = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+                let s4 = _mm_add_epi32(s4, _mm_unpackhi_epi64(s4, s4));
+                let s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0b01));
+                let sum = _mm_cvtsi128_si32(s4);
+                b[2..4].copy_from_slice(&half::f16::from_f32(d * sum as f32).to_le_bytes());
+            }
+        }
     }
 
     /// # Safety

@@ -72,3 +72,28 @@ pub fn vec_dot_at(
         _ => None,
     }
 }
+
+/// [`crate::quantize_row`] on an explicit level (the activation formats Q8_0 / Q8_1 have
+/// SIMD encoders that must give the same bytes as the portable ones). Other types ignore the
+/// level. Returns `None` when this CPU does not support `level`.
+pub fn quantize_row_at(
+    level: Level,
+    ty: crate::GgmlType,
+    src: &[f32],
+    dst: &mut [u8],
+) -> Option<crate::Result<()>> {
+    use crate::GgmlType::*;
+    if level != Level::Scalar && level != detect() {
+        return None;
+    }
+    match ty {
+        Q8_0 | Q8_1 => {
+            let block = ty.block_size();
+            if !src.len().is_multiple_of(block) || dst.len() != crate::row_bytes(ty, src.len()) {
+                return Some(crate::quantize_row(ty, src, dst)); // reports the size error
+            }
+            Some(crate::legacy::quantize_at(level, ty, src, dst))
+        }
+        _ => Some(crate::quantize_row(ty, src, dst)),
+    }
+}

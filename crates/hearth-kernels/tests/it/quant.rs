@@ -1,6 +1,7 @@
 //! Quantize → dequantize round trips and the exact encodings of a few hand-made blocks.
 
 use crate::common::*;
+use hearth_kernels::simd::{self, Level};
 use hearth_kernels::{dequantize_row, quantize_row, row_bytes, Error, GgmlType};
 
 /// Largest allowed |x - x̂| for one block of `x`, from the format's step size.
@@ -195,4 +196,38 @@ fn sizes_are_checked() {
         matches!(err, Error::Unsupported(GgmlType::IQ2_XXS)),
         "{err}"
     );
+}
+
+#[test]
+fn simd_activation_encoding_matches_scalar_bytes() {
+    let mut r = rng(11);
+    for ty in [GgmlType::Q8_0, GgmlType::Q8_1] {
+        for case in 0..20 {
+            let n = 32 * 48;
+            let mut x = random_values(&mut r, n);
+            if case % 2 == 0 {
+                // Exact ties after scaling (amax 127 makes id = 1): k + 0.5 must go to even.
+                for (i, v) in x.iter_mut().enumerate() {
+                    *v = if i % 32 == 0 {
+                        127.0
+                    } else {
+                        ((i % 29) as f32 - 14.0) + 0.5
+                    };
+                }
+            }
+            let mut a = vec![0u8; row_bytes(ty, n)];
+            let mut b = a.clone();
+            simd::quantize_row_at(Level::Scalar, ty, &x, &mut a)
+                .unwrap()
+                .unwrap();
+            match simd::quantize_row_at(simd::detect(), ty, &x, &mut b) {
+                Some(res) => res.unwrap(),
+                None => return,
+            }
+            assert_eq!(a, b, "{ty} case {case}");
+            let mut c = vec![0u8; a.len()];
+            quantize_row(ty, &x, &mut c).unwrap();
+            assert_eq!(a, c, "{ty} case {case}: public quantize_row");
+        }
+    }
 }
