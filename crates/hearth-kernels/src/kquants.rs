@@ -20,12 +20,16 @@
 //! that rounding identical on every code path, each block's integer sum is kept in **8 lanes**:
 //! the term for element `e` of the block goes to lane `(e % 32) / 4`, which is where AVX2's
 //! `maddubs`/`madd` pair puts it when the block is walked in 32-byte chunks. Per block, lane
-//! `k` adds `d · S[k]` (and, for the types with mins, then `dmin · M[k]`, where
-//! `M[k] = m[2k]·bsum[2k] + m[2k+1]·bsum[2k+1]` over the sixteen 16-element groups) to an f32
-//! accumulator, as a multiply then an add (never fused); the eight accumulators are summed
-//! as `((a0+a4) + (a2+a6)) + ((a1+a5) + (a3+a7))`. The scalar path computes exactly these
-//! lanes, so the scalar and AVX2 results are bit-identical and depend only on `n` — the
-//! batch-invariance contract in the crate docs. A NEON path must keep the same lanes.
+//! `k` adds `d · S[k]` to an f32 accumulator `A[k]` and, for the types with mins, `dmin · M[k]`
+//! to a second accumulator `B[k]` (`M[k] = m[2k]·bsum[2k] + m[2k+1]·bsum[2k+1]` over the
+//! sixteen 16-element groups; two accumulators keep the loop-carried chains short), each with
+//! one fused multiply-add (`f32::mul_add`, `vfmadd`, NEON `vfmaq`: one rounding everywhere).
+//! At the end `C[k] = A[k] + B[k]` (B is zero for Q3_K and Q6_K) and the result is
+//! `((C0+C4) + (C2+C6)) + ((C1+C5) + (C3+C7))`. The scalar path computes exactly these lanes,
+//! so the scalar and AVX2 results are bit-identical and depend only on `n` — the
+//! batch-invariance contract in the crate docs. A NEON path must keep the same lanes. (On
+//! x86 builds without FMA, `mul_add` in the scalar path is a libm call; that path only runs
+//! when forced or on pre-2013 CPUs.)
 //!
 //! Q6_K's quants are stored with a +32 offset; both paths multiply the unsigned quants and
 //! subtract `32 · (s[2k]·bsum[2k] + s[2k+1]·bsum[2k+1])` from lane `k`, so they rely on the
@@ -55,8 +59,15 @@ const Q8K: usize = 292;
 type DequantBlock = fn(&[u8], &mut [f32]);
 /// Encodes 256 floats into one block.
 type QuantBlock = fn(&[f32], &mut [u8]);
-/// Adds one (weight block, Q8_K block) pair to the 8 f32 lanes.
-type DotBlock = fn(&[u8], &[u8], &mut [f32; 8]);
+/// The two sets of 8 f32 lanes of a dot product: scaled quant sums and min terms.
+#[derive(Default)]
+struct Acc {
+    s: [f32; 8],
+    m: [f32; 8],
+}
+
+/// Adds one (weight block, Q8_K block) pair to the lanes.
+type DotBlock = fn(&[u8], &[u8], &mut Acc);
 
 /// Offsets inside a Q8_K block.
 const Q8K_QS: usize = 4;
@@ -749,11 +760,11 @@ pub(crate) fn vec_dot_scalar(ty: GgmlType, n: usize, w: &[u8], x: &[u8]) -> f32 
         // `activation_type` admits only the five weight formats above.
         other => unreachable!("kquants::vec_dot on {other}"),
     };
-    let mut acc = [0.0f32; 8];
+    let mut acc = Acc::default();
     for (wb, xb) in w.chunks_exact(bytes).zip(x.chunks_exact(Q8K)).take(nb) {
         block(wb, xb, &mut acc);
     }
-    hsum8(&acc)
+    hsum8(&std::array::from_fn(|k| acc.s[k] + acc.m[k]))
 }
 
 /// The fixed final reduction of the 8 f32 lanes (the order AVX2's halving sum produces).
@@ -795,11 +806,11 @@ fn lane_group_sums(m16: &[i32; 16], xb: &[u8]) -> [i32; 8] {
 #[inline(always)]
 fn add_lanes(acc: &mut [f32; 8], d: f32, lanes: &[i32; 8]) {
     for (a, &l) in acc.iter_mut().zip(lanes) {
-        *a += d * l as f32;
+        *a = d.mul_add(l as f32, *a);
     }
 }
 
-fn dot_block_q2k(wb: &[u8], xb: &[u8], acc: &mut [f32; 8]) {
+fn dot_block_q2k(wb: &[u8], xb: &[u8], acc: &mut Acc) {
     let yd = f32_at(xb, 0);
     let (d, dmin) = (yd * f16_at(wb, 80), -(yd * f16_at(wb, 82)));
     let mut q = [0i8; QK_K];
@@ -808,11 +819,11 @@ fn dot_block_q2k(wb: &[u8], xb: &[u8], acc: &mut [f32; 8]) {
     }
     let sc16: [i32; 16] = std::array::from_fn(|g| (wb[g] & 0x0f) as i32);
     let m16: [i32; 16] = std::array::from_fn(|g| (wb[g] >> 4) as i32);
-    add_lanes(acc, d, &lane_sums(&q, &xb[Q8K_QS..], &sc16));
-    add_lanes(acc, dmin, &lane_group_sums(&m16, xb));
+    add_lanes(&mut acc.s, d, &lane_sums(&q, &xb[Q8K_QS..], &sc16));
+    add_lanes(&mut acc.m, dmin, &lane_group_sums(&m16, xb));
 }
 
-fn dot_block_q3k(wb: &[u8], xb: &[u8], acc: &mut [f32; 8]) {
+fn dot_block_q3k(wb: &[u8], xb: &[u8], acc: &mut Acc) {
     let d = f32_at(xb, 0) * f16_at(wb, 108);
     let mut q = [0i8; QK_K];
     for (e, v) in q.iter_mut().enumerate() {
@@ -823,10 +834,10 @@ fn dot_block_q3k(wb: &[u8], xb: &[u8], acc: &mut [f32; 8]) {
     }
     let sc = q3k_scales(&wb[96..108]);
     let sc16: [i32; 16] = std::array::from_fn(|g| sc[g] as i32);
-    add_lanes(acc, d, &lane_sums(&q, &xb[Q8K_QS..], &sc16));
+    add_lanes(&mut acc.s, d, &lane_sums(&q, &xb[Q8K_QS..], &sc16));
 }
 
-fn dot_block_q4k(wb: &[u8], xb: &[u8], acc: &mut [f32; 8]) {
+fn dot_block_q4k(wb: &[u8], xb: &[u8], acc: &mut Acc) {
     let yd = f32_at(xb, 0);
     let (d, dmin) = (yd * f16_at(wb, 0), -(yd * f16_at(wb, 2)));
     let (sc, mn) = k4_scales_mins(&wb[4..16]);
@@ -836,11 +847,11 @@ fn dot_block_q4k(wb: &[u8], xb: &[u8], acc: &mut [f32; 8]) {
     }
     let sc16: [i32; 16] = std::array::from_fn(|g| sc[g / 2] as i32);
     let m16: [i32; 16] = std::array::from_fn(|g| mn[g / 2] as i32);
-    add_lanes(acc, d, &lane_sums(&q, &xb[Q8K_QS..], &sc16));
-    add_lanes(acc, dmin, &lane_group_sums(&m16, xb));
+    add_lanes(&mut acc.s, d, &lane_sums(&q, &xb[Q8K_QS..], &sc16));
+    add_lanes(&mut acc.m, dmin, &lane_group_sums(&m16, xb));
 }
 
-fn dot_block_q5k(wb: &[u8], xb: &[u8], acc: &mut [f32; 8]) {
+fn dot_block_q5k(wb: &[u8], xb: &[u8], acc: &mut Acc) {
     let yd = f32_at(xb, 0);
     let (d, dmin) = (yd * f16_at(wb, 0), -(yd * f16_at(wb, 2)));
     let (sc, mn) = k4_scales_mins(&wb[4..16]);
@@ -852,11 +863,11 @@ fn dot_block_q5k(wb: &[u8], xb: &[u8], acc: &mut [f32; 8]) {
     }
     let sc16: [i32; 16] = std::array::from_fn(|g| sc[g / 2] as i32);
     let m16: [i32; 16] = std::array::from_fn(|g| mn[g / 2] as i32);
-    add_lanes(acc, d, &lane_sums(&q, &xb[Q8K_QS..], &sc16));
-    add_lanes(acc, dmin, &lane_group_sums(&m16, xb));
+    add_lanes(&mut acc.s, d, &lane_sums(&q, &xb[Q8K_QS..], &sc16));
+    add_lanes(&mut acc.m, dmin, &lane_group_sums(&m16, xb));
 }
 
-fn dot_block_q6k(wb: &[u8], xb: &[u8], acc: &mut [f32; 8]) {
+fn dot_block_q6k(wb: &[u8], xb: &[u8], acc: &mut Acc) {
     let d = f32_at(xb, 0) * f16_at(wb, 208);
     let (ql, qh) = (&wb[0..128], &wb[128..192]);
     // Unsigned quants (0..63) as the SIMD path multiplies them; the +32 offset comes off
@@ -871,7 +882,7 @@ fn dot_block_q6k(wb: &[u8], xb: &[u8], acc: &mut [f32; 8]) {
     for (s, o) in s.iter_mut().zip(offset) {
         *s -= o << 5;
     }
-    add_lanes(acc, d, &s);
+    add_lanes(&mut acc.s, d, &s);
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -925,13 +936,10 @@ mod avx2 {
         _mm_setr_epi32(w[0] as i32, w[1] as i32, w[2] as i32, w[3] as i32)
     }
 
-    /// `acc + d · float(lanes)`, multiply then add as in the scalar path.
+    /// `acc + d · float(lanes)`, fused as in the scalar path.
     #[inline(always)]
     unsafe fn add_lanes(acc: __m256, d: f32, lanes: __m256i) -> __m256 {
-        _mm256_add_ps(
-            acc,
-            _mm256_mul_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(lanes)),
-        )
+        _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(lanes), acc)
     }
 
     /// `((a0+a4) + (a2+a6)) + ((a1+a5) + (a3+a7))`, the scalar path's `hsum8`.
@@ -971,7 +979,7 @@ mod avx2 {
         let m3 = _mm256_set1_epi8(3);
         let m4 = _mm_set1_epi8(0x0f);
         let masks = [pair_mask(0), pair_mask(1), pair_mask(2), pair_mask(3)];
-        let mut acc = _mm256_setzero_ps();
+        let (mut acc, mut acc_m) = (_mm256_setzero_ps(), _mm256_setzero_ps());
         for i in 0..nb {
             let (wb, xb) = (w.add(i * Q2K), x.add(i * Q8K));
             let yd = f32_ptr(xb);
@@ -998,9 +1006,9 @@ mod avx2 {
                 }
             }
             acc = add_lanes(acc, d, s);
-            acc = add_lanes(acc, dmin, m);
+            acc_m = add_lanes(acc_m, dmin, m);
         }
-        hsum8(acc)
+        hsum8(_mm256_add_ps(acc, acc_m))
     }
 
     #[target_feature(enable = "avx2,fma,f16c")]
@@ -1008,7 +1016,7 @@ mod avx2 {
         let m3 = _mm256_set1_epi8(3);
         let m4 = _mm256_set1_epi8(4);
         let masks = [pair_mask(0), pair_mask(1), pair_mask(2), pair_mask(3)];
-        let mut acc = _mm256_setzero_ps();
+        let (mut acc, acc_m) = (_mm256_setzero_ps(), _mm256_setzero_ps());
         for i in 0..nb {
             let (wb, xb) = (w.add(i * Q3K), x.add(i * Q8K));
             let d = f32_ptr(xb) * f16_ptr(wb.add(108));
@@ -1043,7 +1051,7 @@ mod avx2 {
             }
             acc = add_lanes(acc, d, s);
         }
-        hsum8(acc)
+        hsum8(_mm256_add_ps(acc, acc_m))
     }
 
     /// Scales (8 i16, in both halves) and the `M` lanes of a Q4_K/Q5_K block.
@@ -1061,7 +1069,7 @@ mod avx2 {
     unsafe fn dot_q4k(nb: usize, w: *const u8, x: *const u8) -> f32 {
         let m4 = _mm256_set1_epi8(0x0f);
         let masks: [__m256i; 8] = std::array::from_fn(|i| splat_mask(i));
-        let mut acc = _mm256_setzero_ps();
+        let (mut acc, mut acc_m) = (_mm256_setzero_ps(), _mm256_setzero_ps());
         for i in 0..nb {
             let (wb, xb) = (w.add(i * Q4K), x.add(i * Q8K));
             let yd = f32_ptr(xb);
@@ -1081,9 +1089,9 @@ mod avx2 {
                 s = _mm256_add_epi32(s, _mm256_add_epi32(lo, hi));
             }
             acc = add_lanes(acc, d, s);
-            acc = add_lanes(acc, dmin, m);
+            acc_m = add_lanes(acc_m, dmin, m);
         }
-        hsum8(acc)
+        hsum8(_mm256_add_ps(acc, acc_m))
     }
 
     #[target_feature(enable = "avx2,fma,f16c")]
@@ -1091,7 +1099,7 @@ mod avx2 {
         let m4 = _mm256_set1_epi8(0x0f);
         let m16 = _mm256_set1_epi8(16);
         let masks: [__m256i; 8] = std::array::from_fn(|i| splat_mask(i));
-        let mut acc = _mm256_setzero_ps();
+        let (mut acc, mut acc_m) = (_mm256_setzero_ps(), _mm256_setzero_ps());
         for i in 0..nb {
             let (wb, xb) = (w.add(i * Q5K), x.add(i * Q8K));
             let yd = f32_ptr(xb);
@@ -1120,9 +1128,9 @@ mod avx2 {
                 s = _mm256_add_epi32(s, _mm256_add_epi32(lo, hi));
             }
             acc = add_lanes(acc, d, s);
-            acc = add_lanes(acc, dmin, m);
+            acc_m = add_lanes(acc_m, dmin, m);
         }
-        hsum8(acc)
+        hsum8(_mm256_add_ps(acc, acc_m))
     }
 
     #[target_feature(enable = "avx2,fma,f16c")]
@@ -1130,7 +1138,7 @@ mod avx2 {
         let m4 = _mm256_set1_epi8(0x0f);
         let m3 = _mm256_set1_epi8(3);
         let masks = [pair_mask(0), pair_mask(1), pair_mask(2), pair_mask(3)];
-        let mut acc = _mm256_setzero_ps();
+        let (mut acc, acc_m) = (_mm256_setzero_ps(), _mm256_setzero_ps());
         for i in 0..nb {
             let (wb, xb) = (w.add(i * Q6K), x.add(i * Q8K));
             let d = f32_ptr(xb) * f16_ptr(wb.add(208));
@@ -1169,7 +1177,7 @@ mod avx2 {
             }
             acc = add_lanes(acc, d, _mm256_sub_epi32(s, offset));
         }
-        hsum8(acc)
+        hsum8(_mm256_add_ps(acc, acc_m))
     }
 }
 
