@@ -1,6 +1,9 @@
 //! Replays `tests/corpus/` (valid writer-made files and invalid ones, including inputs the fuzzer
 //! found) through both parsers. Errors are fine; panics and inconsistencies are not.
 //!
+//! Files are named `.bin`, not `.gguf`: many are not valid GGUF, and the repository ignores
+//! `*.gguf` so that model files are never committed.
+//!
 //! `cargo test --release -p hearth-gguf -- --ignored write_corpus` regenerates the hand-made part.
 
 use std::path::PathBuf;
@@ -58,9 +61,9 @@ fn write_corpus() {
         ),
     ];
     for (name, bytes) in valid {
-        std::fs::write(dir.join(format!("{name}.gguf")), bytes).unwrap();
+        std::fs::write(dir.join(format!("{name}.bin")), bytes).unwrap();
     }
     for (name, bytes) in invalid_cases() {
-        std::fs::write(dir.join(format!("invalid_{name}.gguf")), bytes).unwrap();
+        std::fs::write(dir.join(format!("invalid_{name}.bin")), bytes).unwrap();
     }
 }
