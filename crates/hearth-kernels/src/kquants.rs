@@ -739,8 +739,7 @@ pub(crate) fn vec_dot_at(level: Level, ty: GgmlType, n: usize, w: &[u8], x: &[u8
     match level {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `Level::Avx2` comes only from `simd::detect`, which checked AVX2, FMA and
-        // F16C;
-        // the assertion above guarantees `nb` whole blocks in both buffers.
+        // F16C; the assertion above guarantees `nb` whole blocks in both buffers.
         Level::Avx2 => unsafe { avx2::vec_dot(ty, nb, w, x) },
         // NEON: an aarch64 kernel slots in here, keeping the 8-lane layout of the module docs.
         _ => vec_dot_scalar(ty, n, w, x),
@@ -748,7 +747,7 @@ pub(crate) fn vec_dot_at(level: Level, ty: GgmlType, n: usize, w: &[u8], x: &[u8
 }
 
 /// The portable reference: exactly the lanes and float operations of the SIMD kernels.
-pub(crate) fn vec_dot_scalar(ty: GgmlType, n: usize, w: &[u8], x: &[u8]) -> f32 {
+fn vec_dot_scalar(ty: GgmlType, n: usize, w: &[u8], x: &[u8]) -> f32 {
     use GgmlType::*;
     let nb = n / QK_K;
     let (bytes, block): (usize, DotBlock) = match ty {
@@ -895,8 +894,8 @@ mod avx2 {
     use std::arch::x86_64::*;
 
     /// # Safety
-    /// The CPU must support AVX2, FMA and F16C, and `w` and `x` must hold at least `nb` blocks of
-    /// `ty` and of Q8_K respectively.
+    /// The CPU must support AVX2, FMA and F16C, and `w` and `x` must hold at least `nb`
+    /// blocks of `ty` and of Q8_K respectively.
     #[target_feature(enable = "avx2,fma,f16c")]
     pub(super) unsafe fn vec_dot(ty: GgmlType, nb: usize, w: &[u8], x: &[u8]) -> f32 {
         use GgmlType::*;
