@@ -52,6 +52,10 @@ pub fn detect() -> Level {
 /// [`crate::vec_dot`] on an explicit level, for comparing the SIMD kernels with the portable
 /// ones in one process. Covers the float and legacy block types; returns `None` for other
 /// types, or when `level` is not [`Level::Scalar`] and this CPU does not support it.
+///
+/// # Panics
+/// If `w` or `x` is not exactly one row of `n` elements of its type (this is a test and
+/// benchmark helper, so sizes are checked even in release builds).
 pub fn vec_dot_at(
     level: Level,
     weight: crate::GgmlType,
