@@ -164,6 +164,15 @@ pub enum Error {
         message: String,
     },
 
+    /// A model file's header cannot be read for `hearth models`.
+    #[error("cannot read the header of {}: {message}", path.display())]
+    Inspect {
+        /// The model file or directory.
+        path: PathBuf,
+        /// What the reader found wrong.
+        message: String,
+    },
+
     /// The spec given to `pull` cannot name a file (e.g. a URL ending in `/`).
     #[error("cannot pull {spec:?}: {problem}")]
     BadSpec {

@@ -13,6 +13,7 @@
 //! - [`http`]: resumable downloads with `Range` requests.
 //! - [`store`]: `NAME.partial` then rename, so nothing half-written ever has a final name.
 //! - [`index`]: the local registry.
+//! - [`info`]: what an installed model is, from its own header (for `hearth models`).
 //!
 //! Downloads are staged in `<home>/tmp/` (removed on success and on error) so the final rename
 //! stays on one filesystem.
@@ -22,6 +23,7 @@ mod error;
 pub mod home;
 pub mod http;
 pub mod index;
+pub mod info;
 pub mod pip;
 pub mod progress;
 pub mod store;
@@ -33,6 +35,7 @@ pub use catalog::{Catalog, CatalogEntry, Defaults, PinnedFile, PipPart, Source};
 pub use error::{human_bytes, Error, Result};
 pub use home::Home;
 pub use index::{Installed, Stamp};
+pub use info::{format_parameters, inspect, ModelInfo};
 pub use progress::{Lines, Progress, Silent};
 
 /// A spec resolved to something on disk.

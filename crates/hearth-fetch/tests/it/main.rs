@@ -4,6 +4,7 @@
 
 mod catalog;
 mod http;
+mod info;
 mod local;
 mod pip;
 mod support;
