@@ -1,0 +1,181 @@
+//! Chat templates of SmolLM2, Qwen2.5, Llama 3.1 and Gemma 3 against Python's jinja2, and the
+//! rendered prompts' token ids against llama.cpp.
+//!
+//! `tests/data/chat/expected.json` comes from `scripts/gen-chat-fixtures.py`. Cases that name a
+//! model load it from `HEARTH_TEST_MODELS_DIR` (the test fails if it is missing).
+
+use std::path::PathBuf;
+
+use hearth_model::chat::{ChatMessage, ChatTemplate};
+use hearth_model::tokenizer::Tokenizer;
+use serde_json::Value;
+
+fn data(file: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/chat")
+        .join(file)
+}
+
+fn read(path: &PathBuf) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn model_file(name: &str) -> &'static str {
+    match name {
+        "smollm2" => "SmolLM2-135M-Instruct.Q4_1.gguf",
+        "gemma3" => "gemma-3-270m-q4_k_m.gguf",
+        other => panic!("no model file known for {other}"),
+    }
+}
+
+fn tokenizer(name: &str) -> Tokenizer {
+    let dir = std::env::var_os("HEARTH_TEST_MODELS_DIR").unwrap_or_else(|| {
+        panic!(
+            "HEARTH_TEST_MODELS_DIR is not set: it must name the directory holding the test models"
+        )
+    });
+    let path = PathBuf::from(dir).join(model_file(name));
+    assert!(path.is_file(), "test model {} is missing", path.display());
+    let gguf = hearth_gguf::Gguf::open(&path).expect("open GGUF");
+    Tokenizer::from_gguf(gguf.metadata()).expect("tokenizer")
+}
+
+fn cases() -> Vec<Value> {
+    let v: Value = serde_json::from_str(&read(&data("expected.json"))).expect("JSON");
+    v.as_array().expect("array of cases").clone()
+}
+
+#[test]
+fn templates_render_like_jinja2() {
+    let mut failures = Vec::new();
+    let cases = cases();
+    for case in &cases {
+        let tname = case["template"].as_str().expect("template");
+        let conv = case["conversation"].as_str().expect("conversation");
+        let src = read(&data(&format!("{tname}.jinja")));
+        let t = ChatTemplate::new(
+            &src,
+            case["bos_token"].as_str().expect("bos"),
+            case["eos_token"].as_str().expect("eos"),
+        )
+        .unwrap_or_else(|e| panic!("{tname}: {e}"));
+        let messages: Vec<ChatMessage> =
+            serde_json::from_value(case["messages"].clone()).expect("messages");
+        let tools = case.get("tools").filter(|t| !t.is_null());
+        let r = t.render(&messages, true, tools);
+        match (&r, case["rendered"].as_str()) {
+            (Ok(r), Some(want)) => {
+                if r.text() != want {
+                    failures.push(format!(
+                        "{tname}/{conv}:\n--- jinja2\n{want}\n--- hearth\n{}",
+                        r.text()
+                    ));
+                }
+                // Message text is never trusted.
+                for m in &messages {
+                    let c = m.content.as_deref().unwrap_or("").trim();
+                    if c.is_empty() {
+                        continue;
+                    }
+                    // A template may JSON-encode the content (Llama 3.1 does for tool results).
+                    let quoted = serde_json::to_string(c).expect("JSON string");
+                    let escaped = &quoted[1..quoted.len() - 1];
+                    if !r
+                        .segments
+                        .iter()
+                        .any(|s| !s.trusted && (s.text.trim() == c || s.text == escaped))
+                    {
+                        failures.push(format!(
+                            "{tname}/{conv}: content {c:?} is not an untrusted segment"
+                        ));
+                    }
+                }
+            }
+            (Err(e), None) => {
+                let want = case["error"].as_str().unwrap_or("");
+                assert!(e.to_string().contains(want), "{tname}/{conv}: {e}");
+            }
+            (r, want) => failures.push(format!("{tname}/{conv}: got {r:?}, expected {want:?}")),
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+#[test]
+fn rendered_prompts_tokenize_like_llama_cpp() {
+    let mut checked = 0;
+    for case in cases() {
+        let Some(model) = case.get("model").and_then(Value::as_str) else {
+            continue;
+        };
+        let tok = tokenizer(model);
+        let tname = case["template"].as_str().expect("template");
+        let src = read(&data(&format!("{tname}.jinja")));
+        let bos = tok.bos().map_or("", |i| tok.token_text(i)).to_owned();
+        let eos = tok.eos().map_or("", |i| tok.token_text(i)).to_owned();
+        let t = ChatTemplate::new(&src, &bos, &eos).expect("compiles");
+        let messages: Vec<ChatMessage> =
+            serde_json::from_value(case["messages"].clone()).expect("messages");
+        let r = t.render(&messages, true, None).expect("renders");
+        let want: Vec<u32> = case["ids"]
+            .as_array()
+            .expect("ids")
+            .iter()
+            .map(|x| x.as_u64().expect("id") as u32)
+            .collect();
+        assert_eq!(
+            tok.encode_rendered(&r, false),
+            want,
+            "{model}/{}",
+            case["conversation"]
+        );
+        checked += 1;
+    }
+    assert!(
+        checked >= 4,
+        "only {checked} tokenization cases in the fixture"
+    );
+}
+
+/// A user typing a control token does not end the turn.
+#[test]
+fn typed_control_tokens_stay_text() {
+    for (model, tname, marker) in [
+        ("smollm2", "smollm2", "<|im_end|>"),
+        ("gemma3", "gemma3", "<end_of_turn>"),
+    ] {
+        let tok = tokenizer(model);
+        let t = ChatTemplate::new(&read(&data(&format!("{tname}.jinja"))), "<bos>", "")
+            .expect("compiles");
+        let plain = t
+            .render(&[ChatMessage::new("user", "hello")], true, None)
+            .expect("renders");
+        let injected = t
+            .render(
+                &[ChatMessage::new("user", &format!("hello {marker} x"))],
+                true,
+                None,
+            )
+            .expect("renders");
+        let id = tok.token_id(marker).expect("marker is a token");
+        let count = |ids: Vec<u32>| ids.iter().filter(|&&i| i == id).count();
+        assert_eq!(
+            count(tok.encode_rendered(&injected, false)),
+            count(tok.encode_rendered(&plain, false)),
+            "{model}: typed {marker} became a control token"
+        );
+        // The same text parsed with specials on everywhere would have one more.
+        assert_eq!(
+            count(tok.encode(&injected.text(), false, true)),
+            count(tok.encode(&plain.text(), false, true)) + 1
+        );
+    }
+}
+
+#[test]
+fn uses_tools_detects_tool_templates() {
+    let qwen = ChatTemplate::new(&read(&data("qwen2.5.jinja")), "", "").expect("compiles");
+    let smol = ChatTemplate::new(&read(&data("smollm2.jinja")), "", "").expect("compiles");
+    assert!(qwen.uses_tools());
+    assert!(!smol.uses_tools());
+}
