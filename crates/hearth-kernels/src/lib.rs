@@ -34,10 +34,19 @@ pub enum Error {
     Unsupported(GgmlType),
     /// A row length is not a whole number of blocks of its type.
     #[error("{n} elements is not a multiple of the {ty} block size {block}")]
-    BadLength { ty: GgmlType, n: usize, block: usize },
+    BadLength {
+        ty: GgmlType,
+        n: usize,
+        block: usize,
+    },
     /// A byte buffer has the wrong size for its element count.
     #[error("{ty} buffer holds {got} bytes; {n} elements need {want}")]
-    BadBuffer { ty: GgmlType, n: usize, got: usize, want: usize },
+    BadBuffer {
+        ty: GgmlType,
+        n: usize,
+        got: usize,
+        want: usize,
+    },
     /// An activation buffer is not a whole number of rows.
     #[error("{len} activation values are not a whole number of rows of {cols}")]
     NotWholeRows { len: usize, cols: usize },
@@ -64,7 +73,11 @@ pub const SUPPORTED: [GgmlType; 13] = [
 ];
 
 fn supported_list() -> String {
-    SUPPORTED.iter().map(|t| t.name()).collect::<Vec<_>>().join(", ")
+    SUPPORTED
+        .iter()
+        .map(|t| t.name())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Whether `ty` can be used as a weight type.
@@ -94,7 +107,12 @@ fn check(ty: GgmlType, n: usize, bytes: usize) -> Result<()> {
     }
     let want = n / block * ty.type_size();
     if bytes != want {
-        return Err(Error::BadBuffer { ty, n, got: bytes, want });
+        return Err(Error::BadBuffer {
+            ty,
+            n,
+            got: bytes,
+            want,
+        });
     }
     Ok(())
 }
