@@ -369,6 +369,18 @@ mod avx2 {
         _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)))
     }
 
+    /// Σ over pairs of `(u - bias) × y` for unsigned codes `u` (< 32) and signed `y`, as
+    /// `maddubs(u, y) - maddubs(bias, y)`: both i16 pair sums are exact (at most
+    /// 2 · 31 · 128), so this equals the signed product without the two `sign` steps.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn dot_biased(u: __m256i, y: __m256i, bias: i8) -> __m256 {
+        let p = _mm256_maddubs_epi16(u, y);
+        let b = _mm256_maddubs_epi16(_mm256_set1_epi8(bias), y);
+        let p16 = _mm256_sub_epi16(p, b);
+        _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)))
+    }
+
     /// Σ over pairs of i8 × i8: moves x's sign onto y so `maddubs` sees |x| as unsigned.
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
@@ -403,8 +415,9 @@ mod avx2 {
         _mm256_cvtph_ps(_mm_set_epi64x(hi as i64, lo as i64))
     }
 
-    /// Shared loop for weights scaled by `d` only. `quants(block)` returns the block's signed
-    /// quants; the activation format is Q8_0 (34-byte blocks).
+    /// Shared loop for weights scaled by `d` only. `products(block, y)` returns the eight i32
+    /// partial sums (as f32) of the block's quants times the activation quants `y`; the
+    /// activation format is Q8_0 (34-byte blocks).
     ///
     /// # Safety
     /// The CPU has AVX2/FMA/F16C; `w` holds `nb` blocks of `wbs` bytes, `x` `nb` Q8_0 blocks.
@@ -414,7 +427,7 @@ mod avx2 {
         w: &[u8],
         wbs: usize,
         x: &[u8],
-        quants: impl Fn(*const u8) -> __m256i,
+        products: impl Fn(*const u8, __m256i) -> __m256,
     ) -> f32 {
         let (wp, xp) = (w.as_ptr(), x.as_ptr());
         // `d_w * d_x` and the eight i32 partial sums (as f32) of block `i`.
@@ -424,7 +437,7 @@ mod avx2 {
             unsafe {
                 let (wb, xb) = (wp.add(i * wbs), xp.add(i * 34));
                 let d = _mm256_set1_ps(f16_at(wb) * f16_at(xb));
-                (d, dot_ss8(quants(wb), load32(xb.add(2))))
+                (d, products(wb, load32(xb.add(2))))
             }
         };
         let mut acc = [_mm256_setzero_ps(); 4];
@@ -443,7 +456,7 @@ mod avx2 {
                 // SAFETY: as in `block`.
                 let q = unsafe {
                     let (wb, xb) = (wp.add((i + k) * wbs), xp.add((i + k) * 34));
-                    dot_ss8(quants(wb), load32(xb.add(2)))
+                    products(wb, load32(xb.add(2)))
                 };
                 acc[k % 4] = _mm256_fmadd_ps(_mm256_broadcast_ss(d), q, acc[k % 4]);
             }
@@ -599,11 +612,7 @@ mod avx2 {
     #[target_feature(enable = "avx2,fma,f16c")]
     pub(super) unsafe fn dot_q4_0_q8_0(nb: usize, w: &[u8], x: &[u8]) -> f32 {
         // SAFETY (closure): `b` is a Q4_0 block; its 16 nibble bytes start at byte 2.
-        unsafe {
-            dot_sym(nb, w, 18, x, |b| {
-                _mm256_sub_epi8(nibbles(b.add(2)), _mm256_set1_epi8(8))
-            })
-        }
+        unsafe { dot_sym(nb, w, 18, x, |b, y| dot_biased(nibbles(b.add(2)), y, 8)) }
     }
 
     /// # Safety
@@ -612,12 +621,10 @@ mod avx2 {
     pub(super) unsafe fn dot_q5_0_q8_0(nb: usize, w: &[u8], x: &[u8]) -> f32 {
         // SAFETY (closure): `b` is a Q5_0 block: qh at byte 2, nibbles at byte 6.
         unsafe {
-            dot_sym(nb, w, 22, x, |b| {
+            dot_sym(nb, w, 22, x, |b, y| {
                 let qh = (b.add(2) as *const u32).read_unaligned().to_le();
-                // Elements whose fifth bit is clear get 0xF0 OR-ed in, i.e. become q - 16
-                // as i8; elements with the bit set are q + 16 - 16 = q.
-                let hi = _mm256_andnot_si256(bits_to_bytes(qh), _mm256_set1_epi8(0xf0u8 as i8));
-                _mm256_or_si256(nibbles(b.add(6)), hi)
+                let hi = _mm256_and_si256(bits_to_bytes(qh), _mm256_set1_epi8(0x10));
+                dot_biased(_mm256_or_si256(nibbles(b.add(6)), hi), y, 16)
             })
         }
     }
@@ -627,7 +634,7 @@ mod avx2 {
     #[target_feature(enable = "avx2,fma,f16c")]
     pub(super) unsafe fn dot_q8_0_q8_0(nb: usize, w: &[u8], x: &[u8]) -> f32 {
         // SAFETY (closure): `b` is a Q8_0 block: 32 quants at byte 2.
-        unsafe { dot_sym(nb, w, 34, x, |b| load32(b.add(2))) }
+        unsafe { dot_sym(nb, w, 34, x, |b, y| dot_ss8(load32(b.add(2)), y)) }
     }
 
     /// # Safety
