@@ -8,7 +8,8 @@
 //! - **No allocation per call.** A job is published as a type-erased pointer to the caller's
 //!   closure plus a generation counter. Workers compare the generation with the one they last
 //!   served.
-//! - **Spin, then sleep.** Waiting threads spin on the counter (with `spin_loop`) for a short
+//! - **Spin, then sleep.** Waiting threads spin on the counter (with `spin_loop`, yielding the
+//!   CPU between checks after a few µs in case the awaited thread shares this CPU) for a short
 //!   while, because the next job usually follows within microseconds; after that they sleep on
 //!   a `Condvar` so an idle pool costs no CPU. The publisher only takes the mutex and notifies
 //!   when some thread actually sleeps (a `sleepers` count checked with sequentially consistent
@@ -37,6 +38,35 @@ const WORKER_SPIN: Duration = Duration::from_micros(50);
 /// How long the caller spins waiting for the workers to finish before sleeping. Work is split
 /// evenly, so the others normally finish within microseconds of the caller.
 const CALLER_SPIN: Duration = Duration::from_micros(200);
+/// After this long, waiting threads yield the CPU between checks instead of only spinning:
+/// on an oversubscribed machine the thread being waited for may share this CPU, and a pure
+/// spin would keep it off until the time slice ends.
+const PURE_SPIN: Duration = Duration::from_micros(5);
+
+/// Waits until `done()` holds or `limit` has passed (then returns false): a pure spin for
+/// [`PURE_SPIN`], then spinning with `yield_now` between checks.
+#[inline]
+fn spin_until(limit: Duration, done: impl Fn() -> bool) -> bool {
+    let start = Instant::now();
+    let mut spins = 0u32;
+    loop {
+        if done() {
+            return true;
+        }
+        spins = spins.wrapping_add(1);
+        if spins.is_multiple_of(64) {
+            let waited = start.elapsed();
+            if waited > limit {
+                return false;
+            }
+            if waited > PURE_SPIN {
+                std::thread::yield_now();
+                continue;
+            }
+        }
+        std::hint::spin_loop();
+    }
+}
 
 /// The job as the workers see it: the caller's closure with its lifetime erased.
 type Job = *const (dyn Fn(usize, usize) + Sync + 'static);
@@ -189,21 +219,15 @@ impl ThreadPool {
 
     fn wait_workers(&self) {
         let s = &*self.shared;
-        let start = Instant::now();
-        let mut spins = 0u32;
-        while s.remaining.load(Ordering::Acquire) != 0 {
-            std::hint::spin_loop();
-            spins += 1;
-            if spins.is_multiple_of(64) && start.elapsed() > CALLER_SPIN {
-                let mut g = lock(&s.done_lock);
-                s.caller_sleeping.store(true, Ordering::SeqCst);
-                while s.remaining.load(Ordering::SeqCst) != 0 {
-                    g = s.done.wait(g).unwrap_or_else(|p| p.into_inner());
-                }
-                s.caller_sleeping.store(false, Ordering::SeqCst);
-                break;
-            }
+        if spin_until(CALLER_SPIN, || s.remaining.load(Ordering::Acquire) == 0) {
+            return;
         }
+        let mut g = lock(&s.done_lock);
+        s.caller_sleeping.store(true, Ordering::SeqCst);
+        while s.remaining.load(Ordering::SeqCst) != 0 {
+            g = s.done.wait(g).unwrap_or_else(|p| p.into_inner());
+        }
+        s.caller_sleeping.store(false, Ordering::SeqCst);
     }
 }
 
@@ -255,18 +279,8 @@ fn worker_loop(s: &Shared, idx: usize) {
 
 /// Spins, then sleeps, until `generation` differs from `seen`; returns the new value.
 fn wait_generation(s: &Shared, seen: usize) -> usize {
-    let start = Instant::now();
-    let mut spins = 0u32;
-    loop {
-        let g = s.generation.load(Ordering::Acquire);
-        if g != seen {
-            return g;
-        }
-        std::hint::spin_loop();
-        spins += 1;
-        if spins.is_multiple_of(64) && start.elapsed() > WORKER_SPIN {
-            break;
-        }
+    if spin_until(WORKER_SPIN, || s.generation.load(Ordering::Acquire) != seen) {
+        return s.generation.load(Ordering::Acquire);
     }
     let mut guard = lock(&s.wake_lock);
     s.sleepers.fetch_add(1, Ordering::SeqCst);
