@@ -14,6 +14,13 @@ Output `<name>.json`:
     meta      model file name, llama-cpp-python version, n_vocab, bos, eos, add_bos
     tokenize  [{text, add_special, parse_special, ids}] for every string and all four flag combos
     pieces    [{id, bytes_hex}] token_to_piece(special=true) for a spread of ids
+
+With `--pre-variants NAME` (the name of a --model with a gpt2 vocabulary), also
+`<name>-pre.json`: the same strings tokenized by copies of that model whose
+`tokenizer.ggml.pre` is set to each of llama-bpe, qwen2, gpt-2 and default (written to a
+temporary directory with gguf's gguf_new_metadata script), so every pre-tokenizer we implement
+is checked against llama.cpp with a real BPE vocabulary:
+    {pre: [{text, parse_special, ids}]}   (add_special = false)
 """
 
 from __future__ import annotations
@@ -22,6 +29,9 @@ import argparse
 import ctypes
 import json
 import os
+import subprocess
+import sys
+import tempfile
 
 import llama_cpp
 
@@ -91,6 +101,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", action="append", required=True, help="NAME=PATH")
     ap.add_argument("--out", required=True)
+    ap.add_argument("--pre-variants", help="model NAME whose pre-tokenizer variants to record")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     for spec in args.model:
@@ -120,6 +131,31 @@ def main() -> None:
             json.dump(doc, f, ensure_ascii=False, indent=1)
             f.write("\n")
         print(f"{name}: {len(tokenize)} tokenize cases")
+        if name == args.pre_variants:
+            write_pre_variants(name, path, args.out)
+
+
+PRE_VARIANTS = ["llama-bpe", "qwen2", "gpt-2", "default"]
+
+
+def write_pre_variants(name: str, path: str, out_dir: str) -> None:
+    import gguf.scripts.gguf_new_metadata as new_metadata
+
+    doc = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for pre in PRE_VARIANTS:
+            copy = os.path.join(tmp, f"{pre}.gguf")
+            subprocess.run([sys.executable, new_metadata.__file__, "--pre-tokenizer", pre,
+                            "--force", path, copy], check=True, capture_output=True)
+            llm = llama_cpp.Llama(model_path=copy, vocab_only=True, verbose=False)
+            doc[pre] = [{"text": text, "parse_special": sp,
+                         "ids": llm.tokenize(text.encode(), add_bos=False, special=sp)}
+                        for text in STRINGS for sp in (False, True)]
+            del llm
+    with open(os.path.join(out_dir, f"{name}-pre.json"), "w", encoding="utf-8") as f:
+        json.dump(doc, f, ensure_ascii=False, indent=1)
+        f.write("\n")
+    print(f"{name}-pre: {len(PRE_VARIANTS)} pre-tokenizers")
 
 
 if __name__ == "__main__":

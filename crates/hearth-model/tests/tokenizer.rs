@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use hearth_model::tokenizer::{StreamDecoder, Tokenizer};
+use hearth_model::tokenizer::{PreTokenizer, StreamDecoder, Tokenizer, Vocab};
 use serde_json::Value;
 
 const SMOLLM2: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
@@ -100,6 +100,54 @@ fn smollm2_matches_llama_cpp() {
 #[test]
 fn gemma3_matches_llama_cpp() {
     check_against_llama_cpp(GEMMA3, "gemma3");
+}
+
+/// Each pre-tokenizer we implement, on SmolLM2's real BPE vocabulary, against llama.cpp run
+/// on copies of the file with `tokenizer.ggml.pre` changed.
+#[test]
+fn pre_tokenizers_match_llama_cpp() {
+    let gguf = hearth_gguf::Gguf::open(model_path(SMOLLM2)).expect("open GGUF");
+    let vocab = Vocab::from_gguf(gguf.metadata()).expect("vocab");
+    let fx = fixture("smollm2-pre");
+    let mut failures = Vec::new();
+    for (pre, expected) in [
+        ("llama-bpe", PreTokenizer::Llama3),
+        ("qwen2", PreTokenizer::Qwen2),
+        ("gpt-2", PreTokenizer::Gpt2),
+        ("default", PreTokenizer::Default),
+    ] {
+        let tok = Tokenizer::from_vocab(Vocab {
+            pre: Some(pre.to_owned()),
+            ..vocab.clone()
+        })
+        .expect("tokenizer");
+        assert_eq!(tok.pre_tokenizer(), expected);
+        for case in fx[pre].as_array().expect("cases") {
+            let text = case["text"].as_str().expect("text");
+            let parse = case["parse_special"].as_bool().expect("parse_special");
+            let want = ids(&case["ids"]);
+            let got = tok.encode(text, false, parse);
+            if got != want {
+                failures.push(format!(
+                    "{pre} {text:?} parse_special={parse}\n  llama.cpp {want:?}\n  hearth    {got:?}"
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn unknown_pre_tokenizer_falls_back_to_default() {
+    let gguf = hearth_gguf::Gguf::open(model_path(SMOLLM2)).expect("open GGUF");
+    let vocab = Vocab::from_gguf(gguf.metadata()).expect("vocab");
+    let tok = Tokenizer::from_vocab(Vocab {
+        pre: Some("brand-new-pre".to_owned()),
+        ..vocab
+    })
+    .expect("an unknown pre-tokenizer is not an error");
+    assert_eq!(tok.pre_tokenizer(), PreTokenizer::Default);
+    assert!(!tok.encode("Hello world", false, false).is_empty());
 }
 
 #[test]

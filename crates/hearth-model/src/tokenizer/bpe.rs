@@ -12,6 +12,9 @@ use std::collections::BinaryHeap;
 /// Symbol id for a char that is neither a token nor part of any merge.
 const NO_SYMBOL: u32 = u32::MAX;
 
+/// A merge candidate: (rank, left index, right index, left symbol, right symbol).
+type Candidate = (u32, usize, usize, u32, u32);
+
 pub(crate) struct BpeMerges {
     /// `(left, right)` symbol ids → `(rank, merged symbol id)`; the first listing of a pair wins.
     merges: FxHashMap<(u32, u32), (u32, u32)>,
@@ -108,7 +111,7 @@ impl BpeMerges {
 
         // Min-heap on (rank, left index); entries carry the pair they were made for so that an
         // entry made stale by an earlier merge is recognised and skipped.
-        let mut heap: BinaryHeap<Reverse<(u32, usize, usize, u32, u32)>> = BinaryHeap::new();
+        let mut heap: BinaryHeap<Reverse<Candidate>> = BinaryHeap::new();
         let push = |heap: &mut BinaryHeap<_>, syms: &[Sym], l: usize, r: usize| {
             if l == NONE || r == NONE {
                 return;
