@@ -12,10 +12,18 @@ so that every decoded value is finite. For each model file given, it also stores
 blocks of the first tensor of each supported type found in it (pass the SmolLM2 Q4_1 and the
 Gemma-3 270M Q4_K_M models to cover Q4_1, Q5_0, Q8_0, Q4_K and Q6_K on real data).
 
+It also stores llama.cpp's own encoding of activation rows (Q8_0, Q8_1, F16, BF16, the
+formats vec_dot multiplies weights with) as computed by its CPU backend's `from_float`,
+which Hearth must reproduce byte for byte. The backend library comes from the installed
+`llama_cpp` Python package (llama-cpp-python) or from `--ggml-cpu PATH/libggml-cpu.so`;
+without either, that part is skipped and the replay test ignores it.
+
 Bytes are stored as hex, values as JSON numbers (each an exact f32).
 """
 
 import argparse
+import ctypes
+import glob
 import json
 import os
 import sys
@@ -77,9 +85,52 @@ def entry(name, source, raw):
             "values": [float(v) for v in values]}
 
 
+def find_ggml_cpu(path):
+    if path:
+        return path
+    try:
+        import llama_cpp
+    except ImportError:
+        return None
+    libs = sorted(glob.glob(os.path.join(os.path.dirname(llama_cpp.__file__), "lib", "libggml-cpu.so*")))
+    return libs[0] if libs else None
+
+
+def activation_entries(lib_path, rng):
+    """llama.cpp's `from_float` for each activation format on a few rows."""
+    class Traits(ctypes.Structure):
+        _fields_ = [("from_float", ctypes.c_void_p), ("vec_dot", ctypes.c_void_p),
+                    ("vec_dot_type", ctypes.c_int), ("nrows", ctypes.c_int64)]
+
+    lib = ctypes.CDLL(lib_path)
+    lib.ggml_get_type_traits_cpu.restype = ctypes.POINTER(Traits)
+    lib.ggml_cpu_init()
+    from_float_t = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64)
+    n = 256
+    rows = [
+        (rng.standard_normal(n) * 0.7).astype(np.float32),
+        (rng.standard_normal(n) * 30.0).astype(np.float32),
+        # Exact rounding ties: amax 127 per block makes the scale 1, so k + 0.5 must go to even.
+        np.array([127.0 if i % 32 == 0 else (i % 29) - 14 + 0.5 for i in range(n)], dtype=np.float32),
+        np.zeros(n, dtype=np.float32),
+    ]
+    out = []
+    for name in ["Q8_0", "Q8_1", "F16", "BF16"]:
+        qt = T[name]
+        block, size = GGML_QUANT_SIZES[qt]
+        from_float = from_float_t(lib.ggml_get_type_traits_cpu(int(qt)).contents.from_float)
+        for x in rows:
+            x = np.ascontiguousarray(x)
+            buf = ctypes.create_string_buffer(n // block * size)
+            from_float(x.ctypes.data, ctypes.addressof(buf), n)
+            out.append({"type": name, "input": [float(v) for v in x], "hex": buf.raw.hex()})
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("models", nargs="*", help="GGUF model files to take real blocks from")
+    ap.add_argument("--ggml-cpu", help="path of llama.cpp's libggml-cpu shared library")
     args = ap.parse_args()
 
     rng = np.random.default_rng(SEED)
@@ -104,7 +155,15 @@ def main():
             raw = np.asarray(t.data).view(np.uint8).ravel()[:2 * size].tobytes()
             entries.append(entry(name, f"{os.path.basename(path)}:{t.name}", raw))
 
-    doc = {"generator": "scripts/gen-dequant-fixtures.py", "seed": SEED, "entries": entries}
+    activations = []
+    lib_path = find_ggml_cpu(args.ggml_cpu)
+    if lib_path:
+        activations = activation_entries(lib_path, np.random.default_rng(SEED + 1))
+    else:
+        print("llama.cpp CPU backend not found: no activation fixtures", file=sys.stderr)
+
+    doc = {"generator": "scripts/gen-dequant-fixtures.py", "seed": SEED, "entries": entries,
+           "activations": activations}
     with open(OUT, "w") as f:
         json.dump(doc, f, separators=(",", ":"))
         f.write("\n")
