@@ -113,7 +113,10 @@ fn activation_encoding_matches_llama_cpp() {
                 .unwrap()
                 .unwrap();
             let first = again.iter().zip(&want).position(|(a, b)| a != b);
-            assert!(first.is_none(), "{ty} row {k} at {level:?}: differs at byte {first:?}");
+            assert!(
+                first.is_none(),
+                "{ty} row {k} at {level:?}: differs at byte {first:?}"
+            );
         }
     }
 }
