@@ -7,6 +7,59 @@
 
 use unicode_general_category::{get_general_category, GeneralCategory as G};
 
+/// Code points assigned by Unicode 16.0, which the `unicode-general-category` crate knows but
+/// llama.cpp's tables (Unicode 15.1) do not: llama.cpp treats them as unassigned, and so must we
+/// to split text the same way. Inclusive ranges, ascending.
+const ASSIGNED_AFTER_15_1: &[(u32, u32)] = &[
+    (0x00897, 0x00897),
+    (0x01B4E, 0x01B4F),
+    (0x01B7F, 0x01B7F),
+    (0x01C89, 0x01C8A),
+    (0x02427, 0x02429),
+    (0x031E4, 0x031E5),
+    (0x0A7CB, 0x0A7CD),
+    (0x0A7DA, 0x0A7DC),
+    (0x105C0, 0x105F3),
+    (0x10D40, 0x10D65),
+    (0x10D69, 0x10D85),
+    (0x10D8E, 0x10D8F),
+    (0x10EC2, 0x10EC4),
+    (0x10EFC, 0x10EFC),
+    (0x11380, 0x11389),
+    (0x1138B, 0x1138B),
+    (0x1138E, 0x1138E),
+    (0x11390, 0x113B5),
+    (0x113B7, 0x113C0),
+    (0x113C2, 0x113C2),
+    (0x113C5, 0x113C5),
+    (0x113C7, 0x113CA),
+    (0x113CC, 0x113D5),
+    (0x113D7, 0x113D8),
+    (0x113E1, 0x113E2),
+    (0x116D0, 0x116E3),
+    (0x11BC0, 0x11BE1),
+    (0x11BF0, 0x11BF9),
+    (0x11F5A, 0x11F5A),
+    (0x13460, 0x143FA),
+    (0x16100, 0x16139),
+    (0x16D40, 0x16D79),
+    (0x18CFF, 0x18CFF),
+    (0x1CC00, 0x1CCF9),
+    (0x1CD00, 0x1CEB3),
+    (0x1E5D0, 0x1E5FA),
+    (0x1E5FF, 0x1E5FF),
+    (0x1F8B2, 0x1F8BB),
+    (0x1F8C0, 0x1F8C1),
+    (0x1FA89, 0x1FA89),
+    (0x1FA8F, 0x1FA8F),
+    (0x1FABE, 0x1FABE),
+    (0x1FAC6, 0x1FAC6),
+    (0x1FADC, 0x1FADC),
+    (0x1FADF, 0x1FADF),
+    (0x1FAE9, 0x1FAE9),
+    (0x1FBCB, 0x1FBEF),
+];
+
 /// The class bits of one code point. A value of 0 means "outside the text" (the splitters use it
 /// for positions past the end of a chunk), so every real code point has at least one bit set.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -27,7 +80,20 @@ impl Flags {
     pub const OUTSIDE: Flags = Flags(0);
 
     pub fn of(c: char) -> Flags {
+        let cp = c as u32;
+        let newer = ASSIGNED_AFTER_15_1
+            .binary_search_by(|&(lo, hi)| {
+                if hi < cp {
+                    std::cmp::Ordering::Less
+                } else if lo > cp {
+                    std::cmp::Ordering::Greater
+                } else {
+                    std::cmp::Ordering::Equal
+                }
+            })
+            .is_ok();
         let cat = match get_general_category(c) {
+            _ if newer => Self::UNDEFINED,
             G::Unassigned => Self::UNDEFINED,
             G::Control | G::Format | G::PrivateUse | G::Surrogate => Self::CONTROL,
             G::UppercaseLetter
@@ -139,6 +205,8 @@ mod tests {
         assert!(Flags::of('!').is_punctuation());
         assert!(!Flags::of('$').is_punctuation());
         assert!(Flags::of('\u{E000}').is_inside());
+        // Unicode 16 letter; unassigned for llama.cpp's Unicode 15.1 tables.
+        assert_eq!(Flags::of('\u{105C0}'), Flags(Flags::UNDEFINED));
     }
 
     #[test]
