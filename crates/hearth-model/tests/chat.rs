@@ -179,3 +179,28 @@ fn uses_tools_detects_tool_templates() {
     assert!(qwen.uses_tools());
     assert!(!smol.uses_tools());
 }
+
+/// The template comes from `tokenizer.chat_template`; a file without one gives `None`.
+#[test]
+fn template_from_gguf() {
+    let dir = std::env::var_os("HEARTH_TEST_MODELS_DIR")
+        .expect("HEARTH_TEST_MODELS_DIR must name the directory holding the test models");
+    for (name, has_template) in [("smollm2", true), ("gemma3", false)] {
+        let gguf =
+            hearth_gguf::Gguf::open(PathBuf::from(&dir).join(model_file(name))).expect("open GGUF");
+        let tok = Tokenizer::from_gguf(gguf.metadata()).expect("tokenizer");
+        let t = ChatTemplate::from_gguf(gguf.metadata(), &tok).expect("template compiles");
+        assert_eq!(t.is_some(), has_template, "{name}");
+        if let Some(t) = t {
+            assert_eq!(t.source(), read(&data("smollm2.jinja")));
+            let r = t
+                .render(&[ChatMessage::new("user", "Hi")], true, None)
+                .expect("renders");
+            assert!(
+                r.text().ends_with("<|im_start|>assistant\n"),
+                "{}",
+                r.text()
+            );
+        }
+    }
+}

@@ -49,13 +49,15 @@ impl PreTokenizer {
     pub fn from_name(name: &str) -> Option<PreTokenizer> {
         Some(match name {
             "default" => PreTokenizer::Default,
+            // llama.cpp also gives all of these add_bos and ignore_merges (see `Tokenizer`).
             "llama3" | "llama-v3" | "llama-bpe" | "falcon3" | "falcon-h1" | "pixtral"
-            | "midm-2.0" | "lfm2" | "dbrx" | "smaug-bpe" => PreTokenizer::Llama3,
+            | "midm-2.0" | "lfm2" | "jina-v5-nano" => PreTokenizer::Llama3,
             "qwen2" | "stablelm2" | "hunyuan" | "megrez" | "grok-2" => PreTokenizer::Qwen2,
             "smollm" | "starcoder" | "refact" | "command-r" | "codeshell" | "exaone"
             | "minerva-7b" => PreTokenizer::SmolLm,
-            "gpt-2" | "gpt2" | "phi-2" | "jina-es" | "jina-de" | "mpt" | "olmo" | "jais"
-            | "trillion" => PreTokenizer::Gpt2,
+            "gpt-2" | "phi-2" | "jina-es" | "jina-de" | "mpt" | "olmo" | "jais" | "trillion" => {
+                PreTokenizer::Gpt2
+            }
             _ => return None,
         })
     }
