@@ -196,11 +196,27 @@ pub(crate) fn summarize(stderr: &str, stdout: &str) -> String {
     } else {
         &errors[errors.len().saturating_sub(3)..]
     };
-    if chosen.is_empty() {
+    let offline = lines.iter().any(|l| {
+        [
+            "NewConnectionError",
+            "Failed to establish a new connection",
+            "Temporary failure in name resolution",
+            "Name or service not known",
+            "Network is unreachable",
+            "ConnectTimeoutError",
+        ]
+        .iter()
+        .any(|sign| l.contains(sign))
+    });
+    let mut summary = if chosen.is_empty() {
         "pip printed nothing".to_string()
     } else {
         chosen.join(" / ")
+    };
+    if offline {
+        summary.push_str(" (pip could not reach its package index: is this machine offline?)");
     }
+    summary
 }
 
 /// Wheel file names normalise the distribution name (PEP 427/503): case-folded, runs of
@@ -272,5 +288,7 @@ mod tests {
             "ERROR: Could not find a version that satisfies the requirement foo==9 / ERROR: No matching distribution found for foo==9"
         );
         assert_eq!(summarize("", ""), "pip printed nothing");
+        let offline = "WARNING: Retrying (Retry(total=0)) after connection broken by 'NewConnectionError(\"Failed to establish a new connection: [Errno -3] Temporary failure in name resolution\")': /simple/foo/\nERROR: No matching distribution found for foo==9\n";
+        assert!(summarize(offline, "").ends_with("is this machine offline?)"));
     }
 }
