@@ -621,7 +621,8 @@ impl Tokenizer {
     /// own markup, never in message text, so a user typing `<|im_end|>` does not end a turn.
     /// Apart from that the prompt is tokenized as one text (words may span a markup/content
     /// boundary), so the ids are llama.cpp's for the same prompt whenever the messages hold no
-    /// special-token text.
+    /// special-token text. Templates that write BOS themselves (Gemma's `{{ bos_token }}`) do
+    /// not get a second one from `add_special`, as llama.cpp's server strips it too.
     pub fn encode_rendered(&self, r: &crate::chat::Rendered, add_special: bool) -> Vec<u32> {
         let mut text = String::new();
         let mut fragments: Vec<Fragment> = Vec::new();
@@ -644,6 +645,9 @@ impl Tokenizer {
             out.extend(self.bos);
         }
         self.encode_fragments(&text, &fragments, &mut out, true);
+        if add_special && self.add_bos && out.len() >= 2 && self.bos == Some(out[1]) {
+            out.remove(0);
+        }
         if add_special && self.add_eos {
             out.extend(self.eos);
         }

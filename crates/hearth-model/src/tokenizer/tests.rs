@@ -105,3 +105,32 @@ fn bpe_merges_by_rank() {
     assert_eq!(t.token_to_piece(7), b" a");
     assert!(!t.add_bos());
 }
+
+#[test]
+fn tokenizer_is_send_and_sync() {
+    fn check<T: Send + Sync>() {}
+    check::<Tokenizer>();
+    check::<StreamDecoder>();
+}
+
+#[test]
+fn rendered_prompt_with_bos_text_gets_one_bos() {
+    use crate::chat::{Rendered, Segment};
+    let t = Tokenizer::from_vocab(spm_vocab()).expect("vocab");
+    let r = Rendered {
+        segments: vec![
+            Segment {
+                text: "<s>".into(),
+                trusted: true,
+            },
+            Segment {
+                text: "hello</s>".into(),
+                trusted: false,
+            },
+        ],
+    };
+    let ids = t.encode_rendered(&r, true);
+    assert_eq!(ids.iter().filter(|&&i| i == 1).count(), 1, "{ids:?}");
+    // `</s>` typed in the message is text, not the control token.
+    assert!(!ids.contains(&2), "{ids:?}");
+}
