@@ -573,6 +573,18 @@ mod tests {
     }
 
     #[test]
+    fn loop_controls_and_namespace() {
+        let src = "{% set ns = namespace(n=0) %}{% for m in messages %}{% if m.role == 'system' %}{% continue %}{% endif %}{% set ns.n = ns.n + 1 %}{% if ns.n > 1 %}{% break %}{% endif %}{{ m.content }}{% endfor %}|{{ ns.n }}";
+        let t = ChatTemplate::new(src, "", "").expect("compiles");
+        let msgs = [
+            ChatMessage::new("system", "s"),
+            ChatMessage::new("user", "a"),
+            ChatMessage::new("user", "b"),
+        ];
+        assert_eq!(t.render(&msgs, false, None).expect("renders").text(), "a|2");
+    }
+
+    #[test]
     fn strftime_fields() {
         // 2024-02-29 13:05:09 UTC
         assert_eq!(
