@@ -11,7 +11,8 @@ llama-cpp-python (0.3.36) installed. From the repository root:
         --out crates/hearth-model/tests/data/tokenizer
 
 Output `<name>.json`:
-    meta      model file name, llama-cpp-python version, n_vocab, bos, eos, add_bos
+    meta      model file name, llama-cpp-python version, n_vocab, bos, eos, eog (all
+              end-of-generation ids)
     tokenize  [{text, add_special, parse_special, ids}] for every string and all four flag combos
     pieces    [{id, bytes_hex}] token_to_piece(special=true) for a spread of ids
 
@@ -125,6 +126,8 @@ def main() -> None:
             "n_vocab": n_vocab,
             "bos": llm.token_bos(),
             "eos": llm.token_eos(),
+            "eog": [i for i in range(n_vocab)
+                    if llama_cpp.llama_vocab_is_eog(llm._model.vocab, i)],
         }
         doc = {"meta": meta, "tokenize": tokenize, "pieces": pieces_for(llm, n_vocab)}
         with open(os.path.join(args.out, f"{name}.json"), "w", encoding="utf-8") as f:

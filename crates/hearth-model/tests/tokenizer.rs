@@ -57,6 +57,11 @@ fn check_against_llama_cpp(file: &str, fixture_name: &str) {
         tok.n_vocab() as u64,
         fx["meta"]["n_vocab"].as_u64().expect("n_vocab")
     );
+    assert_eq!(
+        tok.eog_ids(),
+        ids(&fx["meta"]["eog"]),
+        "{file}: end-of-generation ids differ from llama.cpp's"
+    );
     let mut failures = Vec::new();
     let cases = fx["tokenize"].as_array().expect("tokenize cases");
     for case in cases {
