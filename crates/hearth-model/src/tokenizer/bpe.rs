@@ -5,6 +5,7 @@
 //! still take part in later merges even though it has no token id of its own). Interning the
 //! strings once at load time lets encoding compare integers instead of building strings.
 
+use super::token_map::TokenMap;
 use rustc_hash::FxHashMap;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -25,11 +26,7 @@ pub(crate) struct BpeMerges {
 
 impl BpeMerges {
     /// Builds the table from `"left right"` merge lines.
-    pub(crate) fn new(
-        merges: &[String],
-        token_to_id: &FxHashMap<String, u32>,
-        n_vocab: u32,
-    ) -> BpeMerges {
+    pub(crate) fn new(merges: &[String], token_to_id: &TokenMap, n_vocab: u32) -> BpeMerges {
         let mut table = BpeMerges {
             merges: FxHashMap::default(),
             extra: FxHashMap::default(),
@@ -55,7 +52,7 @@ impl BpeMerges {
         table
     }
 
-    fn intern(&mut self, s: &str, token_to_id: &FxHashMap<String, u32>) -> u32 {
+    fn intern(&mut self, s: &str, token_to_id: &TokenMap) -> u32 {
         if let Some(&id) = token_to_id.get(s) {
             return id;
         }
@@ -69,7 +66,7 @@ impl BpeMerges {
     }
 
     /// Symbol id of a single char (or [`NO_SYMBOL`]).
-    fn symbol_of(&self, s: &str, token_to_id: &FxHashMap<String, u32>) -> u32 {
+    fn symbol_of(&self, s: &str, token_to_id: &TokenMap) -> u32 {
         token_to_id
             .get(s)
             .or_else(|| self.extra.get(s))
@@ -80,12 +77,7 @@ impl BpeMerges {
     /// Merges one (byte-encoded) word and appends the ids of its tokens to `out`.
     /// A final symbol that is not a vocab entry falls back to its single bytes, each looked up as
     /// a one-byte token, as llama.cpp does (bytes with no token are dropped).
-    pub(crate) fn encode_word(
-        &self,
-        word: &str,
-        token_to_id: &FxHashMap<String, u32>,
-        out: &mut Vec<u32>,
-    ) {
+    pub(crate) fn encode_word(&self, word: &str, token_to_id: &TokenMap, out: &mut Vec<u32>) {
         struct Sym {
             start: usize,
             len: usize,

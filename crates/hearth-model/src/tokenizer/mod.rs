@@ -25,13 +25,14 @@ mod bpe;
 mod pretok;
 mod spm;
 mod stream;
+mod token_map;
 mod unicode;
 
 pub use pretok::PreTokenizer;
 pub use stream::StreamDecoder;
 
 use aho_corasick::AhoCorasick;
-use rustc_hash::FxHashMap;
+use token_map::TokenMap;
 
 /// Errors building a tokenizer.
 #[derive(Debug, thiserror::Error)]
@@ -242,10 +243,10 @@ enum Fragment {
 pub struct Tokenizer {
     model: Model,
     pre: PreTokenizer,
-    tokens: Vec<String>,
     attrs: Vec<u16>,
     scores: Vec<f32>,
-    token_to_id: FxHashMap<String, u32>,
+    /// The token texts and their ids.
+    token_to_id: TokenMap,
     merges: Option<bpe::BpeMerges>,
     /// SPM byte-fallback token of each byte.
     byte_tokens: Box<[Option<u32>; 256]>,
@@ -272,7 +273,7 @@ impl std::fmt::Debug for Tokenizer {
         f.debug_struct("Tokenizer")
             .field("model", &self.model)
             .field("pre", &self.pre)
-            .field("n_vocab", &self.tokens.len())
+            .field("n_vocab", &self.token_to_id.tokens().len())
             .field("bos", &self.bos)
             .field("eos", &self.eos)
             .field("add_bos", &self.add_bos)
@@ -358,15 +359,13 @@ impl Tokenizer {
         }
 
         let mut tokens = v.tokens;
-        let mut token_to_id: FxHashMap<String, u32> = FxHashMap::default();
-        token_to_id.reserve(n);
         for (i, t) in tokens.iter_mut().enumerate() {
             if t.is_empty() {
                 *t = format!("[EMPTY_{i}]");
             }
-            // A later duplicate wins, as in llama.cpp's map assignment.
-            token_to_id.insert(t.clone(), i as u32);
         }
+        let token_to_id = TokenMap::new(tokens);
+        let tokens = token_to_id.tokens();
         let mut attrs: Vec<u16> = match &v.token_types {
             Some(tt) => tt[..n].iter().map(|&t| attr::from_type(t)).collect(),
             None => vec![attr::NORMAL; n],
@@ -435,14 +434,16 @@ impl Tokenizer {
         if (has(&eog, "<|return|>") && has(&eog, "<|call|>") && has(&eog, "<|end|>"))
             || (has(&eog, "<|calls|>") && has(&eog, "<|flush|>") && has(&eog, "<|end|>"))
         {
-            let end = token_to_id["<|end|>"];
-            eog.retain(|&i| i != end);
-            attrs[end as usize] = attr::USER_DEFINED;
+            if let Some(&end) = token_to_id.get("<|end|>") {
+                eog.retain(|&i| i != end);
+                attrs[end as usize] = attr::USER_DEFINED;
+            }
         }
         if (has(&eog, "<|tool_response>") || has(&eog, "<|plamo:eos|>")) && has(&eog, "</s>") {
-            let s = token_to_id["</s>"];
-            eog.retain(|&i| i != s);
-            attrs[s as usize] = attr::NORMAL;
+            if let Some(&s) = token_to_id.get("</s>") {
+                eog.retain(|&i| i != s);
+                attrs[s as usize] = attr::NORMAL;
+            }
         }
 
         let mut specials: Vec<u32> = (0..n as u32)
@@ -518,7 +519,6 @@ impl Tokenizer {
         Ok(Tokenizer {
             model,
             pre,
-            tokens,
             attrs,
             scores,
             token_to_id,
@@ -540,7 +540,7 @@ impl Tokenizer {
 
     /// Number of tokens in the vocabulary.
     pub fn n_vocab(&self) -> usize {
-        self.tokens.len()
+        self.token_to_id.tokens().len()
     }
     /// The tokenizer family.
     pub fn model(&self) -> Model {
@@ -581,7 +581,10 @@ impl Tokenizer {
     }
     /// The raw vocabulary entry ("" for an id outside the vocabulary).
     pub fn token_text(&self, id: u32) -> &str {
-        self.tokens.get(id as usize).map_or("", String::as_str)
+        self.token_to_id
+            .tokens()
+            .get(id as usize)
+            .map_or("", String::as_str)
     }
     /// The id of a vocabulary entry.
     pub fn token_id(&self, text: &str) -> Option<u32> {
@@ -740,7 +743,7 @@ impl Tokenizer {
             if !parse_special && a & (attr::CONTROL | attr::UNKNOWN) != 0 {
                 continue;
             }
-            let tok = self.tokens[id as usize].as_str();
+            let tok = self.token_to_id.tokens()[id as usize].as_str();
             let mut next = Vec::with_capacity(frags.len() + 2);
             for f in frags {
                 let Fragment::Text(mut start, end) = f else {

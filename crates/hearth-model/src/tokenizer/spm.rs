@@ -4,7 +4,7 @@
 //! adjacent pair whose concatenation is a vocab entry with the highest score (leftmost on ties),
 //! and emit each final piece that is not a vocab entry as byte tokens `<0xNN>`.
 
-use rustc_hash::FxHashMap;
+use super::token_map::TokenMap;
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
@@ -39,7 +39,7 @@ impl Ord for Bigram {
 /// `byte_token` maps a byte to its fallback token, if the vocab has one.
 pub(crate) fn encode(
     text: &str,
-    token_to_id: &FxHashMap<String, u32>,
+    token_to_id: &TokenMap,
     scores: &[f32],
     byte_token: &[Option<u32>; 256],
     out: &mut Vec<u32>,
