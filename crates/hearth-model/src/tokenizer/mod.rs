@@ -395,7 +395,7 @@ impl Tokenizer {
         let find = |texts: &[&str]| -> Option<u32> {
             texts
                 .iter()
-                .filter_map(|t| token_to_id.get(*t).copied())
+                .filter_map(|t| token_to_id.get(t).copied())
                 .min()
         };
         let mark_control = |id: u32, attrs: &mut [u16]| attrs[id as usize] |= attr::CONTROL;
@@ -421,7 +421,7 @@ impl Tokenizer {
         }
         let mut eog: Vec<u32> = [fim_pad, fim_rep, fim_sep].into_iter().flatten().collect();
         for text in EOG_TEXTS {
-            if let Some(&id) = token_to_id.get(*text) {
+            if let Some(&id) = token_to_id.get(text) {
                 eog.push(id);
                 mark_control(id, &mut attrs);
             }
