@@ -2,7 +2,7 @@
 //! rendered prompts' token ids against llama.cpp.
 //!
 //! `tests/data/chat/expected.json` comes from `scripts/gen-chat-fixtures.py`. Cases that name a
-//! model load it from `HEARTH_TEST_MODELS_DIR` (the test fails if it is missing).
+//! model get it through `hearth_fetch::test_model` (the test fails if it cannot).
 
 use std::path::PathBuf;
 
@@ -20,22 +20,20 @@ fn read(path: &PathBuf) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-fn model_file(name: &str) -> &'static str {
-    match name {
-        "smollm2" => "SmolLM2-135M-Instruct.Q4_1.gguf",
-        "gemma3" => "gemma-3-270m-q4_k_m.gguf",
-        other => panic!("no model file known for {other}"),
-    }
+/// The starter model `name`, through `hearth pull`'s own code; fails (never skips) when it
+/// cannot be had.
+fn model_path(name: &str) -> PathBuf {
+    let catalog = match name {
+        "smollm2" => "smollm2-135m",
+        "gemma3" => "gemma3-270m",
+        other => panic!("no catalog model for {other}"),
+    };
+    hearth_fetch::test_model(catalog)
+        .unwrap_or_else(|e| panic!("cannot get the test model {catalog}: {e}"))
 }
 
 fn tokenizer(name: &str) -> Tokenizer {
-    let dir = std::env::var_os("HEARTH_TEST_MODELS_DIR").unwrap_or_else(|| {
-        panic!(
-            "HEARTH_TEST_MODELS_DIR is not set: it must name the directory holding the test models"
-        )
-    });
-    let path = PathBuf::from(dir).join(model_file(name));
-    assert!(path.is_file(), "test model {} is missing", path.display());
+    let path = model_path(name);
     let gguf = hearth_gguf::Gguf::open(&path).expect("open GGUF");
     Tokenizer::from_gguf(gguf.metadata()).expect("tokenizer")
 }
@@ -183,11 +181,8 @@ fn uses_tools_detects_tool_templates() {
 /// The template comes from `tokenizer.chat_template`; a file without one gives `None`.
 #[test]
 fn template_from_gguf() {
-    let dir = std::env::var_os("HEARTH_TEST_MODELS_DIR")
-        .expect("HEARTH_TEST_MODELS_DIR must name the directory holding the test models");
     for (name, has_template) in [("smollm2", true), ("gemma3", false)] {
-        let gguf =
-            hearth_gguf::Gguf::open(PathBuf::from(&dir).join(model_file(name))).expect("open GGUF");
+        let gguf = hearth_gguf::Gguf::open(model_path(name)).expect("open GGUF");
         let tok = Tokenizer::from_gguf(gguf.metadata()).expect("tokenizer");
         let t = ChatTemplate::from_gguf(gguf.metadata(), &tok).expect("template compiles");
         assert_eq!(t.is_some(), has_template, "{name}");

@@ -1,8 +1,9 @@
 //! The tokenizer against llama.cpp on the two starter models.
 //!
 //! Fixtures in `tests/data/tokenizer/` come from `scripts/gen-tokenizer-fixtures.py` (llama.cpp
-//! through llama-cpp-python). The models are read from `HEARTH_TEST_MODELS_DIR`; a missing
-//! directory or file fails the test with the reason, it never skips.
+//! through llama-cpp-python). The models come through `hearth pull`'s own code
+//! (`hearth_fetch::test_model`); a model that cannot be had fails the test with the reason, it
+//! never skips.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -14,16 +15,13 @@ const SMOLLM2: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 const GEMMA3: &str = "gemma-3-270m-q4_k_m.gguf";
 
 fn model_path(file: &str) -> PathBuf {
-    let dir = std::env::var_os("HEARTH_TEST_MODELS_DIR").unwrap_or_else(|| {
-        panic!("HEARTH_TEST_MODELS_DIR is not set: it must name the directory holding {file}")
-    });
-    let path = PathBuf::from(dir).join(file);
-    assert!(
-        path.is_file(),
-        "test model {} is missing (HEARTH_TEST_MODELS_DIR)",
-        path.display()
-    );
-    path
+    let name = match file {
+        SMOLLM2 => "smollm2-135m",
+        GEMMA3 => "gemma3-270m",
+        other => panic!("no catalog model for {other}"),
+    };
+    hearth_fetch::test_model(name)
+        .unwrap_or_else(|e| panic!("cannot get the test model {name}: {e}"))
 }
 
 fn load(file: &str) -> (hearth_gguf::Gguf, Tokenizer) {

@@ -1,1 +1,60 @@
-fn main() {}
+//! `hearth`: the household's own AI. This binary is the command line over the workspace's
+//! crates; it owns argument parsing, terminal output and turning errors into one clear line.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod cmd;
+mod load;
+
+/// Hearth runs open language models on your own machines.
+#[derive(Parser)]
+#[command(name = "hearth", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Download a model: a catalog name, an http(s) URL of a .gguf, or a local path.
+    Pull(cmd::pull::PullArgs),
+    /// List the models on this machine.
+    Models(cmd::models::ModelsArgs),
+    /// Answer one prompt and exit (streams the reply to stdout, statistics to stderr).
+    Run(cmd::run::RunArgs),
+    /// Chat in the terminal; the conversation's KV cache is kept between turns.
+    Chat(cmd::chat::ChatArgs),
+    /// Print the token ids of a text as a JSON array.
+    Tokenize(cmd::tokenize::TokenizeArgs),
+    /// Measure prompt processing and generation speed, load time and peak memory.
+    Bench(cmd::bench::BenchArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("HEARTH_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.command {
+        Command::Pull(a) => cmd::pull::run(a),
+        Command::Models(a) => cmd::models::run(a),
+        Command::Run(a) => cmd::run::run(a),
+        Command::Chat(a) => cmd::chat::run(a),
+        Command::Tokenize(a) => cmd::tokenize::run(a),
+        Command::Bench(a) => cmd::bench::run(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line, the whole cause chain, no backtrace: this is for people, not debuggers.
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,639 @@
+//! The pre-norm decoder every supported architecture is an instance of, and its batched forward
+//! pass.
+//!
+//! One call of [`Model::forward`] processes a batch of tokens from several sequences, each with
+//! its own position and KV cache — prompt chunks and single decode tokens mixed. Weights stay
+//! quantized in the memory-mapped file; only the small norm vectors and biases are copied.
+//!
+//! # Batch invariance
+//! For every output element the floating-point operations are the same whatever the batch size,
+//! a token's place in the batch, the prompt-chunk boundaries and the thread count: norms, RoPE
+//! and activation quantization are per token; every projection goes through
+//! `hearth_kernels::matmul`, whose elements are single `vec_dot` calls; threads split output
+//! rows or (token, head) pairs, never a reduction; K and V are written to the cache (as f16)
+//! before any query of the batch reads them, and attention walks positions in order.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use half::f16;
+use hearth_gguf::{GgmlType, Gguf, TensorInfo};
+use hearth_kernels::{activation_type, matmul, QMatrix, ThreadPool};
+
+use crate::config::{Activation, Config};
+use crate::kv::{KvCache, SeqKv};
+use crate::ops::{self, Rope};
+use crate::{arch, Error, Result};
+
+/// A weight matrix in the mapped file: `rows` rows of `cols` elements.
+#[derive(Clone, Debug)]
+struct Weight {
+    index: usize,
+    ty: GgmlType,
+    rows: usize,
+    cols: usize,
+}
+
+#[derive(Debug)]
+struct Layer {
+    attn_norm: Vec<f32>,
+    wq: Weight,
+    wk: Weight,
+    wv: Weight,
+    wo: Weight,
+    bq: Option<Vec<f32>>,
+    bk: Option<Vec<f32>>,
+    bv: Option<Vec<f32>>,
+    q_norm: Option<Vec<f32>>,
+    k_norm: Option<Vec<f32>>,
+    attn_post_norm: Option<Vec<f32>>,
+    ffn_norm: Vec<f32>,
+    gate: Weight,
+    up: Weight,
+    down: Weight,
+    ffn_post_norm: Option<Vec<f32>>,
+}
+
+/// A loaded model: configuration plus weights mapped from its GGUF file.
+pub struct Model {
+    gguf: Gguf,
+    config: Config,
+    tok_embd: Weight,
+    output: Weight,
+    output_norm: Vec<f32>,
+    layers: Vec<Layer>,
+    rope_full: Rope,
+    rope_swa: Rope,
+    /// Reference mode: f32 weights and activations, no activation quantization (see
+    /// [`Model::set_exact`]).
+    exact: bool,
+}
+
+/// One token of a batch.
+#[derive(Clone, Copy, Debug)]
+pub struct BatchItem {
+    pub token: u32,
+    /// Position in its sequence.
+    pub pos: usize,
+    /// Index into the `seqs` slice given to [`Model::forward`].
+    pub seq: usize,
+    /// Whether logits are wanted for this token.
+    pub logits: bool,
+}
+
+impl Model {
+    /// Maps `path` and builds the model it describes.
+    pub fn open(path: impl AsRef<Path>) -> Result<Model> {
+        Model::from_gguf(Gguf::open(path)?)
+    }
+
+    /// Builds the model described by an opened GGUF file.
+    pub fn from_gguf(gguf: Gguf) -> Result<Model> {
+        let md = gguf.metadata();
+        let embd_info = find(&gguf, "token_embd.weight")?;
+        let n_vocab = dim(embd_info, 1) as usize;
+        let config = arch::config(md, n_vocab)?;
+        let c = &config;
+        let tok_embd = weight(&gguf, "token_embd.weight", c.n_embd, n_vocab)?;
+        let output = match gguf.tensor("output.weight") {
+            Some(_) => weight(&gguf, "output.weight", c.n_embd, n_vocab)?,
+            None => tok_embd.clone(),
+        };
+        let output_norm = vector(&gguf, "output_norm.weight", c.n_embd)?;
+        let q_dim = c.n_head * c.head_dim;
+        let mut layers = Vec::with_capacity(c.n_layer);
+        for i in 0..c.n_layer {
+            let n = |s: &str| format!("blk.{i}.{s}");
+            let opt_vec = |name: &str, len: usize, on: bool| -> Result<Option<Vec<f32>>> {
+                if on {
+                    vector(&gguf, &n(name), len).map(Some)
+                } else {
+                    Ok(None)
+                }
+            };
+            layers.push(Layer {
+                attn_norm: vector(&gguf, &n("attn_norm.weight"), c.n_embd)?,
+                wq: weight(&gguf, &n("attn_q.weight"), c.n_embd, q_dim)?,
+                wk: weight(&gguf, &n("attn_k.weight"), c.n_embd, c.kv_dim_k())?,
+                wv: weight(&gguf, &n("attn_v.weight"), c.n_embd, c.kv_dim_v())?,
+                wo: weight(
+                    &gguf,
+                    &n("attn_output.weight"),
+                    c.n_head * c.v_head_dim,
+                    c.n_embd,
+                )?,
+                bq: opt_vec("attn_q.bias", q_dim, c.qkv_bias)?,
+                bk: opt_vec("attn_k.bias", c.kv_dim_k(), c.qkv_bias)?,
+                bv: opt_vec("attn_v.bias", c.kv_dim_v(), c.qkv_bias)?,
+                q_norm: opt_vec("attn_q_norm.weight", c.head_dim, c.qk_norm)?,
+                k_norm: opt_vec("attn_k_norm.weight", c.head_dim, c.qk_norm)?,
+                attn_post_norm: opt_vec("post_attention_norm.weight", c.n_embd, c.post_norms)?,
+                ffn_norm: vector(&gguf, &n("ffn_norm.weight"), c.n_embd)?,
+                gate: weight(&gguf, &n("ffn_gate.weight"), c.n_embd, c.n_ff)?,
+                up: weight(&gguf, &n("ffn_up.weight"), c.n_embd, c.n_ff)?,
+                down: weight(&gguf, &n("ffn_down.weight"), c.n_ff, c.n_embd)?,
+                ffn_post_norm: opt_vec("post_ffw_norm.weight", c.n_embd, c.post_norms)?,
+            });
+        }
+        let rope_full = Rope::new(c.rope_style, c.rope_dim, c.rope_base, c.rope_scale);
+        let rope_swa = Rope::new(c.rope_style, c.rope_dim, c.rope_base_swa, 1.0);
+        Ok(Model {
+            gguf,
+            config,
+            tok_embd,
+            output,
+            output_norm,
+            layers,
+            rope_full,
+            rope_swa,
+            exact: false,
+        })
+    }
+
+    /// Switches the reference mode on or off. In it every projection dequantizes its weight rows
+    /// to f32 and multiplies them with unquantized f32 activations: slow, but free of the
+    /// activation quantization whose rounding makes small models' logits jump by tenths, so
+    /// tests can check the network itself tightly against an independent float64
+    /// implementation. Off by default.
+    pub fn set_exact(&mut self, exact: bool) {
+        self.exact = exact;
+    }
+
+    /// The network's hyper-parameters.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The underlying file (metadata for the tokenizer and template).
+    pub fn gguf(&self) -> &Gguf {
+        &self.gguf
+    }
+
+    fn mat(&self, w: &Weight) -> QMatrix<'_> {
+        let info = &self.gguf.tensors()[w.index];
+        QMatrix {
+            ty: w.ty,
+            data: self.gguf.tensor_data(info),
+            rows: w.rows,
+            cols: w.cols,
+        }
+    }
+
+    /// Runs one batch through the network and returns the logits of the items that asked for
+    /// them, `n_vocab` floats each, in batch order.
+    ///
+    /// Every `seqs[item.seq]` must have reserved room for `item.pos` ([`KvCache::reserve`]);
+    /// the caller advances each sequence's length afterwards.
+    pub fn forward<'w>(
+        &self,
+        batch: &[BatchItem],
+        seqs: &[&SeqKv],
+        kv: &mut KvCache,
+        ws: &'w mut Workspace,
+        pool: &ThreadPool,
+    ) -> Result<&'w [f32]> {
+        let c = &self.config;
+        let n_tok = batch.len();
+        for item in batch {
+            if item.token as usize >= c.n_vocab {
+                return Err(Error::BadToken {
+                    id: item.token,
+                    n_vocab: c.n_vocab,
+                });
+            }
+            let seq = seqs[item.seq];
+            if item.pos >= seq.capacity() {
+                return Err(Error::PositionOutOfRange {
+                    pos: item.pos,
+                    capacity: seq.capacity(),
+                });
+            }
+        }
+        ws.prepare(c, n_tok, pool.n_threads());
+        let d = c.n_embd;
+        let q_dim = c.n_head * c.head_dim;
+        let kd = c.kv_dim_k();
+        let vd = c.kv_dim_v();
+
+        // Embeddings: one row of the (quantized) table per token.
+        let emb = self.mat(&self.tok_embd);
+        let row_bytes = hearth_kernels::row_bytes(emb.ty, d);
+        for (t, item) in batch.iter().enumerate() {
+            let r = item.token as usize * row_bytes;
+            let x = &mut ws.x[t * d..(t + 1) * d];
+            hearth_kernels::dequantize_row(emb.ty, &emb.data[r..r + row_bytes], x)?;
+            if c.embd_scale != 1.0 {
+                x.iter_mut().for_each(|v| *v *= c.embd_scale);
+            }
+        }
+
+        for (il, layer) in self.layers.iter().enumerate() {
+            // --- attention ---
+            for t in 0..n_tok {
+                ops::rms_norm(
+                    &ws.x[t * d..(t + 1) * d],
+                    &layer.attn_norm,
+                    c.rms_eps,
+                    &mut ws.xn[t * d..(t + 1) * d],
+                );
+            }
+            ws.act.invalidate();
+            self.project(pool, &layer.wq, &mut ws.act, &ws.xn, n_tok, &mut ws.q)?; // (T, n_head * head_dim)
+            self.project(pool, &layer.wk, &mut ws.act, &ws.xn, n_tok, &mut ws.k)?; // (T, n_kv_head * head_dim)
+            self.project(pool, &layer.wv, &mut ws.act, &ws.xn, n_tok, &mut ws.v)?; // (T, n_kv_head * v_head_dim)
+            let is_swa = c.layer_is_swa[il];
+            let rope = if is_swa {
+                &self.rope_swa
+            } else {
+                &self.rope_full
+            };
+            for (t, item) in batch.iter().enumerate() {
+                let q = &mut ws.q[t * q_dim..(t + 1) * q_dim];
+                let k = &mut ws.k[t * kd..(t + 1) * kd];
+                let v = &mut ws.v[t * vd..(t + 1) * vd];
+                if let (Some(bq), Some(bk), Some(bv)) = (&layer.bq, &layer.bk, &layer.bv) {
+                    add(q, bq);
+                    add(k, bk);
+                    add(v, bv);
+                }
+                if let (Some(qn), Some(kn)) = (&layer.q_norm, &layer.k_norm) {
+                    q.chunks_exact_mut(c.head_dim)
+                        .for_each(|h| ops::rms_norm_inplace(h, qn, c.rms_eps));
+                    k.chunks_exact_mut(c.head_dim)
+                        .for_each(|h| ops::rms_norm_inplace(h, kn, c.rms_eps));
+                }
+                rope.apply(q, c.head_dim, item.pos);
+                rope.apply(k, c.head_dim, item.pos);
+                if c.q_scale != 1.0 {
+                    q.iter_mut().for_each(|x| *x *= c.q_scale);
+                }
+                // Keys and values reach the cache before any query of this batch reads it.
+                kv.write(il, seqs[item.seq], item.pos, k, v)?;
+            }
+            self.attention(il, batch, seqs, kv, ws, pool);
+            ws.act.invalidate();
+            self.project(pool, &layer.wo, &mut ws.act, &ws.attn, n_tok, &mut ws.tmp)?; // (T, d)
+            for t in 0..n_tok {
+                let out = &mut ws.tmp[t * d..(t + 1) * d];
+                if let Some(w) = &layer.attn_post_norm {
+                    ops::rms_norm_inplace(out, w, c.rms_eps);
+                }
+                add(&mut ws.x[t * d..(t + 1) * d], out);
+            }
+
+            // --- feed-forward ---
+            for t in 0..n_tok {
+                ops::rms_norm(
+                    &ws.x[t * d..(t + 1) * d],
+                    &layer.ffn_norm,
+                    c.rms_eps,
+                    &mut ws.xn[t * d..(t + 1) * d],
+                );
+            }
+            ws.act.invalidate();
+            self.project(pool, &layer.gate, &mut ws.act, &ws.xn, n_tok, &mut ws.gate)?; // (T, n_ff)
+            self.project(pool, &layer.up, &mut ws.act, &ws.xn, n_tok, &mut ws.up)?; // (T, n_ff)
+            let n_ff = c.n_ff;
+            for t in 0..n_tok {
+                let g = &mut ws.gate[t * n_ff..(t + 1) * n_ff];
+                let u = &ws.up[t * n_ff..(t + 1) * n_ff];
+                match c.activation {
+                    Activation::Silu => ops::swiglu(g, u),
+                    Activation::GeluTanh => ops::geglu(g, u),
+                }
+            }
+            ws.act.invalidate();
+            self.project(pool, &layer.down, &mut ws.act, &ws.gate, n_tok, &mut ws.tmp)?; // (T, d)
+            for t in 0..n_tok {
+                let out = &mut ws.tmp[t * d..(t + 1) * d];
+                if let Some(w) = &layer.ffn_post_norm {
+                    ops::rms_norm_inplace(out, w, c.rms_eps);
+                }
+                add(&mut ws.x[t * d..(t + 1) * d], out);
+            }
+        }
+
+        // --- output: final norm and logits for the tokens that want them ---
+        let mut n_out = 0;
+        for (t, item) in batch.iter().enumerate() {
+            if item.logits {
+                let (src, dst) = (t * d, n_out * d);
+                ops::rms_norm(
+                    &ws.x[src..src + d],
+                    &self.output_norm,
+                    c.rms_eps,
+                    &mut ws.xn[dst..dst + d],
+                );
+                n_out += 1;
+            }
+        }
+        ws.logits.resize(n_out * c.n_vocab, 0.0);
+        if n_out > 0 {
+            ws.act.invalidate();
+            let out = &mut ws.logits[..n_out * c.n_vocab];
+            self.project(pool, &self.output, &mut ws.act, &ws.xn, n_out, out)?;
+            if let Some(cap) = c.final_logit_softcap {
+                out.iter_mut().for_each(|v| *v = (*v / cap).tanh() * cap);
+            }
+        }
+        Ok(&ws.logits[..n_out * c.n_vocab])
+    }
+
+    /// `out = x · wᵀ` for `n_tok` rows of `x`, quantizing `x` to the weight's activation type
+    /// unless `act` already holds it in that type.
+    fn project(
+        &self,
+        pool: &ThreadPool,
+        w: &Weight,
+        act: &mut ActCache,
+        x: &[f32],
+        n_tok: usize,
+        out: &mut [f32],
+    ) -> Result<()> {
+        let m = self.mat(w);
+        if self.exact {
+            return project_exact(
+                pool,
+                &m,
+                &x[..n_tok * m.cols],
+                n_tok,
+                &mut out[..n_tok * m.rows],
+            );
+        }
+        let aty = activation_type(m.ty)?;
+        if act.ty != Some(aty) {
+            hearth_kernels::matmul::quantize_activations(
+                aty,
+                &x[..n_tok * m.cols],
+                m.cols,
+                &mut act.buf,
+            )?;
+            act.ty = Some(aty);
+        }
+        matmul(pool, &m, &act.buf, n_tok, &mut out[..n_tok * m.rows]);
+        Ok(())
+    }
+
+    /// Causal (and, on local layers, windowed) attention for every (token, head) pair of the
+    /// batch, split across threads; each pair reads its sequence's keys in position order.
+    fn attention(
+        &self,
+        il: usize,
+        batch: &[BatchItem],
+        seqs: &[&SeqKv],
+        kv: &KvCache,
+        ws: &mut Workspace,
+        pool: &ThreadPool,
+    ) {
+        let c = &self.config;
+        let n_items = batch.len() * c.n_head;
+        let group = c.n_head / c.n_kv_head;
+        let hd = c.head_dim;
+        let vhd = c.v_head_dim;
+        let q_dim = c.n_head * hd;
+        let window = kv.window(il);
+        let q = &ws.q;
+        let scratch = &ws.attn_scratch;
+        let exact = self.exact;
+        pool.run(|ti, nt| {
+            let (start, end) = (ti * n_items / nt, (ti + 1) * n_items / nt);
+            // Each thread has its own scratch; the lock is never contended.
+            let mut guard = scratch[ti].lock().unwrap_or_else(|e| e.into_inner());
+            let s = &mut *guard;
+            s.out.clear();
+            s.out.resize((end - start) * vhd, 0.0);
+            for item_idx in start..end {
+                let (t, h) = (item_idx / c.n_head, item_idx % c.n_head);
+                let item = batch[t];
+                let view = kv.view(il, seqs[item.seq]);
+                let g = h / group;
+                let qh = &q[t * q_dim + h * hd..t * q_dim + (h + 1) * hd];
+                s.q16.clear();
+                s.q16.extend(qh.iter().map(|&x| f16::from_f32(x)));
+                let first = match window {
+                    Some(w) => (item.pos + 1).saturating_sub(w),
+                    None => 0,
+                }
+                .max(view.first_pos());
+                let n = item.pos + 1 - first;
+                s.scores.clear();
+                let mut max = f32::NEG_INFINITY;
+                for j in first..=item.pos {
+                    let k = &view.k(j)[g * hd..(g + 1) * hd];
+                    let sc = ops::dot_f16(&s.q16, k) * c.attn_scale;
+                    max = max.max(sc);
+                    s.scores.push(sc);
+                }
+                let mut sum = 0f32;
+                for sc in s.scores.iter_mut() {
+                    *sc = (*sc - max).exp();
+                    sum += *sc;
+                }
+                let inv = 1.0 / sum;
+                let o = &mut s.out[(item_idx - start) * vhd..(item_idx - start + 1) * vhd];
+                for (jj, j) in (first..=item.pos).enumerate() {
+                    let v = &view.v(j)[g * vhd..(g + 1) * vhd];
+                    let mut p = s.scores[jj] * inv;
+                    if !exact {
+                        // llama.cpp multiplies V by the probabilities converted to f16.
+                        p = f16::from_f32(p).to_f32();
+                    }
+                    ops::axpy_f16(o, p, v);
+                }
+                debug_assert_eq!(s.scores.len(), n);
+            }
+        });
+        // Gather the per-thread results in item order.
+        let nt = pool.n_threads();
+        for ti in 0..nt {
+            let start = ti * n_items / nt;
+            let guard = ws.attn_scratch[ti]
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            let len = guard.out.len();
+            ws.attn[start * vhd..start * vhd + len].copy_from_slice(&guard.out);
+        }
+    }
+}
+
+/// Quantized activations of the last projection input, reused while the input is unchanged
+/// (Q, K and V share one quantization; so do gate and up).
+#[derive(Default)]
+struct ActCache {
+    ty: Option<GgmlType>,
+    buf: Vec<u8>,
+}
+
+impl ActCache {
+    fn invalidate(&mut self) {
+        self.ty = None;
+    }
+}
+
+#[derive(Default)]
+struct AttnScratch {
+    q16: Vec<f16>,
+    scores: Vec<f32>,
+    out: Vec<f32>,
+}
+
+/// Reusable buffers for [`Model::forward`]; grows to the largest batch seen and is then reused,
+/// so steady-state decoding allocates nothing.
+#[derive(Default)]
+pub struct Workspace {
+    x: Vec<f32>,
+    xn: Vec<f32>,
+    q: Vec<f32>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+    attn: Vec<f32>,
+    tmp: Vec<f32>,
+    gate: Vec<f32>,
+    up: Vec<f32>,
+    logits: Vec<f32>,
+    act: ActCache,
+    attn_scratch: Vec<Mutex<AttnScratch>>,
+}
+
+impl Workspace {
+    pub fn new() -> Workspace {
+        Workspace::default()
+    }
+
+    fn prepare(&mut self, c: &Config, n_tok: usize, n_threads: usize) {
+        let grow = |v: &mut Vec<f32>, n: usize| {
+            if v.len() < n {
+                v.resize(n, 0.0);
+            }
+        };
+        grow(&mut self.x, n_tok * c.n_embd);
+        grow(&mut self.xn, n_tok * c.n_embd);
+        grow(&mut self.q, n_tok * c.n_head * c.head_dim);
+        grow(&mut self.k, n_tok * c.kv_dim_k());
+        grow(&mut self.v, n_tok * c.kv_dim_v());
+        grow(&mut self.attn, n_tok * c.n_head * c.v_head_dim);
+        grow(&mut self.tmp, n_tok * c.n_embd);
+        grow(&mut self.gate, n_tok * c.n_ff);
+        grow(&mut self.up, n_tok * c.n_ff);
+        while self.attn_scratch.len() < n_threads {
+            self.attn_scratch.push(Mutex::new(AttnScratch::default()));
+        }
+    }
+}
+
+/// The reference projection: rows split across threads, each row dequantized once and dotted
+/// with every token's f32 activations (8 lanes, then a fixed pairwise sum).
+fn project_exact(
+    pool: &ThreadPool,
+    m: &QMatrix<'_>,
+    x: &[f32],
+    n_tok: usize,
+    out: &mut [f32],
+) -> Result<()> {
+    let rb = hearth_kernels::row_bytes(m.ty, m.cols);
+    let results: Vec<Mutex<Result<Vec<f32>>>> = (0..pool.n_threads())
+        .map(|_| Mutex::new(Ok(Vec::new())))
+        .collect();
+    pool.run(|ti, nt| {
+        let (r0, r1) = (ti * m.rows / nt, (ti + 1) * m.rows / nt);
+        let mut w = vec![0f32; m.cols];
+        let mut local = vec![0f32; (r1 - r0) * n_tok];
+        let mut res = Ok(());
+        for r in r0..r1 {
+            if let Err(e) =
+                hearth_kernels::dequantize_row(m.ty, &m.data[r * rb..(r + 1) * rb], &mut w)
+            {
+                res = Err(e.into());
+                break;
+            }
+            for t in 0..n_tok {
+                let xr = &x[t * m.cols..(t + 1) * m.cols];
+                let mut acc = [0f32; 8];
+                for (wc, xc) in w.chunks(8).zip(xr.chunks(8)) {
+                    for l in 0..wc.len() {
+                        acc[l] += wc[l] * xc[l];
+                    }
+                }
+                local[(r - r0) * n_tok + t] = ((acc[0] + acc[4]) + (acc[1] + acc[5]))
+                    + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+            }
+        }
+        *results[ti].lock().unwrap_or_else(|e| e.into_inner()) = res.map(|()| local);
+    });
+    let nt = pool.n_threads();
+    for (ti, cell) in results.into_iter().enumerate() {
+        let local = cell.into_inner().unwrap_or_else(|e| e.into_inner())?;
+        let r0 = ti * m.rows / nt;
+        let n_rows = local.len() / n_tok.max(1);
+        for i in 0..n_rows {
+            for t in 0..n_tok {
+                out[t * m.rows + r0 + i] = local[i * n_tok + t];
+            }
+        }
+    }
+    Ok(())
+}
+
+fn add(dst: &mut [f32], src: &[f32]) {
+    for (d, s) in dst.iter_mut().zip(src) {
+        *d += s;
+    }
+}
+
+fn find<'a>(g: &'a Gguf, name: &str) -> Result<&'a TensorInfo> {
+    g.tensor(name)
+        .ok_or_else(|| Error::MissingTensor(name.to_string()))
+}
+
+fn dim(t: &TensorInfo, i: usize) -> u64 {
+    t.dims.get(i).copied().unwrap_or(1)
+}
+
+/// A weight of `cols` inputs and `rows` outputs (GGUF dims `[cols, rows]`).
+fn weight(g: &Gguf, name: &str, cols: usize, rows: usize) -> Result<Weight> {
+    let info = find(g, name)?;
+    if dim(info, 0) as usize != cols || dim(info, 1) as usize != rows || info.dims.len() > 2 {
+        return Err(Error::BadShape {
+            name: name.to_string(),
+            expected: vec![cols as u64, rows as u64],
+            found: info.dims.clone(),
+        });
+    }
+    if !hearth_kernels::is_supported(info.ty) {
+        return Err(Error::UnsupportedTensorType {
+            name: name.to_string(),
+            ty: info.ty,
+            supported: hearth_kernels::SUPPORTED
+                .iter()
+                .map(|t| t.name())
+                .collect::<Vec<_>>()
+                .join(", "),
+        });
+    }
+    let index = g
+        .tensors()
+        .iter()
+        .position(|t| t.name == name)
+        .ok_or_else(|| Error::MissingTensor(name.to_string()))?;
+    Ok(Weight {
+        index,
+        ty: info.ty,
+        rows,
+        cols,
+    })
+}
+
+/// A small vector (norm weights, biases) decoded to f32.
+fn vector(g: &Gguf, name: &str, len: usize) -> Result<Vec<f32>> {
+    let info = find(g, name)?;
+    if info.n_elements() != len as u64 {
+        return Err(Error::BadShape {
+            name: name.to_string(),
+            expected: vec![len as u64],
+            found: info.dims.clone(),
+        });
+    }
+    let mut out = vec![0f32; len];
+    hearth_kernels::dequantize_row(info.ty, g.tensor_data(info), &mut out)?;
+    Ok(out)
+}

@@ -1,0 +1,192 @@
+//! Per-token vector operations of the forward pass (norms, RoPE, activations, softmax).
+//!
+//! These run once per token per layer on vectors of a few thousand floats: they are simple loops
+//! the compiler vectorises. Each works on one token's row, so results never depend on batching.
+
+use std::sync::OnceLock;
+
+use half::f16;
+
+use crate::config::RopeStyle;
+
+/// `out = x / rms(x) * w`. Squares are summed in f64, as llama.cpp does, so the scale agrees
+/// with it to the last bit more often than an f32 sum would.
+pub fn rms_norm(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
+    let sum: f64 = x.iter().map(|&v| (v * v) as f64).sum();
+    let mean = (sum / x.len() as f64) as f32;
+    let scale = 1.0 / (mean + eps).sqrt();
+    for ((o, &v), &g) in out.iter_mut().zip(x).zip(w) {
+        *o = v * scale * g;
+    }
+}
+
+/// In-place RMS norm of `x` with weights `w`.
+pub fn rms_norm_inplace(x: &mut [f32], w: &[f32], eps: f32) {
+    let sum: f64 = x.iter().map(|&v| (v * v) as f64).sum();
+    let mean = (sum / x.len() as f64) as f32;
+    let scale = 1.0 / (mean + eps).sqrt();
+    for (v, &g) in x.iter_mut().zip(w) {
+        *v = *v * scale * g;
+    }
+}
+
+/// Rotary position embedding for one configuration (style, rotated width, base, scale).
+#[derive(Clone, Debug)]
+pub struct Rope {
+    style: RopeStyle,
+    rot_dim: usize,
+    theta_scale: f32,
+    scale: f32,
+}
+
+/// Widest rotated head width supported (Gemma 3 uses 256).
+pub const MAX_ROPE_DIM: usize = 512;
+
+impl Rope {
+    pub fn new(style: RopeStyle, rot_dim: usize, base: f32, scale: f32) -> Rope {
+        Rope {
+            style,
+            rot_dim: rot_dim.min(MAX_ROPE_DIM),
+            theta_scale: base.powf(-2.0 / rot_dim as f32),
+            scale,
+        }
+    }
+
+    /// Rotates every head of `x` (rows of `head_dim`) for position `pos`.
+    pub fn apply(&self, x: &mut [f32], head_dim: usize, pos: usize) {
+        let half = self.rot_dim / 2;
+        let mut cos = [0f32; MAX_ROPE_DIM / 2];
+        let mut sin = [0f32; MAX_ROPE_DIM / 2];
+        // theta_i = pos * base^(-2i/d), built by repeated multiplication in f32 as ggml does.
+        let mut theta = pos as f32 * self.scale;
+        for i in 0..half {
+            (sin[i], cos[i]) = theta.sin_cos();
+            theta *= self.theta_scale;
+        }
+        for head in x.chunks_exact_mut(head_dim) {
+            for i in 0..half {
+                let (a, b) = match self.style {
+                    RopeStyle::Interleaved => (2 * i, 2 * i + 1),
+                    RopeStyle::Halves => (i, i + half),
+                };
+                let x0 = head[a];
+                let x1 = head[b];
+                head[a] = x0 * cos[i] - x1 * sin[i];
+                head[b] = x0 * sin[i] + x1 * cos[i];
+            }
+        }
+    }
+}
+
+/// `gate = silu(gate) * up`.
+pub fn swiglu(gate: &mut [f32], up: &[f32]) {
+    for (g, &u) in gate.iter_mut().zip(up) {
+        let x = *g;
+        *g = x / (1.0 + (-x).exp()) * u;
+    }
+}
+
+/// `gate = gelu_tanh(gate) * up`, with GELU looked up in an f16 table as llama.cpp's CPU backend
+/// does (input and GELU output rounded to f16), so logits agree with it closely.
+pub fn geglu(gate: &mut [f32], up: &[f32]) {
+    let table = gelu_table();
+    for (g, &u) in gate.iter_mut().zip(up) {
+        let x = *g;
+        let y = if x <= -10.0 {
+            0.0
+        } else if x >= 10.0 {
+            x
+        } else {
+            table[f16::from_f32(x).to_bits() as usize]
+        };
+        *g = y * u;
+    }
+}
+
+fn gelu_tanh(x: f32) -> f32 {
+    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+    const COEF_A: f32 = 0.044_715;
+    0.5 * x * (1.0 + (SQRT_2_OVER_PI * x * (1.0 + COEF_A * x * x)).tanh())
+}
+
+fn gelu_table() -> &'static [f32] {
+    static TABLE: OnceLock<Vec<f32>> = OnceLock::new();
+    TABLE.get_or_init(|| {
+        (0..=u16::MAX)
+            .map(|bits| {
+                let x = f16::from_bits(bits).to_f32();
+                f16::from_f32(gelu_tanh(x)).to_f32()
+            })
+            .collect()
+    })
+}
+
+/// Dot product of an f32 query (rounded to f16, as llama.cpp converts it) with an f16 key.
+#[inline]
+pub fn dot_f16(q16: &[f16], k: &[u16]) -> f32 {
+    let mut acc = [0f32; 8];
+    let chunks = q16.len() / 8;
+    for c in 0..chunks {
+        for l in 0..8 {
+            let i = c * 8 + l;
+            acc[l] += q16[i].to_f32() * f16::from_bits(k[i]).to_f32();
+        }
+    }
+    let mut tail = 0f32;
+    for i in chunks * 8..q16.len() {
+        tail += q16[i].to_f32() * f16::from_bits(k[i]).to_f32();
+    }
+    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
+}
+
+/// `out += w * v` for an f16 row `v`.
+#[inline]
+pub fn axpy_f16(out: &mut [f32], w: f32, v: &[u16]) {
+    for (o, &b) in out.iter_mut().zip(v) {
+        *o += w * f16::from_bits(b).to_f32();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rms_norm_unit() {
+        let x = [3.0f32, 4.0];
+        let mut out = [0.0; 2];
+        rms_norm(&x, &[1.0, 1.0], 0.0, &mut out);
+        let rms = (12.5f32).sqrt();
+        assert!((out[0] - 3.0 / rms).abs() < 1e-6);
+    }
+
+    #[test]
+    fn rope_position_zero_is_identity() {
+        let r = Rope::new(RopeStyle::Halves, 4, 10000.0, 1.0);
+        let mut x = [1.0, 2.0, 3.0, 4.0];
+        r.apply(&mut x, 4, 0);
+        assert_eq!(x, [1.0, 2.0, 3.0, 4.0]);
+    }
+
+    #[test]
+    fn rope_preserves_norm() {
+        for style in [RopeStyle::Halves, RopeStyle::Interleaved] {
+            let r = Rope::new(style, 8, 10000.0, 1.0);
+            let mut x = [1.0, -2.0, 3.0, 0.5, 0.25, 1.5, -1.0, 2.0];
+            let n0: f32 = x.iter().map(|v| v * v).sum();
+            r.apply(&mut x, 8, 37);
+            let n1: f32 = x.iter().map(|v| v * v).sum();
+            assert!((n0 - n1).abs() < 1e-4);
+        }
+    }
+
+    #[test]
+    fn gelu_table_close_to_exact() {
+        let mut g = [0.5f32, -1.0, 2.0, 12.0, -12.0];
+        geglu(&mut g, &[1.0; 5]);
+        assert!((g[0] - gelu_tanh(0.5)).abs() < 1e-3);
+        assert!((g[2] - gelu_tanh(2.0)).abs() < 2e-3);
+        assert_eq!(g[3], 12.0);
+        assert_eq!(g[4], 0.0);
+    }
+}

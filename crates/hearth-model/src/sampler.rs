@@ -1,0 +1,291 @@
+//! Turning logits into the next token: penalties, logit bias, temperature, top-k, top-p, min-p,
+//! and a seeded random draw per sequence.
+//!
+//! The order follows llama.cpp's default sampler chain (penalties → top-k → top-p → min-p →
+//! temperature → draw). Temperature 0 is greedy decoding with ties going to the lowest id.
+//! The RNG is ChaCha8 seeded per sequence: the same seed and settings give the same tokens on
+//! every platform and every release of the `rand` crate.
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// Sampling settings for one sequence.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SamplerConfig {
+    /// 0 means greedy.
+    pub temperature: f32,
+    /// 0 disables.
+    pub top_k: usize,
+    /// 1.0 disables.
+    pub top_p: f32,
+    /// 0.0 disables.
+    pub min_p: f32,
+    /// Divides positive (multiplies negative) logits of recently seen tokens; 1.0 disables.
+    pub repeat_penalty: f32,
+    /// How many recent tokens the repeat, presence and frequency penalties look at.
+    pub penalty_last_n: usize,
+    /// Subtracted once from the logit of every token seen (OpenAI's `presence_penalty`).
+    pub presence_penalty: f32,
+    /// Subtracted per occurrence (OpenAI's `frequency_penalty`).
+    pub frequency_penalty: f32,
+    /// Added to the logits of specific tokens (OpenAI's `logit_bias`).
+    pub logit_bias: Vec<(u32, f32)>,
+    pub seed: u64,
+}
+
+impl Default for SamplerConfig {
+    fn default() -> Self {
+        SamplerConfig {
+            temperature: 0.8,
+            top_k: 40,
+            top_p: 0.95,
+            min_p: 0.05,
+            repeat_penalty: 1.0,
+            penalty_last_n: 64,
+            presence_penalty: 0.0,
+            frequency_penalty: 0.0,
+            logit_bias: Vec::new(),
+            seed: 0,
+        }
+    }
+}
+
+impl SamplerConfig {
+    /// Greedy decoding, no penalties.
+    pub fn greedy() -> SamplerConfig {
+        SamplerConfig {
+            temperature: 0.0,
+            ..SamplerConfig::default()
+        }
+    }
+}
+
+/// A sampler with its own RNG and the history its penalties need.
+#[derive(Clone, Debug)]
+pub struct Sampler {
+    cfg: SamplerConfig,
+    rng: ChaCha8Rng,
+    history: Vec<u32>,
+    candidates: Vec<(u32, f32)>,
+}
+
+impl Sampler {
+    pub fn new(cfg: SamplerConfig) -> Sampler {
+        let rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+        Sampler {
+            cfg,
+            rng,
+            history: Vec::new(),
+            candidates: Vec::new(),
+        }
+    }
+
+    pub fn config(&self) -> &SamplerConfig {
+        &self.cfg
+    }
+
+    /// Records a token as seen (prompt tokens too, so penalties cover them).
+    pub fn accept(&mut self, token: u32) {
+        self.history.push(token);
+    }
+
+    /// Picks the next token from `logits` (modified in place by penalties and bias).
+    pub fn sample(&mut self, logits: &mut [f32]) -> u32 {
+        self.apply_penalties(logits);
+        for &(id, bias) in &self.cfg.logit_bias {
+            if let Some(l) = logits.get_mut(id as usize) {
+                *l += bias;
+            }
+        }
+        if self.cfg.temperature <= 0.0 {
+            return argmax(logits);
+        }
+        let cands = &mut self.candidates;
+        cands.clear();
+        cands.extend(
+            logits
+                .iter()
+                .enumerate()
+                .filter(|(_, l)| l.is_finite())
+                .map(|(i, &l)| (i as u32, l)),
+        );
+        if cands.is_empty() {
+            return argmax(logits);
+        }
+        // Sorted by logit, ties by id, so every filter below is deterministic.
+        let by_logit = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+        let k = if self.cfg.top_k > 0 {
+            self.cfg.top_k.min(cands.len())
+        } else {
+            cands.len()
+        };
+        if k < cands.len() {
+            cands.select_nth_unstable_by(k - 1, by_logit);
+            cands.truncate(k);
+        }
+        cands.sort_unstable_by(by_logit);
+        // Probabilities at temperature 1 for top-p / min-p, as llama.cpp's chain computes them.
+        let max = cands[0].1;
+        let mut probs: Vec<f32> = cands.iter().map(|c| (c.1 - max).exp()).collect();
+        let sum: f32 = probs.iter().sum();
+        probs.iter_mut().for_each(|p| *p /= sum);
+        let mut keep = cands.len();
+        if self.cfg.top_p < 1.0 {
+            let mut cum = 0.0;
+            for (i, p) in probs.iter().enumerate() {
+                cum += p;
+                if cum >= self.cfg.top_p {
+                    keep = i + 1;
+                    break;
+                }
+            }
+        }
+        if self.cfg.min_p > 0.0 {
+            let floor = probs[0] * self.cfg.min_p;
+            keep = keep.min(probs.iter().take_while(|&&p| p >= floor).count().max(1));
+        }
+        cands.truncate(keep);
+        let t = self.cfg.temperature;
+        let max = cands[0].1 / t;
+        let weights: Vec<f32> = cands.iter().map(|c| (c.1 / t - max).exp()).collect();
+        let total: f32 = weights.iter().sum();
+        let mut r = self.rng.gen::<f32>() * total;
+        for (c, w) in cands.iter().zip(&weights) {
+            if r < *w {
+                return c.0;
+            }
+            r -= w;
+        }
+        cands[cands.len() - 1].0
+    }
+
+    fn apply_penalties(&mut self, logits: &mut [f32]) {
+        let c = &self.cfg;
+        if c.repeat_penalty == 1.0 && c.presence_penalty == 0.0 && c.frequency_penalty == 0.0 {
+            return;
+        }
+        let start = self.history.len().saturating_sub(c.penalty_last_n);
+        let recent = &self.history[start..];
+        let mut counts: std::collections::HashMap<u32, u32> = std::collections::HashMap::new();
+        for &t in recent {
+            *counts.entry(t).or_default() += 1;
+        }
+        for (&t, &n) in &counts {
+            let Some(l) = logits.get_mut(t as usize) else {
+                continue;
+            };
+            if c.repeat_penalty != 1.0 {
+                if *l > 0.0 {
+                    *l /= c.repeat_penalty;
+                } else {
+                    *l *= c.repeat_penalty;
+                }
+            }
+            *l -= n as f32 * c.frequency_penalty + c.presence_penalty;
+        }
+    }
+}
+
+/// Index of the largest logit, the lowest index on ties (NaN never wins).
+pub fn argmax(logits: &[f32]) -> u32 {
+    let mut best = 0usize;
+    let mut best_v = f32::NEG_INFINITY;
+    for (i, &v) in logits.iter().enumerate() {
+        if v > best_v {
+            best = i;
+            best_v = v;
+        }
+    }
+    best as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn greedy_ties_go_to_lowest_id() {
+        let mut s = Sampler::new(SamplerConfig::greedy());
+        assert_eq!(s.sample(&mut [1.0, 3.0, 3.0, 2.0]), 1);
+    }
+
+    #[test]
+    fn same_seed_same_tokens() {
+        let logits: Vec<f32> = (0..100).map(|i| ((i * 37) % 11) as f32 * 0.3).collect();
+        let cfg = SamplerConfig {
+            temperature: 1.0,
+            top_k: 0,
+            top_p: 1.0,
+            min_p: 0.0,
+            seed: 42,
+            ..Default::default()
+        };
+        let run = || {
+            let mut s = Sampler::new(cfg.clone());
+            (0..20)
+                .map(|_| s.sample(&mut logits.clone()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(run(), run());
+        let other = {
+            let mut s = Sampler::new(SamplerConfig {
+                seed: 43,
+                ..cfg.clone()
+            });
+            (0..20)
+                .map(|_| s.sample(&mut logits.clone()))
+                .collect::<Vec<_>>()
+        };
+        assert_ne!(run(), other);
+    }
+
+    #[test]
+    fn top_k_one_is_greedy() {
+        let cfg = SamplerConfig {
+            temperature: 1.0,
+            top_k: 1,
+            seed: 7,
+            ..Default::default()
+        };
+        let mut s = Sampler::new(cfg);
+        for _ in 0..10 {
+            assert_eq!(s.sample(&mut [0.1, 0.5, 2.0, 1.9]), 2);
+        }
+    }
+
+    #[test]
+    fn logit_bias_forces_token() {
+        let cfg = SamplerConfig {
+            logit_bias: vec![(0, 100.0)],
+            ..SamplerConfig::greedy()
+        };
+        assert_eq!(Sampler::new(cfg).sample(&mut [0.0, 5.0]), 0);
+    }
+
+    #[test]
+    fn repeat_penalty_demotes_seen_tokens() {
+        let cfg = SamplerConfig {
+            repeat_penalty: 2.0,
+            ..SamplerConfig::greedy()
+        };
+        let mut s = Sampler::new(cfg);
+        s.accept(1);
+        assert_eq!(s.sample(&mut [1.5, 2.0]), 0);
+    }
+
+    #[test]
+    fn min_p_drops_unlikely_tokens() {
+        let cfg = SamplerConfig {
+            temperature: 1.0,
+            top_k: 0,
+            top_p: 1.0,
+            min_p: 0.5,
+            seed: 1,
+            ..Default::default()
+        };
+        let mut s = Sampler::new(cfg);
+        for _ in 0..50 {
+            assert_eq!(s.sample(&mut [10.0, 0.0, 0.0]), 0);
+        }
+    }
+}

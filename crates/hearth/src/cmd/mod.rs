@@ -1,0 +1,7 @@
+//! One module per subcommand.
+pub mod bench;
+pub mod chat;
+pub mod models;
+pub mod pull;
+pub mod run;
+pub mod tokenize;
