@@ -15,7 +15,7 @@ use serde_json::Value;
 
 /// Largest difference allowed between Hearth's reference mode and float64 (the f16 KV cache and
 /// f16 queries in `q·k` account for it).
-const TOL: f32 = 0.05;
+const TOL: f32 = 0.03;
 
 fn check(name: &str) {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
