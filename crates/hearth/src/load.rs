@@ -109,7 +109,11 @@ fn resolve(spec: Option<&str>) -> anyhow::Result<Resolved> {
 /// Resolves, opens and builds everything `run` and `chat` need.
 pub fn load(spec: Option<&str>, gen: &GenOptions) -> anyhow::Result<(Loaded, Model)> {
     let (gguf, r) = open_gguf(spec)?;
-    let tokenizer = Tokenizer::from_gguf(gguf.metadata()).context("cannot build the tokenizer")?;
+    // The model first: an unsupported architecture or tensor type is the clearest error.
+    let model =
+        Model::from_gguf(gguf).with_context(|| format!("cannot load {}", r.path.display()))?;
+    let md = model.gguf().metadata();
+    let tokenizer = Tokenizer::from_gguf(md).context("cannot build the tokenizer")?;
     let template = match r.entry.as_ref().and_then(|e| e.template.as_deref()) {
         Some(src) => {
             let bos = tokenizer
@@ -125,11 +129,9 @@ pub fn load(spec: Option<&str>, gen: &GenOptions) -> anyhow::Result<(Loaded, Mod
                     .context("the catalog's chat template does not compile")?,
             )
         }
-        None => ChatTemplate::from_gguf(gguf.metadata(), &tokenizer)
+        None => ChatTemplate::from_gguf(md, &tokenizer)
             .context("the model's chat template does not compile")?,
     };
-    let model =
-        Model::from_gguf(gguf).with_context(|| format!("cannot load {}", r.path.display()))?;
     let trained = model.config().ctx_train;
     if gen.ctx > trained {
         eprintln!(

@@ -1,0 +1,331 @@
+//! The `hearth` binary end to end, as a user runs it (engine-core issue, #2).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use hearth_gguf::write::GgufWriter;
+use hearth_gguf::{GgmlType, Value};
+
+fn model(name: &str) -> PathBuf {
+    hearth_fetch::test_model(name)
+        .unwrap_or_else(|e| panic!("cannot get the test model {name}: {e}"))
+}
+
+fn hearth(args: &[&str], home: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_hearth"))
+        .args(args)
+        .env("HEARTH_HOME", home)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run hearth")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// A failure is one clear line on stderr, a non-zero exit and no panic.
+fn assert_clean_failure(out: &Output, needle: &str) {
+    let err = text(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "expected failure, got success; stderr: {err}"
+    );
+    assert!(!err.contains("panicked"), "hearth panicked: {err}");
+    assert!(
+        err.contains(needle),
+        "stderr should mention {needle:?}: {err}"
+    );
+    assert_eq!(
+        err.trim().lines().count(),
+        1,
+        "expected one line on stderr: {err}"
+    );
+}
+
+#[test]
+fn run_streams_a_chat_answer_and_prints_statistics() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let m = model("smollm2-135m");
+    let out = hearth(
+        &[
+            "run",
+            m.to_str().expect("utf-8 path"),
+            "Why is the sky blue?",
+            "-n",
+            "12",
+            "--temperature",
+            "0",
+        ],
+        home.path(),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(!text(&out.stdout).trim().is_empty(), "no answer on stdout");
+    let err = text(&out.stderr);
+    for needle in [
+        "prompt",
+        "generated 12 tokens",
+        "tok/s",
+        "time to first token",
+    ] {
+        assert!(
+            err.contains(needle),
+            "statistics should mention {needle:?}: {err}"
+        );
+    }
+}
+
+#[test]
+fn same_seed_same_output() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let m = model("smollm2-135m");
+    let p = m.to_str().expect("utf-8 path");
+    let args = [
+        "run",
+        p,
+        "Tell me a story.",
+        "-n",
+        "16",
+        "--temperature",
+        "0.9",
+        "--seed",
+        "42",
+    ];
+    let a = hearth(&args, home.path());
+    let b = hearth(&args, home.path());
+    assert!(a.status.success(), "{}", text(&a.stderr));
+    assert_eq!(text(&a.stdout), text(&b.stdout));
+}
+
+#[test]
+fn base_model_without_template_suggests_raw() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let m = model("gemma3-270m");
+    let out = hearth(
+        &["run", m.to_str().expect("utf-8 path"), "Hello"],
+        home.path(),
+    );
+    assert_clean_failure(&out, "--raw");
+    let raw = hearth(
+        &[
+            "run",
+            m.to_str().expect("utf-8 path"),
+            "--raw",
+            "The capital of France is",
+            "-n",
+            "6",
+            "--temperature",
+            "0",
+        ],
+        home.path(),
+    );
+    assert!(raw.status.success(), "{}", text(&raw.stderr));
+    assert!(!text(&raw.stdout).trim().is_empty());
+}
+
+#[test]
+fn tokenize_prints_ids_as_json() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let m = model("smollm2-135m");
+    let out = hearth(
+        &[
+            "tokenize",
+            m.to_str().expect("utf-8 path"),
+            "Hello world <|im_end|>",
+        ],
+        home.path(),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let ids: Vec<u32> =
+        serde_json::from_str(text(&out.stdout).trim()).expect("a JSON array of ids");
+    let gguf = hearth_gguf::Gguf::open(&m).expect("open");
+    let tok = hearth_model::tokenizer::Tokenizer::from_gguf(gguf.metadata()).expect("tokenizer");
+    assert_eq!(ids, tok.encode("Hello world <|im_end|>", false, false));
+    // Typed control tokens stay text unless asked.
+    let im_end = tok.token_id("<|im_end|>").expect("smollm2 has <|im_end|>");
+    assert!(!ids.contains(&im_end));
+    let pieces = hearth(
+        &[
+            "tokenize",
+            m.to_str().expect("utf-8 path"),
+            "Hello",
+            "--pieces",
+        ],
+        home.path(),
+    );
+    let v: serde_json::Value = serde_json::from_str(text(&pieces.stdout).trim()).expect("JSON");
+    assert_eq!(v[0]["piece"], "Hello");
+}
+
+#[test]
+fn chat_answers_each_line_and_reuses_the_cache() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let m = model("smollm2-135m");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hearth"))
+        .args([
+            "chat",
+            m.to_str().expect("utf-8 path"),
+            "-n",
+            "8",
+            "--temperature",
+            "0",
+        ])
+        .env("HEARTH_HOME", home.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"Hi!\nWhat is two plus two?\n")
+        .expect("write");
+    let out = child.wait_with_output().expect("wait");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let answers = text(&out.stdout)
+        .trim()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .count();
+    assert!(answers >= 2, "two answers expected: {}", text(&out.stdout));
+}
+
+#[test]
+fn bench_json_has_the_documented_fields() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let m = model("smollm2-135m");
+    let out = hearth(
+        &[
+            "bench",
+            m.to_str().expect("utf-8 path"),
+            "-p",
+            "16",
+            "-n",
+            "4",
+            "-r",
+            "1",
+            "--json",
+        ],
+        home.path(),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value =
+        serde_json::from_str(text(&out.stdout).trim()).expect("one JSON object");
+    for key in [
+        "pp_tok_s",
+        "tg_tok_s",
+        "load_s",
+        "peak_rss_bytes",
+        "threads",
+    ] {
+        assert!(
+            v[key].as_f64().is_some_and(|x| x > 0.0),
+            "{key} missing or zero in {v}"
+        );
+    }
+}
+
+#[test]
+fn prompt_longer_than_context_states_both_numbers() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let m = model("smollm2-135m");
+    let long = "word ".repeat(40);
+    let out = hearth(
+        &[
+            "run",
+            m.to_str().expect("utf-8 path"),
+            "--raw",
+            &long,
+            "--ctx",
+            "16",
+        ],
+        home.path(),
+    );
+    assert_clean_failure(&out, "context is 16");
+    assert!(
+        text(&out.stderr).contains("prompt is 40 tokens"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn missing_file_is_one_clear_line() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let out = hearth(&["run", "/no/such/model.gguf", "hi"], home.path());
+    assert_clean_failure(&out, "model.gguf");
+}
+
+#[test]
+fn not_a_gguf_is_one_clear_line() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let path = home.path().join("notes.gguf");
+    std::fs::write(&path, b"these are not the weights you are looking for").expect("write");
+    let out = hearth(&["run", path.to_str().expect("utf-8"), "hi"], home.path());
+    assert_clean_failure(&out, "not a GGUF file");
+}
+
+fn tiny_file(home: &Path, arch: &str, ty: GgmlType) -> PathBuf {
+    let mut w = GgufWriter::new();
+    w.metadata("general.architecture", Value::String(arch.to_string()));
+    let n = ty.block_size() * 4;
+    w.tensor(
+        "token_embd.weight",
+        &[n as u64, 1],
+        ty,
+        vec![0u8; ty.type_size() * 4],
+    );
+    let path = home.join(format!("{arch}-{}.gguf", ty.name()));
+    w.write_to(&path).expect("write");
+    path
+}
+
+#[test]
+fn unsupported_architecture_is_named_with_the_supported_list() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let path = tiny_file(home.path(), "mamba", GgmlType::F32);
+    let out = hearth(
+        &["run", path.to_str().expect("utf-8"), "--raw", "hi"],
+        home.path(),
+    );
+    assert_clean_failure(&out, "mamba");
+    assert!(
+        text(&out.stderr).contains("gemma3"),
+        "should list what is supported: {}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn unsupported_tensor_type_is_named_with_the_supported_list() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let bytes = hearth_model::testing::TinySpec {
+        weight_types: vec![GgmlType::IQ2_XXS],
+        ..hearth_model::testing::TinySpec::new("llama")
+    }
+    .build();
+    let path = home.path().join("iq2.gguf");
+    std::fs::write(&path, bytes).expect("write");
+    let out = hearth(
+        &[
+            "bench",
+            path.to_str().expect("utf-8"),
+            "-p",
+            "4",
+            "-n",
+            "2",
+            "-r",
+            "1",
+        ],
+        home.path(),
+    );
+    assert_clean_failure(&out, "IQ2_XXS");
+    assert!(
+        text(&out.stderr).contains("Q4_K"),
+        "should list what is supported: {}",
+        text(&out.stderr)
+    );
+}
