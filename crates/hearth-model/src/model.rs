@@ -550,8 +550,8 @@ fn project_exact(
                 let xr = &x[t * m.cols..(t + 1) * m.cols];
                 let mut acc = [0f32; 8];
                 for (wc, xc) in w.chunks(8).zip(xr.chunks(8)) {
-                    for l in 0..wc.len() {
-                        acc[l] += wc[l] * xc[l];
+                    for ((a, wv), xv) in acc.iter_mut().zip(wc).zip(xc) {
+                        *a += wv * xv;
                     }
                 }
                 local[(r - r0) * n_tok + t] = ((acc[0] + acc[4]) + (acc[1] + acc[5]))

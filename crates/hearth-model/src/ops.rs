@@ -125,17 +125,19 @@ fn gelu_table() -> &'static [f32] {
 #[inline]
 pub fn dot_f16(q16: &[f16], k: &[u16]) -> f32 {
     let mut acc = [0f32; 8];
-    let chunks = q16.len() / 8;
-    for c in 0..chunks {
-        for l in 0..8 {
-            let i = c * 8 + l;
-            acc[l] += q16[i].to_f32() * f16::from_bits(k[i]).to_f32();
+    let mut qc = q16.chunks_exact(8);
+    let mut kc = k.chunks_exact(8);
+    for (q8, k8) in (&mut qc).zip(&mut kc) {
+        for ((a, q), k) in acc.iter_mut().zip(q8).zip(k8) {
+            *a += q.to_f32() * f16::from_bits(*k).to_f32();
         }
     }
-    let mut tail = 0f32;
-    for i in chunks * 8..q16.len() {
-        tail += q16[i].to_f32() * f16::from_bits(k[i]).to_f32();
-    }
+    let tail: f32 = qc
+        .remainder()
+        .iter()
+        .zip(kc.remainder())
+        .map(|(q, k)| q.to_f32() * f16::from_bits(*k).to_f32())
+        .sum();
     ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
 }
 

@@ -34,7 +34,7 @@ pub fn run(a: TokenizeArgs) -> anyhow::Result<()> {
     let out = if a.pieces {
         let items: Vec<_> = ids
             .iter()
-            .map(|&id| json!({"id": id, "piece": String::from_utf8_lossy(&tok.token_to_piece(id))}))
+            .map(|&id| json!({"id": id, "piece": String::from_utf8_lossy(tok.token_to_piece(id))}))
             .collect();
         serde_json::to_string(&items)?
     } else {
