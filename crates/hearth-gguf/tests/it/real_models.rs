@@ -1,5 +1,6 @@
-//! Opens the real model files in `$HEARTH_TEST_MODELS_DIR` (skipped when unset) and prints how
-//! long the parse takes.
+//! Opens the real starter models (fetched once through `hearth pull`'s own code,
+//! `hearth_fetch::test_model`; a model that cannot be had fails the test) and prints how long the
+//! parse takes.
 
 use std::time::Instant;
 
@@ -7,17 +8,13 @@ use hearth_gguf::{Gguf, Header};
 
 #[test]
 fn real_models_open_and_parse_fast() {
-    let Some(dir) = std::env::var_os("HEARTH_TEST_MODELS_DIR") else {
-        eprintln!("HEARTH_TEST_MODELS_DIR not set; skipping real-model test");
-        return;
-    };
-    let mut paths: Vec<_> = std::fs::read_dir(&dir)
-        .expect("HEARTH_TEST_MODELS_DIR is a readable directory")
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "gguf"))
+    let paths: Vec<_> = ["smollm2-135m", "gemma3-270m"]
+        .iter()
+        .map(|name| {
+            hearth_fetch::test_model(name)
+                .unwrap_or_else(|e| panic!("cannot get the test model {name}: {e}"))
+        })
         .collect();
-    paths.sort();
-    assert!(!paths.is_empty(), "no .gguf files in {dir:?}");
     for path in paths {
         let t0 = Instant::now();
         let g = Gguf::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
