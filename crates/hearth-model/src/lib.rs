@@ -18,6 +18,7 @@ pub mod kv;
 pub mod model;
 pub mod ops;
 pub mod sampler;
+pub mod stop;
 pub mod testing;
 pub mod tokenizer;
 
@@ -25,3 +26,4 @@ pub use error::{Error, Result};
 pub use kv::{KvCache, SeqKv};
 pub use model::{BatchItem, Model, Workspace};
 pub use sampler::{Sampler, SamplerConfig};
+pub use stop::StopStrings;

@@ -38,6 +38,9 @@ pub struct GenOptions {
     /// Threads (default: physical cores).
     #[arg(short = 't', long)]
     pub threads: Option<usize>,
+    /// Stop when the answer contains this text (repeatable); the text itself is not printed.
+    #[arg(long = "stop", value_name = "TEXT")]
+    pub stop: Vec<String>,
     /// Context window in tokens (capped at the model's trained context).
     #[arg(long, default_value_t = 4096)]
     pub ctx: usize,

@@ -329,3 +329,59 @@ fn unsupported_tensor_type_is_named_with_the_supported_list() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn stop_text_ends_the_answer_without_printing_it() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let m = model("smollm2-135m");
+    let p = m.to_str().expect("utf-8 path");
+    let full = hearth(
+        &[
+            "run",
+            p,
+            "--raw",
+            "1, 2, 3, 4,",
+            "-n",
+            "24",
+            "--temperature",
+            "0",
+        ],
+        home.path(),
+    );
+    assert!(full.status.success(), "{}", text(&full.stderr));
+    let full_text = text(&full.stdout);
+    let cut = hearth(
+        &[
+            "run",
+            p,
+            "--raw",
+            "1, 2, 3, 4,",
+            "-n",
+            "24",
+            "--temperature",
+            "0",
+            "--stop",
+            "7",
+        ],
+        home.path(),
+    );
+    assert!(cut.status.success(), "{}", text(&cut.stderr));
+    let cut_text = text(&cut.stdout);
+    assert!(
+        full_text.contains('7'),
+        "the greedy continuation should count past 7: {full_text:?}"
+    );
+    assert!(
+        !cut_text.contains('7'),
+        "stop text was printed: {cut_text:?}"
+    );
+    assert!(
+        full_text.starts_with(cut_text.trim_end_matches('\n')),
+        "{cut_text:?} should be a prefix of {full_text:?}"
+    );
+    assert!(
+        text(&cut.stderr).contains("stop text reached"),
+        "{}",
+        text(&cut.stderr)
+    );
+}

@@ -9,6 +9,7 @@ use clap::Args;
 use hearth_engine::{Event, Request};
 use hearth_model::chat::ChatMessage;
 use hearth_model::tokenizer::StreamDecoder;
+use hearth_model::StopStrings;
 
 use crate::load::{self, GenOptions};
 
@@ -86,6 +87,7 @@ pub fn run(a: ChatArgs) -> anyhow::Result<()> {
         };
         seq.context("no sequence")?;
         let mut decoder = StreamDecoder::new();
+        let mut stops = StopStrings::new(a.gen.stop.iter().cloned());
         let mut reply = String::new();
         let mut out = std::io::stdout().lock();
         let mut n_gen = 0;
@@ -99,10 +101,14 @@ pub fn run(a: ChatArgs) -> anyhow::Result<()> {
                         if loaded.tokenizer.is_eog(token) {
                             continue;
                         }
-                        let piece = decoder.push(&loaded.tokenizer, token);
-                        reply.push_str(&piece);
-                        out.write_all(piece.as_bytes())?;
+                        let released = stops.push(&decoder.push(&loaded.tokenizer, token));
+                        reply.push_str(&released.text);
+                        out.write_all(released.text.as_bytes())?;
                         out.flush()?;
+                        if released.stopped {
+                            // The next turn's `continue_with` cuts the cache back to the reply.
+                            break 'gen;
+                        }
                     }
                     Event::Finished { .. } => break 'gen,
                 }
@@ -111,7 +117,12 @@ pub fn run(a: ChatArgs) -> anyhow::Result<()> {
                 break;
             }
         }
-        let tail = decoder.finish();
+        let tail = if stops.is_stopped() {
+            String::new()
+        } else {
+            let t = stops.push(&decoder.finish()).text;
+            t + &stops.finish()
+        };
         reply.push_str(&tail);
         writeln!(out, "{tail}")?;
         drop(out);

@@ -7,6 +7,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 use hearth_engine::{Engine, Event, FinishReason, Request};
 use hearth_model::tokenizer::StreamDecoder;
+use hearth_model::StopStrings;
 
 use crate::load::{self, GenOptions, Loaded};
 
@@ -62,7 +63,7 @@ fn generate(
     let n_prompt = tokens.len();
     let sampler = loaded.sampler_config(gen);
     let seed = sampler.seed;
-    engine
+    let id = engine
         .add(Request {
             prompt: tokens,
             sampler,
@@ -73,6 +74,8 @@ fn generate(
     let start = Instant::now();
     let mut first_token = None;
     let mut decoder = StreamDecoder::new();
+    let mut stops = StopStrings::new(gen.stop.iter().cloned());
+    let mut stopped_by_text = false;
     let mut out = std::io::stdout().lock();
     let mut n_gen = 0usize;
     let mut reason = None;
@@ -85,23 +88,35 @@ fn generate(
                     if loaded.tokenizer.is_eog(token) {
                         continue;
                     }
-                    let text = decoder.push(&loaded.tokenizer, token);
-                    out.write_all(text.as_bytes())?;
+                    let released = stops.push(&decoder.push(&loaded.tokenizer, token));
+                    out.write_all(released.text.as_bytes())?;
                     out.flush()?;
+                    if released.stopped {
+                        stopped_by_text = true;
+                    }
                 }
                 Event::Finished { reason: r, .. } => reason = Some(r),
             }
+        }
+        if stopped_by_text {
+            engine.cancel(id)?;
+            reason = Some(FinishReason::Stop);
         }
         if !engine.has_work() && reason.is_none() {
             break;
         }
     }
-    out.write_all(decoder.finish().as_bytes())?;
+    if !stopped_by_text {
+        let tail = stops.push(&decoder.finish());
+        out.write_all(tail.text.as_bytes())?;
+        out.write_all(stops.finish().as_bytes())?;
+    }
     writeln!(out)?;
     let total = start.elapsed().as_secs_f64();
     let ttft = first_token.map(|d| d.as_secs_f64()).unwrap_or(total);
     let gen_s = (total - ttft).max(1e-9);
     let why = match reason {
+        Some(FinishReason::Stop) if stopped_by_text => "stop text reached",
         Some(FinishReason::Stop) => "end of answer",
         Some(FinishReason::Length) => "max tokens reached",
         Some(FinishReason::ContextFull) => "context full",
