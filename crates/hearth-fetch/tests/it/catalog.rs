@@ -41,11 +41,8 @@ fn builtin_catalog_is_well_formed() {
     };
     assert_eq!(parts.len(), 4);
     assert_eq!(gemma.local_name(), "gemma-3-270m-q4_k_m.gguf");
-    assert!(gemma
-        .template
-        .as_deref()
-        .unwrap()
-        .contains("<start_of_turn>"));
+    // A base model: no chat template is pinned, so `hearth run` asks for --raw.
+    assert!(gemma.template.is_none());
     assert_eq!(gemma.defaults.top_k, Some(64));
 }
 
