@@ -408,8 +408,10 @@ impl Model {
                 let view = kv.view(il, seqs[item.seq]);
                 let g = h / group;
                 let qh = &q[t * q_dim + h * hd..t * q_dim + (h + 1) * hd];
+                // Queries meet f16 keys as f16, as in llama.cpp; the dot runs on the F16 kernel.
                 s.q16.clear();
-                s.q16.extend(qh.iter().map(|&x| f16::from_f32(x)));
+                s.q16.extend(qh.iter().map(|&x| f16::from_f32(x).to_bits()));
+                let q_bytes: &[u8] = bytemuck::cast_slice(&s.q16);
                 let first = match window {
                     Some(w) => (item.pos + 1).saturating_sub(w),
                     None => 0,
@@ -419,8 +421,8 @@ impl Model {
                 s.scores.clear();
                 let mut max = f32::NEG_INFINITY;
                 for j in first..=item.pos {
-                    let k = &view.k(j)[g * hd..(g + 1) * hd];
-                    let sc = ops::dot_f16(&s.q16, k) * c.attn_scale;
+                    let k: &[u8] = bytemuck::cast_slice(&view.k(j)[g * hd..(g + 1) * hd]);
+                    let sc = hearth_kernels::vec_dot(GgmlType::F16, hd, k, q_bytes) * c.attn_scale;
                     max = max.max(sc);
                     s.scores.push(sc);
                 }
@@ -431,14 +433,19 @@ impl Model {
                 }
                 let inv = 1.0 / sum;
                 let o = &mut s.out[(item_idx - start) * vhd..(item_idx - start + 1) * vhd];
+                s.vrow.resize(vhd, 0.0);
                 for (jj, j) in (first..=item.pos).enumerate() {
-                    let v = &view.v(j)[g * vhd..(g + 1) * vhd];
+                    let v: &[u8] = bytemuck::cast_slice(&view.v(j)[g * vhd..(g + 1) * vhd]);
+                    // A whole row of f16 values always decodes; the length is the row's own.
+                    let _ = hearth_kernels::dequantize_row(GgmlType::F16, v, &mut s.vrow);
                     let mut p = s.scores[jj] * inv;
                     if !exact {
                         // llama.cpp multiplies V by the probabilities converted to f16.
                         p = f16::from_f32(p).to_f32();
                     }
-                    ops::axpy_f16(o, p, v);
+                    for (acc, x) in o.iter_mut().zip(&s.vrow) {
+                        *acc += p * x;
+                    }
                 }
                 debug_assert_eq!(s.scores.len(), n);
             }
@@ -472,7 +479,10 @@ impl ActCache {
 
 #[derive(Default)]
 struct AttnScratch {
-    q16: Vec<f16>,
+    /// The query head as f16 bits.
+    q16: Vec<u16>,
+    /// One value row decoded to f32.
+    vrow: Vec<f32>,
     scores: Vec<f32>,
     out: Vec<f32>,
 }

@@ -121,34 +121,6 @@ fn gelu_table() -> &'static [f32] {
     })
 }
 
-/// Dot product of an f32 query (rounded to f16, as llama.cpp converts it) with an f16 key.
-#[inline]
-pub fn dot_f16(q16: &[f16], k: &[u16]) -> f32 {
-    let mut acc = [0f32; 8];
-    let mut qc = q16.chunks_exact(8);
-    let mut kc = k.chunks_exact(8);
-    for (q8, k8) in (&mut qc).zip(&mut kc) {
-        for ((a, q), k) in acc.iter_mut().zip(q8).zip(k8) {
-            *a += q.to_f32() * f16::from_bits(*k).to_f32();
-        }
-    }
-    let tail: f32 = qc
-        .remainder()
-        .iter()
-        .zip(kc.remainder())
-        .map(|(q, k)| q.to_f32() * f16::from_bits(*k).to_f32())
-        .sum();
-    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
-}
-
-/// `out += w * v` for an f16 row `v`.
-#[inline]
-pub fn axpy_f16(out: &mut [f32], w: f32, v: &[u16]) {
-    for (o, &b) in out.iter_mut().zip(v) {
-        *o += w * f16::from_bits(b).to_f32();
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
