@@ -101,6 +101,8 @@ pub struct Engine {
     batch: Vec<BatchItem>,
     /// Per batch entry: index into `seqs`.
     batch_owner: Vec<usize>,
+    /// Per sequence: the length its cache reaches after the current batch (reused each step).
+    advanced: Vec<usize>,
 }
 
 impl Engine {
@@ -122,6 +124,7 @@ impl Engine {
             next_id: 0,
             batch: Vec::new(),
             batch_owner: Vec::new(),
+            advanced: Vec::new(),
         }
     }
 
@@ -236,6 +239,14 @@ impl Engine {
 
     /// Runs one batch across all active sequences and samples their next tokens.
     pub fn step(&mut self) -> Result<Vec<Event>> {
+        let mut events = Vec::new();
+        self.step_into(&mut events)?;
+        Ok(events)
+    }
+
+    /// [`step`](Self::step) appending to a caller's buffer, so a serving loop that reuses the
+    /// buffer allocates nothing per token.
+    pub fn step_into(&mut self, events: &mut Vec<Event>) -> Result<()> {
         self.batch.clear();
         self.batch_owner.clear();
         let mut budget = self.opts.max_batch_tokens;
@@ -272,7 +283,7 @@ impl Engine {
             }
         }
         if self.batch.is_empty() {
-            return Ok(Vec::new());
+            return Ok(());
         }
         let seq_refs: Vec<&SeqKv> = self.seqs.iter().map(|s| &s.kv).collect();
         let logits = self.model.forward(
@@ -283,16 +294,16 @@ impl Engine {
             &self.pool,
         )?;
         let n_vocab = self.model.config().n_vocab;
-        let mut events = Vec::new();
         // Advance lengths, then sample for each sequence that got logits.
         let mut out_row = 0;
-        let mut advanced = vec![0usize; self.seqs.len()];
+        self.advanced.clear();
+        self.advanced.resize(self.seqs.len(), 0);
         for item in &self.batch {
-            advanced[item.seq] = item.pos + 1;
+            self.advanced[item.seq] = item.pos + 1;
         }
-        for (i, seq) in self.seqs.iter_mut().enumerate() {
-            if advanced[i] > 0 {
-                seq.kv.set_len(advanced[i]);
+        for (seq, &len) in self.seqs.iter_mut().zip(&self.advanced) {
+            if len > 0 {
+                seq.kv.set_len(len);
             }
         }
         for item in &self.batch {
@@ -304,8 +315,8 @@ impl Engine {
             let seq = &mut self.seqs[item.seq];
             let ctx = self.opts.ctx;
             let keep = self.opts.keep_logits;
-            events.extend(seq.on_logits(row, ctx, keep));
+            seq.on_logits(row, ctx, keep, events);
         }
-        Ok(events)
+        Ok(())
     }
 }

@@ -121,7 +121,13 @@ impl Sequence {
         &self.last_logits
     }
 
-    pub(crate) fn on_logits(&mut self, row: &[f32], ctx: usize, keep: bool) -> Vec<Event> {
+    pub(crate) fn on_logits(
+        &mut self,
+        row: &[f32],
+        ctx: usize,
+        keep: bool,
+        events: &mut Vec<Event>,
+    ) {
         let mut logits = std::mem::take(&mut self.scratch);
         logits.clear();
         logits.extend_from_slice(row);
@@ -133,10 +139,10 @@ impl Sequence {
         self.scratch = logits;
         self.sampler.accept(token);
         self.tokens.push(token);
-        let mut events = vec![Event::Token {
+        events.push(Event::Token {
             seq: self.id,
             token,
-        }];
+        });
         let reason = if self.stop_tokens.contains(&token) {
             Some(FinishReason::Stop)
         } else if self.tokens.len() - self.gen_start >= self.max_tokens {
@@ -156,6 +162,5 @@ impl Sequence {
             }
             None => self.state = SeqState::Decoding,
         }
-        events
     }
 }
