@@ -1,0 +1,477 @@
+//! What fits where and how fast: a memory and speed plan for a model on a machine, computed from
+//! the GGUF header alone (so a model can be judged before it is downloaded).
+//!
+//! Everything here is a pure function of a [`Header`], a [`Machine`] and a [`Request`]; reading
+//! files, measuring bandwidth and printing belong to the `hearth` binary.
+//!
+//! # The memory model
+//!
+//! `total = weights + kv + compute`, where
+//! - **weights** is the sum of the tensors' stored bytes (the engine maps the file and reads every
+//!   tensor, so all of it becomes resident);
+//! - **kv** is exactly what the engine's paged cache ([`hearth_model::kv::KvCache`]) reserves:
+//!   blocks of [`BLOCK_TOKENS`] positions, one group of full-attention layers holding
+//!   `ceil(ctx / 16)` blocks per user, one group of sliding-window layers holding
+//!   `ceil((min(window, ctx) + chunk) / 16) + 2` blocks per user, capped at `ceil(ctx / 16)`
+//!   (see [`kv_bytes`]; a test builds the real cache and compares);
+//! - **compute** is an estimate of the forward pass's scratch memory, see [`compute_bytes`].
+//!
+//! # The speed model
+//!
+//! Generation is memory-bound: each step reads every weight once plus each user's KV up to the
+//! context, so `tg tok/s = bandwidth × tg_efficiency / (weights + users × kv_read(ctx))` per user.
+//! Prompt processing is compute-bound: `pp tok/s = FLOP/s × pp_efficiency / (2 × matmul params)`.
+//! The efficiencies are uncalibrated defaults ([`DEFAULT_TG_EFFICIENCY`],
+//! [`DEFAULT_PP_EFFICIENCY`]) until `hearth plan --calibrate` exists.
+
+pub mod machine;
+
+use hearth_gguf::{GgmlType, Header};
+use hearth_model::config::Config;
+use hearth_model::kv::BLOCK_TOKENS;
+use serde::Serialize;
+
+pub use machine::{parse_bytes, parse_rate, Kind, Machine, Profiles};
+
+/// Share of peak memory bandwidth a generation step achieves. llama.cpp-class engines read
+/// weights at roughly 60–80% of the vendor figure; 0.6 is the cautious end, until calibrated.
+pub const DEFAULT_TG_EFFICIENCY: f64 = 0.6;
+
+/// Share of peak FLOP/s a prompt-processing batch achieves; matrix kernels on real shapes reach
+/// about half of peak. Uncalibrated.
+pub const DEFAULT_PP_EFFICIENCY: f64 = 0.5;
+
+/// The engine's default prompt chunk (`EngineOptions::prefill_chunk`): the most tokens one
+/// forward pass carries, which sizes the sliding-window KV and the compute buffers.
+pub const DEFAULT_CHUNK: usize = 256;
+
+/// Stack reserved per worker thread (Rust's default for spawned threads), counted in the
+/// compute buffers.
+pub const THREAD_STACK_BYTES: u64 = 2 << 20;
+
+/// Everything that can be wrong with a plan's inputs.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The header does not describe a model Hearth can build.
+    #[error("cannot plan this model: {0}")]
+    Model(#[from] hearth_model::Error),
+    /// A tensor every model has is absent.
+    #[error("the model has no tensor {name:?} (expected in every supported architecture)")]
+    MissingTensor { name: &'static str },
+    /// A tensor has fewer dimensions than expected.
+    #[error("tensor {name:?} has dims {dims:?}, expected at least {expected} dimensions")]
+    BadShape {
+        name: &'static str,
+        dims: Vec<u64>,
+        expected: usize,
+    },
+    /// A tensor's size overflows.
+    #[error("tensor {name:?} of {n_elements} elements of {ty} has no valid byte size")]
+    TensorSize {
+        name: String,
+        n_elements: u64,
+        ty: &'static str,
+    },
+    /// The machine profiles file is malformed.
+    #[error("machine profiles: {0}")]
+    Profiles(String),
+    /// `--machine` named no known profile.
+    #[error("unknown machine profile {found:?}; known profiles: {known}")]
+    UnknownProfile { found: String, known: String },
+    /// A size or rate such as `24GiB` or `1008GB/s` could not be read.
+    #[error("cannot read {what} {found:?}: expected a number with a unit, like {example}")]
+    BadQuantity {
+        what: &'static str,
+        found: String,
+        example: &'static str,
+    },
+    /// A request value out of range.
+    #[error("{what} must be {expected}, got {found}")]
+    BadRequest {
+        what: &'static str,
+        expected: &'static str,
+        found: String,
+    },
+}
+
+/// Result with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What a plan needs to know about a model, read from its header.
+#[derive(Clone, Debug)]
+pub struct ModelFacts {
+    /// The architecture's configuration, as the engine would build it.
+    pub config: Config,
+    /// Sum of all tensors' stored bytes.
+    pub weights_bytes: u64,
+    /// Parameters (elements of all tensors).
+    pub n_params: u64,
+    /// Parameters that take part in a matrix product per token: every tensor except the
+    /// embedding table, which is a lookup, unless the output head reuses it (tied embeddings).
+    pub n_matmul_params: u64,
+}
+
+impl ModelFacts {
+    /// Reads the facts from a parsed header.
+    pub fn from_header(header: &Header) -> Result<ModelFacts> {
+        let embd = header
+            .tensors
+            .iter()
+            .find(|t| t.name == "token_embd.weight")
+            .ok_or(Error::MissingTensor {
+                name: "token_embd.weight",
+            })?;
+        // The engine takes the vocabulary size from the embedding's second dimension too.
+        let n_vocab = *embd.dims.get(1).ok_or_else(|| Error::BadShape {
+            name: "token_embd.weight",
+            dims: embd.dims.clone(),
+            expected: 2,
+        })? as usize;
+        let config = hearth_model::arch::config(&header.metadata, n_vocab)?;
+        let mut weights_bytes = 0u64;
+        let mut n_params = 0u64;
+        for t in &header.tensors {
+            let n = t.n_elements();
+            let bytes = t.ty.bytes_for(n).ok_or_else(|| Error::TensorSize {
+                name: t.name.clone(),
+                n_elements: n,
+                ty: t.ty.name(),
+            })?;
+            weights_bytes += bytes;
+            n_params += n;
+        }
+        let tied = !header.tensors.iter().any(|t| t.name == "output.weight");
+        let n_matmul_params = if tied {
+            n_params
+        } else {
+            n_params - embd.n_elements()
+        };
+        Ok(ModelFacts {
+            config,
+            weights_bytes,
+            n_params,
+            n_matmul_params,
+        })
+    }
+}
+
+/// How K and V are stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KvType {
+    /// Half precision: what the engine stores today.
+    F16,
+    /// 8-bit blocks of 32 with an f16 scale (34 bytes per 32 values): a planning option only,
+    /// the engine does not store it yet.
+    Q8_0,
+}
+
+impl KvType {
+    /// Reads `f16` or `q8_0`.
+    pub fn parse(s: &str) -> Result<KvType> {
+        match s.to_ascii_lowercase().as_str() {
+            "f16" => Ok(KvType::F16),
+            "q8_0" | "q8" => Ok(KvType::Q8_0),
+            _ => Err(Error::BadRequest {
+                what: "--kv-type",
+                expected: "f16 or q8_0",
+                found: s.to_string(),
+            }),
+        }
+    }
+
+    /// The name as flags spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            KvType::F16 => "f16",
+            KvType::Q8_0 => "q8_0",
+        }
+    }
+
+    /// Bytes of one row of `dim` values.
+    pub fn row_bytes(self, dim: usize) -> u64 {
+        let ty = match self {
+            KvType::F16 => GgmlType::F16,
+            KvType::Q8_0 => GgmlType::Q8_0,
+        };
+        // A row that is not a whole number of blocks is padded to one.
+        let blocks = dim.div_ceil(ty.block_size());
+        (blocks * ty.type_size()) as u64
+    }
+}
+
+/// Bytes of K and V for one position in every layer, before block rounding or window caps.
+pub fn kv_bytes_per_token(cfg: &Config, kv: KvType) -> u64 {
+    cfg.n_layer as u64 * (kv.row_bytes(cfg.kv_dim_k()) + kv.row_bytes(cfg.kv_dim_v()))
+}
+
+/// Layers in the full-attention group and in the sliding-window group.
+fn layer_groups(cfg: &Config) -> (usize, usize) {
+    let n_swa = cfg.layer_is_swa.iter().filter(|s| **s).count();
+    (cfg.n_layer - n_swa, n_swa)
+}
+
+/// Blocks per user in the full-attention group and in the sliding-window group, as
+/// `KvCache::new` reserves them.
+fn blocks_per_user(cfg: &Config, ctx: usize, chunk: usize) -> (u64, u64) {
+    let (n_full, n_swa) = layer_groups(cfg);
+    let ctx_blocks = ctx.div_ceil(BLOCK_TOKENS);
+    let full = if n_full > 0 { ctx_blocks } else { 0 };
+    let swa = if n_swa > 0 {
+        let window = cfg.sliding_window.unwrap_or(ctx);
+        // The window, the chunk being written, and a partial block at each end.
+        ((window.min(ctx) + chunk).div_ceil(BLOCK_TOKENS) + 2).min(ctx_blocks)
+    } else {
+        0
+    };
+    (full as u64, swa as u64)
+}
+
+/// Bytes the paged KV cache reserves for `users` sequences of `ctx` positions with prompt chunks
+/// of `chunk` tokens: what `KvCache::new(cfg, ctx, users, chunk).capacity_bytes()` allocates
+/// when `kv` is [`KvType::F16`].
+pub fn kv_bytes(cfg: &Config, ctx: usize, users: usize, chunk: usize, kv: KvType) -> u64 {
+    let (n_full, n_swa) = layer_groups(cfg);
+    let (full_blocks, swa_blocks) = blocks_per_user(cfg, ctx, chunk);
+    let row = kv.row_bytes(cfg.kv_dim_k()) + kv.row_bytes(cfg.kv_dim_v());
+    let block = BLOCK_TOKENS as u64 * row;
+    users as u64 * block * (n_full as u64 * full_blocks + n_swa as u64 * swa_blocks)
+}
+
+/// Bytes of KV one generation step reads for one user at position `ctx`: every position for
+/// full-attention layers, the window for sliding-window layers.
+pub fn kv_read_bytes(cfg: &Config, ctx: usize, kv: KvType) -> u64 {
+    let (n_full, n_swa) = layer_groups(cfg);
+    let row = kv.row_bytes(cfg.kv_dim_k()) + kv.row_bytes(cfg.kv_dim_v());
+    let window = cfg.sliding_window.unwrap_or(ctx).min(ctx);
+    row * (n_full as u64 * ctx as u64 + n_swa as u64 * window as u64)
+}
+
+/// Estimated scratch memory of the forward pass (an estimate, not a count of the engine's
+/// allocations):
+///
+/// ```text
+/// compute = 4 × tokens × (3·n_embd + n_head·head_dim + 2·kv_dim + 2·n_ff)   activations (f32)
+///         + 4 × tokens × n_head × ctx                                      attention scores
+///         + 4 × n_vocab × users                                            logits, one row per user
+///         + threads × THREAD_STACK_BYTES                                   worker stacks
+/// ```
+/// with `tokens = max(chunk, users)`, the most tokens one batch carries.
+pub fn compute_bytes(cfg: &Config, ctx: usize, users: usize, chunk: usize, threads: usize) -> u64 {
+    let tokens = chunk.max(users) as u64;
+    let per_token =
+        3 * cfg.n_embd + cfg.n_head * cfg.head_dim + cfg.kv_dim_k() + cfg.kv_dim_v() + 2 * cfg.n_ff;
+    let activations = 4 * tokens * per_token as u64;
+    let scores = 4 * tokens * cfg.n_head as u64 * ctx as u64;
+    let logits = 4 * cfg.n_vocab as u64 * users as u64;
+    activations + scores + logits + threads as u64 * THREAD_STACK_BYTES
+}
+
+/// What the keeper asks for.
+#[derive(Clone, Debug)]
+pub struct Request {
+    /// Context per user, in tokens.
+    pub ctx: usize,
+    /// Concurrent users (sequences).
+    pub users: usize,
+    pub kv_type: KvType,
+    /// Prompt chunk of the engine ([`DEFAULT_CHUNK`]).
+    pub chunk: usize,
+    /// Worker threads of the engine's pool.
+    pub threads: usize,
+    /// Share of peak bandwidth achieved while generating.
+    pub tg_efficiency: f64,
+    /// Share of peak FLOP/s achieved while processing a prompt.
+    pub pp_efficiency: f64,
+}
+
+impl Request {
+    /// A request with the engine's defaults for everything but context and users.
+    pub fn new(ctx: usize, users: usize) -> Request {
+        Request {
+            ctx,
+            users,
+            kv_type: KvType::F16,
+            chunk: DEFAULT_CHUNK,
+            threads: 1,
+            tg_efficiency: DEFAULT_TG_EFFICIENCY,
+            pp_efficiency: DEFAULT_PP_EFFICIENCY,
+        }
+    }
+
+    fn check(&self) -> Result<()> {
+        let positive = |what, v: usize| {
+            if v == 0 {
+                Err(Error::BadRequest {
+                    what,
+                    expected: "at least 1",
+                    found: v.to_string(),
+                })
+            } else {
+                Ok(())
+            }
+        };
+        positive("--ctx", self.ctx)?;
+        positive("--users", self.users)?;
+        positive("the prompt chunk", self.chunk)?;
+        // Beyond a billion positions or users the byte counts could overflow; nobody means it.
+        for (what, v) in [("--ctx", self.ctx), ("--users", self.users)] {
+            if v > 1 << 30 {
+                return Err(Error::BadRequest {
+                    what,
+                    expected: "at most 1073741824",
+                    found: v.to_string(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The answer.
+#[derive(Clone, Debug, Serialize)]
+pub struct Plan {
+    pub fits: bool,
+    /// Usable memory minus total; negative when it does not fit.
+    pub headroom_bytes: i64,
+    pub usable_bytes: u64,
+    pub weights_bytes: u64,
+    pub kv_type: KvType,
+    /// K and V of one position in every layer, before block rounding and window caps.
+    pub kv_bytes_per_token: u64,
+    /// What the paged cache reserves for one user at the requested context.
+    pub kv_bytes_per_user: u64,
+    /// What the paged cache reserves for all users.
+    pub kv_bytes: u64,
+    /// Estimated scratch memory, see [`compute_bytes`].
+    pub compute_bytes: u64,
+    pub total_bytes: u64,
+    pub ctx: usize,
+    pub users: usize,
+    /// The model's training context.
+    pub ctx_train: usize,
+    /// Longest context per user (a multiple of 16, at most the training context) that fits for
+    /// the requested users; 0 when not even 16 positions do.
+    pub max_ctx_per_user: usize,
+    /// Most users that fit at the requested context; 0 when not even one does.
+    pub max_users_at_ctx: usize,
+    /// Estimated generation speed per user, all users generating, at a full context.
+    pub est_tg_tok_s: f64,
+    /// Estimated prompt processing speed.
+    pub est_pp_tok_s: f64,
+    /// Whether the speeds are for a GPU engine Hearth does not have yet.
+    pub speed_is_gpu_estimate: bool,
+    /// What would fit, when this does not.
+    pub advice: Vec<String>,
+}
+
+/// Total bytes of a configuration.
+fn total(facts: &ModelFacts, req: &Request, ctx: usize, users: usize) -> u64 {
+    let cfg = &facts.config;
+    facts.weights_bytes
+        + kv_bytes(cfg, ctx, users, req.chunk, req.kv_type)
+        + compute_bytes(cfg, ctx, users, req.chunk, req.threads)
+}
+
+/// The largest `x` in `1..=hi` with `ok(x)`, or 0; `ok` must be monotone (true then false).
+fn largest(hi: usize, ok: impl Fn(usize) -> bool) -> usize {
+    if hi == 0 || !ok(1) {
+        return 0;
+    }
+    let (mut lo, mut hi) = (1, hi);
+    while lo < hi {
+        let mid = lo + (hi - lo).div_ceil(2);
+        if ok(mid) {
+            lo = mid;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    lo
+}
+
+fn gib(bytes: u64) -> String {
+    format!("{:.2} GiB", bytes as f64 / (1u64 << 30) as f64)
+}
+
+/// Plans `facts` on `machine` for `req`.
+pub fn plan(facts: &ModelFacts, machine: &Machine, req: &Request) -> Result<Plan> {
+    req.check()?;
+    let cfg = &facts.config;
+    let usable = machine.usable_bytes();
+    let weights = facts.weights_bytes;
+    let kv = kv_bytes(cfg, req.ctx, req.users, req.chunk, req.kv_type);
+    let compute = compute_bytes(cfg, req.ctx, req.users, req.chunk, req.threads);
+    let total_bytes = weights + kv + compute;
+    let fits = total_bytes <= usable;
+    let fits_with = |ctx: usize, users: usize| total(facts, req, ctx, users) <= usable;
+    let ctx_cap = cfg.ctx_train.max(BLOCK_TOKENS);
+    let max_ctx_per_user = largest(ctx_cap / BLOCK_TOKENS, |b| {
+        fits_with(b * BLOCK_TOKENS, req.users)
+    }) * BLOCK_TOKENS;
+    let max_users_at_ctx = largest(1 << 20, |u| fits_with(req.ctx, u));
+
+    let read = weights + req.users as u64 * kv_read_bytes(cfg, req.ctx, req.kv_type);
+    let est_tg_tok_s = machine.bandwidth_bytes_per_s * req.tg_efficiency / read as f64;
+    let est_pp_tok_s =
+        machine.flops_per_s * req.pp_efficiency / (2.0 * facts.n_matmul_params.max(1) as f64);
+
+    let mut advice = Vec::new();
+    if !fits {
+        if weights + compute_bytes(cfg, BLOCK_TOKENS, 1, req.chunk, req.threads) > usable {
+            advice.push(format!(
+                "the weights alone ({}) do not fit in {} usable: take a smaller quantization or \
+                 model, or a machine with more memory",
+                gib(weights),
+                gib(usable)
+            ));
+        } else {
+            if max_ctx_per_user > 0 {
+                advice.push(format!(
+                    "a shorter context fits: --ctx {max_ctx_per_user} for {} user(s)",
+                    req.users
+                ));
+            }
+            if max_users_at_ctx > 0 && max_users_at_ctx < req.users {
+                advice.push(format!(
+                    "fewer users fit: --users {max_users_at_ctx} at --ctx {}",
+                    req.ctx
+                ));
+            }
+            if req.kv_type == KvType::F16 {
+                let q8 = Request {
+                    kv_type: KvType::Q8_0,
+                    ..req.clone()
+                };
+                if total(facts, &q8, req.ctx, req.users) <= usable {
+                    advice.push(
+                        "KV in q8_0 fits (--kv-type q8_0); note the engine stores KV as f16 today, \
+                         so this is a plan for a later engine"
+                            .to_string(),
+                    );
+                }
+            }
+        }
+    }
+    Ok(Plan {
+        fits,
+        headroom_bytes: usable as i64 - total_bytes as i64,
+        usable_bytes: usable,
+        weights_bytes: weights,
+        kv_type: req.kv_type,
+        kv_bytes_per_token: kv_bytes_per_token(cfg, req.kv_type),
+        kv_bytes_per_user: kv_bytes(cfg, req.ctx, 1, req.chunk, req.kv_type),
+        kv_bytes: kv,
+        compute_bytes: compute,
+        total_bytes,
+        ctx: req.ctx,
+        users: req.users,
+        ctx_train: cfg.ctx_train,
+        max_ctx_per_user,
+        max_users_at_ctx,
+        est_tg_tok_s,
+        est_pp_tok_s,
+        speed_is_gpu_estimate: machine.kind == Kind::Gpu,
+        advice,
+    })
+}

@@ -1,0 +1,171 @@
+//! The plan's arithmetic against the engine's own structures and against hand counts.
+
+use hearth_gguf::{Gguf, Header};
+use hearth_model::kv::KvCache;
+use hearth_model::testing::TinySpec;
+use hearth_plan::{
+    kv_bytes, kv_bytes_per_token, kv_read_bytes, plan, KvType, Machine, ModelFacts, Profiles,
+    Request,
+};
+
+fn facts(spec: &TinySpec) -> ModelFacts {
+    let bytes = spec.build();
+    ModelFacts::from_header(&Header::parse(&bytes).unwrap()).unwrap()
+}
+
+fn gemma_like(window: usize) -> TinySpec {
+    let mut spec = TinySpec::new("gemma3");
+    spec.window = window;
+    spec.ctx = 8192;
+    spec
+}
+
+#[test]
+fn kv_bytes_equal_what_the_engine_cache_reserves() {
+    let mut smol = TinySpec::new("llama");
+    smol.ctx = 8192;
+    let specs = [smol, gemma_like(4), gemma_like(64), gemma_like(1024)];
+    let mut checked_swa = false;
+    for spec in &specs {
+        let f = facts(spec);
+        checked_swa |= f.config.layer_is_swa.iter().any(|s| *s);
+        for ctx in [1, 16, 17, 100, 512, 1000, 4096] {
+            for users in [1, 3] {
+                for chunk in [1, 16, 64, 256] {
+                    let cache = KvCache::new(&f.config, ctx, users, chunk);
+                    assert_eq!(
+                        kv_bytes(&f.config, ctx, users, chunk, KvType::F16),
+                        cache.capacity_bytes() as u64,
+                        "{} window {} ctx {ctx} users {users} chunk {chunk}",
+                        spec.arch,
+                        spec.window
+                    );
+                }
+            }
+        }
+    }
+    assert!(checked_swa, "no spec had sliding-window layers");
+}
+
+#[test]
+fn kv_per_token_is_layers_times_heads_times_dims() {
+    let spec = TinySpec::new("llama");
+    let f = facts(&spec);
+    let per_token = (spec.n_layer * spec.n_kv_head * spec.head_dim * 2 * 2) as u64;
+    assert_eq!(kv_bytes_per_token(&f.config, KvType::F16), per_token);
+    // q8_0: 34 bytes per 32 values.
+    assert_eq!(
+        kv_bytes_per_token(&f.config, KvType::Q8_0),
+        per_token / 2 / 32 * 34
+    );
+    // Full attention reads every position; a sliding window caps what is read.
+    assert_eq!(
+        kv_read_bytes(&f.config, 1000, KvType::F16),
+        per_token * 1000
+    );
+    let g = facts(&gemma_like(64));
+    let full_ctx = kv_bytes_per_token(&g.config, KvType::F16) * 1000;
+    assert!(kv_read_bytes(&g.config, 1000, KvType::F16) < full_ctx);
+}
+
+#[test]
+fn weights_are_the_sum_of_tensor_bytes() {
+    let bytes = TinySpec::new("llama").build();
+    let gguf = Gguf::from_bytes(bytes).unwrap();
+    let f = ModelFacts::from_header(gguf.header()).unwrap();
+    let sum: u64 = gguf.tensors().iter().map(|t| t.n_bytes).sum();
+    assert_eq!(f.weights_bytes, sum);
+    let params: u64 = gguf.tensors().iter().map(|t| t.n_elements()).sum();
+    assert_eq!(f.n_params, params);
+}
+
+#[test]
+fn fit_and_limits_follow_the_memory() {
+    let f = facts(&TinySpec::new("llama"));
+    let req = Request::new(512, 2);
+    let big = Machine::custom(1 << 30, 100e9, 1e12);
+    let p = plan(&f, &big, &req).unwrap();
+    assert!(p.fits);
+    assert_eq!(
+        p.total_bytes,
+        p.weights_bytes + p.kv_bytes + p.compute_bytes
+    );
+    assert_eq!(p.headroom_bytes, (1i64 << 30) - p.total_bytes as i64);
+    assert_eq!(p.kv_bytes, 2 * p.kv_bytes_per_user);
+    // Limited by the training context, not memory, on a big machine.
+    assert_eq!(p.max_ctx_per_user, f.config.ctx_train);
+    assert!(p.max_users_at_ctx >= 2);
+    assert!(p.advice.is_empty());
+
+    // Exactly the total fits; one byte less does not.
+    let exact = Machine::custom(p.total_bytes, 100e9, 1e12);
+    assert!(plan(&f, &exact, &req).unwrap().fits);
+    let short = Machine::custom(p.total_bytes - 1, 100e9, 1e12);
+    let q = plan(&f, &short, &req).unwrap();
+    assert!(!q.fits);
+    assert_eq!(q.headroom_bytes, -1);
+    assert!(q.max_ctx_per_user < 512 && q.max_ctx_per_user > 0);
+    assert_eq!(q.max_users_at_ctx, 1);
+    assert!(!q.advice.is_empty());
+    // The limits it reports do fit, and one step more does not.
+    let at_limit = plan(&f, &short, &Request::new(q.max_ctx_per_user, 2)).unwrap();
+    assert!(at_limit.fits);
+    let past = plan(&f, &short, &Request::new(q.max_ctx_per_user + 16, 2)).unwrap();
+    assert!(!past.fits);
+}
+
+#[test]
+fn speed_is_bandwidth_over_bytes_read() {
+    let f = facts(&TinySpec::new("llama"));
+    let req = Request::new(256, 1);
+    let m = Machine::custom(1 << 30, 100e9, 2e12);
+    let p = plan(&f, &m, &req).unwrap();
+    let read = f.weights_bytes + kv_read_bytes(&f.config, 256, KvType::F16);
+    let tg = 100e9 * req.tg_efficiency / read as f64;
+    assert!((p.est_tg_tok_s - tg).abs() < 1e-6 * tg);
+    let pp = 2e12 * req.pp_efficiency / (2.0 * f.n_matmul_params as f64);
+    assert!((p.est_pp_tok_s - pp).abs() < 1e-6 * pp);
+    // Twice the bandwidth, twice the speed; more users, slower each.
+    let m2 = Machine::custom(1 << 30, 200e9, 2e12);
+    let p2 = plan(&f, &m2, &req).unwrap();
+    assert!((p2.est_tg_tok_s / p.est_tg_tok_s - 2.0).abs() < 1e-9);
+    let p4 = plan(&f, &m, &Request::new(256, 4)).unwrap();
+    assert!(p4.est_tg_tok_s < p.est_tg_tok_s);
+    assert!(!p.speed_is_gpu_estimate);
+    let gpu = Profiles::builtin().get("rtx-4090").unwrap().clone();
+    assert!(plan(&f, &gpu, &req).unwrap().speed_is_gpu_estimate);
+}
+
+#[test]
+fn q8_kv_is_smaller_and_bad_requests_are_refused() {
+    let f = facts(&TinySpec::new("llama"));
+    let mut req = Request::new(1024, 1);
+    let m = Machine::custom(1 << 30, 1e11, 1e12);
+    let f16 = plan(&f, &m, &req).unwrap();
+    req.kv_type = KvType::Q8_0;
+    let q8 = plan(&f, &m, &req).unwrap();
+    assert!(q8.kv_bytes < f16.kv_bytes);
+    assert_eq!(q8.kv_bytes * 64, f16.kv_bytes * 34);
+    assert!(plan(&f, &m, &Request::new(0, 1)).is_err());
+    assert!(plan(&f, &m, &Request::new(16, 0)).is_err());
+    assert!(KvType::parse("q4").is_err());
+}
+
+#[test]
+fn smollm2_plan() {
+    let path = hearth_fetch::test_model("smollm2-135m").expect("SmolLM2 test model");
+    let gguf = Gguf::open(&path).unwrap();
+    let f = ModelFacts::from_header(gguf.header()).unwrap();
+    let sum: u64 = gguf.tensors().iter().map(|t| t.n_bytes).sum();
+    assert_eq!(f.weights_bytes, sum);
+    // SmolLM2-135M: 30 layers, 3 KV heads of 64: 30 × 3 × 64 × 2 × 2 = 23040 bytes per token.
+    assert_eq!(kv_bytes_per_token(&f.config, KvType::F16), 23040);
+    let pc16 = Profiles::builtin().get("pc-16").unwrap().clone();
+    let p = plan(&f, &pc16, &Request::new(2048, 1)).unwrap();
+    assert!(p.fits);
+    assert!(
+        p.est_tg_tok_s > 10.0 && p.est_tg_tok_s < 10_000.0,
+        "{}",
+        p.est_tg_tok_s
+    );
+}
