@@ -30,6 +30,9 @@ enum Command {
     Tokenize(cmd::tokenize::TokenizeArgs),
     /// Measure prompt processing and generation speed, load time and peak memory.
     Bench(cmd::bench::BenchArgs),
+    /// Will a model fit this machine (or a named one), how fast, for how many users; reads only
+    /// the model's header.
+    Plan(cmd::plan::PlanArgs),
 }
 
 fn main() -> ExitCode {
@@ -48,6 +51,7 @@ fn main() -> ExitCode {
         Command::Chat(a) => cmd::chat::run(a),
         Command::Tokenize(a) => cmd::tokenize::run(a),
         Command::Bench(a) => cmd::bench::run(a),
+        Command::Plan(a) => cmd::plan::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -2,6 +2,7 @@
 pub mod bench;
 pub mod chat;
 pub mod models;
+pub mod plan;
 pub mod pull;
 pub mod run;
 pub mod tokenize;

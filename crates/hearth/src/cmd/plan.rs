@@ -1,0 +1,345 @@
+//! `hearth plan`: will a model fit this machine (or a named one), how fast, for how many users.
+//!
+//! The arithmetic is `hearth-plan`'s; this module does the I/O around it: resolving the model,
+//! reading only its header (a prefix of the file, never the tensors), detecting this machine
+//! (`/proc/meminfo`, cores, SIMD level, a short bandwidth measurement) and printing.
+
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::Args;
+use hearth_fetch::{Catalog, Home};
+use hearth_gguf::Header;
+use hearth_plan::{Kind, KvType, Machine, ModelFacts, Plan, Profiles, Request};
+use serde::Serialize;
+
+/// Arguments of `hearth plan`.
+#[derive(Args, Debug, Clone)]
+pub struct PlanArgs {
+    /// An installed catalog name or a path to a .gguf (only its header is read).
+    pub model: String,
+    /// Context per user, in tokens (default: the model's training context, at most 4096).
+    #[arg(long)]
+    pub ctx: Option<usize>,
+    /// Users generating at the same time.
+    #[arg(long, default_value_t = 1)]
+    pub users: usize,
+    /// How K and V are stored: f16 (what the engine does) or q8_0 (a plan for a later engine).
+    #[arg(long, default_value = "f16")]
+    pub kv_type: String,
+    /// `this` (detected) or a profile name such as rtx-4090, m3-ultra-512, pc-16.
+    #[arg(long, default_value = "this")]
+    pub machine: String,
+    /// Memory of the machine, like 24GiB or 16GB (replaces the profile's; nothing held back).
+    #[arg(long)]
+    pub memory: Option<String>,
+    /// Memory bandwidth of the machine, like 1008GB/s (replaces the profile's).
+    #[arg(long)]
+    pub bandwidth: Option<String>,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// What `--json` prints: the plan plus what it was made for.
+#[derive(Serialize)]
+struct Output<'a> {
+    model: String,
+    path: String,
+    architecture: &'a str,
+    n_layer: usize,
+    n_params: u64,
+    machine: &'a Machine,
+    #[serde(flatten)]
+    plan: &'a Plan,
+    notes: Vec<String>,
+}
+
+pub fn run(a: PlanArgs) -> anyhow::Result<()> {
+    let kv_type = KvType::parse(&a.kv_type)?;
+    let (name, path) = resolve(&a.model)?;
+    let header = read_header(&path)?;
+    let facts = ModelFacts::from_header(&header)
+        .with_context(|| format!("cannot plan {}", path.display()))?;
+    let machine = machine(&a)?;
+    let ctx = a.ctx.unwrap_or(facts.config.ctx_train.clamp(1, 4096));
+    let mut req = Request::new(ctx, a.users);
+    req.kv_type = kv_type;
+    req.threads = hearth_kernels::pool::physical_cores();
+    let plan = hearth_plan::plan(&facts, &machine, &req)?;
+
+    let mut notes = Vec::new();
+    if machine.kind != Kind::Cpu {
+        notes.push(
+            "Hearth runs on the CPU today: for this GPU the fit is from its memory and the speeds \
+             are bandwidth and FLOP estimates for a GPU engine, not Hearth measurements"
+                .to_string(),
+        );
+    }
+    if kv_type == KvType::Q8_0 {
+        notes.push(
+            "the engine stores KV as f16 today; q8_0 KV is a plan for a later engine".to_string(),
+        );
+    }
+    if ctx > facts.config.ctx_train {
+        notes.push(format!(
+            "--ctx {ctx} is beyond the model's training context of {}",
+            facts.config.ctx_train
+        ));
+    }
+    notes.push(format!(
+        "speeds are uncalibrated estimates: generation = bandwidth × {} / bytes read per token, \
+         prompt = FLOP/s × {} / (2 × parameters)",
+        req.tg_efficiency, req.pp_efficiency
+    ));
+
+    if a.json {
+        let out = Output {
+            model: name,
+            path: path.display().to_string(),
+            architecture: &facts.config.arch,
+            n_layer: facts.config.n_layer,
+            n_params: facts.n_params,
+            machine: &machine,
+            plan: &plan,
+            notes,
+        };
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        print_table(&name, &facts, &machine, &plan, &notes);
+    }
+    Ok(())
+}
+
+/// A catalog name or installed file name to its path, else an existing path. Nothing is
+/// downloaded: a catalog model that is not installed is an error that says how to get it.
+fn resolve(spec: &str) -> anyhow::Result<(String, PathBuf)> {
+    if spec.starts_with("http://") || spec.starts_with("https://") {
+        bail!(
+            "planning from a URL is not supported yet: pull the model first (hearth pull {spec}) \
+             and plan the installed name, or give a local .gguf path"
+        );
+    }
+    let home = Home::from_env()?;
+    let catalog = Catalog::load(&home)?;
+    let r = hearth_fetch::resolve(&home, &catalog, spec).with_context(|| {
+        format!(
+            "cannot plan {spec:?} without its header: pull it first (hearth pull {spec}) or give \
+             the path of a .gguf"
+        )
+    })?;
+    if r.path.is_dir() {
+        bail!(
+            "{} is a directory; give the path of a .gguf file",
+            r.path.display()
+        );
+    }
+    Ok((r.name, r.path))
+}
+
+/// Reads a prefix of `path` long enough for the header: 1 MiB first, then as much as the parser
+/// says it needs (vocabulary arrays make headers several MB), never the tensor data.
+fn read_header(path: &Path) -> anyhow::Result<Header> {
+    let mut file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let len = file.metadata()?.len();
+    let mut buf = Vec::new();
+    let mut want: u64 = 1 << 20;
+    loop {
+        let have = buf.len() as u64;
+        if want > have {
+            (&mut file)
+                .take(want - have)
+                .read_to_end(&mut buf)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+        }
+        match Header::parse(&buf) {
+            Ok(h) => return Ok(h),
+            Err(hearth_gguf::Error::Truncated { needed, .. }) if (buf.len() as u64) < len => {
+                // Grow at least geometrically so a header needs few reads.
+                want = needed.max(2 * buf.len() as u64).min(len);
+            }
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("cannot read the header of {}", path.display()))
+            }
+        }
+    }
+}
+
+/// The machine to plan for: a profile or this one, with `--memory` / `--bandwidth` applied.
+fn machine(a: &PlanArgs) -> anyhow::Result<Machine> {
+    let memory = a
+        .memory
+        .as_deref()
+        .map(hearth_plan::parse_bytes)
+        .transpose()?;
+    let bandwidth = a
+        .bandwidth
+        .as_deref()
+        .map(hearth_plan::parse_rate)
+        .transpose()?;
+    let mut m = if a.machine.eq_ignore_ascii_case("this") {
+        detect(bandwidth.is_none())?
+    } else {
+        Profiles::builtin().get(&a.machine)?.clone()
+    };
+    if let Some(bytes) = memory {
+        m.memory_bytes = bytes;
+        m.reserved_bytes = 0;
+        m.name = format!("{} (--memory)", m.name);
+    }
+    if let Some(rate) = bandwidth {
+        m.bandwidth_bytes_per_s = rate;
+        m.name = format!("{} (--bandwidth)", m.name);
+    }
+    Ok(m)
+}
+
+/// This machine: RAM total and available from `/proc/meminfo` (usable = available), physical
+/// cores and SIMD level, and, when `measure`, memory bandwidth from a short read loop.
+fn detect(measure: bool) -> anyhow::Result<Machine> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").context(
+        "cannot read /proc/meminfo to detect this machine's memory; give --machine or --memory",
+    )?;
+    let field = |key: &str| -> anyhow::Result<u64> {
+        let line = meminfo
+            .lines()
+            .find(|l| l.starts_with(key))
+            .with_context(|| format!("/proc/meminfo has no {key} line"))?;
+        let kib: u64 = line[key.len()..]
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .with_context(|| format!("cannot read /proc/meminfo line {line:?}"))?;
+        Ok(kib * 1024)
+    };
+    let total = field("MemTotal:")?;
+    let available = field("MemAvailable:")?.min(total);
+    let cores = hearth_kernels::pool::physical_cores();
+    let level = hearth_kernels::simd::level();
+    // FP32 FLOP per core per cycle: two 8-wide FMA units with AVX2, one 4-wide-ish scalar path
+    // otherwise; 3 GHz is an assumed all-core clock. Only the prompt estimate uses this.
+    let per_cycle = match level {
+        hearth_kernels::simd::Level::Avx2 => 32.0,
+        hearth_kernels::simd::Level::Scalar => 4.0,
+    };
+    let bandwidth = if measure {
+        measure_bandwidth(cores)
+    } else {
+        0.0
+    };
+    Ok(Machine {
+        name: "this".to_string(),
+        label: format!("{cores} physical cores, SIMD {level:?}, system RAM"),
+        kind: Kind::Cpu,
+        memory_bytes: total,
+        reserved_bytes: total - available,
+        bandwidth_bytes_per_s: bandwidth,
+        flops_per_s: cores as f64 * per_cycle * 3e9,
+        source: "/proc/meminfo (usable = MemAvailable), measured read bandwidth, assumed 3 GHz"
+            .to_string(),
+    })
+}
+
+/// Read bandwidth in bytes/s: `threads` threads summing their share of a 256 MB buffer for
+/// about 0.3 s. The buffer is written first so its pages are real memory, not the shared zero
+/// page.
+fn measure_bandwidth(threads: usize) -> f64 {
+    const BYTES: usize = 256 << 20;
+    let words: Vec<u64> = (0..BYTES / 8).map(|i| i as u64).collect();
+    let threads = threads.max(1);
+    let share = words.len().div_ceil(threads);
+    let start = Instant::now();
+    let mut passes = 0usize;
+    while start.elapsed() < Duration::from_millis(300) || passes == 0 {
+        std::thread::scope(|s| {
+            for part in words.chunks(share) {
+                s.spawn(move || std::hint::black_box(part.iter().fold(0u64, |a, &w| a ^ w)));
+            }
+        });
+        passes += 1;
+    }
+    (passes * BYTES) as f64 / start.elapsed().as_secs_f64()
+}
+
+fn human(bytes: u64) -> String {
+    let b = bytes as f64;
+    if b >= (1u64 << 30) as f64 {
+        format!("{:.2} GiB", b / (1u64 << 30) as f64)
+    } else {
+        format!("{:.1} MiB", b / (1u64 << 20) as f64)
+    }
+}
+
+fn print_table(name: &str, facts: &ModelFacts, m: &Machine, p: &Plan, notes: &[String]) {
+    let c = &facts.config;
+    println!(
+        "model            {name} ({}, {} layers, {:.0}M parameters, trained on {} tokens of context)",
+        c.arch,
+        c.n_layer,
+        facts.n_params as f64 / 1e6,
+        c.ctx_train
+    );
+    println!(
+        "machine          {}: {} [{}], {} usable of {}, {:.0} GB/s",
+        m.name,
+        m.label,
+        m.kind.name(),
+        human(m.usable_bytes()),
+        human(m.memory_bytes),
+        m.bandwidth_bytes_per_s / 1e9
+    );
+    println!(
+        "request          {} tokens of context × {} user(s), KV {}",
+        p.ctx,
+        p.users,
+        p.kv_type.name()
+    );
+    println!();
+    println!("weights          {:>12}", human(p.weights_bytes));
+    println!(
+        "KV cache         {:>12}   ({} bytes per token, {} per user)",
+        human(p.kv_bytes),
+        p.kv_bytes_per_token,
+        human(p.kv_bytes_per_user)
+    );
+    println!(
+        "compute buffers  {:>12}   (estimate)",
+        human(p.compute_bytes)
+    );
+    println!("total            {:>12}", human(p.total_bytes));
+    if p.fits {
+        println!(
+            "fits             yes, {} to spare",
+            human(p.headroom_bytes.unsigned_abs())
+        );
+    } else {
+        println!(
+            "fits             NO, {} short",
+            human(p.headroom_bytes.unsigned_abs())
+        );
+    }
+    println!(
+        "longest context  {} tokens per user for {} user(s)",
+        p.max_ctx_per_user, p.users
+    );
+    println!(
+        "most users       {} at {} tokens each",
+        p.max_users_at_ctx, p.ctx
+    );
+    println!(
+        "generation       ~{:.1} tok/s per user (estimate)",
+        p.est_tg_tok_s
+    );
+    println!("prompt           ~{:.0} tok/s (estimate)", p.est_pp_tok_s);
+    for a in &p.advice {
+        println!("advice           {a}");
+    }
+    for n in notes {
+        println!("note             {n}");
+    }
+}

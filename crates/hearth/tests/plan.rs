@@ -1,0 +1,213 @@
+//! `hearth plan` end to end (issue 4): JSON fields, fit decisions, advice and clean errors.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use hearth_gguf::Gguf;
+use hearth_model::testing::TinySpec;
+use serde_json::Value;
+
+fn hearth(args: &[&str], home: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_hearth"))
+        .arg("plan")
+        .args(args)
+        .env("HEARTH_HOME", home)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run hearth")
+}
+
+fn json(out: &Output) -> Value {
+    assert!(
+        out.status.success(),
+        "hearth plan failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("plan --json prints one JSON object")
+}
+
+/// A failure is one clear line on stderr naming `needle`, and no panic.
+fn assert_clean_failure(out: &Output, needle: &str) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "expected failure; stderr: {err}");
+    assert!(!err.contains("panicked"), "hearth panicked: {err}");
+    assert!(
+        err.contains(needle),
+        "stderr should mention {needle:?}: {err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "one line expected: {err}");
+}
+
+fn tensor_bytes(path: &Path) -> u64 {
+    let gguf = Gguf::open(path).expect("open gguf");
+    gguf.tensors().iter().map(|t| t.n_bytes).sum()
+}
+
+fn u64_of(v: &Value, key: &str) -> u64 {
+    v[key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{key} should be a non-negative integer: {v}"))
+}
+
+fn f64_of(v: &Value, key: &str) -> f64 {
+    v[key]
+        .as_f64()
+        .unwrap_or_else(|| panic!("{key} should be a number: {v}"))
+}
+
+#[test]
+fn tiny_model_plan_counts_its_tensors_and_kv() {
+    let home = tempfile::tempdir().unwrap();
+    let spec = TinySpec::new("llama");
+    let path = home.path().join("tiny.gguf");
+    std::fs::write(&path, spec.build()).unwrap();
+    let p = path.to_str().unwrap();
+    let v = json(&hearth(
+        &[
+            p,
+            "--machine",
+            "pc-16",
+            "--ctx",
+            "256",
+            "--users",
+            "2",
+            "--json",
+        ],
+        home.path(),
+    ));
+    assert_eq!(v["fits"], true);
+    assert_eq!(u64_of(&v, "weights_bytes"), tensor_bytes(&path));
+    let per_token = (spec.n_layer * spec.n_kv_head * spec.head_dim * 2 * 2) as u64;
+    assert_eq!(u64_of(&v, "kv_bytes_per_token"), per_token);
+    // Full attention, 256 positions = 16 whole blocks: no rounding.
+    assert_eq!(u64_of(&v, "kv_bytes"), 2 * 256 * per_token);
+    assert_eq!(
+        u64_of(&v, "total_bytes"),
+        u64_of(&v, "weights_bytes") + u64_of(&v, "kv_bytes") + u64_of(&v, "compute_bytes")
+    );
+    assert_eq!(u64_of(&v, "max_ctx_per_user"), spec.ctx as u64);
+    assert_eq!(v["machine"]["name"], "pc-16");
+}
+
+#[test]
+fn smollm2_fits_a_16_gb_pc_and_not_100_mib() {
+    let home = tempfile::tempdir().unwrap();
+    let path = hearth_fetch::test_model("smollm2-135m").expect("SmolLM2 test model");
+    let p = path.to_str().unwrap();
+    let v = json(&hearth(
+        &[p, "--machine", "pc-16", "--ctx", "2048", "--json"],
+        home.path(),
+    ));
+    assert_eq!(v["fits"], true);
+    assert_eq!(u64_of(&v, "weights_bytes"), tensor_bytes(&path));
+    // 30 layers × 3 KV heads × 64 dims × (K + V) × 2 bytes.
+    assert_eq!(u64_of(&v, "kv_bytes_per_token"), 23040);
+    assert!(u64_of(&v, "total_bytes") > u64_of(&v, "weights_bytes"));
+    assert_eq!(u64_of(&v, "max_ctx_per_user"), 8192);
+    let tg = f64_of(&v, "est_tg_tok_s");
+    let pp = f64_of(&v, "est_pp_tok_s");
+    // 89.6 GB/s × 0.6 over ~140 MB read per token: a few hundred tokens per second.
+    assert!(tg > 50.0 && tg < 2000.0, "est_tg_tok_s {tg}");
+    assert!(pp > tg, "prompt {pp} should beat generation {tg}");
+    assert!(v["advice"].as_array().unwrap().is_empty());
+
+    let small = json(&hearth(
+        &[
+            p,
+            "--ctx",
+            "2048",
+            "--memory",
+            "100MiB",
+            "--bandwidth",
+            "50GB/s",
+            "--json",
+        ],
+        home.path(),
+    ));
+    assert_eq!(small["fits"], false);
+    assert!(small["headroom_bytes"].as_i64().unwrap() < 0);
+    let advice = small["advice"].as_array().unwrap();
+    assert!(
+        !advice.is_empty(),
+        "no advice when it does not fit: {small}"
+    );
+    assert!(advice
+        .iter()
+        .any(|a| a.as_str().unwrap().contains("quantization")));
+
+    // Enough for the weights, not for 2048 × 4 users: advice to shorten or to serve fewer.
+    let mid = json(&hearth(
+        &[
+            p,
+            "--ctx",
+            "2048",
+            "--users",
+            "4",
+            "--memory",
+            "300MiB",
+            "--bandwidth",
+            "50GB/s",
+            "--json",
+        ],
+        home.path(),
+    ));
+    assert_eq!(mid["fits"], false);
+    let text = mid["advice"].to_string();
+    assert!(text.contains("--ctx") && text.contains("--users"), "{text}");
+    let max_users = u64_of(&mid, "max_users_at_ctx");
+    assert!((1..4).contains(&max_users), "{mid}");
+
+    // The table says the same in words, and a GPU profile is labelled as an estimate.
+    let out = hearth(&[p, "--machine", "rtx-4090"], home.path());
+    assert!(out.status.success());
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.contains("fits             yes"), "{table}");
+    assert!(table.contains("not Hearth measurements"), "{table}");
+}
+
+#[test]
+fn this_machine_is_detected() {
+    let home = tempfile::tempdir().unwrap();
+    let path = home.path().join("tiny.gguf");
+    std::fs::write(&path, TinySpec::new("llama").build()).unwrap();
+    let v = json(&hearth(&[path.to_str().unwrap(), "--json"], home.path()));
+    assert_eq!(v["machine"]["name"], "this");
+    assert!(v["machine"]["memory_bytes"].as_u64().unwrap() > 0);
+    assert!(v["machine"]["bandwidth_bytes_per_s"].as_f64().unwrap() > 1e8);
+    assert!(u64_of(&v, "usable_bytes") <= v["machine"]["memory_bytes"].as_u64().unwrap());
+}
+
+#[test]
+fn bad_input_gives_clear_errors() {
+    let home = tempfile::tempdir().unwrap();
+    let junk = home.path().join("junk.gguf");
+    std::fs::write(&junk, b"this is not a model file at all").unwrap();
+    let tiny = home.path().join("tiny.gguf");
+    std::fs::write(&tiny, TinySpec::new("llama").build()).unwrap();
+    let t = tiny.to_str().unwrap();
+    let h = home.path();
+    assert_clean_failure(
+        &hearth(&[junk.to_str().unwrap(), "--machine", "pc-16"], h),
+        "not a GGUF file",
+    );
+    assert_clean_failure(&hearth(&[t, "--machine", "rtx-9999"], h), "rtx-4090");
+    assert_clean_failure(
+        &hearth(&[t, "--machine", "pc-16", "--users", "0"], h),
+        "--users",
+    );
+    assert_clean_failure(
+        &hearth(&[t, "--machine", "pc-16", "--ctx", "0"], h),
+        "--ctx",
+    );
+    assert_clean_failure(&hearth(&[t, "--memory", "24 parsecs"], h), "24 parsecs");
+    assert_clean_failure(
+        &hearth(&[t, "--machine", "pc-16", "--kv-type", "q2"], h),
+        "q8_0",
+    );
+    // A catalog model that is not installed: nothing is downloaded, and the error says how.
+    assert_clean_failure(&hearth(&["smollm2-135m"], h), "hearth pull smollm2-135m");
+    assert_clean_failure(
+        &hearth(&["https://example.invalid/m.gguf", "--machine", "pc-16"], h),
+        "not supported yet",
+    );
+}
