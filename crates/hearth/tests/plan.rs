@@ -154,6 +154,10 @@ fn smollm2_fits_a_16_gb_pc_and_not_100_mib() {
     assert_eq!(mid["fits"], false);
     let text = mid["advice"].to_string();
     assert!(text.contains("--ctx") && text.contains("--users"), "{text}");
+    assert!(
+        text.contains("pc-16"),
+        "another profile should be offered: {text}"
+    );
     let max_users = u64_of(&mid, "max_users_at_ctx");
     assert!((1..4).contains(&max_users), "{mid}");
 

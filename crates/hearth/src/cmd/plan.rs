@@ -69,7 +69,12 @@ pub fn run(a: PlanArgs) -> anyhow::Result<()> {
     let mut req = Request::new(ctx, a.users);
     req.kv_type = kv_type;
     req.threads = hearth_kernels::pool::physical_cores();
-    let plan = hearth_plan::plan(&facts, &machine, &req)?;
+    let mut plan = hearth_plan::plan(&facts, &machine, &req)?;
+    if !plan.fits {
+        if let Some(advice) = other_profiles(&facts, &req)? {
+            plan.advice.push(advice);
+        }
+    }
 
     let mut notes = Vec::new();
     if machine.kind != Kind::Cpu {
@@ -114,6 +119,28 @@ pub fn run(a: PlanArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The smallest profile of each kind on which the request fits as asked, as advice.
+fn other_profiles(facts: &ModelFacts, req: &Request) -> anyhow::Result<Option<String>> {
+    let profiles = Profiles::builtin();
+    let mut picks = Vec::new();
+    for kind in [Kind::Cpu, Kind::Unified, Kind::Gpu] {
+        let mut best: Option<&Machine> = None;
+        for m in profiles.iter().filter(|m| m.kind == kind) {
+            let fits = hearth_plan::plan(facts, m, req)?.fits;
+            if fits && best.is_none_or(|b| m.usable_bytes() < b.usable_bytes()) {
+                best = Some(m);
+            }
+        }
+        picks.extend(best.map(|m| m.name.clone()));
+    }
+    Ok((!picks.is_empty()).then(|| {
+        format!(
+            "as asked it fits on these profiles (smallest of each kind): {}",
+            picks.join(", ")
+        )
+    }))
+}
+
 /// A catalog name or installed file name to its path, else an existing path. Nothing is
 /// downloaded: a catalog model that is not installed is an error that says how to get it.
 fn resolve(spec: &str) -> anyhow::Result<(String, PathBuf)> {
@@ -140,36 +167,43 @@ fn resolve(spec: &str) -> anyhow::Result<(String, PathBuf)> {
     Ok((r.name, r.path))
 }
 
-/// Reads a prefix of `path` long enough for the header: 1 MiB first, then as much as the parser
-/// says it needs (vocabulary arrays make headers several MB), never the tensor data.
+/// Reads a prefix of `path` long enough for the header, never the tensor data.
 fn read_header(path: &Path) -> anyhow::Result<Header> {
-    let mut file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let len = file.metadata()?.len();
+    let (header, _read) = read_header_from(file, len)
+        .with_context(|| format!("cannot read the header of {}", path.display()))?;
+    Ok(header)
+}
+
+/// Reads the header from the start of `src` (`len` bytes long): 1 MiB first, then as much as
+/// the parser says it needs (vocabulary arrays make headers several MB). Returns the header and
+/// the bytes read.
+fn read_header_from(src: impl Read, len: u64) -> anyhow::Result<(Header, u64)> {
+    let mut src = src;
     let mut buf = Vec::new();
-    let mut want: u64 = 1 << 20;
+    let mut want: u64 = (1 << 20).min(len);
     loop {
         let have = buf.len() as u64;
         if want > have {
-            (&mut file)
-                .take(want - have)
-                .read_to_end(&mut buf)
-                .with_context(|| format!("cannot read {}", path.display()))?;
+            (&mut src).take(want - have).read_to_end(&mut buf)?;
         }
         match Header::parse(&buf) {
-            Ok(h) => return Ok(h),
-            Err(hearth_gguf::Error::Truncated { needed, .. }) if (buf.len() as u64) < len => {
-                // Grow at least geometrically so a header needs few reads.
-                want = needed.max(2 * buf.len() as u64).min(len);
+            Ok(h) => return Ok((h, buf.len() as u64)),
+            Err(hearth_gguf::Error::Truncated { needed, .. })
+                // Only while the last read made progress: a source shorter than `len` ends it.
+                if (buf.len() as u64) < len && buf.len() as u64 > have =>
+            {
+                // Grow at least by half so a header takes few reads, without reading far past it.
+                want = needed.max(buf.len() as u64 * 3 / 2).min(len);
             }
-            Err(e) => {
-                return Err(e)
-                    .with_context(|| format!("cannot read the header of {}", path.display()))
-            }
+            Err(e) => return Err(e.into()),
         }
     }
 }
 
-/// The machine to plan for: a profile or this one, with `--memory` / `--bandwidth` applied.
+/// The machine to plan for: a profile or this one, with `--memory` / `--bandwidth` applied
+/// (which make it `custom`, keeping the rest of the base machine).
 fn machine(a: &PlanArgs) -> anyhow::Result<Machine> {
     let memory = a
         .memory
@@ -189,11 +223,11 @@ fn machine(a: &PlanArgs) -> anyhow::Result<Machine> {
     if let Some(bytes) = memory {
         m.memory_bytes = bytes;
         m.reserved_bytes = 0;
-        m.name = format!("{} (--memory)", m.name);
+        m.name = "custom".to_string();
     }
     if let Some(rate) = bandwidth {
         m.bandwidth_bytes_per_s = rate;
-        m.name = format!("{} (--bandwidth)", m.name);
+        m.name = "custom".to_string();
     }
     Ok(m)
 }
@@ -341,5 +375,36 @@ fn print_table(name: &str, facts: &ModelFacts, m: &Machine, p: &Plan, notes: &[S
     }
     for n in notes {
         println!("note             {n}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_is_read_without_the_tensor_data() {
+        let path = hearth_fetch::test_model("smollm2-135m").expect("SmolLM2 test model");
+        let file = File::open(&path).unwrap();
+        let len = file.metadata().unwrap().len();
+        let (header, read) = read_header_from(file, len).unwrap();
+        assert_eq!(header, *hearth_gguf::Gguf::open(&path).unwrap().header());
+        // At most half again past where the header ends: far less than the file.
+        assert!(read >= header.data_offset.min(len) / 2, "read {read}");
+        assert!(
+            read <= header.data_offset * 3 / 2 + (1 << 20),
+            "read {read}"
+        );
+        assert!(read < len / 4, "read {read} of {len}");
+    }
+
+    #[test]
+    fn a_truncated_file_is_an_error_not_a_loop() {
+        let bytes = hearth_model::testing::TinySpec::new("llama").build();
+        let cut = &bytes[..64];
+        let e = read_header_from(cut, cut.len() as u64)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("ends"), "{e}");
     }
 }
