@@ -1,7 +1,11 @@
 //! `hearth plan` end to end (issue 4): JSON fields, fit decisions, advice and clean errors.
 
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use hearth_gguf::Gguf;
 use hearth_model::testing::TinySpec;
@@ -210,8 +214,101 @@ fn bad_input_gives_clear_errors() {
     );
     // A catalog model that is not installed: nothing is downloaded, and the error says how.
     assert_clean_failure(&hearth(&["smollm2-135m"], h), "hearth pull smollm2-135m");
-    assert_clean_failure(
-        &hearth(&["https://example.invalid/m.gguf", "--machine", "pc-16"], h),
-        "not supported yet",
+}
+
+/// A local HTTP server for `file` that honours `Range: bytes=a-b` when `ranges`, else sends the
+/// whole file; it counts the body bytes it writes. Serves until the test process ends.
+fn serve(file: Vec<u8>, ranges: bool) -> (String, Arc<AtomicU64>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/model.gguf", listener.local_addr().unwrap());
+    let served = Arc::new(AtomicU64::new(0));
+    let count = served.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut reader = BufReader::new(conn.try_clone().unwrap());
+            let mut range = None;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
+                    break;
+                }
+                let lower = line.to_ascii_lowercase();
+                if let Some(r) = lower.strip_prefix("range: bytes=") {
+                    let (a, b) = r.trim().split_once('-').unwrap();
+                    let a: usize = a.parse().unwrap();
+                    let b = b
+                        .parse::<usize>()
+                        .map_or(file.len() - 1, |b| b.min(file.len() - 1));
+                    range = Some((a, b));
+                }
+            }
+            let (status, body, extra) = match range.filter(|_| ranges) {
+                Some((a, b)) => (
+                    "206 Partial Content",
+                    &file[a..=b],
+                    format!("Content-Range: bytes {a}-{b}/{}\r\n", file.len()),
+                ),
+                None => ("200 OK", &file[..], String::new()),
+            };
+            let head = format!(
+                "HTTP/1.1 {status}\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n",
+                body.len()
+            );
+            if conn.write_all(head.as_bytes()).is_err() {
+                continue;
+            }
+            // Counted in pieces so a client that hangs up early is not charged for the rest.
+            for piece in body.chunks(16 << 10) {
+                if conn.write_all(piece).is_err() {
+                    break;
+                }
+                count.fetch_add(piece.len() as u64, Ordering::SeqCst);
+            }
+        }
+    });
+    (url, served)
+}
+
+/// The plan without the fields that name where the model came from.
+fn comparable(mut v: Value) -> Value {
+    let o = v.as_object_mut().unwrap();
+    for key in ["model", "path", "notes"] {
+        o.remove(key);
+    }
+    v
+}
+
+#[test]
+fn url_plan_reads_only_the_header_and_matches_the_local_plan() {
+    let home = tempfile::tempdir().unwrap();
+    let path = hearth_fetch::test_model("smollm2-135m").expect("SmolLM2 test model");
+    let bytes = std::fs::read(&path).unwrap();
+    let data_offset = Gguf::open(&path).unwrap().header().data_offset;
+    let args = ["--machine", "pc-16", "--ctx", "2048", "--json"];
+    let local = json(&hearth(
+        &[&[path.to_str().unwrap()][..], &args].concat(),
+        home.path(),
+    ));
+
+    let (url, served) = serve(bytes.clone(), true);
+    let remote = json(&hearth(&[&[url.as_str()][..], &args].concat(), home.path()));
+    let n = served.load(Ordering::SeqCst);
+    assert!(
+        n <= data_offset + (256 << 10),
+        "served {n} bytes for a header of {data_offset}"
     );
+    eprintln!("URL plan: {n} bytes served for a header of {data_offset}");
+    assert_eq!(remote["model"], "model.gguf");
+    assert!(!remote["notes"].to_string().contains("range requests"));
+    assert_eq!(comparable(remote), comparable(local.clone()));
+
+    // Without range support the header is streamed, and the output says so.
+    let (url, _) = serve(bytes, false);
+    let streamed = json(&hearth(&[&[url.as_str()][..], &args].concat(), home.path()));
+    assert!(
+        streamed["notes"].to_string().contains("range requests"),
+        "{streamed}"
+    );
+    assert_eq!(comparable(streamed), comparable(local));
 }

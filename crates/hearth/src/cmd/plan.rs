@@ -19,7 +19,8 @@ use serde::Serialize;
 /// Arguments of `hearth plan`.
 #[derive(Args, Debug, Clone)]
 pub struct PlanArgs {
-    /// An installed catalog name or a path to a .gguf (only its header is read).
+    /// An installed catalog name, a path to a .gguf or an http(s) URL of one (only its header is
+    /// read: for a URL, with range requests).
     pub model: String,
     /// Context per user, in tokens (default: the model's training context, at most 4096).
     #[arg(long)]
@@ -60,8 +61,22 @@ struct Output<'a> {
 
 pub fn run(a: PlanArgs) -> anyhow::Result<()> {
     let kv_type = KvType::parse(&a.kv_type)?;
-    let (name, path) = resolve(&a.model)?;
-    let header = read_header(&path)?;
+    let mut notes = Vec::new();
+    let (name, path, header) = if is_url(&a.model) {
+        let (header, read, ranged) = read_url_header(&a.model)?;
+        if !ranged {
+            notes.push(format!(
+                "the server does not support range requests: streamed the first {read} bytes of \
+                 the file for its header"
+            ));
+        }
+        let name = hearth_fetch::http::file_name_of_url(&a.model).unwrap_or_default();
+        (name, PathBuf::from(&a.model), header)
+    } else {
+        let (name, path) = resolve(&a.model)?;
+        let header = read_header(&path)?;
+        (name, path, header)
+    };
     let facts = ModelFacts::from_header(&header)
         .with_context(|| format!("cannot plan {}", path.display()))?;
     let machine = machine(&a)?;
@@ -76,7 +91,6 @@ pub fn run(a: PlanArgs) -> anyhow::Result<()> {
         }
     }
 
-    let mut notes = Vec::new();
     if machine.kind != Kind::Cpu {
         notes.push(
             "Hearth runs on the CPU today: for this GPU the fit is from its memory and the speeds \
@@ -144,12 +158,6 @@ fn other_profiles(facts: &ModelFacts, req: &Request) -> anyhow::Result<Option<St
 /// A catalog name or installed file name to its path, else an existing path. Nothing is
 /// downloaded: a catalog model that is not installed is an error that says how to get it.
 fn resolve(spec: &str) -> anyhow::Result<(String, PathBuf)> {
-    if spec.starts_with("http://") || spec.starts_with("https://") {
-        bail!(
-            "planning from a URL is not supported yet: pull the model first (hearth pull {spec}) \
-             and plan the installed name, or give a local .gguf path"
-        );
-    }
     let home = Home::from_env()?;
     let catalog = Catalog::load(&home)?;
     let r = hearth_fetch::resolve(&home, &catalog, spec).with_context(|| {
@@ -165,6 +173,66 @@ fn resolve(spec: &str) -> anyhow::Result<(String, PathBuf)> {
         );
     }
     Ok((r.name, r.path))
+}
+
+fn is_url(spec: &str) -> bool {
+    spec.starts_with("http://") || spec.starts_with("https://")
+}
+
+/// Whether `url` points at this machine (`localhost`, `127.x.x.x`, `[::1]`).
+fn is_loopback(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split('/').next().unwrap_or("");
+    authority == "localhost"
+        || authority.starts_with("localhost:")
+        || authority.starts_with("127.")
+        || authority.starts_with("[::1]")
+}
+
+/// Bytes asked for per range request: the header's end is overshot by at most this much.
+const URL_STEP: u64 = 256 << 10;
+
+/// Reads the header of a remote .gguf with HTTP range requests of [`URL_STEP`] (or what the
+/// parser says it needs), so a 40 GB file is judged from its first few MB. A server that ignores
+/// ranges is read as a stream, stopping once the header parses. Returns the header, the bytes
+/// read and whether ranges were used.
+fn read_url_header(url: &str) -> anyhow::Result<(Header, u64, bool)> {
+    let agent = ureq::AgentBuilder::new()
+        .timeout_connect(Duration::from_secs(30))
+        .timeout_read(Duration::from_secs(60))
+        // A proxy from the environment, except for this machine itself (ureq 2 ignores
+        // NO_PROXY).
+        .try_proxy_from_env(!is_loopback(url))
+        .build();
+    let mut buf = Vec::new();
+    let mut want = URL_STEP;
+    loop {
+        let have = buf.len() as u64;
+        let resp = agent
+            .get(url)
+            .set("Range", &format!("bytes={have}-{}", want - 1))
+            .call()
+            .with_context(|| format!("cannot read {url}"))?;
+        if resp.status() != 206 {
+            // The whole file is coming from its first byte: read only what the header needs.
+            let (h, read) = read_header_from(resp.into_reader(), u64::MAX)
+                .with_context(|| format!("cannot read the header of {url}"))?;
+            return Ok((h, read, false));
+        }
+        resp.into_reader()
+            .take(want - have)
+            .read_to_end(&mut buf)
+            .with_context(|| format!("cannot read {url}"))?;
+        match Header::parse(&buf) {
+            Ok(h) => return Ok((h, buf.len() as u64, true)),
+            Err(hearth_gguf::Error::Truncated { needed, .. }) if buf.len() as u64 > have => {
+                want = needed.max(buf.len() as u64 + URL_STEP);
+            }
+            Err(e) => {
+                return Err(e).with_context(|| format!("cannot read the header of {url}"));
+            }
+        }
+    }
 }
 
 /// Reads a prefix of `path` long enough for the header, never the tensor data.
@@ -396,6 +464,15 @@ mod tests {
             "read {read}"
         );
         assert!(read < len / 4, "read {read} of {len}");
+    }
+
+    #[test]
+    fn loopback_urls() {
+        assert!(is_loopback("http://127.0.0.1:8080/m.gguf"));
+        assert!(is_loopback("http://localhost/m.gguf"));
+        assert!(is_loopback("http://[::1]:80/m.gguf"));
+        assert!(!is_loopback("https://localhost.example.org/m.gguf"));
+        assert!(!is_loopback("https://example.org/127.0.0.1"));
     }
 
     #[test]
