@@ -303,6 +303,21 @@ fn url_plan_reads_only_the_header_and_matches_the_local_plan() {
     assert!(!remote["notes"].to_string().contains("range requests"));
     assert_eq!(comparable(remote), comparable(local.clone()));
 
+    // A catalog model with a URL source that is not installed is planned from that URL.
+    let catalog = format!(
+        "[[model]]\nname = \"remote-smol\"\nsha256 = \"{}\"\nsize = {}\n\n[model.source]\n\
+         kind = \"url\"\nurl = \"{url}\"\n",
+        "ab".repeat(32),
+        bytes.len()
+    );
+    std::fs::write(home.path().join("catalog.toml"), catalog).unwrap();
+    let by_name = json(&hearth(
+        &[&["remote-smol"][..], &args].concat(),
+        home.path(),
+    ));
+    assert_eq!(by_name["model"], "remote-smol");
+    assert_eq!(comparable(by_name), comparable(local.clone()));
+
     // Without range support the header is streamed, and the output says so.
     let (url, _) = serve(bytes, false);
     let streamed = json(&hearth(&[&[url.as_str()][..], &args].concat(), home.path()));
@@ -311,4 +326,10 @@ fn url_plan_reads_only_the_header_and_matches_the_local_plan() {
         "{streamed}"
     );
     assert_eq!(comparable(streamed), comparable(local));
+
+    let (junk, _) = serve(b"this is not a model".to_vec(), true);
+    assert_clean_failure(
+        &hearth(&[&junk, "--machine", "pc-16"], home.path()),
+        "not a GGUF",
+    );
 }

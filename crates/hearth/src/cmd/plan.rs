@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::Args;
-use hearth_fetch::{Catalog, Home};
+use hearth_fetch::{Catalog, Home, Source};
 use hearth_gguf::Header;
 use hearth_plan::{Kind, KvType, Machine, ModelFacts, Plan, Profiles, Request};
 use serde::Serialize;
@@ -19,8 +19,8 @@ use serde::Serialize;
 /// Arguments of `hearth plan`.
 #[derive(Args, Debug, Clone)]
 pub struct PlanArgs {
-    /// An installed catalog name, a path to a .gguf or an http(s) URL of one (only its header is
-    /// read: for a URL, with range requests).
+    /// A catalog name, a path to a .gguf or an http(s) URL of one. Only the header is read: a
+    /// URL, or a catalog model with a URL source that is not installed, with range requests.
     pub model: String,
     /// Context per user, in tokens (default: the model's training context, at most 4096).
     #[arg(long)]
@@ -62,20 +62,21 @@ struct Output<'a> {
 pub fn run(a: PlanArgs) -> anyhow::Result<()> {
     let kv_type = KvType::parse(&a.kv_type)?;
     let mut notes = Vec::new();
-    let (name, path, header) = if is_url(&a.model) {
-        let (header, read, ranged) = read_url_header(&a.model)?;
-        if !ranged {
-            notes.push(format!(
-                "the server does not support range requests: streamed the first {read} bytes of \
-                 the file for its header"
-            ));
+    let (name, path, header) = match resolve(&a.model)? {
+        Where::Remote { name, url } => {
+            let (header, read, ranged) = read_url_header(&url)?;
+            if !ranged {
+                notes.push(format!(
+                    "the server does not support range requests: streamed the first {read} bytes \
+                     of the file for its header"
+                ));
+            }
+            (name, PathBuf::from(url), header)
         }
-        let name = hearth_fetch::http::file_name_of_url(&a.model).unwrap_or_default();
-        (name, PathBuf::from(&a.model), header)
-    } else {
-        let (name, path) = resolve(&a.model)?;
-        let header = read_header(&path)?;
-        (name, path, header)
+        Where::Local { name, path } => {
+            let header = read_header(&path)?;
+            (name, path, header)
+        }
     };
     let facts = ModelFacts::from_header(&header)
         .with_context(|| format!("cannot plan {}", path.display()))?;
@@ -155,24 +156,54 @@ fn other_profiles(facts: &ModelFacts, req: &Request) -> anyhow::Result<Option<St
     }))
 }
 
-/// A catalog name or installed file name to its path, else an existing path. Nothing is
-/// downloaded: a catalog model that is not installed is an error that says how to get it.
-fn resolve(spec: &str) -> anyhow::Result<(String, PathBuf)> {
+/// Where a model's header is.
+enum Where {
+    /// A file on this machine.
+    Local { name: String, path: PathBuf },
+    /// A URL: given as such, or the source of a catalog model that is not installed.
+    Remote { name: String, url: String },
+}
+
+/// Finds the model without downloading it: a URL; an installed name or existing path; else a
+/// catalog model with a URL source, whose header is read remotely. A catalog model fetched
+/// through pip that is not installed is an error that says how to get it.
+fn resolve(spec: &str) -> anyhow::Result<Where> {
+    if is_url(spec) {
+        let name = hearth_fetch::http::file_name_of_url(spec).unwrap_or_else(|| spec.to_string());
+        return Ok(Where::Remote {
+            name,
+            url: spec.to_string(),
+        });
+    }
     let home = Home::from_env()?;
     let catalog = Catalog::load(&home)?;
-    let r = hearth_fetch::resolve(&home, &catalog, spec).with_context(|| {
-        format!(
-            "cannot plan {spec:?} without its header: pull it first (hearth pull {spec}) or give \
-             the path of a .gguf"
-        )
-    })?;
+    let r = match hearth_fetch::resolve(&home, &catalog, spec) {
+        Ok(r) => r,
+        Err(e) => {
+            if let Some(Source::Url { url }) = catalog.get(spec).map(|entry| &entry.source) {
+                return Ok(Where::Remote {
+                    name: spec.to_string(),
+                    url: url.clone(),
+                });
+            }
+            return Err(e).with_context(|| {
+                format!(
+                    "cannot plan {spec:?} without its header: pull it first (hearth pull {spec}) \
+                     or give the path or URL of a .gguf"
+                )
+            });
+        }
+    };
     if r.path.is_dir() {
         bail!(
             "{} is a directory; give the path of a .gguf file",
             r.path.display()
         );
     }
-    Ok((r.name, r.path))
+    Ok(Where::Local {
+        name: r.name,
+        path: r.path,
+    })
 }
 
 fn is_url(spec: &str) -> bool {
