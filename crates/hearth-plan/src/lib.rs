@@ -247,24 +247,31 @@ pub fn kv_read_bytes(cfg: &Config, ctx: usize, kv: KvType) -> u64 {
     row * (n_full as u64 * ctx as u64 + n_swa as u64 * window as u64)
 }
 
-/// Estimated scratch memory of the forward pass (an estimate, not a count of the engine's
-/// allocations):
+/// Estimated scratch memory of the forward pass. It follows the model's `Workspace` buffer by
+/// buffer, but it is an estimate, not a count of the engine's allocations:
 ///
 /// ```text
-/// compute = 4 × tokens × (3·n_embd + n_head·head_dim + 2·kv_dim + 2·n_ff)   activations (f32)
-///         + 4 × tokens × n_head × ctx                                      attention scores
-///         + 4 × n_vocab × users                                            logits, one row per user
-///         + threads × THREAD_STACK_BYTES                                   worker stacks
+/// tokens  = max(chunk, users)                       the most tokens one batch carries
+/// compute = 4 × tokens × (3·n_embd + n_head·(head_dim + v_head_dim) + kv_dim_k + kv_dim_v + 2·n_ff)
+///                                                   f32 activations: x, norm, residual, q, k, v,
+///                                                   attention output, gate, up
+///         + 4 × tokens × max(n_embd, n_ff)          a projection's input, re-encoded (f32 at most)
+///         + 4 × n_vocab × users                     logits, one row per user
+///         + threads × 4 × (ctx + head_dim + v_head_dim)   one attention score row per thread
+///         + threads × THREAD_STACK_BYTES            worker stacks
 /// ```
-/// with `tokens = max(chunk, users)`, the most tokens one batch carries.
 pub fn compute_bytes(cfg: &Config, ctx: usize, users: usize, chunk: usize, threads: usize) -> u64 {
     let tokens = chunk.max(users) as u64;
-    let per_token =
-        3 * cfg.n_embd + cfg.n_head * cfg.head_dim + cfg.kv_dim_k() + cfg.kv_dim_v() + 2 * cfg.n_ff;
+    let per_token = 3 * cfg.n_embd
+        + cfg.n_head * (cfg.head_dim + cfg.v_head_dim)
+        + cfg.kv_dim_k()
+        + cfg.kv_dim_v()
+        + 2 * cfg.n_ff;
     let activations = 4 * tokens * per_token as u64;
-    let scores = 4 * tokens * cfg.n_head as u64 * ctx as u64;
+    let encoded_input = 4 * tokens * cfg.n_embd.max(cfg.n_ff) as u64;
     let logits = 4 * cfg.n_vocab as u64 * users as u64;
-    activations + scores + logits + threads as u64 * THREAD_STACK_BYTES
+    let per_thread = 4 * (ctx + cfg.head_dim + cfg.v_head_dim) as u64 + THREAD_STACK_BYTES;
+    activations + encoded_input + logits + threads as u64 * per_thread
 }
 
 /// What the keeper asks for.

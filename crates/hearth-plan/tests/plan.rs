@@ -169,3 +169,28 @@ fn smollm2_plan() {
         p.est_tg_tok_s
     );
 }
+
+#[test]
+fn compute_buffers_follow_the_documented_formula() {
+    let spec = TinySpec::new("llama");
+    let f = facts(&spec);
+    let c = &f.config;
+    let (ctx, users, chunk, threads) = (1000, 3, 256, 4);
+    let per_token = 3 * spec.n_embd
+        + spec.n_head * 2 * spec.head_dim
+        + 2 * spec.n_kv_head * spec.head_dim
+        + 2 * spec.n_ff;
+    let expected = 4 * chunk * per_token
+        + 4 * chunk * spec.n_embd.max(spec.n_ff)
+        + 4 * spec.n_vocab * users
+        + threads * (4 * (ctx + 2 * spec.head_dim) + (2 << 20));
+    assert_eq!(
+        hearth_plan::compute_bytes(c, ctx, users, chunk, threads),
+        expected as u64
+    );
+    // More users than the chunk: the batch is the users.
+    assert!(
+        hearth_plan::compute_bytes(c, ctx, 512, chunk, threads)
+            > hearth_plan::compute_bytes(c, ctx, 256, chunk, threads)
+    );
+}

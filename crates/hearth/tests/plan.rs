@@ -148,7 +148,7 @@ fn smollm2_fits_a_16_gb_pc_and_not_100_mib() {
             "--users",
             "4",
             "--memory",
-            "300MiB",
+            "250MiB",
             "--bandwidth",
             "50GB/s",
             "--json",
