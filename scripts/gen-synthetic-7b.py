@@ -15,7 +15,7 @@ real speed. Output is streamed block by block: memory stays far below the file s
 
 Bench-only: never run in CI, never commit the output.
 
-    python3 scripts/gen-synthetic-7b.py --out /tmp/qwen2-7b-synthetic-q4_k_m.gguf
+    python3 scripts/gen-synthetic-7b.py --out qwen2-7b-synthetic-q4_k_m.gguf
     python3 scripts/gen-synthetic-7b.py --out small.gguf --n-layer 2   # quick load check
 """
 
