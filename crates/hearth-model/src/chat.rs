@@ -186,32 +186,14 @@ impl ChatTemplate {
         let real = self.render_with(messages, &contents, add_generation_prompt, tools)?;
         // Empty contents stay empty: there is nothing to protect, and templates test them
         // (`{% if message.content %}`), which a sentinel would turn true.
-        let sentinels: Vec<String> = contents
-            .iter()
-            .enumerate()
-            .map(|(i, c)| {
-                if c.is_empty() {
-                    String::new()
-                } else {
-                    format!("{OPEN}{i}{CLOSE}")
-                }
-            })
-            .collect();
+        let sentinels = replace_nonempty(&contents, |i, _| format!("{OPEN}{i}{CLOSE}"));
         let skeleton = self.render_with(messages, &sentinels, add_generation_prompt, tools)?;
         if let Some(r) = align(&real, &skeleton, &contents) {
             return Ok(r);
         }
-        let wrapped: Vec<String> = contents
-            .iter()
-            .enumerate()
-            .map(|(i, c)| {
-                if c.is_empty() {
-                    String::new()
-                } else {
-                    format!("{WRAP_OPEN}{i}{WRAP_MID}{c}{WRAP_CLOSE}")
-                }
-            })
-            .collect();
+        let wrapped = replace_nonempty(&contents, |i, c| {
+            format!("{WRAP_OPEN}{i}{WRAP_MID}{c}{WRAP_CLOSE}")
+        });
         let text = self.render_with(messages, &wrapped, add_generation_prompt, tools)?;
         Ok(split_wrapped(&text))
     }
@@ -503,6 +485,15 @@ fn write_json(v: &serde_json::Value, indent: Option<usize>, depth: usize, out: &
         }
         other => out.push_str(&other.to_string()),
     }
+}
+
+/// Each message content replaced by `f(index, content)`, except empty ones, which stay empty.
+fn replace_nonempty(contents: &[String], f: impl Fn(usize, &str) -> String) -> Vec<String> {
+    contents
+        .iter()
+        .enumerate()
+        .map(|(i, c)| if c.is_empty() { String::new() } else { f(i, c) })
+        .collect()
 }
 
 #[cfg(test)]
