@@ -12,7 +12,7 @@
 mod sequence;
 
 use hearth_kernels::ThreadPool;
-use hearth_model::{BatchItem, KvCache, Model, SamplerConfig, SeqKv, Workspace};
+use hearth_model::{BatchItem, KvCache, Model, SamplerConfig, Workspace};
 
 pub use sequence::{FinishReason, SeqId, SeqState, Sequence};
 
@@ -285,10 +285,9 @@ impl Engine {
         if self.batch.is_empty() {
             return Ok(());
         }
-        let seq_refs: Vec<&SeqKv> = self.seqs.iter().map(|s| &s.kv).collect();
         let logits = self.model.forward(
             &self.batch,
-            &seq_refs,
+            &self.seqs,
             &mut self.kv,
             &mut self.ws,
             &self.pool,

@@ -48,6 +48,12 @@ pub struct Sequence {
     scratch: Vec<f32>,
 }
 
+impl AsRef<SeqKv> for Sequence {
+    fn as_ref(&self) -> &SeqKv {
+        &self.kv
+    }
+}
+
 impl Sequence {
     pub(crate) fn new(id: SeqId, req: Request, kv: SeqKv) -> Sequence {
         let mut sampler = Sampler::new(req.sampler);

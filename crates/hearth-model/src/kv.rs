@@ -77,6 +77,12 @@ impl SeqKv {
     }
 }
 
+impl AsRef<SeqKv> for SeqKv {
+    fn as_ref(&self) -> &SeqKv {
+        self
+    }
+}
+
 /// Where layer `l` lives: its group and its index inside the group.
 #[derive(Clone, Copy, Debug)]
 struct LayerSlot {

@@ -182,12 +182,14 @@ impl Model {
     /// Runs one batch through the network and returns the logits of the items that asked for
     /// them, `n_vocab` floats each, in batch order.
     ///
-    /// Every `seqs[item.seq]` must have reserved room for `item.pos` ([`KvCache::reserve`]);
+    /// `seqs` is anything that lends each sequence's KV view (`&[&SeqKv]`, or the engine's own
+    /// sequences, so no list has to be built per step). Every `seqs[item.seq]` must have
+    /// reserved room for `item.pos` ([`KvCache::reserve`]);
     /// the caller advances each sequence's length afterwards.
-    pub fn forward<'w>(
+    pub fn forward<'w, S: AsRef<SeqKv> + Sync>(
         &self,
         batch: &[BatchItem],
-        seqs: &[&SeqKv],
+        seqs: &[S],
         kv: &mut KvCache,
         ws: &'w mut Workspace,
         pool: &ThreadPool,
@@ -201,7 +203,7 @@ impl Model {
                     n_vocab: c.n_vocab,
                 });
             }
-            let seq = seqs[item.seq];
+            let seq = seqs[item.seq].as_ref();
             if item.pos >= seq.capacity() {
                 return Err(Error::PositionOutOfRange {
                     pos: item.pos,
@@ -268,7 +270,7 @@ impl Model {
                     q.iter_mut().for_each(|x| *x *= c.q_scale);
                 }
                 // Keys and values reach the cache before any query of this batch reads it.
-                kv.write(il, seqs[item.seq], item.pos, k, v)?;
+                kv.write(il, seqs[item.seq].as_ref(), item.pos, k, v)?;
             }
             self.attention(il, batch, seqs, kv, ws, pool);
             ws.act.invalidate();
@@ -376,11 +378,11 @@ impl Model {
 
     /// Causal (and, on local layers, windowed) attention for every (token, head) pair of the
     /// batch, split across threads; each pair reads its sequence's keys in position order.
-    fn attention(
+    fn attention<S: AsRef<SeqKv> + Sync>(
         &self,
         il: usize,
         batch: &[BatchItem],
-        seqs: &[&SeqKv],
+        seqs: &[S],
         kv: &KvCache,
         ws: &mut Workspace,
         pool: &ThreadPool,
@@ -405,7 +407,7 @@ impl Model {
             for item_idx in start..end {
                 let (t, h) = (item_idx / c.n_head, item_idx % c.n_head);
                 let item = batch[t];
-                let view = kv.view(il, seqs[item.seq]);
+                let view = kv.view(il, seqs[item.seq].as_ref());
                 let g = h / group;
                 let qh = &q[t * q_dim + h * hd..t * q_dim + (h + 1) * hd];
                 // Queries meet f16 keys as f16, as in llama.cpp; the dot runs on the F16 kernel.

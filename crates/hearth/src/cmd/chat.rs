@@ -92,8 +92,10 @@ pub fn run(a: ChatArgs) -> anyhow::Result<()> {
         let mut out = std::io::stdout().lock();
         let mut n_gen = 0;
         let mut first = None;
+        let mut events = Vec::new();
         'gen: loop {
-            for ev in engine.step()? {
+            engine.step_into(&mut events)?;
+            for ev in events.drain(..) {
                 match ev {
                     Event::Token { token, .. } => {
                         first.get_or_insert_with(|| start.elapsed());

@@ -79,8 +79,11 @@ fn generate(
     let mut out = std::io::stdout().lock();
     let mut n_gen = 0usize;
     let mut reason = None;
+    // Reused across steps: decoding allocates nothing per token.
+    let mut events = Vec::new();
     while reason.is_none() {
-        for ev in engine.step()? {
+        engine.step_into(&mut events)?;
+        for ev in events.drain(..) {
             match ev {
                 Event::Token { token, .. } => {
                     first_token.get_or_insert_with(|| start.elapsed());
