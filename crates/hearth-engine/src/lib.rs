@@ -12,9 +12,9 @@
 mod sequence;
 
 use hearth_kernels::ThreadPool;
-use hearth_model::{BatchItem, KvCache, Model, SamplerConfig, Workspace};
+use hearth_model::{BatchItem, KvCache, Model, SamplerConfig, TokenConstraint, Workspace};
 
-pub use sequence::{FinishReason, SeqId, SeqState, Sequence};
+pub use sequence::{FinishReason, Logprob, SeqId, SeqState, Sequence};
 
 /// Errors from the engine.
 #[derive(Debug, thiserror::Error)]
@@ -70,7 +70,7 @@ impl Default for EngineOptions {
 }
 
 /// What a new sequence should do.
-#[derive(Clone, Debug)]
+#[derive(Default)]
 pub struct Request {
     pub prompt: Vec<u32>,
     pub sampler: SamplerConfig,
@@ -78,6 +78,23 @@ pub struct Request {
     pub max_tokens: usize,
     /// Token ids that end generation (the model's end-of-generation set).
     pub stop_tokens: Vec<u32>,
+    /// Limits which tokens may be generated (a JSON schema, a tool-call format).
+    pub constraint: Option<Box<dyn TokenConstraint>>,
+    /// Report each generated token's log-probability and this many most likely alternatives.
+    pub logprobs: Option<usize>,
+}
+
+impl std::fmt::Debug for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Request")
+            .field("prompt_len", &self.prompt.len())
+            .field("sampler", &self.sampler)
+            .field("max_tokens", &self.max_tokens)
+            .field("stop_tokens", &self.stop_tokens)
+            .field("constrained", &self.constraint.is_some())
+            .field("logprobs", &self.logprobs)
+            .finish()
+    }
 }
 
 /// What happened to a sequence during a step.

@@ -1,6 +1,6 @@
 //! One sequence: its tokens, its KV view, its sampler and where it is in its life.
 
-use hearth_model::{Sampler, SamplerConfig, SeqKv};
+use hearth_model::{Sampler, SamplerConfig, SeqKv, TokenConstraint};
 
 use crate::{Event, Request};
 
@@ -29,6 +29,43 @@ pub enum FinishReason {
     ContextFull,
 }
 
+/// A generated token's log-probability under the model (before penalties, bias and constraints),
+/// with the most likely alternatives, most likely first.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Logprob {
+    pub token: u32,
+    pub logprob: f32,
+    pub top: Vec<(u32, f32)>,
+}
+
+impl Logprob {
+    /// Log-softmax of `row` at `token`, plus the `top` most likely tokens (ties to the lower id).
+    /// Sums run in index order, so the result is as batch-invariant as the logits.
+    pub fn from_logits(row: &[f32], token: u32, top: usize) -> Logprob {
+        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let sum: f32 = row.iter().map(|&l| (l - max).exp()).sum();
+        let log_z = max + sum.ln();
+        let mut best: Vec<(u32, f32)> = Vec::with_capacity(top + 1);
+        if top > 0 {
+            for (i, &l) in row.iter().enumerate() {
+                if best.len() == top && l <= best[top - 1].1 {
+                    continue;
+                }
+                let at = best.partition_point(|&(_, b)| b >= l);
+                best.insert(at, (i as u32, l));
+                best.truncate(top);
+            }
+        }
+        Logprob {
+            token,
+            logprob: row
+                .get(token as usize)
+                .map_or(f32::NEG_INFINITY, |&l| l - log_z),
+            top: best.into_iter().map(|(t, l)| (t, l - log_z)).collect(),
+        }
+    }
+}
+
 /// A live sequence.
 pub struct Sequence {
     id: SeqId,
@@ -46,6 +83,12 @@ pub struct Sequence {
     last_logits: Vec<f32>,
     /// Reused copy of the logits the sampler may modify.
     scratch: Vec<f32>,
+    /// In a mutex only so a `Sequence` is `Sync` (the forward pass shares sequences across
+    /// threads); the engine reaches it through `get_mut`, never locking.
+    constraint: Option<std::sync::Mutex<Box<dyn TokenConstraint>>>,
+    /// `Some(n)`: compute each token's [`Logprob`] with `n` alternatives.
+    logprobs: Option<usize>,
+    last_logprob: Option<Logprob>,
 }
 
 impl AsRef<SeqKv> for Sequence {
@@ -70,6 +113,9 @@ impl Sequence {
             reused: 0,
             last_logits: Vec::new(),
             scratch: Vec::new(),
+            constraint: req.constraint.map(std::sync::Mutex::new),
+            logprobs: req.logprobs,
+            last_logprob: None,
         }
     }
 
@@ -88,6 +134,8 @@ impl Sequence {
         self.max_tokens = max_tokens;
         self.reused = cached;
         self.state = SeqState::Prefilling;
+        self.constraint = None;
+        self.last_logprob = None;
     }
 
     pub fn id(&self) -> SeqId {
@@ -127,6 +175,11 @@ impl Sequence {
         &self.last_logits
     }
 
+    /// The latest token's log-probability (when the request asked for logprobs).
+    pub fn last_logprob(&self) -> Option<&Logprob> {
+        self.last_logprob.as_ref()
+    }
+
     pub(crate) fn on_logits(
         &mut self,
         row: &[f32],
@@ -141,15 +194,30 @@ impl Sequence {
             self.last_logits.clear();
             self.last_logits.extend_from_slice(row);
         }
+        let mut constraint = self
+            .constraint
+            .as_mut()
+            .map(|m| m.get_mut().unwrap_or_else(|poisoned| poisoned.into_inner()));
+        if let Some(c) = constraint.as_mut() {
+            c.mask(&mut logits);
+        }
         let token = self.sampler.sample(&mut logits);
         self.scratch = logits;
         self.sampler.accept(token);
+        if let Some(top) = self.logprobs {
+            self.last_logprob = Some(Logprob::from_logits(row, token, top));
+        }
+        // A token the constraint rejects cannot be taken back: end the sequence after it.
+        let constraint_done = match constraint {
+            Some(c) => c.accept(token).is_err() || c.is_finished(),
+            None => false,
+        };
         self.tokens.push(token);
         events.push(Event::Token {
             seq: self.id,
             token,
         });
-        let reason = if self.stop_tokens.contains(&token) {
+        let reason = if self.stop_tokens.contains(&token) || constraint_done {
             Some(FinishReason::Stop)
         } else if self.tokens.len() - self.gen_start >= self.max_tokens {
             Some(FinishReason::Length)

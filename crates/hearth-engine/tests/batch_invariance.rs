@@ -35,6 +35,7 @@ fn run(bytes: &[u8], threads: usize, chunk: usize, companions: bool) -> Vec<Vec<
         sampler: SamplerConfig::greedy(),
         max_tokens: GEN,
         stop_tokens: vec![],
+        ..Default::default()
     };
     if companions {
         engine.add(req(prompt(5, 23, n_vocab))).expect("companion");

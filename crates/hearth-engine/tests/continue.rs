@@ -53,6 +53,7 @@ fn check(arch: &'static str) {
             sampler: greedy.clone(),
             max_tokens: 3,
             stop_tokens: vec![],
+            ..Default::default()
         })
         .expect("add");
     run_to_end(&mut e, id);
@@ -77,6 +78,7 @@ fn check(arch: &'static str) {
             sampler: greedy,
             max_tokens: 4,
             stop_tokens: vec![],
+            ..Default::default()
         })
         .expect("add");
     let recomputed = run_to_end(&mut fresh, id2);

@@ -9,6 +9,23 @@
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+/// Limits which tokens may come next: a grammar, a JSON schema, a tool-call format.
+///
+/// The engine calls [`mask`](TokenConstraint::mask) on each step's logits before sampling, then
+/// [`accept`](TokenConstraint::accept) with the token it chose, and stops the sequence once
+/// [`is_finished`](TokenConstraint::is_finished) says the constrained text is complete. An
+/// implementation must be deterministic in the tokens it has accepted, so a constrained sequence
+/// keeps the engine's batch-invariance rules.
+pub trait TokenConstraint: Send {
+    /// Sets to negative infinity the logit of every token that may not come next.
+    fn mask(&mut self, logits: &mut [f32]);
+    /// Advances past the chosen token. An error says the token broke the constraint (it was
+    /// not allowed by the last mask); the engine then ends the sequence.
+    fn accept(&mut self, token: u32) -> Result<(), String>;
+    /// Whether the constrained text is complete, so generation must stop here.
+    fn is_finished(&self) -> bool;
+}
+
 /// Sampling settings for one sequence.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SamplerConfig {

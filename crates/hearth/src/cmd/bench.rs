@@ -83,6 +83,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
             sampler: greedy.clone(),
             max_tokens: a.gen,
             stop_tokens: vec![],
+            ..Default::default()
         })?;
         engine.step()?; // the prompt token
         let t = Instant::now();
@@ -130,6 +131,7 @@ fn run_once(
         sampler: s.clone(),
         max_tokens,
         stop_tokens: vec![],
+        ..Default::default()
     })?;
     while engine.has_work() {
         engine.step()?;

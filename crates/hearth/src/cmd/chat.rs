@@ -80,6 +80,7 @@ pub fn run(a: ChatArgs) -> anyhow::Result<()> {
                     sampler,
                     max_tokens: a.gen.max_tokens,
                     stop_tokens: loaded.tokenizer.eog_ids().to_vec(),
+                    ..Default::default()
                 })?;
                 seq = Some(id);
                 0

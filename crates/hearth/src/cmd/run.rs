@@ -69,6 +69,7 @@ fn generate(
             sampler,
             max_tokens: gen.max_tokens,
             stop_tokens: loaded.tokenizer.eog_ids().to_vec(),
+            ..Default::default()
         })
         .context("cannot start generation")?;
     let start = Instant::now();
