@@ -179,7 +179,7 @@ pub(crate) fn grammar(tools: &[ToolSpec], mode: &ToolMode) -> Result<Option<Stri
     let head = format!(
         "body: %json {body}\n\
          call: {open} \"\\n\"? body \"\\n\"? {close}\n\
-         calls: (\"\\n\" call)*\n",
+         calls: (\"\\n\" call)* \"\\n\"?\n",
         open = lark_str(OPEN),
         close = lark_str(CLOSE),
     );

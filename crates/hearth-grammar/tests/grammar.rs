@@ -493,7 +493,17 @@ fn auto_leaves_text_free_until_the_trigger() {
         let text =
             "Sure! It's 21°C in Paris — {\"json\": [1, 2]} <b>tool</b> <tool_ <tool_call ok.\n";
         let per_mask = feed(m, &mut c, text);
-        eprintln!("{label}: free-text (auto) mask {per_mask:?}");
+        let mut prose = auto();
+        let prose_mask = feed(
+            m,
+            &mut prose,
+            "The weather in Paris is mild today, with a light wind from the west and a few \
+             clouds in the afternoon. Tomorrow will be warmer, so plan a walk by the river.",
+        );
+        eprintln!(
+            "{label}: auto free-text mask {prose_mask:?} (prose), {per_mask:?} (text with \
+             partial triggers and multi-byte characters)"
+        );
         let mut logits = vec![0f32; m.tok.n_vocab()];
         c.mask(&mut logits);
         let masked: Vec<u32> = (0..m.tok.n_vocab() as u32)
@@ -652,4 +662,36 @@ fn smollm2_greedy_through_the_engine() {
     );
     eprintln!("tool call: {text}");
     check_calls(&ts, &text, None);
+}
+
+/// Text a model writes in the documented format is accepted token by token, also with a
+/// trailing newline, and the end token may follow.
+#[test]
+fn written_calls_are_accepted_and_may_end() {
+    for (label, m) in [("smollm2", smollm2()), ("gemma3", gemma3())] {
+        let ts = weather_tools();
+        let written = "<tool_call>\n{\"name\": \"set_timer\", \"arguments\": {\"minutes\": 5}}\n</tool_call>\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Oslo\", \"unit\": \"celsius\"}}\n</tool_call>\n";
+        let mut c = Constraint::tool_calls(&m.env, &ts, &ToolMode::Required)
+            .expect("required")
+            .expect("a constraint");
+        feed(m, &mut c, written);
+        let mut logits = vec![0f32; m.tok.n_vocab()];
+        c.mask(&mut logits);
+        for &e in m.tok.eog_ids() {
+            assert!(
+                logits[e as usize].is_finite(),
+                "{label}: end token {e} masked"
+            );
+        }
+        let p = check_calls(&ts, written, None);
+        assert_eq!(p.calls.len(), 2);
+    }
+}
+
+#[test]
+fn env_is_shared_across_threads() {
+    fn shared<T: Send + Sync>() {}
+    fn sent<T: Send>() {}
+    shared::<GrammarEnv>();
+    sent::<Constraint>();
 }
