@@ -8,11 +8,34 @@
 //!
 //! It knows sequences, tokens and logits; it does not know HTTP, and it does not know which
 //! architecture it runs (that is all behind [`hearth_model::Model`]).
+//!
+//! # KV memory and admission
+//!
+//! The KV pool has a fixed number of blocks ([`EngineOptions::kv_budget_bytes`]). [`Engine::add`]
+//! admits a request only when the blocks it could ever need — prompt plus `max_tokens`, capped
+//! at the context — are available, so a running sequence never runs out mid-generation:
+//! - full-attention layers: the blocks are taken at once (taking a block id touches no memory;
+//!   pages become resident when written), and the unused ones go back when the sequence ends;
+//! - sliding-window layers shed blocks as they go, so they are not taken ahead; instead each
+//!   live sequence is charged the most it can hold at once, and the charges must fit the group.
+//!
+//! When the blocks are not there, `add` fails with [`Error::NoKvSpace`] and changes nothing: a
+//! server keeps the request queued and tries again after a sequence is removed.
+//!
+//! # Prefix cache
+//!
+//! With [`EngineOptions::prefix_cache`], a new sequence shares the whole blocks of the longest
+//! prefix it has in common with a live sequence or a *retained* one (a removed sequence whose
+//! blocks the cache keeps), and computes only the rest; see the `prefix` module. Retained blocks
+//! count as cached, not used: admission evicts them, least recently used first, when it needs
+//! the room.
 
+mod prefix;
 mod sequence;
 
 use hearth_kernels::ThreadPool;
-use hearth_model::{BatchItem, KvCache, Model, SamplerConfig, TokenConstraint, Workspace};
+use hearth_model::{BatchItem, KvCache, Model, SamplerConfig, SeqKv, TokenConstraint, Workspace};
+use prefix::PrefixCache;
 
 pub use sequence::{FinishReason, Logprob, SeqId, SeqState, Sequence};
 
@@ -34,6 +57,11 @@ pub enum Error {
     /// Every sequence slot is taken.
     #[error("all {0} sequence slots are busy")]
     Busy(usize),
+    /// The KV pool cannot hold the request now, even after evicting cached prefixes (counts are
+    /// blocks of [`BLOCK_TOKENS`](hearth_model::kv::BLOCK_TOKENS) positions in the layer group
+    /// that is short). It may fit once other sequences are removed.
+    #[error("the KV cache cannot hold this request now: it needs {needed} blocks, {free} are free or evictable")]
+    NoKvSpace { needed: usize, free: usize },
 }
 
 /// Result alias for this crate.
@@ -54,6 +82,10 @@ pub struct EngineOptions {
     pub max_batch_tokens: usize,
     /// Keep each sequence's latest logits (for logprobs and tests).
     pub keep_logits: bool,
+    /// Total KV memory in bytes; `None` = room for `ctx` positions × `max_seqs`.
+    pub kv_budget_bytes: Option<usize>,
+    /// Reuse the KV blocks of cached prefixes (live sequences and removed ones).
+    pub prefix_cache: bool,
 }
 
 impl Default for EngineOptions {
@@ -65,8 +97,31 @@ impl Default for EngineOptions {
             prefill_chunk: 256,
             max_batch_tokens: 512,
             keep_logits: false,
+            kv_budget_bytes: None,
+            prefix_cache: true,
         }
     }
+}
+
+/// How the KV pool is used, in blocks of the full-attention layers (the group whose blocks
+/// bound how many positions fit; the sliding-window group when a model has no other).
+/// `used_blocks + cached_blocks + free_blocks == total_blocks`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KvStats {
+    /// Blocks in the pool.
+    pub total_blocks: usize,
+    /// Blocks held by live sequences, including those taken ahead for their remaining tokens.
+    pub used_blocks: usize,
+    /// Blocks held only by retained prefixes: evictable.
+    pub cached_blocks: usize,
+    /// Blocks nobody holds.
+    pub free_blocks: usize,
+    /// Bytes of one block of this group (K and V, all its layers).
+    pub block_bytes: usize,
+    /// Bytes of the whole pool, every group (address space; resident once written).
+    pub capacity_bytes: usize,
+    /// Retained prefixes in the cache.
+    pub cached_prefixes: usize,
 }
 
 /// What a new sequence should do.
@@ -120,6 +175,10 @@ pub struct Engine {
     batch_owner: Vec<usize>,
     /// Per sequence: the length its cache reaches after the current batch (reused each step).
     advanced: Vec<usize>,
+    /// Removed sequences' blocks, kept for reuse.
+    prefix: PrefixCache,
+    /// The layer group reported by [`Engine::kv_stats`].
+    stats_group: usize,
 }
 
 impl Engine {
@@ -129,7 +188,16 @@ impl Engine {
         opts.max_seqs = opts.max_seqs.max(1);
         opts.prefill_chunk = opts.prefill_chunk.max(1);
         opts.max_batch_tokens = opts.max_batch_tokens.max(opts.max_seqs).max(1);
-        let kv = KvCache::new(model.config(), opts.ctx, opts.max_seqs, opts.prefill_chunk);
+        let cfg = model.config();
+        let kv = match opts.kv_budget_bytes {
+            Some(bytes) => {
+                KvCache::with_budget(cfg, opts.ctx, opts.max_seqs, opts.prefill_chunk, bytes)
+            }
+            None => KvCache::new(cfg, opts.ctx, opts.max_seqs, opts.prefill_chunk),
+        };
+        let stats_group = (0..kv.n_groups())
+            .find(|&g| kv.group_window(g).is_none())
+            .unwrap_or(0);
         let pool = ThreadPool::new(opts.threads.max(1));
         Engine {
             model,
@@ -142,6 +210,8 @@ impl Engine {
             batch: Vec::new(),
             batch_owner: Vec::new(),
             advanced: Vec::new(),
+            prefix: PrefixCache::default(),
+            stats_group,
         }
     }
 
@@ -163,7 +233,16 @@ impl Engine {
         self.kv.capacity_bytes()
     }
 
-    /// Starts a sequence. Fails if the prompt does not fit in the context.
+    /// Starts a sequence.
+    ///
+    /// With the prefix cache on, the longest cached prefix of the prompt (whole blocks, from a
+    /// live or a retained sequence) is shared instead of recomputed
+    /// ([`Sequence::reused_tokens`]). The blocks for the prompt plus `max_tokens` (capped at the
+    /// context) are reserved now, evicting retained prefixes least recently used first.
+    ///
+    /// Fails with [`Error::EmptyPrompt`], [`Error::PromptTooLong`], [`Error::Busy`] when every
+    /// slot is taken, or [`Error::NoKvSpace`] when the blocks are not available; on error nothing
+    /// changed.
     pub fn add(&mut self, req: Request) -> Result<SeqId> {
         if req.prompt.is_empty() {
             return Err(Error::EmptyPrompt);
@@ -177,16 +256,163 @@ impl Engine {
         if self.seqs.len() >= self.opts.max_seqs {
             return Err(Error::Busy(self.opts.max_seqs));
         }
+        let reach = self.reach(req.prompt.len(), req.max_tokens);
+        self.check_window_charges(reach, None)?;
+        let (mut kv, reused, entry) = self.fork_prefix(&req.prompt);
+        if let Err(e) = self.check_ahead(&kv, reach) {
+            self.kv.release(&mut kv);
+            return Err(e);
+        }
+        if let Some(i) = entry {
+            self.prefix.touch(i);
+        }
+        if let Err(e) = self.take_ahead(&mut kv, reach) {
+            // Checked above; reaching this would mean the accounting is wrong.
+            self.kv.release(&mut kv);
+            return Err(e);
+        }
         let id = self.next_id;
         self.next_id += 1;
-        let kv = self.kv.new_seq();
-        self.seqs.push(Sequence::new(id, req, kv));
+        self.seqs.push(Sequence::new(id, req, kv, reused, reach));
         Ok(id)
+    }
+
+    /// Whether a request with a prompt of `prompt_len` tokens and `max_tokens` could ever be
+    /// admitted, with no other sequence and an empty prefix cache. When it could not, queueing
+    /// it is pointless.
+    pub fn fits_ever(&self, prompt_len: usize, max_tokens: usize) -> bool {
+        if prompt_len == 0 || prompt_len > self.opts.ctx {
+            return false;
+        }
+        let need = self.kv.blocks_needed(self.reach(prompt_len, max_tokens));
+        need.iter()
+            .zip(self.kv.total_blocks())
+            .all(|(&n, total)| n <= total)
+    }
+
+    /// How the KV pool is used now.
+    pub fn kv_stats(&self) -> KvStats {
+        let g = self.stats_group;
+        let usage = self.kv.usage(self.seqs.iter().map(|s| &s.kv));
+        let u = usage.get(g).copied().unwrap_or_default();
+        KvStats {
+            total_blocks: u.total,
+            used_blocks: u.live,
+            cached_blocks: u.other,
+            free_blocks: u.free,
+            block_bytes: self.kv.bytes_per_block().get(g).copied().unwrap_or(0),
+            capacity_bytes: self.kv.capacity_bytes(),
+            cached_prefixes: self.prefix.len(),
+        }
+    }
+
+    /// Drops every retained prefix; their blocks return to the pool unless a live sequence
+    /// shares them.
+    pub fn clear_prefix_cache(&mut self) {
+        self.prefix.clear(&mut self.kv);
+    }
+
+    /// Positions a sequence can reach: its prompt and `max_tokens` (at least one token is always
+    /// generated), within the context.
+    fn reach(&self, prompt_len: usize, max_tokens: usize) -> usize {
+        prompt_len
+            .saturating_add(max_tokens.max(1))
+            .min(self.opts.ctx)
+    }
+
+    /// Checks that the sliding-window groups can carry one more sequence reaching `reach`
+    /// positions: every live sequence (but `except`, which is being re-sized) is charged the
+    /// most blocks it can hold at once, and the charges must fit the pool. Cached prefixes do
+    /// not count: they are evicted when a live sequence needs their blocks.
+    fn check_window_charges(&self, reach: usize, except: Option<usize>) -> Result<()> {
+        let need = self.kv.blocks_needed(reach);
+        let total = self.kv.total_blocks();
+        for g in 0..self.kv.n_groups() {
+            if self.kv.group_window(g).is_none() {
+                continue;
+            }
+            let charged: usize = self
+                .seqs
+                .iter()
+                .enumerate()
+                .filter(|&(i, _)| Some(i) != except)
+                .map(|(_, s)| self.kv.blocks_needed(s.reach)[g])
+                .sum();
+            if charged + need[g] > total[g] {
+                return Err(Error::NoKvSpace {
+                    needed: need[g],
+                    free: total[g].saturating_sub(charged),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks that the full-attention blocks `kv` still lacks to reach `reach` positions are
+    /// free or held only by retained prefixes. `kv` must not be one of the live sequences.
+    fn check_ahead(&self, kv: &SeqKv, reach: usize) -> Result<()> {
+        let need = self.kv.blocks_needed(reach);
+        let live = self.seqs.iter().map(|s| &s.kv).chain(std::iter::once(kv));
+        for (g, u) in self.kv.usage(live).into_iter().enumerate() {
+            if self.kv.group_window(g).is_some() {
+                continue;
+            }
+            let fresh = need[g].saturating_sub(kv.blocks(g).len());
+            let available = u.free + u.other;
+            if fresh > available {
+                return Err(Error::NoKvSpace {
+                    needed: fresh,
+                    free: available,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes the full-attention blocks `kv` needs to reach `reach` positions, evicting retained
+    /// prefixes until the pool has them.
+    fn take_ahead(&mut self, kv: &mut SeqKv, reach: usize) -> Result<()> {
+        while let Err(e) = self.kv.reserve_ahead(kv, reach) {
+            if !self.prefix.evict_lru(&mut self.kv) {
+                return Err(e.into());
+            }
+        }
+        Ok(())
+    }
+
+    /// A KV view for a new sequence with `prompt`: sharing the longest cached prefix when the
+    /// prefix cache is on. Returns the view, the tokens it already holds, and the retained entry
+    /// it came from.
+    fn fork_prefix(&mut self, prompt: &[u32]) -> (SeqKv, usize, Option<usize>) {
+        if !self.opts.prefix_cache {
+            return (self.kv.new_seq(), 0, None);
+        }
+        let live = self
+            .seqs
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (i, prefix::shareable(&self.kv, &s.kv, &s.tokens, prompt)))
+            .max_by_key(|&(_, len)| len)
+            .filter(|&(_, len)| len > 0);
+        let retained = self.prefix.best(&self.kv, prompt);
+        let forked = match (live, retained) {
+            (Some((i, n)), r) if r.is_none_or(|(_, m)| n >= m) => {
+                self.kv.fork(&self.seqs[i].kv, n).map(|kv| (kv, n, None))
+            }
+            (_, Some((e, m))) => self
+                .kv
+                .fork(self.prefix.kv(e), m)
+                .map(|kv| (kv, m, Some(e))),
+            _ => None,
+        };
+        forked.unwrap_or_else(|| (self.kv.new_seq(), 0, None))
     }
 
     /// Continues a finished sequence with a new full token history (the previous turns plus the
     /// new prompt). Only the tokens after the longest prefix already in the KV cache are
     /// processed; if the cache cannot be cut back that far, the whole history is recomputed.
+    /// Fails with [`Error::NoKvSpace`] when the longer sequence's blocks are not available; the
+    /// sequence then stays finished, possibly with a shorter cache.
     pub fn continue_with(
         &mut self,
         id: SeqId,
@@ -194,6 +420,9 @@ impl Engine {
         sampler: SamplerConfig,
         max_tokens: usize,
     ) -> Result<usize> {
+        if tokens.is_empty() {
+            return Err(Error::EmptyPrompt);
+        }
         if tokens.len() > self.opts.ctx {
             return Err(Error::PromptTooLong {
                 prompt: tokens.len(),
@@ -201,6 +430,8 @@ impl Engine {
             });
         }
         let idx = self.index(id)?;
+        let reach = self.reach(tokens.len(), max_tokens);
+        self.check_window_charges(reach, Some(idx))?;
         let seq = &mut self.seqs[idx];
         let cached = seq.kv.len();
         let mut common = seq
@@ -214,27 +445,49 @@ impl Engine {
         if common == tokens.len() {
             common = common.saturating_sub(1);
         }
-        if !self.kv.truncate(&mut seq.kv, common) {
-            self.kv.release(&mut seq.kv);
-            common = 0;
+        match self.kv.truncate(&mut seq.kv, common) {
+            Some(kept) => common = kept,
+            None => {
+                self.kv.release(&mut seq.kv);
+                common = 0;
+            }
         }
-        seq.restart(tokens, common, sampler, max_tokens);
+        let mut kv = std::mem::take(&mut seq.kv);
+        let taken = self.take_ahead(&mut kv, reach);
+        let seq = &mut self.seqs[idx];
+        seq.kv = kv;
+        if taken.is_err() {
+            let need = self.kv.blocks_needed(reach);
+            let free = self.kv.free_blocks();
+            let g = self.stats_group;
+            return Err(Error::NoKvSpace {
+                needed: need[g].saturating_sub(seq.kv.blocks(g).len()),
+                free: free[g],
+            });
+        }
+        seq.restart(tokens, common, sampler, max_tokens, reach);
         Ok(common)
     }
 
-    /// Stops a sequence; its blocks return to the pool at once.
+    /// Stops a sequence. Its blocks are free at once, or retained as an evictable prefix when
+    /// the prefix cache is on.
     pub fn cancel(&mut self, id: SeqId) -> Result<()> {
-        let idx = self.index(id)?;
-        let mut seq = self.seqs.remove(idx);
-        self.kv.release(&mut seq.kv);
-        Ok(())
+        self.remove(id).map(|_| ())
     }
 
-    /// Removes a sequence (finished or not) and frees its blocks.
+    /// Removes a sequence (finished or not). With the prefix cache on, the whole blocks it
+    /// computed are retained for reuse (evictable, least recently used first); otherwise they
+    /// are freed.
     pub fn remove(&mut self, id: SeqId) -> Result<Sequence> {
         let idx = self.index(id)?;
         let mut seq = self.seqs.remove(idx);
-        self.kv.release(&mut seq.kv);
+        let kv = std::mem::take(&mut seq.kv);
+        if self.opts.prefix_cache {
+            self.prefix.retain(&mut self.kv, &seq.tokens, kv);
+        } else {
+            let mut kv = kv;
+            self.kv.release(&mut kv);
+        }
         Ok(seq)
     }
 
@@ -285,7 +538,14 @@ impl Engine {
                 }
                 let start = seq.kv.len();
                 let end = start + want;
-                self.kv.reserve(&mut seq.kv, end)?;
+                // Full-attention blocks were taken at admission; sliding-window ones come from
+                // the pool, which admission guarantees can supply them once cached prefixes
+                // are evicted.
+                while let Err(e) = self.kv.reserve(&mut seq.kv, end) {
+                    if !self.prefix.evict_lru(&mut self.kv) {
+                        return Err(e.into());
+                    }
+                }
                 for pos in start..end {
                     let last = pos + 1 == seq.tokens.len();
                     self.batch.push(BatchItem {
@@ -332,6 +592,10 @@ impl Engine {
             let ctx = self.opts.ctx;
             let keep = self.opts.keep_logits;
             seq.on_logits(row, ctx, keep, events);
+            if !seq.is_active() {
+                // Blocks taken ahead for tokens it will not generate go back now.
+                self.kv.trim(&mut seq.kv);
+            }
         }
         Ok(())
     }

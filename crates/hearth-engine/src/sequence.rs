@@ -78,8 +78,12 @@ pub struct Sequence {
     max_tokens: usize,
     /// Index in `tokens` where generation began.
     gen_start: usize,
-    /// Tokens processed from the cache rather than recomputed when the sequence was continued.
+    /// Prompt tokens served from the KV cache (a cached prefix, or the previous turn when the
+    /// sequence was continued) rather than recomputed.
     reused: usize,
+    /// Positions the sequence can reach (prompt + `max_tokens`, within the context): what its
+    /// KV reservation covers.
+    pub(crate) reach: usize,
     last_logits: Vec<f32>,
     /// Reused copy of the logits the sampler may modify.
     scratch: Vec<f32>,
@@ -98,7 +102,7 @@ impl AsRef<SeqKv> for Sequence {
 }
 
 impl Sequence {
-    pub(crate) fn new(id: SeqId, req: Request, kv: SeqKv) -> Sequence {
+    pub(crate) fn new(id: SeqId, req: Request, kv: SeqKv, reused: usize, reach: usize) -> Sequence {
         let mut sampler = Sampler::new(req.sampler);
         req.prompt.iter().for_each(|&t| sampler.accept(t));
         Sequence {
@@ -110,7 +114,8 @@ impl Sequence {
             sampler,
             stop_tokens: req.stop_tokens,
             max_tokens: req.max_tokens,
-            reused: 0,
+            reused,
+            reach,
             last_logits: Vec::new(),
             scratch: Vec::new(),
             constraint: req.constraint.map(std::sync::Mutex::new),
@@ -125,6 +130,7 @@ impl Sequence {
         cached: usize,
         sampler: SamplerConfig,
         max_tokens: usize,
+        reach: usize,
     ) {
         let mut s = Sampler::new(sampler);
         tokens.iter().for_each(|&t| s.accept(t));
@@ -133,6 +139,7 @@ impl Sequence {
         self.tokens = tokens;
         self.max_tokens = max_tokens;
         self.reused = cached;
+        self.reach = reach;
         self.state = SeqState::Prefilling;
         self.constraint = None;
         self.last_logprob = None;

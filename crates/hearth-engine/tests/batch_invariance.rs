@@ -28,6 +28,7 @@ fn run(bytes: &[u8], threads: usize, chunk: usize, companions: bool) -> Vec<Vec<
         prefill_chunk: chunk,
         max_batch_tokens: 512,
         keep_logits: true,
+        ..EngineOptions::default()
     };
     let mut engine = Engine::new(model, opts);
     let req = |p: Vec<u32>| Request {

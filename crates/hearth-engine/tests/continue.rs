@@ -18,6 +18,7 @@ fn engine(arch: &'static str) -> Engine {
             prefill_chunk: 16,
             max_batch_tokens: 64,
             keep_logits: true,
+            ..EngineOptions::default()
         },
     )
 }

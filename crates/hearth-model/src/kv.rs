@@ -7,8 +7,23 @@
 //! fully behind the window go back to the pool and Gemma's KV memory stays bounded.
 //!
 //! K and V are stored as f16 (llama.cpp's default KV type), written for a whole batch before any
-//! query reads them, and read in position order. Serving builds continuous batching and prefix
-//! sharing on these tables; the planner counts exactly [`KvCache::bytes_per_block`].
+//! query reads them, and read in position order. The planner counts exactly
+//! [`KvCache::bytes_per_block`].
+//!
+//! # Sharing
+//!
+//! Blocks are reference counted so that sequences with a common prefix can hold the same blocks
+//! ([`KvCache::fork`]): the prefix is computed once and every holder reads the same bits, which
+//! is what makes a prefix-cache hit exact. Only *full* blocks of positions already written are
+//! ever shared, and a sequence only writes positions past its own length, so a shared block is
+//! never written; [`KvCache::truncate`] keeps that true when a sequence is cut back into a block
+//! someone else also holds. A block returns to the free list when its last holder lets go.
+//!
+//! # Sizing
+//!
+//! [`KvCache::new`] sizes the pool for `max_seqs` sequences of `ctx` positions;
+//! [`KvCache::with_budget`] scales the same split between groups to a byte budget. Either way the
+//! storage is one zeroed allocation per group, so pages become resident only when first written.
 
 use half::f16;
 
@@ -33,11 +48,16 @@ struct Group {
     v: Vec<u16>,
     /// Free block ids; popped from the end.
     free: Vec<u32>,
+    /// Holders of each block (block tables that list it); 0 for a free block.
+    refs: Vec<u32>,
 }
 
 /// One sequence's view of the cache: a block table per layer group and how many positions hold
 /// keys and values.
-#[derive(Debug, Default, Clone)]
+///
+/// Not `Clone`: a copy would hold the blocks without counting as a holder. Use
+/// [`KvCache::fork`] to share blocks.
+#[derive(Debug, Default)]
 pub struct SeqKv {
     tables: Vec<BlockTable>,
     /// Positions `0..len` are filled.
@@ -52,6 +72,13 @@ struct BlockTable {
     blocks: Vec<u32>,
     /// Logical blocks before this one were released (behind the sliding window).
     first: usize,
+}
+
+impl BlockTable {
+    /// One past the last logical block the table holds.
+    fn end(&self) -> usize {
+        self.first + self.blocks.len()
+    }
 }
 
 impl SeqKv {
@@ -75,6 +102,11 @@ impl SeqKv {
         debug_assert!(len <= self.capacity);
         self.len = len;
     }
+
+    /// Pool blocks this sequence holds in layer group `group` (for accounting).
+    pub fn blocks(&self, group: usize) -> &[u32] {
+        self.tables.get(group).map_or(&[], |t| &t.blocks)
+    }
 }
 
 impl AsRef<SeqKv> for SeqKv {
@@ -90,11 +122,26 @@ struct LayerSlot {
     index: usize,
 }
 
+/// How the blocks of one layer group are used right now (see [`KvCache::usage`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GroupUsage {
+    /// Blocks in the pool.
+    pub total: usize,
+    /// Blocks nobody holds.
+    pub free: usize,
+    /// Blocks held by at least one of the sequences passed as live.
+    pub live: usize,
+    /// Blocks held, but only by other holders (a prefix cache's retained sequences).
+    pub other: usize,
+}
+
 /// The pool of KV blocks shared by all sequences of one model.
 #[derive(Debug)]
 pub struct KvCache {
     groups: Vec<Group>,
     layers: Vec<LayerSlot>,
+    /// The most blocks one sequence holds at once in a sliding-window group.
+    window_blocks_per_seq: usize,
 }
 
 impl KvCache {
@@ -104,43 +151,38 @@ impl KvCache {
     /// The storage is allocated zeroed, so the operating system maps pages only as blocks are
     /// first written: a large `ctx` costs address space, not resident memory, until used.
     pub fn new(cfg: &Config, ctx: usize, max_seqs: usize, max_chunk: usize) -> KvCache {
-        let full_blocks = max_seqs * ctx.div_ceil(BLOCK_TOKENS);
-        let mut groups = Vec::new();
-        let mut layers = Vec::with_capacity(cfg.n_layer);
-        let n_full = cfg.layer_is_swa.iter().filter(|s| !**s).count();
-        let n_swa = cfg.n_layer - n_full;
-        let mut full_group = None;
-        let mut swa_group = None;
-        if n_full > 0 {
-            full_group = Some(groups.len());
-            groups.push(Group::new(None, n_full, full_blocks, cfg));
-        }
-        if n_swa > 0 {
-            let window = cfg.sliding_window.unwrap_or(ctx);
-            // A sequence holds the window, the chunk being written, and one partial block at
-            // each end.
-            let per_seq = (window.min(ctx) + max_chunk).div_ceil(BLOCK_TOKENS) + 2;
-            let blocks = max_seqs * per_seq.min(ctx.div_ceil(BLOCK_TOKENS));
-            swa_group = Some(groups.len());
-            groups.push(Group::new(Some(window), n_swa, blocks, cfg));
-        }
-        let (mut i_full, mut i_swa) = (0, 0);
-        for &is_swa in &cfg.layer_is_swa {
-            if is_swa {
-                layers.push(LayerSlot {
-                    group: swa_group.unwrap_or(0),
-                    index: i_swa,
-                });
-                i_swa += 1;
-            } else {
-                layers.push(LayerSlot {
-                    group: full_group.unwrap_or(0),
-                    index: i_full,
-                });
-                i_full += 1;
+        let layout = Layout::new(cfg, ctx, max_chunk);
+        let full = max_seqs * ctx.div_ceil(BLOCK_TOKENS);
+        let windowed = max_seqs * layout.window_blocks_per_seq;
+        layout.build(cfg, full, windowed)
+    }
+
+    /// A cache of about `budget_bytes` (never more), split between the full-attention and the
+    /// sliding-window group in the proportion [`new`](Self::new) would give them. `ctx` and
+    /// `max_chunk` fix how many blocks one sliding-window sequence holds; `max_seqs` only sets
+    /// the proportion.
+    pub fn with_budget(
+        cfg: &Config,
+        ctx: usize,
+        max_seqs: usize,
+        max_chunk: usize,
+        budget_bytes: usize,
+    ) -> KvCache {
+        let layout = Layout::new(cfg, ctx, max_chunk);
+        let full = max_seqs * ctx.div_ceil(BLOCK_TOKENS);
+        let windowed = max_seqs * layout.window_blocks_per_seq;
+        let full = if layout.n_full > 0 { full } else { 0 };
+        let windowed = if layout.n_swa > 0 { windowed } else { 0 };
+        let default_bytes =
+            full as u128 * layout.full_block_bytes + windowed as u128 * layout.swa_block_bytes;
+        // Scale both groups by budget / default; u128 keeps the products exact.
+        let scale = |blocks: usize| -> usize {
+            if default_bytes == 0 {
+                return 0;
             }
-        }
-        KvCache { groups, layers }
+            (blocks as u128 * budget_bytes as u128 / default_bytes) as usize
+        };
+        layout.build(cfg, scale(full), scale(windowed))
     }
 
     /// A new, empty sequence view with one table per layer group.
@@ -152,6 +194,34 @@ impl KvCache {
         }
     }
 
+    /// Number of layer groups (one or two).
+    pub fn n_groups(&self) -> usize {
+        self.groups.len()
+    }
+
+    /// Sliding window of layer group `group`, `None` for full attention.
+    pub fn group_window(&self, group: usize) -> Option<usize> {
+        self.groups[group].window
+    }
+
+    /// Blocks in the pool of each group.
+    pub fn total_blocks(&self) -> Vec<usize> {
+        self.groups.iter().map(|g| g.n_blocks).collect()
+    }
+
+    /// The most blocks a sequence that reaches `len` positions holds at once, per group: every
+    /// block for full attention, the window plus a prompt chunk for sliding-window layers.
+    pub fn blocks_needed(&self, len: usize) -> Vec<usize> {
+        let all = len.div_ceil(BLOCK_TOKENS);
+        self.groups
+            .iter()
+            .map(|g| match g.window {
+                None => all,
+                Some(_) => all.min(self.window_blocks_per_seq),
+            })
+            .collect()
+    }
+
     /// Makes room for positions `seq.len()..new_len`, first returning sliding-window blocks the
     /// next query (at position `seq.len()`) can no longer see.
     pub fn reserve(&mut self, seq: &mut SeqKv, new_len: usize) -> Result<()> {
@@ -160,13 +230,17 @@ impl KvCache {
         // sequence as it was.
         let mut needed = Vec::with_capacity(self.groups.len());
         for (g, table) in self.groups.iter().zip(&seq.tables) {
-            let have_end = table.first + table.blocks.len();
             let want_end = new_len.div_ceil(BLOCK_TOKENS);
             let mut releasable = 0;
             if let Some(w) = g.window {
-                releasable = releasable_blocks(table, next_pos, w);
+                // A released block frees pool space only when no one else holds it.
+                let r = releasable_blocks(table, next_pos, w);
+                releasable = table.blocks[..r]
+                    .iter()
+                    .filter(|&&b| g.refs[b as usize] == 1)
+                    .count();
             }
-            let need = want_end.saturating_sub(have_end);
+            let need = want_end.saturating_sub(table.end());
             if need > g.free.len() + releasable {
                 return Err(Error::KvFull {
                     needed: need,
@@ -184,13 +258,13 @@ impl KvCache {
             if let Some(w) = g.window {
                 let r = releasable_blocks(table, next_pos, w);
                 for b in table.blocks.drain(..r) {
-                    g.free.push(b);
+                    g.unref(b);
                 }
                 table.first += r;
             }
             for _ in 0..need {
                 // Counted above: the free list holds at least `need` blocks now.
-                let b = g.free.pop().ok_or(Error::KvFull {
+                let b = g.take().ok_or(Error::KvFull {
                     needed: need,
                     free: 0,
                 })?;
@@ -203,29 +277,128 @@ impl KvCache {
         Ok(())
     }
 
-    /// Forgets positions `len..` of a sequence (keeping its blocks for reuse). Returns `false`
-    /// when a sliding-window group has already released positions the shorter sequence would
-    /// need, in which case the caller must [`release`](Self::release) and start over.
-    pub fn truncate(&mut self, seq: &mut SeqKv, len: usize) -> bool {
-        if len >= seq.len {
-            return true;
+    /// Takes now the full-attention blocks `seq` needs to reach `len` positions, so it cannot
+    /// run out of them later (sliding-window groups take theirs as they go, because they also
+    /// give blocks back). Nothing is taken when the pool is short.
+    pub fn reserve_ahead(&mut self, seq: &mut SeqKv, len: usize) -> Result<()> {
+        let want_end = len.div_ceil(BLOCK_TOKENS);
+        for (g, table) in self.groups.iter().zip(&seq.tables) {
+            let need = want_end.saturating_sub(table.end());
+            if g.window.is_none() && need > g.free.len() {
+                return Err(Error::KvFull {
+                    needed: need,
+                    free: g.free.len(),
+                });
+            }
+        }
+        for (g, table) in self.groups.iter_mut().zip(seq.tables.iter_mut()) {
+            if g.window.is_some() {
+                continue;
+            }
+            while table.end() < want_end {
+                // Counted above.
+                let b = g.take().ok_or(Error::KvFull {
+                    needed: want_end - table.end(),
+                    free: 0,
+                })?;
+                table.blocks.push(b);
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether [`fork`](Self::fork) of `src` at `len` would succeed.
+    pub fn can_fork(&self, src: &SeqKv, len: usize) -> bool {
+        len > 0
+            && len.is_multiple_of(BLOCK_TOKENS)
+            && len <= src.len
+            && self
+                .groups
+                .iter()
+                .zip(&src.tables)
+                .all(|(g, t)| shared_start(g.window, t, len).is_some())
+    }
+
+    /// A new sequence holding the blocks of `src`'s first `len` positions (a whole number of
+    /// blocks, all written): the prefix it shares with `src`, computed once. Sliding-window
+    /// groups take only the blocks the next query can see; `None` when `src` has already let
+    /// some of them go.
+    pub fn fork(&mut self, src: &SeqKv, len: usize) -> Option<SeqKv> {
+        if !self.can_fork(src, len) {
+            return None;
+        }
+        let mut tables = Vec::with_capacity(self.groups.len());
+        for (g, t) in self.groups.iter_mut().zip(&src.tables) {
+            let start = shared_start(g.window, t, len)?;
+            let end = len / BLOCK_TOKENS;
+            let blocks = t.blocks[start - t.first..end - t.first].to_vec();
+            for &b in &blocks {
+                g.refs[b as usize] += 1;
+            }
+            tables.push(BlockTable {
+                blocks,
+                first: start,
+            });
+        }
+        Some(SeqKv {
+            tables,
+            len,
+            capacity: len,
+        })
+    }
+
+    /// Cuts a sequence back to at most `len` positions and lets go of the blocks past them.
+    /// Returns the length kept: `len`, or less when the block holding position `len` is shared
+    /// (later writes must go to blocks this sequence holds alone, so the cut moves back to that
+    /// block's start). `None` when a sliding-window group has already released positions the
+    /// shorter sequence would need; the caller must [`release`](Self::release) and start over.
+    pub fn truncate(&mut self, seq: &mut SeqKv, len: usize) -> Option<usize> {
+        let mut keep = len.min(seq.len);
+        if !keep.is_multiple_of(BLOCK_TOKENS) {
+            let logical = keep / BLOCK_TOKENS;
+            let shared = self.groups.iter().zip(&seq.tables).any(|(g, t)| {
+                logical >= t.first
+                    && t.blocks
+                        .get(logical - t.first)
+                        .is_some_and(|&b| g.refs[b as usize] > 1)
+            });
+            if shared {
+                keep -= keep % BLOCK_TOKENS;
+            }
         }
         for (g, table) in self.groups.iter().zip(&seq.tables) {
             if let Some(w) = g.window {
-                let first_needed = len.saturating_sub(w - 1);
+                let first_needed = keep.saturating_sub(w - 1);
                 if table.first * BLOCK_TOKENS > first_needed {
-                    return false;
+                    return None;
                 }
             }
         }
-        seq.len = len;
-        true
+        seq.len = keep;
+        self.trim(seq);
+        Some(keep)
     }
 
-    /// Returns every block of `seq` to the pool and empties it.
+    /// Lets go of the blocks past a sequence's length (blocks taken ahead for positions it will
+    /// not write after all).
+    pub fn trim(&mut self, seq: &mut SeqKv) {
+        let end = seq.len.div_ceil(BLOCK_TOKENS);
+        for (g, table) in self.groups.iter_mut().zip(seq.tables.iter_mut()) {
+            let keep = end.saturating_sub(table.first).min(table.blocks.len());
+            for b in table.blocks.drain(keep..) {
+                g.unref(b);
+            }
+        }
+        seq.capacity = seq.capacity.min(end * BLOCK_TOKENS);
+    }
+
+    /// Lets go of every block of `seq` (each returns to the pool unless another sequence also
+    /// holds it) and empties it.
     pub fn release(&mut self, seq: &mut SeqKv) {
         for (g, table) in self.groups.iter_mut().zip(seq.tables.iter_mut()) {
-            g.free.append(&mut table.blocks);
+            for b in table.blocks.drain(..) {
+                g.unref(b);
+            }
             table.first = 0;
         }
         seq.len = 0;
@@ -235,6 +408,33 @@ impl KvCache {
     /// Free blocks per group (for metrics and the scheduler).
     pub fn free_blocks(&self) -> Vec<usize> {
         self.groups.iter().map(|g| g.free.len()).collect()
+    }
+
+    /// Per group: blocks held by the `live` sequences, blocks held only by others, and free
+    /// blocks. Every block is in exactly one of the three.
+    pub fn usage<'a>(&self, live: impl IntoIterator<Item = &'a SeqKv> + Clone) -> Vec<GroupUsage> {
+        let mut out = Vec::with_capacity(self.groups.len());
+        for (gi, g) in self.groups.iter().enumerate() {
+            let mut marked = vec![false; g.n_blocks];
+            let mut n_live = 0;
+            for seq in live.clone() {
+                for &b in seq.blocks(gi) {
+                    let m = &mut marked[b as usize];
+                    if !*m {
+                        *m = true;
+                        n_live += 1;
+                    }
+                }
+            }
+            let held = g.n_blocks - g.free.len();
+            out.push(GroupUsage {
+                total: g.n_blocks,
+                free: g.free.len(),
+                live: n_live,
+                other: held - n_live,
+            });
+        }
+        out
     }
 
     /// Bytes one block of each group takes across all its layers, K and V.
@@ -270,6 +470,8 @@ impl KvCache {
         let slot = self.layers[layer];
         let g = &mut self.groups[slot.group];
         let block = block_of(&seq.tables[slot.group], pos, seq.capacity)?;
+        // Shared blocks hold positions every holder has already written (see the module docs).
+        debug_assert_eq!(g.refs[block as usize], 1, "write into a shared block");
         let kd = g.k_dim;
         let vd = g.v_dim;
         let row = (slot.index * g.n_blocks + block as usize) * BLOCK_TOKENS + pos % BLOCK_TOKENS;
@@ -297,12 +499,95 @@ impl KvCache {
     }
 }
 
+/// The layer groups of a model and what one block of each costs, before the pool is sized.
+struct Layout {
+    n_full: usize,
+    n_swa: usize,
+    window: usize,
+    window_blocks_per_seq: usize,
+    full_block_bytes: u128,
+    swa_block_bytes: u128,
+}
+
+impl Layout {
+    fn new(cfg: &Config, ctx: usize, max_chunk: usize) -> Layout {
+        let n_full = cfg.layer_is_swa.iter().filter(|s| !**s).count();
+        let n_swa = cfg.n_layer - n_full;
+        let window = cfg.sliding_window.unwrap_or(ctx);
+        // A sequence holds the window, the chunk being written, and one partial block at each
+        // end.
+        let per_seq = (window.min(ctx) + max_chunk).div_ceil(BLOCK_TOKENS) + 2;
+        let row = BLOCK_TOKENS as u128 * (cfg.kv_dim_k() + cfg.kv_dim_v()) as u128 * 2;
+        Layout {
+            n_full,
+            n_swa,
+            window,
+            window_blocks_per_seq: per_seq.min(ctx.div_ceil(BLOCK_TOKENS)),
+            full_block_bytes: n_full as u128 * row,
+            swa_block_bytes: n_swa as u128 * row,
+        }
+    }
+
+    /// The cache with `full` blocks for the full-attention group and `windowed` for the
+    /// sliding-window group (each present only when the model has such layers).
+    fn build(&self, cfg: &Config, full: usize, windowed: usize) -> KvCache {
+        let mut groups = Vec::new();
+        let mut layers = Vec::with_capacity(cfg.n_layer);
+        let mut full_group = None;
+        let mut swa_group = None;
+        if self.n_full > 0 {
+            full_group = Some(groups.len());
+            groups.push(Group::new(None, self.n_full, full, cfg));
+        }
+        if self.n_swa > 0 {
+            swa_group = Some(groups.len());
+            groups.push(Group::new(Some(self.window), self.n_swa, windowed, cfg));
+        }
+        let (mut i_full, mut i_swa) = (0, 0);
+        for &is_swa in &cfg.layer_is_swa {
+            if is_swa {
+                layers.push(LayerSlot {
+                    group: swa_group.unwrap_or(0),
+                    index: i_swa,
+                });
+                i_swa += 1;
+            } else {
+                layers.push(LayerSlot {
+                    group: full_group.unwrap_or(0),
+                    index: i_full,
+                });
+                i_full += 1;
+            }
+        }
+        KvCache {
+            groups,
+            layers,
+            window_blocks_per_seq: self.window_blocks_per_seq,
+        }
+    }
+}
+
 /// Blocks at the front of `table` that no query at position `next_pos` or later can see through
-/// a window of `w` (key j is visible to query i iff i − j < w).
+/// a window of `w` (key j is visible to query i iff i − j < w), keeping one block more than the
+/// window needs: then the sequence can still be forked or cut back at the start of the block
+/// holding its end (prefixes are shared in whole blocks), and it still holds at most
+/// `(w + chunk).div_ceil(BLOCK_TOKENS) + 2` blocks, the per-sequence count the pool is sized for.
 fn releasable_blocks(table: &BlockTable, next_pos: usize, w: usize) -> usize {
-    let first_visible = (next_pos + 1).saturating_sub(w);
-    let dead_end = first_visible / BLOCK_TOKENS; // logical blocks before this are dead
+    let first_kept = (next_pos + 1).saturating_sub(w + BLOCK_TOKENS);
+    let dead_end = first_kept / BLOCK_TOKENS; // logical blocks before this are dead
     dead_end.saturating_sub(table.first).min(table.blocks.len())
+}
+
+/// The first logical block a sequence forked at `len` needs from `table` (every block for full
+/// attention; those the query at `len` sees through the window otherwise), or `None` when the
+/// table no longer holds all the blocks from there to `len`.
+fn shared_start(window: Option<usize>, table: &BlockTable, len: usize) -> Option<usize> {
+    let end = len / BLOCK_TOKENS;
+    let start = match window {
+        None => 0,
+        Some(w) => ((len + 1).saturating_sub(w) / BLOCK_TOKENS).min(end),
+    };
+    (table.first <= start && table.end() >= end).then_some(start)
 }
 
 fn block_of(table: &BlockTable, pos: usize, capacity: usize) -> Result<u32> {
@@ -332,6 +617,24 @@ impl Group {
             v: vec![0u16; rows * v_dim],
             // Reversed so blocks are handed out in increasing order (nicer to debug).
             free: (0..n_blocks as u32).rev().collect(),
+            refs: vec![0; n_blocks],
+        }
+    }
+
+    /// A free block, now held once.
+    fn take(&mut self) -> Option<u32> {
+        let b = self.free.pop()?;
+        self.refs[b as usize] = 1;
+        Some(b)
+    }
+
+    /// One holder lets go of `b`; the last one returns it to the free list.
+    fn unref(&mut self, b: u32) {
+        let r = &mut self.refs[b as usize];
+        debug_assert!(*r > 0, "block {b} released more often than taken");
+        *r = r.saturating_sub(1);
+        if *r == 0 {
+            self.free.push(b);
         }
     }
 }
