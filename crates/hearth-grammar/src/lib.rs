@@ -94,7 +94,8 @@ pub enum ToolMode {
 /// llguidance's state for one model's vocabulary, shared by every constraint on that model.
 pub struct GrammarEnv {
     factory: ParserFactory,
-    /// Rows of logits beyond the trie (the model's `n_vocab` may exceed the tokenizer's).
+    /// Tokens in the trie; logits past it (a model's output rows may outnumber the tokenizer's
+    /// tokens) are always masked.
     n_vocab: usize,
     /// End tokens, allowed alone when a constraint has failed so the sequence can stop.
     ends: Vec<u32>,
@@ -115,7 +116,7 @@ impl GrammarEnv {
         let tok_env: TokEnv = Arc::new(trie_env);
         let mut factory =
             ParserFactory::new_simple(&tok_env).map_err(|e| Error::Engine(e.to_string()))?;
-        // Warnings go into errors we return, not to the server's stderr.
+        // llguidance logs to stderr by default; the server reports problems through `Error`.
         factory.quiet();
         Ok(GrammarEnv {
             factory,

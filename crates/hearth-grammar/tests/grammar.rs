@@ -231,9 +231,14 @@ fn schemas() -> Vec<(&'static str, Value)> {
 fn check_schema_walks(m: &Model, label: &str) {
     let mut total = Duration::ZERO;
     let mut masks = 0;
+    let mut compile = Duration::ZERO;
+    let mut compiled = 0;
     for (name, schema) in schemas() {
         for seed in 0..50 {
+            let t0 = Instant::now();
             let c = Constraint::json_schema(&m.env, &schema).expect(name);
+            compile += t0.elapsed();
+            compiled += 1;
             let w = walk(m, c, seed, 600);
             assert!(
                 w.finished,
@@ -246,9 +251,11 @@ fn check_schema_walks(m: &Model, label: &str) {
         }
     }
     eprintln!(
-        "{label}: {} tokens, env built in {:?}, {masks} schema masks, {:?} per mask",
+        "{label}: {} tokens, env built in {:?}, {:?} per schema compiled, {masks} schema \
+         masks, {:?} per mask",
         m.tok.n_vocab(),
         m.build,
+        compile / compiled,
         total / masks as u32
     );
 }
