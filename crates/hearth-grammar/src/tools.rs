@@ -11,16 +11,17 @@
 //!
 //! and several calls follow one another separated by a newline. The grammar lets the newlines
 //! inside the tags be left out (`<tool_call>{...}</tool_call>`), as models trained on other
-//! variants write them, and `tools::parse` reads both. Templates trained on this format
-//! (Qwen2.5, Hermes, SmolLM3) render tools the same way, so a model's own habits and Hearth's
-//! grammar agree.
+//! variants write them, and `tools::parse` reads both. Chat templates for this format
+//! (Qwen2.5, Hermes) render tools the same way, so a model's own habits and Hearth's grammar
+//! agree.
 //!
 //! The grammar is a Lark grammar for llguidance with one `%json` schema covering every callable
 //! tool: `anyOf` over objects whose `name` is a constant and whose `arguments` is that tool's
 //! parameter schema. For [`ToolMode::Auto`] free text comes first; a lazy terminal ends it at the
-//! first `<tool_call>`, from where the call must follow the grammar, so the trigger needs no
-//! separate watcher and a token that completes the trigger and carries more bytes is handled by
-//! the lexer like any other.
+//! first `<tool_call>`, from where the call must follow the grammar. The grammar alone decides
+//! what is allowed, so a token that completes the trigger and carries more bytes is lexed like
+//! any other; the free-text shortcut in the crate root only saves computing the mask before the
+//! trigger, where the answer is known.
 
 use serde_json::{json, Value};
 
