@@ -676,3 +676,99 @@ impl LayerView<'_> {
         self.table.first * BLOCK_TOKENS
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::TinySpec;
+    use crate::Model;
+
+    fn config(arch: &'static str) -> Config {
+        let gguf = hearth_gguf::Gguf::from_bytes(TinySpec::new(arch).build()).expect("gguf");
+        Model::from_gguf(gguf).expect("model").config().clone()
+    }
+
+    /// A sequence holding `len` written positions.
+    fn filled(kv: &mut KvCache, len: usize) -> SeqKv {
+        let mut s = kv.new_seq();
+        kv.reserve(&mut s, len).expect("reserve");
+        s.set_len(len);
+        s
+    }
+
+    #[test]
+    fn a_budget_scales_both_groups_alike() {
+        let cfg = config("gemma3");
+        let full = KvCache::new(&cfg, 256, 3, 24);
+        // 16 blocks of context and (4 + 24).div_ceil(16) + 2 window blocks per sequence.
+        assert_eq!(full.total_blocks(), vec![48, 12]);
+        let same = KvCache::with_budget(&cfg, 256, 3, 24, full.capacity_bytes());
+        assert_eq!(same.total_blocks(), full.total_blocks());
+        let third = KvCache::with_budget(&cfg, 256, 3, 24, full.capacity_bytes() / 3);
+        assert_eq!(third.total_blocks(), vec![16, 4]);
+        assert!(third.capacity_bytes() <= full.capacity_bytes() / 3);
+        assert_eq!(third.blocks_needed(100), vec![7, 4]);
+    }
+
+    #[test]
+    fn shared_blocks_return_with_their_last_holder() {
+        let cfg = config("llama");
+        let mut kv = KvCache::new(&cfg, 64, 2, 16);
+        let mut a = filled(&mut kv, 40);
+        assert!(!kv.can_fork(&a, 20), "only whole blocks are shared");
+        assert!(!kv.can_fork(&a, 48), "only written positions are shared");
+        let mut b = kv.fork(&a, 32).expect("fork");
+        assert_eq!(b.blocks(0), &a.blocks(0)[..2]);
+        assert_eq!(kv.free_blocks(), vec![8 - 3]);
+        let u = kv.usage([&b]);
+        assert_eq!((u[0].live, u[0].other, u[0].free), (2, 1, 5));
+        kv.release(&mut a);
+        assert_eq!(
+            kv.free_blocks(),
+            vec![6],
+            "a's own block is free, the shared two are b's"
+        );
+        kv.release(&mut b);
+        assert_eq!(kv.free_blocks(), vec![8]);
+    }
+
+    #[test]
+    fn cutting_back_into_a_shared_block_moves_to_its_start() {
+        let cfg = config("llama");
+        let mut kv = KvCache::new(&cfg, 64, 2, 16);
+        let mut a = filled(&mut kv, 40);
+        let b = kv.fork(&a, 32).expect("fork");
+        assert_eq!(kv.truncate(&mut a, 20), Some(16));
+        assert_eq!(a.blocks(0), &b.blocks(0)[..1]);
+        kv.reserve(&mut a, 30).expect("reserve");
+        assert!(
+            !b.blocks(0).contains(&a.blocks(0)[1]),
+            "a writes to a block of its own"
+        );
+        // Without a sharer the cut stays where it was asked.
+        let mut c = filled(&mut kv, 20);
+        assert_eq!(kv.truncate(&mut c, 10), Some(10));
+    }
+
+    #[test]
+    fn a_window_group_frees_only_blocks_nobody_else_holds() {
+        let cfg = config("gemma3"); // window 4
+        let mut kv = KvCache::new(&cfg, 256, 2, 16);
+        let a = filled(&mut kv, 48);
+        let mut b = kv.fork(&a, 48).expect("fork");
+        let swa = 1;
+        // The query at 48 sees 45..47: b holds only the block with them.
+        assert_eq!(b.blocks(swa), &a.blocks(swa)[a.blocks(swa).len() - 1..]);
+        let before = kv.free_blocks()[swa];
+        kv.reserve(&mut b, 100).expect("reserve");
+        b.set_len(100);
+        kv.reserve(&mut b, 101).expect("reserve");
+        // b let go of the shared block (a still holds it) and took blocks 3..=6, then released
+        // those behind its window but one.
+        assert!(!b
+            .blocks(swa)
+            .contains(&a.blocks(swa)[a.blocks(swa).len() - 1]));
+        assert_eq!(b.blocks(swa).len(), 2);
+        assert_eq!(kv.free_blocks()[swa], before - 2);
+    }
+}
