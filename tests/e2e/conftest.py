@@ -4,8 +4,10 @@ official `openai` client pointed at them, and a reader for `/metrics`.
 One server per configuration, shared by the whole session (loading the model once each):
 
     server            the default server (no keys; loopback is open, as the issue's table says)
-    keyed_server      API keys from `--api-key` and from HEARTH_API_KEYS
+    keyed_server      an API key from `--api-key`
+    env_keyed_server  API keys from HEARTH_API_KEYS (comma-separated)
     small_ctx_server  `--ctx 512`, for the context-overflow error
+    nocache_server    `--no-prefix-cache`, the reference for prefix-cache hits and batched runs
 
 The binary is $HEARTH_BIN, else $CARGO_TARGET_DIR/release/hearth, else target/release/hearth; models
 come from $HEARTH_TEST_HOME (default target/test-home), filled by scripts/e2e with `hearth pull`.
@@ -16,6 +18,8 @@ a server that died), so a failure shows the server's side next to the client's.
 
 from __future__ import annotations
 
+import functools
+import json
 import os
 import re
 import signal
@@ -65,14 +69,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@functools.lru_cache(maxsize=None)
+def token_pieces(text: str, model: str = CHAT_MODEL) -> tuple[tuple[int, str], ...]:
+    """(id, piece) of each token of TEXT by the model's own tokenizer (`hearth tokenize --pieces`)."""
+    out = subprocess.run([hearth_bin(), "tokenize", "--pieces", model, text], env=hearth_env(),
+                         capture_output=True, text=True)
+    assert out.returncode == 0, f"hearth tokenize failed ({out.returncode}): {out.stderr}"
+    items = json.loads(out.stdout)
+    assert items, f"hearth tokenize printed no tokens for {text!r}"
+    return tuple((t["id"], t["piece"]) for t in items)
+
+
 def tokenize(text: str, model: str = CHAT_MODEL) -> list[int]:
-    """Token ids of TEXT by the model's own tokenizer (`hearth tokenize`)."""
-    out = subprocess.run(
-        [hearth_bin(), "tokenize", model, text], env=hearth_env(), capture_output=True, text=True, check=True
-    )
-    ids = [int(x) for x in re.findall(r"-?\d+", out.stdout)]
-    assert ids, f"hearth tokenize printed no ids: {out.stdout!r} {out.stderr!r}"
-    return ids
+    """Token ids of TEXT by the model's own tokenizer."""
+    return [i for i, _ in token_pieces(text, model)]
 
 
 _METRIC_LINE = re.compile(r"^([A-Za-z_:][A-Za-z0-9_:]*)(?:\{(.*)\})?\s+(\S+)(?:\s+-?\d+)?$")
@@ -226,9 +236,24 @@ def server(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def nocache_server(tmp_path_factory):
+    """The default configuration without the prefix cache: every prompt computed from scratch, the
+    reference that prefix-cache hits and batched runs are compared with."""
+    s = _start(tmp_path_factory, "no-prefix-cache", args=["--max-seqs", "8", "--no-prefix-cache"])
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="session")
 def keyed_server(tmp_path_factory):
-    s = _start(tmp_path_factory, "keys", args=["--api-key", FLAG_KEY], env={"HEARTH_API_KEYS": ",".join(ENV_KEYS)},
-               api_key=FLAG_KEY)
+    s = _start(tmp_path_factory, "keys", args=["--api-key", FLAG_KEY], api_key=FLAG_KEY)
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="session")
+def env_keyed_server(tmp_path_factory):
+    s = _start(tmp_path_factory, "env-keys", env={"HEARTH_API_KEYS": ",".join(ENV_KEYS)}, api_key=ENV_KEYS[0])
     yield s
     s.stop()
 

@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import json
 import re
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import openai
 import pytest
 
-from conftest import ENV_KEYS, FLAG_KEY, tokenize
-from support import QUESTION, user
+from conftest import ENV_KEYS, FLAG_KEY, HearthServer, tokenize
+from support import QUESTION, STORY, user
 
 CHAT = "/v1/chat/completions"
 
@@ -73,9 +75,14 @@ def test_huge_body(http, model_id):
     ("stop", 5),
     ("logprobs", "many"),
     ("top_logprobs", "x"),
+    ("response_format", {"type": "xml"}),
+    ("tool_choice", "sometimes"),
 ])
 def test_wrong_types_name_the_field(http, model_id, field, value):
-    invalid_request(http.post(CHAT, json=chat_body(model_id, **{field: value})), param=field)
+    body = chat_body(model_id, **{field: value})
+    if field == "top_logprobs":
+        body["logprobs"] = True  # so that the only fault is the field under test
+    invalid_request(http.post(CHAT, json=body), param=field)
 
 
 def test_empty_messages(http, model_id):
@@ -122,19 +129,54 @@ def test_bad_key(keyed_server):
     assert "sk-wrong" not in err["message"], "a rejected key is not echoed back"
 
 
+def test_env_keys_are_required_too(env_keyed_server):
+    err = error_of(httpx.get(f"{env_keyed_server.url}/v1/models", timeout=30), 401)
+    assert err["code"] == "invalid_api_key", err
+
+
 def test_bad_key_through_client(keyed_server, model_id):
     with pytest.raises(openai.AuthenticationError):
         keyed_server.client(api_key="sk-wrong").chat.completions.create(
             model=model_id, messages=user(QUESTION), max_tokens=4)
 
 
-@pytest.mark.parametrize("key", [FLAG_KEY, *ENV_KEYS])
-def test_good_keys(keyed_server, model_id, key):
-    # Keys from --api-key and from HEARTH_API_KEYS all work, for listing and for chatting.
-    c = keyed_server.client(api_key=key)
+@pytest.mark.parametrize("server_fixture,key", [
+    ("keyed_server", FLAG_KEY), ("env_keyed_server", ENV_KEYS[0]), ("env_keyed_server", ENV_KEYS[1])])
+def test_good_keys(request, model_id, server_fixture, key):
+    # Keys from --api-key and from HEARTH_API_KEYS work, for listing and for chatting.
+    c = request.getfixturevalue(server_fixture).client(api_key=key)
     assert model_id in [m.id for m in c.models.list().data]
     r = c.chat.completions.create(model=model_id, messages=user(QUESTION), max_tokens=2, temperature=0)
     assert r.usage.completion_tokens >= 1
+
+
+# -- a full queue ------------------------------------------------------------------------------
+
+
+def test_full_queue_is_refused_with_retry_after(tmp_path, model_id):
+    # One running and one waiting at most: of six requests sent at once, some must be turned away
+    # with 429 or 503 and a Retry-After, and the rest must still be served.
+    s = HearthServer("queue1", tmp_path, args=["--max-seqs", "1", "--max-queue", "1"]).start().wait_ready()
+    try:
+        body = chat_body(model_id, messages=user(STORY), max_tokens=48, temperature=0)
+        barrier = threading.Barrier(6)
+
+        def send(_):
+            with httpx.Client(base_url=s.url, timeout=120) as c:
+                barrier.wait()
+                return c.post(CHAT, json=body)
+
+        with ThreadPoolExecutor(6) as pool:
+            responses = list(pool.map(send, range(6)))
+        statuses = sorted(r.status_code for r in responses)
+        refused = [r for r in responses if r.status_code in (429, 503)]
+        assert refused and len(refused) + statuses.count(200) == 6, statuses
+        assert statuses.count(200) >= 2, statuses
+        for r in refused:
+            error_of(r, r.status_code)
+            assert int(r.headers["retry-after"]) >= 1, r.headers
+    finally:
+        s.stop()
 
 
 # -- context overflow -------------------------------------------------------------------------
