@@ -388,3 +388,106 @@ fn prefix_cache_off_reuses_nothing() {
     let id = e.add(req(p, 2)).expect("add again");
     assert_eq!(e.sequence(id).expect("seq").reused_tokens(), 0);
 }
+
+/// A live sequence in [`churn`]: id, prompt, max_tokens, logits so far.
+type Tracked = (SeqId, Vec<u32>, usize, Vec<Vec<u32>>);
+
+/// Random adds, steps, removes and cancels over prompts that share system prompts and earlier
+/// turns, in a small pool: every finished sequence matches a fresh engine bit for bit, the
+/// block counts always add up, and every block comes back at the end.
+fn churn(arch: &'static str, window: usize, budget_thirds: usize) {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let probe = engine_with(arch, window, true, None);
+    let budget = probe.kv_capacity_bytes() / 3 * budget_thirds;
+    let mut e = engine_with(arch, window, true, Some(budget));
+    let systems: Vec<Vec<u32>> = (0..3)
+        .map(|s| tokens(20 + s, 20 + 15 * s as usize))
+        .collect();
+    let mut history: Vec<Vec<u32>> = Vec::new();
+    let mut live: Vec<Tracked> = Vec::new();
+    let (mut checked, mut reused, mut refused) = (0, 0, 0);
+    for _ in 0..300 {
+        match rng.gen_range(0..10) {
+            0..=2 => {
+                let base = if !history.is_empty() && rng.gen_bool(0.4) {
+                    history[rng.gen_range(0..history.len())].clone()
+                } else {
+                    systems[rng.gen_range(0..systems.len())].clone()
+                };
+                let suffix = tokens(rng.gen_range(0..1000), rng.gen_range(1..30));
+                let prompt = cat(&base, &suffix);
+                if prompt.len() > 150 {
+                    continue;
+                }
+                let max_tokens = rng.gen_range(1..12);
+                match e.add(req(prompt.clone(), max_tokens)) {
+                    Ok(id) => {
+                        let r = e.sequence(id).expect("seq").reused_tokens();
+                        assert_eq!(r % 16, 0);
+                        reused += r;
+                        live.push((id, prompt, max_tokens, Vec::new()));
+                    }
+                    Err(Error::NoKvSpace { .. }) | Err(Error::Busy(_)) => refused += 1,
+                    Err(err) => panic!("add: {err}"),
+                }
+            }
+            3..=7 => {
+                for ev in e.step().expect("step") {
+                    if let Event::Token { seq, .. } = ev {
+                        let l = e.sequence(seq).expect("seq").last_logits();
+                        let entry = live.iter_mut().find(|s| s.0 == seq).expect("live");
+                        entry.3.push(l.iter().map(|x| x.to_bits()).collect());
+                    }
+                }
+            }
+            op if !live.is_empty() => {
+                // Mostly remove a finished sequence; sometimes cancel one mid-way.
+                let done = live
+                    .iter()
+                    .position(|s| !e.sequence(s.0).expect("seq").is_active());
+                let pick = match (op, done) {
+                    (8, Some(i)) => i,
+                    (9, _) if rng.gen_bool(0.3) => rng.gen_range(0..live.len()),
+                    _ => continue,
+                };
+                let (id, prompt, max_tokens, logits) = live.swap_remove(pick);
+                let finished = !e.sequence(id).expect("seq").is_active();
+                let seq = e.remove(id).expect("remove");
+                if finished {
+                    assert_eq!(
+                        logits,
+                        reference(arch, window, &prompt, max_tokens),
+                        "{arch}: sequence {id} (reused {})",
+                        seq.reused_tokens()
+                    );
+                    checked += 1;
+                    history.push(seq.tokens().to_vec());
+                }
+            }
+            _ => {}
+        }
+        assert_adds_up(&e.kv_stats());
+    }
+    assert!(checked >= 10, "{arch}: only {checked} sequences finished");
+    assert!(reused > 0, "{arch}: no prefix was reused");
+    assert!(refused > 0, "{arch}: the budget never refused a request");
+    for (id, ..) in live {
+        e.remove(id).expect("remove");
+    }
+    e.clear_prefix_cache();
+    let s = e.kv_stats();
+    assert_eq!((s.used_blocks, s.cached_blocks), (0, 0), "{arch}: {s:?}");
+    assert_eq!(s.free_blocks, s.total_blocks);
+}
+
+#[test]
+fn llama_churn_stays_exact_and_returns_every_block() {
+    churn("llama", 4, 1);
+}
+
+#[test]
+fn gemma3_churn_stays_exact_and_returns_every_block() {
+    // Two thirds of the default pool: one third leaves room for a single sequence's window.
+    churn("gemma3", 20, 2);
+}
