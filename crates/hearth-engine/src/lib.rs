@@ -157,7 +157,8 @@ impl std::fmt::Debug for Request {
 pub enum Event {
     /// A token was generated.
     Token { seq: SeqId, token: u32 },
-    /// The sequence finished; its KV blocks are kept until it is removed or continued.
+    /// The sequence finished; its KV cache is kept until it is removed or continued (blocks
+    /// taken ahead for tokens it did not generate go back to the pool now).
     Finished { seq: SeqId, reason: FinishReason },
 }
 
