@@ -245,24 +245,33 @@ impl Engine {
     /// slot is taken, or [`Error::NoKvSpace`] when the blocks are not available; on error nothing
     /// changed.
     pub fn add(&mut self, req: Request) -> Result<SeqId> {
+        self.try_add(req).map_err(|refused| refused.0)
+    }
+
+    /// [`add`](Self::add) that hands the request back when it is refused, so a server can keep
+    /// it queued (a request may own a constraint that cannot be cloned).
+    pub fn try_add(&mut self, req: Request) -> std::result::Result<SeqId, Box<(Error, Request)>> {
         if req.prompt.is_empty() {
-            return Err(Error::EmptyPrompt);
+            return Err(Box::new((Error::EmptyPrompt, req)));
         }
         if req.prompt.len() > self.opts.ctx {
-            return Err(Error::PromptTooLong {
+            let e = Error::PromptTooLong {
                 prompt: req.prompt.len(),
                 ctx: self.opts.ctx,
-            });
+            };
+            return Err(Box::new((e, req)));
         }
         if self.seqs.len() >= self.opts.max_seqs {
-            return Err(Error::Busy(self.opts.max_seqs));
+            return Err(Box::new((Error::Busy(self.opts.max_seqs), req)));
         }
         let reach = self.reach(req.prompt.len(), req.max_tokens);
-        self.check_window_charges(reach, None)?;
+        if let Err(e) = self.check_window_charges(reach, None) {
+            return Err(Box::new((e, req)));
+        }
         let (mut kv, reused, entry) = self.fork_prefix(&req.prompt);
         if let Err(e) = self.check_ahead(&kv, reach) {
             self.kv.release(&mut kv);
-            return Err(e);
+            return Err(Box::new((e, req)));
         }
         if let Some(i) = entry {
             self.prefix.touch(i);
@@ -270,7 +279,7 @@ impl Engine {
         if let Err(e) = self.take_ahead(&mut kv, reach) {
             // Checked above; reaching this would mean the accounting is wrong.
             self.kv.release(&mut kv);
-            return Err(e);
+            return Err(Box::new((e, req)));
         }
         let id = self.next_id;
         self.next_id += 1;

@@ -46,6 +46,24 @@ pub struct GenOptions {
     pub ctx: usize,
 }
 
+impl GenOptions {
+    /// The command-line defaults, for commands that do not take generation flags.
+    pub fn defaults() -> GenOptions {
+        GenOptions {
+            max_tokens: 512,
+            temperature: None,
+            top_k: None,
+            top_p: None,
+            min_p: None,
+            repeat_penalty: None,
+            seed: None,
+            threads: None,
+            stop: Vec::new(),
+            ctx: 4096,
+        }
+    }
+}
+
 /// A model ready to run: weights, tokenizer, template and catalog settings.
 pub struct Loaded {
     pub name: String,

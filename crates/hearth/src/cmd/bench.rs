@@ -53,6 +53,9 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
         prefill_chunk: a.prompt.max(1),
         max_batch_tokens: a.prompt.max(1),
         keep_logits: false,
+        // One prompt, measured alone: nothing to share.
+        prefix_cache: false,
+        ..EngineOptions::default()
     };
     let mut engine = Engine::new(model, opts);
     // Arbitrary but fixed tokens: speed does not depend on which ids they are.

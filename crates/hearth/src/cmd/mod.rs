@@ -5,4 +5,5 @@ pub mod models;
 pub mod plan;
 pub mod pull;
 pub mod run;
+pub mod serve;
 pub mod tokenize;

@@ -1,0 +1,835 @@
+//! Routes and handlers of the OpenAI-compatible API.
+
+use std::convert::Infallible;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, Request as HttpRequest, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures_util::stream::Stream;
+use hearth_engine::Request;
+use hearth_model::chat::ChatMessage;
+use hearth_model::{SamplerConfig, TokenConstraint};
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+
+use crate::error::ApiError;
+use crate::generate::{Generation, Piece};
+use crate::openai::{
+    parse_body, ChatRequest, CompletionRequest, Content, Prompt, SamplingFields, TokenLogprob,
+    Usage,
+};
+use crate::scheduler::SubmitError;
+use crate::AppState;
+
+pub(crate) type AppResult<T> = Result<T, ApiError>;
+
+pub fn router(state: Arc<AppState>) -> Router {
+    let limit = state.body_limit;
+    let v1 = Router::new()
+        .route("/v1/models", get(models))
+        .route("/v1/models/{id}", get(model_info))
+        .route("/v1/chat/completions", post(chat_completions))
+        .route("/v1/completions", post(completions))
+        .route("/v1/embeddings", post(crate::embeddings::embeddings))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_key));
+    Router::new()
+        .merge(v1)
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(middleware::from_fn_with_state(state.clone(), log_request))
+        .with_state(state)
+}
+
+/// One log line and one metrics count per request.
+async fn log_request(State(state): State<Arc<AppState>>, req: HttpRequest, next: Next) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let started = Instant::now();
+    let resp = next.run(req).await;
+    let status = resp.status();
+    // Known paths only, so a scanner cannot grow the metrics without bound.
+    let endpoint = match path.as_str() {
+        "/v1/chat/completions"
+        | "/v1/completions"
+        | "/v1/embeddings"
+        | "/v1/models"
+        | "/health"
+        | "/metrics" => path.as_str(),
+        p if p.starts_with("/v1/models/") => "/v1/models/{id}",
+        _ => "other",
+    };
+    state.metrics.request(endpoint, status.as_u16());
+    tracing::info!(
+        "{method} {path} {} {:.1}ms",
+        status.as_u16(),
+        started.elapsed().as_secs_f64() * 1e3
+    );
+    resp
+}
+
+async fn require_key(State(state): State<Arc<AppState>>, req: HttpRequest, next: Next) -> Response {
+    if state.auth.allows(req.headers()) {
+        return next.run(req).await;
+    }
+    let message = if crate::auth::bearer(req.headers()).is_some() {
+        "Incorrect API key provided."
+    } else {
+        "This server requires an API key: send it as `Authorization: Bearer KEY`."
+    };
+    ApiError::unauthorized(message).into_response()
+}
+
+async fn not_found(req: HttpRequest) -> ApiError {
+    ApiError::not_found(format!(
+        "no route for {} {}",
+        req.method(),
+        req.uri().path()
+    ))
+}
+
+async fn health(State(state): State<Arc<AppState>>) -> Json<Value> {
+    Json(json!({
+        "status": if state.shutting_down.load(Ordering::Relaxed) { "stopping" } else { "ok" },
+        "model": state.model_id,
+        "ctx": state.ctx,
+        "queue_depth": state.scheduler.queue_depth(),
+    }))
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+}
+
+pub(crate) fn unix_time(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+fn model_object(id: &str, created: u64) -> Value {
+    json!({"id": id, "object": "model", "created": created, "owned_by": "hearth"})
+}
+
+async fn models(State(state): State<Arc<AppState>>) -> Json<Value> {
+    let created = unix_time(state.started);
+    let mut data = vec![model_object(&state.model_id, created)];
+    if let Some(e) = &state.embed {
+        data.push(model_object(&e.id, created));
+    }
+    Json(json!({"object": "list", "data": data}))
+}
+
+async fn model_info(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> AppResult<Json<Value>> {
+    if id == state.model_id || state.embed.as_ref().is_some_and(|e| e.id == id) {
+        return Ok(Json(model_object(&id, unix_time(state.started))));
+    }
+    Err(ApiError::model_not_found(&id, &state.model_ids()))
+}
+
+/// The body, or the error OpenAI would give for it.
+pub(crate) fn body(state: &AppState, body: Result<Bytes, BytesRejection>) -> AppResult<Bytes> {
+    body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::too_large(state.body_limit)
+        } else {
+            ApiError::bad_request(format!("cannot read the request body: {e}"))
+        }
+    })
+}
+
+fn check_model(state: &AppState, model: &str) -> AppResult<()> {
+    if model == state.model_id {
+        Ok(())
+    } else {
+        Err(ApiError::model_not_found(model, &state.model_ids()))
+    }
+}
+
+fn check_n(n: Option<u64>) -> AppResult<()> {
+    match n {
+        None | Some(1) => Ok(()),
+        Some(0) => Err(ApiError::invalid("n", "`n` must be at least 1")),
+        Some(n) => Err(ApiError::invalid(
+            "n",
+            format!("n = {n} is not supported: Hearth returns one choice per request; send {n} requests instead (with different seeds)"),
+        )),
+    }
+}
+
+fn in_range(param: &str, v: Option<f32>, lo: f32, hi: f32) -> AppResult<()> {
+    match v {
+        Some(x) if !(lo..=hi).contains(&x) => Err(ApiError::invalid(
+            param,
+            format!("`{param}` must be between {lo} and {hi}; got {x}"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The request's sampling fields over the model's defaults.
+fn sampler(state: &AppState, s: &SamplingFields) -> AppResult<SamplerConfig> {
+    in_range("temperature", s.temperature, 0.0, 2.0)?;
+    in_range("top_p", s.top_p, 0.0, 1.0)?;
+    in_range("presence_penalty", s.presence_penalty, -2.0, 2.0)?;
+    in_range("frequency_penalty", s.frequency_penalty, -2.0, 2.0)?;
+    in_range("min_p", s.min_p, 0.0, 1.0)?;
+    in_range("repeat_penalty", s.repeat_penalty, 0.0, 10.0)?;
+    let mut bias = Vec::new();
+    if let Some(map) = &s.logit_bias {
+        for (k, &v) in map {
+            let id: u32 = k.parse().map_err(|_| {
+                ApiError::invalid(
+                    "logit_bias",
+                    format!("`logit_bias` keys are token ids; got {k:?}"),
+                )
+            })?;
+            if id as usize >= state.n_vocab {
+                return Err(ApiError::invalid(
+                    "logit_bias",
+                    format!("token id {id} in `logit_bias` is out of range: the vocabulary has {} tokens", state.n_vocab),
+                ));
+            }
+            if !(-100.0..=100.0).contains(&v) {
+                return Err(ApiError::invalid(
+                    "logit_bias",
+                    format!(
+                        "`logit_bias` values must be between -100 and 100; got {v} for token {id}"
+                    ),
+                ));
+            }
+            bias.push((id, v));
+        }
+        // HashMap order is random; the sampler adds in this order, so fix it.
+        bias.sort_by_key(|b| b.0);
+    }
+    let d = &state.defaults;
+    Ok(SamplerConfig {
+        temperature: s.temperature.unwrap_or(d.temperature),
+        top_p: s.top_p.unwrap_or(d.top_p),
+        top_k: s.top_k.unwrap_or(d.top_k),
+        min_p: s.min_p.unwrap_or(d.min_p),
+        repeat_penalty: s.repeat_penalty.unwrap_or(d.repeat_penalty),
+        presence_penalty: s.presence_penalty.unwrap_or(0.0),
+        frequency_penalty: s.frequency_penalty.unwrap_or(0.0),
+        logit_bias: bias,
+        seed: s.seed.map_or_else(rand::random, |v| v as u64),
+        ..d.clone()
+    })
+}
+
+/// Everything the engine and the text side need for one generation.
+struct Plan {
+    prompt: Vec<u32>,
+    max_tokens: usize,
+    stops: Vec<String>,
+    sampler: SamplerConfig,
+    logprobs: Option<usize>,
+    constraint: Option<Box<dyn TokenConstraint>>,
+}
+
+fn max_tokens(
+    state: &AppState,
+    prompt_len: usize,
+    param: &str,
+    asked: Option<u64>,
+) -> AppResult<usize> {
+    if prompt_len >= state.ctx {
+        return Err(ApiError::context_overflow(prompt_len, state.ctx));
+    }
+    let room = state.ctx - prompt_len;
+    match asked {
+        Some(0) => Err(ApiError::invalid(
+            param,
+            format!("`{param}` must be at least 1"),
+        )),
+        Some(n) => Ok((n.min(usize::MAX as u64) as usize).min(room)),
+        None => Ok(room),
+    }
+}
+
+fn stops(stop: Option<crate::openai::StopSpec>) -> AppResult<Vec<String>> {
+    let v = stop.map(|s| s.into_vec()).unwrap_or_default();
+    if v.len() > 16 {
+        return Err(ApiError::invalid(
+            "stop",
+            format!("at most 16 stop sequences; got {}", v.len()),
+        ));
+    }
+    Ok(v)
+}
+
+/// Starts a generation, or says why not.
+fn start(state: &Arc<AppState>, plan: Plan) -> AppResult<Generation> {
+    if state.shutting_down.load(Ordering::Relaxed) {
+        return Err(ApiError::overloaded("Hearth is shutting down", 5));
+    }
+    let prompt_tokens = plan.prompt.len();
+    let request = Request {
+        prompt: plan.prompt,
+        sampler: plan.sampler,
+        max_tokens: plan.max_tokens,
+        stop_tokens: state.tokenizer.eog_ids().to_vec(),
+        constraint: plan.constraint,
+        logprobs: plan.logprobs,
+    };
+    let rx = state.scheduler.submit(request).map_err(|e| match e {
+        SubmitError::QueueFull { depth } => ApiError::overloaded(
+            format!("Hearth is busy: {depth} requests are already waiting. Try again shortly."),
+            2,
+        ),
+        SubmitError::Stopped => ApiError::internal("the engine has stopped"),
+    })?;
+    Ok(Generation::new(
+        rx,
+        state.tokenizer.clone(),
+        plan.stops,
+        prompt_tokens,
+    ))
+}
+
+fn new_id(prefix: &str) -> String {
+    format!("{prefix}-{:016x}", rand::random::<u64>())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Chat
+
+fn chat_messages(req: &ChatRequest) -> AppResult<Vec<ChatMessage>> {
+    if req.messages.is_empty() {
+        return Err(ApiError::invalid(
+            "messages",
+            "`messages` must hold at least one message",
+        ));
+    }
+    req.messages
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let role = match m.role.as_str() {
+                "system" | "developer" => "system",
+                "user" => "user",
+                "assistant" => "assistant",
+                "tool" => "tool",
+                other => {
+                    return Err(ApiError::invalid(
+                        format!("messages[{i}].role"),
+                        format!("unknown role {other:?}: use system, developer, user, assistant or tool"),
+                    ))
+                }
+            };
+            let content = match &m.content {
+                None => None,
+                Some(Content::Text(t)) => Some(t.clone()),
+                Some(Content::Parts(parts)) => {
+                    let mut text = String::new();
+                    for (j, p) in parts.iter().enumerate() {
+                        match (p.kind.as_str(), &p.text) {
+                            ("text", Some(t)) => text.push_str(t),
+                            ("text", None) => {
+                                return Err(ApiError::invalid(
+                                    format!("messages[{i}].content[{j}].text"),
+                                    "a text part needs `text`",
+                                ))
+                            }
+                            (kind, _) => {
+                                return Err(ApiError::invalid(
+                                    format!("messages[{i}].content[{j}].type"),
+                                    format!("content parts of type {kind:?} are not supported: this model reads text only"),
+                                ))
+                            }
+                        }
+                    }
+                    Some(text)
+                }
+            };
+            if content.is_none() && m.tool_calls.is_none() {
+                return Err(ApiError::invalid(
+                    format!("messages[{i}].content"),
+                    "a message needs `content` (or, from the assistant, `tool_calls`)",
+                ));
+            }
+            let tool_calls = m.tool_calls.as_ref().map(|calls| {
+                Value::Array(
+                    calls
+                        .iter()
+                        .map(|c| {
+                            // Templates expect the arguments as an object, as llama.cpp passes them.
+                            let args = serde_json::from_str::<Value>(&c.function.arguments)
+                                .unwrap_or_else(|_| Value::String(c.function.arguments.clone()));
+                            json!({"id": c.id, "type": "function",
+                                   "function": {"name": c.function.name, "arguments": args}})
+                        })
+                        .collect(),
+                )
+            });
+            Ok(ChatMessage {
+                role: role.to_string(),
+                content,
+                tool_calls,
+                tool_call_id: m.tool_call_id.clone(),
+                name: m.name.clone(),
+            })
+        })
+        .collect()
+}
+
+async fn chat_completions(
+    State(state): State<Arc<AppState>>,
+    raw: Result<Bytes, BytesRejection>,
+) -> Response {
+    match chat_inner(state, raw).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn chat_inner(
+    state: Arc<AppState>,
+    raw: Result<Bytes, BytesRejection>,
+) -> AppResult<Response> {
+    let raw = body(&state, raw)?;
+    let req: ChatRequest = parse_body(&raw)?;
+    check_model(&state, &req.model)?;
+    check_n(req.n)?;
+    let Some(template) = state.template.as_ref() else {
+        return Err(ApiError::invalid(
+            "model",
+            format!("{} is a base model without a chat template: it only continues text. Use /v1/completions with it.", state.model_id),
+        ));
+    };
+    let logprobs = match (req.logprobs.unwrap_or(false), req.top_logprobs) {
+        (_, Some(n)) if n > 20 => {
+            return Err(ApiError::invalid(
+                "top_logprobs",
+                format!("`top_logprobs` must be between 0 and 20; got {n}"),
+            ))
+        }
+        (false, Some(_)) => {
+            return Err(ApiError::invalid(
+                "top_logprobs",
+                "`top_logprobs` needs `logprobs: true`",
+            ))
+        }
+        (true, n) => Some(n.unwrap_or(0) as usize),
+        (false, None) => None,
+    };
+    let messages = chat_messages(&req)?;
+    let tools = crate::tools::ToolPlan::new(&state, &req)?;
+    let messages = tools.prepare_messages(template, messages);
+    let rendered = template
+        .render(&messages, true, tools.template_tools())
+        .map_err(|e| {
+            ApiError::bad_request(format!(
+                "the chat template cannot render these messages: {e}"
+            ))
+        })?;
+    let prompt = state
+        .tokenizer
+        .encode_rendered(&rendered, state.tokenizer.add_bos());
+    let (param, asked) = match (req.max_completion_tokens, req.max_tokens) {
+        (Some(n), _) => ("max_completion_tokens", Some(n)),
+        (None, n) => ("max_tokens", n),
+    };
+    let max_tokens = max_tokens(&state, prompt.len(), param, asked)?;
+    let constraint = tools.constraint(&state, &req)?;
+    let plan = Plan {
+        prompt,
+        max_tokens,
+        stops: stops(req.stop.clone())?,
+        sampler: sampler(&state, &req.sampling())?,
+        logprobs,
+        constraint,
+    };
+    let guard = state.metrics.enter();
+    let gen = start(&state, plan)?;
+    let id = new_id("chatcmpl");
+    let created = unix_time(SystemTime::now());
+    if req.stream.unwrap_or(false) {
+        let include_usage = req.stream_options.as_ref().is_some_and(|o| o.include_usage);
+        let (tx, rx) = mpsc::channel::<SseEvent>(64);
+        let ctx = ChatStream {
+            id,
+            created,
+            model: state.model_id.clone(),
+            include_usage,
+            logprobs: logprobs.is_some(),
+            tools,
+        };
+        tokio::spawn(async move {
+            let _guard = guard;
+            ctx.run(gen, tx).await;
+        });
+        return Ok(sse(rx));
+    }
+    let _guard = guard;
+    let (text, lps, finish, gen) = collect(gen).await?;
+    let (content, calls) = tools.finish(&text);
+    let finish_reason = if calls.is_empty() {
+        finish
+    } else {
+        "tool_calls"
+    };
+    let mut message = json!({"role": "assistant", "content": content});
+    if !calls.is_empty() {
+        message["tool_calls"] = Value::Array(calls);
+    }
+    let usage = Usage::new(gen.prompt_tokens, gen.completion_tokens, gen.cached_tokens);
+    Ok(Json(json!({
+        "id": id,
+        "object": "chat.completion",
+        "created": created,
+        "model": state.model_id,
+        "system_fingerprint": fingerprint(),
+        "choices": [{
+            "index": 0,
+            "message": message,
+            "logprobs": logprobs.map(|_| json!({"content": lps, "refusal": null})),
+            "finish_reason": finish_reason,
+        }],
+        "usage": usage,
+    }))
+    .into_response())
+}
+
+fn fingerprint() -> String {
+    format!("hearth-{}", env!("CARGO_PKG_VERSION"))
+}
+
+/// Runs a generation to its end.
+async fn collect(
+    mut gen: Generation,
+) -> AppResult<(String, Vec<TokenLogprob>, &'static str, Generation)> {
+    let mut text = String::new();
+    let mut lps = Vec::new();
+    let mut finish = "stop";
+    while let Some(piece) = gen.next().await {
+        match piece? {
+            Piece::Text { text: t, logprobs } => {
+                text.push_str(&t);
+                lps.extend(logprobs);
+            }
+            Piece::Done { finish_reason } => finish = finish_reason,
+        }
+    }
+    Ok((text, lps, finish, gen))
+}
+
+fn sse(rx: mpsc::Receiver<SseEvent>) -> Response {
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|ev| (Ok::<_, Infallible>(ev), rx))
+    });
+    sse_response(stream)
+}
+
+fn sse_response(
+    stream: impl Stream<Item = Result<SseEvent, Infallible>> + Send + 'static,
+) -> Response {
+    Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response()
+}
+
+fn data(v: &Value) -> SseEvent {
+    SseEvent::default().data(v.to_string())
+}
+
+struct ChatStream {
+    id: String,
+    created: u64,
+    model: String,
+    include_usage: bool,
+    logprobs: bool,
+    tools: crate::tools::ToolPlan,
+}
+
+impl ChatStream {
+    fn chunk(
+        &self,
+        delta: Value,
+        logprobs: Option<Vec<TokenLogprob>>,
+        finish: Option<&str>,
+    ) -> Value {
+        let mut v = json!({
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "system_fingerprint": fingerprint(),
+            "choices": [{
+                "index": 0,
+                "delta": delta,
+                "logprobs": logprobs.map(|c| json!({"content": c, "refusal": null})),
+                "finish_reason": finish,
+            }],
+        });
+        if self.include_usage {
+            v["usage"] = Value::Null;
+        }
+        v
+    }
+
+    async fn run(self, mut gen: Generation, tx: mpsc::Sender<SseEvent>) {
+        // Every send failing means the client left: returning drops `gen`, which cancels.
+        if tx
+            .send(data(&self.chunk(
+                json!({"role": "assistant", "content": ""}),
+                None,
+                None,
+            )))
+            .await
+            .is_err()
+        {
+            return;
+        }
+        let mut stream_tools = self.tools.streamer();
+        let mut finish = "stop";
+        while let Some(piece) = gen.next().await {
+            match piece {
+                Err(e) => {
+                    let _ = tx.send(SseEvent::default().data(e.body_json())).await;
+                    return;
+                }
+                Ok(Piece::Done { finish_reason }) => finish = finish_reason,
+                Ok(Piece::Text { text, logprobs }) => {
+                    let out = stream_tools.push(&text);
+                    let lp = self.logprobs.then_some(logprobs);
+                    for delta in out.deltas(lp) {
+                        if tx
+                            .send(data(&self.chunk(delta.0, delta.1, None)))
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+        let tail = stream_tools.finish();
+        let called = tail.called;
+        for delta in tail.deltas(None) {
+            if tx
+                .send(data(&self.chunk(delta.0, delta.1, None)))
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+        let finish = if called { "tool_calls" } else { finish };
+        if tx
+            .send(data(&self.chunk(json!({}), None, Some(finish))))
+            .await
+            .is_err()
+        {
+            return;
+        }
+        if self.include_usage {
+            let usage = Usage::new(gen.prompt_tokens, gen.completion_tokens, gen.cached_tokens);
+            let v = json!({
+                "id": self.id,
+                "object": "chat.completion.chunk",
+                "created": self.created,
+                "model": self.model,
+                "system_fingerprint": fingerprint(),
+                "choices": [],
+                "usage": usage,
+            });
+            if tx.send(data(&v)).await.is_err() {
+                return;
+            }
+        }
+        let _ = tx.send(SseEvent::default().data("[DONE]")).await;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Completions
+
+async fn completions(
+    State(state): State<Arc<AppState>>,
+    raw: Result<Bytes, BytesRejection>,
+) -> Response {
+    match completions_inner(state, raw).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn completions_inner(
+    state: Arc<AppState>,
+    raw: Result<Bytes, BytesRejection>,
+) -> AppResult<Response> {
+    let raw = body(&state, raw)?;
+    let req: CompletionRequest = parse_body(&raw)?;
+    check_model(&state, &req.model)?;
+    check_n(req.n)?;
+    if req.best_of.is_some_and(|b| b > 1) {
+        return Err(ApiError::invalid(
+            "best_of",
+            "`best_of` > 1 is not supported",
+        ));
+    }
+    if req.echo.unwrap_or(false) {
+        return Err(ApiError::invalid("echo", "`echo` is not supported"));
+    }
+    if req.suffix.as_deref().is_some_and(|s| !s.is_empty()) {
+        return Err(ApiError::invalid(
+            "suffix",
+            "`suffix` (fill-in-the-middle) is not supported",
+        ));
+    }
+    let logprobs = match req.logprobs {
+        Some(n) if n > 5 => {
+            return Err(ApiError::invalid(
+                "logprobs",
+                format!("`logprobs` must be between 0 and 5; got {n}"),
+            ))
+        }
+        n => n.map(|n| n as usize),
+    };
+    let tok = &state.tokenizer;
+    let prompt: Vec<u32> = match &req.prompt {
+        Prompt::Text(t) => tok.encode(t, tok.add_bos(), false),
+        Prompt::Texts(v) if v.len() == 1 => tok.encode(&v[0], tok.add_bos(), false),
+        Prompt::Tokens(ids) => ids.clone(),
+        Prompt::TokenLists(v) if v.len() == 1 => v[0].clone(),
+        _ => {
+            return Err(ApiError::invalid(
+                "prompt",
+                "one prompt per request: send several requests for several prompts",
+            ))
+        }
+    };
+    if prompt.is_empty() {
+        return Err(ApiError::invalid("prompt", "the prompt is empty"));
+    }
+    if let Some(&bad) = prompt.iter().find(|&&t| t as usize >= state.n_vocab) {
+        return Err(ApiError::invalid(
+            "prompt",
+            format!(
+                "token id {bad} is out of range: the vocabulary has {} tokens",
+                state.n_vocab
+            ),
+        ));
+    }
+    // OpenAI's completions default is 16 tokens.
+    let max_tokens = max_tokens(
+        &state,
+        prompt.len(),
+        "max_tokens",
+        Some(req.max_tokens.unwrap_or(16)),
+    )?;
+    let plan = Plan {
+        prompt,
+        max_tokens,
+        stops: stops(req.stop.clone())?,
+        sampler: sampler(&state, &req.sampling())?,
+        logprobs,
+        constraint: None,
+    };
+    let guard = state.metrics.enter();
+    let mut gen = start(&state, plan)?;
+    let id = new_id("cmpl");
+    let created = unix_time(SystemTime::now());
+    let model = state.model_id.clone();
+    let chunk = move |text: &str, lps: Option<Value>, finish: Option<&str>| {
+        json!({
+            "id": id,
+            "object": "text_completion",
+            "created": created,
+            "model": model,
+            "system_fingerprint": fingerprint(),
+            "choices": [{"index": 0, "text": text, "logprobs": lps, "finish_reason": finish}],
+        })
+    };
+    if req.stream.unwrap_or(false) {
+        let include_usage = req.stream_options.as_ref().is_some_and(|o| o.include_usage);
+        let (tx, rx) = mpsc::channel::<SseEvent>(64);
+        tokio::spawn(async move {
+            let _guard = guard;
+            let mut finish = "stop";
+            let mut offset = 0;
+            while let Some(piece) = gen.next().await {
+                let ev = match piece {
+                    Err(e) => {
+                        let _ = tx.send(SseEvent::default().data(e.body_json())).await;
+                        return;
+                    }
+                    Ok(Piece::Done { finish_reason }) => {
+                        finish = finish_reason;
+                        continue;
+                    }
+                    Ok(Piece::Text {
+                        text,
+                        logprobs: lps,
+                    }) => {
+                        let lp = logprobs.map(|_| legacy_logprobs(&lps, &mut offset));
+                        chunk(&text, lp, None)
+                    }
+                };
+                if tx.send(data(&ev)).await.is_err() {
+                    return;
+                }
+            }
+            let mut last = chunk("", None, Some(finish));
+            if include_usage {
+                last["usage"] = json!(Usage::new(
+                    gen.prompt_tokens,
+                    gen.completion_tokens,
+                    gen.cached_tokens
+                ));
+            }
+            if tx.send(data(&last)).await.is_ok() {
+                let _ = tx.send(SseEvent::default().data("[DONE]")).await;
+            }
+        });
+        return Ok(sse(rx));
+    }
+    let _guard = guard;
+    let (text, lps, finish, gen) = collect(gen).await?;
+    let mut offset = 0;
+    let lp = logprobs.map(|_| legacy_logprobs(&lps, &mut offset));
+    let mut v = chunk(&text, lp, Some(finish));
+    v["usage"] = json!(Usage::new(
+        gen.prompt_tokens,
+        gen.completion_tokens,
+        gen.cached_tokens
+    ));
+    Ok(Json(v).into_response())
+}
+
+/// The completions endpoint's older logprobs shape.
+fn legacy_logprobs(lps: &[TokenLogprob], offset: &mut usize) -> Value {
+    let mut tokens = Vec::new();
+    let mut token_logprobs = Vec::new();
+    let mut top = Vec::new();
+    let mut offsets = Vec::new();
+    for lp in lps {
+        tokens.push(lp.token.clone());
+        token_logprobs.push(lp.logprob);
+        let mut m = serde_json::Map::new();
+        for t in &lp.top_logprobs {
+            m.insert(t.token.clone(), json!(t.logprob));
+        }
+        top.push(Value::Object(m));
+        offsets.push(*offset);
+        *offset += lp.token.len();
+    }
+    json!({"tokens": tokens, "token_logprobs": token_logprobs, "top_logprobs": top, "text_offset": offsets})
+}

@@ -1,0 +1,111 @@
+//! Who may call `/v1`.
+//!
+//! | listener     | API keys configured | `/v1`                        |
+//! |--------------|---------------------|------------------------------|
+//! | loopback     | none                | open (as llama.cpp, Ollama)  |
+//! | loopback     | some                | a valid key is required      |
+//! | non-loopback | none                | refuse to start              |
+//! | non-loopback | some                | a valid key is required      |
+//!
+//! Keys are compared in constant time, so response timing does not reveal how much of a guess
+//! was right.
+
+use std::net::SocketAddr;
+
+use axum::http::{header, HeaderMap};
+
+/// The `/v1` gate.
+#[derive(Clone, Debug)]
+pub struct Auth {
+    keys: Vec<String>,
+}
+
+/// Why the server must not start with this listener and these keys.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("refusing to listen on {addr} without an API key: anyone on the network could use this machine's model. Give one with --api-key KEY (or HEARTH_API_KEYS=key1,key2), or listen on loopback only (--listen 127.0.0.1:PORT).")]
+pub struct OpenToNetwork {
+    pub addr: SocketAddr,
+}
+
+impl Auth {
+    /// Checks the table above and builds the gate. Empty keys are ignored.
+    pub fn new(listen: SocketAddr, keys: Vec<String>) -> Result<Auth, OpenToNetwork> {
+        let keys: Vec<String> = keys
+            .into_iter()
+            .map(|k| k.trim().to_string())
+            .filter(|k| !k.is_empty())
+            .collect();
+        if keys.is_empty() && !listen.ip().is_loopback() {
+            return Err(OpenToNetwork { addr: listen });
+        }
+        Ok(Auth { keys })
+    }
+
+    /// Whether `/v1` needs a key.
+    pub fn required(&self) -> bool {
+        !self.keys.is_empty()
+    }
+
+    /// Whether a request with these headers may call `/v1`.
+    pub fn allows(&self, headers: &HeaderMap) -> bool {
+        if self.keys.is_empty() {
+            return true;
+        }
+        match bearer(headers) {
+            Some(given) => self
+                .keys
+                .iter()
+                .any(|k| constant_time_eq(k.as_bytes(), given.as_bytes())),
+            None => false,
+        }
+    }
+}
+
+/// The token of an `Authorization: Bearer TOKEN` header.
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = v.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().expect("address")
+    }
+
+    fn with_key(k: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::AUTHORIZATION,
+            format!("Bearer {k}").parse().expect("header"),
+        );
+        h
+    }
+
+    #[test]
+    fn the_table() {
+        let open = Auth::new(addr("127.0.0.1:8080"), vec![]).expect("loopback, no keys");
+        assert!(open.allows(&HeaderMap::new()));
+        let keyed = Auth::new(addr("[::1]:8080"), vec!["s3cret".into()]).expect("loopback");
+        assert!(!keyed.allows(&HeaderMap::new()));
+        assert!(!keyed.allows(&with_key("wrong!")));
+        assert!(keyed.allows(&with_key("s3cret")));
+        let err = Auth::new(addr("0.0.0.0:8080"), vec![" ".into()]).expect_err("open to all");
+        assert!(err.to_string().contains("--api-key"));
+        let lan = Auth::new(addr("192.168.1.5:8080"), vec!["k".into()]).expect("lan, keyed");
+        assert!(lan.required() && lan.allows(&with_key("k")) && !lan.allows(&with_key("K")));
+    }
+}

@@ -1,0 +1,145 @@
+//! `POST /v1/embeddings` with the sentence-embedding model (all-MiniLM-L6-v2).
+//!
+//! Inputs longer than the model's window are refused with a 400 naming the input and both
+//! lengths; a vector of half a document that claims to be the whole one would be worse.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use base64::Engine as _;
+use serde_json::{json, Value};
+
+use crate::api::{body, AppResult};
+use crate::error::ApiError;
+use crate::openai::{parse_body, EmbeddingInput, EmbeddingRequest};
+use crate::{AppState, EMBED_MODEL};
+
+/// Most inputs in one request (OpenAI's limit).
+const MAX_INPUTS: usize = 2048;
+
+pub async fn embeddings(
+    State(state): State<Arc<AppState>>,
+    raw: Result<Bytes, BytesRejection>,
+) -> Response {
+    match inner(state, raw).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn inner(state: Arc<AppState>, raw: Result<Bytes, BytesRejection>) -> AppResult<Response> {
+    let raw = body(&state, raw)?;
+    let req: EmbeddingRequest = parse_body(&raw)?;
+    let Some(model) = state.embed.clone().filter(|e| e.id == req.model) else {
+        if req.model == EMBED_MODEL {
+            return Err(ApiError::not_found(format!(
+                "the embedding model {EMBED_MODEL} is not installed on this machine; run `hearth pull {EMBED_MODEL}` and restart `hearth serve`"
+            ))
+            .with_code("model_not_found"));
+        }
+        if req.model == state.model_id {
+            return Err(ApiError::invalid(
+                "model",
+                format!(
+                    "{} generates text; use {EMBED_MODEL} for embeddings",
+                    req.model
+                ),
+            ));
+        }
+        return Err(ApiError::model_not_found(&req.model, &state.model_ids()));
+    };
+    let inputs: Vec<String> = match req.input {
+        EmbeddingInput::One(s) => vec![s],
+        EmbeddingInput::Many(v) => v,
+    };
+    if inputs.is_empty() {
+        return Err(ApiError::invalid(
+            "input",
+            "`input` must hold at least one text",
+        ));
+    }
+    if inputs.len() > MAX_INPUTS {
+        return Err(ApiError::invalid(
+            "input",
+            format!(
+                "at most {MAX_INPUTS} inputs per request; got {}",
+                inputs.len()
+            ),
+        ));
+    }
+    let dims = model.embedder.dims();
+    if let Some(d) = req.dimensions {
+        if d as usize != dims {
+            return Err(ApiError::invalid(
+                "dimensions",
+                format!(
+                    "{} gives {dims}-dimensional vectors; `dimensions` = {d} is not supported",
+                    model.id
+                ),
+            ));
+        }
+    }
+    let base64 = match req.encoding_format.as_deref() {
+        None | Some("float") => false,
+        Some("base64") => true,
+        Some(other) => {
+            return Err(ApiError::invalid(
+                "encoding_format",
+                format!("`encoding_format` must be \"float\" or \"base64\"; got {other:?}"),
+            ))
+        }
+    };
+    let pool = state.embed_pool.clone();
+    let m = model.clone();
+    let (vectors, tokens) = tokio::task::spawn_blocking(move || -> AppResult<(Vec<Vec<f32>>, usize)> {
+        let max = m.embedder.max_tokens();
+        let mut tokens = 0;
+        for (i, t) in inputs.iter().enumerate() {
+            let n = m
+                .embedder
+                .count_tokens(t)
+                .map_err(|e| ApiError::internal(e.to_string()))?;
+            if n > max {
+                return Err(ApiError::invalid(
+                    format!("input[{i}]"),
+                    format!("input {i} is {n} tokens; {} takes at most {max}. Split the text into smaller pieces.", m.id),
+                ));
+            }
+            tokens += n;
+        }
+        let refs: Vec<&str> = inputs.iter().map(String::as_str).collect();
+        let v = m.embedder.embed(&refs, &pool).map_err(|e| match e {
+            hearth_embed::Error::TooLong { index, .. } => {
+                ApiError::invalid(format!("input[{index}]"), e.to_string())
+            }
+            other => ApiError::internal(other.to_string()),
+        })?;
+        Ok((v, tokens))
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("the embedding task failed: {e}")))??;
+    let data: Vec<Value> = vectors
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let embedding = if base64 {
+                let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+                Value::String(base64::engine::general_purpose::STANDARD.encode(bytes))
+            } else {
+                json!(v)
+            };
+            json!({"object": "embedding", "index": i, "embedding": embedding})
+        })
+        .collect();
+    Ok(Json(json!({
+        "object": "list",
+        "data": data,
+        "model": model.id,
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }))
+    .into_response())
+}

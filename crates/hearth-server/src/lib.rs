@@ -1,0 +1,191 @@
+//! hearth-server: the OpenAI-compatible HTTP API over one engine loop.
+//!
+//! ```text
+//!  HTTP handlers (axum, async)            engine thread (scheduler.rs)
+//!  parse + validate ─ render prompt ─►  Job ─► queue ─► admit ─► Engine::step ─┐
+//!  stream SSE / JSON ◄─ text, stops ◄──  Update (token, logprob, finish) ◄─────┘
+//! ```
+//!
+//! Handlers own everything about text (templates, stop strings, tool-call parsing, OpenAI's
+//! shapes); the engine loop owns tokens, batching and the KV cache. A handler cancels its
+//! sequence by dropping its update channel, which is exactly what happens when a client
+//! disconnects and axum drops the response.
+//!
+//! This crate does not resolve or download models (the binary does, through hearth-fetch) and
+//! does not parse command lines.
+
+mod api;
+pub mod auth;
+mod embeddings;
+pub mod error;
+mod generate;
+pub mod metrics;
+pub mod openai;
+pub mod scheduler;
+mod tools;
+
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use hearth_engine::{Engine, EngineOptions};
+use hearth_model::chat::ChatTemplate;
+use hearth_model::tokenizer::Tokenizer;
+use hearth_model::{Model, SamplerConfig};
+
+pub use auth::Auth;
+pub use metrics::Metrics;
+pub use scheduler::Scheduler;
+
+/// Default TCP port (documented in the README): "HE" on a phone keypad, 43 → 4300 + 14.
+/// The catalog name of the embedding model.
+pub const EMBED_MODEL: &str = "all-minilm-l6-v2";
+
+pub const DEFAULT_PORT: u16 = 4314;
+
+/// A chat/completion model ready to serve.
+pub struct ServeModel {
+    /// The id clients put in `model`.
+    pub id: String,
+    pub model: Model,
+    pub tokenizer: Tokenizer,
+    /// `None` for base models: `/v1/chat/completions` then refuses, `/v1/completions` works.
+    pub template: Option<ChatTemplate>,
+    /// Sampling settings when a request leaves a field out (the catalog's recommendation).
+    pub defaults: SamplerConfig,
+}
+
+/// The sentence-embedding model for `/v1/embeddings`, with the id clients use for it.
+pub struct EmbedModel {
+    pub id: String,
+    pub embedder: hearth_embed::Embedder,
+}
+
+/// How the server is sized.
+#[derive(Clone, Debug)]
+pub struct ServeOptions {
+    pub engine: EngineOptions,
+    /// Requests that may wait for the engine before new ones get 503.
+    pub max_queue: usize,
+    /// Largest request body in bytes.
+    pub body_limit: usize,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            engine: EngineOptions {
+                ctx: 4096,
+                max_seqs: 8,
+                ..EngineOptions::default()
+            },
+            max_queue: 64,
+            body_limit: 8 << 20,
+        }
+    }
+}
+
+/// Everything the handlers share.
+pub struct AppState {
+    pub(crate) model_id: String,
+    pub(crate) tokenizer: Arc<Tokenizer>,
+    pub(crate) template: Option<ChatTemplate>,
+    pub(crate) defaults: SamplerConfig,
+    pub(crate) n_vocab: usize,
+    pub(crate) ctx: usize,
+    pub(crate) scheduler: Scheduler,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) auth: Auth,
+    pub(crate) body_limit: usize,
+    pub(crate) shutting_down: AtomicBool,
+    pub(crate) started: std::time::SystemTime,
+    /// `None`: not installed; `/v1/embeddings` answers 404 saying how to pull it.
+    pub(crate) embed: Option<Arc<EmbedModel>>,
+    /// Its own threads: embedding requests run beside generation rather than between steps.
+    pub(crate) embed_pool: Arc<hearth_kernels::ThreadPool>,
+    /// Built on first use: the vocabulary trie takes a moment for large vocabularies, and
+    /// most requests never need it.
+    grammar: std::sync::OnceLock<Arc<hearth_grammar::GrammarEnv>>,
+}
+
+impl AppState {
+    /// Starts the engine loop for `m` and returns the shared state.
+    pub fn new(
+        m: ServeModel,
+        embed: Option<EmbedModel>,
+        opts: ServeOptions,
+        auth: Auth,
+    ) -> Arc<AppState> {
+        let embed_threads = opts.engine.threads.max(1);
+        let n_vocab = m.model.config().n_vocab;
+        let engine = Engine::new(m.model, opts.engine);
+        let ctx = engine.ctx();
+        let metrics = Arc::new(Metrics::new());
+        let scheduler = Scheduler::start(engine, metrics.clone(), opts.max_queue);
+        Arc::new(AppState {
+            model_id: m.id,
+            tokenizer: Arc::new(m.tokenizer),
+            template: m.template,
+            defaults: m.defaults,
+            n_vocab,
+            ctx,
+            scheduler,
+            metrics,
+            auth,
+            body_limit: opts.body_limit,
+            shutting_down: AtomicBool::new(false),
+            started: std::time::SystemTime::now(),
+            grammar: std::sync::OnceLock::new(),
+            embed: embed.map(Arc::new),
+            embed_pool: Arc::new(hearth_kernels::ThreadPool::new(embed_threads)),
+        })
+    }
+
+    /// Every model id this server answers to.
+    pub(crate) fn model_ids(&self) -> Vec<String> {
+        let mut v = vec![self.model_id.clone()];
+        v.extend(self.embed.as_ref().map(|e| e.id.clone()));
+        v
+    }
+
+    /// The context window in force.
+    pub fn ctx(&self) -> usize {
+        self.ctx
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// New requests get 503 from now on; running ones continue.
+    pub fn begin_shutdown(&self) {
+        self.shutting_down
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The grammar environment for this model's vocabulary.
+    pub(crate) fn grammar(&self) -> Result<Arc<hearth_grammar::GrammarEnv>, error::ApiError> {
+        if let Some(g) = self.grammar.get() {
+            return Ok(g.clone());
+        }
+        let env = hearth_grammar::GrammarEnv::new(&self.tokenizer).map_err(|e| {
+            error::ApiError::internal(format!("cannot build the grammar engine: {e}"))
+        })?;
+        Ok(self.grammar.get_or_init(|| Arc::new(env)).clone())
+    }
+
+    /// Requests queued or running.
+    pub fn in_flight(&self) -> usize {
+        self.metrics.in_flight()
+    }
+}
+
+/// The full router: `/v1/*`, `/health`, `/metrics`.
+pub fn router(state: Arc<AppState>) -> axum::Router {
+    api::router(state)
+}
+
+/// Where the server listens, as a URL for humans.
+pub fn url(addr: SocketAddr) -> String {
+    format!("http://{addr}")
+}

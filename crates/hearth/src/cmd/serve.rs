@@ -1,0 +1,222 @@
+//! `hearth serve`: the OpenAI-compatible API for the household.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use hearth_engine::EngineOptions;
+use hearth_fetch::{Catalog, Home};
+use hearth_server::{AppState, Auth, EmbedModel, ServeModel, ServeOptions};
+
+use crate::load::{self, GenOptions};
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Model to serve: catalog name, installed name or .gguf path (default: the default model,
+    /// pulled if missing).
+    #[arg(short, long)]
+    pub model: Option<String>,
+    /// Address and port to listen on. Loopback by default; any other address needs --api-key.
+    #[arg(long, default_value_t = SocketAddr::from(([127, 0, 0, 1], hearth_server::DEFAULT_PORT)))]
+    pub listen: SocketAddr,
+    /// An API key clients must send as `Authorization: Bearer KEY` (repeatable).
+    #[arg(
+        long = "api-key",
+        value_name = "KEY",
+        env = "HEARTH_API_KEYS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub api_keys: Vec<String>,
+    /// Context window per conversation, in tokens (capped at the model's trained context).
+    #[arg(long, default_value_t = 4096)]
+    pub ctx: usize,
+    /// Conversations generated at once; more wait in the queue.
+    #[arg(long, default_value_t = 8)]
+    pub max_seqs: usize,
+    /// Requests that may wait for a free slot before new ones are refused with 503.
+    #[arg(long, default_value_t = 64)]
+    pub max_queue: usize,
+    /// Threads for the model (default: physical cores).
+    #[arg(short = 't', long)]
+    pub threads: Option<usize>,
+    /// Most prompt tokens one conversation adds to a step, so long prompts do not stall others.
+    #[arg(long, default_value_t = 256)]
+    pub prefill_chunk: usize,
+    /// Do not load the embedding model (all-minilm-l6-v2) for /v1/embeddings.
+    #[arg(long)]
+    pub no_embeddings: bool,
+    /// Do not reuse the KV cache of identical prompt prefixes (for measuring what it buys).
+    #[arg(long)]
+    pub no_prefix_cache: bool,
+}
+
+pub fn run(a: ServeArgs) -> anyhow::Result<()> {
+    // The listener policy first: refusing takes no model load.
+    let auth = Auth::new(a.listen, a.api_keys.clone())?;
+    if a.max_seqs == 0 {
+        bail!("--max-seqs must be at least 1");
+    }
+    let gen = GenOptions {
+        ctx: a.ctx,
+        ..GenOptions::defaults()
+    };
+    let (loaded, model) = load::load(a.model.as_deref(), &gen)?;
+    let defaults = loaded.sampler_config(&gen);
+    let threads = a
+        .threads
+        .unwrap_or_else(hearth_kernels::pool::physical_cores)
+        .max(1);
+    let opts = ServeOptions {
+        engine: EngineOptions {
+            ctx: a.ctx,
+            threads,
+            max_seqs: a.max_seqs,
+            prefill_chunk: a.prefill_chunk.max(1),
+            max_batch_tokens: (a.prefill_chunk + a.max_seqs).max(512),
+            keep_logits: false,
+            prefix_cache: !a.no_prefix_cache,
+            ..EngineOptions::default()
+        },
+        max_queue: a.max_queue,
+        ..ServeOptions::default()
+    };
+    let id = loaded.name.clone();
+    let embed = if a.no_embeddings { None } else { embed_model() };
+    let state = AppState::new(
+        ServeModel {
+            id: id.clone(),
+            model,
+            tokenizer: loaded.tokenizer,
+            template: loaded.template,
+            defaults,
+        },
+        embed,
+        opts,
+        auth.clone(),
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(serve(state, a.listen, id, auth.required(), threads))
+}
+
+/// The embedding model: installed, or pulled now when the network allows; without it the
+/// server still starts and `/v1/embeddings` says how to get it.
+fn embed_model() -> Option<EmbedModel> {
+    let name = hearth_server::EMBED_MODEL;
+    let home = Home::from_env().ok()?;
+    let catalog = Catalog::load(&home).ok()?;
+    let dir = match hearth_fetch::resolve(&home, &catalog, name) {
+        Ok(r) => r.path,
+        Err(_) => {
+            match hearth_fetch::ensure(&home, &catalog, name, &crate::cmd::pull::progress()) {
+                Ok(p) => p,
+                Err(e) => {
+                    eprintln!("note: no embeddings ({name} could not be pulled: {e}); /v1/embeddings will say how to get it");
+                    return None;
+                }
+            }
+        }
+    };
+    match hearth_embed::Embedder::open(&dir) {
+        Ok(embedder) => Some(EmbedModel {
+            id: name.to_string(),
+            embedder,
+        }),
+        Err(e) => {
+            eprintln!(
+                "note: no embeddings ({name} at {} does not load: {e})",
+                dir.display()
+            );
+            None
+        }
+    }
+}
+
+async fn serve(
+    state: Arc<AppState>,
+    addr: SocketAddr,
+    id: String,
+    keyed: bool,
+    threads: usize,
+) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
+        format!(
+            "cannot listen on {addr} (is another server using that port? choose one with --listen)"
+        )
+    })?;
+    let local = listener.local_addr().unwrap_or(addr);
+    eprintln!(
+        "Hearth is serving {id} at {} (context {} tokens, {threads} threads)",
+        hearth_server::url(local),
+        state.ctx()
+    );
+    eprintln!(
+        "  OpenAI API: {}/v1{}",
+        hearth_server::url(local),
+        if keyed { " (API key required)" } else { "" }
+    );
+    let app = hearth_server::router(state.clone());
+    let shutdown = {
+        let state = state.clone();
+        async move {
+            stop_signal().await;
+            let n = state.in_flight();
+            eprintln!(
+                "stopping: finishing {n} request(s) in flight (press Ctrl-C again to cancel them)"
+            );
+            state.begin_shutdown();
+            tokio::select! {
+                _ = drained(&state) => {}
+                _ = stop_signal() => {
+                    eprintln!("cancelling the requests in flight");
+                    std::process::exit(130);
+                }
+                _ = tokio::time::sleep(Duration::from_secs(120)) => {
+                    eprintln!("requests still running after 2 minutes; cancelling them");
+                    std::process::exit(1);
+                }
+            }
+        }
+    };
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("the server failed")?;
+    eprintln!("stopped");
+    Ok(())
+}
+
+async fn drained(state: &AppState) {
+    while state.in_flight() > 0 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Ctrl-C, or SIGTERM from a service manager.
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
