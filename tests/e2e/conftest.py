@@ -59,6 +59,7 @@ def hearth_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     # Keys must come only from what a fixture passes, never from the caller's shell.
     env.pop("HEARTH_API_KEYS", None)
     env.setdefault("RUST_LOG", "info")
+    env["NO_COLOR"] = "1"  # plain text in the logs that failure reports show
     env.update(extra or {})
     return env
 

@@ -158,6 +158,7 @@ def test_batch_invariance_eight_staggered(server, client, nocache_server, model_
         assert together.finish_reason == alone.finish_reason
 
     after = server.metrics()
+    print(f"engine steps by sequences carried, during the concurrent run: {_histogram_delta(before, after)}")
 
     def steps_with(n_le: str, m) -> float:
         return m.sum("hearth_step_sequences_bucket", le=n_le)

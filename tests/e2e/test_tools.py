@@ -98,12 +98,16 @@ def test_tool_choice_none(client, model_id):
 
 
 def test_tool_choice_auto_with_logit_bias(client, model_id):
-    # The first token of the call marker, pushed up so that the model starts a call; from there the
-    # server's constrained decoding must make the call well formed.
-    first = tokenize("<tool_call>")[0]
+    # Every token of the call marker is pushed up, so that the model starts a call; from there the
+    # server's constrained decoding must make the call well formed. (Pushing up only the marker's
+    # first token, `<`, makes the model repeat `<`: the bias holds at every step and `<` alone is
+    # free text, not a call.)
+    marker = tokenize("<tool_call>")
     r = client.chat.completions.create(model=model_id, messages=ASK, tools=TOOLS, tool_choice="auto",
-                                       temperature=0, max_tokens=MAX_TOKENS, logit_bias={str(first): 100})
+                                       temperature=0, max_tokens=MAX_TOKENS,
+                                       logit_bias={str(t): 100 for t in marker})
     only_call(r)
+    assert not r.choices[0].message.content, "the marker belongs to the call, not to the content"
 
 
 def test_named_tool_unknown_is_refused(client, model_id):
