@@ -22,8 +22,19 @@ pub fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiE
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
+        let text = inner.to_string();
+        let missing = text
+            .strip_prefix("missing field `")
+            .and_then(|r| r.split('`').next());
         if inner.is_syntax() || inner.is_eof() {
             ApiError::bad_request(format!("the request body is not valid JSON: {inner}"))
+        } else if let Some(field) = missing {
+            let param = if path == "." || path.is_empty() {
+                field.to_string()
+            } else {
+                format!("{path}.{field}")
+            };
+            ApiError::invalid(param.clone(), format!("`{param}` is required"))
         } else if path == "." || path.is_empty() {
             ApiError::bad_request(format!("invalid request body: {inner}"))
         } else {

@@ -135,6 +135,7 @@ impl Loop {
     }
 
     fn run(mut self) {
+        self.publish_gauges();
         loop {
             if self.running.is_empty() && self.pending.is_empty() {
                 // Idle: sleep until a job arrives; a closed channel means the server stopped.
