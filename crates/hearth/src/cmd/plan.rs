@@ -333,7 +333,7 @@ fn machine(a: &PlanArgs) -> anyhow::Result<Machine> {
 
 /// This machine: RAM total and available from `/proc/meminfo` (usable = available), physical
 /// cores and SIMD level, and, when `measure`, memory bandwidth from a short read loop.
-fn detect(measure: bool) -> anyhow::Result<Machine> {
+pub(crate) fn detect(measure: bool) -> anyhow::Result<Machine> {
     let meminfo = std::fs::read_to_string("/proc/meminfo").context(
         "cannot read /proc/meminfo to detect this machine's memory; give --machine or --memory",
     )?;

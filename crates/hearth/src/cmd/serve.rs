@@ -69,6 +69,7 @@ pub fn run(a: ServeArgs) -> anyhow::Result<()> {
         .threads
         .unwrap_or_else(hearth_kernels::pool::physical_cores)
         .max(1);
+    let kv_budget = check_plan(&model, &loaded.name, a.ctx, a.max_seqs, threads)?;
     let opts = ServeOptions {
         engine: EngineOptions {
             ctx: a.ctx,
@@ -78,7 +79,7 @@ pub fn run(a: ServeArgs) -> anyhow::Result<()> {
             max_batch_tokens: (a.prefill_chunk + a.max_seqs).max(512),
             keep_logits: false,
             prefix_cache: !a.no_prefix_cache,
-            ..EngineOptions::default()
+            kv_budget_bytes: Some(kv_budget),
         },
         max_queue: a.max_queue,
         ..ServeOptions::default()
@@ -103,6 +104,40 @@ pub fn run(a: ServeArgs) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(serve(state, a.listen, id, auth.required(), threads))
+}
+
+/// Asks the planner whether this model, context and number of conversations fit this
+/// machine's available memory; refuses with the planner's advice when they do not. Returns the
+/// KV budget the plan counted (every conversation at the full context).
+fn check_plan(
+    model: &hearth_model::Model,
+    name: &str,
+    ctx: usize,
+    users: usize,
+    threads: usize,
+) -> anyhow::Result<usize> {
+    let facts = hearth_plan::ModelFacts::from_header(model.gguf().header())
+        .with_context(|| format!("cannot plan {name}"))?;
+    let ctx = ctx.clamp(1, facts.config.ctx_train.max(1));
+    let mut req = hearth_plan::Request::new(ctx, users);
+    req.threads = threads;
+    let machine = crate::cmd::plan::detect(false)?;
+    let plan = hearth_plan::plan(&facts, &machine, &req)?;
+    if !plan.fits {
+        let gib = |b: u64| format!("{:.2} GiB", b as f64 / (1u64 << 30) as f64);
+        let mut msg = format!(
+            "{name} with a {ctx}-token context for {users} conversations needs {} (weights {}, KV cache {}), but this machine has {} available",
+            gib(plan.total_bytes),
+            gib(plan.weights_bytes),
+            gib(plan.kv_bytes),
+            gib(plan.usable_bytes)
+        );
+        for a in &plan.advice {
+            msg.push_str(&format!("\n  - {a}"));
+        }
+        bail!("{msg}\n(`hearth plan {name}` shows the details; --ctx and --max-seqs change the request)");
+    }
+    Ok(plan.kv_bytes as usize)
 }
 
 /// The embedding model: installed, or pulled now when the network allows; without it the
