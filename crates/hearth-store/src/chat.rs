@@ -1,0 +1,430 @@
+//! Conversations and their messages.
+//!
+//! Every query that reads or changes a conversation filters on the owner's user id in SQL, and
+//! a conversation that is not the caller's is reported as [`Error::NotFound`], exactly like one
+//! that does not exist. The exceptions are [`Store::append_to_message`] and
+//! [`Store::set_message_status`], which only the server's generation task calls, with the id
+//! of a reply it created itself.
+
+use rusqlite::functions::FunctionFlags;
+use rusqlite::types::ValueRef;
+use rusqlite::{params, Connection, OptionalExtension, Row};
+
+use crate::secret;
+use crate::{
+    Conversation, ConversationSummary, Error, Message, MessageRole, Result, Status, Store,
+    PREVIEW_CHARS,
+};
+
+/// Longest conversation title, in characters.
+pub const MAX_TITLE_CHARS: usize = 200;
+
+/// The SQL function behind search: whether the first argument contains the second, which the
+/// caller has already lowercased, ignoring case in every script (SQLite's own `LIKE` folds only
+/// ASCII, and a household writes "Émile" and "ÉMILE").
+const CONTAINS_FN: &str = "hearth_contains";
+
+pub(crate) fn register_functions(conn: &Connection) -> Result<()> {
+    conn.create_scalar_function(
+        CONTAINS_FN,
+        2,
+        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
+        |ctx| {
+            let (ValueRef::Text(hay), ValueRef::Text(needle)) = (ctx.get_raw(0), ctx.get_raw(1))
+            else {
+                // NULL (an untitled conversation) contains nothing.
+                return Ok(false);
+            };
+            let (Ok(hay), Ok(needle)) = (std::str::from_utf8(hay), std::str::from_utf8(needle))
+            else {
+                return Ok(false);
+            };
+            // Most hits match as typed; lowercasing the haystack is the slow path.
+            Ok(hay.contains(needle) || hay.to_lowercase().contains(needle))
+        },
+    )?;
+    Ok(())
+}
+
+const MESSAGE_COLUMNS: &str = "id, conversation_id, role, content, status, created";
+
+fn message_from_row(r: &Row<'_>) -> rusqlite::Result<Message> {
+    Ok(Message {
+        id: r.get(0)?,
+        conversation_id: r.get(1)?,
+        role: r.get(2)?,
+        content: r.get(3)?,
+        status: r.get(4)?,
+        created: r.get(5)?,
+    })
+}
+
+/// `Ok` if conversation `id` exists and belongs to `user`, [`Error::NotFound`] otherwise.
+fn check_owner(conn: &Connection, user: i64, id: i64) -> Result<()> {
+    let owned: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM conversations WHERE id = ?1 AND user_id = ?2)",
+        [id, user],
+        |r| r.get(0),
+    )?;
+    if owned {
+        Ok(())
+    } else {
+        Err(Error::NotFound {
+            what: "conversation",
+            id,
+        })
+    }
+}
+
+/// Marks a conversation as just changed: its `updated` time and its place at the top of the
+/// owner's list.
+fn touch(conn: &Connection, id: i64, now: i64) -> Result<()> {
+    conn.execute(
+        "UPDATE conversations
+         SET updated = ?1, activity = (SELECT COALESCE(MAX(activity), 0) + 1 FROM conversations)
+         WHERE id = ?2",
+        [now, id],
+    )?;
+    Ok(())
+}
+
+/// The start of `text` on one line, at most [`PREVIEW_CHARS`] characters.
+fn preview(text: &str) -> String {
+    let mut out = String::new();
+    for (i, word) in text.split_whitespace().enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        out.push_str(word);
+        if out.chars().count() >= PREVIEW_CHARS {
+            break;
+        }
+    }
+    match out.char_indices().nth(PREVIEW_CHARS) {
+        Some((cut, _)) => {
+            out.truncate(cut);
+            out.push('…');
+            out
+        }
+        None => out,
+    }
+}
+
+pub(crate) fn messages_of(conn: &Connection, conversation: i64) -> Result<Vec<Message>> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ?1 ORDER BY id"
+    ))?;
+    let messages = stmt
+        .query_map([conversation], message_from_row)?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(messages)
+}
+
+/// All of `user`'s conversations with their messages, newest first.
+pub(crate) fn all_conversations(conn: &Connection, user: i64) -> Result<Vec<Conversation>> {
+    let mut stmt = conn.prepare(
+        "SELECT id, title, created, updated FROM conversations
+         WHERE user_id = ?1 ORDER BY activity DESC",
+    )?;
+    let heads = stmt
+        .query_map([user], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+        .collect::<rusqlite::Result<Vec<(i64, Option<String>, i64, i64)>>>()?;
+    heads
+        .into_iter()
+        .map(|(id, title, created, updated)| {
+            Ok(Conversation {
+                id,
+                title,
+                created,
+                updated,
+                messages: messages_of(conn, id)?,
+            })
+        })
+        .collect()
+}
+
+impl Store {
+    /// Starts a conversation for `user`, untitled unless `title` is given (the server titles it
+    /// after the first reply).
+    pub fn create_conversation(
+        &self,
+        user: i64,
+        title: Option<&str>,
+    ) -> Result<ConversationSummary> {
+        let title = title
+            .map(|t| secret::check_text("title", t, MAX_TITLE_CHARS))
+            .transpose()?;
+        let now = self.now();
+        let conn = self.conn();
+        let exists: bool = conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM users WHERE id = ?1)",
+            [user],
+            |r| r.get(0),
+        )?;
+        if !exists {
+            return Err(Error::NotFound {
+                what: "person",
+                id: user,
+            });
+        }
+        conn.execute(
+            "INSERT INTO conversations (user_id, title, created, updated, activity)
+             VALUES (?1, ?2, ?3, ?3, (SELECT COALESCE(MAX(activity), 0) + 1 FROM conversations))",
+            params![user, title, now],
+        )?;
+        Ok(ConversationSummary {
+            id: conn.last_insert_rowid(),
+            title: title.map(String::from),
+            created: now,
+            updated: now,
+            preview: String::new(),
+        })
+    }
+
+    /// `user`'s conversations, most recently active first. With `search`, only those whose
+    /// title or any message contains it, ignoring case.
+    pub fn conversations(
+        &self,
+        user: i64,
+        search: Option<&str>,
+    ) -> Result<Vec<ConversationSummary>> {
+        let needle = search
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_lowercase);
+        let conn = self.conn();
+        // The preview reads a bounded prefix of the last message, not the whole reply.
+        let mut stmt = conn.prepare(&format!(
+            "SELECT c.id, c.title, c.created, c.updated,
+                 (SELECT substr(m.content, 1, {prefix}) FROM messages m
+                  WHERE m.conversation_id = c.id ORDER BY m.id DESC LIMIT 1)
+             FROM conversations c
+             WHERE c.user_id = ?1
+               AND (?2 IS NULL
+                    OR {CONTAINS_FN}(c.title, ?2)
+                    OR EXISTS (SELECT 1 FROM messages m
+                               WHERE m.conversation_id = c.id AND {CONTAINS_FN}(m.content, ?2)))
+             ORDER BY c.activity DESC",
+            prefix = PREVIEW_CHARS * 4
+        ))?;
+        let list = stmt
+            .query_map(params![user, needle], |r| {
+                Ok(ConversationSummary {
+                    id: r.get(0)?,
+                    title: r.get(1)?,
+                    created: r.get(2)?,
+                    updated: r.get(3)?,
+                    preview: preview(&r.get::<_, Option<String>>(4)?.unwrap_or_default()),
+                })
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(list)
+    }
+
+    /// One of `user`'s conversations with its messages in order; `None` if it does not exist or
+    /// is someone else's.
+    pub fn conversation(&self, user: i64, id: i64) -> Result<Option<Conversation>> {
+        let conn = self.conn();
+        let head = conn
+            .query_row(
+                "SELECT title, created, updated FROM conversations WHERE id = ?1 AND user_id = ?2",
+                [id, user],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()?;
+        let Some((title, created, updated)) = head else {
+            return Ok(None);
+        };
+        Ok(Some(Conversation {
+            id,
+            title,
+            created,
+            updated,
+            messages: messages_of(&conn, id)?,
+        }))
+    }
+
+    /// Renames one of `user`'s conversations. Does not move it up the list.
+    pub fn rename_conversation(&self, user: i64, id: i64, title: &str) -> Result<()> {
+        let title = secret::check_text("title", title, MAX_TITLE_CHARS)?;
+        let changed = self.conn().execute(
+            "UPDATE conversations SET title = ?1 WHERE id = ?2 AND user_id = ?3",
+            params![title, id, user],
+        )?;
+        if changed == 0 {
+            return Err(Error::NotFound {
+                what: "conversation",
+                id,
+            });
+        }
+        Ok(())
+    }
+
+    /// Deletes one of `user`'s conversations and its messages, from the disk too.
+    pub fn delete_conversation(&self, user: i64, id: i64) -> Result<()> {
+        let changed = self.conn().execute(
+            "DELETE FROM conversations WHERE id = ?1 AND user_id = ?2",
+            [id, user],
+        )?;
+        if changed == 0 {
+            return Err(Error::NotFound {
+                what: "conversation",
+                id,
+            });
+        }
+        self.checkpoint()
+    }
+
+    /// Deletes all of `user`'s conversations, from the disk too.
+    pub fn delete_all_conversations(&self, user: i64) -> Result<()> {
+        self.conn()
+            .execute("DELETE FROM conversations WHERE user_id = ?1", [user])?;
+        self.checkpoint()
+    }
+
+    // ---- messages ----
+
+    /// Adds a message at the end of one of `user`'s conversations. A reply about to stream is
+    /// added with [`Status::Streaming`] and empty content, then grown with
+    /// [`Store::append_to_message`].
+    pub fn add_message(
+        &self,
+        user: i64,
+        conv: i64,
+        role: MessageRole,
+        content: &str,
+        status: Status,
+    ) -> Result<Message> {
+        let now = self.now();
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        check_owner(&tx, user, conv)?;
+        tx.execute(
+            "INSERT INTO messages (conversation_id, role, content, status, created)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![conv, role, content, status, now],
+        )?;
+        let id = tx.last_insert_rowid();
+        touch(&tx, conv, now)?;
+        tx.commit()?;
+        Ok(Message {
+            id,
+            conversation_id: conv,
+            role,
+            content: content.into(),
+            status,
+            created: now,
+        })
+    }
+
+    /// Appends streamed text to a message. Each call is one commit, so the server batches
+    /// (about every half second) and a crash loses at most the batch in flight.
+    pub fn append_to_message(&self, id: i64, text: &str) -> Result<()> {
+        let changed = self.conn().execute(
+            "UPDATE messages SET content = content || ?1 WHERE id = ?2",
+            params![text, id],
+        )?;
+        if changed == 0 {
+            return Err(Error::NotFound {
+                what: "message",
+                id,
+            });
+        }
+        Ok(())
+    }
+
+    /// Sets a message's status (a reply finishing, stopping or failing).
+    pub fn set_message_status(&self, id: i64, status: Status) -> Result<()> {
+        let changed = self.conn().execute(
+            "UPDATE messages SET status = ?1 WHERE id = ?2",
+            params![status, id],
+        )?;
+        if changed == 0 {
+            return Err(Error::NotFound {
+                what: "message",
+                id,
+            });
+        }
+        Ok(())
+    }
+
+    /// Replaces the text of one of `user`'s messages (editing before resending).
+    pub fn set_message_content(&self, user: i64, id: i64, content: &str) -> Result<()> {
+        let now = self.now();
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let conv: Option<i64> = tx
+            .query_row(
+                "SELECT m.conversation_id FROM messages m
+                 JOIN conversations c ON c.id = m.conversation_id
+                 WHERE m.id = ?1 AND c.user_id = ?2",
+                [id, user],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let conv = conv.ok_or(Error::NotFound {
+            what: "message",
+            id,
+        })?;
+        tx.execute(
+            "UPDATE messages SET content = ?1 WHERE id = ?2",
+            params![content, id],
+        )?;
+        touch(&tx, conv, now)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Deletes message `first_id` of one of `user`'s conversations and every message after it
+    /// (regenerate, edit and resend).
+    pub fn delete_messages_from(&self, user: i64, conv: i64, first_id: i64) -> Result<()> {
+        let now = self.now();
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        check_owner(&tx, user, conv)?;
+        let in_conv: bool = tx.query_row(
+            "SELECT EXISTS (SELECT 1 FROM messages WHERE id = ?1 AND conversation_id = ?2)",
+            [first_id, conv],
+            |r| r.get(0),
+        )?;
+        if !in_conv {
+            return Err(Error::NotFound {
+                what: "message",
+                id: first_id,
+            });
+        }
+        tx.execute(
+            "DELETE FROM messages WHERE conversation_id = ?1 AND id >= ?2",
+            [conv, first_id],
+        )?;
+        touch(&tx, conv, now)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Turns every reply still marked streaming into interrupted. Call once at startup, before
+    /// anything streams: any reply marked streaming then was cut off by a crash or power cut.
+    /// Returns how many there were.
+    pub fn mark_streaming_interrupted(&self) -> Result<usize> {
+        Ok(self.conn().execute(
+            "UPDATE messages SET status = 'interrupted' WHERE status = 'streaming'",
+            [],
+        )?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::preview;
+    use crate::PREVIEW_CHARS;
+
+    #[test]
+    fn preview_is_one_line_and_bounded() {
+        assert_eq!(preview("  hello\n\n  world "), "hello world");
+        let long = "é".repeat(PREVIEW_CHARS + 10);
+        let p = preview(&long);
+        assert_eq!(p.chars().count(), PREVIEW_CHARS + 1);
+        assert!(p.ends_with('…'));
+        assert_eq!(preview(""), "");
+    }
+}

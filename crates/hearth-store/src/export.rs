@@ -1,0 +1,157 @@
+//! A person's conversations as a file to take away: JSON for programs, Markdown for people.
+
+use serde::Serialize;
+
+use crate::chat::all_conversations;
+use crate::{Conversation, Error, MessageRole, Result, Status, Store};
+
+/// Written into every JSON export so a later Hearth (or a script) knows what it reads.
+pub const EXPORT_FORMAT: &str = "hearth-conversations";
+/// Version of the JSON export layout.
+pub const EXPORT_VERSION: u32 = 1;
+
+#[derive(Serialize)]
+struct JsonExport<'a> {
+    format: &'static str,
+    version: u32,
+    household: Option<&'a str>,
+    person: &'a str,
+    exported: i64,
+    conversations: &'a [Conversation],
+}
+
+/// `secs` (Unix time) as `YYYY-MM-DD HH:MM UTC`.
+pub fn format_utc(secs: i64) -> String {
+    let days = secs.div_euclid(86_400);
+    let of_day = secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
+        of_day / 3600,
+        of_day % 3600 / 60
+    )
+}
+
+/// The proleptic Gregorian date of a day count from 1970-01-01, by 400-year eras (146,097
+/// days each), so it holds for any date without a table.
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    // Shift the epoch to 0000-03-01 so leap days fall at the end of a year.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z.rem_euclid(146_097);
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_from_march = (5 * day_of_year + 2) / 153;
+    let day = (day_of_year - (153 * month_from_march + 2) / 5 + 1) as u32;
+    let month = if month_from_march < 10 {
+        month_from_march + 3
+    } else {
+        month_from_march - 9
+    } as u32;
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+impl Store {
+    /// The person, household name and all their conversations, read in one lock so the export
+    /// is a consistent snapshot.
+    fn export_data(&self, user: i64) -> Result<(String, Option<String>, Vec<Conversation>)> {
+        let conn = self.conn();
+        let name: String = rusqlite::OptionalExtension::optional(conn.query_row(
+            "SELECT name FROM users WHERE id = ?1",
+            [user],
+            |r| r.get(0),
+        ))?
+        .ok_or(Error::NotFound {
+            what: "person",
+            id: user,
+        })?;
+        let household: Option<String> = rusqlite::OptionalExtension::optional(conn.query_row(
+            "SELECT name FROM household WHERE id = 1",
+            [],
+            |r| r.get(0),
+        ))?;
+        let conversations = all_conversations(&conn, user)?;
+        Ok((name, household, conversations))
+    }
+
+    /// All of `user`'s conversations as pretty-printed JSON:
+    /// `{"format": "hearth-conversations", "version": 1, "household", "person", "exported",
+    /// "conversations": [{"id", "title", "created", "updated", "messages": [...]}]}`, newest
+    /// conversation first, messages in order.
+    pub fn export_json(&self, user: i64) -> Result<String> {
+        let (person, household, conversations) = self.export_data(user)?;
+        let export = JsonExport {
+            format: EXPORT_FORMAT,
+            version: EXPORT_VERSION,
+            household: household.as_deref(),
+            person: &person,
+            exported: self.now(),
+            conversations: &conversations,
+        };
+        // Serializing plain strings and numbers cannot fail; map it anyway rather than unwrap.
+        serde_json::to_string_pretty(&export).map_err(|e| Error::Invalid {
+            field: "export",
+            why: e.to_string(),
+        })
+    }
+
+    /// All of `user`'s conversations as one Markdown document to read or print.
+    pub fn export_markdown(&self, user: i64) -> Result<String> {
+        let (person, household, conversations) = self.export_data(user)?;
+        let mut out = format!("# Conversations of {person}\n\n");
+        if let Some(h) = household {
+            out.push_str(&format!("Household: {h}  \n"));
+        }
+        out.push_str(&format!(
+            "Exported {} · {} conversation{}\n",
+            format_utc(self.now()),
+            conversations.len(),
+            if conversations.len() == 1 { "" } else { "s" }
+        ));
+        for c in &conversations {
+            out.push_str("\n---\n\n");
+            out.push_str(&format!(
+                "## {}\n\nStarted {} · last changed {}\n",
+                c.title.as_deref().unwrap_or("Untitled conversation"),
+                format_utc(c.created),
+                format_utc(c.updated)
+            ));
+            for m in &c.messages {
+                let who = match m.role {
+                    MessageRole::User => person.as_str(),
+                    MessageRole::Assistant => "Hearth",
+                };
+                let note = match m.status {
+                    Status::Complete | Status::Streaming => "",
+                    Status::Interrupted => " (interrupted)",
+                    Status::Failed => " (failed)",
+                    Status::Stopped => " (stopped)",
+                };
+                out.push_str(&format!(
+                    "\n### {who} · {}{note}\n\n{}\n",
+                    format_utc(m.created),
+                    m.content.trim_end()
+                ));
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::format_utc;
+
+    #[test]
+    fn dates_match_known_instants() {
+        assert_eq!(format_utc(0), "1970-01-01 00:00 UTC");
+        // 2000-02-29 12:34:56 UTC, a leap day in a 400-year leap year.
+        assert_eq!(format_utc(951_827_696), "2000-02-29 12:34 UTC");
+        // 2024-12-31 23:59:59 UTC.
+        assert_eq!(format_utc(1_735_689_599), "2024-12-31 23:59 UTC");
+        // 1969-12-31 23:00 UTC: before the epoch.
+        assert_eq!(format_utc(-3600), "1969-12-31 23:00 UTC");
+    }
+}

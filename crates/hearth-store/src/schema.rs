@@ -1,0 +1,102 @@
+//! The schema, one migration per version.
+//!
+//! `PRAGMA user_version` is the number of migrations applied. Each migration runs in its own
+//! transaction together with the bump of `user_version`, so a crash mid-upgrade leaves the file
+//! at the previous version, and the next start tries again. Never edit a migration that has
+//! shipped: add a new one.
+
+use rusqlite::Connection;
+
+use crate::{Error, Result};
+
+/// Migration `i` takes the schema from version `i` to `i + 1`.
+pub const MIGRATIONS: &[&str] = &[
+    // 1: the household page (issue 5).
+    r#"
+    CREATE TABLE household (
+        id   INTEGER PRIMARY KEY CHECK (id = 1),
+        name TEXT NOT NULL
+    );
+
+    CREATE TABLE users (
+        id          INTEGER PRIMARY KEY,
+        name        TEXT NOT NULL,
+        -- The name folded to lowercase (Unicode), so "Ana" and "ANA" are one person.
+        name_key    TEXT NOT NULL UNIQUE,
+        role        TEXT NOT NULL CHECK (role IN ('owner', 'member')),
+        kind        TEXT NOT NULL CHECK (kind IN ('password', 'pin')),
+        secret_hash TEXT NOT NULL,
+        created     INTEGER NOT NULL
+    );
+
+    CREATE TABLE sessions (
+        id         INTEGER PRIMARY KEY,
+        token_hash TEXT NOT NULL UNIQUE,
+        user_id    INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+        csrf       TEXT NOT NULL,
+        created    INTEGER NOT NULL,
+        last_seen  INTEGER NOT NULL
+    );
+    CREATE INDEX sessions_user ON sessions (user_id);
+
+    CREATE TABLE conversations (
+        id       INTEGER PRIMARY KEY,
+        user_id  INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+        title    TEXT,
+        created  INTEGER NOT NULL,
+        updated  INTEGER NOT NULL,
+        -- A household-wide counter bumped on every change: orders "newest first" exactly even
+        -- when two changes fall in the same second.
+        activity INTEGER NOT NULL
+    );
+    CREATE INDEX conversations_user ON conversations (user_id, activity);
+
+    CREATE TABLE messages (
+        id              INTEGER PRIMARY KEY,
+        conversation_id INTEGER NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
+        role            TEXT NOT NULL CHECK (role IN ('user', 'assistant')),
+        content         TEXT NOT NULL,
+        status          TEXT NOT NULL
+            CHECK (status IN ('complete', 'streaming', 'interrupted', 'failed', 'stopped')),
+        created         INTEGER NOT NULL
+    );
+    CREATE INDEX messages_conversation ON messages (conversation_id, id);
+    CREATE INDEX messages_streaming ON messages (status) WHERE status = 'streaming';
+
+    CREATE TABLE api_keys (
+        id         INTEGER PRIMARY KEY,
+        name       TEXT NOT NULL,
+        key_hash   TEXT NOT NULL UNIQUE,
+        created_by INTEGER REFERENCES users (id) ON DELETE SET NULL,
+        created    INTEGER NOT NULL,
+        last_used  INTEGER
+    );
+
+    CREATE TABLE settings (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    "#,
+];
+
+/// The schema version this code writes.
+pub fn current_version() -> i64 {
+    MIGRATIONS.len() as i64
+}
+
+/// Applies every migration the file has not had yet.
+pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
+    let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let known = current_version();
+    if !(0..=known).contains(&found) {
+        return Err(Error::SchemaVersion { found, known });
+    }
+    for (version, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        // user_version lives in the file header, which is written with the transaction.
+        tx.pragma_update(None, "user_version", version as i64 + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
