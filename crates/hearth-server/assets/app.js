@@ -558,8 +558,8 @@ function enterApp() {
   const shell = h('div', { class: 'shell' },
     h('header', { class: 'top' },
       listBtn,
-      h('p', { class: 'brand' }, h('span', { class: 'logo', 'aria-hidden': 'true' }), S.state.household || 'Hearth'),
-      h('div', { class: 'row' },
+      h('p', { class: 'brand' }, h('span', { class: 'logo', 'aria-hidden': 'true' }), h('span', { class: 'name' }, S.state.household || 'Hearth')),
+      h('div', { class: 'row tools' },
         h('button', { type: 'button', class: 'ghost only-narrow', id: 'new-chat-top', onclick: () => openConversation(null) }, 'New chat'),
         h('button', { type: 'button', class: 'ghost', id: 'settings-btn', onclick: () => openSettings() }, 'Settings'))),
     h('nav', { class: 'side', id: 'side', 'aria-label': 'Your chats' },
@@ -679,7 +679,6 @@ function followIfRunning() {
 function renderChat() {
   const main = document.getElementById('main');
   if (!main) return;
-  const title = S.conv ? (S.conv.title || 'New chat') : 'New chat';
   const input = h('textarea', {
     id: 'composer-input', rows: '1', placeholder: 'Message Hearth', enterkeyhint: 'send', autocomplete: 'off',
   });
@@ -695,11 +694,7 @@ function renderChat() {
     h('button', { type: 'submit', class: 'primary', id: 'send' }, 'Send'));
   composer.addEventListener('submit', (e) => { e.preventDefault(); send(input.value); });
   main.replaceChildren(h('section', { class: 'chat', 'aria-labelledby': 'chat-title' },
-    h('div', { class: 'chat-head' },
-      h('h1', { id: 'chat-title' }, title),
-      S.conv ? h('div', { class: 'row' },
-        h('button', { type: 'button', class: 'small ghost', id: 'rename', onclick: rename }, 'Rename'),
-        h('button', { type: 'button', class: 'small ghost', id: 'delete', onclick: removeConversation }, 'Delete')) : null),
+    h('div', { class: 'chat-head', id: 'chat-head' }),
     h('div', { id: 'context-notice' }),
     h('div', {
       class: 'messages', id: 'messages', role: 'log', 'aria-live': 'polite', 'aria-label': 'Messages', tabindex: '0',
@@ -709,6 +704,16 @@ function renderChat() {
     composer));
   renderMessages();
   if (S.failedDraft != null) showSendError(S.failedDraftError);
+}
+
+function renderHead() {
+  const head = document.getElementById('chat-head');
+  if (!head) return;
+  head.replaceChildren(
+    h('h1', { id: 'chat-title' }, S.conv ? (S.conv.title || 'New chat') : 'New chat'),
+    S.conv ? h('div', { class: 'row' },
+      h('button', { type: 'button', class: 'small ghost', id: 'rename', onclick: rename }, 'Rename'),
+      h('button', { type: 'button', class: 'small ghost', id: 'delete', onclick: removeConversation }, 'Delete')) : null);
 }
 
 function grow(ta) {
@@ -727,6 +732,7 @@ function renderMessages() {
   if (!box) return;
   const ms = S.conv ? S.conv.messages : [];
   const hidden = new Set((S.conv && S.conv.hidden_from_model) || []);
+  renderHead();
   renderContextNotice();
   if (!ms.length) {
     const name = S.me ? S.me.name : '';
@@ -903,7 +909,7 @@ async function rename() {
   try {
     const c = await api('PATCH', `/api/conversations/${S.conv.id}`, { title: v.title.trim() });
     S.conv.title = c.title;
-    document.getElementById('chat-title').textContent = c.title || 'New chat';
+    renderHead();
     loadList();
   } catch (e) { toast(e.message); }
 }
@@ -1086,9 +1092,10 @@ function accountSection() {
     }
   });
   return section(`You: ${S.me.name}`,
-    h('p', {}, S.me.role === 'owner' ? 'You look after this household.' : 'Member of this household.'),
-    form,
-    h('div', { class: 'row' }, h('button', { type: 'button', class: 'ghost', id: 'logout', onclick: logout }, 'Log out')));
+    h('div', { class: 'row between wrap' },
+      h('p', {}, S.me.role === 'owner' ? 'You look after this household.' : 'Member of this household.'),
+      h('button', { type: 'button', class: 'ghost', id: 'logout', onclick: logout }, 'Log out')),
+    h('details', {}, h('summary', {}, `Change my ${word}`), form));
 }
 
 function conversationsSection() {
@@ -1325,3 +1332,6 @@ function keysSection() {
 }
 
 boot();
+
+// For the browser tests, which check the renderer on hostile input inside the real page.
+export { renderMarkdown };

@@ -1,0 +1,139 @@
+// What the browser tests share: a real `hearth serve` in a temporary home, Debian's chromium
+// driven by playwright-core, and small helpers for the page.
+//
+// Environment (scripts/browser-test sets all of it):
+//   HEARTH_BIN            the hearth binary to serve
+//   HEARTH_TEST_HOME      a Hearth home whose models/ (and models/index.json) hold smollm2-135m
+//   HEARTH_BROWSER_NODE   the folder where playwright-core is installed (node_modules inside)
+//   CHROMIUM              the chromium executable
+//   HEARTH_SHOTS          where screenshots and server logs go
+
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { createRequire } from 'node:module';
+
+function need(name) {
+  const v = process.env[name];
+  if (!v) throw new Error(`${name} is not set; run the browser tests through scripts/browser-test`);
+  return v;
+}
+
+export const SHOTS = need('HEARTH_SHOTS');
+fs.mkdirSync(SHOTS, { recursive: true });
+
+// playwright-core lives outside the work tree's node_modules (in target/), so load it by path.
+const require = createRequire(path.join(need('HEARTH_BROWSER_NODE'), 'package.json'));
+export const { chromium } = require('playwright-core');
+
+/** A fresh Hearth home whose models are links to the test home's (the index is copied, so
+ * nothing the server writes can reach the shared test home). */
+export function makeHome() {
+  const src = path.join(need('HEARTH_TEST_HOME'), 'models');
+  const home = fs.mkdtempSync(path.join(os.tmpdir(), 'hearth-browser-'));
+  const models = path.join(home, 'models');
+  fs.mkdirSync(models);
+  for (const name of fs.readdirSync(src)) {
+    if (name === 'index.json') fs.copyFileSync(path.join(src, name), path.join(models, name));
+    else fs.symlinkSync(path.join(src, name), path.join(models, name));
+  }
+  return home;
+}
+
+export async function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.on('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** Starts `hearth serve` on 127.0.0.1:port and waits until /health answers. */
+export async function startServer(home, port, logName) {
+  const log = fs.openSync(path.join(SHOTS, `${logName}.log`), 'a');
+  const child = spawn(need('HEARTH_BIN'), [
+    'serve', '--listen', `127.0.0.1:${port}`, '--model', 'smollm2-135m', '--no-embeddings',
+  ], { env: { ...process.env, HEARTH_HOME: home }, stdio: ['ignore', log, log] });
+  fs.closeSync(log);
+  let exited = null;
+  child.on('exit', (code, signal) => { exited = { code, signal }; });
+  const deadline = Date.now() + 180_000;
+  for (;;) {
+    if (exited) throw new Error(`hearth serve exited (${JSON.stringify(exited)}) before answering; see ${logName}.log`);
+    try {
+      const r = await fetch(`http://127.0.0.1:${port}/health`);
+      if (r.ok) break;
+    } catch { /* not listening yet */ }
+    if (Date.now() > deadline) {
+      child.kill('SIGKILL');
+      throw new Error(`hearth serve did not answer /health within 180 s; see ${logName}.log`);
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  return child;
+}
+
+export async function stopServer(child) {
+  if (!child || child.exitCode != null || child.signalCode != null) return;
+  const gone = new Promise((r) => child.once('exit', r));
+  child.kill('SIGTERM');
+  const t = setTimeout(() => child.kill('SIGKILL'), 10_000);
+  await gone;
+  clearTimeout(t);
+}
+
+/** Debian's chromium, opening hearth.local as a phone on the home network would: the name
+ * resolves to this machine, the origin is plain HTTP (not a secure context). Playwright gives
+ * each launch a fresh temporary --user-data-dir and passes --headless itself. */
+export async function launchBrowser() {
+  return chromium.launch({
+    executablePath: need('CHROMIUM'),
+    headless: true,
+    args: [
+      '--host-resolver-rules=MAP hearth.local 127.0.0.1',
+      '--no-proxy-server',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
+  });
+}
+
+export function shot(page, name) {
+  return page.screenshot({ path: path.join(SHOTS, `${name}.png`) });
+}
+
+/** Records, from inside the page, every state the newest reply passes through (status and
+ * text), so a test can tell that it arrived in pieces. */
+export async function watchReplies(page) {
+  await page.evaluate(() => {
+    window.__replySeen = [];
+    const box = document.getElementById('messages');
+    const look = () => {
+      const all = box.querySelectorAll('.msg.assistant');
+      const last = all[all.length - 1];
+      if (!last) return;
+      const text = last.querySelector('.body').textContent;
+      const seen = window.__replySeen;
+      const prev = seen[seen.length - 1];
+      const now = { status: last.dataset.status, text };
+      if (!prev || prev.status !== now.status || prev.text !== now.text) seen.push(now);
+    };
+    new MutationObserver(look).observe(box, { childList: true, subtree: true, characterData: true, attributes: true });
+  });
+}
+
+export function seenReplies(page) {
+  return page.evaluate(() => window.__replySeen);
+}
+
+export const THINKING = 'Hearth is thinking…';

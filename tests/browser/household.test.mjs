@@ -1,0 +1,250 @@
+// The household page end to end, in Debian's chromium against a real `hearth serve` on the real
+// SmolLM2 model: first-run setup → add a person → log in as them → send a message → watch the
+// reply stream in → reload → the conversation is there → log out; on a laptop-sized window and
+// on a 360×740 phone. Then the crash test: kill -9 in the middle of a reply, start again, and
+// the conversation and the partial reply are there, marked interrupted.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+
+import {
+  THINKING, freePort, launchBrowser, makeHome, seenReplies, shot, startServer, stopServer, watchReplies,
+} from './harness.mjs';
+
+const OWNER = { household: 'The Rivera family', name: 'Maria', password: 'marigold-kitchen-42' };
+
+let browser;
+const servers = [];
+const homes = [];
+
+before(async () => { browser = await launchBrowser(); });
+after(async () => {
+  await browser?.close();
+  for (const s of servers) await stopServer(s);
+  for (const h of homes) fs.rmSync(h, { recursive: true, force: true });
+});
+
+async function serve(name) {
+  const home = makeHome();
+  homes.push(home);
+  const port = await freePort();
+  const server = await startServer(home, port, name);
+  servers.push(server);
+  return { home, port, server, url: `http://hearth.local:${port}/` };
+}
+
+async function setUp(page, url) {
+  await page.goto(url);
+  await page.getByRole('heading', { name: 'Welcome to Hearth' }).waitFor();
+  // No account and no password exist before this form is filled in.
+  await page.getByLabel('What should we call your household?').fill(OWNER.household);
+  await page.getByLabel('Your name').fill(OWNER.name);
+  await page.getByLabel('Choose a password').fill(OWNER.password);
+  await page.getByLabel('Type the password again').fill(OWNER.password);
+  await page.getByRole('button', { name: 'Create my household' }).click();
+  await page.locator('.brand', { hasText: OWNER.household }).waitFor();
+}
+
+async function logIn(page, name, secret) {
+  await page.getByRole('button', { name: 'Log in' }).waitFor();
+  await page.getByLabel('Your name').fill(name);
+  await page.getByLabel('Password or PIN').fill(secret);
+  await page.getByRole('button', { name: 'Log in' }).click();
+  await page.locator('.brand').waitFor();
+}
+
+async function logOut(page) {
+  await page.getByRole('button', { name: 'Settings' }).click();
+  await page.getByRole('button', { name: 'Log out' }).click();
+  await page.getByRole('button', { name: 'Log in' }).waitFor();
+}
+
+async function addPerson(page, person) {
+  await page.getByRole('button', { name: 'Settings' }).click();
+  await page.getByRole('heading', { name: 'People' }).waitFor();
+  await page.getByLabel('Name', { exact: true }).fill(person.name);
+  if (person.pin) {
+    await page.getByLabel('With a PIN (for children)').check();
+    await page.getByLabel('PIN', { exact: true }).fill(person.pin);
+  } else {
+    await page.getByLabel('Password', { exact: true }).fill(person.password);
+  }
+  await page.getByRole('button', { name: 'Add', exact: true }).click();
+  await page.locator('#people li', { hasText: person.name }).waitFor();
+}
+
+/** Sends `text` with the keyboard and waits for the reply to finish; returns what the page saw. */
+async function sendAndWatch(page, text) {
+  await watchReplies(page);
+  const box = page.getByLabel('Your message');
+  await box.fill(text);
+  await box.press('Enter');
+  const reply = page.locator('.msg.assistant').last();
+  await reply.waitFor();
+  await page.locator('.msg.assistant[data-status="complete"]').last().waitFor({ timeout: 180_000 });
+  return { seen: await seenReplies(page), text: await reply.locator('.body').innerText() };
+}
+
+function assertStreamed(seen, final) {
+  const partial = seen.filter((s) => s.status === 'streaming' && s.text && s.text !== THINKING);
+  assert.ok(partial.length >= 2, `the reply should arrive in pieces; the page saw ${JSON.stringify(seen)}`);
+  assert.equal(seen[seen.length - 1].status, 'complete');
+  assert.ok(final.trim().length > 0, 'the finished reply is empty');
+}
+
+async function theWholeVisit(page, url, person, tag) {
+  await setUp(page, url);
+  await shot(page, `${tag}-1-owner`);
+  await addPerson(page, person);
+  await shot(page, `${tag}-2-people`);
+  await logOut(page);
+  await logIn(page, person.name, person.pin || person.password);
+  await page.getByText(`Hi ${person.name}!`).waitFor();
+
+  const { seen, text } = await sendAndWatch(page, 'Name three fruits, as a short list.');
+  assertStreamed(seen, text);
+  const conversations = page.locator('#convs button.conv');
+  await shot(page, `${tag}-3-chat`);
+
+  // Reload: the conversation is still there, opened, with the same reply.
+  await page.reload();
+  await page.locator('.msg.assistant[data-status="complete"]').waitFor();
+  assert.equal(await page.locator('.msg.user .body').innerText(), 'Name three fruits, as a short list.');
+  assert.equal(await page.locator('.msg.assistant .body').innerText(), text);
+  assert.equal(await conversations.count(), 1);
+  // The first reply gave the conversation a title of its own.
+  const title = (await conversations.first().locator('.title').innerText()).trim();
+  assert.ok(title && title !== 'New chat', `expected an automatic title, got "${title}"`);
+
+  const width = await page.evaluate(() => [document.documentElement.scrollWidth, window.innerWidth]);
+  assert.ok(width[0] <= width[1], `the page is wider than the window: ${width}`);
+
+  await logOut(page);
+  await shot(page, `${tag}-4-logged-out`);
+  // Logged out means logged out: the conversation is not readable without logging in again.
+  const status = await page.evaluate(() => fetch('/api/conversations').then((r) => r.status));
+  assert.equal(status, 401);
+}
+
+test('a laptop: setup, a person with a password, a streamed reply, reload, log out', async () => {
+  const { url } = await serve('laptop');
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  const page = await context.newPage();
+  try {
+    await theWholeVisit(page, url, { name: 'Sam', password: 'blue-bicycle-77' }, 'laptop');
+  } finally {
+    await context.close();
+  }
+});
+
+test('a 360×740 phone: setup, a child with a PIN, a streamed reply, reload, log out', async () => {
+  const { url } = await serve('phone');
+  const context = await browser.newContext({
+    viewport: { width: 360, height: 740 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true,
+  });
+  const page = await context.newPage();
+  try {
+    await theWholeVisit(page, url, { name: 'Leo', pin: '4821' }, 'phone');
+  } finally {
+    await context.close();
+  }
+});
+
+test('Markdown from a reply becomes DOM nodes only: no markup, no script, safe links', async () => {
+  const { url } = await serve('markdown');
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  try {
+    await setUp(page, url);
+    const out = await page.evaluate(async () => {
+      const { renderMarkdown } = await import('/app.js');
+      window.__pwned = 0;
+      const box = document.createElement('div');
+      box.append(renderMarkdown([
+        '# Title <b>bold?</b>',
+        '<script>window.__pwned = 1</script>',
+        '<img src=x onerror="window.__pwned = 2">',
+        'A [bad link](javascript:window.__pwned=3) and a [good one](https://example.org/a?b=1) and **bold** with `<i>code</i>`.',
+        '',
+        '- one',
+        '- two *em*',
+        '  1. nested',
+        '',
+        '| a | b |',
+        '|---|--:|',
+        '| <u>x</u> | 2 |',
+        '',
+        '```html',
+        '<p onclick="x()">hi</p>',
+        '```',
+      ].join('\n')));
+      document.body.append(box);
+      await new Promise((r) => setTimeout(r, 100));
+      const tags = [...box.querySelectorAll('*')].map((e) => e.tagName.toLowerCase());
+      const links = [...box.querySelectorAll('a')].map((a) => [a.textContent, a.getAttribute('href'), a.rel]);
+      const attrs = [...box.querySelectorAll('*')].flatMap((e) => [...e.attributes].map((a) => a.name));
+      box.remove();
+      return { tags, links, attrs, pwned: window.__pwned, text: box.textContent };
+    });
+    for (const bad of ['script', 'img', 'b', 'i', 'u']) {
+      assert.ok(!out.tags.includes(bad), `a <${bad}> element was created: ${out.tags}`);
+    }
+    assert.equal(out.pwned, 0);
+    assert.ok(!out.attrs.some((a) => a.startsWith('on')), `event attributes: ${out.attrs}`);
+    assert.deepEqual(out.links, [['good one', 'https://example.org/a?b=1', 'noopener noreferrer']]);
+    for (const t of ['h3', 'ul', 'ol', 'li', 'em', 'strong', 'code', 'table', 'th', 'td', 'pre']) {
+      assert.ok(out.tags.includes(t), `expected a <${t}> in ${out.tags}`);
+    }
+    assert.ok(out.text.includes('<script>window.__pwned = 1</script>'), 'raw markup shows as text');
+    assert.ok(out.text.includes('<p onclick="x()">hi</p>'), 'code shows as text');
+  } finally {
+    await context.close();
+  }
+});
+
+test('kill -9 in the middle of a reply: after a restart the partial reply is there, marked interrupted', async () => {
+  const { home, port, server, url } = await serve('crash');
+  const context = await browser.newContext({ viewport: { width: 1024, height: 768 } });
+  const page = await context.newPage();
+  try {
+    await setUp(page, url);
+    await watchReplies(page);
+    const box = page.getByLabel('Your message');
+    await box.fill('Count from 1 to 400, one number per line, and nothing else.');
+    await box.press('Enter');
+    // Some of the reply is on screen, then a little more than a second passes so the server has
+    // had the time it promises to save what it wrote.
+    await page.waitForFunction((thinking) => {
+      const b = document.querySelector('.msg.assistant[data-status="streaming"] .body');
+      return b && b.textContent !== thinking && b.textContent.length > 20;
+    }, THINKING, { timeout: 180_000 });
+    await page.waitForTimeout(1500);
+    const before = await page.locator('.msg.assistant .body').innerText();
+    assert.equal(await page.locator('.msg.assistant').getAttribute('data-status'), 'streaming',
+      'the reply finished before the server could be killed; the test needs a longer reply');
+    server.kill('SIGKILL');
+    await new Promise((r) => server.once('exit', r));
+
+    servers.push(await startServer(home, port, 'crash-restarted'));
+    // The page's event stream reconnects on its own and learns that the reply ended.
+    await page.locator('.msg.assistant[data-status="interrupted"]').waitFor({ timeout: 60_000 });
+    await page.reload();
+    if (await page.getByRole('button', { name: 'Log in' }).isVisible()) {
+      await logIn(page, OWNER.name, OWNER.password);
+      await page.locator('#convs button.conv').first().click();
+    }
+    const reply = page.locator('.msg.assistant');
+    await reply.and(page.locator('[data-status="interrupted"]')).waitFor();
+    await shot(page, 'crash-interrupted');
+    assert.equal(await page.locator('.msg.user .body').innerText(), 'Count from 1 to 400, one number per line, and nothing else.');
+    const saved = await reply.locator('.body').innerText();
+    assert.ok(saved.trim().length > 0, 'the partial reply was lost');
+    // What was saved and what the page had seen agree on their common beginning.
+    const n = Math.min(saved.length, before.length);
+    assert.equal(saved.replace(/\s+/g, ' ').slice(0, n / 2), before.replace(/\s+/g, ' ').slice(0, n / 2));
+    assert.match(await reply.locator('.note').innerText(), /Interrupted/);
+  } finally {
+    await context.close();
+  }
+});
