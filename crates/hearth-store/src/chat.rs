@@ -110,6 +110,43 @@ fn preview(text: &str) -> String {
     }
 }
 
+/// `user`'s conversation summaries, newest first: those matching the lowercased `needle` if
+/// given, only conversation `only` if given.
+fn summaries(
+    conn: &Connection,
+    user: i64,
+    needle: Option<&str>,
+    only: Option<i64>,
+) -> Result<Vec<ConversationSummary>> {
+    // The preview reads a bounded prefix of the last message, not the whole reply.
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT c.id, c.title, c.created, c.updated,
+             (SELECT substr(m.content, 1, {prefix}) FROM messages m
+              WHERE m.conversation_id = c.id ORDER BY m.id DESC LIMIT 1)
+         FROM conversations c
+         WHERE c.user_id = ?1
+           AND (?3 IS NULL OR c.id = ?3)
+           AND (?2 IS NULL
+                OR {CONTAINS_FN}(c.title, ?2)
+                OR EXISTS (SELECT 1 FROM messages m
+                           WHERE m.conversation_id = c.id AND {CONTAINS_FN}(m.content, ?2)))
+         ORDER BY c.activity DESC",
+        prefix = PREVIEW_CHARS * 4
+    ))?;
+    let list = stmt
+        .query_map(params![user, needle, only], |r| {
+            Ok(ConversationSummary {
+                id: r.get(0)?,
+                title: r.get(1)?,
+                created: r.get(2)?,
+                updated: r.get(3)?,
+                preview: preview(&r.get::<_, Option<String>>(4)?.unwrap_or_default()),
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(list)
+}
+
 pub(crate) fn messages_of(conn: &Connection, conversation: i64) -> Result<Vec<Message>> {
     let mut stmt = conn.prepare(&format!(
         "SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ?1 ORDER BY id"
@@ -192,33 +229,13 @@ impl Store {
             .map(str::trim)
             .filter(|s| !s.is_empty())
             .map(str::to_lowercase);
-        let conn = self.conn();
-        // The preview reads a bounded prefix of the last message, not the whole reply.
-        let mut stmt = conn.prepare(&format!(
-            "SELECT c.id, c.title, c.created, c.updated,
-                 (SELECT substr(m.content, 1, {prefix}) FROM messages m
-                  WHERE m.conversation_id = c.id ORDER BY m.id DESC LIMIT 1)
-             FROM conversations c
-             WHERE c.user_id = ?1
-               AND (?2 IS NULL
-                    OR {CONTAINS_FN}(c.title, ?2)
-                    OR EXISTS (SELECT 1 FROM messages m
-                               WHERE m.conversation_id = c.id AND {CONTAINS_FN}(m.content, ?2)))
-             ORDER BY c.activity DESC",
-            prefix = PREVIEW_CHARS * 4
-        ))?;
-        let list = stmt
-            .query_map(params![user, needle], |r| {
-                Ok(ConversationSummary {
-                    id: r.get(0)?,
-                    title: r.get(1)?,
-                    created: r.get(2)?,
-                    updated: r.get(3)?,
-                    preview: preview(&r.get::<_, Option<String>>(4)?.unwrap_or_default()),
-                })
-            })?
-            .collect::<rusqlite::Result<_>>()?;
-        Ok(list)
+        summaries(&self.conn(), user, needle.as_deref(), None)
+    }
+
+    /// One of `user`'s conversations as it appears in the list (after a rename, say); `None`
+    /// if it does not exist or is someone else's.
+    pub fn conversation_summary(&self, user: i64, id: i64) -> Result<Option<ConversationSummary>> {
+        Ok(summaries(&self.conn(), user, None, Some(id))?.pop())
     }
 
     /// One of `user`'s conversations with its messages in order; `None` if it does not exist or

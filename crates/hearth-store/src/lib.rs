@@ -28,6 +28,23 @@
 //!   hash (SHA-256) is enough; only the hash is stored, and a stolen database file opens nothing.
 //!
 //! Times are Unix seconds (UTC) everywhere, as in the OpenAI API the server also speaks.
+//!
+//! ```
+//! use hearth_store::{MessageRole, Secret, Status, Store};
+//!
+//! let store = Store::open_in_memory()?;
+//! let ana = store.setup("The Hearths", "Ana", "correct horse")?;
+//! let kid = store.add_person("Leo", &Secret::Pin("2468".into()))?;
+//! assert_eq!(store.verify_login("leo", "2468")?, Some(kid));
+//!
+//! let chat = store.create_conversation(ana.id, None)?;
+//! store.add_message(ana.id, chat.id, MessageRole::User, "Hello", Status::Complete)?;
+//! let reply = store.add_message(ana.id, chat.id, MessageRole::Assistant, "", Status::Streaming)?;
+//! store.append_to_message(reply.id, "Hi Ana!")?;
+//! store.set_message_status(reply.id, Status::Complete)?;
+//! assert_eq!(store.conversation(ana.id, chat.id)?.unwrap().messages[1].content, "Hi Ana!");
+//! # Ok::<(), hearth_store::Error>(())
+//! ```
 
 mod chat;
 mod export;

@@ -99,6 +99,16 @@ impl Store {
         Ok(user)
     }
 
+    /// Whether first-run setup is done: the household has an owner. (The household's name alone
+    /// does not say so.)
+    pub fn is_set_up(&self) -> Result<bool> {
+        Ok(self.conn().query_row(
+            "SELECT EXISTS (SELECT 1 FROM users WHERE role = 'owner')",
+            [],
+            |r| r.get(0),
+        )?)
+    }
+
     /// Adds a member with a password or PIN. Names are unique ignoring case.
     pub fn add_person(&self, name: &str, secret: &Secret) -> Result<User> {
         let name = secret::check_name(name)?;

@@ -27,6 +27,7 @@ fn one_person_cannot_touch_anothers_conversation() {
         .unwrap();
 
     assert_eq!(store.conversation(ana.id, bens.id).unwrap(), None);
+    assert_eq!(store.conversation_summary(ana.id, bens.id).unwrap(), None);
     not_found(store.rename_conversation(ana.id, bens.id, "mine now"));
     not_found(store.delete_conversation(ana.id, bens.id));
     not_found(store.add_message(ana.id, bens.id, MessageRole::User, "hi", Status::Complete));
@@ -205,6 +206,13 @@ fn list_is_newest_first_with_previews() {
         .unwrap();
     let list = store.conversations(ana.id, None).unwrap();
     assert_eq!(list[1].title.as_deref(), Some("Greetings"));
+    assert_eq!(
+        store
+            .conversation_summary(ana.id, first.id)
+            .unwrap()
+            .as_ref(),
+        Some(&list[1])
+    );
     assert_eq!(list[0].id, second.id);
     for bad in ["", "  ", &"t".repeat(201)] {
         let r = store.rename_conversation(ana.id, first.id, bad);
