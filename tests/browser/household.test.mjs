@@ -93,6 +93,12 @@ function assertStreamed(seen, final) {
   assert.ok(final.trim().length > 0, 'the finished reply is empty');
 }
 
+/** Screenshots without a passing notice over them. */
+async function calmShot(page, name) {
+  await page.waitForFunction(() => !document.querySelector('#toast.show'));
+  await shot(page, name);
+}
+
 async function theWholeVisit(page, url, person, tag) {
   await setUp(page, url);
   await shot(page, `${tag}-1-owner`);
@@ -105,7 +111,7 @@ async function theWholeVisit(page, url, person, tag) {
   const { seen, text } = await sendAndWatch(page, 'Name three fruits, as a short list.');
   assertStreamed(seen, text);
   const conversations = page.locator('#convs button.conv');
-  await shot(page, `${tag}-3-chat`);
+  await calmShot(page, `${tag}-3-chat`);
 
   // Reload: the conversation is still there, opened, with the same reply.
   await page.reload();
@@ -203,6 +209,9 @@ test('Markdown from a reply becomes DOM nodes only: no markup, no script, safe l
   }
 });
 
+// Long enough that SmolLM2 is still writing well after the first second.
+const STORY = 'Write a long story, at least twenty paragraphs, about a dragon who learns to bake bread.';
+
 test('kill -9 in the middle of a reply: after a restart the partial reply is there, marked interrupted', async () => {
   const { home, port, server, url } = await serve('crash');
   const context = await browser.newContext({ viewport: { width: 1024, height: 768 } });
@@ -211,7 +220,7 @@ test('kill -9 in the middle of a reply: after a restart the partial reply is the
     await setUp(page, url);
     await watchReplies(page);
     const box = page.getByLabel('Your message');
-    await box.fill('Count from 1 to 400, one number per line, and nothing else.');
+    await box.fill(STORY);
     await box.press('Enter');
     // Some of the reply is on screen, then a little more than a second passes so the server has
     // had the time it promises to save what it wrote.
@@ -236,8 +245,8 @@ test('kill -9 in the middle of a reply: after a restart the partial reply is the
     }
     const reply = page.locator('.msg.assistant');
     await reply.and(page.locator('[data-status="interrupted"]')).waitFor();
-    await shot(page, 'crash-interrupted');
-    assert.equal(await page.locator('.msg.user .body').innerText(), 'Count from 1 to 400, one number per line, and nothing else.');
+    await calmShot(page, 'crash-interrupted');
+    assert.equal(await page.locator('.msg.user .body').innerText(), STORY);
     const saved = await reply.locator('.body').innerText();
     assert.ok(saved.trim().length > 0, 'the partial reply was lost');
     // What was saved and what the page had seen agree on their common beginning.
