@@ -129,7 +129,8 @@ class HearthServer:
         self.env = env or {}
         self.api_key = api_key
         self.port = free_port()
-        self.url = f"http://{listen_host}:{self.port}"
+        # A server listening on every interface is reached through loopback.
+        self.url = f"http://{'127.0.0.1' if listen_host == '0.0.0.0' else listen_host}:{self.port}"
         self.log_path = log_dir / f"hearth-serve-{name}.log"
         self.argv = [hearth_bin(), "serve", "--model", CHAT_MODEL, "--listen", f"{listen_host}:{self.port}",
                      *self.args]

@@ -155,7 +155,8 @@ def test_good_keys(request, model_id, server_fixture, key):
 
 def test_full_queue_is_refused_with_retry_after(tmp_path, model_id):
     # One running and one waiting at most: of six requests sent at once, some must be turned away
-    # with 429 or 503 and a Retry-After, and the rest must still be served.
+    # with 429 or 503 and a Retry-After, and the rest must still be served. (How many are served
+    # depends on whether the first has left the queue for the engine when the second arrives.)
     s = HearthServer("queue1", tmp_path, args=["--max-seqs", "1", "--max-queue", "1"]).start().wait_ready()
     try:
         body = chat_body(model_id, messages=user(STORY), max_tokens=48, temperature=0)
@@ -171,7 +172,7 @@ def test_full_queue_is_refused_with_retry_after(tmp_path, model_id):
         statuses = sorted(r.status_code for r in responses)
         refused = [r for r in responses if r.status_code in (429, 503)]
         assert refused and len(refused) + statuses.count(200) == 6, statuses
-        assert statuses.count(200) >= 2, statuses
+        assert 1 <= statuses.count(200) <= 2, statuses
         for r in refused:
             error_of(r, r.status_code)
             assert int(r.headers["retry-after"]) >= 1, r.headers

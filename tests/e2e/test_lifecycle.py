@@ -1,12 +1,16 @@
 """Starting and stopping: Ctrl-C ends the server cleanly, and a listener beyond loopback without
-API keys is refused with a message that says how to fix it."""
+API keys never leaves `/v1` open: the server refuses to start with a message that says how to fix
+it, or (with the household page's accounts) starts with `/v1` closed to callers without a key."""
 
 from __future__ import annotations
 
 import signal
-import subprocess
+import time
 
-from conftest import CHAT_MODEL, HearthServer, free_port, hearth_bin, hearth_env
+import httpx
+
+from conftest import HearthServer
+from support import QUESTION, user
 
 
 def test_ctrl_c_exits_cleanly(tmp_path):
@@ -15,12 +19,29 @@ def test_ctrl_c_exits_cleanly(tmp_path):
     assert code == 0, f"exit status {code} after Ctrl-C; log:\n{s.log_tail()}"
 
 
-def test_non_loopback_without_keys_refuses_to_start():
-    argv = [hearth_bin(), "serve", "--model", CHAT_MODEL, "--listen", f"0.0.0.0:{free_port()}"]
+def test_non_loopback_without_keys_is_never_open(tmp_path, model_id):
+    s = HearthServer("all-interfaces", tmp_path, listen_host="0.0.0.0").start()
     try:
-        p = subprocess.run(argv, env=hearth_env(), capture_output=True, text=True, timeout=60)
-    except subprocess.TimeoutExpired as e:
-        raise AssertionError("hearth serve kept running on 0.0.0.0 with no API key") from e
-    assert p.returncode != 0
-    message = (p.stderr + p.stdout).lower()
-    assert "api-key" in message or "hearth_api_keys" in message, p.stderr
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if s.proc.poll() is not None:
+                assert s.proc.returncode != 0
+                log = s.log_tail().lower()
+                assert "--api-key" in log or "hearth_api_keys" in log, log
+                return
+            try:
+                if httpx.get(f"{s.url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        else:
+            raise AssertionError(f"neither refused nor ready after 120 s; log:\n{s.log_tail()}")
+        # It started: then /v1 must turn away a caller with no key.
+        r = httpx.get(f"{s.url}/v1/models", timeout=30)
+        assert r.status_code == 401, f"/v1/models open on 0.0.0.0 without a key: {r.status_code} {r.text[:300]}"
+        r = httpx.post(f"{s.url}/v1/chat/completions", timeout=60,
+                       json={"model": model_id, "messages": user(QUESTION), "max_tokens": 2})
+        assert r.status_code == 401, f"chat open on 0.0.0.0 without a key: {r.status_code} {r.text[:300]}"
+    finally:
+        s.stop()
