@@ -45,3 +45,33 @@ def test_non_loopback_without_keys_is_never_open(tmp_path, model_id):
         assert r.status_code == 401, f"chat open on 0.0.0.0 without a key: {r.status_code} {r.text[:300]}"
     finally:
         s.stop()
+
+
+def test_ctrl_c_with_a_stream_in_flight(tmp_path, model_id):
+    # Ctrl-C stops taking requests and finishes (or cancels) the ones in flight before exiting:
+    # the open stream must end, not hang, and the process must exit cleanly.
+    s = HearthServer("sigint-busy", tmp_path).start().wait_ready()
+    body = {"model": model_id, "messages": user("Write a long story about a dragon."), "max_tokens": 48,
+            "temperature": 0, "stream": True}
+    finished = None
+    try:
+        with httpx.Client(base_url=s.url, timeout=60) as http:
+            with http.stream("POST", "/v1/chat/completions", json=body) as resp:
+                assert resp.status_code == 200
+                lines = resp.iter_lines()
+                for line in lines:
+                    if '"content"' in line:
+                        break
+                s.proc.send_signal(signal.SIGINT)
+                try:
+                    for line in lines:
+                        if '"finish_reason":"' in line.replace(" ", ""):
+                            finished = line
+                except httpx.HTTPError:
+                    pass  # cancelled rather than finished: allowed, as long as it ends
+        code = s.proc.wait(timeout=30)
+        assert code == 0, f"exit status {code}; log:\n{s.log_tail()}"
+        if finished is not None:
+            assert '"length"' in finished or '"stop"' in finished, finished
+    finally:
+        s.stop()
