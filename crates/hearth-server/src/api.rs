@@ -41,12 +41,16 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/completions", post(completions))
         .route("/v1/embeddings", post(crate::embeddings::embeddings))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_key));
-    Router::new()
+    let mut app = Router::new()
         .merge(v1)
         .route("/health", get(health))
-        .route("/metrics", get(metrics))
-        .fallback(not_found)
-        .layer(DefaultBodyLimit::max(limit))
+        .route("/metrics", get(metrics));
+    app = if state.household.is_some() {
+        app.merge(crate::household::router())
+    } else {
+        app.fallback(not_found)
+    };
+    app.layer(DefaultBodyLimit::max(limit))
         .layer(middleware::from_fn_with_state(state.clone(), log_request))
         .with_state(state)
 }
@@ -79,15 +83,36 @@ async fn log_request(State(state): State<Arc<AppState>>, req: HttpRequest, next:
 }
 
 async fn require_key(State(state): State<Arc<AppState>>, req: HttpRequest, next: Next) -> Response {
-    if state.auth.allows(req.headers()) {
+    if v1_allowed(&state, req.headers()) {
         return next.run(req).await;
     }
-    let message = if crate::auth::bearer(req.headers()).is_some() {
-        "Incorrect API key provided."
-    } else {
-        "This server requires an API key: send it as `Authorization: Bearer KEY`."
+    let message = match (crate::auth::bearer(req.headers()).is_some(), state.household.is_some()) {
+        (true, _) => "Incorrect API key provided.",
+        (false, false) => "This server requires an API key: send it as `Authorization: Bearer KEY`.",
+        (false, true) => "This server requires an API key: the household's owner creates one in Settings → Apps; send it as `Authorization: Bearer KEY`.",
     };
     ApiError::unauthorized(message).into_response()
+}
+
+/// The `/v1` rule: a configured key always works; with a household, so do its API keys and a
+/// logged-in session, and once the household is set up nothing else does (not even on
+/// loopback); without a household, [`crate::Auth`] decides alone.
+fn v1_allowed(state: &AppState, headers: &axum::http::HeaderMap) -> bool {
+    if state.auth.required() && state.auth.allows(headers) {
+        return true;
+    }
+    let Some(h) = state.household.as_ref() else {
+        return state.auth.allows(headers);
+    };
+    if let Some(key) = crate::auth::bearer(headers) {
+        if h.store.verify_api_key(key).unwrap_or(false) {
+            return true;
+        }
+    }
+    if crate::household::session_user(h, headers).is_some() {
+        return true;
+    }
+    !h.is_set_up() && state.auth.open()
 }
 
 async fn not_found(req: HttpRequest) -> ApiError {
@@ -233,13 +258,13 @@ fn sampler(state: &AppState, s: &SamplingFields) -> AppResult<SamplerConfig> {
 }
 
 /// Everything the engine and the text side need for one generation.
-struct Plan {
-    prompt: Vec<u32>,
-    max_tokens: usize,
-    stops: Vec<String>,
-    sampler: SamplerConfig,
-    logprobs: Option<usize>,
-    constraint: Option<Box<dyn TokenConstraint>>,
+pub(crate) struct Plan {
+    pub(crate) prompt: Vec<u32>,
+    pub(crate) max_tokens: usize,
+    pub(crate) stops: Vec<String>,
+    pub(crate) sampler: SamplerConfig,
+    pub(crate) logprobs: Option<usize>,
+    pub(crate) constraint: Option<Box<dyn TokenConstraint>>,
 }
 
 fn max_tokens(
@@ -274,7 +299,7 @@ fn stops(stop: Option<crate::openai::StopSpec>) -> AppResult<Vec<String>> {
 }
 
 /// Starts a generation, or says why not.
-fn start(state: &Arc<AppState>, plan: Plan) -> AppResult<Generation> {
+pub(crate) fn start_generation(state: &Arc<AppState>, plan: Plan) -> AppResult<Generation> {
     if state.shutting_down.load(Ordering::Relaxed) {
         return Err(ApiError::overloaded("Hearth is shutting down", 5));
     }
@@ -456,7 +481,7 @@ async fn chat_inner(
         constraint,
     };
     let guard = state.metrics.enter();
-    let gen = start(&state, plan)?;
+    let gen = start_generation(&state, plan)?;
     let id = new_id("chatcmpl");
     let created = unix_time(SystemTime::now());
     if req.stream.unwrap_or(false) {
@@ -744,7 +769,7 @@ async fn completions_inner(
         constraint: None,
     };
     let guard = state.metrics.enter();
-    let mut gen = start(&state, plan)?;
+    let mut gen = start_generation(&state, plan)?;
     let id = new_id("cmpl");
     let created = unix_time(SystemTime::now());
     let model = state.model_id.clone();

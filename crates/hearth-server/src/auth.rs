@@ -18,6 +18,7 @@ use axum::http::{header, HeaderMap};
 #[derive(Clone, Debug)]
 pub struct Auth {
     keys: Vec<String>,
+    loopback: bool,
 }
 
 /// Why the server must not start with this listener and these keys.
@@ -30,15 +31,30 @@ pub struct OpenToNetwork {
 impl Auth {
     /// Checks the table above and builds the gate. Empty keys are ignored.
     pub fn new(listen: SocketAddr, keys: Vec<String>) -> Result<Auth, OpenToNetwork> {
-        let keys: Vec<String> = keys
+        if keys.iter().all(|k| k.trim().is_empty()) && !listen.ip().is_loopback() {
+            return Err(OpenToNetwork { addr: listen });
+        }
+        Ok(Auth::household(listen, keys))
+    }
+
+    /// The gate for a server with the household page: it may listen beyond loopback without a
+    /// configured key, because `/v1` then needs a household API key or a logged-in session
+    /// (see the table in `household`), never nothing.
+    pub fn household(listen: SocketAddr, keys: Vec<String>) -> Auth {
+        let keys = keys
             .into_iter()
             .map(|k| k.trim().to_string())
             .filter(|k| !k.is_empty())
             .collect();
-        if keys.is_empty() && !listen.ip().is_loopback() {
-            return Err(OpenToNetwork { addr: listen });
+        Auth {
+            keys,
+            loopback: listen.ip().is_loopback(),
         }
-        Ok(Auth { keys })
+    }
+
+    /// Whether `/v1` is open to anyone: loopback with no keys configured.
+    pub fn open(&self) -> bool {
+        self.loopback && self.keys.is_empty()
     }
 
     /// Whether `/v1` needs a key.
@@ -71,7 +87,7 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }

@@ -19,6 +19,7 @@ pub mod auth;
 mod embeddings;
 pub mod error;
 mod generate;
+pub mod household;
 pub mod metrics;
 pub mod openai;
 pub mod scheduler;
@@ -106,6 +107,8 @@ pub struct AppState {
     /// Built on first use: the vocabulary trie takes a moment for large vocabularies, and
     /// most requests never need it.
     grammar: std::sync::OnceLock<Arc<hearth_grammar::GrammarEnv>>,
+    /// Accounts, conversations and the page; `None` serves the API alone.
+    pub(crate) household: Option<household::Household>,
 }
 
 impl AppState {
@@ -115,6 +118,17 @@ impl AppState {
         embed: Option<EmbedModel>,
         opts: ServeOptions,
         auth: Auth,
+    ) -> Arc<AppState> {
+        AppState::with_household(m, embed, opts, auth, None)
+    }
+
+    /// [`new`](Self::new) with the household page and its storage.
+    pub fn with_household(
+        m: ServeModel,
+        embed: Option<EmbedModel>,
+        opts: ServeOptions,
+        auth: Auth,
+        household: Option<household::HouseholdOptions>,
     ) -> Arc<AppState> {
         let embed_threads = opts.engine.threads.max(1);
         let n_vocab = m.model.config().n_vocab;
@@ -138,6 +152,7 @@ impl AppState {
             grammar: std::sync::OnceLock::new(),
             embed: embed.map(Arc::new),
             embed_pool: Arc::new(hearth_kernels::ThreadPool::new(embed_threads)),
+            household: household.map(household::Household::new),
         })
     }
 
@@ -180,7 +195,7 @@ impl AppState {
     }
 }
 
-/// The full router: `/v1/*`, `/health`, `/metrics`.
+/// The full router: `/v1/*`, `/health`, `/metrics`, and with a household the page and `/api/*`.
 pub fn router(state: Arc<AppState>) -> axum::Router {
     api::router(state)
 }

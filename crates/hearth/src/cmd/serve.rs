@@ -8,6 +8,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 use hearth_engine::EngineOptions;
 use hearth_fetch::{Catalog, Home};
+use hearth_server::household::HouseholdOptions;
 use hearth_server::{AppState, Auth, EmbedModel, ServeModel, ServeOptions};
 
 use crate::load::{self, GenOptions};
@@ -45,6 +46,9 @@ pub struct ServeArgs {
     /// Most prompt tokens one conversation adds to a step, so long prompts do not stall others.
     #[arg(long, default_value_t = 256)]
     pub prefill_chunk: usize,
+    /// Serve the API alone, without the household page and its accounts.
+    #[arg(long)]
+    pub no_household: bool,
     /// Do not load the embedding model (all-minilm-l6-v2) for /v1/embeddings.
     #[arg(long)]
     pub no_embeddings: bool,
@@ -54,8 +58,19 @@ pub struct ServeArgs {
 }
 
 pub fn run(a: ServeArgs) -> anyhow::Result<()> {
-    // The listener policy first: refusing takes no model load.
-    let auth = Auth::new(a.listen, a.api_keys.clone())?;
+    // The listener policy first: refusing takes no model load. With the household page, a
+    // non-loopback listener is allowed without configured keys: `/v1` then needs a household
+    // key or a logged-in session, and first-run setup needs the code printed below.
+    let auth = if a.no_household {
+        Auth::new(a.listen, a.api_keys.clone())?
+    } else {
+        Auth::household(a.listen, a.api_keys.clone())
+    };
+    let household = if a.no_household {
+        None
+    } else {
+        Some(household(a.listen)?)
+    };
     if a.max_seqs == 0 {
         bail!("--max-seqs must be at least 1");
     }
@@ -86,7 +101,7 @@ pub fn run(a: ServeArgs) -> anyhow::Result<()> {
     };
     let id = loaded.name.clone();
     let embed = if a.no_embeddings { None } else { embed_model() };
-    let state = AppState::new(
+    let state = AppState::with_household(
         ServeModel {
             id: id.clone(),
             model,
@@ -97,6 +112,7 @@ pub fn run(a: ServeArgs) -> anyhow::Result<()> {
         embed,
         opts,
         auth.clone(),
+        household,
     );
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -104,6 +120,103 @@ pub fn run(a: ServeArgs) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(serve(state, a.listen, id, auth.required(), threads))
+}
+
+/// The household's storage in the data directory, and the one-time setup code a first run on
+/// the network needs (printed here, in the keeper's terminal, and nowhere else).
+fn household(listen: SocketAddr) -> anyhow::Result<HouseholdOptions> {
+    let home = Home::from_env()?;
+    std::fs::create_dir_all(home.root())
+        .with_context(|| format!("cannot create {}", home.root().display()))?;
+    let path = home.root().join("household.db");
+    let store = hearth_store::Store::open(&path)
+        .with_context(|| format!("cannot open the household's data at {}", path.display()))?;
+    let set_up = store.is_set_up()?;
+    let setup_code = (!set_up && !listen.ip().is_loopback()).then(|| {
+        let code = format!("{:06}", rand::random::<u32>() % 1_000_000);
+        eprintln!("First-run setup from another device needs this code: {code}");
+        code
+    });
+    Ok(HouseholdOptions {
+        store: Arc::new(store),
+        setup_code,
+        admin: Some(Arc::new(Admin)),
+    })
+}
+
+/// The owner's settings page, backed by hearth-fetch and the planner.
+struct Admin;
+
+impl hearth_server::household::Admin for Admin {
+    fn installed(&self) -> serde_json::Value {
+        let Ok(home) = Home::from_env() else {
+            return serde_json::json!([]);
+        };
+        let items = hearth_fetch::list_installed(&home).unwrap_or_default();
+        serde_json::Value::Array(
+            items
+                .into_iter()
+                .map(|m| serde_json::json!({"name": m.name, "size": m.size}))
+                .collect(),
+        )
+    }
+
+    fn catalog(&self) -> serde_json::Value {
+        let Ok(home) = Home::from_env() else {
+            return serde_json::json!([]);
+        };
+        let installed: Vec<String> = hearth_fetch::list_installed(&home)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|m| m.name)
+            .collect();
+        let Ok(catalog) = Catalog::load(&home) else {
+            return serde_json::json!([]);
+        };
+        serde_json::Value::Array(
+            catalog
+                .entries()
+                .map(|e| {
+                    serde_json::json!({"name": e.name, "description": e.description,
+                        "size": e.size, "installed": installed.contains(&e.name)})
+                })
+                .collect(),
+        )
+    }
+
+    fn plan(&self) -> Option<serde_json::Value> {
+        None
+    }
+
+    fn pull(&self, name: &str, progress: &(dyn Fn(u64, Option<u64>) + Sync)) -> Result<(), String> {
+        let home = Home::from_env().map_err(|e| e.to_string())?;
+        let catalog = Catalog::load(&home).map_err(|e| e.to_string())?;
+        if catalog.get(name).is_none() {
+            return Err(format!("{name} is not in Hearth's catalog"));
+        }
+        struct P<'a> {
+            f: &'a (dyn Fn(u64, Option<u64>) + Sync),
+            total: std::sync::Mutex<Option<u64>>,
+        }
+        impl hearth_fetch::Progress for P<'_> {
+            fn start(&self, _label: &str, total: Option<u64>) {
+                *self.total.lock().unwrap_or_else(|p| p.into_inner()) = total;
+                (self.f)(0, total);
+            }
+            fn set(&self, done: u64) {
+                let total = *self.total.lock().unwrap_or_else(|p| p.into_inner());
+                (self.f)(done, total);
+            }
+            fn finish(&self, _message: &str) {}
+        }
+        let p = P {
+            f: progress,
+            total: std::sync::Mutex::new(None),
+        };
+        hearth_fetch::pull(&home, &catalog, name, &p)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
 }
 
 /// Asks the planner whether this model, context and number of conversations fit this
@@ -219,10 +332,13 @@ async fn serve(
             }
         }
     };
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("the server failed")?;
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+    .context("the server failed")?;
     eprintln!("stopped");
     Ok(())
 }

@@ -1,0 +1,231 @@
+//! The owner's settings: people, API keys for apps, the household's name, models.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use hearth_store::Secret;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::db;
+use super::session::{household, Me};
+use crate::error::ApiError;
+use crate::AppState;
+
+pub async fn people(State(state): State<Arc<AppState>>, me: Me) -> Result<Json<Value>, ApiError> {
+    me.require_owner()?;
+    let h = household(&state)?;
+    Ok(Json(json!(h.store.people().map_err(db)?)))
+}
+
+#[derive(Deserialize)]
+pub struct SecretBody {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    password: Option<String>,
+    #[serde(default)]
+    pin: Option<String>,
+}
+
+impl SecretBody {
+    fn secret(self) -> Result<Secret, ApiError> {
+        match (self.password, self.pin) {
+            (Some(p), None) => Ok(Secret::Password(p)),
+            (None, Some(p)) => Ok(Secret::Pin(p)),
+            _ => Err(ApiError::invalid(
+                "password",
+                "give either a password or a PIN (4 to 8 digits)",
+            )),
+        }
+    }
+}
+
+pub async fn add_person(
+    State(state): State<Arc<AppState>>,
+    me: Me,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    me.require_owner()?;
+    let h = household(&state)?;
+    let mut b: SecretBody = crate::openai::parse_body(&body)?;
+    let name = b
+        .name
+        .take()
+        .map(|n| n.trim().to_string())
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| ApiError::invalid("name", "give the person a name"))?;
+    let secret = b.secret()?;
+    let store = h.store.clone();
+    let p = tokio::task::spawn_blocking(move || store.add_person(&name, &secret))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?
+        .map_err(db)?;
+    Ok(Json(json!(p)))
+}
+
+pub async fn reset_person(
+    State(state): State<Arc<AppState>>,
+    me: Me,
+    Path(id): Path<i64>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    me.require_owner()?;
+    let h = household(&state)?;
+    let b: SecretBody = crate::openai::parse_body(&body)?;
+    let secret = b.secret()?;
+    let store = h.store.clone();
+    tokio::task::spawn_blocking(move || store.reset_secret(id, &secret))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?
+        .map_err(db)?;
+    Ok(Json(json!({})))
+}
+
+pub async fn remove_person(
+    State(state): State<Arc<AppState>>,
+    me: Me,
+    Path(id): Path<i64>,
+) -> Result<Json<Value>, ApiError> {
+    me.require_owner()?;
+    if id == me.user.id {
+        return Err(ApiError::bad_request("you cannot remove yourself"));
+    }
+    let h = household(&state)?;
+    h.store.remove_person(id).map_err(db)?;
+    Ok(Json(json!({})))
+}
+
+pub async fn keys(State(state): State<Arc<AppState>>, me: Me) -> Result<Json<Value>, ApiError> {
+    me.require_owner()?;
+    let h = household(&state)?;
+    Ok(Json(json!(h.store.api_keys().map_err(db)?)))
+}
+
+#[derive(Deserialize)]
+pub struct KeyBody {
+    name: String,
+}
+
+pub async fn create_key(
+    State(state): State<Arc<AppState>>,
+    me: Me,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    me.require_owner()?;
+    let h = household(&state)?;
+    let b: KeyBody = crate::openai::parse_body(&body)?;
+    let name = b.name.trim();
+    if name.is_empty() || name.chars().count() > 60 {
+        return Err(ApiError::invalid(
+            "name",
+            "name the key after the app that uses it (1 to 60 characters)",
+        ));
+    }
+    let (info, key) = h.store.create_api_key(name, me.user.id).map_err(db)?;
+    let mut v = json!(info);
+    v["key"] = json!(key);
+    Ok(Json(v))
+}
+
+pub async fn revoke_key(
+    State(state): State<Arc<AppState>>,
+    me: Me,
+    Path(id): Path<i64>,
+) -> Result<Json<Value>, ApiError> {
+    me.require_owner()?;
+    let h = household(&state)?;
+    h.store.revoke_api_key(id).map_err(db)?;
+    Ok(Json(json!({})))
+}
+
+pub async fn settings(State(state): State<Arc<AppState>>, me: Me) -> Result<Json<Value>, ApiError> {
+    me.require_owner()?;
+    let h = household(&state)?;
+    let admin = h.admin.clone();
+    let (installed, catalog, plan) = match admin {
+        Some(a) => tokio::task::spawn_blocking(move || (a.installed(), a.catalog(), a.plan()))
+            .await
+            .map_err(|e| ApiError::internal(e.to_string()))?,
+        None => (json!([]), json!([]), None),
+    };
+    Ok(Json(json!({
+        "household": h.store.household().map_err(db)?,
+        "model": {"id": state.model_id, "ctx": state.ctx},
+        "installed": installed,
+        "catalog": catalog,
+        "plan": plan,
+    })))
+}
+
+#[derive(Deserialize)]
+pub struct SettingsBody {
+    household: String,
+}
+
+pub async fn put_settings(
+    State(state): State<Arc<AppState>>,
+    me: Me,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    me.require_owner()?;
+    let h = household(&state)?;
+    let b: SettingsBody = crate::openai::parse_body(&body)?;
+    let name = b.household.trim();
+    if name.is_empty() || name.chars().count() > 60 {
+        return Err(ApiError::invalid(
+            "household",
+            "the household's name has 1 to 60 characters",
+        ));
+    }
+    h.store.set_household_name(name).map_err(db)?;
+    Ok(Json(json!({})))
+}
+
+#[derive(Deserialize)]
+pub struct PullBody {
+    name: String,
+}
+
+/// Pulls a catalog model, streaming progress as SSE (`progress`, then `done` or `error`).
+pub async fn pull_model(
+    State(state): State<Arc<AppState>>,
+    me: Me,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    me.require_owner()?;
+    let h = household(&state)?;
+    let b: PullBody = crate::openai::parse_body(&body)?;
+    let admin = h
+        .admin
+        .clone()
+        .ok_or_else(|| ApiError::not_found("this server cannot download models"))?;
+    let (tx, rx) = tokio::sync::mpsc::channel::<SseEvent>(64);
+    tokio::task::spawn_blocking(move || {
+        let progress = |done: u64, total: Option<u64>| {
+            let _ = tx.try_send(
+                SseEvent::default()
+                    .event("progress")
+                    .data(json!({"done": done, "total": total}).to_string()),
+            );
+        };
+        let end = match admin.pull(&b.name, &progress) {
+            Ok(()) => SseEvent::default().event("done").data("{}"),
+            Err(message) => SseEvent::default()
+                .event("error")
+                .data(json!({"message": message}).to_string()),
+        };
+        let _ = tx.blocking_send(end);
+    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|ev| (Ok::<_, std::convert::Infallible>(ev), rx))
+    });
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response())
+}

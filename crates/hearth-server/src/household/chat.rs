@@ -1,0 +1,638 @@
+//! Conversations on the page, and replies generated in the background.
+//!
+//! A reply is a task of its own, not tied to the browser's connection: it writes its text to the
+//! database at least twice a second while it streams, so a locked phone, a closed tab or a crash
+//! loses at most the last half second, and the person finds the reply when they come back. The
+//! page follows a running reply through an SSE stream that starts with a snapshot of the text so
+//! far, so reconnecting (the phone woke up) shows everything.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::{Path, Query, State};
+use axum::http::header;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use hearth_model::chat::ChatMessage;
+use hearth_store::{Message, MessageRole, Status};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::sync::{broadcast, Notify};
+
+use super::session::{household, Me};
+use super::{db, Household};
+use crate::api::{start_generation, Plan};
+use crate::error::ApiError;
+use crate::generate::Piece;
+use crate::AppState;
+
+/// How often a streaming reply is written to the database.
+const FLUSH_EVERY: Duration = Duration::from_millis(500);
+/// Longest message a person may send, in characters.
+const MAX_MESSAGE: usize = 32_000;
+
+/// What the page hears about a running reply.
+#[derive(Clone, Debug)]
+pub enum PageEvent {
+    Queued(usize),
+    Delta(String),
+    Context(Vec<i64>),
+    Done(Status),
+    Error(String),
+}
+
+/// A reply being generated.
+pub struct Reply {
+    pub message_id: i64,
+    content: Mutex<String>,
+    tx: broadcast::Sender<PageEvent>,
+    stop: AtomicBool,
+    stop_notify: Notify,
+}
+
+impl Reply {
+    fn snapshot(&self) -> String {
+        self.content
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    #[serde(default)]
+    q: Option<String>,
+}
+
+pub async fn list(
+    State(state): State<Arc<AppState>>,
+    me: Me,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let h = household(&state)?;
+    let search = q.q.as_deref().map(str::trim).filter(|s| !s.is_empty());
+    let list = h.store.conversations(me.user.id, search).map_err(db)?;
+    Ok(Json(json!(list)))
+}
+
+#[derive(Deserialize, Default)]
+pub struct CreateBody {
+    #[serde(default)]
+    title: Option<String>,
+}
+
+pub async fn create(
+    State(state): State<Arc<AppState>>,
+    me: Me,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let h = household(&state)?;
+    let b: CreateBody = if body.is_empty() {
+        CreateBody::default()
+    } else {
+        crate::openai::parse_body(&body)?
+    };
+    let c = h
+        .store
+        .create_conversation(me.user.id, b.title.as_deref().map(str::trim))
+        .map_err(db)?;
+    Ok(Json(json!(c)))
+}
+
+pub async fn get_one(
+    State(state): State<Arc<AppState>>,
+    me: Me,
+    Path(id): Path<i64>,
+) -> Result<Json<Value>, ApiError> {
+    let h = household(&state)?;
+    let c = h
+        .store
+        .conversation(me.user.id, id)
+        .map_err(db)?
+        .ok_or_else(|| ApiError::not_found("no such conversation"))?;
+    let hidden = build_prompt(&state, h, &c.messages, None)
+        .map(|(_, hidden)| hidden)
+        .unwrap_or_default();
+    let mut v = json!(c);
+    v["hidden_from_model"] = json!(hidden);
+    v["running"] = json!(running(h, id).is_some());
+    Ok(Json(v))
+}
+
+#[derive(Deserialize)]
+pub struct RenameBody {
+    title: String,
+}
+
+pub async fn rename(
+    State(state): State<Arc<AppState>>,
+    me: Me,
+    Path(id): Path<i64>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let h = household(&state)?;
+    let b: RenameBody = crate::openai::parse_body(&body)?;
+    let title = b.title.trim();
+    if title.is_empty() || title.chars().count() > 120 {
+        return Err(ApiError::invalid(
+            "title",
+            "a title has 1 to 120 characters",
+        ));
+    }
+    h.store
+        .rename_conversation(me.user.id, id, title)
+        .map_err(db)?;
+    Ok(Json(json!({"id": id, "title": title})))
+}
+
+pub async fn delete_one(
+    State(state): State<Arc<AppState>>,
+    me: Me,
+    Path(id): Path<i64>,
+) -> Result<Json<Value>, ApiError> {
+    let h = household(&state)?;
+    if let Some(r) = running(h, id) {
+        request_stop(&r);
+    }
+    h.store.delete_conversation(me.user.id, id).map_err(db)?;
+    Ok(Json(json!({})))
+}
+
+pub async fn delete_all(
+    State(state): State<Arc<AppState>>,
+    me: Me,
+) -> Result<Json<Value>, ApiError> {
+    let h = household(&state)?;
+    for c in h.store.conversations(me.user.id, None).map_err(db)? {
+        if let Some(r) = running(h, c.id) {
+            request_stop(&r);
+        }
+    }
+    h.store.delete_all_conversations(me.user.id).map_err(db)?;
+    Ok(Json(json!({})))
+}
+
+#[derive(Deserialize)]
+pub struct SendBody {
+    content: String,
+}
+
+fn check_content(s: &str) -> Result<&str, ApiError> {
+    let t = s.trim();
+    if t.is_empty() {
+        return Err(ApiError::invalid("content", "write a message first"));
+    }
+    if t.chars().count() > MAX_MESSAGE {
+        return Err(ApiError::invalid(
+            "content",
+            format!("a message can be at most {MAX_MESSAGE} characters"),
+        ));
+    }
+    Ok(t)
+}
+
+fn busy() -> ApiError {
+    ApiError {
+        status: axum::http::StatusCode::CONFLICT,
+        ..ApiError::bad_request(
+            "Hearth is still answering in this conversation; wait or press Stop",
+        )
+    }
+}
+
+pub async fn send(
+    State(state): State<Arc<AppState>>,
+    me: Me,
+    Path(id): Path<i64>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let h = household(&state)?;
+    let b: SendBody = crate::openai::parse_body(&body)?;
+    let content = check_content(&b.content)?;
+    if running(h, id).is_some() {
+        return Err(busy());
+    }
+    let user = h
+        .store
+        .add_message(me.user.id, id, MessageRole::User, content, Status::Complete)
+        .map_err(db)?;
+    let assistant = begin_reply(&state, me.user.id, id)?;
+    Ok(Json(json!({"user": user, "assistant": assistant})))
+}
+
+pub async fn regenerate(
+    State(state): State<Arc<AppState>>,
+    me: Me,
+    Path(id): Path<i64>,
+) -> Result<Json<Value>, ApiError> {
+    let h = household(&state)?;
+    if running(h, id).is_some() {
+        return Err(busy());
+    }
+    let c = h
+        .store
+        .conversation(me.user.id, id)
+        .map_err(db)?
+        .ok_or_else(|| ApiError::not_found("no such conversation"))?;
+    match c.messages.last() {
+        Some(m) if m.role == MessageRole::Assistant => {
+            h.store
+                .delete_messages_from(me.user.id, id, m.id)
+                .map_err(db)?;
+        }
+        Some(_) => {}
+        None => return Err(ApiError::bad_request("there is nothing to answer yet")),
+    }
+    let assistant = begin_reply(&state, me.user.id, id)?;
+    Ok(Json(json!({"assistant": assistant})))
+}
+
+pub async fn edit(
+    State(state): State<Arc<AppState>>,
+    me: Me,
+    Path(id): Path<i64>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let h = household(&state)?;
+    let b: SendBody = crate::openai::parse_body(&body)?;
+    let content = check_content(&b.content)?;
+    if running(h, id).is_some() {
+        return Err(busy());
+    }
+    let c = h
+        .store
+        .conversation(me.user.id, id)
+        .map_err(db)?
+        .ok_or_else(|| ApiError::not_found("no such conversation"))?;
+    let last_user = c
+        .messages
+        .iter()
+        .rev()
+        .find(|m| m.role == MessageRole::User)
+        .ok_or_else(|| ApiError::bad_request("there is no message to edit"))?;
+    h.store
+        .delete_messages_from(me.user.id, id, last_user.id)
+        .map_err(db)?;
+    let user = h
+        .store
+        .add_message(me.user.id, id, MessageRole::User, content, Status::Complete)
+        .map_err(db)?;
+    let assistant = begin_reply(&state, me.user.id, id)?;
+    Ok(Json(json!({"user": user, "assistant": assistant})))
+}
+
+pub async fn stop(
+    State(state): State<Arc<AppState>>,
+    me: Me,
+    Path(id): Path<i64>,
+) -> Result<Json<Value>, ApiError> {
+    let h = household(&state)?;
+    // Only the conversation's owner may stop it.
+    h.store
+        .conversation(me.user.id, id)
+        .map_err(db)?
+        .ok_or_else(|| ApiError::not_found("no such conversation"))?;
+    if let Some(r) = running(h, id) {
+        request_stop(&r);
+    }
+    Ok(Json(json!({})))
+}
+
+fn running(h: &Household, conv: i64) -> Option<Arc<Reply>> {
+    h.replies
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&conv)
+        .cloned()
+}
+
+fn request_stop(r: &Reply) {
+    r.stop.store(true, Ordering::Relaxed);
+    r.stop_notify.notify_one();
+}
+
+/// The conversation as the model sees it: the household's system message and as many of the
+/// latest messages as fit in the context with room to answer. Returns the prompt tokens and the
+/// ids of the messages that had to be left out.
+fn build_prompt(
+    state: &AppState,
+    h: &Household,
+    messages: &[Message],
+    skip: Option<i64>,
+) -> Result<(Vec<u32>, Vec<i64>), ApiError> {
+    let template = state.template.as_ref().ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "{} is a base model that only continues text, so it cannot chat; the owner can choose another model in Settings",
+            state.model_id
+        ))
+    })?;
+    let household = h.store.household().ok().flatten().unwrap_or_default();
+    let system = ChatMessage::new(
+        "system",
+        &format!("You are Hearth, a friendly and helpful assistant for the {household} household. Answer clearly and kindly."),
+    );
+    let usable: Vec<&Message> = messages
+        .iter()
+        .filter(|m| Some(m.id) != skip)
+        .filter(|m| !(m.role == MessageRole::Assistant && m.content.is_empty()))
+        .collect();
+    // Room for the answer: a quarter of the context, at most 1024 tokens.
+    let room = (state.ctx / 4).clamp(1, 1024);
+    let mut first = 0;
+    loop {
+        let mut msgs = vec![system.clone()];
+        msgs.extend(usable[first..].iter().map(|m| {
+            ChatMessage::new(
+                if m.role == MessageRole::User {
+                    "user"
+                } else {
+                    "assistant"
+                },
+                &m.content,
+            )
+        }));
+        let rendered = template
+            .render(&msgs, true, None)
+            .map_err(|e| ApiError::internal(format!("the chat template failed: {e}")))?;
+        let tokens = state
+            .tokenizer
+            .encode_rendered(&rendered, state.tokenizer.add_bos());
+        let last = usable.len().saturating_sub(1);
+        if tokens.len() + room <= state.ctx || first >= last {
+            if tokens.len() >= state.ctx {
+                return Err(ApiError::context_overflow(tokens.len(), state.ctx));
+            }
+            let hidden = usable[..first].iter().map(|m| m.id).collect();
+            return Ok((tokens, hidden));
+        }
+        first += 1;
+    }
+}
+
+/// Adds the (empty) assistant message and starts generating it in the background.
+fn begin_reply(state: &Arc<AppState>, user: i64, conv: i64) -> Result<Message, ApiError> {
+    let h = household(state)?;
+    let c = h
+        .store
+        .conversation(user, conv)
+        .map_err(db)?
+        .ok_or_else(|| ApiError::not_found("no such conversation"))?;
+    let (prompt, hidden) = build_prompt(state, h, &c.messages, None)?;
+    let max_tokens = state.ctx - prompt.len();
+    let sampler = hearth_model::SamplerConfig {
+        seed: rand::random(),
+        ..state.defaults.clone()
+    };
+    let gen = start_generation(
+        state,
+        Plan {
+            prompt,
+            max_tokens,
+            stops: Vec::new(),
+            sampler,
+            logprobs: None,
+            constraint: None,
+        },
+    )?;
+    let msg = h
+        .store
+        .add_message(user, conv, MessageRole::Assistant, "", Status::Streaming)
+        .map_err(db)?;
+    let (tx, _) = broadcast::channel(256);
+    let reply = Arc::new(Reply {
+        message_id: msg.id,
+        content: Mutex::new(String::new()),
+        tx,
+        stop: AtomicBool::new(false),
+        stop_notify: Notify::new(),
+    });
+    h.replies
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(conv, reply.clone());
+    let state = state.clone();
+    let guard = state.metrics.enter();
+    tokio::spawn(async move {
+        let _guard = guard;
+        if !hidden.is_empty() {
+            let _ = reply.tx.send(PageEvent::Context(hidden));
+        }
+        let status = drive(&state, &reply, gen).await;
+        if let Ok(h) = household(&state) {
+            if let Err(e) = h.store.set_message_status(reply.message_id, status) {
+                tracing::error!("cannot save a reply's end: {e}");
+            }
+            if status == Status::Complete {
+                auto_title(h, user, conv);
+            }
+            h.replies
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&conv);
+        }
+        let _ = reply.tx.send(PageEvent::Done(status));
+    });
+    Ok(msg)
+}
+
+/// Streams a generation into the reply and the database; returns how it ended.
+async fn drive(state: &AppState, reply: &Reply, mut gen: crate::generate::Generation) -> Status {
+    let Ok(h) = household(state) else {
+        return Status::Failed;
+    };
+    let mut unsaved = String::new();
+    let mut last_flush = Instant::now();
+    let mut last_queue = None;
+    let flush = |unsaved: &mut String| {
+        if !unsaved.is_empty() {
+            if let Err(e) = h.store.append_to_message(reply.message_id, unsaved) {
+                tracing::error!("cannot save a streaming reply: {e}");
+            }
+            unsaved.clear();
+        }
+    };
+    let status = loop {
+        if reply.stop.load(Ordering::Relaxed) {
+            break Status::Stopped;
+        }
+        let piece = tokio::select! {
+            p = gen.next() => p,
+            _ = reply.stop_notify.notified() => break Status::Stopped,
+        };
+        if gen.queued_ahead != last_queue {
+            last_queue = gen.queued_ahead;
+            if let Some(ahead) = last_queue {
+                let _ = reply.tx.send(PageEvent::Queued(ahead));
+            }
+        }
+        match piece {
+            None | Some(Ok(Piece::Done { .. })) => break Status::Complete,
+            Some(Err(e)) => {
+                let _ = reply.tx.send(PageEvent::Error(e.message.clone()));
+                break Status::Failed;
+            }
+            Some(Ok(Piece::Text { text, .. })) => {
+                if text.is_empty() {
+                    continue;
+                }
+                reply
+                    .content
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push_str(&text);
+                unsaved.push_str(&text);
+                let _ = reply.tx.send(PageEvent::Delta(text));
+                if last_flush.elapsed() >= FLUSH_EVERY {
+                    flush(&mut unsaved);
+                    last_flush = Instant::now();
+                }
+            }
+        }
+    };
+    // Dropping the generation (on Stop) cancels it in the engine at its next step.
+    drop(gen);
+    flush(&mut unsaved);
+    status
+}
+
+/// Names an untitled conversation after the person's first message.
+fn auto_title(h: &Household, user: i64, conv: i64) {
+    let Ok(Some(c)) = h.store.conversation(user, conv) else {
+        return;
+    };
+    if !c.title.as_deref().unwrap_or("").trim().is_empty() {
+        return;
+    }
+    let Some(first) = c.messages.iter().find(|m| m.role == MessageRole::User) else {
+        return;
+    };
+    let line = first.content.lines().next().unwrap_or("").trim();
+    let mut title = String::new();
+    for word in line.split_whitespace() {
+        if title.chars().count() + word.chars().count() + 1 > 48 {
+            title.push('…');
+            break;
+        }
+        if !title.is_empty() {
+            title.push(' ');
+        }
+        title.push_str(word);
+    }
+    if title.is_empty() {
+        title = "New chat".into();
+    }
+    let _ = h.store.rename_conversation(user, conv, &title);
+}
+
+fn sse_json(event: &str, v: Value) -> SseEvent {
+    SseEvent::default().event(event).data(v.to_string())
+}
+
+pub async fn events(
+    State(state): State<Arc<AppState>>,
+    me: Me,
+    Path(id): Path<i64>,
+) -> Result<Response, ApiError> {
+    let h = household(&state)?;
+    h.store
+        .conversation(me.user.id, id)
+        .map_err(db)?
+        .ok_or_else(|| ApiError::not_found("no such conversation"))?;
+    let (tx, rx) = tokio::sync::mpsc::channel::<SseEvent>(64);
+    match running(h, id) {
+        None => {
+            let _ = tx.send(sse_json("idle", json!({}))).await;
+        }
+        Some(reply) => {
+            // Subscribe before the snapshot so nothing falls between them.
+            let mut sub = reply.tx.subscribe();
+            let snapshot = reply.snapshot();
+            let mid = reply.message_id;
+            let _ = tx
+                .send(sse_json(
+                    "snapshot",
+                    json!({"message_id": mid, "content": snapshot}),
+                ))
+                .await;
+            tokio::spawn(async move {
+                loop {
+                    let ev = match sub.recv().await {
+                        Ok(e) => e,
+                        Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                        Err(broadcast::error::RecvError::Closed) => break,
+                    };
+                    let (name, v, end) = match ev {
+                        PageEvent::Queued(ahead) => ("queued", json!({"ahead": ahead}), false),
+                        PageEvent::Delta(text) => {
+                            ("delta", json!({"message_id": mid, "text": text}), false)
+                        }
+                        PageEvent::Context(ids) => {
+                            ("context", json!({"hidden_from_model": ids}), false)
+                        }
+                        PageEvent::Done(s) => {
+                            ("done", json!({"message_id": mid, "status": s}), true)
+                        }
+                        PageEvent::Error(m) => {
+                            ("error", json!({"message_id": mid, "message": m}), false)
+                        }
+                    };
+                    if tx.send(sse_json(name, v)).await.is_err() || end {
+                        break;
+                    }
+                }
+            });
+        }
+    }
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|ev| (Ok::<_, std::convert::Infallible>(ev), rx))
+    });
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response())
+}
+
+#[derive(Deserialize)]
+pub struct ExportQuery {
+    #[serde(default)]
+    format: Option<String>,
+}
+
+pub async fn export(
+    State(state): State<Arc<AppState>>,
+    me: Me,
+    Query(q): Query<ExportQuery>,
+) -> Result<Response, ApiError> {
+    let h = household(&state)?;
+    let (body, kind, ext) = match q.format.as_deref().unwrap_or("json") {
+        "json" => (
+            h.store.export_json(me.user.id).map_err(db)?,
+            "application/json",
+            "json",
+        ),
+        "markdown" | "md" => (
+            h.store.export_markdown(me.user.id).map_err(db)?,
+            "text/markdown; charset=utf-8",
+            "md",
+        ),
+        other => {
+            return Err(ApiError::invalid(
+                "format",
+                format!("export format must be json or markdown; got {other:?}"),
+            ))
+        }
+    };
+    let name = format!("attachment; filename=\"hearth-conversations.{ext}\"");
+    Ok((
+        [
+            (header::CONTENT_TYPE, kind.to_string()),
+            (header::CONTENT_DISPOSITION, name),
+        ],
+        body,
+    )
+        .into_response())
+}
