@@ -257,3 +257,172 @@ test('kill -9 in the middle of a reply: after a restart the partial reply is the
     await context.close();
   }
 });
+
+/** Sends `text` with the keyboard, waits for the first words of the reply and stops it (SmolLM2's
+ * replies can run long; stopping keeps the test short and exercises Stop). */
+async function sendAndStop(page, text) {
+  const box = page.getByLabel('Your message');
+  await box.fill(text);
+  await box.press('Enter');
+  await stopWhenWriting(page);
+}
+
+async function stopWhenWriting(page) {
+  await page.waitForFunction((thinking) => {
+    const b = document.querySelector('.msg.assistant[data-status="streaming"] .body');
+    return b && b.textContent !== thinking && b.textContent.length > 5;
+  }, THINKING, { timeout: 180_000 });
+  await page.getByRole('button', { name: 'Stop' }).click();
+  await page.locator('.msg.assistant').last().and(page.locator('[data-status="stopped"], [data-status="complete"]')).waitFor();
+}
+
+test('chat controls: stop, another answer, edit and resend, rename, search, delete', async () => {
+  const { url } = await serve('controls');
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  const page = await context.newPage();
+  try {
+    await setUp(page, url);
+    await sendAndStop(page, 'Tell me about the planet Zorblax.');
+    const first = page.locator('.msg.assistant').last();
+    if ((await first.getAttribute('data-status')) === 'stopped') {
+      assert.match(await first.locator('.note').innerText(), /Stopped/);
+    }
+
+    await page.getByRole('button', { name: 'Try another answer' }).click();
+    await stopWhenWriting(page);
+    assert.equal(await page.locator('.msg').count(), 2, 'another answer replaces the last one');
+
+    await page.getByRole('button', { name: 'Edit', exact: true }).click();
+    const dialog = page.getByRole('dialog');
+    await dialog.getByLabel('Your message').fill('Tell me about the planet Zorblax and its moons.');
+    await dialog.getByRole('button', { name: 'Send' }).click();
+    await page.locator('.msg.user .body', { hasText: 'its moons' }).waitFor();
+    await stopWhenWriting(page);
+    assert.equal(await page.locator('.msg').count(), 2, 'the edited message replaces the last one and its reply');
+
+    await page.getByRole('button', { name: 'Rename' }).click();
+    await page.getByRole('dialog').getByLabel('Name').fill('Space questions');
+    await page.keyboard.press('Enter');
+    await page.locator('#chat-title', { hasText: 'Space questions' }).waitFor();
+    await page.locator('#convs .title', { hasText: 'Space questions' }).waitFor();
+
+    await page.getByRole('button', { name: '+ New chat' }).click();
+    await sendAndStop(page, 'What is a good name for a cat?');
+    await page.locator('#convs button.conv').nth(1).waitFor();
+
+    await page.getByLabel('Search your chats').fill('Zorblax');
+    await page.waitForFunction(() => document.querySelectorAll('#convs button.conv').length === 1);
+    assert.equal(await page.locator('#convs .title').innerText(), 'Space questions');
+    await page.getByLabel('Search your chats').fill('');
+    await page.waitForFunction(() => document.querySelectorAll('#convs button.conv').length === 2);
+
+    await page.locator('#convs button.conv', { hasText: 'Space questions' }).click();
+    await page.locator('#chat-title', { hasText: 'Space questions' }).waitFor();
+    await page.getByRole('button', { name: 'Delete', exact: true }).click();
+    await page.getByRole('dialog').getByRole('button', { name: 'Delete' }).click();
+    await page.waitForFunction(() => document.querySelectorAll('#convs button.conv').length === 1);
+    assert.notEqual(await page.locator('#convs .title').innerText(), 'Space questions');
+  } finally {
+    await context.close();
+  }
+});
+
+test('settings: a key for apps (shown once, copied over plain HTTP, revoked), a new password, export', async () => {
+  const { port, url } = await serve('settings');
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, acceptDownloads: true });
+  const page = await context.newPage();
+  try {
+    await setUp(page, url);
+    await sendAndStop(page, 'Say hello to the family.');
+
+    await page.getByRole('button', { name: 'Settings' }).click();
+    await page.getByLabel('Household name').fill('The Rivera-Lopez family');
+    await page.getByRole('button', { name: 'Save', exact: true }).click();
+    await page.locator('.brand', { hasText: 'The Rivera-Lopez family' }).waitFor();
+
+    await page.getByLabel('Name of the app').fill('Kitchen tablet');
+    await page.getByRole('button', { name: 'Create key' }).click();
+    const key = (await page.locator('#new-key').innerText()).trim();
+    assert.ok(key.length >= 16, `a key was shown: "${key}"`);
+    // hearth.local over plain HTTP is not a secure context: the copy button takes the fallback.
+    assert.equal(await page.evaluate(() => window.isSecureContext), false);
+    await page.getByRole('button', { name: 'Copy key' }).click();
+    await page.locator('#toast', { hasText: 'Copied.' }).waitFor();
+    await page.locator('#keys li', { hasText: 'Kitchen tablet' }).waitFor();
+
+    const models = (k) => fetch(`http://127.0.0.1:${port}/v1/models`, { headers: { Authorization: `Bearer ${k}` } });
+    assert.equal((await models(key)).status, 200, 'the new key opens /v1');
+    await page.locator('#keys li', { hasText: 'Kitchen tablet' }).getByRole('button', { name: 'Revoke' }).click();
+    await page.getByRole('dialog').getByRole('button', { name: 'Revoke' }).click();
+    await page.locator('#keys li', { hasText: 'No keys yet.' }).waitFor();
+    assert.equal((await models(key)).status, 401, 'a revoked key no longer opens /v1');
+
+    const download = page.waitForEvent('download');
+    await page.getByRole('link', { name: 'Download (JSON)' }).click();
+    const file = await (await download).path();
+    const exported = JSON.parse(fs.readFileSync(file, 'utf8'));
+    assert.ok(JSON.stringify(exported).includes('Say hello to the family.'), 'the export holds the conversation');
+
+    await page.locator('summary', { hasText: 'Change my password' }).click();
+    await page.getByLabel('Current password').fill(OWNER.password);
+    await page.getByLabel('New password').fill('a-brand-new-secret-9');
+    await page.getByRole('button', { name: 'Change my password' }).click();
+    await page.locator('#toast', { hasText: 'Your password is changed.' }).waitFor();
+    await page.getByRole('button', { name: 'Log out' }).click();
+    await logIn(page, OWNER.name, 'a-brand-new-secret-9');
+    await page.locator('#convs .title').first().waitFor();
+  } finally {
+    await context.close();
+  }
+});
+
+test('the keyboard alone: set up, reach the message box, send, stop; focus is always visible', async () => {
+  const { url } = await serve('keyboard');
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  const page = await context.newPage();
+  const focused = () => page.evaluate(() => {
+    const e = document.activeElement;
+    const s = getComputedStyle(e);
+    return { tag: e.tagName, id: e.id, label: e.getAttribute('aria-label') || e.textContent.trim().slice(0, 30), outline: s.outlineStyle, width: parseFloat(s.outlineWidth) };
+  });
+  try {
+    await page.goto(url);
+    await page.getByRole('heading', { name: 'Welcome to Hearth' }).waitFor();
+    // The first field has focus; the rest is typing, Tab and Enter.
+    for (const text of [OWNER.household, OWNER.name, OWNER.password, OWNER.password]) {
+      await page.keyboard.type(text);
+      await page.keyboard.press('Tab');
+    }
+    await page.keyboard.press('Enter');
+    await page.locator('.brand', { hasText: OWNER.household }).waitFor();
+
+    // From the top of the page, Tab reaches the message box; every stop shows a focus ring.
+    await page.evaluate(() => document.activeElement.blur());
+    let reached = false;
+    for (let i = 0; i < 20 && !reached; i++) {
+      await page.keyboard.press('Tab');
+      const f = await focused();
+      if (f.tag === 'BODY') continue; // past the last control, the browser's own
+      assert.ok(f.outline !== 'none' && f.width >= 2, `no visible focus on ${JSON.stringify(f)}`);
+      reached = f.id === 'composer-input';
+    }
+    assert.ok(reached, 'Tab never reached the message box');
+    await page.keyboard.type('Tell me a long story about a lighthouse keeper.');
+    await page.keyboard.press('Enter');
+    await page.waitForFunction((thinking) => {
+      const b = document.querySelector('.msg.assistant[data-status="streaming"] .body');
+      return b && b.textContent !== thinking;
+    }, THINKING, { timeout: 180_000 });
+    await page.keyboard.press('Tab');
+    const f = await focused();
+    if (f.id === 'stop') {
+      await page.keyboard.press('Enter');
+      await page.locator('.msg.assistant[data-status="stopped"]').waitFor();
+    } else {
+      // The reply ended before Tab; Stop is gone and Send is next.
+      assert.equal(f.id, 'send');
+    }
+  } finally {
+    await context.close();
+  }
+});
