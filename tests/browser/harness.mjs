@@ -53,11 +53,11 @@ export async function freePort() {
   });
 }
 
-/** Starts `hearth serve` on 127.0.0.1:port and waits until /health answers. */
-export async function startServer(home, port, logName) {
+/** Starts `hearth serve` on 127.0.0.1:port (with `extraArgs`) and waits until /health answers. */
+export async function startServer(home, port, logName, extraArgs = []) {
   const log = fs.openSync(path.join(SHOTS, `${logName}.log`), 'a');
   const child = spawn(need('HEARTH_BIN'), [
-    'serve', '--listen', `127.0.0.1:${port}`, '--model', 'smollm2-135m', '--no-embeddings',
+    'serve', '--listen', `127.0.0.1:${port}`, '--model', 'smollm2-135m', '--no-embeddings', ...extraArgs,
   ], { env: { ...process.env, HEARTH_HOME: home }, stdio: ['ignore', log, log] });
   fs.closeSync(log);
   let exited = null;

@@ -25,11 +25,11 @@ after(async () => {
   for (const h of homes) fs.rmSync(h, { recursive: true, force: true });
 });
 
-async function serve(name) {
+async function serve(name, extraArgs = []) {
   const home = makeHome();
   homes.push(home);
   const port = await freePort();
-  const server = await startServer(home, port, name);
+  const server = await startServer(home, port, name, extraArgs);
   servers.push(server);
   return { home, port, server, url: `http://hearth.local:${port}/` };
 }
@@ -422,6 +422,71 @@ test('the keyboard alone: set up, reach the message box, send, stop; focus is al
       // The reply ended before Tab; Stop is gone and Send is next.
       assert.equal(f.id, 'send');
     }
+  } finally {
+    await context.close();
+  }
+});
+
+test('a conversation that outgrows the context says which early messages Hearth no longer sees', async () => {
+  // A 256-token context fills after a few turns.
+  const { url } = await serve('context', ['--ctx', '256']);
+  const context = await browser.newContext({ viewport: { width: 1024, height: 900 } });
+  const page = await context.newPage();
+  try {
+    await setUp(page, url);
+    const notice = page.locator('#context-notice details');
+    for (let i = 1; i <= 10 && !(await notice.count()); i++) {
+      const box = page.getByLabel('Your message');
+      await box.fill(`Tell me one fact about the number ${i}, in one sentence.`);
+      await box.press('Enter');
+      await page.locator('.msg.assistant').nth(i - 1)
+        .and(page.locator(':not([data-status="streaming"])')).waitFor({ timeout: 180_000 });
+    }
+    await notice.waitFor();
+    const summary = await notice.locator('summary').innerText();
+    assert.match(summary, /no longer sees/);
+    const unseen = await page.locator('.msg.unseen').count();
+    assert.ok(unseen >= 1, 'the messages Hearth no longer sees are marked');
+    await notice.locator('summary').click();
+    assert.equal(await notice.locator('li').count(), unseen, 'the notice lists each of them');
+    assert.match(await notice.locator('li').first().innerText(), /the number 1,/);
+    assert.equal(await page.locator('.msg').first().getAttribute('class').then((c) => c.includes('unseen')), true,
+      'the earliest message is among those no longer seen');
+    await calmShot(page, 'context-notice');
+  } finally {
+    await context.close();
+  }
+});
+
+// todo until the server sends `queued` while a reply waits: Generation::next (generate.rs) keeps
+// Update::Queued to itself until the first token, and a late event stream gets no queue position.
+test('when Hearth is busy with someone else, the page says how many are ahead', {
+  todo: 'hearth-server sends no `queued` event before the first token',
+}, async () => {
+  // One conversation generated at a time, so a second waits in the queue.
+  const { url } = await serve('busy', ['--max-seqs', '1']);
+  const context = await browser.newContext({ viewport: { width: 1024, height: 768 } });
+  const first = await context.newPage();
+  try {
+    await setUp(first, url);
+    const box = first.getByLabel('Your message');
+    await box.fill(STORY);
+    await box.press('Enter');
+    await first.waitForFunction((thinking) => {
+      const b = document.querySelector('.msg.assistant[data-status="streaming"] .body');
+      return b && b.textContent !== thinking;
+    }, THINKING, { timeout: 180_000 });
+
+    const second = await context.newPage();
+    await second.goto(url);
+    await second.getByLabel('Your message').fill('Hello!');
+    await second.getByLabel('Your message').press('Enter');
+    await second.locator('#busy', { hasText: '1 person is ahead of you' }).waitFor({ timeout: 15_000 });
+    await calmShot(second, 'busy');
+    // When the first reply is stopped, the second one is written.
+    await first.getByRole('button', { name: 'Stop' }).click();
+    await second.locator('.msg.assistant').and(second.locator(':not([data-status="streaming"])')).waitFor({ timeout: 180_000 });
+    assert.equal(await second.locator('#busy').innerText(), '');
   } finally {
     await context.close();
   }
