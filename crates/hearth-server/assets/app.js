@@ -385,6 +385,7 @@ const INLINE = new RegExp([
   /\*(?=[^\s*])([\s\S]*?[^\s*])\*/.source, // 9: italic
   /(?<![\w])_(?=[^\s_])([\s\S]*?[^\s_])_(?![\w])/.source, // 10: italic
   /~~(?=\S)([\s\S]*?\S)~~/.source, // 11: struck out
+  /<(https?:\/\/[^\s<>]+)>/.source, // 12: address in angle brackets
 ].join('|'), 'g');
 
 function safeHref(url) {
@@ -416,6 +417,7 @@ function inline(text, parent) {
     else if (m[7] != null || m[8] != null) parent.append(inline(m[7] ?? m[8], h('strong')));
     else if (m[9] != null || m[10] != null) parent.append(inline(m[9] ?? m[10], h('em')));
     else if (m[11] != null) parent.append(inline(m[11], h('s')));
+    else if (m[12] != null) parent.append(linkTo(m[12], [m[12]]));
     last = re.lastIndex;
   }
   if (last < text.length) parent.append(text.slice(last));
@@ -801,7 +803,7 @@ function renderContextNotice() {
     return `${m.role === 'user' ? 'You' : 'Hearth'}: “${t.length > 70 ? `${t.slice(0, 70)}…` : t}”`;
   };
   slot.replaceChildren(h('details', { class: 'notice context' },
-    h('summary', {}, `This chat has grown too long for Hearth to keep all of it in mind. Hearth no longer sees the ${plural(ids.length, 'earliest message', 'earliest messages')}.`),
+    h('summary', {}, `This chat has grown too long for Hearth to keep all of it in mind. Hearth no longer sees ${ids.length === 1 ? 'the earliest message' : `the ${ids.length} earliest messages`}.`),
     h('p', {}, 'Those messages are still saved here, marked below, but Hearth will not remember them in its replies. Start a new chat for a fresh start.'),
     h('ul', {}, items.map((m) => h('li', {}, excerpt(m))))));
 }
@@ -968,8 +970,12 @@ function follow(id) {
     if (!mine()) return;
     const d = data(e);
     const m = msg(d.message_id);
-    if (m) { m.content = d.content || ''; m.status = 'streaming'; paint(m); }
-    else refreshConversation();
+    if (m) {
+      m.content = d.content || '';
+      m.status = 'streaming';
+      paint(m);
+      setBusy(m.content ? 'Hearth is writing…' : 'Hearth is thinking…');
+    } else refreshConversation();
   });
   es.addEventListener('queued', (e) => {
     if (!mine()) return;
@@ -1009,14 +1015,9 @@ function follow(id) {
   es.addEventListener('error', (e) => {
     if (!mine()) return;
     if (e instanceof MessageEvent && e.data) {
-      // The server's `error` event: the reply failed.
-      const d = data(e);
-      const m = msg(d.message_id);
-      if (m) m.status = 'failed';
-      stopFollowing();
-      setBusy('');
-      renderMessages();
-      refreshConversation();
+      // The server's `error` event: the reply failed. Its `done` follows and brings the saved
+      // state; until then the page already says so.
+      setBusy("This reply didn't work.");
       return;
     }
     // The connection itself: the browser retries on its own unless the server refused.
@@ -1035,6 +1036,14 @@ document.addEventListener('visibilitychange', () => {
   if (document.visibilityState === 'visible' && S.me && S.view === 'chat' && S.conv) {
     stopFollowing();
     refreshConversation();
+  }
+});
+
+// Escape closes the chat list drawer on a phone and gives focus back to its button.
+document.addEventListener('keydown', (e) => {
+  if (e.key === 'Escape' && S.listOpen && !document.querySelector('dialog[open]')) {
+    setListOpen(false);
+    document.getElementById('list-toggle')?.focus();
   }
 });
 
