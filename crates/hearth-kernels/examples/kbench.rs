@@ -4,13 +4,19 @@
 //! cargo run --release -p hearth-kernels --example kbench            # best SIMD level
 //! HEARTH_SIMD=scalar cargo run --release -p hearth-kernels --example kbench
 //! cargo run --release -p hearth-kernels --example kbench -- 4       # 4 threads
+//!
+//! cargo run --release -p hearth-kernels --example kbench -- 2 tiles # tiles vs vec_dot only
 //! ```
+//!
+//! The `tiles` section times `matmul` (the multi-token tile kernels for batches) against the
+//! same matmul done as one `vec_dot` per (row, token) — the loop `matmul` ran before the tiles —
+//! on the projection shapes of SmolLM2-135M and Gemma-3-270M.
 //!
 //! Timings are medians of repeated runs; on a loaded machine they are upper bounds.
 
 use hearth_kernels::matmul::quantize_activations;
 use hearth_kernels::{
-    activation_type, matmul, quantize_row, row_bytes, GgmlType, QMatrix, ThreadPool,
+    activation_type, matmul, quantize_row, row_bytes, vec_dot, GgmlType, QMatrix, ThreadPool,
 };
 use std::time::{Duration, Instant};
 
@@ -61,11 +67,11 @@ fn pool_overhead(threads: usize) {
     );
 }
 
-fn bench_matmul(pool: &ThreadPool, ty: GgmlType, rows: usize, cols: usize, tokens: usize) {
-    let act = activation_type(ty).expect("supported");
+/// Weights of `ty` shaped like a model's: quantized from random values where a quantizer
+/// exists, else bytes with small scales.
+fn weights(ty: GgmlType, rows: usize, cols: usize) -> Vec<u8> {
     let mut w = vec![0u8; rows * row_bytes(ty, cols)];
     let src = values(rows * cols, 1);
-    // Weight quantizers exist for the float and legacy types; K types use their scales as-is.
     for (r, chunk) in w.chunks_exact_mut(row_bytes(ty, cols)).enumerate() {
         if quantize_row(ty, &src[r * cols..(r + 1) * cols], chunk).is_err() {
             chunk
@@ -74,6 +80,87 @@ fn bench_matmul(pool: &ThreadPool, ty: GgmlType, rows: usize, cols: usize, token
                 .for_each(|(i, b)| *b = (i * 37 + r) as u8 & 0x3f);
         }
     }
+    w
+}
+
+/// The output pointer of [`per_token`], shared by its threads.
+struct Out(*mut f32);
+// SAFETY: threads write disjoint rows through it, and `out` outlives the `run` call.
+unsafe impl Sync for Out {}
+
+/// The matmul as one `vec_dot` per (row, token), rows split between threads: what `matmul`
+/// did before the tile kernels, kept here as the baseline they are measured against.
+fn per_token(pool: &ThreadPool, m: &QMatrix<'_>, xq: &[u8], tokens: usize, out: &mut [f32]) {
+    let xrb = xq.len() / tokens;
+    let rows = m.rows;
+    let group = (16 * 1024 / m.row_bytes()).clamp(2, 64);
+    let out = Out(out.as_mut_ptr());
+    pool.run(|ti, nt| {
+        let out = &out;
+        let (r0, r1) = (ti * rows / nt, (ti + 1) * rows / nt);
+        for g0 in (r0..r1).step_by(group) {
+            for t in 0..tokens {
+                let x = &xq[t * xrb..(t + 1) * xrb];
+                for r in g0..(g0 + group).min(r1) {
+                    let v = vec_dot(m.ty, m.cols, m.row(r), x);
+                    // SAFETY: `t * rows + r` is inside `out` (tokens × rows), and only this
+                    // thread writes rows `r0..r1`.
+                    unsafe { *out.0.add(t * rows + r) = v };
+                }
+            }
+        }
+    });
+}
+
+fn time(reps: usize, mut f: impl FnMut()) -> Duration {
+    f();
+    median(
+        (0..reps)
+            .map(|_| {
+                let t = Instant::now();
+                f();
+                t.elapsed()
+            })
+            .collect(),
+    )
+}
+
+/// `matmul` (tile kernels) against [`per_token`] on one shape; checks they agree bit for bit.
+fn bench_tiles(pool: &ThreadPool, ty: GgmlType, rows: usize, cols: usize, tokens: usize) {
+    let act = activation_type(ty).expect("supported");
+    let w = weights(ty, rows, cols);
+    let m = QMatrix::new(ty, &w, rows, cols).expect("shape");
+    let mut xq = Vec::new();
+    quantize_activations(act, &values(tokens * cols, 2), cols, &mut xq).expect("activations");
+    let (mut a, mut b) = (vec![0f32; tokens * rows], vec![0f32; tokens * rows]);
+    let reps = (50_000_000 / (rows * cols * tokens)).clamp(5, 200);
+    // Interleave the two so load changes on a shared machine hit both alike.
+    let (mut ta, mut tb) = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        ta.push(time(reps / 3 + 1, || matmul(pool, &m, &xq, tokens, &mut a)));
+        tb.push(time(reps / 3 + 1, || {
+            per_token(pool, &m, &xq, tokens, &mut b)
+        }));
+    }
+    let (ta, tb) = (median(ta), median(tb));
+    let same = a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits());
+    let gops = |t: Duration| 2.0 * (rows * cols * tokens) as f64 / t.as_secs_f64() / 1e9;
+    println!(
+        "tiles {:<5} {rows:>5}x{cols:<5} tokens {tokens:>3}: tile {:>9.1?} ({:>5.1} GOP/s)  \
+         per-token {:>9.1?} ({:>5.1} GOP/s)  speed-up {:.2}x  bits {}",
+        ty.name(),
+        ta,
+        gops(ta),
+        tb,
+        gops(tb),
+        tb.as_secs_f64() / ta.as_secs_f64(),
+        if same { "equal" } else { "DIFFER" }
+    );
+}
+
+fn bench_matmul(pool: &ThreadPool, ty: GgmlType, rows: usize, cols: usize, tokens: usize) {
+    let act = activation_type(ty).expect("supported");
+    let w = weights(ty, rows, cols);
     let m = QMatrix::new(ty, &w, rows, cols).expect("shape");
     let mut xq = Vec::new();
     quantize_activations(act, &values(tokens * cols, 2), cols, &mut xq).expect("activations");
@@ -102,6 +189,34 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(2);
     println!("SIMD level: {:?}", hearth_kernels::simd::level());
+    if std::env::args().nth(2).as_deref() == Some("tiles") {
+        let pool = ThreadPool::new(threads);
+        use GgmlType::*;
+        // (type, rows, cols): SmolLM2-135M Q4_1 (+ its Q4_0 / Q8_0 requantizations), then
+        // Gemma-3-270M Q4_K_M's Q5_0, Q8_0, Q4_K and Q6_K projections.
+        let shapes = [
+            (Q4_1, 192, 576),
+            (Q4_1, 576, 576),
+            (Q4_1, 1536, 576),
+            (Q4_1, 576, 1536),
+            (Q4_0, 1536, 576),
+            (Q8_0, 1536, 576),
+            (Q5_0, 256, 640),
+            (Q5_0, 1024, 640),
+            (Q5_0, 2048, 640),
+            (Q8_0, 256, 640),
+            (Q4_K, 640, 1024),
+            (Q4_K, 640, 2048),
+            (Q6_K, 640, 2048),
+            (Q5_K, 640, 2048),
+        ];
+        for (ty, rows, cols) in shapes {
+            for tokens in [7, 64] {
+                bench_tiles(&pool, ty, rows, cols, tokens);
+            }
+        }
+        return;
+    }
     pool_overhead(2);
     if threads != 2 {
         pool_overhead(threads);

@@ -885,6 +885,9 @@ fn dot_block_q6k(wb: &[u8], xb: &[u8], acc: &mut Acc) {
 }
 
 #[cfg(target_arch = "x86_64")]
+pub(crate) mod tile;
+
+#[cfg(target_arch = "x86_64")]
 mod avx2 {
     //! AVX2 kernels. Each walks a block in 32-byte chunks: `maddubs` multiplies unsigned
     //! weight quants with signed activation quants into i16 pairs, `madd` with the chunk's
@@ -914,24 +917,24 @@ mod avx2 {
     // kernels, their intrinsics compile with the kernels' features.
 
     #[inline(always)]
-    unsafe fn load(p: *const u8) -> __m256i {
+    pub(super) unsafe fn load(p: *const u8) -> __m256i {
         _mm256_loadu_si256(p as *const __m256i)
     }
 
     /// f16 → f32 with F16C (exact, like the scalar path's `half` conversion).
     #[inline(always)]
-    unsafe fn f16_ptr(p: *const u8) -> f32 {
+    pub(super) unsafe fn f16_ptr(p: *const u8) -> f32 {
         let bits = u16::from_le_bytes([*p, *p.add(1)]);
         _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
     }
 
     #[inline(always)]
-    unsafe fn f32_ptr(p: *const u8) -> f32 {
+    pub(super) unsafe fn f32_ptr(p: *const u8) -> f32 {
         f32::from_bits(u32::from_le((p as *const u32).read_unaligned()))
     }
 
     #[inline(always)]
-    unsafe fn words(w: [u32; 4]) -> __m128i {
+    pub(super) unsafe fn words(w: [u32; 4]) -> __m128i {
         _mm_setr_epi32(w[0] as i32, w[1] as i32, w[2] as i32, w[3] as i32)
     }
 
@@ -943,7 +946,7 @@ mod avx2 {
 
     /// `((a0+a4) + (a2+a6)) + ((a1+a5) + (a3+a7))`, the scalar path's `hsum8`.
     #[inline(always)]
-    unsafe fn hsum8(a: __m256) -> f32 {
+    pub(super) unsafe fn hsum8(a: __m256) -> f32 {
         let t = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
         let u = _mm_add_ps(t, _mm_movehl_ps(t, t));
         _mm_cvtss_f32(_mm_add_ss(u, _mm_movehdup_ps(u)))
@@ -953,21 +956,21 @@ mod avx2 {
     /// high 128 bits of a vector whose two halves both hold the same 8 i16 scales (the two
     /// 16-element groups of one 32-byte chunk).
     #[inline(always)]
-    unsafe fn pair_mask(i: usize) -> __m256i {
+    pub(super) unsafe fn pair_mask(i: usize) -> __m256i {
         let lo = (4 * i as i16) | ((4 * i as i16 + 1) << 8);
         _mm256_setr_m128i(_mm_set1_epi16(lo), _mm_set1_epi16(lo + 0x0202))
     }
 
     /// Shuffle mask that spreads i16 scale `i` (of 8, in both halves) over all 16 lanes.
     #[inline(always)]
-    unsafe fn splat_mask(i: usize) -> __m256i {
+    pub(super) unsafe fn splat_mask(i: usize) -> __m256i {
         _mm256_set1_epi16((2 * i as i16) | ((2 * i as i16 + 1) << 8))
     }
 
     /// The 16-group i16 values `v16` split for `pair_mask`: (groups 0..8 in both halves,
     /// groups 8..16 in both halves).
     #[inline(always)]
-    unsafe fn scales_halves(v16: __m256i) -> [__m256i; 2] {
+    pub(super) unsafe fn scales_halves(v16: __m256i) -> [__m256i; 2] {
         let lo = _mm256_castsi256_si128(v16);
         let hi = _mm256_extracti128_si256(v16, 1);
         [_mm256_setr_m128i(lo, lo), _mm256_setr_m128i(hi, hi)]

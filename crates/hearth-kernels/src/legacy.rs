@@ -303,6 +303,9 @@ fn dot_scalar(ty: GgmlType, nb: usize, w: &[u8], x: &[u8]) -> f32 {
 }
 
 #[cfg(target_arch = "x86_64")]
+pub(crate) mod tile;
+
+#[cfg(target_arch = "x86_64")]
 mod avx2 {
     //! AVX2 kernels. Each block becomes 32 signed (or unsigned) bytes in one register;
     //! `maddubs` multiplies u8 × i8 into i16 pairs, `madd` with ones widens to eight i32 sums,
@@ -315,7 +318,7 @@ mod avx2 {
     /// Reads an f16 with F16C (exact, like `half`, but without `half`'s run-time check).
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn f16_at(p: *const u8) -> f32 {
+    pub(super) unsafe fn f16_at(p: *const u8) -> f32 {
         // SAFETY: callers pass a pointer to two readable bytes inside a block.
         let bits = u16::from_le(unsafe { (p as *const u16).read_unaligned() });
         _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
@@ -323,7 +326,7 @@ mod avx2 {
 
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
-    fn hsum(v: __m256) -> f32 {
+    pub(super) fn hsum(v: __m256) -> f32 {
         let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
         let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
         let s = _mm_add_ss(s, _mm_movehdup_ps(s));
@@ -334,7 +337,7 @@ mod avx2 {
     /// high nibbles in the high half (elements 16..32), matching the block layout.
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn nibbles(p: *const u8) -> __m256i {
+    pub(super) unsafe fn nibbles(p: *const u8) -> __m256i {
         // SAFETY: `p` points at 16 readable bytes (a block's `qs`).
         let t = unsafe { _mm_loadu_si128(p as *const __m128i) };
         // Both halves hold the 16 bytes (a load-port broadcast, no shuffle); shifting only the
@@ -347,7 +350,7 @@ mod avx2 {
     /// Spreads the 32 bits of `qh` to 32 bytes: 0xFF where the bit is set, else 0.
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
-    fn bits_to_bytes(qh: u32) -> __m256i {
+    pub(super) fn bits_to_bytes(qh: u32) -> __m256i {
         // Byte k gets byte k/8 of qh; OR-ing every bit except bit k%8 then comparing with
         // all-ones tests bit k%8.
         let shuf = _mm256_set_epi64x(
@@ -364,7 +367,7 @@ mod avx2 {
     /// Σ over pairs of u8 × i8 → eight i32 lanes, as f32.
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
-    fn dot_us8(ux: __m256i, sy: __m256i) -> __m256 {
+    pub(super) fn dot_us8(ux: __m256i, sy: __m256i) -> __m256 {
         let p16 = _mm256_maddubs_epi16(ux, sy);
         _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)))
     }
@@ -390,7 +393,7 @@ mod avx2 {
 
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn load32(p: *const u8) -> __m256i {
+    pub(super) unsafe fn load32(p: *const u8) -> __m256i {
         // SAFETY: `p` points at 32 readable bytes (a block's quants).
         unsafe { _mm256_loadu_si256(p as *const __m256i) }
     }

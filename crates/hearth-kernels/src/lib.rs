@@ -2,15 +2,20 @@
 //! every projection runs through, and the thread pool.
 //!
 //! # Numerics contract (batch invariance)
-//! Every output element of [`matmul`] is exactly one call of [`vec_dot`] on one weight row and
-//! one quantized activation row. The SIMD level is chosen once per process ([`simd::level`]), so
-//! a given (row, token) pair produces the same bits whatever the batch size, the token's place
-//! in the batch or the thread count. Threads split output rows, never the reduction.
+//! Every output element of [`matmul()`] equals one call of [`vec_dot`] on one weight row and
+//! one quantized activation row, bit for bit: for batches the multi-token tile kernels compute
+//! it with exactly `vec_dot`'s operations in `vec_dot`'s order (see the
+//! [`matmul`](mod@matmul) module docs). The SIMD level is chosen once per process
+//! ([`simd::level`]), so a given (row, token) pair produces the same bits whatever the batch
+//! size, the token's place in the batch or the thread count. Threads split output rows, never
+//! the reduction.
 //!
 //! # Layout
 //! - `float`: F32, F16, BF16 weights.
-//! - `legacy`: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 weights and the Q8_0 / Q8_1 activation formats.
-//! - `kquants`: Q2_K..Q6_K weights and the Q8_K activation format.
+//! - `legacy`: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 weights and the Q8_0 / Q8_1 activation formats;
+//!   `legacy::tile`, their multi-token AVX2 tiles.
+//! - `kquants`: Q2_K..Q6_K weights and the Q8_K activation format; `kquants::tile`, the
+//!   multi-token AVX2 tiles of Q4_K, Q5_K and Q6_K.
 //! - [`pool`]: the persistent thread pool.
 //! - [`simd`]: run-time CPU feature detection (AVX2+FMA here; scalar everywhere; a NEON path
 //!   would be one more [`simd::Level`]).

@@ -3,17 +3,30 @@
 //! `out[t][r] = vec_dot(W[r], x[t])` for weight rows `r` and activation rows `t`.
 //!
 //! # Batch invariance
-//! Each output element is exactly one [`crate::vec_dot`] call on one weight row and one
-//! activation row, so its bits depend on nothing but those two rows: not on how many tokens
+//! Each output element equals one [`crate::vec_dot`] call on one weight row and one activation
+//! row, bit for bit, so its bits depend on nothing but those two rows: not on how many tokens
 //! are in the batch, where the token sits, or how many threads run. Threads therefore split
 //! **rows** (contiguous ranges whose bounds depend only on `rows` and the thread count), never
 //! the reduction over `cols`.
 //!
+//! # Tiles (prompt processing)
+//! One token at a time, every weight block is loaded, unpacked and its scale converted once
+//! per token. For batches, AVX2 tile kernels (`legacy::tile` for Q4_0/Q4_1/Q5_0/Q5_1/Q8_0:
+//! 2 rows × 4 tokens; `kquants::tile` for Q4_K/Q5_K/Q6_K: 1 row × 4 tokens) unpack each weight
+//! block once for all the tile's tokens. Each (row, token) pair keeps its own accumulators and
+//! performs exactly the single-token kernel's integer products (exact) and float operations
+//! in the same order, which is why the bits do not change; tail tokens (`n % 4`) and the odd
+//! last row run as narrower tiles of the same code. [`dot_tile`] exposes the tiles so tests
+//! check them against `vec_dot`. Decode (one token) keeps the single-token kernels, which
+//! interleave four accumulators per row for latency and give the same bits.
+//!
 //! # Cache blocking
 //! With many tokens, a thread walks its rows in small groups sized to stay in L1, and runs
 //! every token against the group before moving on, so each weight byte comes from memory once
-//! per matmul instead of once per token. The activations (a few KB per token) stay in L2.
+//! per matmul instead of once per token. Within a group the tiles walk four tokens at a time
+//! over all its rows, so those tokens' activations stay in L1 too.
 
+use crate::simd::Level;
 use crate::{activation_type, row_bytes, vec_dot, Error, GgmlType, Result, ThreadPool};
 
 /// A weight matrix stored row-major in its GGUF type: `rows` rows of `cols` elements
@@ -104,29 +117,150 @@ pub fn matmul(pool: &ThreadPool, w: &QMatrix<'_>, xq: &[u8], n_tokens: usize, ou
     }
 
     let rows = w.rows;
-    let group = (GROUP_BYTES / wrb.max(1)).clamp(1, 64);
+    // Even, so row pairs of the tile kernels never straddle two groups.
+    let group = (GROUP_BYTES / wrb.max(1)).clamp(2, 64) & !1;
     let out_ptr = SharedOut(out.as_mut_ptr());
+    // Decode (one token) keeps the single-token kernels: they interleave four accumulators
+    // per row, which a one-column tile cannot, and give the same bits anyway.
+    let tile = if n_tokens > 1 {
+        tile_kernel(crate::simd::level(), w.ty)
+    } else {
+        None
+    };
+    let nb = w.cols / w.ty.block_size();
     pool.run(|ti, nt| {
         let (r0, r1) = (ti * rows / nt, (ti + 1) * rows / nt);
         let out_ptr = &out_ptr;
         let mut g0 = r0;
         while g0 < r1 {
             let g1 = (g0 + group).min(r1);
-            for t in 0..n_tokens {
-                let x = &xq[t * xrb..(t + 1) * xrb];
-                for r in g0..g1 {
-                    let v = vec_dot(w.ty, w.cols, &w.data[r * wrb..(r + 1) * wrb], x);
-                    // SAFETY: `t < n_tokens` and `r < rows`, so the index is inside `out`
-                    // (length checked above). Thread `ti` only writes rows in its own range
-                    // `[r0, r1)`, and the ranges of different threads are disjoint, so no
-                    // two threads write the same element; `out` is borrowed mutably for the
-                    // whole `run`, which returns only after every thread is done.
-                    unsafe { *out_ptr.0.add(t * rows + r) = v };
+            if let Some(kernel) = tile {
+                let t = Tile {
+                    w: w.data[g0 * wrb..].as_ptr(),
+                    wrb,
+                    x: xq.as_ptr(),
+                    xrb,
+                    out: out_ptr.0.wrapping_add(g0),
+                    ostride: rows,
+                };
+                // SAFETY: `tile_kernel` returned this kernel for `w.ty` on the process's
+                // level, so the CPU has its features. Rows `g0..g1` of `w` and the
+                // `n_tokens` rows of `xq` hold `nb` blocks each (lengths checked above);
+                // outputs `(r, t)` for `r` in `g0..g1` are inside `out` and belong to this
+                // thread alone (as in the loop below).
+                unsafe { kernel(w.ty, nb, &t, g1 - g0, n_tokens) };
+            } else {
+                for t in 0..n_tokens {
+                    let x = &xq[t * xrb..(t + 1) * xrb];
+                    for r in g0..g1 {
+                        let v = vec_dot(w.ty, w.cols, &w.data[r * wrb..(r + 1) * wrb], x);
+                        // SAFETY: `t < n_tokens` and `r < rows`, so the index is inside
+                        // `out` (length checked above). Thread `ti` only writes rows in its
+                        // own range `[r0, r1)`, and the ranges of different threads are
+                        // disjoint, so no two threads write the same element; `out` is
+                        // borrowed mutably for the whole `run`, which returns only after
+                        // every thread is done.
+                        unsafe { *out_ptr.0.add(t * rows + r) = v };
+                    }
                 }
             }
             g0 = g1;
         }
     });
+}
+
+/// One tile's operands for the multi-token kernels: weight rows and activation rows at fixed
+/// byte strides, and output element `(r, t)` at `out + t * ostride + r`.
+#[derive(Clone, Copy)]
+pub(crate) struct Tile {
+    pub w: *const u8,
+    pub wrb: usize,
+    pub x: *const u8,
+    pub xrb: usize,
+    pub out: *mut f32,
+    pub ostride: usize,
+}
+
+impl Tile {
+    /// The same tile moved by `r` rows and `t` tokens (pointer arithmetic only; the kernels
+    /// dereference within the caller's ranges).
+    #[inline(always)]
+    pub fn at(&self, r: usize, t: usize) -> Tile {
+        Tile {
+            w: self.w.wrapping_add(r * self.wrb),
+            x: self.x.wrapping_add(t * self.xrb),
+            out: self.out.wrapping_add(t * self.ostride + r),
+            ..*self
+        }
+    }
+}
+
+/// A multi-token kernel: `(ty, blocks per row, operands, rows, tokens)`. Its safety contract
+/// is `legacy::tile::dot_tile`'s.
+type TileFn = unsafe fn(GgmlType, usize, &Tile, usize, usize);
+
+/// The multi-token kernel for weights of type `ty` at `level`, if there is one. Each of its
+/// outputs equals the single-token [`vec_dot`] at that level bit for bit.
+fn tile_kernel(level: Level, ty: GgmlType) -> Option<TileFn> {
+    match level {
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx2 if crate::legacy::tile::supports(ty) => Some(crate::legacy::tile::dot_tile),
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx2 if crate::kquants::tile::supports(ty) => Some(crate::kquants::tile::dot_tile),
+        _ => None,
+    }
+}
+
+/// `out[t * rows + r]` = the product of weight row `r` of `w` (`rows` rows of `n` elements of
+/// `ty`) with activation row `t` of `x` (`tokens` rows encoded as `activation_type(ty)`),
+/// computed by the multi-token tile kernel [`matmul`] uses for batches. Returns `false`, and
+/// writes nothing, when `ty` has no tile kernel at the process's SIMD level. Every element
+/// equals [`vec_dot`] on its pair bit for bit; this entry point exists to test exactly that.
+///
+/// # Panics
+/// If a buffer does not have the size the shapes give (or `ty` is unsupported).
+pub fn dot_tile(
+    ty: GgmlType,
+    n: usize,
+    w: &[u8],
+    rows: usize,
+    x: &[u8],
+    tokens: usize,
+    out: &mut [f32],
+) -> bool {
+    let act = activation_type(ty).unwrap_or_else(|e| panic!("dot_tile: {e}"));
+    let (wrb, xrb) = (row_bytes(ty, n), row_bytes(act, n));
+    assert!(
+        n.is_multiple_of(ty.block_size()),
+        "dot_tile: {n} elements of {ty}"
+    );
+    assert_eq!(
+        w.len(),
+        rows * wrb,
+        "dot_tile: weight bytes for {rows} rows"
+    );
+    assert_eq!(
+        x.len(),
+        tokens * xrb,
+        "dot_tile: activation bytes for {tokens} tokens"
+    );
+    assert_eq!(out.len(), rows * tokens, "dot_tile: output length");
+    let Some(kernel) = tile_kernel(crate::simd::level(), ty) else {
+        return false;
+    };
+    let t = Tile {
+        w: w.as_ptr(),
+        wrb,
+        x: x.as_ptr(),
+        xrb,
+        out: out.as_mut_ptr(),
+        ostride: rows,
+    };
+    // SAFETY: the kernel matches the process's level (so the CPU has its features); the
+    // buffers hold exactly `rows` and `tokens` whole rows and `rows * tokens` outputs (asserted
+    // above), and `out` is borrowed mutably for the call.
+    unsafe { kernel(ty, n / ty.block_size(), &t, rows, tokens) };
+    true
 }
 
 /// The output pointer shared by the threads of one matmul (each writes disjoint elements).

@@ -6,3 +6,4 @@ mod fixtures;
 mod matmul;
 mod pool;
 mod quant;
+mod tile;
