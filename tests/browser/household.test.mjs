@@ -491,3 +491,36 @@ test('when Hearth is busy with someone else, the page says how many are ahead', 
     await context.close();
   }
 });
+
+test('a closed tab: the reply goes on being written and saved, and is there when they come back', async () => {
+  const { url } = await serve('closed-tab');
+  const context = await browser.newContext({ viewport: { width: 1024, height: 768 } });
+  try {
+    const page = await context.newPage();
+    await setUp(page, url);
+    const box = page.getByLabel('Your message');
+    await box.fill(STORY);
+    await box.press('Enter');
+    await page.waitForFunction((thinking) => {
+      const b = document.querySelector('.msg.assistant[data-status="streaming"] .body');
+      return b && b.textContent !== thinking && b.textContent.length > 10;
+    }, THINKING, { timeout: 180_000 });
+    const before = await page.locator('.msg.assistant .body').innerText();
+    await page.close();
+    await new Promise((r) => setTimeout(r, 3000));
+
+    const again = await context.newPage();
+    await again.goto(url);
+    await again.locator('#convs button.conv').first().click();
+    const reply = again.locator('.msg.assistant .body');
+    await again.waitForFunction((n) => {
+      const b = document.querySelector('.msg.assistant .body');
+      return b && b.textContent.length > n;
+    }, before.length, { timeout: 60_000 });
+    const after = await reply.innerText();
+    assert.ok(after.startsWith(before.trimEnd().slice(0, 10)), `the reply goes on from where it was: "${before}" then "${after.slice(0, 80)}"`);
+    if (await again.getByRole('button', { name: 'Stop' }).isVisible()) await again.getByRole('button', { name: 'Stop' }).click();
+  } finally {
+    await context.close();
+  }
+});

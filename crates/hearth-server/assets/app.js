@@ -34,7 +34,8 @@ function h(tag, props, ...kids) {
     if (k === 'class') el.className = v;
     else if (k === 'text') el.textContent = v;
     else if (k.startsWith('on')) el.addEventListener(k.slice(2), v);
-    else if (k === 'value' || k === 'checked' || k === 'disabled' || k === 'hidden') el[k] = v;
+    else if (k === 'checked') { el.checked = v; el.defaultChecked = v; } // form.reset() keeps it
+    else if (k === 'value' || k === 'disabled' || k === 'hidden') el[k] = v;
     else el.setAttribute(k, v === true ? '' : String(v));
   }
   for (const kid of kids.flat(Infinity)) {
