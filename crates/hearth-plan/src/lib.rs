@@ -6,24 +6,31 @@
 //!
 //! # The memory model
 //!
-//! `total = weights + kv + compute`, where
-//! - **weights** is the sum of the tensors' stored bytes (the engine maps the file and reads every
-//!   tensor, so all of it becomes resident);
+//! `total = file + kv + compute + runtime`: the predicted peak resident memory (RSS) of Hearth
+//! running the request with every context full, where
+//! - **file** is the mapped GGUF file: the tensors' stored bytes (`weights`; the engine reads
+//!   every tensor, so all of it becomes resident) and the header before them;
 //! - **kv** is exactly what the engine's paged cache ([`hearth_model::kv::KvCache`]) reserves:
 //!   blocks of [`BLOCK_TOKENS`] positions, one group of full-attention layers holding
 //!   `ceil(ctx / 16)` blocks per user, one group of sliding-window layers holding
 //!   `ceil((min(window, ctx) + chunk) / 16) + 2` blocks per user, capped at `ceil(ctx / 16)`
 //!   (see [`kv_bytes`]; a test builds the real cache and compares);
-//! - **compute** is an estimate of the forward pass's scratch memory, see [`compute_bytes`].
+//! - **compute** is an estimate of the forward pass's scratch memory, see [`compute_bytes`];
+//! - **runtime** is the binary itself ([`RUNTIME_BYTES`]) and the heap of the model's text
+//!   tables (parsed metadata, tokenizer), estimated from the header ([`text_table_bytes`]).
+//!
+//! `crates/hearth/tests/plan_rss.rs` checks the total against the measured peak RSS of
+//! `hearth bench --fill` on real models.
 //!
 //! # The speed model
 //!
 //! Generation is memory-bound: each step reads every weight once plus each user's KV up to the
 //! context, so `tg tok/s = bandwidth × tg_efficiency / (weights + users × kv_read(ctx))` per user.
 //! Prompt processing is compute-bound: `pp tok/s = FLOP/s × pp_efficiency / (2 × matmul params)`.
-//! The efficiencies are uncalibrated defaults ([`DEFAULT_TG_EFFICIENCY`],
-//! [`DEFAULT_PP_EFFICIENCY`]) until `hearth plan --calibrate` exists.
+//! The efficiencies are defaults ([`DEFAULT_TG_EFFICIENCY`], [`DEFAULT_PP_EFFICIENCY`]) until
+//! `hearth plan --calibrate` measures them on the machine ([`calibrate`]).
 
+pub mod calibrate;
 pub mod machine;
 
 use hearth_gguf::{GgmlType, Header};
@@ -31,7 +38,10 @@ use hearth_model::config::Config;
 use hearth_model::kv::BLOCK_TOKENS;
 use serde::Serialize;
 
-pub use machine::{parse_bytes, parse_rate, Kind, Machine, Profiles};
+pub use calibrate::{Calibration, MachineFacts};
+pub use machine::{
+    parse_bytes, parse_nvidia_smi, parse_rate, DetectedGpu, Kind, Machine, Profiles,
+};
 
 /// Share of peak memory bandwidth a generation step achieves. llama.cpp-class engines read
 /// weights at roughly 60–80% of the vendor figure; 0.6 is the cautious end, until calibrated.
@@ -45,9 +55,39 @@ pub const DEFAULT_PP_EFFICIENCY: f64 = 0.5;
 /// forward pass carries, which sizes the sliding-window KV and the compute buffers.
 pub const DEFAULT_CHUNK: usize = 256;
 
+/// The engine's default batch (`EngineOptions::max_batch_tokens`): prompt chunks of several
+/// users share one forward pass up to this many tokens.
+pub const DEFAULT_BATCH: usize = 512;
+
+/// Resident memory of the running binary before any model: its code and data, the C library,
+/// the allocator's arenas and the threads' stacks as far as they are touched. Measured on Linux
+/// x86-64 (`hearth bench --fill` less everything a model brings); it does not depend on the
+/// model.
+pub const RUNTIME_BYTES: u64 = 8 << 20;
+
 /// Stack reserved per worker thread (Rust's default for spawned threads), counted in the
 /// compute buffers.
 pub const THREAD_STACK_BYTES: u64 = 2 << 20;
+
+/// llama.cpp's quantization presets, smallest last, with their average bits per weight over a
+/// whole file: the sizes `llama-quantize` lists for Llama-3-8B (8.03 billion parameters), e.g.
+/// Q4_K_M at 4.58 GiB = 4.90 bits. A mix such as Q4_K_M keeps some tensors at higher precision,
+/// so the average is above its main type's 4.5 bits. Hearth's kernels run all of them.
+pub const QUANT_PRESETS: [(&str, f64); 8] = [
+    ("F16", 16.0),
+    ("Q8_0", 8.52),
+    ("Q6_K", 6.57),
+    ("Q5_K_M", 5.70),
+    ("Q4_K_M", 4.90),
+    ("Q4_0", 4.64),
+    ("Q3_K_M", 4.00),
+    ("Q2_K", 3.17),
+];
+
+/// Weight bytes of a model of `n_params` parameters at `bits_per_weight` on average.
+pub fn weights_at(n_params: u64, bits_per_weight: f64) -> u64 {
+    (n_params as f64 * bits_per_weight / 8.0).ceil() as u64
+}
 
 /// Everything that can be wrong with a plan's inputs.
 #[derive(Debug, thiserror::Error)]
@@ -109,6 +149,14 @@ pub struct ModelFacts {
     /// Parameters that take part in a matrix product per token: every tensor except the
     /// embedding table, which is a lookup, unless the output head reuses it (tied embeddings).
     pub n_matmul_params: u64,
+    /// Weight bytes one generation step reads: all of them but an untied embedding table, of
+    /// which a step reads one row.
+    pub read_bytes_per_token: u64,
+    /// Bytes of the file the engine maps: the header and the tensor data, padding included.
+    /// Every page of it becomes resident (the header is parsed, every tensor is read).
+    pub file_bytes: u64,
+    /// Estimated heap for the model's text tables, see [`text_table_bytes`].
+    pub text_bytes: u64,
 }
 
 impl ModelFacts {
@@ -141,18 +189,78 @@ impl ModelFacts {
             n_params += n;
         }
         let tied = !header.tensors.iter().any(|t| t.name == "output.weight");
-        let n_matmul_params = if tied {
-            n_params
+        let (n_matmul_params, read_bytes_per_token) = if tied {
+            (n_params, weights_bytes)
         } else {
-            n_params - embd.n_elements()
+            (
+                n_params - embd.n_elements(),
+                weights_bytes - embd.n_bytes.min(weights_bytes),
+            )
         };
         Ok(ModelFacts {
             config,
             weights_bytes,
             n_params,
             n_matmul_params,
+            read_bytes_per_token,
+            file_bytes: header.file_bytes_needed(),
+            text_bytes: text_table_bytes(header),
         })
     }
+}
+
+/// Bytes glibc's allocator takes for a request of `n` bytes: an 8-byte header, rounded up to
+/// 16, at least 32; nothing for an empty Rust string, which does not allocate.
+fn malloc_bytes(n: u64) -> u64 {
+    if n == 0 {
+        0
+    } else {
+        (n + 8).div_ceil(16).max(2) * 16
+    }
+}
+
+/// Bytes of a hashbrown table of `n` entries of `entry` bytes: a power-of-two bucket count at
+/// most 7/8 full, one control byte per bucket.
+fn hash_table_bytes(n: u64, entry: u64) -> u64 {
+    if n == 0 {
+        return 0;
+    }
+    let buckets = (n * 8).div_ceil(7).next_power_of_two();
+    buckets * (entry + 1)
+}
+
+/// Estimated heap of the model's text tables once loaded, from the header alone:
+///
+/// - the parsed metadata keeps every string of every array (a 24-byte `String` plus its
+///   allocation) and every number array;
+/// - the tokenizer copies the vocabulary twice more (token texts and their byte pieces), keeps
+///   a score and an attribute per token and an id table over the texts;
+/// - a BPE tokenizer indexes its merges by token pair (16 bytes per entry).
+///
+/// What it leaves out (the special-token matcher, the chat template, small maps) is a few
+/// hundred kilobytes for the vocabularies Hearth runs.
+pub fn text_table_bytes(header: &Header) -> u64 {
+    use hearth_gguf::{Array, Value};
+    let strings =
+        |v: &[String]| -> u64 { v.iter().map(|s| 24 + malloc_bytes(s.len() as u64)).sum() };
+    let mut metadata = 0u64;
+    for (_, value) in header.metadata.iter() {
+        if let Value::Array(a) = value {
+            metadata += match a {
+                Array::String(v) => strings(v),
+                // Number arrays: their element size, whatever the type.
+                other => other.len() as u64 * 4,
+            };
+        }
+    }
+    let md = &header.metadata;
+    let vocab = md.strings("tokenizer.ggml.tokens").unwrap_or(&[]);
+    let n_vocab = vocab.len() as u64;
+    let tokenizer = 2 * strings(vocab) + n_vocab * (4 + 2) + hash_table_bytes(n_vocab, 4);
+    let n_merges = md
+        .strings("tokenizer.ggml.merges")
+        .map_or(0, |m| m.len() as u64);
+    metadata + tokenizer + hash_table_bytes(n_merges, 16)
 }
 
 /// How K and V are stored.
@@ -251,7 +359,7 @@ pub fn kv_read_bytes(cfg: &Config, ctx: usize, kv: KvType) -> u64 {
 /// buffer, but it is an estimate, not a count of the engine's allocations:
 ///
 /// ```text
-/// tokens  = max(chunk, users)                       the most tokens one batch carries
+/// tokens  = max(min(batch, users × chunk), users)   the most tokens one batch carries
 /// compute = 4 × tokens × (3·n_embd + n_head·(head_dim + v_head_dim) + kv_dim_k + kv_dim_v + 2·n_ff)
 ///                                                   f32 activations: x, norm, residual, q, k, v,
 ///                                                   attention output, gate, up
@@ -260,8 +368,15 @@ pub fn kv_read_bytes(cfg: &Config, ctx: usize, kv: KvType) -> u64 {
 ///         + threads × 4 × (ctx + head_dim + v_head_dim)   one attention score row per thread
 ///         + threads × THREAD_STACK_BYTES            worker stacks
 /// ```
-pub fn compute_bytes(cfg: &Config, ctx: usize, users: usize, chunk: usize, threads: usize) -> u64 {
-    let tokens = chunk.max(users) as u64;
+pub fn compute_bytes(
+    cfg: &Config,
+    ctx: usize,
+    users: usize,
+    chunk: usize,
+    batch: usize,
+    threads: usize,
+) -> u64 {
+    let tokens = batch.min(users.saturating_mul(chunk)).max(users) as u64;
     let per_token = 3 * cfg.n_embd
         + cfg.n_head * (cfg.head_dim + cfg.v_head_dim)
         + cfg.kv_dim_k()
@@ -284,6 +399,8 @@ pub struct Request {
     pub kv_type: KvType,
     /// Prompt chunk of the engine ([`DEFAULT_CHUNK`]).
     pub chunk: usize,
+    /// Most tokens of one forward pass ([`DEFAULT_BATCH`]).
+    pub batch: usize,
     /// Worker threads of the engine's pool.
     pub threads: usize,
     /// Share of peak bandwidth achieved while generating.
@@ -300,6 +417,7 @@ impl Request {
             users,
             kv_type: KvType::F16,
             chunk: DEFAULT_CHUNK,
+            batch: DEFAULT_BATCH,
             threads: 1,
             tg_efficiency: DEFAULT_TG_EFFICIENCY,
             pp_efficiency: DEFAULT_PP_EFFICIENCY,
@@ -352,6 +470,13 @@ pub struct Plan {
     pub kv_bytes: u64,
     /// Estimated scratch memory, see [`compute_bytes`].
     pub compute_bytes: u64,
+    /// The file's header and padding, mapped with the weights.
+    pub header_bytes: u64,
+    /// The binary itself ([`RUNTIME_BYTES`]) and the model's text tables
+    /// ([`text_table_bytes`]).
+    pub runtime_bytes: u64,
+    /// Everything: the predicted peak resident memory of Hearth running this request with every
+    /// context full.
     pub total_bytes: u64,
     pub ctx: usize,
     pub users: usize,
@@ -372,12 +497,17 @@ pub struct Plan {
     pub advice: Vec<String>,
 }
 
+/// Memory that does not grow with context or users: the mapped file and the runtime.
+fn fixed_bytes(facts: &ModelFacts) -> u64 {
+    facts.file_bytes.max(facts.weights_bytes) + RUNTIME_BYTES + facts.text_bytes
+}
+
 /// Total bytes of a configuration.
 fn total(facts: &ModelFacts, req: &Request, ctx: usize, users: usize) -> u64 {
     let cfg = &facts.config;
-    facts.weights_bytes
+    fixed_bytes(facts)
         + kv_bytes(cfg, ctx, users, req.chunk, req.kv_type)
-        + compute_bytes(cfg, ctx, users, req.chunk, req.threads)
+        + compute_bytes(cfg, ctx, users, req.chunk, req.batch, req.threads)
 }
 
 /// The largest `x` in `1..=hi` with `ok(x)`, or 0; `ok` must be monotone (true then false).
@@ -397,8 +527,33 @@ fn largest(hi: usize, ok: impl Fn(usize) -> bool) -> usize {
     lo
 }
 
+/// A size for people: GiB from 1 GiB up, MiB below.
 fn gib(bytes: u64) -> String {
-    format!("{:.2} GiB", bytes as f64 / (1u64 << 30) as f64)
+    let b = bytes as f64;
+    if bytes >= 1 << 30 {
+        format!("{:.2} GiB", b / (1u64 << 30) as f64)
+    } else {
+        format!("{:.1} MiB", b / (1u64 << 20) as f64)
+    }
+}
+
+/// The largest preset of [`QUANT_PRESETS`] below the model's own average bits per weight with
+/// which the request fits as asked, as advice; the weights are estimated from the parameter
+/// count, the rest of the memory is unchanged.
+fn smaller_quantization(facts: &ModelFacts, req: &Request, usable: u64) -> Option<String> {
+    let own_bits = facts.weights_bytes as f64 * 8.0 / facts.n_params.max(1) as f64;
+    let rest = total(facts, req, req.ctx, req.users) - facts.weights_bytes.min(facts.file_bytes);
+    let (name, bits) = QUANT_PRESETS
+        .iter()
+        // Below the model's own bits by a margin, so the same preset is not offered back.
+        .filter(|(_, bits)| *bits < own_bits * 0.95)
+        .find(|(_, bits)| weights_at(facts.n_params, *bits) + rest <= usable)?;
+    Some(format!(
+        "a smaller quantization of the same model fits: {name} (about {} of weights, estimated \
+         from {:.0}M parameters × {bits} bits; this file averages {own_bits:.2} bits)",
+        gib(weights_at(facts.n_params, *bits)),
+        facts.n_params as f64 / 1e6
+    ))
 }
 
 /// Plans `facts` on `machine` for `req`.
@@ -408,8 +563,8 @@ pub fn plan(facts: &ModelFacts, machine: &Machine, req: &Request) -> Result<Plan
     let usable = machine.usable_bytes();
     let weights = facts.weights_bytes;
     let kv = kv_bytes(cfg, req.ctx, req.users, req.chunk, req.kv_type);
-    let compute = compute_bytes(cfg, req.ctx, req.users, req.chunk, req.threads);
-    let total_bytes = weights + kv + compute;
+    let compute = compute_bytes(cfg, req.ctx, req.users, req.chunk, req.batch, req.threads);
+    let total_bytes = total(facts, req, req.ctx, req.users);
     let fits = total_bytes <= usable;
     let fits_with = |ctx: usize, users: usize| total(facts, req, ctx, users) <= usable;
     let ctx_cap = cfg.ctx_train.max(BLOCK_TOKENS);
@@ -418,14 +573,18 @@ pub fn plan(facts: &ModelFacts, machine: &Machine, req: &Request) -> Result<Plan
     }) * BLOCK_TOKENS;
     let max_users_at_ctx = largest(1 << 20, |u| fits_with(req.ctx, u));
 
-    let read = weights + req.users as u64 * kv_read_bytes(cfg, req.ctx, req.kv_type);
+    let read =
+        facts.read_bytes_per_token + req.users as u64 * kv_read_bytes(cfg, req.ctx, req.kv_type);
     let est_tg_tok_s = machine.bandwidth_bytes_per_s * req.tg_efficiency / read as f64;
     let est_pp_tok_s =
         machine.flops_per_s * req.pp_efficiency / (2.0 * facts.n_matmul_params.max(1) as f64);
 
     let mut advice = Vec::new();
     if !fits {
-        if weights + compute_bytes(cfg, BLOCK_TOKENS, 1, req.chunk, req.threads) > usable {
+        if let Some(a) = smaller_quantization(facts, req, usable) {
+            advice.push(a);
+        }
+        if total(facts, req, BLOCK_TOKENS, 1) > usable {
             advice.push(format!(
                 "the weights alone ({}) do not fit in {} usable: take a smaller quantization or \
                  model, or a machine with more memory",
@@ -470,6 +629,8 @@ pub fn plan(facts: &ModelFacts, machine: &Machine, req: &Request) -> Result<Plan
         kv_bytes_per_user: kv_bytes(cfg, req.ctx, 1, req.chunk, req.kv_type),
         kv_bytes: kv,
         compute_bytes: compute,
+        header_bytes: facts.file_bytes.saturating_sub(weights),
+        runtime_bytes: RUNTIME_BYTES + facts.text_bytes,
         total_bytes,
         ctx: req.ctx,
         users: req.users,

@@ -199,6 +199,75 @@ impl Profiles {
     }
 }
 
+/// An NVIDIA GPU as `nvidia-smi --query-gpu=name,memory.total,memory.used
+/// --format=csv,noheader,nounits` reports it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct DetectedGpu {
+    /// The product name, e.g. `NVIDIA GeForce RTX 4090`.
+    pub name: String,
+    /// All of its memory.
+    pub memory_bytes: u64,
+    /// Memory other processes (and the driver) already use.
+    pub used_bytes: u64,
+}
+
+/// Reads `nvidia-smi`'s CSV: one `name, total MiB, used MiB` line per GPU.
+pub fn parse_nvidia_smi(text: &str) -> Result<Vec<DetectedGpu>> {
+    let mut gpus = Vec::new();
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        let bad = || {
+            Error::Profiles(format!(
+                "nvidia-smi line {line:?}: expected \"name, total MiB, used MiB\""
+            ))
+        };
+        // The name may itself hold commas; the two numbers are the last fields.
+        let mut fields = line.rsplitn(3, ',').map(str::trim);
+        let used = fields.next().ok_or_else(bad)?;
+        let total = fields.next().ok_or_else(bad)?;
+        let name = fields.next().filter(|n| !n.is_empty()).ok_or_else(bad)?;
+        let mib = |v: &str| v.parse::<u64>().map(|m| m << 20).map_err(|_| bad());
+        gpus.push(DetectedGpu {
+            name: name.to_string(),
+            memory_bytes: mib(total)?,
+            used_bytes: mib(used)?,
+        });
+    }
+    Ok(gpus)
+}
+
+impl DetectedGpu {
+    /// The GPU as a machine to plan for: its memory less what is in use, and the bandwidth and
+    /// compute of the profile whose label starts with its name (`None` for an unknown GPU,
+    /// whose speed is then not estimated).
+    pub fn machine(&self, profiles: &Profiles) -> (Machine, Option<String>) {
+        let profile = profiles.iter().find(|m| {
+            m.kind == Kind::Gpu
+                && m.label
+                    .to_ascii_lowercase()
+                    .starts_with(&self.name.to_ascii_lowercase())
+        });
+        let machine = Machine {
+            name: "this-gpu".to_string(),
+            label: self.name.clone(),
+            kind: Kind::Gpu,
+            memory_bytes: self.memory_bytes,
+            reserved_bytes: self.used_bytes.min(self.memory_bytes),
+            bandwidth_bytes_per_s: profile.map_or(0.0, |p| p.bandwidth_bytes_per_s),
+            flops_per_s: profile.map_or(0.0, |p| p.flops_per_s),
+            source: match profile {
+                Some(p) => format!(
+                    "nvidia-smi (memory total and in use); speed figures of profile {}: {}",
+                    p.name, p.source
+                ),
+                None => "nvidia-smi (memory total and in use); no profile for this GPU, so no \
+                         speed figures"
+                    .to_string(),
+            },
+        };
+        (machine, profile.map(|p| p.name.clone()))
+    }
+}
+
 /// Splits `24GiB` into `(24.0, "gib")`.
 fn split_number(s: &str) -> Option<(f64, String)> {
     let s = s.trim();
@@ -318,6 +387,31 @@ mod tests {
             .replace("unified", "cpu")
             .replace("memory_gib = 16", "memory_gib = 0");
         assert!(Profiles::from_toml(&zero_memory).is_err());
+    }
+
+    #[test]
+    fn nvidia_smi_lines() {
+        let text = "NVIDIA GeForce RTX 4090, 24564, 1024\nNVIDIA H100 80GB HBM3, 81559, 0\n\n";
+        let gpus = parse_nvidia_smi(text).unwrap();
+        assert_eq!(gpus.len(), 2);
+        assert_eq!(gpus[0].name, "NVIDIA GeForce RTX 4090");
+        assert_eq!(gpus[0].memory_bytes, 24564 << 20);
+        assert_eq!(gpus[0].used_bytes, 1024 << 20);
+        let profiles = Profiles::builtin();
+        let (m, profile) = gpus[0].machine(&profiles);
+        assert_eq!(profile.as_deref(), Some("rtx-4090"));
+        assert_eq!(m.kind, Kind::Gpu);
+        assert_eq!(m.usable_bytes(), (24564 - 1024) << 20);
+        assert_eq!(m.bandwidth_bytes_per_s, 1008e9);
+        let (unknown, none) = DetectedGpu {
+            name: "NVIDIA Quadro Imaginary".to_string(),
+            ..gpus[0].clone()
+        }
+        .machine(&profiles);
+        assert!(none.is_none() && unknown.bandwidth_bytes_per_s == 0.0);
+        for bad in ["RTX, lots, 0", "4090", ", 1, 2"] {
+            assert!(parse_nvidia_smi(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -88,8 +88,10 @@ fn fit_and_limits_follow_the_memory() {
     assert!(p.fits);
     assert_eq!(
         p.total_bytes,
-        p.weights_bytes + p.kv_bytes + p.compute_bytes
+        p.weights_bytes + p.header_bytes + p.kv_bytes + p.compute_bytes + p.runtime_bytes
     );
+    assert_eq!(p.header_bytes + p.weights_bytes, f.file_bytes);
+    assert_eq!(p.runtime_bytes, hearth_plan::RUNTIME_BYTES + f.text_bytes);
     assert_eq!(p.headroom_bytes, (1i64 << 30) - p.total_bytes as i64);
     assert_eq!(p.kv_bytes, 2 * p.kv_bytes_per_user);
     // Limited by the training context, not memory, on a big machine.
@@ -120,7 +122,7 @@ fn speed_is_bandwidth_over_bytes_read() {
     let req = Request::new(256, 1);
     let m = Machine::custom(1 << 30, 100e9, 2e12);
     let p = plan(&f, &m, &req).unwrap();
-    let read = f.weights_bytes + kv_read_bytes(&f.config, 256, KvType::F16);
+    let read = f.read_bytes_per_token + kv_read_bytes(&f.config, 256, KvType::F16);
     let tg = 100e9 * req.tg_efficiency / read as f64;
     assert!((p.est_tg_tok_s - tg).abs() < 1e-6 * tg);
     let pp = 2e12 * req.pp_efficiency / (2.0 * f.n_matmul_params as f64);
@@ -152,6 +154,32 @@ fn q8_kv_is_smaller_and_bad_requests_are_refused() {
 }
 
 #[test]
+fn advice_offers_a_smaller_quantization_of_the_same_model() {
+    let mut spec = TinySpec::new("llama");
+    spec.weight_types = vec![hearth_gguf::GgmlType::F16];
+    let f = facts(&spec);
+    let req = Request::new(256, 1);
+    let roomy = plan(&f, &Machine::custom(1 << 30, 1e11, 1e12), &req).unwrap();
+    let rest = roomy.total_bytes - f.weights_bytes;
+    // Room for everything but the weights, and the weights at Q8_0.
+    let q8 = hearth_plan::weights_at(f.n_params, 8.52);
+    assert!(q8 < f.weights_bytes);
+    let p = plan(&f, &Machine::custom(rest + q8, 1e11, 1e12), &req).unwrap();
+    assert!(!p.fits);
+    let text = p.advice.join("\n");
+    assert!(
+        text.contains("a smaller quantization of the same model fits: Q8_0"),
+        "{text}"
+    );
+    // No room for any weights: no quantization helps, and none is offered.
+    let p = plan(&f, &Machine::custom(rest, 1e11, 1e12), &req).unwrap();
+    assert!(!p
+        .advice
+        .join("\n")
+        .contains("smaller quantization of the same"));
+}
+
+#[test]
 fn smollm2_plan() {
     let path = hearth_fetch::test_model("smollm2-135m").expect("SmolLM2 test model");
     let gguf = Gguf::open(&path).unwrap();
@@ -175,22 +203,28 @@ fn compute_buffers_follow_the_documented_formula() {
     let spec = TinySpec::new("llama");
     let f = facts(&spec);
     let c = &f.config;
-    let (ctx, users, chunk, threads) = (1000, 3, 256, 4);
+    let (ctx, users, chunk, batch, threads) = (1000, 3, 256, 512, 4);
     let per_token = 3 * spec.n_embd
         + spec.n_head * 2 * spec.head_dim
         + 2 * spec.n_kv_head * spec.head_dim
         + 2 * spec.n_ff;
-    let expected = 4 * chunk * per_token
-        + 4 * chunk * spec.n_embd.max(spec.n_ff)
+    // Three users' chunks, but one batch carries at most 512 tokens.
+    let tokens = batch;
+    let expected = 4 * tokens * per_token
+        + 4 * tokens * spec.n_embd.max(spec.n_ff)
         + 4 * spec.n_vocab * users
         + threads * (4 * (ctx + 2 * spec.head_dim) + (2 << 20));
     assert_eq!(
-        hearth_plan::compute_bytes(c, ctx, users, chunk, threads),
+        hearth_plan::compute_bytes(c, ctx, users, chunk, batch, threads),
         expected as u64
     );
-    // More users than the chunk: the batch is the users.
+    // One user: one chunk. More users than the batch holds tokens: one token each.
     assert!(
-        hearth_plan::compute_bytes(c, ctx, 512, chunk, threads)
-            > hearth_plan::compute_bytes(c, ctx, 256, chunk, threads)
+        hearth_plan::compute_bytes(c, ctx, 1, chunk, batch, threads)
+            < hearth_plan::compute_bytes(c, ctx, users, chunk, batch, threads)
+    );
+    assert!(
+        hearth_plan::compute_bytes(c, ctx, 1024, chunk, batch, threads)
+            > hearth_plan::compute_bytes(c, ctx, 512, chunk, batch, threads)
     );
 }
