@@ -87,7 +87,16 @@ fn tiny_model_plan_counts_its_tensors_and_kv() {
     assert_eq!(u64_of(&v, "kv_bytes"), 2 * 256 * per_token);
     assert_eq!(
         u64_of(&v, "total_bytes"),
-        u64_of(&v, "weights_bytes") + u64_of(&v, "kv_bytes") + u64_of(&v, "compute_bytes")
+        u64_of(&v, "weights_bytes")
+            + u64_of(&v, "header_bytes")
+            + u64_of(&v, "kv_bytes")
+            + u64_of(&v, "compute_bytes")
+            + u64_of(&v, "runtime_bytes")
+    );
+    // The header and the weights are the whole file.
+    assert_eq!(
+        u64_of(&v, "weights_bytes") + u64_of(&v, "header_bytes"),
+        std::fs::metadata(&path).unwrap().len()
     );
     assert_eq!(u64_of(&v, "max_ctx_per_user"), spec.ctx as u64);
     assert_eq!(v["machine"]["name"], "pc-16");
@@ -332,4 +341,236 @@ fn url_plan_reads_only_the_header_and_matches_the_local_plan() {
         &hearth(&[&junk, "--machine", "pc-16"], home.path()),
         "not a GGUF",
     );
+}
+
+/// A data directory holding `file` installed as catalog model `name` (a URL entry of the
+/// keeper's catalog that is never fetched, and an index record).
+fn home_with_installed(name: &str, file: &[u8]) -> tempfile::TempDir {
+    let home = tempfile::tempdir().unwrap();
+    let models = home.path().join("models");
+    std::fs::create_dir_all(&models).unwrap();
+    std::fs::write(models.join(format!("{name}.gguf")), file).unwrap();
+    let catalog = format!(
+        "[[model]]\nname = \"{name}\"\nsha256 = \"{}\"\nsize = {}\n\n[model.source]\n\
+         kind = \"url\"\nurl = \"http://127.0.0.1:9/{name}.gguf\"\n",
+        "cd".repeat(32),
+        file.len()
+    );
+    std::fs::write(home.path().join("catalog.toml"), catalog).unwrap();
+    hearth_fetch::index::record(
+        &hearth_fetch::Home::at(home.path()),
+        &hearth_fetch::Installed {
+            name: name.to_string(),
+            path: format!("models/{name}.gguf"),
+            sha256: "cd".repeat(32),
+            size: file.len() as u64,
+            source: "test".to_string(),
+            pulled_at: "2026-01-01T00:00:00Z".to_string(),
+            verified: None,
+        },
+    )
+    .unwrap();
+    home
+}
+
+#[test]
+fn calibrate_stores_efficiencies_that_later_plans_use() {
+    let home = home_with_installed("tiny", &TinySpec::new("llama").build());
+    let h = home.path();
+    let cal = json(&hearth(&["--calibrate", "--json"], h));
+    let c = &cal["calibration"];
+    assert_eq!(c["model"], "tiny");
+    let date = c["date"].as_str().unwrap();
+    assert!(
+        date.len() == 10 && date.as_bytes()[4] == b'-' && date.starts_with("20"),
+        "{date}"
+    );
+    let tg_eff = f64_of(c, "tg_efficiency");
+    let pp_eff = f64_of(c, "pp_efficiency");
+    assert!(tg_eff > 0.0 && tg_eff.is_finite(), "{c}");
+    assert!(pp_eff > 0.0 && pp_eff.is_finite(), "{c}");
+    // On the model it was measured on, the calibrated prediction is the measurement.
+    let row = &cal["check"][0];
+    assert_eq!(row["model"], "tiny");
+    assert!((f64_of(row, "ratio") - 1.0).abs() < 1e-9, "{row}");
+    let stored: Value =
+        serde_json::from_slice(&std::fs::read(h.join("calibration.json")).unwrap()).unwrap();
+    assert_eq!(&stored, c);
+
+    // Later plans of this machine use it, and say so; profiles do not.
+    let v = json(&hearth(&["tiny", "--ctx", "256", "--json"], h));
+    let notes = v["notes"].to_string();
+    assert!(notes.contains(&format!("calibrated on {date}")), "{notes}");
+    assert_eq!(
+        f64_of(&v["machine"], "bandwidth_bytes_per_s"),
+        f64_of(c, "bandwidth_bytes_per_s")
+    );
+    let p = json(&hearth(&["tiny", "--machine", "pc-16", "--json"], h));
+    assert!(p["notes"].to_string().contains("uncalibrated"));
+
+    // A calibration from another machine is not used, and the plan says why.
+    let mut other = stored.clone();
+    other["machine"]["cores"] = Value::from(4096);
+    std::fs::write(h.join("calibration.json"), other.to_string()).unwrap();
+    let v = json(&hearth(&["tiny", "--ctx", "256", "--json"], h));
+    let notes = v["notes"].to_string();
+    assert!(
+        notes.contains("another machine") && notes.contains("uncalibrated"),
+        "{notes}"
+    );
+
+    // Nothing installed: a clear error.
+    let empty = tempfile::tempdir().unwrap();
+    assert_clean_failure(&hearth(&["--calibrate"], empty.path()), "hearth pull");
+}
+
+#[test]
+fn recommend_lists_what_fits_best_first() {
+    let path = hearth_fetch::test_model("smollm2-135m").expect("SmolLM2 test model");
+    let bytes = std::fs::read(&path).unwrap();
+    let home = tempfile::tempdir().unwrap();
+    // One catalog model readable over HTTP, so its header gives exact facts.
+    let (url, _) = serve(bytes.clone(), true);
+    let catalog = format!(
+        "[[model]]\nname = \"remote-smol\"\nsha256 = \"{}\"\nsize = {}\n\n[model.source]\n\
+         kind = \"url\"\nurl = \"{url}\"\n",
+        "ab".repeat(32),
+        bytes.len()
+    );
+    std::fs::write(home.path().join("catalog.toml"), catalog).unwrap();
+    let h = home.path();
+    let v = json(&hearth(
+        &[
+            "--recommend",
+            "--machine",
+            "pc-16",
+            "--ctx",
+            "2048",
+            "--json",
+        ],
+        h,
+    ));
+    let picks = v["picks"].as_array().unwrap();
+    assert!(!picks.is_empty(), "{v}");
+    let usable = u64_of(&v["machine"], "memory_bytes") - u64_of(&v["machine"], "reserved_bytes");
+    for p in picks {
+        assert_eq!(p["fits"], true);
+        assert!(u64_of(p, "total_bytes") <= usable, "{p}");
+    }
+    // The catalog file itself, planned from its header, equals `hearth plan` on it.
+    let own = picks
+        .iter()
+        .find(|p| p["model"] == "remote-smol" && p["basis"] == "catalog")
+        .expect("the catalog file is listed");
+    let direct = json(&hearth(
+        &[
+            path.to_str().unwrap(),
+            "--machine",
+            "pc-16",
+            "--ctx",
+            "2048",
+            "--json",
+        ],
+        h,
+    ));
+    assert_eq!(own["total_bytes"], direct["total_bytes"]);
+    assert_eq!(own["est_tg_tok_s"], direct["est_tg_tok_s"]);
+    // Other quantizations are offered, marked as estimates, with weights that follow the bits.
+    let q8 = picks
+        .iter()
+        .find(|p| p["model"] == "remote-smol" && p["quantization"] == "Q8_0")
+        .expect("a Q8_0 estimate");
+    assert_eq!(q8["basis"], "estimated");
+    assert!(u64_of(q8, "weights_bytes") > u64_of(own, "weights_bytes"));
+    assert!(f64_of(q8, "est_tg_tok_s") < f64_of(own, "est_tg_tok_s"));
+    // Best first: for one model, more bits before fewer.
+    let bits: Vec<f64> = picks
+        .iter()
+        .filter(|p| p["model"] == "remote-smol")
+        .map(|p| f64_of(p, "bits_per_weight"))
+        .collect();
+    assert!(bits.windows(2).all(|w| w[0] >= w[1]), "{bits:?}");
+    // Catalog models that are not installed are planned from their size, and said to be.
+    assert!(v["notes"].to_string().contains("file size"), "{v}");
+
+    // A machine with room for the smallest quantizations only lists those.
+    let small = json(&hearth(
+        &[
+            "--recommend",
+            "--memory",
+            "150MiB",
+            "--bandwidth",
+            "50GB/s",
+            "--ctx",
+            "2048",
+            "--json",
+        ],
+        h,
+    ));
+    let names: Vec<String> = small["picks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| format!("{} {}", p["model"], p["quantization"]))
+        .collect();
+    assert!(!names.is_empty() && names.len() < picks.len(), "{names:?}");
+    assert!(!names.iter().any(|n| n.contains("F16")), "{names:?}");
+
+    let table = hearth(&["--recommend", "--machine", "rtx-4090"], h);
+    assert!(table.status.success());
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        text.contains("remote-smol") && text.contains("not Hearth measurements"),
+        "{text}"
+    );
+}
+
+#[test]
+fn nvidia_gpus_are_planned_beside_the_cpu() {
+    let home = tempfile::tempdir().unwrap();
+    let tiny = home.path().join("tiny.gguf");
+    std::fs::write(&tiny, TinySpec::new("llama").build()).unwrap();
+    // A stand-in for nvidia-smi that answers the query as the real one does.
+    let smi = home.path().join("nvidia-smi");
+    std::fs::write(
+        &smi,
+        "#!/bin/sh\necho 'NVIDIA GeForce RTX 4090, 24564, 1500'\necho 'NVIDIA Mystery, 8192, 0'\n",
+    )
+    .unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&smi, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let run = |smi: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_hearth"))
+            .args(["plan", tiny.to_str().unwrap(), "--ctx", "256", "--json"])
+            .env("HEARTH_HOME", home.path())
+            .env("HEARTH_NVIDIA_SMI", smi)
+            .output()
+            .expect("run hearth")
+    };
+    let v = json(&run(&smi));
+    // The CPU plan stays what Hearth runs on.
+    assert_eq!(v["machine"]["kind"], "cpu");
+    let gpus = v["gpus"].as_array().unwrap();
+    assert_eq!(gpus.len(), 2, "{v}");
+    assert_eq!(gpus[0]["gpu"]["name"], "NVIDIA GeForce RTX 4090");
+    assert_eq!(gpus[0]["profile"], "rtx-4090");
+    assert_eq!(gpus[0]["plan"]["fits"], true);
+    assert_eq!(gpus[0]["plan"]["speed_is_gpu_estimate"], true);
+    assert_eq!(
+        u64_of(&gpus[0]["plan"], "usable_bytes"),
+        (24564 - 1500) << 20
+    );
+    assert!(f64_of(&gpus[0]["plan"], "est_tg_tok_s") > 0.0);
+    // An unknown GPU: fit from its memory, no speed.
+    assert!(gpus[1]["profile"].is_null());
+    assert!(v["notes"]
+        .to_string()
+        .contains("estimates for a GPU engine"));
+
+    // Without nvidia-smi: no GPUs, no error.
+    let v = json(&run(&home.path().join("no-such-program")));
+    assert_eq!(v["gpus"].as_array().unwrap().len(), 0);
 }

@@ -1,15 +1,21 @@
 //! `hearth bench`: prompt processing (pp) and generation (tg) speed, load time and peak memory,
 //! measured the way llama.cpp's `llama-bench` does so the two can be compared side by side.
+//!
+//! `--fill` measures memory instead: it loads the model as `run` and `serve` do (weights,
+//! tokenizer, template), fills `--users` sequences of `--ctx` tokens with distinct prompts
+//! (so the prefix cache shares nothing), generates one token each and reports the peak resident
+//! memory, which `hearth plan` predicts (`crates/hearth/tests/plan_rss.rs` compares the two).
 
 use std::time::Instant;
 
 use anyhow::Context;
 use clap::Args;
 use hearth_engine::{Engine, EngineOptions, Request};
+use hearth_model::tokenizer::Tokenizer;
 use hearth_model::{Model, SamplerConfig};
 use serde_json::json;
 
-use crate::load;
+use crate::load::{self, GenOptions};
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
@@ -33,6 +39,12 @@ pub struct BenchArgs {
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Measure peak memory with every sequence's context filled instead of speed.
+    #[arg(long)]
+    pub fill: bool,
+    /// Sequences filled at once with `--fill`, each with its own prompt.
+    #[arg(long, default_value_t = 1)]
+    pub users: usize,
 }
 
 pub fn run(a: BenchArgs) -> anyhow::Result<()> {
@@ -40,6 +52,9 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
         .threads
         .unwrap_or_else(hearth_kernels::pool::physical_cores)
         .max(1);
+    if a.fill {
+        return fill(&a, threads);
+    }
     let (gguf, _entry) = load::open_gguf(Some(&a.model))?;
     let t0 = Instant::now();
     let model = Model::from_gguf(gguf).context("cannot load the model")?;
@@ -123,6 +138,113 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `--fill`: `users` sequences of `ctx - 1` prompt tokens and one generated token each, through
+/// the engine `run` and `serve` build (default prompt chunk, batch and prefix cache).
+fn fill(a: &BenchArgs, threads: usize) -> anyhow::Result<()> {
+    if a.users == 0 || a.ctx < 2 {
+        anyhow::bail!(
+            "--fill needs --users of at least 1 and --ctx of at least 2, got --users {} --ctx {}",
+            a.users,
+            a.ctx
+        );
+    }
+    let gen = GenOptions {
+        ctx: a.ctx,
+        threads: Some(threads),
+        ..GenOptions::defaults()
+    };
+    let t0 = Instant::now();
+    let (loaded, model) = load::load(Some(&a.model), &gen)?;
+    let rss_loaded = rss_bytes("VmRSS:");
+    let arch = model.config().arch.clone();
+    let mut engine = load::engine(model, &gen, a.users);
+    let n_prompt = engine.ctx() - 1;
+    let mut ids = Vec::with_capacity(a.users);
+    for user in 0..a.users {
+        let prompt = distinct_prompt(&loaded.tokenizer, user, n_prompt);
+        ids.push(engine.add(Request {
+            prompt,
+            sampler: SamplerConfig::greedy(),
+            max_tokens: 1,
+            stop_tokens: vec![],
+            ..Default::default()
+        })?);
+    }
+    let t_fill = Instant::now();
+    while engine.has_work() {
+        engine.step()?;
+    }
+    let fill_s = t_fill.elapsed().as_secs_f64();
+    let peak = peak_rss_bytes();
+    let kv = engine.kv_capacity_bytes();
+    if a.json {
+        println!(
+            "{}",
+            json!({
+                "model": a.model, "arch": arch, "threads": threads, "ctx": engine.ctx(),
+                "users": a.users, "prompt_tokens": n_prompt, "fill_s": fill_s,
+                "total_s": t0.elapsed().as_secs_f64(), "rss_after_load_bytes": rss_loaded,
+                "kv_capacity_bytes": kv, "peak_rss_bytes": peak,
+            })
+        );
+    } else {
+        println!("model     {} ({arch})", a.model);
+        println!(
+            "filled    {} × {n_prompt} prompt tokens in {fill_s:.1} s ({threads} threads)",
+            a.users
+        );
+        println!("KV        {:.1} MiB reserved", kv as f64 / 1048576.0);
+        println!("peak RSS  {:.1} MiB", peak as f64 / 1048576.0);
+    }
+    for id in ids {
+        engine.remove(id)?;
+    }
+    Ok(())
+}
+
+/// `len` tokens of text that differ from the first token on for each `user`: a numbered line,
+/// then words drawn by a small generator seeded with the user.
+fn distinct_prompt(tok: &Tokenizer, user: usize, len: usize) -> Vec<u32> {
+    const WORDS: [&str; 32] = [
+        "the", "house", "garden", "kettle", "window", "evening", "quiet", "river", "bread", "lamp",
+        "winter", "letter", "table", "story", "candle", "morning", "green", "stone", "friend",
+        "music", "warm", "road", "apple", "cloud", "paper", "little", "bright", "chair", "field",
+        "snow", "tea", "door",
+    ];
+    let mut text = format!("Conversation {user}:");
+    let mut state =
+        0x9E37_79B9_7F4A_7C15u64 ^ (user as u64 + 1).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    let mut tokens = Vec::new();
+    // Every word is at least one token; grow until the text is long enough.
+    while tokens.len() < len {
+        for _ in 0..len.max(16) {
+            // xorshift64: any fixed, user-seeded sequence of words will do.
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            text.push(' ');
+            text.push_str(WORDS[(state % WORDS.len() as u64) as usize]);
+        }
+        tokens = tok.encode(&text, true, false);
+    }
+    tokens.truncate(len);
+    tokens
+}
+
+/// A `/proc/self/status` field in bytes (`VmRSS:`, `VmHWM:`), 0 where the OS does not say.
+fn rss_bytes(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map(|kb| kb * 1024)
+        .unwrap_or(0)
+}
+
 fn run_once(
     engine: &mut Engine,
     prompt: Vec<u32>,
@@ -148,14 +270,5 @@ fn run_once(
 
 /// Peak resident memory of this process (`VmHWM`), 0 where the OS does not say.
 fn peak_rss_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<u64>().ok())
-        })
-        .map(|kb| kb * 1024)
-        .unwrap_or(0)
+    rss_bytes("VmHWM:")
 }

@@ -2,7 +2,13 @@
 //!
 //! The arithmetic is `hearth-plan`'s; this module does the I/O around it: resolving the model,
 //! reading only its header (a prefix of the file, never the tensors), detecting this machine
-//! (`/proc/meminfo`, cores, SIMD level, a short bandwidth measurement) and printing.
+//! (`/proc/meminfo`, cores, SIMD level, a short bandwidth measurement, NVIDIA GPUs through
+//! `nvidia-smi`) and printing.
+//!
+//! Two more modes: `--calibrate` measures the engine on this machine and stores the
+//! efficiencies in `calibration.json` in Hearth's data directory, which later plans for
+//! `--machine this` use; `--recommend` plans every catalog model, and the common quantizations
+//! of each, and lists what fits, best first.
 
 use std::fs::File;
 use std::io::Read;
@@ -11,9 +17,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::Args;
+use hearth_engine::{Engine, EngineOptions};
 use hearth_fetch::{Catalog, Home, Source};
 use hearth_gguf::Header;
-use hearth_plan::{Kind, KvType, Machine, ModelFacts, Plan, Profiles, Request};
+use hearth_model::{Model, SamplerConfig};
+use hearth_plan::{
+    Calibration, DetectedGpu, Kind, KvType, Machine, MachineFacts, ModelFacts, Plan, Profiles,
+    Request,
+};
 use serde::Serialize;
 
 /// Arguments of `hearth plan`.
@@ -21,7 +32,9 @@ use serde::Serialize;
 pub struct PlanArgs {
     /// A catalog name, a path to a .gguf or an http(s) URL of one. Only the header is read: a
     /// URL, or a catalog model with a URL source that is not installed, with range requests.
-    pub model: String,
+    /// Not given with --recommend or --calibrate.
+    #[arg(required_unless_present_any = ["recommend", "calibrate"])]
+    pub model: Option<String>,
     /// Context per user, in tokens (default: the model's training context, at most 4096).
     #[arg(long)]
     pub ctx: Option<usize>,
@@ -43,6 +56,13 @@ pub struct PlanArgs {
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// List the catalog models and quantizations that fit the machine, best first.
+    #[arg(long, conflicts_with_all = ["model", "calibrate"])]
+    pub recommend: bool,
+    /// Measure the engine on this machine (bandwidth, generation and prompt speed on the
+    /// smallest installed model) and store it for later estimates.
+    #[arg(long, conflicts_with_all = ["model", "machine", "memory", "bandwidth"])]
+    pub calibrate: bool,
 }
 
 /// What `--json` prints: the plan plus what it was made for.
@@ -56,13 +76,25 @@ struct Output<'a> {
     machine: &'a Machine,
     #[serde(flatten)]
     plan: &'a Plan,
+    /// NVIDIA GPUs of this machine (`--machine this`), each with its own plan.
+    gpus: &'a [GpuPlan],
     notes: Vec<String>,
 }
 
 pub fn run(a: PlanArgs) -> anyhow::Result<()> {
+    if a.calibrate {
+        return calibrate(&a);
+    }
+    if a.recommend {
+        return recommend(&a);
+    }
+    let spec = a
+        .model
+        .as_deref()
+        .context("name a model to plan, or give --recommend or --calibrate")?;
     let kv_type = KvType::parse(&a.kv_type)?;
     let mut notes = Vec::new();
-    let (name, path, header) = match resolve(&a.model)? {
+    let (name, path, header) = match resolve(spec)? {
         Where::Remote { name, url } => {
             let (header, read, ranged) = read_url_header(&url)?;
             if !ranged {
@@ -80,12 +112,18 @@ pub fn run(a: PlanArgs) -> anyhow::Result<()> {
     };
     let facts = ModelFacts::from_header(&header)
         .with_context(|| format!("cannot plan {}", path.display()))?;
-    let machine = machine(&a)?;
+    let (machine, calibration) = machine(&a)?;
     let ctx = a.ctx.unwrap_or(facts.config.ctx_train.clamp(1, 4096));
     let mut req = Request::new(ctx, a.users);
     req.kv_type = kv_type;
     req.threads = hearth_kernels::pool::physical_cores();
+    calibration.apply(&mut req, &mut notes);
     let mut plan = hearth_plan::plan(&facts, &machine, &req)?;
+    let gpus = if a.machine.eq_ignore_ascii_case("this") {
+        gpu_plans(&facts, &req, &mut notes)?
+    } else {
+        Vec::new()
+    };
     if !plan.fits {
         if let Some(advice) = other_profiles(&facts, &req)? {
             plan.advice.push(advice);
@@ -111,9 +149,11 @@ pub fn run(a: PlanArgs) -> anyhow::Result<()> {
         ));
     }
     notes.push(format!(
-        "speeds are uncalibrated estimates: generation = bandwidth × {} / bytes read per token, \
-         prompt = FLOP/s × {} / (2 × parameters)",
-        req.tg_efficiency, req.pp_efficiency
+        "speeds are {} estimates: generation = bandwidth × {:.3} / bytes read per token, \
+         prompt = FLOP/s × {:.3} / (2 × parameters)",
+        calibration.label(),
+        req.tg_efficiency,
+        req.pp_efficiency
     ));
 
     if a.json {
@@ -125,13 +165,90 @@ pub fn run(a: PlanArgs) -> anyhow::Result<()> {
             n_params: facts.n_params,
             machine: &machine,
             plan: &plan,
+            gpus: &gpus,
             notes,
         };
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
         print_table(&name, &facts, &machine, &plan, &notes);
+        for g in &gpus {
+            println!();
+            println!(
+                "GPU              {} ({} usable of {}; profile {})",
+                g.gpu.name,
+                human(g.plan.usable_bytes),
+                human(g.gpu.memory_bytes),
+                g.profile.as_deref().unwrap_or("none")
+            );
+            println!(
+                "  fits           {}, total {}",
+                if g.plan.fits { "yes" } else { "NO" },
+                human(g.plan.total_bytes)
+            );
+            if g.profile.is_some() {
+                println!(
+                    "  generation     ~{:.1} tok/s per user (estimate for a GPU engine, not a \
+                     Hearth measurement)",
+                    g.plan.est_tg_tok_s
+                );
+            }
+        }
     }
     Ok(())
+}
+
+/// A GPU of this machine and the plan for it.
+#[derive(Serialize)]
+struct GpuPlan {
+    gpu: DetectedGpu,
+    /// The profile its speed figures come from, when one matches its name.
+    profile: Option<String>,
+    plan: Plan,
+}
+
+/// NVIDIA GPUs of this machine (`nvidia-smi`, or the program `HEARTH_NVIDIA_SMI` names), each
+/// planned with the request; none when the program is absent. The speeds are labelled as
+/// estimates for a GPU engine.
+fn gpu_plans(
+    facts: &ModelFacts,
+    req: &Request,
+    notes: &mut Vec<String>,
+) -> anyhow::Result<Vec<GpuPlan>> {
+    let program = std::env::var_os("HEARTH_NVIDIA_SMI").unwrap_or_else(|| "nvidia-smi".into());
+    let out = match std::process::Command::new(&program)
+        .args([
+            "--query-gpu=name,memory.total,memory.used",
+            "--format=csv,noheader,nounits",
+        ])
+        .stdin(std::process::Stdio::null())
+        .output()
+    {
+        Ok(out) if out.status.success() => out,
+        // No NVIDIA driver, or no GPU: a CPU-only machine.
+        _ => return Ok(Vec::new()),
+    };
+    let gpus = hearth_plan::parse_nvidia_smi(&String::from_utf8_lossy(&out.stdout))?;
+    let profiles = Profiles::builtin();
+    // The request as a GPU engine would run it, with the default efficiencies.
+    let gpu_req = Request {
+        tg_efficiency: hearth_plan::DEFAULT_TG_EFFICIENCY,
+        pp_efficiency: hearth_plan::DEFAULT_PP_EFFICIENCY,
+        ..req.clone()
+    };
+    let mut plans = Vec::new();
+    for gpu in gpus {
+        let (m, profile) = gpu.machine(&profiles);
+        let plan = hearth_plan::plan(facts, &m, &gpu_req)?;
+        plans.push(GpuPlan { gpu, profile, plan });
+    }
+    if !plans.is_empty() {
+        notes.push(
+            "Hearth runs on the CPU today: the GPU plans say what fits in their memory, and \
+             their speeds are bandwidth estimates for a GPU engine, not Hearth measurements"
+                .to_string(),
+        );
+    }
+    Ok(plans)
 }
 
 /// The smallest profile of each kind on which the request fits as asked, as advice.
@@ -301,9 +418,42 @@ fn read_header_from(src: impl Read, len: u64) -> anyhow::Result<(Header, u64)> {
     }
 }
 
+/// What the speed estimates rest on.
+enum Calib {
+    /// This machine's stored calibration.
+    Used(Calibration),
+    /// Defaults; the note says why no calibration applies, when one was found.
+    Default(Option<String>),
+}
+
+impl Calib {
+    /// Puts the calibrated efficiencies into `req`, or notes why there are none.
+    fn apply(&self, req: &mut Request, notes: &mut Vec<String>) {
+        match self {
+            Calib::Used(c) => {
+                req.tg_efficiency = c.tg_efficiency;
+                req.pp_efficiency = c.pp_efficiency;
+            }
+            Calib::Default(Some(why)) => notes.push(why.clone()),
+            Calib::Default(None) => {}
+        }
+    }
+
+    fn label(&self) -> String {
+        match self {
+            Calib::Used(c) => format!(
+                "calibrated on {} ({}, {} threads)",
+                c.date, c.model, c.threads
+            ),
+            Calib::Default(_) => "uncalibrated".to_string(),
+        }
+    }
+}
+
 /// The machine to plan for: a profile or this one, with `--memory` / `--bandwidth` applied
-/// (which make it `custom`, keeping the rest of the base machine).
-fn machine(a: &PlanArgs) -> anyhow::Result<Machine> {
+/// (which make it `custom`, keeping the rest of the base machine), and the calibration that
+/// applies to it: this machine's stored one, unless `--bandwidth` describes another machine.
+fn machine(a: &PlanArgs) -> anyhow::Result<(Machine, Calib)> {
     let memory = a
         .memory
         .as_deref()
@@ -314,8 +464,24 @@ fn machine(a: &PlanArgs) -> anyhow::Result<Machine> {
         .as_deref()
         .map(hearth_plan::parse_rate)
         .transpose()?;
-    let mut m = if a.machine.eq_ignore_ascii_case("this") {
-        detect(bandwidth.is_none())?
+    let this = a.machine.eq_ignore_ascii_case("this");
+    let calib = if this && bandwidth.is_none() {
+        load_calibration()?
+    } else {
+        Calib::Default(None)
+    };
+    let mut m = if this {
+        // A calibration carries the bandwidth its efficiency is relative to: no need to measure.
+        let mut m = detect(bandwidth.is_none() && !matches!(calib, Calib::Used(_)))?;
+        if let Calib::Used(c) = &calib {
+            m.bandwidth_bytes_per_s = c.bandwidth_bytes_per_s;
+            m.flops_per_s = c.flops_per_s;
+            m.source = format!(
+                "{}; bandwidth measured by hearth plan --calibrate on {}",
+                m.source, c.date
+            );
+        }
+        m
     } else {
         Profiles::builtin().get(&a.machine)?.clone()
     };
@@ -328,7 +494,439 @@ fn machine(a: &PlanArgs) -> anyhow::Result<Machine> {
         m.bandwidth_bytes_per_s = rate;
         m.name = "custom".to_string();
     }
-    Ok(m)
+    Ok((m, calib))
+}
+
+/// Where `--calibrate` stores its result.
+fn calibration_path() -> anyhow::Result<PathBuf> {
+    Ok(Home::from_env()?.root().join("calibration.json"))
+}
+
+/// This machine's stored calibration, if there is one and it was made here.
+fn load_calibration() -> anyhow::Result<Calib> {
+    let path = calibration_path()?;
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Calib::Default(None)),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    let c: Calibration = serde_json::from_str(&text).with_context(|| {
+        format!(
+            "{} is not a calibration; run hearth plan --calibrate again",
+            path.display()
+        )
+    })?;
+    let here = machine_facts()?;
+    Ok(if c.machine.same_as(&here) {
+        Calib::Used(c)
+    } else {
+        Calib::Default(Some(format!(
+            "the stored calibration ({}) was made on another machine ({}, {} cores); run \
+             hearth plan --calibrate here",
+            c.date, c.machine.cpu, c.machine.cores
+        )))
+    })
+}
+
+/// What identifies this machine: CPU model, physical cores, SIMD level, RAM.
+fn machine_facts() -> anyhow::Result<MachineFacts> {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".to_string());
+    Ok(MachineFacts {
+        cpu,
+        cores: hearth_kernels::pool::physical_cores(),
+        simd: format!("{:?}", hearth_kernels::simd::level()),
+        memory_bytes: detect(false)?.memory_bytes,
+    })
+}
+
+/// Generation and prompt speed of the engine on one model, measured like `hearth bench`.
+struct Speed {
+    tg_tok_s: f64,
+    pp_tok_s: f64,
+    /// Position the generation is centred on.
+    tg_ctx: usize,
+}
+
+/// Tokens generated for the generation measurement.
+const CAL_GEN: usize = 64;
+/// Prompt tokens for the prompt measurement.
+const CAL_PROMPT: usize = 256;
+
+/// Measures `path` on `threads` threads: one prompt of [`CAL_PROMPT`] tokens, then
+/// [`CAL_GEN`] tokens generated after a one-token prompt, each after a warm-up that touches the
+/// weights.
+fn measure_speed(path: &Path, threads: usize) -> anyhow::Result<Speed> {
+    let model = Model::open(path).with_context(|| format!("cannot load {}", path.display()))?;
+    let n_vocab = model.config().n_vocab as u32;
+    let mut engine = Engine::new(
+        model,
+        EngineOptions {
+            ctx: CAL_PROMPT + CAL_GEN + 8,
+            threads,
+            max_seqs: 1,
+            prefill_chunk: CAL_PROMPT,
+            max_batch_tokens: CAL_PROMPT,
+            prefix_cache: false,
+            ..EngineOptions::default()
+        },
+    );
+    // Fixed arbitrary ids: speed does not depend on which tokens they are.
+    let tokens: Vec<u32> = (0..CAL_PROMPT as u32)
+        .map(|i| (i * 7919 + 13) % n_vocab)
+        .collect();
+    let mut run = |prompt: Vec<u32>, max_tokens: usize| -> anyhow::Result<(f64, usize)> {
+        let id = engine.add(hearth_engine::Request {
+            prompt,
+            sampler: SamplerConfig::greedy(),
+            max_tokens,
+            stop_tokens: vec![],
+            ..Default::default()
+        })?;
+        // The first step carries the whole prompt (one chunk).
+        let t = Instant::now();
+        engine.step()?;
+        let prompt_s = t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        let mut n = 0;
+        while engine.has_work() {
+            engine.step()?;
+            n += 1;
+        }
+        let gen_s = t.elapsed().as_secs_f64();
+        engine.remove(id)?;
+        Ok((if max_tokens == 1 { prompt_s } else { gen_s }, n.max(1)))
+    };
+    run(tokens[..8].to_vec(), 4)?; // warm-up
+    let (pp_s, _) = run(tokens.clone(), 1)?;
+    let (tg_s, n) = run(vec![tokens[0]], CAL_GEN)?;
+    Ok(Speed {
+        tg_tok_s: n as f64 / tg_s,
+        pp_tok_s: CAL_PROMPT as f64 / pp_s,
+        tg_ctx: CAL_GEN / 2,
+    })
+}
+
+/// Installed catalog models that are single .gguf files, smallest first.
+fn installed_ggufs() -> anyhow::Result<Vec<(String, PathBuf)>> {
+    let home = Home::from_env()?;
+    let catalog = Catalog::load(&home)?;
+    let mut found = Vec::new();
+    for entry in catalog.entries() {
+        if let Ok(r) = hearth_fetch::resolve(&home, &catalog, &entry.name) {
+            if r.path.is_file() {
+                found.push((entry.size, entry.name.clone(), r.path));
+            }
+        }
+    }
+    found.sort();
+    Ok(found.into_iter().map(|(_, n, p)| (n, p)).collect())
+}
+
+/// `--calibrate`: measures bandwidth and the engine on the smallest installed catalog model,
+/// stores the efficiencies, then prints predicted against measured generation speed for every
+/// installed catalog model (a benchmark printout, not a test).
+fn calibrate(a: &PlanArgs) -> anyhow::Result<()> {
+    let models = installed_ggufs()?;
+    let Some((cal_name, cal_path)) = models.first().cloned() else {
+        bail!(
+            "no catalog model is installed to calibrate on; pull one first, e.g. hearth pull \
+             smollm2-135m"
+        );
+    };
+    let threads = hearth_kernels::pool::physical_cores();
+    let here = machine_facts()?;
+    let machine = detect(true)?;
+    let facts_of = |path: &Path| -> anyhow::Result<ModelFacts> {
+        let header = read_header(path)?;
+        ModelFacts::from_header(&header).with_context(|| format!("cannot plan {}", path.display()))
+    };
+    let facts = facts_of(&cal_path)?;
+    let speed = measure_speed(&cal_path, threads)?;
+    let bw = machine.bandwidth_bytes_per_s;
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let cal = Calibration {
+        date: hearth_plan::calibrate::date_of_unix(secs),
+        machine: here,
+        bandwidth_bytes_per_s: bw,
+        flops_per_s: machine.flops_per_s,
+        tg_efficiency: hearth_plan::calibrate::tg_efficiency(
+            &facts,
+            speed.tg_ctx,
+            speed.tg_tok_s,
+            bw,
+        ),
+        pp_efficiency: hearth_plan::calibrate::pp_efficiency(
+            &facts,
+            speed.pp_tok_s,
+            machine.flops_per_s,
+        ),
+        model: cal_name.clone(),
+        threads,
+        tg_tok_s: speed.tg_tok_s,
+        pp_tok_s: speed.pp_tok_s,
+        tg_ctx: speed.tg_ctx,
+    };
+    let path = calibration_path()?;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    std::fs::write(&path, serde_json::to_string_pretty(&cal)? + "\n")
+        .with_context(|| format!("cannot write {}", path.display()))?;
+
+    // Predicted (with the new calibration) against measured, on every installed model.
+    let mut rows = Vec::new();
+    for (name, p) in &models {
+        let f = facts_of(p)?;
+        let measured = if *name == cal_name {
+            speed.tg_tok_s
+        } else {
+            measure_speed(p, threads)?.tg_tok_s
+        };
+        let read = hearth_plan::calibrate::tg_bytes_read(&f, speed.tg_ctx);
+        let predicted = bw * cal.tg_efficiency / read as f64;
+        rows.push(serde_json::json!({
+            "model": name, "predicted_tg_tok_s": predicted, "measured_tg_tok_s": measured,
+            "ratio": predicted / measured,
+        }));
+    }
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "calibration": cal, "path": path.display().to_string(), "check": rows,
+            }))?
+        );
+    } else {
+        println!(
+            "calibrated on {} with {cal_name} ({threads} threads): bandwidth {:.1} GB/s, \
+             generation {:.1} tok/s = {:.0}% of bandwidth, prompt {:.0} tok/s = {:.0}% of {:.0} \
+             GFLOP/s",
+            cal.date,
+            bw / 1e9,
+            cal.tg_tok_s,
+            cal.tg_efficiency * 100.0,
+            cal.pp_tok_s,
+            cal.pp_efficiency * 100.0,
+            cal.flops_per_s / 1e9
+        );
+        println!("stored in {}", path.display());
+        println!();
+        println!(
+            "{:<20} {:>14} {:>14} {:>8}",
+            "model", "predicted tg", "measured tg", "ratio"
+        );
+        for r in &rows {
+            println!(
+                "{:<20} {:>10.1} t/s {:>10.1} t/s {:>8.2}",
+                r["model"].as_str().unwrap_or(""),
+                r["predicted_tg_tok_s"].as_f64().unwrap_or(0.0),
+                r["measured_tg_tok_s"].as_f64().unwrap_or(0.0),
+                r["ratio"].as_f64().unwrap_or(0.0)
+            );
+        }
+    }
+    Ok(())
+}
+
+/// One line of `--recommend`.
+#[derive(Serialize)]
+struct Pick {
+    model: String,
+    /// The catalog file's own mix (`as in the catalog`) or a llama.cpp preset.
+    quantization: String,
+    /// `catalog` (the file itself), `estimated` (another quantization, from the parameter
+    /// count) or `size` (not installed: from the catalog's file size only).
+    basis: &'static str,
+    installed: bool,
+    n_params: u64,
+    bits_per_weight: f64,
+    weights_bytes: u64,
+    total_bytes: u64,
+    fits: bool,
+    est_tg_tok_s: f64,
+    est_pp_tok_s: f64,
+}
+
+/// Generation speed below which a pick is listed after the faster ones: slower than reading.
+const SLOW_TOK_S: f64 = 5.0;
+
+/// `--recommend`: every catalog GGUF model as its catalog file and at the common quantizations
+/// of [`hearth_plan::QUANT_PRESETS`], planned for the request on the machine; those that fit,
+/// best first (fast enough to chat before slow, then more parameters, then more bits).
+fn recommend(a: &PlanArgs) -> anyhow::Result<()> {
+    let kv_type = KvType::parse(&a.kv_type)?;
+    let (machine, calibration) = machine(a)?;
+    let home = Home::from_env()?;
+    let catalog = Catalog::load(&home)?;
+    let mut notes = Vec::new();
+    let mut picks = Vec::new();
+    let mut base = Request::new(a.ctx.unwrap_or(4096), a.users);
+    base.kv_type = kv_type;
+    base.threads = hearth_kernels::pool::physical_cores();
+    calibration.apply(&mut base, &mut notes);
+    for entry in catalog.entries() {
+        // A model directory (the embedding model) is not a language model to plan.
+        if matches!(entry.source, Source::Files { .. }) {
+            continue;
+        }
+        let installed = hearth_fetch::resolve(&home, &catalog, &entry.name)
+            .ok()
+            .filter(|r| r.path.is_file());
+        let header = match (&installed, &entry.source) {
+            (Some(r), _) => Some(read_header(&r.path)?),
+            (None, Source::Url { url }) => Some(read_url_header(url)?.0),
+            _ => None,
+        };
+        let Some(header) = header else {
+            picks.push(size_only(&entry.name, entry.size, &machine, &base));
+            continue;
+        };
+        let facts = match ModelFacts::from_header(&header) {
+            Ok(f) => f,
+            Err(e) => {
+                notes.push(format!("{} is left out: {e}", entry.name));
+                continue;
+            }
+        };
+        let req = Request {
+            ctx: base.ctx.clamp(1, facts.config.ctx_train.max(1)),
+            ..base.clone()
+        };
+        let own_bits = facts.weights_bytes as f64 * 8.0 / facts.n_params.max(1) as f64;
+        let mut variants = vec![("as in the catalog".to_string(), "catalog", facts.clone())];
+        for (preset, bits) in hearth_plan::QUANT_PRESETS {
+            // The catalog file already stands for its own mix.
+            if (bits / own_bits - 1.0).abs() < 0.05 {
+                continue;
+            }
+            let weights = hearth_plan::weights_at(facts.n_params, bits);
+            let scale = weights as f64 / facts.weights_bytes.max(1) as f64;
+            let mut f = facts.clone();
+            f.file_bytes = facts.file_bytes - facts.weights_bytes.min(facts.file_bytes) + weights;
+            f.read_bytes_per_token = (facts.read_bytes_per_token as f64 * scale) as u64;
+            f.weights_bytes = weights;
+            variants.push((preset.to_string(), "estimated", f));
+        }
+        for (quantization, basis, f) in variants {
+            let p = hearth_plan::plan(&f, &machine, &req)?;
+            picks.push(Pick {
+                model: entry.name.clone(),
+                quantization,
+                basis,
+                installed: installed.is_some(),
+                n_params: f.n_params,
+                bits_per_weight: f.weights_bytes as f64 * 8.0 / f.n_params.max(1) as f64,
+                weights_bytes: f.weights_bytes,
+                total_bytes: p.total_bytes,
+                fits: p.fits,
+                est_tg_tok_s: p.est_tg_tok_s,
+                est_pp_tok_s: p.est_pp_tok_s,
+            });
+        }
+    }
+    let n_planned = picks.len();
+    if picks.iter().any(|p| p.basis == "size") {
+        notes.push(
+            "size rows are catalog models not installed, estimated from their file size: KV cache \
+             and compute buffers are not counted until the header is read (hearth pull NAME)"
+                .to_string(),
+        );
+    }
+    picks.retain(|p| p.fits);
+    picks.sort_by(|x, y| {
+        (y.est_tg_tok_s >= SLOW_TOK_S)
+            .cmp(&(x.est_tg_tok_s >= SLOW_TOK_S))
+            .then(y.n_params.cmp(&x.n_params))
+            .then(y.bits_per_weight.total_cmp(&x.bits_per_weight))
+    });
+    if machine.kind != Kind::Cpu {
+        notes.push(
+            "Hearth runs on the CPU today: for this GPU the fit is from its memory and the speeds \
+             are estimates for a GPU engine, not Hearth measurements"
+                .to_string(),
+        );
+    }
+    notes.push(
+        "estimated rows are other quantizations of a catalog model, sized from its parameter \
+         count × the preset's average bits per weight; they are not in the catalog"
+            .to_string(),
+    );
+    notes.push(format!("speeds are {} estimates", calibration.label()));
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "machine": machine, "ctx": base.ctx, "users": base.users,
+                "planned": n_planned, "picks": picks, "notes": notes,
+            }))?
+        );
+        return Ok(());
+    }
+    println!(
+        "machine  {}: {} [{}], {} usable; {} tokens of context × {} user(s)",
+        machine.name,
+        machine.label,
+        machine.kind.name(),
+        human(machine.usable_bytes()),
+        base.ctx,
+        base.users
+    );
+    if picks.is_empty() {
+        println!("nothing in the catalog fits ({n_planned} options planned)");
+    } else {
+        println!();
+        println!(
+            "{:<16} {:<18} {:>6} {:>11} {:>11} {:>10} {:>10}  basis",
+            "model", "quantization", "bits", "weights", "total", "tg tok/s", "pp tok/s"
+        );
+        for p in &picks {
+            println!(
+                "{:<16} {:<18} {:>6.2} {:>11} {:>11} {:>10.1} {:>10.0}  {}{}",
+                p.model,
+                p.quantization,
+                p.bits_per_weight,
+                human(p.weights_bytes),
+                human(p.total_bytes),
+                p.est_tg_tok_s,
+                p.est_pp_tok_s,
+                p.basis,
+                if p.installed { ", installed" } else { "" }
+            );
+        }
+    }
+    for n in &notes {
+        println!("note     {n}");
+    }
+    Ok(())
+}
+
+/// A catalog model known only by its file size (not installed, fetched through pip): the file
+/// is taken as the weights, and context memory is left out, so only a lower bound.
+fn size_only(name: &str, size: u64, machine: &Machine, req: &Request) -> Pick {
+    let total = size + hearth_plan::RUNTIME_BYTES;
+    Pick {
+        model: name.to_string(),
+        quantization: "as in the catalog".to_string(),
+        basis: "size",
+        installed: false,
+        n_params: 0,
+        bits_per_weight: 0.0,
+        weights_bytes: size,
+        total_bytes: total,
+        fits: total <= machine.usable_bytes(),
+        est_tg_tok_s: machine.bandwidth_bytes_per_s * req.tg_efficiency / size.max(1) as f64,
+        est_pp_tok_s: 0.0,
+    }
 }
 
 /// This machine: RAM total and available from `/proc/meminfo` (usable = available), physical
