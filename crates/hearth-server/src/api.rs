@@ -549,6 +549,7 @@ async fn collect(
                 lps.extend(logprobs);
             }
             Piece::Done { finish_reason } => finish = finish_reason,
+            Piece::Queued { .. } => {}
         }
     }
     Ok((text, lps, finish, gen))
@@ -630,6 +631,7 @@ impl ChatStream {
                     return;
                 }
                 Ok(Piece::Done { finish_reason }) => finish = finish_reason,
+                Ok(Piece::Queued { .. }) => {}
                 Ok(Piece::Text { text, logprobs }) => {
                     let out = stream_tools.push(&text);
                     let lp = self.logprobs.then_some(logprobs);
@@ -800,6 +802,7 @@ async fn completions_inner(
                         finish = finish_reason;
                         continue;
                     }
+                    Ok(Piece::Queued { .. }) => continue,
                     Ok(Piece::Text {
                         text,
                         logprobs: lps,

@@ -23,6 +23,8 @@ pub enum Piece {
     },
     /// Generation ended: "stop" or "length".
     Done { finish_reason: &'static str },
+    /// Still waiting for the engine, behind `ahead` other requests.
+    Queued { ahead: usize },
 }
 
 /// One running request, seen from its handler.
@@ -34,8 +36,6 @@ pub struct Generation {
     pub prompt_tokens: usize,
     pub cached_tokens: usize,
     pub completion_tokens: usize,
-    /// Jobs ahead of this one while it waits.
-    pub queued_ahead: Option<usize>,
     done: bool,
     /// `Done` still to be yielded after a final piece of text.
     pending_done: Option<&'static str>,
@@ -56,7 +56,6 @@ impl Generation {
             prompt_tokens,
             cached_tokens: 0,
             completion_tokens: 0,
-            queued_ahead: None,
             done: false,
             pending_done: None,
         }
@@ -79,12 +78,13 @@ impl Generation {
                 )));
             };
             match update {
-                Update::Queued { ahead } => self.queued_ahead = Some(ahead),
+                Update::Queued { ahead } => {
+                    return Some(Ok(Piece::Queued { ahead }));
+                }
                 Update::Started {
                     prompt_tokens,
                     cached,
                 } => {
-                    self.queued_ahead = None;
                     self.prompt_tokens = prompt_tokens;
                     self.cached_tokens = cached;
                 }

@@ -462,13 +462,13 @@ async fn drive(state: &AppState, reply: &Reply, mut gen: crate::generate::Genera
             p = gen.next() => p,
             _ = reply.stop_notify.notified() => break Status::Stopped,
         };
-        if gen.queued_ahead != last_queue {
-            last_queue = gen.queued_ahead;
-            if let Some(ahead) = last_queue {
-                let _ = reply.tx.send(PageEvent::Queued(ahead));
-            }
-        }
         match piece {
+            Some(Ok(Piece::Queued { ahead })) => {
+                if last_queue != Some(ahead) {
+                    last_queue = Some(ahead);
+                    let _ = reply.tx.send(PageEvent::Queued(ahead));
+                }
+            }
             None | Some(Ok(Piece::Done { .. })) => break Status::Complete,
             Some(Err(e)) => {
                 let _ = reply.tx.send(PageEvent::Error(e.message.clone()));

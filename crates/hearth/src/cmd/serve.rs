@@ -66,10 +66,12 @@ pub fn run(a: ServeArgs) -> anyhow::Result<()> {
     } else {
         Auth::household(a.listen, a.api_keys.clone())
     };
-    let household = if a.no_household {
+    // Open (and migrate) the household's data before the model loads, so a problem there is
+    // reported at once.
+    let store = if a.no_household {
         None
     } else {
-        Some(household(a.listen)?)
+        Some(open_store()?)
     };
     if a.max_seqs == 0 {
         bail!("--max-seqs must be at least 1");
@@ -84,7 +86,11 @@ pub fn run(a: ServeArgs) -> anyhow::Result<()> {
         .threads
         .unwrap_or_else(hearth_kernels::pool::physical_cores)
         .max(1);
-    let kv_budget = check_plan(&model, &loaded.name, a.ctx, a.max_seqs, threads)?;
+    let (kv_budget, planned) = check_plan(&model, &loaded.name, a.ctx, a.max_seqs, threads)?;
+    let household = match store {
+        Some(store) => Some(household(store, a.listen, planned)?),
+        None => None,
+    };
     let opts = ServeOptions {
         engine: EngineOptions {
             ctx: a.ctx,
@@ -124,13 +130,20 @@ pub fn run(a: ServeArgs) -> anyhow::Result<()> {
 
 /// The household's storage in the data directory, and the one-time setup code a first run on
 /// the network needs (printed here, in the keeper's terminal, and nowhere else).
-fn household(listen: SocketAddr) -> anyhow::Result<HouseholdOptions> {
+fn open_store() -> anyhow::Result<hearth_store::Store> {
     let home = Home::from_env()?;
     std::fs::create_dir_all(home.root())
         .with_context(|| format!("cannot create {}", home.root().display()))?;
     let path = home.root().join("household.db");
-    let store = hearth_store::Store::open(&path)
-        .with_context(|| format!("cannot open the household's data at {}", path.display()))?;
+    hearth_store::Store::open(&path)
+        .with_context(|| format!("cannot open the household's data at {}", path.display()))
+}
+
+fn household(
+    store: hearth_store::Store,
+    listen: SocketAddr,
+    planned: Planned,
+) -> anyhow::Result<HouseholdOptions> {
     let set_up = store.is_set_up()?;
     let setup_code = (!set_up && !listen.ip().is_loopback()).then(|| {
         let code = format!("{:06}", rand::random::<u32>() % 1_000_000);
@@ -140,12 +153,20 @@ fn household(listen: SocketAddr) -> anyhow::Result<HouseholdOptions> {
     Ok(HouseholdOptions {
         store: Arc::new(store),
         setup_code,
-        admin: Some(Arc::new(Admin)),
+        admin: Some(Arc::new(Admin { planned })),
     })
 }
 
 /// The owner's settings page, backed by hearth-fetch and the planner.
-struct Admin;
+struct Admin {
+    planned: Planned,
+}
+
+/// What the served model was planned with, to re-plan against the memory available now.
+struct Planned {
+    facts: hearth_plan::ModelFacts,
+    request: hearth_plan::Request,
+}
 
 impl hearth_server::household::Admin for Admin {
     fn installed(&self) -> serde_json::Value {
@@ -185,7 +206,11 @@ impl hearth_server::household::Admin for Admin {
     }
 
     fn plan(&self) -> Option<serde_json::Value> {
-        None
+        let machine = crate::cmd::plan::detect(false).ok()?;
+        let plan = hearth_plan::plan(&self.planned.facts, &machine, &self.planned.request).ok()?;
+        let mut v = serde_json::to_value(&plan).ok()?;
+        v["machine"] = serde_json::json!(machine.label);
+        Some(v)
     }
 
     fn pull(&self, name: &str, progress: &(dyn Fn(u64, Option<u64>) + Sync)) -> Result<(), String> {
@@ -228,7 +253,7 @@ fn check_plan(
     ctx: usize,
     users: usize,
     threads: usize,
-) -> anyhow::Result<usize> {
+) -> anyhow::Result<(usize, Planned)> {
     let facts = hearth_plan::ModelFacts::from_header(model.gguf().header())
         .with_context(|| format!("cannot plan {name}"))?;
     let ctx = ctx.clamp(1, facts.config.ctx_train.max(1));
@@ -250,7 +275,13 @@ fn check_plan(
         }
         bail!("{msg}\n(`hearth plan {name}` shows the details; --ctx and --max-seqs change the request)");
     }
-    Ok(plan.kv_bytes as usize)
+    Ok((
+        plan.kv_bytes as usize,
+        Planned {
+            facts,
+            request: req,
+        },
+    ))
 }
 
 /// The embedding model: installed, or pulled now when the network allows; without it the
