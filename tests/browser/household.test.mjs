@@ -95,7 +95,7 @@ function assertStreamed(seen, final) {
 
 /** Screenshots without a passing notice over them. */
 async function calmShot(page, name) {
-  await page.waitForFunction(() => !document.querySelector('#toast.show'));
+  await page.waitForFunction(() => getComputedStyle(document.getElementById('toast')).opacity === '0');
   await shot(page, name);
 }
 

@@ -495,6 +495,8 @@ function renderSetup() {
 }
 
 function renderLogin(notice) {
+  // A notice meant for whoever was logged in does not stay for the next person.
+  document.getElementById('toast').classList.remove('show');
   const err = errorBox();
   const form = h('form', { class: 'stack', 'aria-labelledby': 'login-title' },
     field('Your name', { name: 'name', required: true, autocomplete: 'username', autocapitalize: 'words' }),
