@@ -53,11 +53,13 @@ export async function freePort() {
   });
 }
 
-/** Starts `hearth serve` on 127.0.0.1:port (with `extraArgs`) and waits until /health answers. */
-export async function startServer(home, port, logName, extraArgs = []) {
+/** Starts `hearth serve` on host:port (with `extraArgs`) and waits until /health answers on
+ * 127.0.0.1. A listener beyond loopback gets --no-mdns and the API key such a listener needs. */
+export async function startServer(home, port, logName, extraArgs = [], host = '127.0.0.1') {
   const log = fs.openSync(path.join(SHOTS, `${logName}.log`), 'a');
   const child = spawn(need('HEARTH_BIN'), [
-    'serve', '--listen', `127.0.0.1:${port}`, '--model', 'smollm2-135m', '--no-embeddings', ...extraArgs,
+    'serve', '--listen', `${host}:${port}`, '--model', 'smollm2-135m', '--no-embeddings',
+    ...(host === '127.0.0.1' ? [] : ['--no-mdns', '--api-key', 'browser-test-key']), ...extraArgs,
   ], { env: { ...process.env, HEARTH_HOME: home }, stdio: ['ignore', log, log] });
   fs.closeSync(log);
   let exited = null;

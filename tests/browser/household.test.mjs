@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 
 import {
-  THINKING, freePort, launchBrowser, makeHome, seenReplies, shot, startServer, stopServer, watchReplies,
+  SHOTS, THINKING, freePort, launchBrowser, makeHome, seenReplies, shot, startServer, stopServer, watchReplies,
 } from './harness.mjs';
 
 const OWNER = { household: 'The Rivera family', name: 'Maria', password: 'marigold-kitchen-42' };
@@ -520,6 +520,41 @@ test('a closed tab: the reply goes on being written and saved, and is there when
     const after = await reply.innerText();
     assert.ok(after.startsWith(before.trimEnd().slice(0, 10)), `the reply goes on from where it was: "${before}" then "${after.slice(0, 80)}"`);
     if (await again.getByRole('button', { name: 'Stop' }).isVisible()) await again.getByRole('button', { name: 'Stop' }).click();
+  } finally {
+    await context.close();
+  }
+});
+
+test('on the network, first-run setup needs the code Hearth printed in its terminal', async () => {
+  // A listener that is not loopback-only (mDNS off: nothing is announced from a test); the
+  // browser still reaches it as hearth.local through the resolver rule.
+  const { home, port } = await (async () => {
+    const h = makeHome();
+    homes.push(h);
+    return { home: h, port: await freePort() };
+  })();
+  const server = await startServer(home, port, 'setup-code', [], '0.0.0.0');
+  servers.push(server);
+  const log = fs.readFileSync(`${SHOTS}/setup-code.log`, 'utf8');
+  const code = /needs this code: (\d+)/.exec(log)?.[1];
+  assert.ok(code, 'the setup code is printed in the terminal');
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  try {
+    await page.goto(`http://hearth.local:${port}/`);
+    await page.getByRole('heading', { name: 'Welcome to Hearth' }).waitFor();
+    await page.getByLabel('What should we call your household?').fill(OWNER.household);
+    await page.getByLabel('Your name').fill(OWNER.name);
+    await page.getByLabel('Choose a password').fill(OWNER.password);
+    await page.getByLabel('Type the password again').fill(OWNER.password);
+    const wrong = code === '000000' ? '111111' : '000000';
+    await page.getByLabel('Setup code').fill(wrong);
+    await page.getByRole('button', { name: 'Create my household' }).click();
+    await page.getByRole('alert').waitFor();
+    assert.equal(await page.locator('.brand').count(), 0, 'a wrong code sets nothing up');
+    await page.getByLabel('Setup code').fill(code);
+    await page.getByRole('button', { name: 'Create my household' }).click();
+    await page.locator('.brand', { hasText: OWNER.household }).waitFor();
   } finally {
     await context.close();
   }
