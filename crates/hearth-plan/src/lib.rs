@@ -584,10 +584,12 @@ pub fn plan(facts: &ModelFacts, machine: &Machine, req: &Request) -> Result<Plan
         if let Some(a) = smaller_quantization(facts, req, usable) {
             advice.push(a);
         }
-        if total(facts, req, BLOCK_TOKENS, 1) > usable {
+        let smallest = total(facts, req, BLOCK_TOKENS, 1);
+        if smallest > usable {
             advice.push(format!(
-                "the weights alone ({}) do not fit in {} usable: take a smaller quantization or \
-                 model, or a machine with more memory",
+                "not even {BLOCK_TOKENS} tokens for one user fit ({} needed, {} of it weights, {} \
+                 usable): take a smaller quantization or model, or a machine with more memory",
+                gib(smallest),
                 gib(weights),
                 gib(usable)
             ));

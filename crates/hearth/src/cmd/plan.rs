@@ -823,7 +823,8 @@ fn recommend(a: &PlanArgs) -> anyhow::Result<()> {
                 model: entry.name.clone(),
                 quantization,
                 basis,
-                installed: installed.is_some(),
+                // Only the catalog file itself is on disk.
+                installed: installed.is_some() && basis == "catalog",
                 n_params: f.n_params,
                 bits_per_weight: f.weights_bytes as f64 * 8.0 / f.n_params.max(1) as f64,
                 weights_bytes: f.weights_bytes,
@@ -1042,7 +1043,14 @@ fn print_table(name: &str, facts: &ModelFacts, m: &Machine, p: &Plan, notes: &[S
         "compute buffers  {:>12}   (estimate)",
         human(p.compute_bytes)
     );
-    println!("total            {:>12}", human(p.total_bytes));
+    println!(
+        "runtime          {:>12}   (binary, tokenizer and metadata, file header)",
+        human(p.runtime_bytes + p.header_bytes)
+    );
+    println!(
+        "total            {:>12}   (predicted peak resident memory)",
+        human(p.total_bytes)
+    );
     if p.fits {
         println!(
             "fits             yes, {} to spare",
