@@ -458,11 +458,7 @@ test('a conversation that outgrows the context says which early messages Hearth 
   }
 });
 
-// todo until the server sends `queued` while a reply waits: Generation::next (generate.rs) keeps
-// Update::Queued to itself until the first token, and a late event stream gets no queue position.
-test('when Hearth is busy with someone else, the page says how many are ahead', {
-  todo: 'hearth-server sends no `queued` event before the first token',
-}, async () => {
+test('when Hearth is busy with someone else, the page says how many are ahead', async () => {
   // One conversation generated at a time, so a second waits in the queue.
   const { url } = await serve('busy', ['--max-seqs', '1']);
   const context = await browser.newContext({ viewport: { width: 1024, height: 768 } });

@@ -1232,8 +1232,10 @@ function modelSection(s, slot) {
   const model = s.model || {};
   const useModel = async (name) => {
     try {
-      await api('POST', '/api/models/use', { name });
-      toast(`Hearth now uses ${name}. Replies already being written finish first.`);
+      const r = await api('POST', '/api/models/use', { name });
+      toast(r && r.restart_needed
+        ? `Hearth will use ${name} from its next start. Restart it when nobody is chatting.`
+        : `Hearth uses ${name}.`);
       loadOwnerSettings(slot);
     } catch (e) { toast(e.message); }
   };

@@ -156,6 +156,13 @@ impl AppState {
         })
     }
 
+    /// The household's name, once it is set up.
+    pub fn household_name(&self) -> Option<String> {
+        self.household
+            .as_ref()
+            .and_then(|h| h.store.household().ok().flatten())
+    }
+
     /// Every model id this server answers to.
     pub(crate) fn model_ids(&self) -> Vec<String> {
         let mut v = vec![self.model_id.clone()];

@@ -30,7 +30,8 @@ pub struct Job {
 /// What a handler hears about its job.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Update {
-    /// Still waiting; `ahead` jobs were submitted before it and are not yet running.
+    /// Still waiting because every slot (or the KV memory) is taken: `ahead` requests must
+    /// start or finish before this one runs (the waiting ones before it, plus one running).
     Queued { ahead: usize },
     /// Admitted: the prompt is being processed. `cached` prompt tokens come from the prefix cache.
     Started { prompt_tokens: usize, cached: usize },
@@ -197,8 +198,8 @@ impl Loop {
         }
         self.queued.store(self.pending.len(), Ordering::Relaxed);
         if changed || announce {
-            for (ahead, job) in self.pending.iter().enumerate() {
-                let _ = job.updates.send(Update::Queued { ahead });
+            for (i, job) in self.pending.iter().enumerate() {
+                let _ = job.updates.send(Update::Queued { ahead: i + 1 });
             }
         }
     }

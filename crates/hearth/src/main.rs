@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 mod cmd;
 mod load;
+mod mdns;
 
 /// Hearth runs open language models on your own machines.
 #[derive(Parser)]
@@ -35,6 +36,8 @@ enum Command {
     Plan(cmd::plan::PlanArgs),
     /// Serve the OpenAI-compatible API (chat, completions, embeddings) to the household.
     Serve(cmd::serve::ServeArgs),
+    /// Find Hearth servers on the home network (mDNS).
+    Discover(cmd::discover::DiscoverArgs),
 }
 
 fn main() -> ExitCode {
@@ -60,6 +63,7 @@ fn main() -> ExitCode {
         Command::Bench(a) => cmd::bench::run(a),
         Command::Plan(a) => cmd::plan::run(a),
         Command::Serve(a) => cmd::serve::run(a),
+        Command::Discover(a) => cmd::discover::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -229,3 +229,34 @@ pub async fn pull_model(
         .keep_alive(KeepAlive::default())
         .into_response())
 }
+
+#[derive(Deserialize)]
+pub struct UseBody {
+    name: String,
+}
+
+/// Chooses the model Hearth serves from its next start (switching a running engine would cut
+/// off the replies being written; the owner restarts when it suits the household).
+pub async fn use_model(
+    State(state): State<Arc<AppState>>,
+    me: Me,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    me.require_owner()?;
+    let h = household(&state)?;
+    let b: UseBody = crate::openai::parse_body(&body)?;
+    let installed = h.admin.as_ref().map(|a| a.installed()).unwrap_or_default();
+    let known = installed
+        .as_array()
+        .is_some_and(|v| v.iter().any(|m| m["name"] == b.name.as_str()));
+    if !known {
+        return Err(ApiError::invalid(
+            "name",
+            format!("{} is not a chat model installed on this machine", b.name),
+        ));
+    }
+    h.store.set_setting("model", &b.name).map_err(db)?;
+    Ok(Json(
+        json!({"model": b.name, "restart_needed": b.name != state.model_id}),
+    ))
+}

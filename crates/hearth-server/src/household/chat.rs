@@ -30,6 +30,8 @@ use crate::AppState;
 
 /// How often a streaming reply is written to the database.
 const FLUSH_EVERY: Duration = Duration::from_millis(500);
+/// Longest reply on the page, in tokens.
+const MAX_REPLY_TOKENS: usize = 1024;
 /// Longest message a person may send, in characters.
 const MAX_MESSAGE: usize = 32_000;
 
@@ -47,6 +49,8 @@ pub enum PageEvent {
 pub struct Reply {
     pub message_id: i64,
     content: Mutex<String>,
+    /// Requests ahead while it waits for the engine; `None` once it runs.
+    queued: Mutex<Option<usize>>,
     tx: broadcast::Sender<PageEvent>,
     stop: AtomicBool,
     stop_notify: Notify,
@@ -381,7 +385,8 @@ fn begin_reply(state: &Arc<AppState>, user: i64, conv: i64) -> Result<Message, A
         .map_err(db)?
         .ok_or_else(|| ApiError::not_found("no such conversation"))?;
     let (prompt, hidden) = build_prompt(state, h, &c.messages, None)?;
-    let max_tokens = state.ctx - prompt.len();
+    // A small model can ramble on; a reply on the page is a chat answer, not a book.
+    let max_tokens = (state.ctx - prompt.len()).min(MAX_REPLY_TOKENS);
     let sampler = hearth_model::SamplerConfig {
         seed: rand::random(),
         ..state.defaults.clone()
@@ -405,6 +410,7 @@ fn begin_reply(state: &Arc<AppState>, user: i64, conv: i64) -> Result<Message, A
     let reply = Arc::new(Reply {
         message_id: msg.id,
         content: Mutex::new(String::new()),
+        queued: Mutex::new(None),
         tx,
         stop: AtomicBool::new(false),
         stop_notify: Notify::new(),
@@ -466,6 +472,7 @@ async fn drive(state: &AppState, reply: &Reply, mut gen: crate::generate::Genera
             Some(Ok(Piece::Queued { ahead })) => {
                 if last_queue != Some(ahead) {
                     last_queue = Some(ahead);
+                    *reply.queued.lock().unwrap_or_else(|p| p.into_inner()) = Some(ahead);
                     let _ = reply.tx.send(PageEvent::Queued(ahead));
                 }
             }
@@ -475,6 +482,7 @@ async fn drive(state: &AppState, reply: &Reply, mut gen: crate::generate::Genera
                 break Status::Failed;
             }
             Some(Ok(Piece::Text { text, .. })) => {
+                *reply.queued.lock().unwrap_or_else(|p| p.into_inner()) = None;
                 if text.is_empty() {
                     continue;
                 }

@@ -170,6 +170,7 @@ pub fn router() -> Router<Arc<AppState>> {
             get(admin::settings).put(admin::put_settings),
         )
         .route("/api/models/pull", post(admin::pull_model))
+        .route("/api/models/use", post(admin::use_model))
         .route(
             "/api/conversations",
             get(chat::list).post(chat::create).delete(chat::delete_all),

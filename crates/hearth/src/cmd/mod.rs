@@ -1,6 +1,7 @@
 //! One module per subcommand.
 pub mod bench;
 pub mod chat;
+pub mod discover;
 pub mod models;
 pub mod plan;
 pub mod pull;

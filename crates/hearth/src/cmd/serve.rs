@@ -46,6 +46,9 @@ pub struct ServeArgs {
     /// Most prompt tokens one conversation adds to a step, so long prompts do not stall others.
     #[arg(long, default_value_t = 256)]
     pub prefill_chunk: usize,
+    /// Do not announce `hearth.local` on the network (mDNS); only used beyond loopback.
+    #[arg(long)]
+    pub no_mdns: bool,
     /// Serve the API alone, without the household page and its accounts.
     #[arg(long)]
     pub no_household: bool,
@@ -80,7 +83,13 @@ pub fn run(a: ServeArgs) -> anyhow::Result<()> {
         ctx: a.ctx,
         ..GenOptions::defaults()
     };
-    let (loaded, model) = load::load(a.model.as_deref(), &gen)?;
+    // Without --model, the model the owner chose on the page, else the default.
+    let chosen = match (&a.model, &store) {
+        (Some(m), _) => Some(m.clone()),
+        (None, Some(s)) => s.setting("model")?,
+        (None, None) => None,
+    };
+    let (loaded, model) = load::load(chosen.as_deref(), &gen)?;
     let defaults = loaded.sampler_config(&gen);
     let threads = a
         .threads
@@ -125,7 +134,8 @@ pub fn run(a: ServeArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(serve(state, a.listen, id, auth.required(), threads))
+    let mdns = !a.no_mdns && !a.no_household;
+    runtime.block_on(serve(state, a.listen, id, auth.required(), threads, mdns))
 }
 
 /// The household's storage in the data directory, and the one-time setup code a first run on
@@ -177,6 +187,8 @@ impl hearth_server::household::Admin for Admin {
         serde_json::Value::Array(
             items
                 .into_iter()
+                // The embedding model serves /v1/embeddings beside the chat model; it cannot chat.
+                .filter(|m| m.name != hearth_server::EMBED_MODEL)
                 .map(|m| serde_json::json!({"name": m.name, "size": m.size}))
                 .collect(),
         )
@@ -323,6 +335,7 @@ async fn serve(
     id: String,
     keyed: bool,
     threads: usize,
+    mdns: bool,
 ) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
         format!(
@@ -340,6 +353,38 @@ async fn serve(
         hearth_server::url(local),
         if keyed { " (API key required)" } else { "" }
     );
+    // Beyond loopback: the addresses to type, and `hearth.local` announced by mDNS (never
+    // multicast for a loopback-only server).
+    let _announcer = if local.ip().is_loopback() {
+        None
+    } else {
+        for ip in crate::mdns::reachable_ips(local) {
+            eprintln!(
+                "  on the network: {}",
+                hearth_server::url(SocketAddr::new(ip, local.port()))
+            );
+        }
+        if mdns {
+            let name = state
+                .household_name()
+                .unwrap_or_else(|| "Hearth".to_string());
+            match crate::mdns::announce(local, &name) {
+                Ok(a) => {
+                    eprintln!(
+                        "  by name: http://hearth.local:{} (mDNS; turn off with --no-mdns)",
+                        local.port()
+                    );
+                    Some(a)
+                }
+                Err(e) => {
+                    eprintln!("note: cannot announce hearth.local on the network: {e:#}");
+                    None
+                }
+            }
+        } else {
+            None
+        }
+    };
     let app = hearth_server::router(state.clone());
     let shutdown = {
         let state = state.clone();
