@@ -416,16 +416,6 @@ fn chat_messages(req: &ChatRequest) -> AppResult<Vec<ChatMessage>> {
 async fn chat_completions(
     State(state): State<Arc<AppState>>,
     raw: Result<Bytes, BytesRejection>,
-) -> Response {
-    match chat_inner(state, raw).await {
-        Ok(r) => r,
-        Err(e) => e.into_response(),
-    }
-}
-
-async fn chat_inner(
-    state: Arc<AppState>,
-    raw: Result<Bytes, BytesRejection>,
 ) -> AppResult<Response> {
     let raw = body(&state, raw)?;
     let req: ChatRequest = parse_body(&raw)?;
@@ -555,7 +545,7 @@ async fn collect(
     Ok((text, lps, finish, gen))
 }
 
-fn sse(rx: mpsc::Receiver<SseEvent>) -> Response {
+pub(crate) fn sse(rx: mpsc::Receiver<SseEvent>) -> Response {
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|ev| (Ok::<_, Infallible>(ev), rx))
     });
@@ -690,16 +680,6 @@ impl ChatStream {
 
 async fn completions(
     State(state): State<Arc<AppState>>,
-    raw: Result<Bytes, BytesRejection>,
-) -> Response {
-    match completions_inner(state, raw).await {
-        Ok(r) => r,
-        Err(e) => e.into_response(),
-    }
-}
-
-async fn completions_inner(
-    state: Arc<AppState>,
     raw: Result<Bytes, BytesRejection>,
 ) -> AppResult<Response> {
     let raw = body(&state, raw)?;

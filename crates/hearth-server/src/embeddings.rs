@@ -24,14 +24,7 @@ const MAX_INPUTS: usize = 2048;
 pub async fn embeddings(
     State(state): State<Arc<AppState>>,
     raw: Result<Bytes, BytesRejection>,
-) -> Response {
-    match inner(state, raw).await {
-        Ok(r) => r,
-        Err(e) => e.into_response(),
-    }
-}
-
-async fn inner(state: Arc<AppState>, raw: Result<Bytes, BytesRejection>) -> AppResult<Response> {
+) -> AppResult<Response> {
     let raw = body(&state, raw)?;
     let req: EmbeddingRequest = parse_body(&raw)?;
     let Some(model) = state.embed.clone().filter(|e| e.id == req.model) else {

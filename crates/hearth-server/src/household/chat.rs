@@ -112,11 +112,7 @@ pub async fn get_one(
     Path(id): Path<i64>,
 ) -> Result<Json<Value>, ApiError> {
     let h = household(&state)?;
-    let c = h
-        .store
-        .conversation(me.user.id, id)
-        .map_err(db)?
-        .ok_or_else(|| ApiError::not_found("no such conversation"))?;
+    let c = owned(h, me.user.id, id)?;
     let hidden = build_prompt(&state, h, &c.messages, None)
         .map(|(_, hidden)| hidden)
         .unwrap_or_default();
@@ -236,11 +232,7 @@ pub async fn regenerate(
     if running(h, id).is_some() {
         return Err(busy());
     }
-    let c = h
-        .store
-        .conversation(me.user.id, id)
-        .map_err(db)?
-        .ok_or_else(|| ApiError::not_found("no such conversation"))?;
+    let c = owned(h, me.user.id, id)?;
     match c.messages.last() {
         Some(m) if m.role == MessageRole::Assistant => {
             h.store
@@ -266,11 +258,7 @@ pub async fn edit(
     if running(h, id).is_some() {
         return Err(busy());
     }
-    let c = h
-        .store
-        .conversation(me.user.id, id)
-        .map_err(db)?
-        .ok_or_else(|| ApiError::not_found("no such conversation"))?;
+    let c = owned(h, me.user.id, id)?;
     let last_user = c
         .messages
         .iter()
@@ -295,14 +283,19 @@ pub async fn stop(
 ) -> Result<Json<Value>, ApiError> {
     let h = household(&state)?;
     // Only the conversation's owner may stop it.
-    h.store
-        .conversation(me.user.id, id)
-        .map_err(db)?
-        .ok_or_else(|| ApiError::not_found("no such conversation"))?;
+    owned(h, me.user.id, id)?;
     if let Some(r) = running(h, id) {
         request_stop(&r);
     }
     Ok(Json(json!({})))
+}
+
+/// One of this person's conversations, or 404 (another person's is as absent as a missing one).
+fn owned(h: &Household, user: i64, id: i64) -> Result<hearth_store::Conversation, ApiError> {
+    h.store
+        .conversation(user, id)
+        .map_err(db)?
+        .ok_or_else(|| ApiError::not_found("no such conversation"))
 }
 
 fn running(h: &Household, conv: i64) -> Option<Arc<Reply>> {
@@ -379,11 +372,7 @@ fn build_prompt(
 /// Adds the (empty) assistant message and starts generating it in the background.
 fn begin_reply(state: &Arc<AppState>, user: i64, conv: i64) -> Result<Message, ApiError> {
     let h = household(state)?;
-    let c = h
-        .store
-        .conversation(user, conv)
-        .map_err(db)?
-        .ok_or_else(|| ApiError::not_found("no such conversation"))?;
+    let c = owned(h, user, conv)?;
     let (prompt, hidden) = build_prompt(state, h, &c.messages, None)?;
     // A small model can ramble on; a reply on the page is a chat answer, not a book.
     let max_tokens = (state.ctx - prompt.len()).min(MAX_REPLY_TOKENS);
@@ -545,10 +534,7 @@ pub async fn events(
     Path(id): Path<i64>,
 ) -> Result<Response, ApiError> {
     let h = household(&state)?;
-    h.store
-        .conversation(me.user.id, id)
-        .map_err(db)?
-        .ok_or_else(|| ApiError::not_found("no such conversation"))?;
+    owned(h, me.user.id, id)?;
     let (tx, rx) = tokio::sync::mpsc::channel::<SseEvent>(64);
     match running(h, id) {
         None => {
