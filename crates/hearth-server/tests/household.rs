@@ -351,6 +351,25 @@ async fn setup_beyond_loopback_needs_the_printed_code() {
 }
 
 #[tokio::test]
+async fn guessing_the_setup_code_is_limited() {
+    let app = app("0.0.0.0:0", Some("482913"));
+    let mut b = Browser::default();
+    let body = |code: &str| json!({"household": "Smiths", "name": "Ann", "password": "correct horse", "setup_code": code});
+    for _ in 0..10 {
+        let r = b
+            .send(&app, "POST", "/api/setup", Some(body("111111")))
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    }
+    // After ten wrong codes even the right one waits.
+    let r = b
+        .send(&app, "POST", "/api/setup", Some(body("482913")))
+        .await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(r.headers.contains_key(header::RETRY_AFTER));
+}
+
+#[tokio::test]
 async fn api_keys_and_sessions_open_v1_and_revoked_keys_fail() {
     let app = app("127.0.0.1:0", None);
     let mut anon = Browser::default();

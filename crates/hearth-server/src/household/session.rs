@@ -29,6 +29,9 @@ const CSRF_HEADER: &str = "x-csrf-token";
 const PER_NAME: u32 = 5;
 const PER_ADDR: u32 = 20;
 const WINDOW: Duration = Duration::from_secs(15 * 60);
+/// Wrong setup codes allowed within [`WINDOW`], from anywhere together.
+const SETUP_TRIES: u32 = 10;
+const SETUP_KEY: &str = "setup-code";
 
 /// The household, or 404 when the server runs without one (tests of the bare API).
 pub(crate) fn household(state: &AppState) -> Result<&Household, ApiError> {
@@ -171,8 +174,21 @@ pub async fn setup(
         });
     }
     if let Some(code) = &h.setup_code {
+        // A million codes would fall to guessing without a limit; ten wrong tries per window.
+        if let Some(wait) = h.limiter.blocked(SETUP_KEY, SETUP_TRIES) {
+            return Err(ApiError {
+                status: axum::http::StatusCode::TOO_MANY_REQUESTS,
+                retry_after: Some(wait),
+                ..ApiError::bad_request(format!(
+                    "too many wrong setup codes; try again in {} minutes",
+                    wait.div_ceil(60)
+                ))
+                .with_code("rate_limited")
+            });
+        }
         let given = b.setup_code.as_deref().unwrap_or("").trim().to_string();
         if !crate::auth::constant_time_eq(given.as_bytes(), code.as_bytes()) {
+            h.limiter.fail(SETUP_KEY);
             return Err(ApiError::invalid(
                 "setup_code",
                 "the setup code is wrong: use the code Hearth printed in its terminal when it started",
