@@ -34,7 +34,7 @@ enum Command {
     /// Will a model fit this machine (or a named one), how fast, for how many users; reads only
     /// the model's header.
     Plan(cmd::plan::PlanArgs),
-    /// Serve the OpenAI-compatible API (chat, completions, embeddings) to the household.
+    /// Serve the household: the web page everyone chats on, and the OpenAI-compatible API for apps.
     Serve(cmd::serve::ServeArgs),
     /// Find Hearth servers on the home network (mDNS).
     Discover(cmd::discover::DiscoverArgs),

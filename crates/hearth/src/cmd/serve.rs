@@ -19,7 +19,8 @@ pub struct ServeArgs {
     /// pulled if missing).
     #[arg(short, long)]
     pub model: Option<String>,
-    /// Address and port to listen on. Loopback by default; any other address needs --api-key.
+    /// Address and port to listen on. Loopback by default; use 0.0.0.0:4314 for phones and laptops at home
+    /// (the API then needs a key or a logged-in session; first-run setup needs the printed code).
     #[arg(long, default_value_t = SocketAddr::from(([127, 0, 0, 1], hearth_server::DEFAULT_PORT)))]
     pub listen: SocketAddr,
     /// An API key clients must send as `Authorization: Bearer KEY` (repeatable).
