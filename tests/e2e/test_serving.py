@@ -47,12 +47,15 @@ def test_disconnect_frees_sequence(server, model_id):
         with http.stream("POST", "/v1/chat/completions", json=body) as resp:
             assert resp.status_code == 200
             deltas = 0
+            during = baseline
             for line in resp.iter_lines():
                 if line.startswith("data:") and '"content"' in line:
                     deltas += 1
                     if deltas >= 5:
+                        # Measured while still reading: leaving iter_lines lets httpx close the
+                        # connection, and Hearth may cancel before a later measurement.
+                        during = server.metrics().sum("hearth_kv_blocks_used")
                         break
-            during = server.metrics().sum("hearth_kv_blocks_used")
             assert during > baseline, f"a decoding sequence holds KV blocks ({during} vs idle {baseline})"
         # Leaving the with-blocks closes the connection mid-stream.
     deadline = time.monotonic() + 5
