@@ -151,11 +151,10 @@ impl Loop {
                 announce = true;
             }
             self.admit(announce);
-            self.publish_gauges();
-            if self.running.is_empty() {
-                continue;
+            // Gauges once per turn of the loop: after the step, or after admission when idle.
+            if !self.running.is_empty() {
+                self.step();
             }
-            self.step();
             self.publish_gauges();
         }
     }

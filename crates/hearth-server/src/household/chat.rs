@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use axum::extract::{Path, Query, State};
 use axum::http::header;
-use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::sse::Event as SseEvent;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use hearth_model::chat::ChatMessage;
@@ -215,12 +215,7 @@ pub async fn send(
     if running(h, id).is_some() {
         return Err(busy());
     }
-    let user = h
-        .store
-        .add_message(me.user.id, id, MessageRole::User, content, Status::Complete)
-        .map_err(db)?;
-    let assistant = begin_reply(&state, me.user.id, id)?;
-    Ok(Json(json!({"user": user, "assistant": assistant})))
+    ask(&state, me.user.id, id, content)
 }
 
 pub async fn regenerate(
@@ -268,12 +263,7 @@ pub async fn edit(
     h.store
         .delete_messages_from(me.user.id, id, last_user.id)
         .map_err(db)?;
-    let user = h
-        .store
-        .add_message(me.user.id, id, MessageRole::User, content, Status::Complete)
-        .map_err(db)?;
-    let assistant = begin_reply(&state, me.user.id, id)?;
-    Ok(Json(json!({"user": user, "assistant": assistant})))
+    ask(&state, me.user.id, id, content)
 }
 
 pub async fn stop(
@@ -367,6 +357,22 @@ fn build_prompt(
         }
         first += 1;
     }
+}
+
+/// Adds the person's message and starts the reply to it.
+fn ask(
+    state: &Arc<AppState>,
+    user: i64,
+    conv: i64,
+    content: &str,
+) -> Result<Json<Value>, ApiError> {
+    let h = household(state)?;
+    let message = h
+        .store
+        .add_message(user, conv, MessageRole::User, content, Status::Complete)
+        .map_err(db)?;
+    let assistant = begin_reply(state, user, conv)?;
+    Ok(Json(json!({"user": message, "assistant": assistant})))
 }
 
 /// Adds the (empty) assistant message and starts generating it in the background.
@@ -580,14 +586,7 @@ pub async fn events(
             });
         }
     }
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv()
-            .await
-            .map(|ev| (Ok::<_, std::convert::Infallible>(ev), rx))
-    });
-    Ok(Sse::new(stream)
-        .keep_alive(KeepAlive::default())
-        .into_response())
+    Ok(crate::api::sse(rx))
 }
 
 #[derive(Deserialize)]
