@@ -8,7 +8,7 @@
 //   CHROMIUM              the chromium executable
 //   HEARTH_SHOTS          where screenshots and server logs go
 
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -30,16 +30,42 @@ export const { chromium } = require('playwright-core');
 
 /** A fresh Hearth home whose models are links to the test home's (the index is copied, so
  * nothing the server writes can reach the shared test home). */
-export function makeHome() {
+export function makeHome({ only = null } = {}) {
   const src = path.join(need('HEARTH_TEST_HOME'), 'models');
   const home = fs.mkdtempSync(path.join(os.tmpdir(), 'hearth-browser-'));
   const models = path.join(home, 'models');
   fs.mkdirSync(models);
-  for (const name of fs.readdirSync(src)) {
-    if (name === 'index.json') fs.copyFileSync(path.join(src, name), path.join(models, name));
-    else fs.symlinkSync(path.join(src, name), path.join(models, name));
+  const index = JSON.parse(fs.readFileSync(path.join(src, 'index.json'), 'utf8'));
+  // With `only`, the home holds just those installed models (so a test can download another).
+  if (only) index.models = index.models.filter((m) => only.includes(m.name));
+  fs.writeFileSync(path.join(models, 'index.json'), JSON.stringify(index, null, 2));
+  for (const m of index.models) {
+    const file = path.basename(m.path);
+    fs.symlinkSync(path.join(src, file), path.join(models, file));
   }
   return home;
+}
+
+/** Installs a second chat model in `home` under `name`: a copy of SmolLM2 whose
+ * `general.name` differs by one byte (so its digest is its own and `hearth pull PATH` records
+ * it under the file's name rather than as the catalog's smollm2-135m). Same weights, same
+ * template: what matters to the tests is that it is another installed model to switch to. */
+export function installTwin(home, name) {
+  const src = path.join(need('HEARTH_TEST_HOME'), 'models');
+  const index = JSON.parse(fs.readFileSync(path.join(src, 'index.json'), 'utf8'));
+  const smol = index.models.find((m) => m.name === 'smollm2-135m');
+  const bytes = fs.readFileSync(path.join(src, path.basename(smol.path)));
+  const key = bytes.indexOf('general.name');
+  if (key < 0) throw new Error('SmolLM2 has no general.name to tell the copy apart');
+  // key bytes, then the value type (u32, 8 = string), the length (u64), the text.
+  const text = key + 'general.name'.length + 4 + 8;
+  bytes[text] = bytes[text] === 0x58 ? 0x59 : 0x58;
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hearth-twin-'));
+  const file = path.join(dir, `${name}.gguf`);
+  fs.writeFileSync(file, bytes);
+  const r = spawnSync(need('HEARTH_BIN'), ['pull', file], { env: { ...process.env, HEARTH_HOME: home }, encoding: 'utf8' });
+  fs.rmSync(dir, { recursive: true, force: true });
+  if (r.status !== 0) throw new Error(`hearth pull ${file} failed: ${r.stderr}`);
 }
 
 export async function freePort() {
@@ -53,12 +79,12 @@ export async function freePort() {
   });
 }
 
-/** Starts `hearth serve` on host:port (with `extraArgs`) and waits until /health answers on
- * 127.0.0.1. A listener beyond loopback gets --no-mdns and the API key such a listener needs. */
-export async function startServer(home, port, logName, extraArgs = [], host = '127.0.0.1') {
+/** Starts `hearth serve` on host:port (with `extraArgs`; `model` null leaves the choice to
+ * Hearth) and waits until /health answers on 127.0.0.1. A listener beyond loopback gets --no-mdns and the API key such a listener needs. */
+export async function startServer(home, port, logName, extraArgs = [], host = '127.0.0.1', model = 'smollm2-135m') {
   const log = fs.openSync(path.join(SHOTS, `${logName}.log`), 'a');
   const child = spawn(need('HEARTH_BIN'), [
-    'serve', '--listen', `${host}:${port}`, '--model', 'smollm2-135m', '--no-embeddings',
+    'serve', '--listen', `${host}:${port}`, ...(model ? ['--model', model] : []), '--no-embeddings',
     ...(host === '127.0.0.1' ? [] : ['--no-mdns', '--api-key', 'browser-test-key']), ...extraArgs,
   ], { env: { ...process.env, HEARTH_HOME: home }, stdio: ['ignore', log, log] });
   fs.closeSync(log);

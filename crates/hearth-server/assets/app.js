@@ -1230,20 +1230,34 @@ function peopleSection() {
 
 function modelSection(s, slot) {
   const model = s.model || {};
-  const useModel = async (name) => {
+  const useModel = async (name, btn) => {
+    // Loading a model takes a few seconds (longer for a large one); replies being written
+    // finish on the model that began them.
+    for (const b of document.querySelectorAll('#installed button')) b.disabled = true;
+    btn.textContent = 'Loading…';
     try {
-      const r = await api('POST', '/api/models/use', { name });
-      toast(r && r.restart_needed
-        ? `Hearth will use ${name} from its next start. Restart it when nobody is chatting.`
-        : `Hearth uses ${name}.`);
-      loadOwnerSettings(slot);
+      await api('POST', '/api/models/use', { name });
+      toast(`Hearth now uses ${name}.`);
     } catch (e) { toast(e.message); }
+    loadOwnerSettings(slot);
   };
-  const installed = (s.installed || []).map((m) => h('li', {},
-    h('div', {}, h('strong', {}, m.name), ' ', h('span', { class: 'muted' }, bytes(m.size))),
-    m.name === model.id
-      ? h('span', { class: 'pill' }, 'In use')
-      : h('button', { type: 'button', class: 'small ghost', onclick: () => useModel(m.name) }, 'Use this one')));
+  const installed = (s.installed || []).map((m) => {
+    if (m.name === model.id) {
+      return h('li', {},
+        h('div', {}, h('strong', {}, m.name), ' ', h('span', { class: 'muted' }, bytes(m.size))),
+        h('span', { class: 'pill' }, 'In use'));
+    }
+    if (m.chat === false) {
+      return h('li', {},
+        h('div', {}, h('strong', {}, m.name), ' ', h('span', { class: 'muted' }, bytes(m.size)),
+          h('p', { class: 'muted' }, 'Continues text only: it cannot chat, so this page cannot use it.')));
+    }
+    const btn = h('button', { type: 'button', class: 'small ghost', 'aria-label': `Use ${m.name}` }, 'Use this one');
+    btn.addEventListener('click', () => useModel(m.name, btn));
+    return h('li', {},
+      h('div', {}, h('strong', {}, m.name), ' ', h('span', { class: 'muted' }, bytes(m.size))),
+      btn);
+  });
   const catalog = (s.catalog || []).filter((c) => !c.installed).map((c) => {
     const bar = h('progress', { max: '1', hidden: true, 'aria-label': `Downloading ${c.name}` });
     const label = h('span', { class: 'muted', 'aria-live': 'polite' });

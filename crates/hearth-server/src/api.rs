@@ -28,7 +28,7 @@ use crate::openai::{
     Usage,
 };
 use crate::scheduler::SubmitError;
-use crate::AppState;
+use crate::{AppState, Served};
 
 pub(crate) type AppResult<T> = Result<T, ApiError>;
 
@@ -124,11 +124,12 @@ async fn not_found(req: HttpRequest) -> ApiError {
 }
 
 async fn health(State(state): State<Arc<AppState>>) -> Json<Value> {
+    let served = state.served();
     Json(json!({
         "status": if state.shutting_down.load(Ordering::Relaxed) { "stopping" } else { "ok" },
-        "model": state.model_id,
-        "ctx": state.ctx,
-        "queue_depth": state.scheduler.queue_depth(),
+        "model": served.model_id,
+        "ctx": served.ctx,
+        "queue_depth": served.scheduler.queue_depth(),
     }))
 }
 
@@ -149,7 +150,7 @@ fn model_object(id: &str, created: u64) -> Value {
 
 async fn models(State(state): State<Arc<AppState>>) -> Json<Value> {
     let created = unix_time(state.started);
-    let mut data = vec![model_object(&state.model_id, created)];
+    let mut data = vec![model_object(&state.served().model_id, created)];
     if let Some(e) = &state.embed {
         data.push(model_object(&e.id, created));
     }
@@ -160,10 +161,11 @@ async fn model_info(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> AppResult<Json<Value>> {
-    if id == state.model_id || state.embed.as_ref().is_some_and(|e| e.id == id) {
+    let served = state.served();
+    if id == served.model_id || state.embed.as_ref().is_some_and(|e| e.id == id) {
         return Ok(Json(model_object(&id, unix_time(state.started))));
     }
-    Err(ApiError::model_not_found(&id, &state.model_ids()))
+    Err(ApiError::model_not_found(&id, &state.model_ids(&served)))
 }
 
 /// The body, or the error OpenAI would give for it.
@@ -177,11 +179,11 @@ pub(crate) fn body(state: &AppState, body: Result<Bytes, BytesRejection>) -> App
     })
 }
 
-fn check_model(state: &AppState, model: &str) -> AppResult<()> {
-    if model == state.model_id {
+fn check_model(state: &AppState, served: &Served, model: &str) -> AppResult<()> {
+    if model == served.model_id {
         Ok(())
     } else {
-        Err(ApiError::model_not_found(model, &state.model_ids()))
+        Err(ApiError::model_not_found(model, &state.model_ids(served)))
     }
 }
 
@@ -207,7 +209,7 @@ fn in_range(param: &str, v: Option<f32>, lo: f32, hi: f32) -> AppResult<()> {
 }
 
 /// The request's sampling fields over the model's defaults.
-fn sampler(state: &AppState, s: &SamplingFields) -> AppResult<SamplerConfig> {
+fn sampler(state: &Served, s: &SamplingFields) -> AppResult<SamplerConfig> {
     in_range("temperature", s.temperature, 0.0, 2.0)?;
     in_range("top_p", s.top_p, 0.0, 1.0)?;
     in_range("presence_penalty", s.presence_penalty, -2.0, 2.0)?;
@@ -268,7 +270,7 @@ pub(crate) struct Plan {
 }
 
 fn max_tokens(
-    state: &AppState,
+    state: &Served,
     prompt_len: usize,
     param: &str,
     asked: Option<u64>,
@@ -299,7 +301,11 @@ fn stops(stop: Option<crate::openai::StopSpec>) -> AppResult<Vec<String>> {
 }
 
 /// Starts a generation, or says why not.
-pub(crate) fn start_generation(state: &Arc<AppState>, plan: Plan) -> AppResult<Generation> {
+pub(crate) fn start_generation(
+    state: &AppState,
+    served: &Served,
+    plan: Plan,
+) -> AppResult<Generation> {
     if state.shutting_down.load(Ordering::Relaxed) {
         return Err(ApiError::overloaded("Hearth is shutting down", 5));
     }
@@ -308,11 +314,11 @@ pub(crate) fn start_generation(state: &Arc<AppState>, plan: Plan) -> AppResult<G
         prompt: plan.prompt,
         sampler: plan.sampler,
         max_tokens: plan.max_tokens,
-        stop_tokens: state.tokenizer.eog_ids().to_vec(),
+        stop_tokens: served.tokenizer.eog_ids().to_vec(),
         constraint: plan.constraint,
         logprobs: plan.logprobs,
     };
-    let rx = state.scheduler.submit(request).map_err(|e| match e {
+    let rx = served.scheduler.submit(request).map_err(|e| match e {
         SubmitError::QueueFull { depth } => ApiError::overloaded(
             format!("Hearth is busy: {depth} requests are already waiting. Try again shortly."),
             2,
@@ -321,7 +327,7 @@ pub(crate) fn start_generation(state: &Arc<AppState>, plan: Plan) -> AppResult<G
     })?;
     Ok(Generation::new(
         rx,
-        state.tokenizer.clone(),
+        served.tokenizer.clone(),
         plan.stops,
         prompt_tokens,
     ))
@@ -419,12 +425,13 @@ async fn chat_completions(
 ) -> AppResult<Response> {
     let raw = body(&state, raw)?;
     let req: ChatRequest = parse_body(&raw)?;
-    check_model(&state, &req.model)?;
+    let served = state.served();
+    check_model(&state, &served, &req.model)?;
     check_n(req.n)?;
-    let Some(template) = state.template.as_ref() else {
+    let Some(template) = served.template.as_ref() else {
         return Err(ApiError::invalid(
             "model",
-            format!("{} is a base model without a chat template: it only continues text. Use /v1/completions with it.", state.model_id),
+            format!("{} is a base model without a chat template: it only continues text. Use /v1/completions with it.", served.model_id),
         ));
     };
     let logprobs = match (req.logprobs.unwrap_or(false), req.top_logprobs) {
@@ -444,7 +451,7 @@ async fn chat_completions(
         (false, None) => None,
     };
     let messages = chat_messages(&req)?;
-    let tools = crate::tools::ToolPlan::new(&state, &req)?;
+    let tools = crate::tools::ToolPlan::new(&served, &req)?;
     let messages = tools.prepare_messages(template, messages);
     let rendered = template
         .render(&messages, true, tools.template_tools())
@@ -453,25 +460,25 @@ async fn chat_completions(
                 "the chat template cannot render these messages: {e}"
             ))
         })?;
-    let prompt = state
+    let prompt = served
         .tokenizer
-        .encode_rendered(&rendered, state.tokenizer.add_bos());
+        .encode_rendered(&rendered, served.tokenizer.add_bos());
     let (param, asked) = match (req.max_completion_tokens, req.max_tokens) {
         (Some(n), _) => ("max_completion_tokens", Some(n)),
         (None, n) => ("max_tokens", n),
     };
-    let max_tokens = max_tokens(&state, prompt.len(), param, asked)?;
-    let constraint = tools.constraint(&state, &req)?;
+    let max_tokens = max_tokens(&served, prompt.len(), param, asked)?;
+    let constraint = tools.constraint(&served, &req)?;
     let plan = Plan {
         prompt,
         max_tokens,
         stops: stops(req.stop.clone())?,
-        sampler: sampler(&state, &req.sampling())?,
+        sampler: sampler(&served, &req.sampling())?,
         logprobs,
         constraint,
     };
     let guard = state.metrics.enter();
-    let gen = start_generation(&state, plan)?;
+    let gen = start_generation(&state, &served, plan)?;
     let id = new_id("chatcmpl");
     let created = unix_time(SystemTime::now());
     if req.stream.unwrap_or(false) {
@@ -480,7 +487,7 @@ async fn chat_completions(
         let ctx = ChatStream {
             id,
             created,
-            model: state.model_id.clone(),
+            model: served.model_id.clone(),
             include_usage,
             logprobs: logprobs.is_some(),
             tools,
@@ -508,7 +515,7 @@ async fn chat_completions(
         "id": id,
         "object": "chat.completion",
         "created": created,
-        "model": state.model_id,
+        "model": served.model_id,
         "system_fingerprint": fingerprint(),
         "choices": [{
             "index": 0,
@@ -684,7 +691,8 @@ async fn completions(
 ) -> AppResult<Response> {
     let raw = body(&state, raw)?;
     let req: CompletionRequest = parse_body(&raw)?;
-    check_model(&state, &req.model)?;
+    let served = state.served();
+    check_model(&state, &served, &req.model)?;
     check_n(req.n)?;
     if req.best_of.is_some_and(|b| b > 1) {
         return Err(ApiError::invalid(
@@ -710,7 +718,7 @@ async fn completions(
         }
         n => n.map(|n| n as usize),
     };
-    let tok = &state.tokenizer;
+    let tok = &served.tokenizer;
     let prompt: Vec<u32> = match &req.prompt {
         Prompt::Text(t) => tok.encode(t, tok.add_bos(), false),
         Prompt::Texts(v) if v.len() == 1 => tok.encode(&v[0], tok.add_bos(), false),
@@ -726,18 +734,18 @@ async fn completions(
     if prompt.is_empty() {
         return Err(ApiError::invalid("prompt", "the prompt is empty"));
     }
-    if let Some(&bad) = prompt.iter().find(|&&t| t as usize >= state.n_vocab) {
+    if let Some(&bad) = prompt.iter().find(|&&t| t as usize >= served.n_vocab) {
         return Err(ApiError::invalid(
             "prompt",
             format!(
                 "token id {bad} is out of range: the vocabulary has {} tokens",
-                state.n_vocab
+                served.n_vocab
             ),
         ));
     }
     // OpenAI's completions default is 16 tokens.
     let max_tokens = max_tokens(
-        &state,
+        &served,
         prompt.len(),
         "max_tokens",
         Some(req.max_tokens.unwrap_or(16)),
@@ -746,15 +754,15 @@ async fn completions(
         prompt,
         max_tokens,
         stops: stops(req.stop.clone())?,
-        sampler: sampler(&state, &req.sampling())?,
+        sampler: sampler(&served, &req.sampling())?,
         logprobs,
         constraint: None,
     };
     let guard = state.metrics.enter();
-    let mut gen = start_generation(&state, plan)?;
+    let mut gen = start_generation(&state, &served, plan)?;
     let id = new_id("cmpl");
     let created = unix_time(SystemTime::now());
-    let model = state.model_id.clone();
+    let model = served.model_id.clone();
     let chunk = move |text: &str, lps: Option<Value>, finish: Option<&str>| {
         json!({
             "id": id,

@@ -34,7 +34,8 @@ pub async fn embeddings(
             ))
             .with_code("model_not_found"));
         }
-        if req.model == state.model_id {
+        let served = state.served();
+        if req.model == served.model_id {
             return Err(ApiError::invalid(
                 "model",
                 format!(
@@ -43,7 +44,10 @@ pub async fn embeddings(
                 ),
             ));
         }
-        return Err(ApiError::model_not_found(&req.model, &state.model_ids()));
+        return Err(ApiError::model_not_found(
+            &req.model,
+            &state.model_ids(&served),
+        ));
     };
     let inputs: Vec<String> = match req.input {
         EmbeddingInput::One(s) => vec![s],

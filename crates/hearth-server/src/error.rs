@@ -82,6 +82,11 @@ impl ApiError {
         }
     }
 
+    /// 409: the request clashes with work in progress.
+    pub fn conflict(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::CONFLICT, "invalid_request_error", message)
+    }
+
     pub fn not_found(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::NOT_FOUND, "invalid_request_error", message)
     }

@@ -27,7 +27,7 @@ mod tools;
 
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use hearth_engine::{Engine, EngineOptions};
 use hearth_model::chat::ChatTemplate;
@@ -86,8 +86,11 @@ impl Default for ServeOptions {
     }
 }
 
-/// Everything the handlers share.
-pub struct AppState {
+/// The chat model being served, with its engine loop. The owner can switch models while the
+/// server runs: handlers take one [`Served`] at the start of a request and use it to the end, so
+/// a request never mixes two models' tokenizers, and replies already running finish on the
+/// model that began them (its engine loop ends once the last of them is done).
+pub(crate) struct Served {
     pub(crate) model_id: String,
     pub(crate) tokenizer: Arc<Tokenizer>,
     pub(crate) template: Option<ChatTemplate>,
@@ -95,6 +98,52 @@ pub struct AppState {
     pub(crate) n_vocab: usize,
     pub(crate) ctx: usize,
     pub(crate) scheduler: Scheduler,
+    /// Built on first use: the vocabulary trie takes a moment for large vocabularies, and
+    /// most requests never need it.
+    grammar: std::sync::OnceLock<Arc<hearth_grammar::GrammarEnv>>,
+}
+
+impl Served {
+    fn start(
+        m: ServeModel,
+        engine: EngineOptions,
+        metrics: Arc<Metrics>,
+        max_queue: usize,
+    ) -> Served {
+        let n_vocab = m.model.config().n_vocab;
+        let engine = Engine::new(m.model, engine);
+        let ctx = engine.ctx();
+        let scheduler = Scheduler::start(engine, metrics, max_queue);
+        Served {
+            model_id: m.id,
+            tokenizer: Arc::new(m.tokenizer),
+            template: m.template,
+            defaults: m.defaults,
+            n_vocab,
+            ctx,
+            scheduler,
+            grammar: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The grammar environment for this model's vocabulary.
+    pub(crate) fn grammar(&self) -> Result<Arc<hearth_grammar::GrammarEnv>, error::ApiError> {
+        if let Some(g) = self.grammar.get() {
+            return Ok(g.clone());
+        }
+        let env = hearth_grammar::GrammarEnv::new(&self.tokenizer).map_err(|e| {
+            error::ApiError::internal(format!("cannot build the grammar engine: {e}"))
+        })?;
+        Ok(self.grammar.get_or_init(|| Arc::new(env)).clone())
+    }
+}
+
+/// Everything the handlers share.
+pub struct AppState {
+    served: RwLock<Arc<Served>>,
+    /// Set while a model switch loads the new model; a second switch meanwhile is refused.
+    pub(crate) switching: AtomicBool,
+    pub(crate) max_queue: usize,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) auth: Auth,
     pub(crate) body_limit: usize,
@@ -104,9 +153,6 @@ pub struct AppState {
     pub(crate) embed: Option<Arc<EmbedModel>>,
     /// Its own threads: embedding requests run beside generation rather than between steps.
     pub(crate) embed_pool: Arc<hearth_kernels::ThreadPool>,
-    /// Built on first use: the vocabulary trie takes a moment for large vocabularies, and
-    /// most requests never need it.
-    grammar: std::sync::OnceLock<Arc<hearth_grammar::GrammarEnv>>,
     /// Accounts, conversations and the page; `None` serves the API alone.
     pub(crate) household: Option<household::Household>,
 }
@@ -131,29 +177,52 @@ impl AppState {
         household: Option<household::HouseholdOptions>,
     ) -> Arc<AppState> {
         let embed_threads = opts.engine.threads.max(1);
-        let n_vocab = m.model.config().n_vocab;
-        let engine = Engine::new(m.model, opts.engine);
-        let ctx = engine.ctx();
         let metrics = Arc::new(Metrics::new());
-        let scheduler = Scheduler::start(engine, metrics.clone(), opts.max_queue);
+        let served = Served::start(m, opts.engine, metrics.clone(), opts.max_queue);
         Arc::new(AppState {
-            model_id: m.id,
-            tokenizer: Arc::new(m.tokenizer),
-            template: m.template,
-            defaults: m.defaults,
-            n_vocab,
-            ctx,
-            scheduler,
+            served: RwLock::new(Arc::new(served)),
+            switching: AtomicBool::new(false),
+            max_queue: opts.max_queue,
             metrics,
             auth,
             body_limit: opts.body_limit,
             shutting_down: AtomicBool::new(false),
             started: std::time::SystemTime::now(),
-            grammar: std::sync::OnceLock::new(),
             embed: embed.map(Arc::new),
             embed_pool: Arc::new(hearth_kernels::ThreadPool::new(embed_threads)),
             household: household.map(household::Household::new),
         })
+    }
+
+    /// The chat model in service now.
+    pub(crate) fn served(&self) -> Arc<Served> {
+        self.served
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Serves `m` from now on. New requests go to it at once; the ones already running finish
+    /// on the old model, whose engine loop then ends and releases it.
+    pub fn switch_model(&self, m: ServeModel, engine: EngineOptions) {
+        let new = Arc::new(Served::start(
+            m,
+            engine,
+            self.metrics.clone(),
+            self.max_queue,
+        ));
+        let old = std::mem::replace(
+            &mut *self.served.write().unwrap_or_else(|p| p.into_inner()),
+            new,
+        );
+        // The old loop keeps running for its replies but no longer speaks for the gauges.
+        old.scheduler.retire();
+        tracing::info!("now serving {} (was {})", self.model_id(), old.model_id);
+    }
+
+    /// The id clients use for the chat model in service.
+    pub fn model_id(&self) -> String {
+        self.served().model_id.clone()
     }
 
     /// The household's name, once it is set up.
@@ -163,16 +232,16 @@ impl AppState {
             .and_then(|h| h.store.household().ok().flatten())
     }
 
-    /// Every model id this server answers to.
-    pub(crate) fn model_ids(&self) -> Vec<String> {
-        let mut v = vec![self.model_id.clone()];
+    /// Every model id this server answers to, `served`'s first.
+    pub(crate) fn model_ids(&self, served: &Served) -> Vec<String> {
+        let mut v = vec![served.model_id.clone()];
         v.extend(self.embed.as_ref().map(|e| e.id.clone()));
         v
     }
 
     /// The context window in force.
     pub fn ctx(&self) -> usize {
-        self.ctx
+        self.served().ctx
     }
 
     pub fn metrics(&self) -> &Metrics {
@@ -183,17 +252,6 @@ impl AppState {
     pub fn begin_shutdown(&self) {
         self.shutting_down
             .store(true, std::sync::atomic::Ordering::Relaxed);
-    }
-
-    /// The grammar environment for this model's vocabulary.
-    pub(crate) fn grammar(&self) -> Result<Arc<hearth_grammar::GrammarEnv>, error::ApiError> {
-        if let Some(g) = self.grammar.get() {
-            return Ok(g.clone());
-        }
-        let env = hearth_grammar::GrammarEnv::new(&self.tokenizer).map_err(|e| {
-            error::ApiError::internal(format!("cannot build the grammar engine: {e}"))
-        })?;
-        Ok(self.grammar.get_or_init(|| Arc::new(env)).clone())
     }
 
     /// Requests queued or running.

@@ -12,7 +12,7 @@
 //! that would otherwise stall the async runtime.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Instant;
 
@@ -52,6 +52,9 @@ pub struct Scheduler {
     tx: mpsc::Sender<Job>,
     queued: Arc<AtomicUsize>,
     max_queue: usize,
+    /// Set when another model's loop took over: this one finishes its work without
+    /// publishing gauges, which are the new loop's to say.
+    retired: Arc<AtomicBool>,
 }
 
 /// Why a job was not accepted.
@@ -68,16 +71,24 @@ impl Scheduler {
     pub fn start(engine: Engine, metrics: Arc<Metrics>, max_queue: usize) -> Scheduler {
         let (tx, rx) = mpsc::channel();
         let queued = Arc::new(AtomicUsize::new(0));
-        let q = queued.clone();
+        let retired = Arc::new(AtomicBool::new(false));
+        let (q, r) = (queued.clone(), retired.clone());
         std::thread::Builder::new()
             .name("hearth-engine".into())
-            .spawn(move || Loop::new(engine, rx, metrics, q).run())
+            .spawn(move || Loop::new(engine, rx, metrics, q, r).run())
             .expect("spawning the engine thread");
         Scheduler {
             tx,
             queued,
             max_queue,
+            retired,
         }
+    }
+
+    /// Another loop serves from now on: this one finishes what it has, keeps quiet about the
+    /// gauges, and ends when the last handle to it is dropped.
+    pub fn retire(&self) {
+        self.retired.store(true, Ordering::Relaxed);
     }
 
     /// Queues a request; its updates arrive on the returned channel, which the handler drops to
@@ -110,6 +121,7 @@ struct Loop {
     rx: mpsc::Receiver<Job>,
     metrics: Arc<Metrics>,
     queued: Arc<AtomicUsize>,
+    retired: Arc<AtomicBool>,
     pending: VecDeque<Job>,
     running: HashMap<SeqId, Running>,
     events: Vec<Event>,
@@ -122,12 +134,14 @@ impl Loop {
         rx: mpsc::Receiver<Job>,
         metrics: Arc<Metrics>,
         queued: Arc<AtomicUsize>,
+        retired: Arc<AtomicBool>,
     ) -> Loop {
         Loop {
             engine,
             rx,
             metrics,
             queued,
+            retired,
             pending: VecDeque::new(),
             running: HashMap::new(),
             events: Vec::new(),
@@ -269,6 +283,9 @@ impl Loop {
     }
 
     fn publish_gauges(&self) {
+        if self.retired.load(Ordering::Relaxed) {
+            return;
+        }
         self.metrics
             .set_gauges(self.pending.len(), self.running.len(), &self.engine);
     }

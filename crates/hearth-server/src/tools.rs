@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 
 use crate::error::ApiError;
 use crate::openai::{ChatRequest, TokenLogprob, ToolChoice};
-use crate::AppState;
+use crate::Served;
 
 /// What the request asks for besides plain text.
 pub struct ToolPlan {
@@ -35,7 +35,7 @@ enum Format {
 }
 
 impl ToolPlan {
-    pub fn new(state: &AppState, req: &ChatRequest) -> Result<ToolPlan, ApiError> {
+    pub(crate) fn new(state: &Served, req: &ChatRequest) -> Result<ToolPlan, ApiError> {
         let mut specs = Vec::new();
         for (i, t) in req.tools.iter().flatten().enumerate() {
             if t.kind != "function" {
@@ -228,7 +228,7 @@ impl ToolPlan {
     /// The constraint that enforces the tool choice or response format.
     pub fn constraint(
         &self,
-        state: &AppState,
+        state: &Served,
         _req: &ChatRequest,
     ) -> Result<Option<Box<dyn TokenConstraint>>, ApiError> {
         let wants_tools = self.calls_possible();

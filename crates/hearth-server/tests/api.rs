@@ -40,12 +40,36 @@ impl Default for Setup {
     }
 }
 
-fn app(s: Setup) -> Router {
+/// SmolLM2, served under `id`.
+fn smollm2(id: &str) -> ServeModel {
     let path = hearth_fetch::test_model(MODEL).expect("SmolLM2 for tests");
     let model = Model::open(&path).expect("model loads");
     let md = model.gguf().metadata();
     let tokenizer = Tokenizer::from_gguf(md).expect("tokenizer");
     let template = ChatTemplate::from_gguf(md, &tokenizer).expect("template compiles");
+    ServeModel {
+        id: id.into(),
+        model,
+        tokenizer,
+        template,
+        defaults: SamplerConfig::default(),
+    }
+}
+
+fn engine_options(ctx: usize) -> EngineOptions {
+    EngineOptions {
+        ctx,
+        threads: 2,
+        max_seqs: 4,
+        ..EngineOptions::default()
+    }
+}
+
+fn app(s: Setup) -> Router {
+    hearth_server::router(app_state(s))
+}
+
+fn app_state(s: Setup) -> Arc<AppState> {
     let embed = s.embeddings.then(|| {
         let dir = hearth_fetch::test_model("all-minilm-l6-v2").expect("embedding model");
         EmbedModel {
@@ -53,28 +77,16 @@ fn app(s: Setup) -> Router {
             embedder: hearth_embed::Embedder::open(&dir).expect("embedder"),
         }
     });
-    let state = AppState::new(
-        ServeModel {
-            id: MODEL.into(),
-            model,
-            tokenizer,
-            template,
-            defaults: SamplerConfig::default(),
-        },
+    AppState::new(
+        smollm2(MODEL),
         embed,
         ServeOptions {
-            engine: EngineOptions {
-                ctx: s.ctx,
-                threads: 2,
-                max_seqs: 4,
-                ..EngineOptions::default()
-            },
+            engine: engine_options(s.ctx),
             max_queue: s.max_queue,
             body_limit: 64 << 10,
         },
         Auth::new(loopback(), s.keys).expect("loopback is allowed"),
-    );
-    hearth_server::router(state)
+    )
 }
 
 /// One shared default server: the engine thread lives as long as the test binary.
@@ -605,4 +617,68 @@ async fn a_base_model_refuses_chat_but_completes() {
 fn the_state_is_shareable() {
     fn sync<T: Send + Sync>() {}
     sync::<Arc<AppState>>();
+}
+
+#[tokio::test]
+async fn switching_models_keeps_running_replies_and_serves_the_new_one() {
+    let state = app_state(Setup::default());
+    let app = hearth_server::router(state.clone());
+    // A streamed completion is under way on the first model...
+    let req = json!({"model": MODEL, "prompt": "Once upon a time", "max_tokens": 200,
+                     "temperature": 0, "stream": true, "stream_options": {"include_usage": true}});
+    let resp = app
+        .clone()
+        .oneshot(post("/v1/completions", req.to_string()))
+        .await
+        .expect("response");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let mut body = resp.into_body();
+    let first = body.frame().await.expect("a first chunk").expect("frame");
+    assert!(first.is_data());
+
+    // ...when the owner switches (here the same weights under another name).
+    state.switch_model(smollm2("smollm2-twin"), engine_options(1024));
+    assert_eq!(state.model_id(), "smollm2-twin");
+    let (s, v) = post_json(
+        &app,
+        "/v1/completions",
+        &json!({"model": MODEL, "prompt": "Hi"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
+    assert!(error_of(&v).2.contains("smollm2-twin"), "{v}");
+    let (s, v) = post_json(
+        &app,
+        "/v1/completions",
+        &json!({"model": "smollm2-twin", "prompt": "Once upon a time", "max_tokens": 200, "temperature": 0}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["model"], "smollm2-twin");
+    let (_, _, models) = call(
+        &app,
+        Request::get("/v1/models").body(Body::empty()).unwrap(),
+    )
+    .await;
+    let models: Value = serde_json::from_slice(&models).unwrap();
+    assert_eq!(models["data"][0]["id"], "smollm2-twin");
+
+    // The reply under way finished on the model that began it, all 200 tokens, and wrote what
+    // the new model writes for the same prompt (same weights, greedy).
+    let mut rest = first.into_data().expect("data").to_vec();
+    rest.extend(body.collect().await.expect("rest").to_bytes());
+    let data = sse_data(&rest);
+    assert_eq!(data.last().map(String::as_str), Some("[DONE]"));
+    let mut text = String::new();
+    let mut usage = Value::Null;
+    for d in &data[..data.len() - 1] {
+        let c: Value = serde_json::from_str(d).expect("chunk");
+        assert_eq!(c["model"], MODEL);
+        text.push_str(c["choices"][0]["text"].as_str().unwrap_or(""));
+        if !c["usage"].is_null() {
+            usage = c["usage"].clone();
+        }
+    }
+    assert_eq!(usage["completion_tokens"], 200, "{usage}");
+    assert_eq!(text, v["choices"][0]["text"].as_str().unwrap());
 }

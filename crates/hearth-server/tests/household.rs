@@ -522,3 +522,47 @@ async fn a_reply_streams_is_saved_and_titles_the_chat() {
         .await;
     assert!(String::from_utf8_lossy(&ex.body).contains("Say hello to the family."));
 }
+
+#[tokio::test]
+async fn a_page_that_starts_listening_late_still_hears_it_is_queued() {
+    // Two sequences at a time: the third reply waits. Its page may subscribe after the engine
+    // said so; the event stream must still tell it where it stands.
+    let app = app("127.0.0.1:0", None);
+    let mut owner = setup(&app).await;
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let c = owner
+            .send(&app, "POST", "/api/conversations", Some(json!({})))
+            .await
+            .json();
+        let id = c["id"].as_i64().unwrap();
+        let r = owner
+            .send(
+                &app,
+                "POST",
+                &format!("/api/conversations/{id}/messages"),
+                Some(json!({"content": format!("Write a long story about dragon number {i}.")})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK);
+        ids.push(id);
+    }
+    // Long enough for the engine loop to have queued the third reply and said so.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let ev = owner
+        .send(
+            &app,
+            "GET",
+            &format!("/api/conversations/{}/events", ids[2]),
+            None,
+        )
+        .await;
+    let text = String::from_utf8_lossy(&ev.body).to_string();
+    let snapshot = text.find("event: snapshot").expect("a snapshot first");
+    let queued = text.find("event: queued").expect("then where it stands");
+    assert!(snapshot < queued, "{text}");
+    assert!(
+        text[queued..].starts_with("event: queued\ndata: {\"ahead\":1}"),
+        "{text}"
+    );
+}

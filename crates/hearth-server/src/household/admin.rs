@@ -1,5 +1,6 @@
 //! The owner's settings: people, API keys for apps, the household's name, models.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
@@ -152,9 +153,10 @@ pub async fn settings(State(state): State<Arc<AppState>>, me: Me) -> Result<Json
             .map_err(|e| ApiError::internal(e.to_string()))?,
         None => (json!([]), json!([]), None),
     };
+    let served = state.served();
     Ok(Json(json!({
         "household": h.store.household().map_err(db)?,
-        "model": {"id": state.model_id, "ctx": state.ctx},
+        "model": {"id": served.model_id, "ctx": served.ctx},
         "installed": installed,
         "catalog": catalog,
         "plan": plan,
@@ -228,8 +230,8 @@ pub struct UseBody {
     name: String,
 }
 
-/// Chooses the model Hearth serves from its next start (switching a running engine would cut
-/// off the replies being written; the owner restarts when it suits the household).
+/// Switches the model Hearth serves, at once: new chats and API requests go to it, replies
+/// already being written finish on the old one. The choice is kept for the next start too.
 pub async fn use_model(
     State(state): State<Arc<AppState>>,
     me: Me,
@@ -238,18 +240,56 @@ pub async fn use_model(
     me.require_owner()?;
     let h = household(&state)?;
     let b: UseBody = crate::openai::parse_body(&body)?;
-    let installed = h.admin.as_ref().map(|a| a.installed()).unwrap_or_default();
-    let known = installed
+    let admin = h
+        .admin
+        .clone()
+        .ok_or_else(|| ApiError::not_found("this server cannot switch models"))?;
+    let installed = admin.installed();
+    let Some(entry) = installed
         .as_array()
-        .is_some_and(|v| v.iter().any(|m| m["name"] == b.name.as_str()));
-    if !known {
+        .and_then(|v| v.iter().find(|m| m["name"] == b.name.as_str()))
+    else {
         return Err(ApiError::invalid(
             "name",
-            format!("{} is not a chat model installed on this machine", b.name),
+            format!("{} is not a model installed on this machine", b.name),
+        ));
+    };
+    if entry["chat"] == false {
+        return Err(ApiError::invalid(
+            "name",
+            format!(
+                "{} is a base model: it continues text but cannot hold a conversation, so this page could not use it. Apps can: start `hearth serve --model {}` and use /v1/completions.",
+                b.name, b.name
+            ),
         ));
     }
+    if b.name == state.model_id() {
+        h.store.set_setting("model", &b.name).map_err(db)?;
+        return Ok(Json(json!({"model": b.name, "switched": false})));
+    }
+    // One switch at a time: loading a model takes a while and memory is planned for one.
+    if state
+        .switching
+        .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+        .is_err()
+    {
+        return Err(ApiError::conflict(
+            "another model is being loaded; try again when it is ready",
+        ));
+    }
+    struct Unlock<'a>(&'a AtomicBool);
+    impl Drop for Unlock<'_> {
+        fn drop(&mut self) {
+            self.0.store(false, Ordering::Release);
+        }
+    }
+    let _unlock = Unlock(&state.switching);
+    let name = b.name.clone();
+    let loaded = tokio::task::spawn_blocking(move || admin.load(&name))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let (model, engine) = loaded.map_err(|message| ApiError::invalid("name", message))?;
+    state.switch_model(model, engine);
     h.store.set_setting("model", &b.name).map_err(db)?;
-    Ok(Json(
-        json!({"model": b.name, "restart_needed": b.name != state.model_id}),
-    ))
+    Ok(Json(json!({"model": b.name, "switched": true})))
 }

@@ -26,7 +26,7 @@ use super::{db, Household};
 use crate::api::{start_generation, Plan};
 use crate::error::ApiError;
 use crate::generate::Piece;
-use crate::AppState;
+use crate::{AppState, Served};
 
 /// How often a streaming reply is written to the database.
 const FLUSH_EVERY: Duration = Duration::from_millis(500);
@@ -113,7 +113,7 @@ pub async fn get_one(
 ) -> Result<Json<Value>, ApiError> {
     let h = household(&state)?;
     let c = owned(h, me.user.id, id)?;
-    let hidden = build_prompt(&state, h, &c.messages, None)
+    let hidden = build_prompt(&state.served(), h, &c.messages, None)
         .map(|(_, hidden)| hidden)
         .unwrap_or_default();
     let mut v = json!(c);
@@ -305,7 +305,7 @@ fn request_stop(r: &Reply) {
 /// latest messages as fit in the context with room to answer. Returns the prompt tokens and the
 /// ids of the messages that had to be left out.
 fn build_prompt(
-    state: &AppState,
+    state: &Served,
     h: &Household,
     messages: &[Message],
     skip: Option<i64>,
@@ -379,15 +379,17 @@ fn ask(
 fn begin_reply(state: &Arc<AppState>, user: i64, conv: i64) -> Result<Message, ApiError> {
     let h = household(state)?;
     let c = owned(h, user, conv)?;
-    let (prompt, hidden) = build_prompt(state, h, &c.messages, None)?;
+    let served = state.served();
+    let (prompt, hidden) = build_prompt(&served, h, &c.messages, None)?;
     // A small model can ramble on; a reply on the page is a chat answer, not a book.
-    let max_tokens = (state.ctx - prompt.len()).min(MAX_REPLY_TOKENS);
+    let max_tokens = (served.ctx - prompt.len()).min(MAX_REPLY_TOKENS);
     let sampler = hearth_model::SamplerConfig {
         seed: rand::random(),
-        ..state.defaults.clone()
+        ..served.defaults.clone()
     };
     let gen = start_generation(
         state,
+        &served,
         Plan {
             prompt,
             max_tokens,
@@ -557,6 +559,12 @@ pub async fn events(
                     json!({"message_id": mid, "content": snapshot}),
                 ))
                 .await;
+            // Still waiting for its turn: say where it stands (the `queued` event that said so
+            // was sent before this page listened).
+            let waiting = *reply.queued.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(ahead) = waiting {
+                let _ = tx.send(sse_json("queued", json!({"ahead": ahead}))).await;
+            }
             tokio::spawn(async move {
                 loop {
                     let ev = match sub.recv().await {

@@ -42,7 +42,8 @@ pub(crate) fn session_user(
 /// What the binary provides for the owner's settings: the model catalog and this machine's plan.
 /// (The server does not know where models come from.)
 pub trait Admin: Send + Sync {
-    /// Installed models: `[{"name", "size"}]`.
+    /// Installed models: `[{"name", "size", "chat"}]`; `chat` is false for base models, which
+    /// continue text but cannot hold a conversation.
     fn installed(&self) -> Value;
     /// Catalog models: `[{"name", "description", "size", "installed"}]`.
     fn catalog(&self) -> Value;
@@ -50,6 +51,11 @@ pub trait Admin: Send + Sync {
     fn plan(&self) -> Option<Value>;
     /// Downloads a catalog model, reporting `(done, total)` bytes.
     fn pull(&self, name: &str, progress: &(dyn Fn(u64, Option<u64>) + Sync)) -> Result<(), String>;
+    /// Loads an installed chat model to serve instead of the current one, with the engine
+    /// sized by a plan against the memory available now (the current model stays loaded until
+    /// the replies it is writing are done). Blocking; `Err` says why not, in the owner's words.
+    fn load(&self, name: &str)
+        -> Result<(crate::ServeModel, hearth_engine::EngineOptions), String>;
 }
 
 /// The household part of the server's configuration.

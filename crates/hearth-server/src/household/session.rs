@@ -141,13 +141,14 @@ pub async fn state(
     let name = h.store.household().map_err(db)?;
     let set_up = h.store.is_set_up().map_err(db)?;
     let me = session_of(h, &headers);
+    let served = state.served();
     Ok(Json(json!({
         "setup_needed": !set_up,
         "setup_code_required": !set_up && h.setup_code.is_some(),
         "household": name,
         "me": me.as_ref().map(|(u, _)| me_json(u)),
         "csrf": me.map(|(_, c)| c),
-        "model": {"id": state.model_id, "ctx": state.ctx},
+        "model": {"id": served.model_id, "ctx": served.ctx},
     })))
 }
 

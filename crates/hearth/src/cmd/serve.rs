@@ -96,24 +96,22 @@ pub fn run(a: ServeArgs) -> anyhow::Result<()> {
         .threads
         .unwrap_or_else(hearth_kernels::pool::physical_cores)
         .max(1);
-    let (kv_budget, planned) = check_plan(&model, &loaded.name, a.ctx, a.max_seqs, threads)?;
-    let household = match store {
-        Some(store) => Some(household(store, a.listen, planned)?),
-        None => None,
+    let sizing = Sizing {
+        ctx: a.ctx,
+        max_seqs: a.max_seqs,
+        threads,
+        prefill_chunk: a.prefill_chunk.max(1),
+        prefix_cache: !a.no_prefix_cache,
     };
+    let (kv_budget, planned) = check_plan(&model, &loaded.name, a.ctx, a.max_seqs, threads)?;
     let opts = ServeOptions {
-        engine: EngineOptions {
-            ctx: a.ctx,
-            threads,
-            max_seqs: a.max_seqs,
-            prefill_chunk: a.prefill_chunk.max(1),
-            max_batch_tokens: (a.prefill_chunk + a.max_seqs).max(512),
-            keep_logits: false,
-            prefix_cache: !a.no_prefix_cache,
-            kv_budget_bytes: Some(kv_budget),
-        },
+        engine: sizing.engine(kv_budget),
         max_queue: a.max_queue,
         ..ServeOptions::default()
+    };
+    let household = match store {
+        Some(store) => Some(household(store, a.listen, planned, sizing)?),
+        None => None,
     };
     let id = loaded.name.clone();
     let embed = if a.no_embeddings { None } else { embed_model() };
@@ -154,6 +152,7 @@ fn household(
     store: hearth_store::Store,
     listen: SocketAddr,
     planned: Planned,
+    sizing: Sizing,
 ) -> anyhow::Result<HouseholdOptions> {
     let set_up = store.is_set_up()?;
     let setup_code = (!set_up && !listen.ip().is_loopback()).then(|| {
@@ -164,13 +163,44 @@ fn household(
     Ok(HouseholdOptions {
         store: Arc::new(store),
         setup_code,
-        admin: Some(Arc::new(Admin { planned })),
+        admin: Some(Arc::new(Admin {
+            planned: std::sync::Mutex::new(planned),
+            sizing,
+        })),
     })
+}
+
+/// How the engine is sized from the command line, for the first model and any the owner
+/// switches to later.
+#[derive(Clone, Copy, Debug)]
+struct Sizing {
+    ctx: usize,
+    max_seqs: usize,
+    threads: usize,
+    prefill_chunk: usize,
+    prefix_cache: bool,
+}
+
+impl Sizing {
+    fn engine(&self, kv_budget: usize) -> EngineOptions {
+        EngineOptions {
+            ctx: self.ctx,
+            threads: self.threads,
+            max_seqs: self.max_seqs,
+            prefill_chunk: self.prefill_chunk,
+            max_batch_tokens: (self.prefill_chunk + self.max_seqs).max(512),
+            keep_logits: false,
+            prefix_cache: self.prefix_cache,
+            kv_budget_bytes: Some(kv_budget),
+        }
+    }
 }
 
 /// The owner's settings page, backed by hearth-fetch and the planner.
 struct Admin {
-    planned: Planned,
+    /// The served model's plan; replaced when the owner switches models.
+    planned: std::sync::Mutex<Planned>,
+    sizing: Sizing,
 }
 
 /// What the served model was planned with, to re-plan against the memory available now.
@@ -185,12 +215,25 @@ impl hearth_server::household::Admin for Admin {
             return serde_json::json!([]);
         };
         let items = hearth_fetch::list_installed(&home).unwrap_or_default();
+        let catalog = Catalog::load(&home).ok();
         serde_json::Value::Array(
             items
                 .into_iter()
                 // The embedding model serves /v1/embeddings beside the chat model; it cannot chat.
                 .filter(|m| m.name != hearth_server::EMBED_MODEL)
-                .map(|m| serde_json::json!({"name": m.name, "size": m.size}))
+                .filter(|m| m.full_path(&home).exists())
+                .map(|m| {
+                    // A chat template in the file or pinned by the catalog; without one it is
+                    // a base model, which continues text but cannot hold a conversation.
+                    let pinned = catalog
+                        .as_ref()
+                        .and_then(|c| c.get(&m.name))
+                        .is_some_and(|e| e.template.is_some());
+                    let chat = pinned
+                        || hearth_fetch::inspect(&m.full_path(&home))
+                            .is_ok_and(|i| i.chat_template);
+                    serde_json::json!({"name": m.name, "size": m.size, "chat": chat})
+                })
                 .collect(),
         )
     }
@@ -220,7 +263,10 @@ impl hearth_server::household::Admin for Admin {
 
     fn plan(&self) -> Option<serde_json::Value> {
         let machine = crate::cmd::plan::detect(false).ok()?;
-        let plan = hearth_plan::plan(&self.planned.facts, &machine, &self.planned.request).ok()?;
+        let plan = {
+            let p = self.planned.lock().unwrap_or_else(|p| p.into_inner());
+            hearth_plan::plan(&p.facts, &machine, &p.request).ok()?
+        };
         let mut v = serde_json::to_value(&plan).ok()?;
         v["machine"] = serde_json::json!(machine.label);
         Some(v)
@@ -254,6 +300,30 @@ impl hearth_server::household::Admin for Admin {
         hearth_fetch::pull(&home, &catalog, name, &p)
             .map(|_| ())
             .map_err(|e| e.to_string())
+    }
+
+    fn load(&self, name: &str) -> Result<(ServeModel, EngineOptions), String> {
+        let z = self.sizing;
+        let gen = GenOptions {
+            ctx: z.ctx,
+            ..GenOptions::defaults()
+        };
+        let (loaded, model) = load::load(Some(name), &gen).map_err(|e| format!("{e:#}"))?;
+        // Planned against the memory available now, with the current model still loaded.
+        let (kv_budget, planned) = check_plan(&model, &loaded.name, z.ctx, z.max_seqs, z.threads)
+            .map_err(|e| format!("{e:#}"))?;
+        *self.planned.lock().unwrap_or_else(|p| p.into_inner()) = planned;
+        let defaults = loaded.sampler_config(&gen);
+        Ok((
+            ServeModel {
+                id: loaded.name,
+                model,
+                tokenizer: loaded.tokenizer,
+                template: loaded.template,
+                defaults,
+            },
+            z.engine(kv_budget),
+        ))
     }
 }
 
