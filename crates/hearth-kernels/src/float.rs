@@ -20,8 +20,8 @@ pub(crate) fn dequantize(ty: GgmlType, src: &[u8], dst: &mut [f32]) {
         }
         GgmlType::F16 => {
             #[cfg(target_arch = "x86_64")]
-            if crate::simd::level() == Level::Avx2 {
-                // SAFETY: `Level::Avx2` means `simd::detect` found AVX2, FMA and F16C on this
+            if crate::simd::level().has_avx2() {
+                // SAFETY: `Level::Avx2` (or the VNNI level above it) means `simd::detect` found AVX2, FMA and F16C on this
                 // CPU; lib.rs checked that `src` holds exactly `dst.len()` f16 values.
                 unsafe { avx2::dequant_f16(src, dst) };
                 return;
@@ -109,9 +109,11 @@ pub(crate) fn vec_dot_at(level: Level, ty: GgmlType, n: usize, w: &[u8], x: &[u8
     let (w, x) = (&w[..n * esize], &x[..n * esize]);
     match level {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: `Level::Avx2` is only produced by `simd::detect`, which checked that this
-        // CPU has AVX2, FMA and F16C; the slices were cut to exactly `n` elements above.
-        Level::Avx2 => unsafe {
+        // SAFETY: `Level::Avx2` and `Level::Avx512Vnni` are only produced by `simd::detect`,
+        // which checked that this CPU has AVX2, FMA and F16C (and passed by callers only when
+        // `simd::supported`); the slices were cut to exactly `n` elements above. The float
+        // formats have no integer dot, so the VNNI level runs the AVX2 kernels.
+        Level::Avx2 | Level::Avx512Vnni => unsafe {
             match ty {
                 GgmlType::F32 => avx2::dot_f32(n, w, x),
                 GgmlType::F16 => avx2::dot_f16(n, w, x),

@@ -738,9 +738,11 @@ pub(crate) fn vec_dot_at(level: Level, ty: GgmlType, n: usize, w: &[u8], x: &[u8
     );
     match level {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: `Level::Avx2` comes only from `simd::detect`, which checked AVX2, FMA and
-        // F16C; the assertion above guarantees `nb` whole blocks in both buffers.
-        Level::Avx2 => unsafe { avx2::vec_dot(ty, nb, w, x) },
+        // SAFETY: `Level::Avx2` and `Level::Avx512Vnni` come only from `simd::detect`, which
+        // checked AVX2, FMA and F16C; the assertion above guarantees `nb` whole blocks in both
+        // buffers. The K-quants keep their AVX2 kernels at the VNNI level: their `madd` step
+        // multiplies by i16 sub-block scales, which `vpdpbusd` cannot fold in.
+        Level::Avx2 | Level::Avx512Vnni => unsafe { avx2::vec_dot(ty, nb, w, x) },
         // NEON: an aarch64 kernel slots in here, keeping the 8-lane layout of the module docs.
         _ => vec_dot_scalar(ty, n, w, x),
     }
@@ -1250,7 +1252,7 @@ mod tests {
 
     #[test]
     fn avx2_and_scalar_give_identical_bits() {
-        if crate::simd::detect() != Level::Avx2 {
+        if !crate::simd::detect().has_avx2() {
             eprintln!("no AVX2 on this CPU: nothing to compare");
             return;
         }

@@ -206,7 +206,15 @@ fn tile_kernel(level: Level, ty: GgmlType) -> Option<TileFn> {
         #[cfg(target_arch = "x86_64")]
         Level::Avx2 if crate::legacy::tile::supports(ty) => Some(crate::legacy::tile::dot_tile),
         #[cfg(target_arch = "x86_64")]
-        Level::Avx2 if crate::kquants::tile::supports(ty) => Some(crate::kquants::tile::dot_tile),
+        Level::Avx512Vnni if crate::legacy::tile::supports(ty) => {
+            Some(crate::legacy::tile::dot_tile_vnni)
+        }
+        // The K-quant tiles have no VNNI variant (their `madd` multiplies by i16 sub-block
+        // scales, which `vpdpbusd` cannot fold in): AVX2 at both levels.
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx2 | Level::Avx512Vnni if crate::kquants::tile::supports(ty) => {
+            Some(crate::kquants::tile::dot_tile)
+        }
         _ => None,
     }
 }
@@ -220,6 +228,27 @@ fn tile_kernel(level: Level, ty: GgmlType) -> Option<TileFn> {
 /// # Panics
 /// If a buffer does not have the size the shapes give (or `ty` is unsupported).
 pub fn dot_tile(
+    ty: GgmlType,
+    n: usize,
+    w: &[u8],
+    rows: usize,
+    x: &[u8],
+    tokens: usize,
+    out: &mut [f32],
+) -> bool {
+    dot_tile_at(crate::simd::level(), ty, n, w, rows, x, tokens, out)
+}
+
+/// [`dot_tile`] on an explicit SIMD level, for comparing the levels' tiles in one process
+/// (as [`crate::simd::vec_dot_at`] does for `vec_dot`). Returns `false`, and writes nothing,
+/// when `ty` has no tile kernel at `level` or this CPU does not
+/// [support](crate::simd::supported) `level`.
+///
+/// # Panics
+/// As [`dot_tile`].
+#[allow(clippy::too_many_arguments)]
+pub fn dot_tile_at(
+    level: Level,
     ty: GgmlType,
     n: usize,
     w: &[u8],
@@ -245,7 +274,10 @@ pub fn dot_tile(
         "dot_tile: activation bytes for {tokens} tokens"
     );
     assert_eq!(out.len(), rows * tokens, "dot_tile: output length");
-    let Some(kernel) = tile_kernel(crate::simd::level(), ty) else {
+    if !crate::simd::supported(level) {
+        return false;
+    }
+    let Some(kernel) = tile_kernel(level, ty) else {
         return false;
     };
     let t = Tile {
@@ -256,7 +288,7 @@ pub fn dot_tile(
         out: out.as_mut_ptr(),
         ostride: rows,
     };
-    // SAFETY: the kernel matches the process's level (so the CPU has its features); the
+    // SAFETY: the kernel matches `level`, which this CPU supports (checked above); the
     // buffers hold exactly `rows` and `tokens` whole rows and `rows * tokens` outputs (asserted
     // above), and `out` is borrowed mutably for the call.
     unsafe { kernel(ty, n / ty.block_size(), &t, rows, tokens) };

@@ -5,7 +5,13 @@
 //! calls of [`crate::vec_dot`] on the same bytes always take the same code path.
 //!
 //! `HEARTH_SIMD=scalar` forces the portable path (for tests and for comparing against the
-//! SIMD kernels); any other value, or none, means "best available".
+//! SIMD kernels), `HEARTH_SIMD=avx2` caps the level at [`Level::Avx2`] (for comparing the
+//! AVX-512 VNNI kernels with the AVX2 ones on one machine); any other value, or none, means
+//! "best available".
+//!
+//! Every level gives the same bits for the same inputs: [`Level::Avx512Vnni`] only replaces
+//! the integer dot products of the 32-element formats (`maddubs` + `madd` becomes one
+//! `vpdpbusd`), whose i32 results are exact on both levels; everything in f32 is the same code.
 
 use std::sync::OnceLock;
 
@@ -16,6 +22,10 @@ pub enum Level {
     Scalar,
     /// x86-64 with AVX2, FMA and F16C (Haswell and later, Zen and later).
     Avx2,
+    /// [`Level::Avx2`] plus AVX-512 VNNI, VL and BW (Ice Lake and later, Zen 4 and later):
+    /// the 256-bit `vpdpbusd` sums four u8 × i8 products per i32 lane in one instruction.
+    /// Kernels without a VNNI variant run their AVX2 code at this level.
+    Avx512Vnni,
     // NEON: an aarch64 level would go here, detected with
     // `std::arch::is_aarch64_feature_detected!("neon")` (and "dotprod" for `sdot`).
 }
@@ -24,15 +34,31 @@ pub enum Level {
 pub fn level() -> Level {
     static LEVEL: OnceLock<Level> = OnceLock::new();
     *LEVEL.get_or_init(|| {
-        let forced_scalar = std::env::var("HEARTH_SIMD")
-            .map(|v| v.eq_ignore_ascii_case("scalar"))
-            .unwrap_or(false);
-        if forced_scalar {
-            Level::Scalar
-        } else {
-            detect()
+        let forced = std::env::var("HEARTH_SIMD").unwrap_or_default();
+        match (forced.to_ascii_lowercase().as_str(), detect()) {
+            ("scalar", _) => Level::Scalar,
+            ("avx2", Level::Avx512Vnni) => Level::Avx2,
+            (_, best) => best,
         }
     })
+}
+
+impl Level {
+    /// Whether this level runs the AVX2 (+FMA, F16C) kernels, alone or under VNNI ones.
+    #[inline]
+    pub fn has_avx2(self) -> bool {
+        matches!(self, Level::Avx2 | Level::Avx512Vnni)
+    }
+}
+
+/// Whether kernels of `level` can run on this CPU: [`Level::Scalar`] always, otherwise
+/// [`detect`]'s level and the levels below it.
+pub fn supported(level: Level) -> bool {
+    match level {
+        Level::Scalar => true,
+        Level::Avx2 => detect().has_avx2(),
+        Level::Avx512Vnni => detect() == Level::Avx512Vnni,
+    }
 }
 
 /// The best level this CPU supports, ignoring `HEARTH_SIMD`.
@@ -43,6 +69,12 @@ pub fn detect() -> Level {
             && is_x86_feature_detected!("fma")
             && is_x86_feature_detected!("f16c")
         {
+            if is_x86_feature_detected!("avx512vnni")
+                && is_x86_feature_detected!("avx512vl")
+                && is_x86_feature_detected!("avx512bw")
+            {
+                return Level::Avx512Vnni;
+            }
             return Level::Avx2;
         }
     }
@@ -51,7 +83,7 @@ pub fn detect() -> Level {
 
 /// [`crate::vec_dot`] on an explicit level, for comparing the SIMD kernels with the portable
 /// ones in one process. Covers the float and legacy block types; returns `None` for other
-/// types, or when `level` is not [`Level::Scalar`] and this CPU does not support it.
+/// types, or when this CPU does not [support](supported) `level`.
 ///
 /// # Panics
 /// If `w` or `x` is not exactly one row of `n` elements of its type (this is a test and
@@ -64,7 +96,7 @@ pub fn vec_dot_at(
     x: &[u8],
 ) -> Option<f32> {
     use crate::GgmlType::*;
-    if level != Level::Scalar && level != detect() {
+    if !supported(level) {
         return None;
     }
     assert_eq!(w.len(), crate::row_bytes(weight, n), "weight row size");
@@ -79,7 +111,7 @@ pub fn vec_dot_at(
 
 /// [`crate::quantize_row`] on an explicit level (the activation formats Q8_0 / Q8_1 have
 /// SIMD encoders that must give the same bytes as the portable ones). Other types ignore the
-/// level. Returns `None` when this CPU does not support `level`.
+/// level. Returns `None` when this CPU does not [support](supported) `level`.
 pub fn quantize_row_at(
     level: Level,
     ty: crate::GgmlType,
@@ -87,7 +119,7 @@ pub fn quantize_row_at(
     dst: &mut [u8],
 ) -> Option<crate::Result<()>> {
     use crate::GgmlType::*;
-    if level != Level::Scalar && level != detect() {
+    if !supported(level) {
         return None;
     }
     match ty {

@@ -1,5 +1,8 @@
-//! Multi-token tiles for the 32-element formats (AVX2): `R` weight rows × `T` activation rows
-//! per call, each weight block loaded and unpacked once for all `T` tokens.
+//! Multi-token tiles for the 32-element formats (AVX2, and AVX2 with AVX-512 VNNI): `R` weight
+//! rows × `T` activation rows per call, each weight block loaded and unpacked once for all `T`
+//! tokens. The body is generic over the integer dot ([`IntDot`]) and compiled once per level
+//! ([`dot_tile`], [`dot_tile_vnni`]); each level's tiles match that level's `vec_dot`, and the
+//! two levels match each other (see `IntDot`).
 //!
 //! # Same bits as `vec_dot`
 //! The single-token kernel (`super::avx2::dot_sym` / `dot_offset`) sends block `i` to f32
@@ -11,13 +14,13 @@
 //! `k, k + 4, k + 8, …`: each (row, token) pair then needs one live accumulator instead of
 //! four, which lets `R · T` pairs sit in registers, and every pair performs exactly the
 //! single-token kernel's operations in its order. The integer per-block sums are exact, so
-//! sharing a token's `maddubs(bias, y)` between rows changes nothing either.
+//! sharing a token's bias term (`IntDot::bias_term`) between rows changes nothing either.
 
 // The loops index several parallel per-(row, token) arrays of constant size at once; index
 // ranges say that more plainly than zipped iterators.
 #![allow(clippy::needless_range_loop)]
 
-use super::avx2::{bits_to_bytes, dot_us8, f16_at, hsum, load32, nibbles};
+use super::avx2::{bits_to_bytes, f16_at, hsum, load32, nibbles, IntDot, Madd, Vnni};
 use crate::matmul::Tile;
 use crate::GgmlType;
 use std::arch::x86_64::*;
@@ -51,11 +54,32 @@ struct Scales([std::mem::MaybeUninit<f32>; 2 * TOKENS * MAX_BLOCKS]);
 /// `t.out + k * t.ostride + r` are writable and no one else accesses them meanwhile.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(crate) unsafe fn dot_tile(ty: GgmlType, nb: usize, t: &Tile, rows: usize, tokens: usize) {
+    // SAFETY: forwarded from the caller.
+    unsafe { tiles::<Madd>(ty, nb, t, rows, tokens) }
+}
+
+/// [`dot_tile`] with AVX-512 VNNI: each output equals the VNNI `vec_dot` (and so the AVX2
+/// one) bit for bit.
+///
+/// # Safety
+/// As [`dot_tile`], and the CPU also has AVX-512 VNNI, VL and BW.
+#[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl,avx512bw")]
+pub(crate) unsafe fn dot_tile_vnni(ty: GgmlType, nb: usize, t: &Tile, rows: usize, tokens: usize) {
+    // SAFETY: forwarded from the caller.
+    unsafe { tiles::<Vnni>(ty, nb, t, rows, tokens) }
+}
+
+/// The body of [`dot_tile`] with integer dot `D`.
+///
+/// # Safety
+/// As [`dot_tile`]; the CPU has the features of `D::LEVEL`.
+#[inline(always)]
+unsafe fn tiles<D: IntDot>(ty: GgmlType, nb: usize, t: &Tile, rows: usize, tokens: usize) {
     let offset = matches!(ty, GgmlType::Q4_1 | GgmlType::Q5_1);
     let xbs = if offset { 36 } else { 34 };
     if nb > MAX_BLOCKS {
         // SAFETY: forwarded from the caller.
-        return unsafe { one_by_one(ty, nb, t, rows, tokens, xbs) };
+        return unsafe { one_by_one::<D>(ty, nb, t, rows, tokens, xbs) };
     }
     // The activation scales `d` (and `s` for the offset formats) of one token tile as f32,
     // `[block][token]`, converted once and shared by every row pair of the tile. Lanes of
@@ -93,7 +117,7 @@ pub(crate) unsafe fn dot_tile(ty: GgmlType, nb: usize, t: &Tile, rows: usize, to
             // SAFETY: rows `r0..r0 + nr` and tokens `t0..t0 + nt` are inside the caller's
             // ranges, so the caller's contract covers this sub-tile; `ds` / `ss` hold the
             // scales of its `nb` blocks.
-            unsafe { shape(ty, nb, &tile, nr, nt, ds, ss) };
+            unsafe { shape::<D>(ty, nb, &tile, nr, nt, ds, ss) };
             r0 += nr;
         }
         t0 += nt;
@@ -104,9 +128,16 @@ pub(crate) unsafe fn dot_tile(ty: GgmlType, nb: usize, t: &Tile, rows: usize, to
 /// stack buffer of scales.
 ///
 /// # Safety
-/// As [`dot_tile`].
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn one_by_one(ty: GgmlType, nb: usize, t: &Tile, rows: usize, tokens: usize, xbs: usize) {
+/// As [`tiles`].
+#[inline(never)]
+unsafe fn one_by_one<D: IntDot>(
+    ty: GgmlType,
+    nb: usize,
+    t: &Tile,
+    rows: usize,
+    tokens: usize,
+    xbs: usize,
+) {
     let wbs = ty.type_size();
     for tt in 0..tokens {
         for r in 0..rows {
@@ -115,8 +146,7 @@ unsafe fn one_by_one(ty: GgmlType, nb: usize, t: &Tile, rows: usize, tokens: usi
             unsafe {
                 let w = std::slice::from_raw_parts(t.w.add(r * t.wrb), nb * wbs);
                 let x = std::slice::from_raw_parts(t.x.add(tt * t.xrb), nb * xbs);
-                *t.out.add(tt * t.ostride + r) =
-                    super::vec_dot_at(crate::simd::Level::Avx2, ty, nb * 32, w, x);
+                *t.out.add(tt * t.ostride + r) = super::vec_dot_at(D::LEVEL, ty, nb * 32, w, x);
             }
         }
     }
@@ -128,7 +158,7 @@ unsafe fn one_by_one(ty: GgmlType, nb: usize, t: &Tile, rows: usize, tokens: usi
 /// # Safety
 /// As [`dot_tile`], for `nr` rows and `nt` tokens.
 #[inline(always)]
-unsafe fn shape(
+unsafe fn shape<D: IntDot>(
     ty: GgmlType,
     nb: usize,
     t: &Tile,
@@ -140,10 +170,10 @@ unsafe fn shape(
     macro_rules! go {
         ($r:literal) => {
             match nt {
-                1 => kernel::<$r, 1>(ty, nb, t, ds, ss),
-                2 => kernel::<$r, 2>(ty, nb, t, ds, ss),
-                3 => kernel::<$r, 3>(ty, nb, t, ds, ss),
-                _ => kernel::<$r, 4>(ty, nb, t, ds, ss),
+                1 => kernel::<D, $r, 1>(ty, nb, t, ds, ss),
+                2 => kernel::<D, $r, 2>(ty, nb, t, ds, ss),
+                3 => kernel::<D, $r, 3>(ty, nb, t, ds, ss),
+                _ => kernel::<D, $r, 4>(ty, nb, t, ds, ss),
             }
         };
     }
@@ -161,7 +191,7 @@ unsafe fn shape(
 /// As [`dot_tile`], for `R` rows and `T` tokens; `ds` and `ss` point at the tile's
 /// activation scales, `TOKENS` initialized f32 per block for `nb` blocks.
 #[inline(always)]
-unsafe fn kernel<const R: usize, const T: usize>(
+unsafe fn kernel<D: IntDot, const R: usize, const T: usize>(
     ty: GgmlType,
     nb: usize,
     t: &Tile,
@@ -174,15 +204,15 @@ unsafe fn kernel<const R: usize, const T: usize>(
     // Q5_1 qh at 4, nibbles at 8. The callers' contracts are forwarded unchanged.
     unsafe {
         match ty {
-            Q4_0 => tile_blocks::<R, T, 8, false>(nb, t, 18, ds, ss, |b| nibbles(b.add(2))),
-            Q5_0 => tile_blocks::<R, T, 16, false>(nb, t, 22, ds, ss, |b| {
+            Q4_0 => tile_blocks::<D, R, T, 8, false>(nb, t, 18, ds, ss, |b| nibbles(b.add(2))),
+            Q5_0 => tile_blocks::<D, R, T, 16, false>(nb, t, 22, ds, ss, |b| {
                 let qh = (b.add(2) as *const u32).read_unaligned().to_le();
                 let hi = _mm256_and_si256(bits_to_bytes(qh), _mm256_set1_epi8(0x10));
                 _mm256_or_si256(nibbles(b.add(6)), hi)
             }),
-            Q8_0 => tile_blocks::<R, T, 0, false>(nb, t, 34, ds, ss, |b| load32(b.add(2))),
-            Q4_1 => tile_blocks::<R, T, 0, true>(nb, t, 20, ds, ss, |b| nibbles(b.add(4))),
-            Q5_1 => tile_blocks::<R, T, 0, true>(nb, t, 24, ds, ss, |b| {
+            Q8_0 => tile_blocks::<D, R, T, 0, false>(nb, t, 34, ds, ss, |b| load32(b.add(2))),
+            Q4_1 => tile_blocks::<D, R, T, 0, true>(nb, t, 20, ds, ss, |b| nibbles(b.add(4))),
+            Q5_1 => tile_blocks::<D, R, T, 0, true>(nb, t, 24, ds, ss, |b| {
                 let qh = (b.add(4) as *const u32).read_unaligned().to_le();
                 let hi = _mm256_and_si256(bits_to_bytes(qh), _mm256_set1_epi8(0x10));
                 _mm256_or_si256(nibbles(b.add(8)), hi)
@@ -194,21 +224,23 @@ unsafe fn kernel<const R: usize, const T: usize>(
 
 /// The eight lane sums of one block, as the single-token kernel forms them: with an offset
 /// (`OFFSET`, Q4_1 / Q5_1) the unsigned codes times `y`; for `BIAS > 0` unsigned codes minus
-/// the bias (`maddubs(u, y) - maddubs(bias, y)`, the second term `by` computed once per
+/// the bias (`IntDot::biased`, its bias term `by` computed once per
 /// token); otherwise signed Q8_0 quants (the sign moved onto `y`).
 #[inline(always)]
-unsafe fn products<const BIAS: i8, const OFFSET: bool>(
+unsafe fn products<D: IntDot, const BIAS: i8, const OFFSET: bool>(
     u: __m256i,
     y: __m256i,
     by: __m256i,
 ) -> __m256 {
-    if OFFSET {
-        dot_us8(u, y)
-    } else if BIAS == 0 {
-        dot_us8(_mm256_sign_epi8(u, u), _mm256_sign_epi8(y, u))
-    } else {
-        let p16 = _mm256_sub_epi16(_mm256_maddubs_epi16(u, y), by);
-        _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)))
+    // SAFETY: register arithmetic on the features of `D::LEVEL` (the caller's contract).
+    unsafe {
+        if OFFSET {
+            D::us8(u, y)
+        } else if BIAS == 0 {
+            super::avx2::dot_ss8::<D>(u, y)
+        } else {
+            D::biased(u, y, by)
+        }
     }
 }
 
@@ -243,7 +275,13 @@ unsafe fn weight_scales<const R: usize>(t: &Tile, i: usize, wbs: usize, off: usi
 /// # Safety
 /// As [`kernel`]; `unpack(b)` reads only inside the `wbs`-byte block at `b`.
 #[inline(always)]
-unsafe fn tile_blocks<const R: usize, const T: usize, const BIAS: i8, const OFFSET: bool>(
+unsafe fn tile_blocks<
+    D: IntDot,
+    const R: usize,
+    const T: usize,
+    const BIAS: i8,
+    const OFFSET: bool,
+>(
     nb: usize,
     t: &Tile,
     wbs: usize,
@@ -293,11 +331,12 @@ unsafe fn tile_blocks<const R: usize, const T: usize, const BIAS: i8, const OFFS
                 let by = if BIAS == 0 {
                     y
                 } else {
-                    _mm256_maddubs_epi16(_mm256_set1_epi8(BIAS), y)
+                    // SAFETY: register arithmetic (the caller's contract covers `D::LEVEL`).
+                    unsafe { D::bias_term(BIAS, y) }
                 };
                 for r in 0..R {
-                    // SAFETY: register arithmetic only (AVX2 is the caller's contract).
-                    let q = unsafe { products::<BIAS, OFFSET>(wq[r], y, by) };
+                    // SAFETY: register arithmetic only (`D::LEVEL` is the caller's contract).
+                    let q = unsafe { products::<D, BIAS, OFFSET>(wq[r], y, by) };
                     let dk = _mm256_set1_ps(dv[r * TOKENS + tt]);
                     acc[r][tt] = _mm256_fmadd_ps(dk, q, acc[r][tt]);
                 }
