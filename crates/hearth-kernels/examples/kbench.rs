@@ -6,15 +6,22 @@
 //! cargo run --release -p hearth-kernels --example kbench -- 4       # 4 threads
 //!
 //! cargo run --release -p hearth-kernels --example kbench -- 2 tiles # tiles vs vec_dot only
+//! cargo run --release -p hearth-kernels --example kbench -- 1 levels # VNNI vs AVX2 tiles
 //! ```
 //!
 //! The `tiles` section times `matmul` (the multi-token tile kernels for batches) against the
 //! same matmul done as one `vec_dot` per (row, token) — the loop `matmul` ran before the tiles —
 //! on the projection shapes of SmolLM2-135M and Gemma-3-270M.
 //!
+//! The `levels` section times the 32-element formats' tile kernels on one thread at the AVX2
+//! and the AVX-512 VNNI level in the same process (alternating, so load hits both alike) and
+//! prints the fastest and the median run of each; the minimum is the figure least disturbed by
+//! other processes on a shared machine.
+//!
 //! Timings are medians of repeated runs; on a loaded machine they are upper bounds.
 
-use hearth_kernels::matmul::quantize_activations;
+use hearth_kernels::matmul::{dot_tile_at, quantize_activations};
+use hearth_kernels::simd::Level;
 use hearth_kernels::{
     activation_type, matmul, quantize_row, row_bytes, vec_dot, GgmlType, QMatrix, ThreadPool,
 };
@@ -158,6 +165,47 @@ fn bench_tiles(pool: &ThreadPool, ty: GgmlType, rows: usize, cols: usize, tokens
     );
 }
 
+/// The whole `rows × tokens` product through `dot_tile_at` on one thread, at the AVX2 and the
+/// VNNI level alternately; checks both give the same bits.
+fn bench_levels(ty: GgmlType, rows: usize, cols: usize, tokens: usize) {
+    let act = activation_type(ty).expect("supported");
+    let w = weights(ty, rows, cols);
+    let mut xq = Vec::new();
+    quantize_activations(act, &values(tokens * cols, 2), cols, &mut xq).expect("activations");
+    let mut outs = [vec![0f32; tokens * rows], vec![0f32; tokens * rows]];
+    let levels = [Level::Avx2, Level::Avx512Vnni];
+    let mut samples = [Vec::new(), Vec::new()];
+    let reps = (100_000_000 / (rows * cols * tokens)).clamp(20, 400);
+    for _ in 0..reps {
+        for k in 0..2 {
+            let t = Instant::now();
+            let ok = dot_tile_at(levels[k], ty, cols, &w, rows, &xq, tokens, &mut outs[k]);
+            samples[k].push(t.elapsed());
+            assert!(ok, "{ty}: no tile kernel at {:?}", levels[k]);
+        }
+    }
+    let same = outs[0]
+        .iter()
+        .zip(&outs[1])
+        .all(|(a, b)| a.to_bits() == b.to_bits());
+    let [a, v] = samples.map(|mut s| {
+        s.sort();
+        (s[0], s[s.len() / 2])
+    });
+    println!(
+        "levels {:<5} {rows:>5}x{cols:<5} tokens {tokens:>3}: AVX2 min {:>9.1?} med {:>9.1?}  \
+         VNNI min {:>9.1?} med {:>9.1?}  speed-up min {:.2}x med {:.2}x  bits {}",
+        ty.name(),
+        a.0,
+        a.1,
+        v.0,
+        v.1,
+        a.0.as_secs_f64() / v.0.as_secs_f64(),
+        a.1.as_secs_f64() / v.1.as_secs_f64(),
+        if same { "equal" } else { "DIFFER" }
+    );
+}
+
 fn bench_matmul(pool: &ThreadPool, ty: GgmlType, rows: usize, cols: usize, tokens: usize) {
     let act = activation_type(ty).expect("supported");
     let w = weights(ty, rows, cols);
@@ -189,6 +237,30 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(2);
     println!("SIMD level: {:?}", hearth_kernels::simd::level());
+    if std::env::args().nth(2).as_deref() == Some("levels") {
+        if !hearth_kernels::simd::supported(Level::Avx512Vnni) {
+            println!("no AVX-512 VNNI on this CPU: nothing to compare");
+            return;
+        }
+        use GgmlType::*;
+        // The legacy shapes of the `tiles` section.
+        let shapes = [
+            (Q4_1, 576, 576),
+            (Q4_1, 1536, 576),
+            (Q4_1, 576, 1536),
+            (Q4_0, 1536, 576),
+            (Q8_0, 1536, 576),
+            (Q5_0, 1024, 640),
+            (Q5_0, 2048, 640),
+            (Q8_0, 256, 640),
+        ];
+        for (ty, rows, cols) in shapes {
+            for tokens in [7, 64] {
+                bench_levels(ty, rows, cols, tokens);
+            }
+        }
+        return;
+    }
     if std::env::args().nth(2).as_deref() == Some("tiles") {
         let pool = ThreadPool::new(threads);
         use GgmlType::*;
