@@ -25,8 +25,6 @@ use crate::matmul::Tile;
 use crate::GgmlType;
 use std::arch::x86_64::*;
 
-/// Rows per tile; the last odd row runs as a one-row tile.
-pub(crate) const ROWS: usize = 2;
 /// Tokens per tile; the last `n % TOKENS` tokens run as a narrower tile.
 pub(crate) const TOKENS: usize = 4;
 
@@ -112,7 +110,11 @@ unsafe fn tiles<D: IntDot>(ty: GgmlType, nb: usize, t: &Tile, rows: usize, token
         let (ds, ss) = (ds.as_ptr() as *const f32, ss.as_ptr() as *const f32);
         let mut r0 = 0;
         while r0 < rows {
-            let nr = (rows - r0).min(ROWS);
+            // Three rows run as two and one (no three-row kernel to compile).
+            let nr = match (rows - r0).min(D::TILE_ROWS) {
+                3 => 2,
+                nr => nr,
+            };
             let tile = t.at(r0, t0);
             // SAFETY: rows `r0..r0 + nr` and tokens `t0..t0 + nt` are inside the caller's
             // ranges, so the caller's contract covers this sub-tile; `ds` / `ss` hold the
@@ -152,7 +154,7 @@ unsafe fn one_by_one<D: IntDot>(
     }
 }
 
-/// Dispatches one tile of `nr ≤ ROWS` rows and `nt ≤ TOKENS` tokens to its monomorphized
+/// Dispatches one tile of `nr ≤ 4` rows and `nt ≤ TOKENS` tokens to its monomorphized
 /// kernel (constant sizes keep the accumulators in registers).
 ///
 /// # Safety
@@ -179,10 +181,10 @@ unsafe fn shape<D: IntDot>(
     }
     // SAFETY: forwarded from the caller.
     unsafe {
-        if nr == 1 {
-            go!(1)
-        } else {
-            go!(2)
+        match nr {
+            1 => go!(1),
+            2 => go!(2),
+            _ => go!(4),
         }
     }
 }
@@ -244,22 +246,22 @@ unsafe fn products<D: IntDot, const BIAS: i8, const OFFSET: bool>(
     }
 }
 
-/// The f16 at byte `off` of block `i` of each of the `R` weight rows, in lane `r * TOKENS + t`
-/// for every `t` (so a multiply with the activation scales `[t0..t3, t0..t3]` gives every
-/// (row, token) product at once), converted to f32.
+/// The f16 at byte `off` of block `i` of each of the `n ≤ 2` weight rows, in lane
+/// `r * TOKENS + t` for every `t` (so a multiply with the activation scales `[t0..t3, t0..t3]`
+/// gives every (row, token) product at once), converted to f32.
 ///
 /// # Safety
-/// Block `i` of rows `0..R` is readable at byte `off..off + 2`.
+/// Block `i` of rows `0..n` is readable at byte `off..off + 2`.
 #[inline(always)]
-unsafe fn weight_scales<const R: usize>(t: &Tile, i: usize, wbs: usize, off: usize) -> __m256 {
+unsafe fn weight_scales(t: &Tile, i: usize, wbs: usize, off: usize, n: usize) -> __m256 {
     let mut h = 0u32;
-    for r in 0..R {
+    for r in 0..n {
         // SAFETY: the caller's contract.
         let v = unsafe { (t.w.add(r * t.wrb + i * wbs + off) as *const u16).read_unaligned() };
         h |= u32::from(u16::from_le(v)) << (16 * r);
     }
     let v = _mm256_castps128_ps256(_mm_cvtph_ps(_mm_cvtsi32_si128(h as i32)));
-    let idx = if R == 1 {
+    let idx = if n == 1 {
         _mm256_setzero_si256()
     } else {
         _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1)
@@ -292,10 +294,12 @@ unsafe fn tile_blocks<
     let (xbs, qoff) = if OFFSET { (36, 4) } else { (34, 2) };
     let zero = _mm256_setzero_ps();
     let mut parts = [[[zero; T]; R]; 4];
-    let mut summs = [zero; 4];
+    // Row pairs: the (row, token) scales of rows `2h, 2h + 1` fill vector `h`.
+    let pairs = R.div_ceil(2);
+    let mut summs = [[zero; 2]; 4];
     for k in 0..4.min(nb) {
         let mut acc = [[zero; T]; R];
-        let mut summ = zero;
+        let mut summ = [zero; 2];
         let mut i = k;
         while i < nb {
             let mut wq = [_mm256_setzero_si256(); R];
@@ -303,28 +307,28 @@ unsafe fn tile_blocks<
                 // SAFETY: block `i < nb` of row `r < R` is readable (caller's contract).
                 *q = unsafe { unpack(t.w.add(r * t.wrb + i * wbs)) };
             }
-            // Every `d_w · d_x` of the block in one multiplication: lane `r * TOKENS + t`
-            // holds exactly the product the single-token kernel forms for (r, t).
-            // SAFETY: `ds` / `ss` hold `TOKENS` initialized scales for each of the `nb` blocks
-            // at 16-byte aligned addresses (see `Scales`); the
-            // weight scales d (byte 0) and m (byte 2) are inside block `i`.
-            let (d, ms) = unsafe {
-                let dx = _mm256_broadcast_ps(&*(ds.add(i * TOKENS) as *const __m128));
-                let d = _mm256_mul_ps(weight_scales::<R>(t, i, wbs, 0), dx);
-                let ms = if OFFSET {
-                    let sx = _mm256_broadcast_ps(&*(ss.add(i * TOKENS) as *const __m128));
-                    _mm256_mul_ps(weight_scales::<R>(t, i, wbs, 2), sx)
-                } else {
-                    zero
-                };
-                (d, ms)
-            };
-            if OFFSET {
-                summ = _mm256_add_ps(summ, ms);
+            // Every `d_w · d_x` of the block in one multiplication per row pair: lane
+            // `r * TOKENS + t` of `dv` holds exactly the product the single-token kernel forms
+            // for (r, t).
+            let mut dv = [0f32; 16];
+            for h in 0..pairs {
+                let n = (R - 2 * h).min(2);
+                let th = t.at(2 * h, 0);
+                // SAFETY: `ds` / `ss` hold `TOKENS` initialized scales for each of the `nb`
+                // blocks at 16-byte aligned addresses (see `Scales`); the weight scales d
+                // (byte 0) and m (byte 2) are inside block `i` of rows `2h..2h + n`; `dv` has
+                // room for eight f32 at `8 h`.
+                unsafe {
+                    let dx = _mm256_broadcast_ps(&*(ds.add(i * TOKENS) as *const __m128));
+                    let d = _mm256_mul_ps(weight_scales(&th, i, wbs, 0, n), dx);
+                    _mm256_storeu_ps(dv.as_mut_ptr().add(8 * h), d);
+                    if OFFSET {
+                        let sx = _mm256_broadcast_ps(&*(ss.add(i * TOKENS) as *const __m128));
+                        let ms = _mm256_mul_ps(weight_scales(&th, i, wbs, 2, n), sx);
+                        summ[h] = _mm256_add_ps(summ[h], ms);
+                    }
+                }
             }
-            let mut dv = [0f32; 8];
-            // SAFETY: `dv` holds eight f32.
-            unsafe { _mm256_storeu_ps(dv.as_mut_ptr(), d) };
             for tt in 0..T {
                 // SAFETY: block `i < nb` of token `tt < T` is readable; quants at `qoff`.
                 let y = unsafe { load32(t.x.add(tt * t.xrb + i * xbs + qoff)) };
@@ -346,10 +350,13 @@ unsafe fn tile_blocks<
         parts[k] = acc;
         summs[k] = summ;
     }
-    let mut sv = [[0f32; 8]; 4];
+    let mut sv = [[0f32; 16]; 4];
     for (s, v) in sv.iter_mut().zip(summs) {
-        // SAFETY: `s` holds eight f32.
-        unsafe { _mm256_storeu_ps(s.as_mut_ptr(), v) };
+        // SAFETY: `s` holds sixteen f32.
+        unsafe {
+            _mm256_storeu_ps(s.as_mut_ptr(), v[0]);
+            _mm256_storeu_ps(s.as_mut_ptr().add(8), v[1]);
+        }
     }
     for r in 0..R {
         for tt in 0..T {
