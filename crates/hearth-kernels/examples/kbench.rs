@@ -206,6 +206,50 @@ fn bench_levels(ty: GgmlType, rows: usize, cols: usize, tokens: usize) {
     );
 }
 
+/// One token through every row with `simd::vec_dot_at` (the decode path) on one thread, at
+/// the AVX2 and the VNNI level alternately; checks both give the same bits.
+fn bench_levels_vec_dot(ty: GgmlType, rows: usize, cols: usize) {
+    let act = activation_type(ty).expect("supported");
+    let w = weights(ty, rows, cols);
+    let rb = row_bytes(ty, cols);
+    let mut xq = Vec::new();
+    quantize_activations(act, &values(cols, 2), cols, &mut xq).expect("activations");
+    let mut outs = [vec![0f32; rows], vec![0f32; rows]];
+    let levels = [Level::Avx2, Level::Avx512Vnni];
+    let mut samples = [Vec::new(), Vec::new()];
+    for _ in 0..400 {
+        for k in 0..2 {
+            let t = Instant::now();
+            for (r, o) in outs[k].iter_mut().enumerate() {
+                let row = &w[r * rb..(r + 1) * rb];
+                *o = hearth_kernels::simd::vec_dot_at(levels[k], ty, cols, row, &xq)
+                    .expect("legacy type on a supported level");
+            }
+            samples[k].push(t.elapsed());
+        }
+    }
+    let same = outs[0]
+        .iter()
+        .zip(&outs[1])
+        .all(|(a, b)| a.to_bits() == b.to_bits());
+    let [a, v] = samples.map(|mut s| {
+        s.sort();
+        (s[0], s[s.len() / 2])
+    });
+    println!(
+        "vec_dot {:<5} {rows:>5}x{cols:<5} 1 token: AVX2 min {:>9.1?} med {:>9.1?}  \
+         VNNI min {:>9.1?} med {:>9.1?}  speed-up min {:.2}x med {:.2}x  bits {}",
+        ty.name(),
+        a.0,
+        a.1,
+        v.0,
+        v.1,
+        a.0.as_secs_f64() / v.0.as_secs_f64(),
+        a.1.as_secs_f64() / v.1.as_secs_f64(),
+        if same { "equal" } else { "DIFFER" }
+    );
+}
+
 fn bench_matmul(pool: &ThreadPool, ty: GgmlType, rows: usize, cols: usize, tokens: usize) {
     let act = activation_type(ty).expect("supported");
     let w = weights(ty, rows, cols);
@@ -258,6 +302,9 @@ fn main() {
             for tokens in [7, 64] {
                 bench_levels(ty, rows, cols, tokens);
             }
+        }
+        for ty in [Q4_0, Q4_1, Q5_0, Q5_1, Q8_0] {
+            bench_levels_vec_dot(ty, 1536, 576);
         }
         return;
     }
