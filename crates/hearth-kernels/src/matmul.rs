@@ -209,11 +209,11 @@ fn tile_kernel(level: Level, ty: GgmlType) -> Option<TileFn> {
         Level::Avx512Vnni if crate::legacy::tile::supports(ty) => {
             Some(crate::legacy::tile::dot_tile_vnni)
         }
-        // The K-quant tiles have no VNNI variant (their `madd` multiplies by i16 sub-block
-        // scales, which `vpdpbusd` cannot fold in): AVX2 at both levels.
         #[cfg(target_arch = "x86_64")]
-        Level::Avx2 | Level::Avx512Vnni if crate::kquants::tile::supports(ty) => {
-            Some(crate::kquants::tile::dot_tile)
+        Level::Avx2 if crate::kquants::tile::supports(ty) => Some(crate::kquants::tile::dot_tile),
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx512Vnni if crate::kquants::tile::supports(ty) => {
+            Some(crate::kquants::tile::dot_tile_vnni)
         }
         _ => None,
     }

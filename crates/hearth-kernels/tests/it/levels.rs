@@ -207,3 +207,75 @@ fn avx2_level_is_supported_under_vnni() {
     assert!(simd::supported(Level::Scalar));
     assert!(simd::supported(simd::detect()));
 }
+
+#[test]
+fn vnni_k_quant_tiles_equal_avx2_bit_for_bit() {
+    // The K-quant tiles' VNNI variant replaces `madd` + add by `vpdpwssd`: exact i32 lanes on
+    // both levels. Random bytes reach every quant and scale code; a row of all-ones quant bytes
+    // (scales kept finite) and constant ±1 activations (quants ±127) reach the largest products.
+    if !have_vnni() {
+        return;
+    }
+    let mut r = rng(73);
+    let mut checked = 0usize;
+    for ty in [GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K] {
+        let act = activation_type(ty).unwrap();
+        for nb in [1usize, 2, 3, 5] {
+            let n = nb * ty.block_size();
+            let (wrb, xrb) = (row_bytes(ty, n), row_bytes(act, n));
+            let (rows, tokens) = (3, 6);
+            let mut w: Vec<u8> = (0..rows)
+                .flat_map(|_| random_bytes_row(&mut r, ty, n))
+                .collect();
+            let scale_bytes: &[usize] = match ty {
+                GgmlType::Q6_K => &[208, 209],
+                _ => &[0, 1, 2, 3],
+            };
+            for (i, b) in w[..wrb].iter_mut().enumerate() {
+                if !scale_bytes.contains(&(i % ty.type_size())) {
+                    *b = 0xff;
+                }
+            }
+            let mut x = Vec::new();
+            for t in 0..tokens {
+                let row = match t {
+                    0 => encode(act, &vec![1.0; n]),
+                    1 => encode(act, &vec![-1.0; n]),
+                    _ => activation_row(&mut r, ty, n),
+                };
+                x.extend_from_slice(&row);
+            }
+            let mut outs = [vec![f32::NAN; rows * tokens], vec![f32::NAN; rows * tokens]];
+            for (level, out) in [Level::Avx2, Level::Avx512Vnni].into_iter().zip(&mut outs) {
+                assert!(dot_tile_at(level, ty, n, &w, rows, &x, tokens, out));
+            }
+            for t in 0..tokens {
+                for row in 0..rows {
+                    let (wr, xr) = (&w[row * wrb..(row + 1) * wrb], &x[t * xrb..(t + 1) * xrb]);
+                    // K-quant `vec_dot` runs the same AVX2 code at both levels.
+                    let dot = hearth_kernels::vec_dot(ty, n, wr, xr);
+                    let (a, v) = (outs[0][t * rows + row], outs[1][t * rows + row]);
+                    assert_eq!(
+                        a.to_bits(),
+                        v.to_bits(),
+                        "{ty} nb={nb}: row {row}, token {t}: AVX2 tile {a} vs VNNI tile {v}"
+                    );
+                    assert_eq!(
+                        v.to_bits(),
+                        dot.to_bits(),
+                        "{ty}: VNNI tile {v} vs vec_dot {dot}"
+                    );
+                    checked += 1;
+                }
+            }
+        }
+    }
+    eprintln!("{checked} VNNI K-quant tile outputs equal to the AVX2 tiles");
+}
+
+/// `values` encoded as `ty`.
+fn encode(ty: GgmlType, values: &[f32]) -> Vec<u8> {
+    let mut out = vec![0u8; row_bytes(ty, values.len())];
+    hearth_kernels::quantize_row(ty, values, &mut out).expect("encode activations");
+    out
+}
