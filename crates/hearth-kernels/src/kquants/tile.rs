@@ -1,5 +1,7 @@
-//! Multi-token tiles for Q4_K, Q5_K and Q6_K (AVX2): one weight row × up to `TOKENS`
-//! activation rows per call, each super-block's quants and scales unpacked once for all tokens.
+//! Multi-token tiles for Q4_K, Q5_K and Q6_K (AVX2, and AVX2 with AVX-512 VNNI): one weight
+//! row × up to `TOKENS` activation rows per call, each super-block's quants and scales unpacked
+//! once for all tokens. The body is generic over the scale multiply-accumulate ([`ScaleAcc`])
+//! and compiled once per level ([`dot_tile`], [`dot_tile_vnni`]).
 //!
 //! # Same bits as `vec_dot`
 //! Per block the single-token kernel forms the eight i32 lane sums `S` (and for Q4_K/Q5_K the
@@ -36,6 +38,88 @@ pub(crate) fn supports(ty: GgmlType) -> bool {
 /// activations.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(crate) unsafe fn dot_tile(ty: GgmlType, nb: usize, t: &Tile, rows: usize, tokens: usize) {
+    // SAFETY: forwarded from the caller.
+    unsafe { tiles::<Madd>(ty, nb, t, rows, tokens) }
+}
+
+/// [`dot_tile`] with AVX-512 VNNI's `vpdpwssd` for the scale multiply-accumulate: each output
+/// equals the (AVX2) `vec_dot` bit for bit, like [`dot_tile`]'s.
+///
+/// # Safety
+/// As [`dot_tile`], and the CPU also has AVX-512 VNNI, VL and BW.
+#[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl,avx512bw")]
+pub(crate) unsafe fn dot_tile_vnni(ty: GgmlType, nb: usize, t: &Tile, rows: usize, tokens: usize) {
+    // SAFETY: forwarded from the caller.
+    unsafe { tiles::<Vnni>(ty, nb, t, rows, tokens) }
+}
+
+/// `s + madd(a, b)` per i32 lane: the sub-block scales (`a`, i16) times the i16 pair sums of
+/// `maddubs` (`b`), accumulated into the block's lane sums `s`.
+///
+/// # Same bits on both levels
+/// `madd` cannot overflow here (its one overflowing case is both pairs `-32768 · -32768`, and
+/// the scales are at most 63 for Q4_K/Q5_K, an i8 for Q6_K), and i32 addition wraps in both
+/// instruction sets, so `vpdpwssd` (the two products added to `s`) gives exactly the AVX2
+/// lanes. Only the integer lane sums change instructions; the f32 steps are shared code.
+trait ScaleAcc {
+    /// `s + madd(a, b)`.
+    ///
+    /// # Safety
+    /// The CPU has this implementation's features.
+    unsafe fn acc(s: __m256i, a: __m256i, b: __m256i) -> __m256i;
+    /// `s + (madd(a1, b1) + madd(a2, b2))`.
+    ///
+    /// # Safety
+    /// As [`ScaleAcc::acc`].
+    unsafe fn acc2(s: __m256i, a1: __m256i, b1: __m256i, a2: __m256i, b2: __m256i) -> __m256i;
+}
+
+/// AVX2: `madd`, then add (the instructions the single-token kernel uses).
+struct Madd;
+
+impl ScaleAcc for Madd {
+    #[inline(always)]
+    unsafe fn acc(s: __m256i, a: __m256i, b: __m256i) -> __m256i {
+        _mm256_add_epi32(s, _mm256_madd_epi16(a, b))
+    }
+
+    #[inline(always)]
+    unsafe fn acc2(s: __m256i, a1: __m256i, b1: __m256i, a2: __m256i, b2: __m256i) -> __m256i {
+        let (p1, p2) = (_mm256_madd_epi16(a1, b1), _mm256_madd_epi16(a2, b2));
+        _mm256_add_epi32(s, _mm256_add_epi32(p1, p2))
+    }
+}
+
+/// AVX-512 VNNI: one `vpdpwssd` per product.
+struct Vnni;
+
+/// `s + madd(a, b)` in one instruction.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl,avx512bw")]
+fn dpwssd(s: __m256i, a: __m256i, b: __m256i) -> __m256i {
+    _mm256_dpwssd_epi32(s, a, b)
+}
+
+impl ScaleAcc for Vnni {
+    #[inline(always)]
+    unsafe fn acc(s: __m256i, a: __m256i, b: __m256i) -> __m256i {
+        // SAFETY: the caller's contract (AVX-512 VNNI and VL).
+        unsafe { dpwssd(s, a, b) }
+    }
+
+    #[inline(always)]
+    unsafe fn acc2(s: __m256i, a1: __m256i, b1: __m256i, a2: __m256i, b2: __m256i) -> __m256i {
+        // SAFETY: as in `acc`.
+        unsafe { dpwssd(dpwssd(s, a1, b1), a2, b2) }
+    }
+}
+
+/// The body of [`dot_tile`] with scale accumulation `W`.
+///
+/// # Safety
+/// As [`dot_tile`]; the CPU has `W`'s features.
+#[inline(always)]
+unsafe fn tiles<W: ScaleAcc>(ty: GgmlType, nb: usize, t: &Tile, rows: usize, tokens: usize) {
     let mut t0 = 0;
     while t0 < tokens {
         let nt = (tokens - t0).min(TOKENS);
@@ -44,10 +128,10 @@ pub(crate) unsafe fn dot_tile(ty: GgmlType, nb: usize, t: &Tile, rows: usize, to
             // SAFETY: row `r` and tokens `t0..t0 + nt` are inside the caller's ranges.
             unsafe {
                 match nt {
-                    1 => kernel::<1>(ty, nb, &tile),
-                    2 => kernel::<2>(ty, nb, &tile),
-                    3 => kernel::<3>(ty, nb, &tile),
-                    _ => kernel::<4>(ty, nb, &tile),
+                    1 => kernel::<W, 1>(ty, nb, &tile),
+                    2 => kernel::<W, 2>(ty, nb, &tile),
+                    3 => kernel::<W, 3>(ty, nb, &tile),
+                    _ => kernel::<W, 4>(ty, nb, &tile),
                 }
             }
         }
@@ -58,13 +142,13 @@ pub(crate) unsafe fn dot_tile(ty: GgmlType, nb: usize, t: &Tile, rows: usize, to
 /// # Safety
 /// As [`dot_tile`], for one row and `T` tokens.
 #[inline(always)]
-unsafe fn kernel<const T: usize>(ty: GgmlType, nb: usize, t: &Tile) {
+unsafe fn kernel<W: ScaleAcc, const T: usize>(ty: GgmlType, nb: usize, t: &Tile) {
     // SAFETY: forwarded from the caller.
     unsafe {
         match ty {
-            GgmlType::Q4_K => tile_q4k::<T, false>(nb, t),
-            GgmlType::Q5_K => tile_q4k::<T, true>(nb, t),
-            GgmlType::Q6_K => tile_q6k::<T>(nb, t),
+            GgmlType::Q4_K => tile_q4k::<W, T, false>(nb, t),
+            GgmlType::Q5_K => tile_q4k::<W, T, true>(nb, t),
+            GgmlType::Q6_K => tile_q6k::<W, T>(nb, t),
             other => unreachable!("K-quant tile on {other}"),
         }
     }
@@ -75,7 +159,7 @@ unsafe fn kernel<const T: usize>(ty: GgmlType, nb: usize, t: &Tile) {
 /// # Safety
 /// As [`kernel`].
 #[inline(always)]
-unsafe fn tile_q4k<const T: usize, const FIVE: bool>(nb: usize, t: &Tile) {
+unsafe fn tile_q4k<W: ScaleAcc, const T: usize, const FIVE: bool>(nb: usize, t: &Tile) {
     let (wbs, qs_off) = if FIVE { (Q5K, 48) } else { (Q4K, 16) };
     let m4 = _mm256_set1_epi8(0x0f);
     let bit4 = _mm256_set1_epi8(16);
@@ -110,9 +194,9 @@ unsafe fn tile_q4k<const T: usize, const FIVE: bool>(nb: usize, t: &Tile) {
                 let sc_hi = _mm256_shuffle_epi8(scales, masks[2 * j + 1]);
                 for tt in 0..T {
                     let q8 = xb[tt].add(Q8K_QS + 64 * j);
-                    let lo = _mm256_madd_epi16(sc_lo, _mm256_maddubs_epi16(q_lo, load(q8)));
-                    let hi = _mm256_madd_epi16(sc_hi, _mm256_maddubs_epi16(q_hi, load(q8.add(32))));
-                    s[tt] = _mm256_add_epi32(s[tt], _mm256_add_epi32(lo, hi));
+                    let lo = _mm256_maddubs_epi16(q_lo, load(q8));
+                    let hi = _mm256_maddubs_epi16(q_hi, load(q8.add(32)));
+                    s[tt] = W::acc2(s[tt], sc_lo, lo, sc_hi, hi);
                 }
             }
             for tt in 0..T {
@@ -147,7 +231,7 @@ unsafe fn k4_scales_mins(wb: *const u8) -> (__m256i, __m256i) {
 /// # Safety
 /// As [`kernel`].
 #[inline(always)]
-unsafe fn tile_q6k<const T: usize>(nb: usize, t: &Tile) {
+unsafe fn tile_q6k<W: ScaleAcc, const T: usize>(nb: usize, t: &Tile) {
     let m4 = _mm256_set1_epi8(0x0f);
     let m3 = _mm256_set1_epi8(3);
     // SAFETY (whole body): block `i < nb` of the row and of each token `tt < T` is readable
@@ -189,8 +273,7 @@ unsafe fn tile_q6k<const T: usize>(nb: usize, t: &Tile) {
                     let scm = _mm256_shuffle_epi8(*sc, masks[k]);
                     for tt in 0..T {
                         let y = load(xb[tt].add(Q8K_QS + 128 * j + 32 * k));
-                        let p = _mm256_madd_epi16(scm, _mm256_maddubs_epi16(*qk, y));
-                        s[tt] = _mm256_add_epi32(s[tt], p);
+                        s[tt] = W::acc(s[tt], scm, _mm256_maddubs_epi16(*qk, y));
                     }
                 }
             }
