@@ -364,7 +364,7 @@ mod avx2 {
     /// The integer dot product at the heart of every 32-element kernel: 32 u8 × 32 i8 into
     /// eight i32 lanes, lane `k` the sum of the four products of bytes `4k..4k + 4`, in two
     /// instruction sets. The kernel bodies are generic over it and compiled once per level
-    /// (see [`kernels!`]).
+    /// (see the `kernels!` macro below).
     ///
     /// # Same bits on both levels
     /// [`Madd`] forms the pair sums in i16 (`maddubs`, which saturates) and widens pairs of

@@ -13,12 +13,12 @@
 //! # Layout
 //! - `float`: F32, F16, BF16 weights.
 //! - `legacy`: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 weights and the Q8_0 / Q8_1 activation formats;
-//!   `legacy::tile`, their multi-token AVX2 tiles.
+//!   `legacy::tile`, their multi-token tiles (AVX2, and AVX-512 VNNI where the CPU has it).
 //! - `kquants`: Q2_K..Q6_K weights and the Q8_K activation format; `kquants::tile`, the
-//!   multi-token AVX2 tiles of Q4_K, Q5_K and Q6_K.
+//!   multi-token tiles of Q4_K, Q5_K and Q6_K (AVX2, and AVX-512 VNNI).
 //! - [`pool`]: the persistent thread pool.
-//! - [`simd`]: run-time CPU feature detection (AVX2+FMA here; scalar everywhere; a NEON path
-//!   would be one more [`simd::Level`]).
+//! - [`simd`]: run-time CPU feature detection (AVX2+FMA, optionally AVX-512 VNNI, here; scalar
+//!   everywhere; a NEON path would be one more [`simd::Level`]).
 
 mod float;
 mod kquants;

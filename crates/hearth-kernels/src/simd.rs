@@ -9,9 +9,11 @@
 //! AVX-512 VNNI kernels with the AVX2 ones on one machine); any other value, or none, means
 //! "best available".
 //!
-//! Every level gives the same bits for the same inputs: [`Level::Avx512Vnni`] only replaces
-//! the integer dot products of the 32-element formats (`maddubs` + `madd` becomes one
-//! `vpdpbusd`), whose i32 results are exact on both levels; everything in f32 is the same code.
+//! Every level gives the same bits for the same inputs. [`Level::Avx512Vnni`] changes only
+//! how exact integer sums are formed: the 32-element formats' `maddubs` + `madd` becomes one
+//! `vpdpbusd` (in `vec_dot` and the tiles), and the K-quant tiles' `madd` + add by sub-block
+//! scales becomes one `vpdpwssd`. Those i32 results are exact on both levels, and everything
+//! in f32 is the same code.
 
 use std::sync::OnceLock;
 
@@ -23,8 +25,10 @@ pub enum Level {
     /// x86-64 with AVX2, FMA and F16C (Haswell and later, Zen and later).
     Avx2,
     /// [`Level::Avx2`] plus AVX-512 VNNI, VL and BW (Ice Lake and later, Zen 4 and later):
-    /// the 256-bit `vpdpbusd` sums four u8 × i8 products per i32 lane in one instruction.
-    /// Kernels without a VNNI variant run their AVX2 code at this level.
+    /// the 256-bit `vpdpbusd` sums four u8 × i8 products per i32 lane in one instruction
+    /// (`vpdpwssd` two i16 × i16), and AVX-512VL's 32 ymm registers allow bigger tiles.
+    /// Kernels without a VNNI variant (floats, K-quant `vec_dot`, the Q8 encoders) run their
+    /// AVX2 code at this level.
     Avx512Vnni,
     // NEON: an aarch64 level would go here, detected with
     // `std::arch::is_aarch64_feature_detected!("neon")` (and "dotprod" for `sdot`).
