@@ -740,8 +740,9 @@ pub(crate) fn vec_dot_at(level: Level, ty: GgmlType, n: usize, w: &[u8], x: &[u8
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `Level::Avx2` and `Level::Avx512Vnni` come only from `simd::detect`, which
         // checked AVX2, FMA and F16C; the assertion above guarantees `nb` whole blocks in both
-        // buffers. The K-quants keep their AVX2 kernels at the VNNI level: their `madd` step
-        // multiplies by i16 sub-block scales, which `vpdpbusd` cannot fold in.
+        // buffers. Single-token K-quant dots keep their AVX2 code at the VNNI level (decode
+        // is bound by memory, not by these instructions); the tiles have a VNNI variant
+        // (`tile::dot_tile_vnni`), equal to this bit for bit.
         Level::Avx2 | Level::Avx512Vnni => unsafe { avx2::vec_dot(ty, nb, w, x) },
         // NEON: an aarch64 kernel slots in here, keeping the 8-lane layout of the module docs.
         _ => vec_dot_scalar(ty, n, w, x),
