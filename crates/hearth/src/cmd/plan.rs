@@ -956,7 +956,7 @@ pub(crate) fn detect(measure: bool) -> anyhow::Result<Machine> {
     // FP32 FLOP per core per cycle: two 8-wide FMA units with AVX2, one 4-wide-ish scalar path
     // otherwise; 3 GHz is an assumed all-core clock. Only the prompt estimate uses this.
     let per_cycle = match level {
-        hearth_kernels::simd::Level::Avx2 => 32.0,
+        hearth_kernels::simd::Level::Avx2 | hearth_kernels::simd::Level::Avx512Vnni => 32.0,
         hearth_kernels::simd::Level::Scalar => 4.0,
     };
     let bandwidth = if measure {
