@@ -378,6 +378,19 @@ impl Model {
 
     /// Causal (and, on local layers, windowed) attention for every (token, head) pair of the
     /// batch, split across threads; each pair reads its sequence's keys in position order.
+    /// Causal attention for every token of the batch, all heads.
+    ///
+    /// Work is split into units of (run, head): a run is up to [`ATTN_RUN`] consecutive batch
+    /// tokens of one sequence at consecutive positions (a prompt chunk; a decoding sequence is
+    /// a run of one). A unit widens each key and value row to f32 once and uses it for all of
+    /// the run's tokens that see it, instead of once per token. Units go to threads in
+    /// contiguous ranges of about equal cost (keys seen), because causal attention gives later
+    /// tokens more work than earlier ones.
+    ///
+    /// Every token's arithmetic is the one-token arithmetic, in the same order: each score is
+    /// the F32 dot of the widened key and the query rounded to f16 (the same operations as the
+    /// F16 dot of the f16 values, since widening is exact), softmax walks the keys in order, and
+    /// the output sums `p · v` over the keys in order. So results do not depend on the batch.
     fn attention<S: AsRef<SeqKv> + Sync>(
         &self,
         il: usize,
@@ -388,81 +401,174 @@ impl Model {
         pool: &ThreadPool,
     ) {
         let c = &self.config;
-        let n_items = batch.len() * c.n_head;
         let group = c.n_head / c.n_kv_head;
         let hd = c.head_dim;
         let vhd = c.v_head_dim;
         let q_dim = c.n_head * hd;
         let window = kv.window(il);
+        // The first position token `item` attends to.
+        let first_of = |item: &BatchItem| {
+            let view = kv.view(il, seqs[item.seq].as_ref());
+            match window {
+                Some(w) => (item.pos + 1).saturating_sub(w),
+                None => 0,
+            }
+            .max(view.first_pos())
+        };
+
+        // Runs, then units (run-major, head-minor) and their split between threads.
+        ws.runs.clear();
+        let mut i = 0;
+        while i < batch.len() {
+            let mut len = 1;
+            while len < ATTN_RUN
+                && i + len < batch.len()
+                && batch[i + len].seq == batch[i].seq
+                && batch[i + len].pos == batch[i + len - 1].pos + 1
+            {
+                len += 1;
+            }
+            let cost: usize = batch[i..i + len]
+                .iter()
+                .map(|it| it.pos + 1 - first_of(it))
+                .sum();
+            ws.runs.push(Run {
+                start: i,
+                len,
+                cost,
+            });
+            i += len;
+        }
+        let nt = pool.n_threads();
+        let total: usize = ws.runs.iter().map(|r| r.cost).sum::<usize>() * c.n_head;
+        ws.unit_bounds.clear();
+        ws.unit_bounds.push(0);
+        let mut acc = 0usize;
+        let mut unit = 0usize;
+        for r in ws.runs.iter() {
+            for _ in 0..c.n_head {
+                acc += r.cost;
+                unit += 1;
+                // Thread k's range ends at the first unit where the running cost reaches
+                // k / nt of the total.
+                while ws.unit_bounds.len() < nt && acc * nt >= total * ws.unit_bounds.len() {
+                    ws.unit_bounds.push(unit);
+                }
+            }
+        }
+        while ws.unit_bounds.len() <= nt {
+            ws.unit_bounds.push(unit);
+        }
+
         let q = &ws.q;
         let scratch = &ws.attn_scratch;
+        let runs = &ws.runs;
+        let bounds = &ws.unit_bounds;
         let exact = self.exact;
-        pool.run(|ti, nt| {
-            let (start, end) = (ti * n_items / nt, (ti + 1) * n_items / nt);
+        pool.run(|ti, _| {
             // Each thread has its own scratch; the lock is never contended.
             let mut guard = scratch[ti].lock().unwrap_or_else(|e| e.into_inner());
             let s = &mut *guard;
             s.out.clear();
-            s.out.resize((end - start) * vhd, 0.0);
-            for item_idx in start..end {
-                let (t, h) = (item_idx / c.n_head, item_idx % c.n_head);
-                let item = batch[t];
-                let view = kv.view(il, seqs[item.seq].as_ref());
+            for u in bounds[ti]..bounds[ti + 1] {
+                let (run, h) = (&runs[u / c.n_head], u % c.n_head);
                 let g = h / group;
-                let qh = &q[t * q_dim + h * hd..t * q_dim + (h + 1) * hd];
-                // Queries meet f16 keys as f16, as in llama.cpp; the dot runs on the F16 kernel.
-                s.q16.clear();
-                s.q16.extend(qh.iter().map(|&x| f16::from_f32(x).to_bits()));
-                let q_bytes: &[u8] = bytemuck::cast_slice(&s.q16);
-                let first = match window {
-                    Some(w) => (item.pos + 1).saturating_sub(w),
-                    None => 0,
+                let items = &batch[run.start..run.start + run.len];
+                let view = kv.view(il, seqs[items[0].seq].as_ref());
+                // Queries meet f16 keys as f16, as in llama.cpp: rounded to f16 here.
+                s.qf.clear();
+                for t in run.start..run.start + run.len {
+                    let qh = &q[t * q_dim + h * hd..t * q_dim + (h + 1) * hd];
+                    s.qf.extend(qh.iter().map(|&x| f16::from_f32(x).to_f32()));
                 }
-                .max(view.first_pos());
-                let n = item.pos + 1 - first;
+                s.firsts.clear();
+                s.firsts.extend(items.iter().map(first_of));
+                let lo = s.firsts.iter().copied().min().unwrap_or(0);
+                let hi = items[run.len - 1].pos;
+                let span = hi + 1 - lo;
                 s.scores.clear();
-                let mut max = f32::NEG_INFINITY;
-                for j in first..=item.pos {
+                s.scores.resize(run.len * span, 0.0);
+                s.krow.resize(hd, 0.0);
+                for j in lo..=hi {
                     let k: &[u8] = bytemuck::cast_slice(&view.k(j)[g * hd..(g + 1) * hd]);
-                    let sc = hearth_kernels::vec_dot(GgmlType::F16, hd, k, q_bytes) * c.attn_scale;
-                    max = max.max(sc);
-                    s.scores.push(sc);
-                }
-                let mut sum = 0f32;
-                for sc in s.scores.iter_mut() {
-                    *sc = (*sc - max).exp();
-                    sum += *sc;
-                }
-                let inv = 1.0 / sum;
-                let o = &mut s.out[(item_idx - start) * vhd..(item_idx - start + 1) * vhd];
-                s.vrow.resize(vhd, 0.0);
-                for (jj, j) in (first..=item.pos).enumerate() {
-                    let v: &[u8] = bytemuck::cast_slice(&view.v(j)[g * vhd..(g + 1) * vhd]);
                     // A whole row of f16 values always decodes; the length is the row's own.
-                    let _ = hearth_kernels::dequantize_row(GgmlType::F16, v, &mut s.vrow);
-                    let mut p = s.scores[jj] * inv;
-                    if !exact {
-                        // llama.cpp multiplies V by the probabilities converted to f16.
-                        p = f16::from_f32(p).to_f32();
-                    }
-                    for (acc, x) in o.iter_mut().zip(&s.vrow) {
-                        *acc += p * x;
+                    let _ = hearth_kernels::dequantize_row(GgmlType::F16, k, &mut s.krow);
+                    let kb: &[u8] = bytemuck::cast_slice(&s.krow);
+                    for (r, it) in items.iter().enumerate() {
+                        if j < s.firsts[r] || j > it.pos {
+                            continue;
+                        }
+                        let qb: &[u8] = bytemuck::cast_slice(&s.qf[r * hd..(r + 1) * hd]);
+                        s.scores[r * span + (j - lo)] =
+                            hearth_kernels::vec_dot(GgmlType::F32, hd, kb, qb) * c.attn_scale;
                     }
                 }
-                debug_assert_eq!(s.scores.len(), n);
+                // Softmax per token over the keys it sees, in order; probabilities rounded
+                // to f16 as llama.cpp multiplies V by them (not in exact mode).
+                for (r, it) in items.iter().enumerate() {
+                    let row =
+                        &mut s.scores[r * span + (s.firsts[r] - lo)..r * span + (it.pos + 1 - lo)];
+                    let max = row.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+                    let mut sum = 0f32;
+                    for sc in row.iter_mut() {
+                        *sc = (*sc - max).exp();
+                        sum += *sc;
+                    }
+                    let inv = 1.0 / sum;
+                    for sc in row.iter_mut() {
+                        let p = *sc * inv;
+                        *sc = if exact { p } else { f16::from_f32(p).to_f32() };
+                    }
+                }
+                let o0 = s.out.len();
+                s.out.resize(o0 + run.len * vhd, 0.0);
+                s.vrow.resize(vhd, 0.0);
+                for j in lo..=hi {
+                    let v: &[u8] = bytemuck::cast_slice(&view.v(j)[g * vhd..(g + 1) * vhd]);
+                    let _ = hearth_kernels::dequantize_row(GgmlType::F16, v, &mut s.vrow);
+                    for (r, it) in items.iter().enumerate() {
+                        if j < s.firsts[r] || j > it.pos {
+                            continue;
+                        }
+                        let p = s.scores[r * span + (j - lo)];
+                        let o = &mut s.out[o0 + r * vhd..o0 + (r + 1) * vhd];
+                        for (acc, x) in o.iter_mut().zip(&s.vrow) {
+                            *acc += p * x;
+                        }
+                    }
+                }
             }
         });
-        // Gather the per-thread results in item order.
-        let nt = pool.n_threads();
+        // Put each unit's rows where they belong: token t, head h at (t * n_head + h) * vhd.
         for ti in 0..nt {
-            let start = ti * n_items / nt;
             let guard = ws.attn_scratch[ti]
                 .lock()
                 .unwrap_or_else(|e| e.into_inner());
-            let len = guard.out.len();
-            ws.attn[start * vhd..start * vhd + len].copy_from_slice(&guard.out);
+            let mut at = 0;
+            for u in ws.unit_bounds[ti]..ws.unit_bounds[ti + 1] {
+                let (run, h) = (&ws.runs[u / c.n_head], u % c.n_head);
+                for r in 0..run.len {
+                    let t = run.start + r;
+                    let dst = (t * c.n_head + h) * vhd;
+                    ws.attn[dst..dst + vhd].copy_from_slice(&guard.out[at..at + vhd]);
+                    at += vhd;
+                }
+            }
         }
     }
+}
+
+/// Most tokens of one sequence whose attention one work unit computes together.
+const ATTN_RUN: usize = 16;
+
+/// Consecutive batch tokens of one sequence (see [`Model::attention`]).
+#[derive(Clone, Copy, Debug, Default)]
+struct Run {
+    /// Index of its first token in the batch.
+    start: usize,
+    len: usize,
+    /// Keys seen by its tokens together (per head).
+    cost: usize,
 }
 
 /// Quantized activations of the last projection input, reused while the input is unchanged
@@ -481,11 +587,17 @@ impl ActCache {
 
 #[derive(Default)]
 struct AttnScratch {
-    /// The query head as f16 bits.
-    q16: Vec<u16>,
-    /// One value row decoded to f32.
+    /// The run's queries of one head, rounded to f16 and widened back: `[token][hd]`.
+    qf: Vec<f32>,
+    /// The first position each token of the run attends to.
+    firsts: Vec<usize>,
+    /// One key row of one KV head, widened to f32.
+    krow: Vec<f32>,
+    /// One value row of one KV head, widened to f32.
     vrow: Vec<f32>,
+    /// Scores, then probabilities: `[token][position - lo]`.
     scores: Vec<f32>,
+    /// Outputs of this thread's units in unit order, `[unit][token][vhd]`.
     out: Vec<f32>,
 }
 
@@ -505,6 +617,9 @@ pub struct Workspace {
     logits: Vec<f32>,
     act: ActCache,
     attn_scratch: Vec<Mutex<AttnScratch>>,
+    /// Attention work: runs of tokens, and where each thread's units begin.
+    runs: Vec<Run>,
+    unit_bounds: Vec<usize>,
 }
 
 impl Workspace {
