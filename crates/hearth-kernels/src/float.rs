@@ -166,6 +166,70 @@ fn dot_scalar(w: &[u8], x: &[u8], esize: usize, load: impl Fn(&[u8]) -> f32) -> 
     (s4[0] + s4[2]) + (s4[1] + s4[3]) + tail
 }
 
+/// `out[r] = dot(k, q[r·n .. (r+1)·n])` for every row `r` of `q`: one key against several
+/// queries (attention scores), each equal bit for bit to [`crate::vec_dot`] of the F32 rows,
+/// and so to the F16 dot of the f16 values the rows were widened from. The key is loaded once
+/// for all the queries instead of once per call.
+///
+/// # Panics
+/// If `k` is shorter than `n` or `q` does not hold `out.len()` rows of `n`.
+pub fn dot_f32_rows(n: usize, k: &[f32], q: &[f32], out: &mut [f32]) {
+    assert!(k.len() >= n, "dot_f32_rows: key of {} for n = {n}", k.len());
+    assert_eq!(
+        q.len(),
+        out.len() * n,
+        "dot_f32_rows: queries for {} rows of {n}",
+        out.len()
+    );
+    let k = &k[..n];
+    match crate::simd::level() {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: these levels are only produced by `simd::detect`, which found AVX2, FMA and
+        // F16C; the lengths were checked above.
+        Level::Avx2 | Level::Avx512Vnni => unsafe { avx2::dot_f32_rows(n, k, q, out) },
+        _ => {
+            let kb: &[u8] = bytemuck::cast_slice(k);
+            for (o, qr) in out.iter_mut().zip(q.chunks_exact(n.max(1))) {
+                *o = vec_dot_at(
+                    Level::Scalar,
+                    GgmlType::F32,
+                    n,
+                    kb,
+                    bytemuck::cast_slice(qr),
+                );
+            }
+        }
+    }
+}
+
+/// `y[r] += p[r] · x` for every row `r` of `y` (rows of `x.len()`): one value row added into
+/// several attention outputs. Each element is `y + p·x` with the product rounded first (a
+/// multiplication, then an addition, never a fused multiply-add), on every level.
+///
+/// # Panics
+/// If `y` does not hold `p.len()` rows of `x.len()`.
+pub fn axpy_rows(x: &[f32], p: &[f32], y: &mut [f32]) {
+    let n = x.len();
+    assert_eq!(
+        y.len(),
+        p.len() * n,
+        "axpy_rows: outputs for {} rows of {n}",
+        p.len()
+    );
+    match crate::simd::level() {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as in `dot_f32_rows`; the lengths were checked above.
+        Level::Avx2 | Level::Avx512Vnni => unsafe { avx2::axpy_rows(x, p, y) },
+        _ => {
+            for (yr, &pr) in y.chunks_exact_mut(n.max(1)).zip(p) {
+                for (a, &b) in yr.iter_mut().zip(x) {
+                    *a += pr * b;
+                }
+            }
+        }
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     //! AVX2 + FMA + F16C kernels: 32 elements per step in four independent accumulators
@@ -304,6 +368,99 @@ mod avx2 {
         }
         sum
     }
+
+    /// [`super::dot_f32_rows`]: queries three at a time, each with `dot_body`'s four
+    /// accumulators, the same loads, FMAs, reduction and tail in the same order, so every
+    /// output equals `dot_f32` of its pair bit for bit.
+    ///
+    /// # Safety
+    /// The CPU has AVX2, FMA and F16C; `k` holds `n` values and `q` holds `out.len()` rows of
+    /// `n`.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn dot_f32_rows(n: usize, k: &[f32], q: &[f32], out: &mut [f32]) {
+        let mut r = 0;
+        while r + 3 <= out.len() {
+            // SAFETY: rows r..r+3 are inside `q` (caller's contract).
+            unsafe { rows::<3>(n, k, &q[r * n..], &mut out[r..r + 3]) };
+            r += 3;
+        }
+        match out.len() - r {
+            // SAFETY: as above, for the last one or two rows.
+            2 => unsafe { rows::<2>(n, k, &q[r * n..], &mut out[r..]) },
+            1 => unsafe { rows::<1>(n, k, &q[r * n..], &mut out[r..]) },
+            _ => {}
+        }
+    }
+
+    /// # Safety
+    /// As [`dot_f32_rows`], for `R` rows of `q` and `out`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn rows<const R: usize>(n: usize, k: &[f32], q: &[f32], out: &mut [f32]) {
+        let (kp, qp) = (k.as_ptr(), q.as_ptr());
+        let mut acc = [[_mm256_setzero_ps(); 4]; R];
+        let mut i = 0;
+        while i + 32 <= n {
+            for j in 0..4 {
+                // SAFETY: elements i + 8j .. i + 8j + 8 < n are inside the key and every row.
+                let kv = unsafe { _mm256_loadu_ps(kp.add(i + 8 * j)) };
+                for (r, a) in acc.iter_mut().enumerate() {
+                    // SAFETY: as above, row `r` starts at `r * n`.
+                    let qv = unsafe { _mm256_loadu_ps(qp.add(r * n + i + 8 * j)) };
+                    a[j] = _mm256_fmadd_ps(kv, qv, a[j]);
+                }
+            }
+            i += 32;
+        }
+        while i + 8 <= n {
+            // SAFETY: i + 8 <= n.
+            let kv = unsafe { _mm256_loadu_ps(kp.add(i)) };
+            for (r, a) in acc.iter_mut().enumerate() {
+                // SAFETY: as above.
+                let qv = unsafe { _mm256_loadu_ps(qp.add(r * n + i)) };
+                a[0] = _mm256_fmadd_ps(kv, qv, a[0]);
+            }
+            i += 8;
+        }
+        for (r, a) in acc.iter().enumerate() {
+            let v = _mm256_add_ps(_mm256_add_ps(a[0], a[1]), _mm256_add_ps(a[2], a[3]));
+            let mut sum = hsum(v);
+            for t in i..n {
+                sum += k[t] * q[r * n + t];
+            }
+            out[r] = sum;
+        }
+    }
+
+    /// [`super::axpy_rows`]: eight lanes at a time, `y + p·x` as a multiplication then an
+    /// addition, exactly the scalar operations.
+    ///
+    /// # Safety
+    /// The CPU has AVX2; `y` holds `p.len()` rows of `x.len()`.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn axpy_rows(x: &[f32], p: &[f32], y: &mut [f32]) {
+        let n = x.len();
+        for (r, &pr) in p.iter().enumerate() {
+            let yr = &mut y[r * n..(r + 1) * n];
+            let pv = _mm256_set1_ps(pr);
+            let mut i = 0;
+            while i + 8 <= n {
+                // SAFETY: i + 8 <= n for both `x` and the row `yr`.
+                unsafe {
+                    let xv = _mm256_loadu_ps(x.as_ptr().add(i));
+                    let yv = _mm256_loadu_ps(yr.as_ptr().add(i));
+                    _mm256_storeu_ps(
+                        yr.as_mut_ptr().add(i),
+                        _mm256_add_ps(yv, _mm256_mul_ps(pv, xv)),
+                    );
+                }
+                i += 8;
+            }
+            for t in i..n {
+                yr[t] += pr * x[t];
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -319,6 +476,52 @@ mod tests {
                 got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()),
                 "{h:#06x}: {got:e} vs {want:e}"
             );
+        }
+    }
+
+    #[test]
+    fn rows_kernels_equal_one_call_per_row_bit_for_bit() {
+        let mut seed = 0x9e3779b97f4a7c15u64;
+        let mut rnd = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            ((seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 8.0
+        };
+        for n in [1, 7, 8, 31, 32, 40, 64, 100, 256] {
+            for rows in 0..8 {
+                let k: Vec<f32> = (0..n).map(|_| rnd()).collect();
+                let q: Vec<f32> = (0..rows * n).map(|_| rnd()).collect();
+                let mut out = vec![0f32; rows];
+                dot_f32_rows(n, &k, &q, &mut out);
+                for r in 0..rows {
+                    let want = crate::vec_dot(
+                        GgmlType::F32,
+                        n,
+                        bytemuck::cast_slice(&k),
+                        bytemuck::cast_slice(&q[r * n..(r + 1) * n]),
+                    );
+                    assert_eq!(
+                        out[r].to_bits(),
+                        want.to_bits(),
+                        "n {n} rows {rows} row {r}"
+                    );
+                }
+                let p: Vec<f32> = (0..rows).map(|_| rnd()).collect();
+                let mut y: Vec<f32> = (0..rows * n).map(|_| rnd()).collect();
+                let mut want = y.clone();
+                axpy_rows(&k, &p, &mut y);
+                for r in 0..rows {
+                    for t in 0..n {
+                        want[r * n + t] += p[r] * k[t];
+                    }
+                }
+                assert_eq!(
+                    bytemuck::cast_slice::<f32, u32>(&y),
+                    bytemuck::cast_slice::<f32, u32>(&want),
+                    "axpy n {n} rows {rows}"
+                );
+            }
         }
     }
 }

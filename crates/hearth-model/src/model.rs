@@ -486,56 +486,84 @@ impl Model {
                 let lo = s.firsts.iter().copied().min().unwrap_or(0);
                 let hi = items[run.len - 1].pos;
                 let span = hi + 1 - lo;
+                // Scores key-major, `[position - lo][token]`: the tokens that see key `j`
+                // are a contiguous range (causal on the right, the window on the left).
+                let len = run.len;
+                let pos0 = items[0].pos;
+                let firsts = &s.firsts;
+                let seen_by =
+                    |j: usize| (j.saturating_sub(pos0), firsts.partition_point(|&f| f <= j));
                 s.scores.clear();
-                s.scores.resize(run.len * span, 0.0);
+                s.scores.resize(len * span, 0.0);
+                if len == 1 {
+                    // One token (decoding): each key is used once, so the F16 dot reads it
+                    // as stored rather than widening it first (the same operations on the
+                    // same values, so the same bits).
+                    s.q16.clear();
+                    s.q16
+                        .extend(s.qf.iter().map(|&x| f16::from_f32(x).to_bits()));
+                    let qb: &[u8] = bytemuck::cast_slice(&s.q16);
+                    for j in s.firsts[0]..=hi {
+                        let k: &[u8] = bytemuck::cast_slice(&view.k(j)[g * hd..(g + 1) * hd]);
+                        s.scores[j - lo] = hearth_kernels::vec_dot(GgmlType::F16, hd, k, qb);
+                    }
+                }
                 s.krow.resize(hd, 0.0);
                 for j in lo..=hi {
+                    let (r0, r1) = seen_by(j);
+                    if r0 >= r1 || len == 1 {
+                        continue;
+                    }
                     let k: &[u8] = bytemuck::cast_slice(&view.k(j)[g * hd..(g + 1) * hd]);
                     // A whole row of f16 values always decodes; the length is the row's own.
                     let _ = hearth_kernels::dequantize_row(GgmlType::F16, k, &mut s.krow);
-                    let kb: &[u8] = bytemuck::cast_slice(&s.krow);
-                    for (r, it) in items.iter().enumerate() {
-                        if j < s.firsts[r] || j > it.pos {
-                            continue;
-                        }
-                        let qb: &[u8] = bytemuck::cast_slice(&s.qf[r * hd..(r + 1) * hd]);
-                        s.scores[r * span + (j - lo)] =
-                            hearth_kernels::vec_dot(GgmlType::F32, hd, kb, qb) * c.attn_scale;
-                    }
+                    let at = (j - lo) * len;
+                    hearth_kernels::dot_f32_rows(
+                        hd,
+                        &s.krow,
+                        &s.qf[r0 * hd..r1 * hd],
+                        &mut s.scores[at + r0..at + r1],
+                    );
                 }
                 // Softmax per token over the keys it sees, in order; probabilities rounded
                 // to f16 as llama.cpp multiplies V by them (not in exact mode).
                 for (r, it) in items.iter().enumerate() {
-                    let row =
-                        &mut s.scores[r * span + (s.firsts[r] - lo)..r * span + (it.pos + 1 - lo)];
-                    let max = row.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+                    let keys = (s.firsts[r] - lo)..(it.pos + 1 - lo);
+                    let mut max = f32::NEG_INFINITY;
+                    for jj in keys.clone() {
+                        let sc = &mut s.scores[jj * len + r];
+                        *sc *= c.attn_scale;
+                        max = max.max(*sc);
+                    }
                     let mut sum = 0f32;
-                    for sc in row.iter_mut() {
+                    for jj in keys.clone() {
+                        let sc = &mut s.scores[jj * len + r];
                         *sc = (*sc - max).exp();
                         sum += *sc;
                     }
                     let inv = 1.0 / sum;
-                    for sc in row.iter_mut() {
+                    for jj in keys {
+                        let sc = &mut s.scores[jj * len + r];
                         let p = *sc * inv;
                         *sc = if exact { p } else { f16::from_f32(p).to_f32() };
                     }
                 }
                 let o0 = s.out.len();
-                s.out.resize(o0 + run.len * vhd, 0.0);
+                s.out.resize(o0 + len * vhd, 0.0);
                 s.vrow.resize(vhd, 0.0);
                 for j in lo..=hi {
+                    let (r0, r1) = seen_by(j);
+                    if r0 >= r1 {
+                        continue;
+                    }
                     let v: &[u8] = bytemuck::cast_slice(&view.v(j)[g * vhd..(g + 1) * vhd]);
                     let _ = hearth_kernels::dequantize_row(GgmlType::F16, v, &mut s.vrow);
-                    for (r, it) in items.iter().enumerate() {
-                        if j < s.firsts[r] || j > it.pos {
-                            continue;
-                        }
-                        let p = s.scores[r * span + (j - lo)];
-                        let o = &mut s.out[o0 + r * vhd..o0 + (r + 1) * vhd];
-                        for (acc, x) in o.iter_mut().zip(&s.vrow) {
-                            *acc += p * x;
-                        }
-                    }
+                    let at = (j - lo) * len;
+                    hearth_kernels::axpy_rows(
+                        &s.vrow,
+                        &s.scores[at + r0..at + r1],
+                        &mut s.out[o0 + r0 * vhd..o0 + r1 * vhd],
+                    );
                 }
             }
         });
@@ -589,13 +617,15 @@ impl ActCache {
 struct AttnScratch {
     /// The run's queries of one head, rounded to f16 and widened back: `[token][hd]`.
     qf: Vec<f32>,
+    /// The query of a one-token run as f16 bits.
+    q16: Vec<u16>,
     /// The first position each token of the run attends to.
     firsts: Vec<usize>,
     /// One key row of one KV head, widened to f32.
     krow: Vec<f32>,
     /// One value row of one KV head, widened to f32.
     vrow: Vec<f32>,
-    /// Scores, then probabilities: `[token][position - lo]`.
+    /// Scores, then probabilities: `[position - lo][token]`.
     scores: Vec<f32>,
     /// Outputs of this thread's units in unit order, `[unit][token][vhd]`.
     out: Vec<f32>,
