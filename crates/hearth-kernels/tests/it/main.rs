@@ -3,6 +3,7 @@
 mod common;
 mod dot;
 mod fixtures;
+mod gemv;
 mod levels;
 mod matmul;
 mod pool;
