@@ -21,8 +21,7 @@
 //!
 //! The `gemv` section times one-token `matmul` (the decoding kernels of `legacy::gemv`, several
 //! rows per activation block) against one `vec_dot` per row, interleaved, on SmolLM2's and
-//! Gemma 3's projection and output-head shapes (Q8_0 has no such kernel: its rows time
-//! `vec_dot` twice, a check on the noise).
+//! Gemma 3's projection and output-head shapes.
 //!
 //! Timings are medians of repeated runs; on a loaded machine they are upper bounds.
 

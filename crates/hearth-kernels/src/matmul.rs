@@ -21,7 +21,7 @@
 //!
 //! # One token (decoding)
 //! A one-column tile would waste its token lanes, so decoding has its own kernels
-//! (`legacy::gemv`, AVX-512 VNNI level, Q4_0/Q4_1/Q5_0/Q5_1; Q8_0 measured no faster): four rows per activation
+//! (`legacy::gemv`, AVX-512 VNNI level, Q4_0/Q4_1/Q5_0/Q5_1/Q8_0): four rows per activation
 //! block, each row keeping the single-token kernel's four interleaved accumulators, so the bits
 //! are again `vec_dot`'s; [`gemv_at`] exposes them for tests. Other types and levels run
 //! `vec_dot` per row.

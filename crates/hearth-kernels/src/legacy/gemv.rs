@@ -1,5 +1,4 @@
-//! One-token kernels (decoding) for Q4_0, Q4_1, Q5_0 and Q5_1 (see [`supports`] for Q8_0) at
-//! the AVX-512 VNNI level: `R = 4`
+//! One-token kernels (decoding) for the 32-element formats at the AVX-512 VNNI level: `R = 4`
 //! weight rows against one activation row per call (AVX-512VL's 32 ymm registers hold their
 //! 16 accumulators), so each activation block (its scale `d`, for Q8_1 also `s`, its 32
 //! quants and the bias term of Q4_0 / Q5_0) is loaded once for `R` rows, and the `R` weight scales of a block are converted by one `vcvtph2ps` and
@@ -36,13 +35,9 @@ use std::arch::x86_64::*;
 /// How many row groups ahead of the one being computed the weights are prefetched.
 const AHEAD: usize = 2;
 
-/// Whether `ty` has a one-token kernel here. Q8_0 has none: its unpacking is a plain load, so
-/// sharing the activation block saves almost nothing per row, and on one thread this kernel
-/// measured 0.8x `vec_dot` per row on 1536- and 2048-element rows and 0.4-1.2x (noisy, shared
-/// machine) on a 262144 × 640 matrix from DRAM, so Q8_0 decodes with `vec_dot`.
+/// Whether `ty` has a one-token kernel here.
 pub(crate) fn supports(ty: GgmlType) -> bool {
-    use GgmlType::*;
-    matches!(ty, Q4_0 | Q4_1 | Q5_0 | Q5_1)
+    super::tile::supports(ty)
 }
 
 /// `out[r]` = the product of weight row `r` (at `t.w + r * t.wrb`) with the one activation row
@@ -88,7 +83,7 @@ unsafe fn groups<D: IntDot, const R: usize>(ty: GgmlType, nb: usize, t: &Tile, r
             p = p.wrapping_add(64);
         }
         // SAFETY (closures): each is called with a pointer to a whole weight block of its
-        // type: Q4_0 nibbles at byte 2; Q5_0 qh at 2, nibbles at 6; Q4_1
+        // type: Q4_0 nibbles at byte 2; Q5_0 qh at 2, nibbles at 6; Q8_0 quants at 2; Q4_1
         // nibbles at 4; Q5_1 qh at 4, nibbles at 8. Rows `r0..r0 + R` are inside the
         // caller's range, so its contract covers them.
         unsafe {
@@ -99,6 +94,7 @@ unsafe fn groups<D: IntDot, const R: usize>(ty: GgmlType, nb: usize, t: &Tile, r
                     let hi = _mm256_and_si256(bits_to_bytes(qh), _mm256_set1_epi8(0x10));
                     _mm256_or_si256(nibbles(b.add(6)), hi)
                 }),
+                Q8_0 => rows_blocks::<D, R, 0, false>(nb, &g, 34, |b| load32(b.add(2))),
                 Q4_1 => rows_blocks::<D, R, 0, true>(nb, &g, 20, |b| nibbles(b.add(4))),
                 Q5_1 => rows_blocks::<D, R, 0, true>(nb, &g, 24, |b| {
                     let qh = (b.add(4) as *const u32).read_unaligned().to_le();
@@ -142,8 +138,7 @@ unsafe fn weight_scales<const R: usize>(t: &Tile, i: usize, wbs: usize, off: usi
 }
 
 /// `R` rows × one token for one of the 32-element formats: scaled by `d` only against Q8_0
-/// (34-byte blocks; `BIAS` is the code offset of Q4_0 / Q5_0; 0 would mean Q8_0's signed
-/// quants, which [`supports`] leaves to `vec_dot`), or
+/// (34-byte blocks; `BIAS` is the code offset of Q4_0 / Q5_0, 0 for Q8_0's signed quants), or
 /// with a minimum (`OFFSET`) against Q8_1 (36-byte blocks),
 /// `Σ (d q + m) d_x q_x = d d_x Σ q q_x + m s_x`.
 ///
