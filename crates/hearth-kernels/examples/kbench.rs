@@ -7,7 +7,6 @@
 //!
 //! cargo run --release -p hearth-kernels --example kbench -- 2 tiles # tiles vs vec_dot only
 //! cargo run --release -p hearth-kernels --example kbench -- 1 levels # VNNI vs AVX2 tiles
-//! cargo run --release -p hearth-kernels --example kbench -- 1 gemv   # one-token kernels
 //! ```
 //!
 //! The `tiles` section times `matmul` (the multi-token tile kernels for batches) against the
@@ -18,10 +17,6 @@
 //! and the AVX-512 VNNI level in the same process (alternating, so load hits both alike) and
 //! prints the fastest and the median run of each; the minimum is the figure least disturbed by
 //! other processes on a shared machine.
-//!
-//! The `gemv` section times one-token `matmul` (the decoding kernels of `legacy::gemv`, several
-//! rows per activation block) against one `vec_dot` per row, interleaved, on SmolLM2's and
-//! Gemma 3's projection and output-head shapes.
 //!
 //! Timings are medians of repeated runs; on a loaded machine they are upper bounds.
 
@@ -165,37 +160,6 @@ fn bench_tiles(pool: &ThreadPool, ty: GgmlType, rows: usize, cols: usize, tokens
         gops(ta),
         tb,
         gops(tb),
-        tb.as_secs_f64() / ta.as_secs_f64(),
-        if same { "equal" } else { "DIFFER" }
-    );
-}
-
-/// One-token `matmul` against [`per_token`] with one token (one `vec_dot` per row) on one
-/// shape, interleaved; checks they agree bit for bit.
-fn bench_gemv(pool: &ThreadPool, ty: GgmlType, rows: usize, cols: usize) {
-    let act = activation_type(ty).expect("supported");
-    let w = weights(ty, rows, cols);
-    let m = QMatrix::new(ty, &w, rows, cols).expect("shape");
-    let mut xq = Vec::new();
-    quantize_activations(act, &values(cols, 2), cols, &mut xq).expect("activations");
-    let (mut a, mut b) = (vec![0f32; rows], vec![0f32; rows]);
-    let reps = (100_000_000 / (rows * cols)).clamp(6, 2000);
-    let (mut ta, mut tb) = (Vec::new(), Vec::new());
-    for _ in 0..5 {
-        ta.push(time(reps / 5 + 1, || matmul(pool, &m, &xq, 1, &mut a)));
-        tb.push(time(reps / 5 + 1, || per_token(pool, &m, &xq, 1, &mut b)));
-    }
-    let (ta, tb) = (median(ta), median(tb));
-    let same = a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits());
-    let gbs = |t: Duration| w.len() as f64 / t.as_secs_f64() / 1e9;
-    println!(
-        "gemv {:<5} {rows:>6}x{cols:<5}: gemv {:>9.1?} ({:>5.1} GB/s)  vec_dot rows {:>9.1?} \
-         ({:>5.1} GB/s)  speed-up {:.2}x  bits {}",
-        ty.name(),
-        ta,
-        gbs(ta),
-        tb,
-        gbs(tb),
         tb.as_secs_f64() / ta.as_secs_f64(),
         if same { "equal" } else { "DIFFER" }
     );
@@ -345,29 +309,6 @@ fn main() {
         }
         for ty in [Q4_0, Q4_1, Q5_0, Q5_1, Q8_0] {
             bench_levels_vec_dot(ty, 1536, 576);
-        }
-        return;
-    }
-    if std::env::args().nth(2).as_deref() == Some("gemv") {
-        let pool = ThreadPool::new(threads);
-        use GgmlType::*;
-        // (type, rows, cols): SmolLM2-135M requantized to Q4_0 / Q4_1 / Q8_0 (projections and
-        // the 49152-row output head), then Gemma-3-270M's Q5_0 / Q8_0 projections and its
-        // 262144-row Q8_0 head.
-        let mut shapes = Vec::new();
-        for ty in [Q4_0, Q4_1, Q8_0] {
-            for (rows, cols) in [(576, 576), (1536, 576), (576, 1536), (49152, 576)] {
-                shapes.push((ty, rows, cols));
-            }
-        }
-        for ty in [Q5_0, Q8_0] {
-            for (rows, cols) in [(640, 1024), (2048, 640), (1024, 640), (640, 2048)] {
-                shapes.push((ty, rows, cols));
-            }
-        }
-        shapes.push((Q8_0, 262144, 640));
-        for (ty, rows, cols) in shapes {
-            bench_gemv(&pool, ty, rows, cols);
         }
         return;
     }
