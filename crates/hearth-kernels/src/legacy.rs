@@ -299,8 +299,6 @@ fn dot_scalar(ty: GgmlType, nb: usize, w: &[u8], x: &[u8]) -> f32 {
 }
 
 #[cfg(target_arch = "x86_64")]
-pub(crate) mod gemv;
-#[cfg(target_arch = "x86_64")]
 pub(crate) mod tile;
 
 #[cfg(target_arch = "x86_64")]

@@ -17,14 +17,8 @@
 //! performs exactly the single-token kernel's integer products (exact) and float operations
 //! in the same order, which is why the bits do not change; tail tokens (`n % 4`) and the odd
 //! last row run as narrower tiles of the same code. [`dot_tile`] exposes the tiles so tests
-//! check them against `vec_dot`.
-//!
-//! # One token (decoding)
-//! A one-column tile would waste its token lanes, so decoding has its own kernels
-//! (`legacy::gemv`, AVX-512 VNNI level, Q4_0/Q4_1/Q5_0/Q5_1/Q8_0): four rows per activation
-//! block, each row keeping the single-token kernel's four interleaved accumulators, so the bits
-//! are again `vec_dot`'s; [`gemv_at`] exposes them for tests. Other types and levels run
-//! `vec_dot` per row.
+//! check them against `vec_dot`. Decode (one token) keeps the single-token kernels, which
+//! interleave four accumulators per row for latency and give the same bits.
 //!
 //! # Cache blocking
 //! With many tokens, a thread walks its rows in small groups sized to stay in L1, and runs
@@ -126,38 +120,17 @@ pub fn matmul(pool: &ThreadPool, w: &QMatrix<'_>, xq: &[u8], n_tokens: usize, ou
     // Even, so row pairs of the tile kernels never straddle two groups.
     let group = (GROUP_BYTES / wrb.max(1)).clamp(2, 64) & !1;
     let out_ptr = SharedOut(out.as_mut_ptr());
-    // Decode (one token) runs the one-token kernels (`legacy::gemv`) where there are any,
-    // else the single-token `vec_dot`: a one-column tile wastes its token lanes.
+    // Decode (one token) keeps the single-token kernels: they interleave four accumulators
+    // per row, which a one-column tile cannot, and give the same bits anyway.
     let tile = if n_tokens > 1 {
         tile_kernel(crate::simd::level(), w.ty)
     } else {
         None
     };
     let nb = w.cols / w.ty.block_size();
-    let gemv = if n_tokens == 1 {
-        gemv_kernel(crate::simd::level(), w.ty)
-    } else {
-        None
-    };
     pool.run(|ti, nt| {
         let (r0, r1) = (ti * rows / nt, (ti + 1) * rows / nt);
         let out_ptr = &out_ptr;
-        if let Some(kernel) = gemv {
-            let t = Tile {
-                w: w.data[r0 * wrb..].as_ptr(),
-                wrb,
-                x: xq.as_ptr(),
-                xrb,
-                out: out_ptr.0.wrapping_add(r0),
-                ostride: rows,
-            };
-            // SAFETY: `gemv_kernel` returned this kernel for `w.ty` on the process's level,
-            // so the CPU has its features. Rows `r0..r1` of `w` and the one row of `xq` hold
-            // `nb` blocks each (lengths checked above); outputs `r0..r1` are inside `out` and
-            // belong to this thread alone (as in the loop below).
-            unsafe { kernel(w.ty, nb, &t, r1 - r0) };
-            return;
-        }
         let mut g0 = r0;
         while g0 < r1 {
             let g1 = (g0 + group).min(r1);
@@ -244,71 +217,6 @@ fn tile_kernel(level: Level, ty: GgmlType) -> Option<TileFn> {
         }
         _ => None,
     }
-}
-
-/// A one-token kernel: `(ty, blocks per row, operands, rows)`, the tile's token and output
-/// strides unused. Its safety contract is `legacy::gemv::gemv_vnni`'s.
-type GemvFn = unsafe fn(GgmlType, usize, &Tile, usize);
-
-/// The one-token kernel for weights of type `ty` at `level`, if there is one (only the VNNI
-/// level has them; see `legacy::gemv`). Each of its outputs equals the single-token
-/// [`vec_dot`] at that level bit for bit.
-fn gemv_kernel(level: Level, ty: GgmlType) -> Option<GemvFn> {
-    match level {
-        #[cfg(target_arch = "x86_64")]
-        Level::Avx512Vnni if crate::legacy::gemv::supports(ty) => {
-            Some(crate::legacy::gemv::gemv_vnni)
-        }
-        _ => None,
-    }
-}
-
-/// `out[r]` = the product of weight row `r` of `w` (`rows` rows of `n` elements of `ty`) with
-/// the one activation row `x` (encoded as `activation_type(ty)`), computed by the one-token
-/// kernel [`matmul`] uses for decoding at `level`. Returns `false`, and writes nothing, when
-/// `ty` has no such kernel at `level` or this CPU does not [support](crate::simd::supported)
-/// `level`. Every element equals [`crate::simd::vec_dot_at`] at `level` on its row bit for
-/// bit; this entry point exists to test exactly that.
-///
-/// # Panics
-/// If a buffer does not have the size the shapes give (or `ty` is unsupported).
-pub fn gemv_at(
-    level: Level,
-    ty: GgmlType,
-    n: usize,
-    w: &[u8],
-    rows: usize,
-    x: &[u8],
-    out: &mut [f32],
-) -> bool {
-    let act = activation_type(ty).unwrap_or_else(|e| panic!("gemv: {e}"));
-    let (wrb, xrb) = (row_bytes(ty, n), row_bytes(act, n));
-    assert!(
-        n.is_multiple_of(ty.block_size()),
-        "gemv: {n} elements of {ty}"
-    );
-    assert_eq!(w.len(), rows * wrb, "gemv: weight bytes for {rows} rows");
-    assert_eq!(x.len(), xrb, "gemv: activation bytes for one token");
-    assert_eq!(out.len(), rows, "gemv: output length");
-    if !crate::simd::supported(level) {
-        return false;
-    }
-    let Some(kernel) = gemv_kernel(level, ty) else {
-        return false;
-    };
-    let t = Tile {
-        w: w.as_ptr(),
-        wrb,
-        x: x.as_ptr(),
-        xrb,
-        out: out.as_mut_ptr(),
-        ostride: rows,
-    };
-    // SAFETY: the kernel matches `level`, which this CPU supports (checked above); the
-    // buffers hold exactly `rows` whole rows, one activation row and `rows` outputs (asserted
-    // above), and `out` is borrowed mutably for the call.
-    unsafe { kernel(ty, n / ty.block_size(), &t, rows) };
-    true
 }
 
 /// `out[t * rows + r]` = the product of weight row `r` of `w` (`rows` rows of `n` elements of

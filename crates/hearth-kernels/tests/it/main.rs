@@ -3,7 +3,6 @@
 mod common;
 mod dot;
 mod fixtures;
-mod gemv;
 mod levels;
 mod matmul;
 mod pool;
