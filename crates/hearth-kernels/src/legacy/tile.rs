@@ -293,11 +293,15 @@ unsafe fn tile_blocks<
 ) {
     let (xbs, qoff) = if OFFSET { (36, 4) } else { (34, 2) };
     let zero = _mm256_setzero_ps();
-    let mut parts = [[[zero; T]; R]; 4];
+    // `(a0 + a1) + (a2 + a3)` as the single-token kernel reduces, formed pass by pass so only
+    // the two halves are kept (a 4 × R × T array of partial results cost a 2 KB memset and its
+    // stores on every tile). Passes `k >= nb` leave their accumulator zero, as there.
+    let mut half01 = [[zero; T]; R];
+    let mut half23 = [[zero; T]; R];
     // Row pairs: the (row, token) scales of rows `2h, 2h + 1` fill vector `h`.
     let pairs = R.div_ceil(2);
     let mut summs = [[zero; 2]; 4];
-    for k in 0..4.min(nb) {
+    for k in 0..4 {
         let mut acc = [[zero; T]; R];
         let mut summ = [zero; 2];
         let mut i = k;
@@ -347,7 +351,16 @@ unsafe fn tile_blocks<
             }
             i += 4;
         }
-        parts[k] = acc;
+        let half = if k < 2 { &mut half01 } else { &mut half23 };
+        for r in 0..R {
+            for tt in 0..T {
+                half[r][tt] = if k % 2 == 0 {
+                    acc[r][tt]
+                } else {
+                    _mm256_add_ps(half[r][tt], acc[r][tt])
+                };
+            }
+        }
         summs[k] = summ;
     }
     let mut sv = [[0f32; 16]; 4];
@@ -360,11 +373,7 @@ unsafe fn tile_blocks<
     }
     for r in 0..R {
         for tt in 0..T {
-            let p = |k: usize| parts[k][r][tt];
-            let mut v = hsum(_mm256_add_ps(
-                _mm256_add_ps(p(0), p(1)),
-                _mm256_add_ps(p(2), p(3)),
-            ));
+            let mut v = hsum(_mm256_add_ps(half01[r][tt], half23[r][tt]));
             if OFFSET {
                 let s = |k: usize| sv[k][r * TOKENS + tt];
                 v += (s(0) + s(1)) + (s(2) + s(3));
