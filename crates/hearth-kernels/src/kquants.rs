@@ -738,12 +738,13 @@ pub(crate) fn vec_dot_at(level: Level, ty: GgmlType, n: usize, w: &[u8], x: &[u8
     );
     match level {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: `Level::Avx2` and `Level::Avx512Vnni` come only from `simd::detect`, which
-        // checked AVX2, FMA and F16C; the assertion above guarantees `nb` whole blocks in both
-        // buffers. Single-token K-quant dots keep their AVX2 code at the VNNI level (decode
-        // is bound by memory, not by these instructions); the tiles have a VNNI variant
-        // (`tile::dot_tile_vnni`), equal to this bit for bit.
-        Level::Avx2 | Level::Avx512Vnni => unsafe { avx2::vec_dot(ty, nb, w, x) },
+        // SAFETY: `Level::Avx2` comes only from `simd::detect`, which checked AVX2, FMA and
+        // F16C; the assertion above guarantees `nb` whole blocks in both buffers.
+        Level::Avx2 => unsafe { avx2::vec_dot(ty, nb, w, x) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above, and `simd::detect` also checked AVX-512 VNNI, VL and BW for
+        // `Level::Avx512Vnni`. Same bits as the AVX2 kernel (see `avx2::vec_dot_vnni`).
+        Level::Avx512Vnni => unsafe { avx2::vec_dot_vnni(ty, nb, w, x) },
         // NEON: an aarch64 kernel slots in here, keeping the 8-lane layout of the module docs.
         _ => vec_dot_scalar(ty, n, w, x),
     }
@@ -896,6 +897,13 @@ mod avx2 {
     //! weight quants with signed activation quants into i16 pairs, `madd` with the chunk's
     //! scales widens them into the 8 i32 lanes of the module docs.
 
+    //!
+    //! Q4_K, Q5_K and Q6_K are generic over that scale step ([`ScaleAcc`], shared with the
+    //! tiles) and compiled twice: [`vec_dot`] with `madd` + add, [`vec_dot_vnni`] with one
+    //! `vpdpwssd`. The i32 lanes are exact either way (see `ScaleAcc`), and every f32 step is
+    //! the same code, so both give the same bits. Q2_K and Q3_K run their AVX2 code on both.
+
+    use super::tile::{Madd, ScaleAcc, Vnni};
     use super::*;
     use std::arch::x86_64::*;
 
@@ -904,14 +912,34 @@ mod avx2 {
     /// blocks of `ty` and of Q8_K respectively.
     #[target_feature(enable = "avx2,fma,f16c")]
     pub(super) unsafe fn vec_dot(ty: GgmlType, nb: usize, w: &[u8], x: &[u8]) -> f32 {
+        // SAFETY: forwarded from the caller.
+        unsafe { dot::<Madd>(ty, nb, w, x) }
+    }
+
+    /// [`vec_dot`] with AVX-512 VNNI's `vpdpwssd` for the scale step; same bits.
+    ///
+    /// # Safety
+    /// As [`vec_dot`], and the CPU also has AVX-512 VNNI, VL and BW.
+    #[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl,avx512bw")]
+    pub(super) unsafe fn vec_dot_vnni(ty: GgmlType, nb: usize, w: &[u8], x: &[u8]) -> f32 {
+        // SAFETY: forwarded from the caller.
+        unsafe { dot::<Vnni>(ty, nb, w, x) }
+    }
+
+    /// The body of [`vec_dot`] with scale step `W`.
+    ///
+    /// # Safety
+    /// As [`vec_dot`]; the CPU has `W`'s features.
+    #[inline(always)]
+    unsafe fn dot<W: ScaleAcc>(ty: GgmlType, nb: usize, w: &[u8], x: &[u8]) -> f32 {
         use GgmlType::*;
         let (w, x) = (w.as_ptr(), x.as_ptr());
         match ty {
             Q2_K => dot_q2k(nb, w, x),
             Q3_K => dot_q3k(nb, w, x),
-            Q4_K => dot_q4k(nb, w, x),
-            Q5_K => dot_q5k(nb, w, x),
-            Q6_K => dot_q6k(nb, w, x),
+            Q4_K => dot_q4k::<W>(nb, w, x),
+            Q5_K => dot_q5k::<W>(nb, w, x),
+            Q6_K => dot_q6k::<W>(nb, w, x),
             other => unreachable!("kquants::vec_dot on {other}"),
         }
     }
@@ -1070,8 +1098,8 @@ mod avx2 {
         (scales, _mm256_madd_epi16(m16, load(xb.add(Q8K_BSUMS))))
     }
 
-    #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn dot_q4k(nb: usize, w: *const u8, x: *const u8) -> f32 {
+    #[inline(always)]
+    unsafe fn dot_q4k<W: ScaleAcc>(nb: usize, w: *const u8, x: *const u8) -> f32 {
         let m4 = _mm256_set1_epi8(0x0f);
         let masks: [__m256i; 8] = std::array::from_fn(|i| splat_mask(i));
         let (mut acc, mut acc_m) = (_mm256_setzero_ps(), _mm256_setzero_ps());
@@ -1081,7 +1109,7 @@ mod avx2 {
             let (d, dmin) = (yd * f16_ptr(wb), -(yd * f16_ptr(wb.add(2))));
             let (scales, m) = k4_block(wb, xb);
             let q8 = xb.add(Q8K_QS);
-            let mut s = _mm256_setzero_si256();
+            let (mut s, mut s2) = (_mm256_setzero_si256(), _mm256_setzero_si256());
             for j in 0..4 {
                 let bits = load(wb.add(16 + 32 * j));
                 let lo = _mm256_maddubs_epi16(_mm256_and_si256(bits, m4), load(q8.add(64 * j)));
@@ -1089,9 +1117,17 @@ mod avx2 {
                     _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4),
                     load(q8.add(64 * j + 32)),
                 );
-                let lo = _mm256_madd_epi16(_mm256_shuffle_epi8(scales, masks[2 * j]), lo);
-                let hi = _mm256_madd_epi16(_mm256_shuffle_epi8(scales, masks[2 * j + 1]), hi);
-                s = _mm256_add_epi32(s, _mm256_add_epi32(lo, hi));
+                let sc_lo = _mm256_shuffle_epi8(scales, masks[2 * j]);
+                let sc_hi = _mm256_shuffle_epi8(scales, masks[2 * j + 1]);
+                if W::SPLIT {
+                    s = W::acc(s, sc_lo, lo);
+                    s2 = W::acc(s2, sc_hi, hi);
+                } else {
+                    s = W::acc2(s, sc_lo, lo, sc_hi, hi);
+                }
+            }
+            if W::SPLIT {
+                s = _mm256_add_epi32(s, s2);
             }
             acc = add_lanes(acc, d, s);
             acc_m = add_lanes(acc_m, dmin, m);
@@ -1099,8 +1135,8 @@ mod avx2 {
         hsum8(_mm256_add_ps(acc, acc_m))
     }
 
-    #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn dot_q5k(nb: usize, w: *const u8, x: *const u8) -> f32 {
+    #[inline(always)]
+    unsafe fn dot_q5k<W: ScaleAcc>(nb: usize, w: *const u8, x: *const u8) -> f32 {
         let m4 = _mm256_set1_epi8(0x0f);
         let m16 = _mm256_set1_epi8(16);
         let masks: [__m256i; 8] = std::array::from_fn(|i| splat_mask(i));
@@ -1114,7 +1150,7 @@ mod avx2 {
             // per chunk so they are always read from bits 0 and 1.
             let mut hb = load(wb.add(16));
             let q8 = xb.add(Q8K_QS);
-            let mut s = _mm256_setzero_si256();
+            let (mut s, mut s2) = (_mm256_setzero_si256(), _mm256_setzero_si256());
             for j in 0..4 {
                 let bits = load(wb.add(48 + 32 * j));
                 let q_lo = _mm256_or_si256(
@@ -1128,9 +1164,17 @@ mod avx2 {
                 hb = _mm256_srli_epi16(hb, 2);
                 let lo = _mm256_maddubs_epi16(q_lo, load(q8.add(64 * j)));
                 let hi = _mm256_maddubs_epi16(q_hi, load(q8.add(64 * j + 32)));
-                let lo = _mm256_madd_epi16(_mm256_shuffle_epi8(scales, masks[2 * j]), lo);
-                let hi = _mm256_madd_epi16(_mm256_shuffle_epi8(scales, masks[2 * j + 1]), hi);
-                s = _mm256_add_epi32(s, _mm256_add_epi32(lo, hi));
+                let sc_lo = _mm256_shuffle_epi8(scales, masks[2 * j]);
+                let sc_hi = _mm256_shuffle_epi8(scales, masks[2 * j + 1]);
+                if W::SPLIT {
+                    s = W::acc(s, sc_lo, lo);
+                    s2 = W::acc(s2, sc_hi, hi);
+                } else {
+                    s = W::acc2(s, sc_lo, lo, sc_hi, hi);
+                }
+            }
+            if W::SPLIT {
+                s = _mm256_add_epi32(s, s2);
             }
             acc = add_lanes(acc, d, s);
             acc_m = add_lanes(acc_m, dmin, m);
@@ -1138,8 +1182,8 @@ mod avx2 {
         hsum8(_mm256_add_ps(acc, acc_m))
     }
 
-    #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn dot_q6k(nb: usize, w: *const u8, x: *const u8) -> f32 {
+    #[inline(always)]
+    unsafe fn dot_q6k<W: ScaleAcc>(nb: usize, w: *const u8, x: *const u8) -> f32 {
         let m4 = _mm256_set1_epi8(0x0f);
         let m3 = _mm256_set1_epi8(3);
         let masks = [pair_mask(0), pair_mask(1), pair_mask(2), pair_mask(3)];
@@ -1152,6 +1196,7 @@ mod avx2 {
             let offset = _mm256_slli_epi32(_mm256_madd_epi16(sc16, load(xb.add(Q8K_BSUMS))), 5);
             let q8 = xb.add(Q8K_QS);
             let mut s = _mm256_setzero_si256();
+            let mut split = [_mm256_setzero_si256(); 4];
             for (j, sc) in scales.iter().enumerate() {
                 let ql0 = load(wb.add(64 * j));
                 let ql1 = load(wb.add(64 * j + 32));
@@ -1176,9 +1221,17 @@ mod avx2 {
                 ];
                 for (t, qt) in q.iter().enumerate() {
                     let p = _mm256_maddubs_epi16(*qt, load(q8.add(128 * j + 32 * t)));
-                    let p = _mm256_madd_epi16(_mm256_shuffle_epi8(*sc, masks[t]), p);
-                    s = _mm256_add_epi32(s, p);
+                    let scm = _mm256_shuffle_epi8(*sc, masks[t]);
+                    if W::SPLIT {
+                        split[t] = W::acc(split[t], scm, p);
+                    } else {
+                        s = W::acc(s, scm, p);
+                    }
                 }
+            }
+            if W::SPLIT {
+                let [a, b, c, e] = split;
+                s = _mm256_add_epi32(_mm256_add_epi32(a, b), _mm256_add_epi32(c, e));
             }
             acc = add_lanes(acc, d, _mm256_sub_epi32(s, offset));
         }

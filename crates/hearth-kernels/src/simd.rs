@@ -11,8 +11,8 @@
 //!
 //! Every level gives the same bits for the same inputs. [`Level::Avx512Vnni`] changes only
 //! how exact integer sums are formed: the 32-element formats' `maddubs` + `madd` becomes one
-//! `vpdpbusd` (in `vec_dot` and the tiles), and the K-quant tiles' `madd` + add by sub-block
-//! scales becomes one `vpdpwssd`. Those i32 results are exact on both levels, and everything
+//! `vpdpbusd` (in `vec_dot` and the tiles), and the Q4_K/Q5_K/Q6_K `madd` + add by sub-block
+//! scales becomes one `vpdpwssd` (in `vec_dot` and the tiles). Those i32 results are exact on both levels, and everything
 //! in f32 is the same code.
 
 use std::sync::OnceLock;
@@ -27,7 +27,7 @@ pub enum Level {
     /// [`Level::Avx2`] plus AVX-512 VNNI, VL and BW (Ice Lake and later, Zen 4 and later):
     /// the 256-bit `vpdpbusd` sums four u8 × i8 products per i32 lane in one instruction
     /// (`vpdpwssd` two i16 × i16), and AVX-512VL's 32 ymm registers allow bigger tiles.
-    /// Kernels without a VNNI variant (floats, K-quant `vec_dot`, the Q8 encoders) run their
+    /// Kernels without a VNNI variant (floats, Q2_K/Q3_K `vec_dot`, the Q8 encoders) run their
     /// AVX2 code at this level.
     Avx512Vnni,
     // NEON: an aarch64 level would go here, detected with
@@ -86,8 +86,8 @@ pub fn detect() -> Level {
 }
 
 /// [`crate::vec_dot`] on an explicit level, for comparing the SIMD kernels with the portable
-/// ones in one process. Covers the float and legacy block types; returns `None` for other
-/// types, or when this CPU does not [support](supported) `level`.
+/// ones in one process. Covers the float, legacy and K-quant block types; returns `None` for
+/// other types, or when this CPU does not [support](supported) `level`.
 ///
 /// # Panics
 /// If `w` or `x` is not exactly one row of `n` elements of its type (this is a test and
@@ -109,6 +109,9 @@ pub fn vec_dot_at(
     match weight {
         F32 | F16 | BF16 => Some(crate::float::vec_dot_at(level, weight, n, w, x)),
         Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 => Some(crate::legacy::vec_dot_at(level, weight, n, w, x)),
+        Q2_K | Q3_K | Q4_K | Q5_K | Q6_K => {
+            Some(crate::kquants::vec_dot_at(level, weight, n, w, x))
+        }
         _ => None,
     }
 }

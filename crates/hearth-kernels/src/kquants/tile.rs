@@ -61,7 +61,13 @@ pub(crate) unsafe fn dot_tile_vnni(ty: GgmlType, nb: usize, t: &Tile, rows: usiz
 /// the scales are at most 63 for Q4_K/Q5_K, an i8 for Q6_K), and i32 addition wraps in both
 /// instruction sets, so `vpdpwssd` (the two products added to `s`) gives exactly the AVX2
 /// lanes. Only the integer lane sums change instructions; the f32 steps are shared code.
-trait ScaleAcc {
+/// The single-token `vec_dot` kernels (`super::avx2`) are generic over it too.
+pub(super) trait ScaleAcc {
+    /// Whether the single-token kernels should keep several lane-sum accumulators per block
+    /// (added together at the block's end: exact i32, so the same lanes). `vpdpwssd` reads
+    /// and writes its accumulator, so one accumulator would chain every product of a block
+    /// through its latency; `madd` + add only chains the cheap add.
+    const SPLIT: bool;
     /// `s + madd(a, b)`.
     ///
     /// # Safety
@@ -75,9 +81,11 @@ trait ScaleAcc {
 }
 
 /// AVX2: `madd`, then add (the instructions the single-token kernel uses).
-struct Madd;
+pub(super) struct Madd;
 
 impl ScaleAcc for Madd {
+    const SPLIT: bool = false;
+
     #[inline(always)]
     unsafe fn acc(s: __m256i, a: __m256i, b: __m256i) -> __m256i {
         _mm256_add_epi32(s, _mm256_madd_epi16(a, b))
@@ -91,7 +99,7 @@ impl ScaleAcc for Madd {
 }
 
 /// AVX-512 VNNI: one `vpdpwssd` per product.
-struct Vnni;
+pub(super) struct Vnni;
 
 /// `s + madd(a, b)` in one instruction.
 #[inline]
@@ -101,6 +109,8 @@ fn dpwssd(s: __m256i, a: __m256i, b: __m256i) -> __m256i {
 }
 
 impl ScaleAcc for Vnni {
+    const SPLIT: bool = true;
+
     #[inline(always)]
     unsafe fn acc(s: __m256i, a: __m256i, b: __m256i) -> __m256i {
         // SAFETY: the caller's contract (AVX-512 VNNI and VL).
