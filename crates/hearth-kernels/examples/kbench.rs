@@ -6,15 +6,16 @@
 //! cargo run --release -p hearth-kernels --example kbench -- 4       # 4 threads
 //!
 //! cargo run --release -p hearth-kernels --example kbench -- 2 tiles # tiles vs vec_dot only
-//! cargo run --release -p hearth-kernels --example kbench -- 1 levels # VNNI vs AVX2 tiles
+//! cargo run --release -p hearth-kernels --example kbench -- 1 levels # VNNI vs AVX2 tiles, vec_dot
 //! ```
 //!
 //! The `tiles` section times `matmul` (the multi-token tile kernels for batches) against the
 //! same matmul done as one `vec_dot` per (row, token) — the loop `matmul` ran before the tiles —
 //! on the projection shapes of SmolLM2-135M and Gemma-3-270M.
 //!
-//! The `levels` section times the 32-element formats' tile kernels on one thread at the AVX2
-//! and the AVX-512 VNNI level in the same process (alternating, so load hits both alike) and
+//! The `levels` section times the tile kernels, then one-token `vec_dot` over every row (the
+//! decode path; 32-element formats, and Q4_K/Q6_K on 7B and Gemma 3 shapes), on one thread at
+//! the AVX2 and the AVX-512 VNNI level in the same process (alternating, so load hits both alike) and
 //! prints the fastest and the median run of each; the minimum is the figure least disturbed by
 //! other processes on a shared machine.
 //!
@@ -217,13 +218,16 @@ fn bench_levels_vec_dot(ty: GgmlType, rows: usize, cols: usize) {
     let mut outs = [vec![0f32; rows], vec![0f32; rows]];
     let levels = [Level::Avx2, Level::Avx512Vnni];
     let mut samples = [Vec::new(), Vec::new()];
-    for _ in 0..400 {
+    // About 0.4 G multiply-adds per level: 400 passes over the small shapes, 5 over a 7B
+    // feed-forward matrix.
+    let reps = (400_000_000 / (rows * cols)).clamp(5, 400);
+    for _ in 0..reps {
         for k in 0..2 {
             let t = Instant::now();
             for (r, o) in outs[k].iter_mut().enumerate() {
                 let row = &w[r * rb..(r + 1) * rb];
                 *o = hearth_kernels::simd::vec_dot_at(levels[k], ty, cols, row, &xq)
-                    .expect("legacy type on a supported level");
+                    .expect("legacy or K-quant type on a supported level");
             }
             samples[k].push(t.elapsed());
         }
@@ -309,6 +313,21 @@ fn main() {
         }
         for ty in [Q4_0, Q4_1, Q5_0, Q5_1, Q8_0] {
             bench_levels_vec_dot(ty, 1536, 576);
+        }
+        // K-quant decode shapes (rows x row length): a 7B model's 3584-element rows (q/o
+        // projection, and 512 rows that stay in cache) and 18944-element rows (down
+        // projection), Gemma 3 270M's 1024- and 2048-element rows (its 640-element rows are not
+        // K-quants: 640 is not a multiple of 256).
+        for ty in [Q4_K, Q6_K] {
+            for (rows, cols) in [
+                (512, 3584),
+                (3584, 3584),
+                (3584, 18944),
+                (640, 1024),
+                (640, 2048),
+            ] {
+                bench_levels_vec_dot(ty, rows, cols);
+            }
         }
         return;
     }
