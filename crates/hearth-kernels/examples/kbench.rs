@@ -14,7 +14,7 @@
 //! on the projection shapes of SmolLM2-135M and Gemma-3-270M.
 //!
 //! The `levels` section times the tile kernels, then one-token `vec_dot` over every row (the
-//! decode path; 32-element formats, and Q4_K/Q6_K on 7B and Gemma 3 shapes), on one thread at
+//! decode path; 32-element formats, and Q4_K/Q5_K/Q6_K on 7B and Gemma 3 shapes), on one thread at
 //! the AVX2 and the AVX-512 VNNI level in the same process (alternating, so load hits both alike) and
 //! prints the fastest and the median run of each; the minimum is the figure least disturbed by
 //! other processes on a shared machine.
@@ -318,7 +318,7 @@ fn main() {
         // projection, and 512 rows that stay in cache) and 18944-element rows (down
         // projection), Gemma 3 270M's 1024- and 2048-element rows (its 640-element rows are not
         // K-quants: 640 is not a multiple of 256).
-        for ty in [Q4_K, Q6_K] {
+        for ty in [Q4_K, Q5_K, Q6_K] {
             for (rows, cols) in [
                 (512, 3584),
                 (3584, 3584),
