@@ -230,6 +230,22 @@ pub fn axpy_rows(x: &[f32], p: &[f32], y: &mut [f32]) {
     }
 }
 
+/// Rounds every value to the nearest f16 (ties to even) and widens it back: exactly
+/// `half::f16::from_f32(x).to_f32()` for each, eight at a time with F16C where available
+/// (attention rounds its probabilities so, as llama.cpp multiplies V by f16 probabilities).
+pub fn round_to_f16(x: &mut [f32]) {
+    match crate::simd::level() {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: these levels are only produced by `simd::detect`, which found F16C.
+        Level::Avx2 | Level::Avx512Vnni => unsafe { avx2::round_to_f16(x) },
+        _ => {
+            for v in x {
+                *v = f16::from_f32(*v).to_f32();
+            }
+        }
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     //! AVX2 + FMA + F16C kernels: 32 elements per step in four independent accumulators
@@ -432,6 +448,28 @@ mod avx2 {
         }
     }
 
+    /// [`super::round_to_f16`] with F16C: `vcvtps2ph` (round to nearest even) then `vcvtph2ps`.
+    ///
+    /// # Safety
+    /// The CPU has F16C and AVX.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn round_to_f16(x: &mut [f32]) {
+        let n = x.len();
+        let mut i = 0;
+        while i + 8 <= n {
+            // SAFETY: i + 8 <= n, so eight floats at `i` are inside `x`.
+            unsafe {
+                let p = x.as_mut_ptr().add(i);
+                let h = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(_mm256_loadu_ps(p));
+                _mm256_storeu_ps(p, _mm256_cvtph_ps(h));
+            }
+            i += 8;
+        }
+        for v in &mut x[i..] {
+            *v = half::f16::from_f32(*v).to_f32();
+        }
+    }
+
     /// [`super::axpy_rows`]: eight lanes at a time, `y + p·x` as a multiplication then an
     /// addition, exactly the scalar operations.
     ///
@@ -522,6 +560,40 @@ mod tests {
                     "axpy n {n} rows {rows}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn round_to_f16_equals_half_for_every_f16_neighbourhood() {
+        // Around every finite f16: the value itself, its midpoints with the neighbours (ties),
+        // and values just off them, plus overflow, subnormals and zeros.
+        let mut xs = vec![
+            0.0f32, -0.0, 65504.0, 65520.0, 70000.0, -70000.0, 1e-8, 6e-8, 3e-8,
+        ];
+        for h in 0..0x7c00u16 {
+            let a = f16::from_bits(h).to_f32();
+            let b = f16::from_bits(h + 1).to_f32();
+            let mid = (a + b) / 2.0;
+            for v in [
+                a,
+                mid,
+                f32::from_bits(mid.to_bits() + 1),
+                f32::from_bits(mid.to_bits().saturating_sub(1)),
+            ] {
+                xs.push(v);
+                xs.push(-v);
+            }
+        }
+        let want: Vec<u32> = xs
+            .iter()
+            .map(|&v| f16::from_f32(v).to_f32().to_bits())
+            .collect();
+        let mut got = xs.clone();
+        round_to_f16(&mut got);
+        let got: Vec<u32> = got.iter().map(|v| v.to_bits()).collect();
+        assert_eq!(got.len(), want.len());
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert_eq!(g, w, "x = {:e}", xs[i]);
         }
     }
 }

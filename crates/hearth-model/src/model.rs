@@ -525,27 +525,56 @@ impl Model {
                         &mut s.scores[at + r0..at + r1],
                     );
                 }
-                // Softmax per token over the keys it sees, in order; probabilities rounded
-                // to f16 as llama.cpp multiplies V by them (not in exact mode).
-                for (r, it) in items.iter().enumerate() {
-                    let keys = (s.firsts[r] - lo)..(it.pos + 1 - lo);
-                    let mut max = f32::NEG_INFINITY;
-                    for jj in keys.clone() {
-                        let sc = &mut s.scores[jj * len + r];
+                // Softmax per token over the keys it sees, walked key by key so each step
+                // touches the run's tokens side by side. Every token still takes its own keys
+                // in order (scale and max, then exp and a running sum, then the probabilities),
+                // so its numbers are the one-token ones. Probabilities are rounded to f16 as
+                // llama.cpp multiplies V by them (not in exact mode).
+                s.maxs.clear();
+                s.maxs.resize(len, f32::NEG_INFINITY);
+                s.sums.clear();
+                s.sums.resize(len, 0.0);
+                for j in lo..=hi {
+                    let (r0, r1) = seen_by(j);
+                    if r0 >= r1 {
+                        continue;
+                    }
+                    let at = (j - lo) * len;
+                    for (sc, m) in s.scores[at + r0..at + r1]
+                        .iter_mut()
+                        .zip(&mut s.maxs[r0..r1])
+                    {
                         *sc *= c.attn_scale;
-                        max = max.max(*sc);
+                        *m = m.max(*sc);
                     }
-                    let mut sum = 0f32;
-                    for jj in keys.clone() {
-                        let sc = &mut s.scores[jj * len + r];
-                        *sc = (*sc - max).exp();
-                        sum += *sc;
+                }
+                for j in lo..=hi {
+                    let (r0, r1) = seen_by(j);
+                    if r0 >= r1 {
+                        continue;
                     }
-                    let inv = 1.0 / sum;
-                    for jj in keys {
-                        let sc = &mut s.scores[jj * len + r];
-                        let p = *sc * inv;
-                        *sc = if exact { p } else { f16::from_f32(p).to_f32() };
+                    let at = (j - lo) * len;
+                    let rows = s.scores[at + r0..at + r1].iter_mut();
+                    for ((sc, m), sum) in rows.zip(&s.maxs[r0..r1]).zip(&mut s.sums[r0..r1]) {
+                        *sc = (*sc - m).exp();
+                        *sum += *sc;
+                    }
+                }
+                for sum in s.sums.iter_mut() {
+                    *sum = 1.0 / *sum;
+                }
+                for j in lo..=hi {
+                    let (r0, r1) = seen_by(j);
+                    if r0 >= r1 {
+                        continue;
+                    }
+                    let at = (j - lo) * len;
+                    let ps = &mut s.scores[at + r0..at + r1];
+                    for (p, inv) in ps.iter_mut().zip(&s.sums[r0..r1]) {
+                        *p *= inv;
+                    }
+                    if !exact {
+                        hearth_kernels::round_to_f16(ps);
                     }
                 }
                 let o0 = s.out.len();
@@ -627,6 +656,9 @@ struct AttnScratch {
     vrow: Vec<f32>,
     /// Scores, then probabilities: `[position - lo][token]`.
     scores: Vec<f32>,
+    /// Per token of the run: the largest score, then the softmax sum and its inverse.
+    maxs: Vec<f32>,
+    sums: Vec<f32>,
     /// Outputs of this thread's units in unit order, `[unit][token][vhd]`.
     out: Vec<f32>,
 }
