@@ -479,8 +479,9 @@ impl Model {
                 s.qf.clear();
                 for t in run.start..run.start + run.len {
                     let qh = &q[t * q_dim + h * hd..t * q_dim + (h + 1) * hd];
-                    s.qf.extend(qh.iter().map(|&x| f16::from_f32(x).to_f32()));
+                    s.qf.extend_from_slice(qh);
                 }
+                hearth_kernels::round_to_f16(&mut s.qf);
                 s.firsts.clear();
                 s.firsts.extend(items.iter().map(first_of));
                 let lo = s.firsts.iter().copied().min().unwrap_or(0);
