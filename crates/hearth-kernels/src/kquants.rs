@@ -998,6 +998,36 @@ mod avx2 {
         _mm256_set1_epi16((2 * i as i16) | ((2 * i as i16 + 1) << 8))
     }
 
+    /// The 128 six-bit quants of half `j` (0 or 1) of a Q6_K block at `wb`, as four 32-byte
+    /// chunks of unsigned values 0..64: low nibbles from `ql`, two high bits from `qh`.
+    /// Shared by `vec_dot` and the tiles so both unpack with the same operations.
+    #[inline(always)]
+    pub(super) unsafe fn q6k_chunks(wb: *const u8, j: usize) -> [__m256i; 4] {
+        let m4 = _mm256_set1_epi8(0x0f);
+        let m3 = _mm256_set1_epi8(3);
+        let ql0 = load(wb.add(64 * j));
+        let ql1 = load(wb.add(64 * j + 32));
+        let qh = load(wb.add(128 + 32 * j));
+        [
+            _mm256_or_si256(
+                _mm256_and_si256(ql0, m4),
+                _mm256_slli_epi16(_mm256_and_si256(qh, m3), 4),
+            ),
+            _mm256_or_si256(
+                _mm256_and_si256(ql1, m4),
+                _mm256_slli_epi16(_mm256_and_si256(qh, _mm256_set1_epi8(12)), 2),
+            ),
+            _mm256_or_si256(
+                _mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4),
+                _mm256_and_si256(qh, _mm256_set1_epi8(48)),
+            ),
+            _mm256_or_si256(
+                _mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
+                _mm256_srli_epi16(_mm256_and_si256(qh, _mm256_set1_epi8(-64)), 2),
+            ),
+        ]
+    }
+
     /// The 16-group i16 values `v16` split for `pair_mask`: (groups 0..8 in both halves,
     /// groups 8..16 in both halves).
     #[inline(always)]
@@ -1184,8 +1214,6 @@ mod avx2 {
 
     #[inline(always)]
     unsafe fn dot_q6k<W: ScaleAcc>(nb: usize, w: *const u8, x: *const u8) -> f32 {
-        let m4 = _mm256_set1_epi8(0x0f);
-        let m3 = _mm256_set1_epi8(3);
         let masks = [pair_mask(0), pair_mask(1), pair_mask(2), pair_mask(3)];
         let (mut acc, acc_m) = (_mm256_setzero_ps(), _mm256_setzero_ps());
         for i in 0..nb {
@@ -1198,27 +1226,7 @@ mod avx2 {
             let mut s = _mm256_setzero_si256();
             let mut split = [_mm256_setzero_si256(); 4];
             for (j, sc) in scales.iter().enumerate() {
-                let ql0 = load(wb.add(64 * j));
-                let ql1 = load(wb.add(64 * j + 32));
-                let qh = load(wb.add(128 + 32 * j));
-                let q = [
-                    _mm256_or_si256(
-                        _mm256_and_si256(ql0, m4),
-                        _mm256_slli_epi16(_mm256_and_si256(qh, m3), 4),
-                    ),
-                    _mm256_or_si256(
-                        _mm256_and_si256(ql1, m4),
-                        _mm256_slli_epi16(_mm256_and_si256(qh, _mm256_set1_epi8(12)), 2),
-                    ),
-                    _mm256_or_si256(
-                        _mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4),
-                        _mm256_and_si256(qh, _mm256_set1_epi8(48)),
-                    ),
-                    _mm256_or_si256(
-                        _mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
-                        _mm256_srli_epi16(_mm256_and_si256(qh, _mm256_set1_epi8(-64)), 2),
-                    ),
-                ];
+                let q = q6k_chunks(wb, j);
                 for (t, qt) in q.iter().enumerate() {
                     let p = _mm256_maddubs_epi16(*qt, load(q8.add(128 * j + 32 * t)));
                     let scm = _mm256_shuffle_epi8(*sc, masks[t]);

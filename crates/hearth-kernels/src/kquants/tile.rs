@@ -15,7 +15,9 @@
 // ranges say that more plainly than zipped iterators.
 #![allow(clippy::needless_range_loop)]
 
-use super::avx2::{f16_ptr, f32_ptr, hsum8, load, pair_mask, scales_halves, splat_mask, words};
+use super::avx2::{
+    f16_ptr, f32_ptr, hsum8, load, pair_mask, q6k_chunks, scales_halves, splat_mask, words,
+};
 use super::{k4_unpack, Q4K, Q5K, Q6K, Q8K, Q8K_BSUMS, Q8K_QS};
 use crate::matmul::Tile;
 use crate::GgmlType;
@@ -242,8 +244,6 @@ unsafe fn k4_scales_mins(wb: *const u8) -> (__m256i, __m256i) {
 /// As [`kernel`].
 #[inline(always)]
 unsafe fn tile_q6k<W: ScaleAcc, const T: usize>(nb: usize, t: &Tile) {
-    let m4 = _mm256_set1_epi8(0x0f);
-    let m3 = _mm256_set1_epi8(3);
     // SAFETY (whole body): block `i < nb` of the row and of each token `tt < T` is readable
     // (caller's contract); offsets are the Q6_K / Q8_K field positions.
     unsafe {
@@ -258,27 +258,7 @@ unsafe fn tile_q6k<W: ScaleAcc, const T: usize>(nb: usize, t: &Tile) {
             let scales = scales_halves(sc16);
             let mut s = [_mm256_setzero_si256(); T];
             for (j, sc) in scales.iter().enumerate() {
-                let ql0 = load(wb.add(64 * j));
-                let ql1 = load(wb.add(64 * j + 32));
-                let qh = load(wb.add(128 + 32 * j));
-                let q = [
-                    _mm256_or_si256(
-                        _mm256_and_si256(ql0, m4),
-                        _mm256_slli_epi16(_mm256_and_si256(qh, m3), 4),
-                    ),
-                    _mm256_or_si256(
-                        _mm256_and_si256(ql1, m4),
-                        _mm256_slli_epi16(_mm256_and_si256(qh, _mm256_set1_epi8(12)), 2),
-                    ),
-                    _mm256_or_si256(
-                        _mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4),
-                        _mm256_and_si256(qh, _mm256_set1_epi8(48)),
-                    ),
-                    _mm256_or_si256(
-                        _mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
-                        _mm256_srli_epi16(_mm256_and_si256(qh, _mm256_set1_epi8(-64)), 2),
-                    ),
-                ];
+                let q = q6k_chunks(wb, j);
                 for (k, qk) in q.iter().enumerate() {
                     let scm = _mm256_shuffle_epi8(*sc, masks[k]);
                     for tt in 0..T {
