@@ -50,8 +50,12 @@
 //! |--------|-------|----------|
 //! | 0      | 1024  | `ql`: 32 units × 8 rows |
 //! | 1024   | 512   | `qh`: 16 units × 8 rows |
-//! | 1536   | 128   | scales, `[j][r]` (i8) |
+//! | 1536   | 128   | scales (i8): scale `2i + k` of row `r` at `16i + 2r + k` |
 //! | 1664   | 16    | `d` of rows 0..8 (f16) |
+//!
+//! Q6_K's scale pairs sign-extend (`cvtepi8_epi16`) into `(s[2i], s[2i + 1])` i16 pairs per
+//! row lane, which one byte shuffle turns into `(s[j], s[j])` for `madd`, and two shifts into
+//! i32 scales for `mullo`.
 //!
 //! Nibbles and bit pairs stay where GGUF puts them inside each byte (see `dequantize` in the
 //! parent's `kquants`), so a 32-byte load of Q4_K `qs` gives, for all rows, 4 elements of
@@ -251,6 +255,12 @@ fn unpack_q4k(block: &[u8], r: usize, o: &mut [u8]) {
     }
 }
 
+/// Where scale `j` of row `r` sits in the packed Q6_K scales: `(s[2i], s[2i + 1])` pairs
+/// per row, 16 bytes per pair of sub-blocks.
+fn q6_sc_index(j: usize, r: usize) -> usize {
+    16 * (j / 2) + 2 * r + j % 2
+}
+
 fn pack_q6k(rows: &[&[u8]; ROWS], out: &mut [u8]) {
     for (r, o) in rows.iter().enumerate() {
         for u in 0..32 {
@@ -262,7 +272,7 @@ fn pack_q6k(rows: &[&[u8]; ROWS], out: &mut [u8]) {
             out[at..at + 4].copy_from_slice(&o[128 + 4 * u..132 + 4 * u]);
         }
         for j in 0..16 {
-            out[Q6_SC + 8 * j + r] = o[192 + j];
+            out[Q6_SC + q6_sc_index(j, r)] = o[192 + j];
         }
         out[Q6_D + 2 * r..Q6_D + 2 * r + 2].copy_from_slice(&o[208..210]);
     }
@@ -278,7 +288,7 @@ fn unpack_q6k(block: &[u8], r: usize, o: &mut [u8]) {
         o[128 + 4 * u..132 + 4 * u].copy_from_slice(&block[at..at + 4]);
     }
     for j in 0..16 {
-        o[192 + j] = block[Q6_SC + 8 * j + r];
+        o[192 + j] = block[Q6_SC + q6_sc_index(j, r)];
     }
     o[208..210].copy_from_slice(&block[Q6_D + 2 * r..Q6_D + 2 * r + 2]);
 }
@@ -387,7 +397,8 @@ mod simd {
     //!   `add_epi16` over the chunks of a sub-block, then `madd` with the sub-block scale
     //!   duplicated as an i16 pair. Bounds: a Q4_K pair is at most 2·15·128 = 3840 and eight
     //!   chunks 30720; a Q6_K pair 2·63·128 = 16128, so Q6_K adds only two chunks (32256)
-    //!   before each `madd`. Nothing saturates.
+    //!   before each `madd`. Nothing saturates. Q6_K's offset, −32·Σ_j s[j]·bsums[j], is
+    //!   one `madd` per pair of sub-blocks (scale pairs against broadcast bsums pairs).
     //! - VNNI: `vpdpbusd` (four products into the i32 lane) per chunk, then `mullo` by the
     //!   sub-block scale. Q4_K's high nibbles are used in place (`q & 0xf0`, i.e. 16·q), with
     //!   the low-nibble sub-blocks' scales multiplied by 16 to match; the block sum is then
@@ -418,25 +429,11 @@ mod simd {
         groups: usize,
         tokens: usize,
     ) {
-        for g in 0..groups {
-            let w = t.w.wrapping_add(g * t.wrb);
-            let mut k = 0;
-            while k < tokens {
-                let x = t.x.wrapping_add(k * t.xrb);
-                let out = t.out.wrapping_add(k * t.ostride + ROWS * g);
-                let n = match tokens - k {
-                    4.. => 4,
-                    2 | 3 => 2,
-                    _ => 1,
-                };
-                let p = Pass {
-                    nb,
-                    w,
-                    x,
-                    xrb: t.xrb,
-                    out,
-                    ostride: t.ostride,
-                };
+        let mut k = 0;
+        while k < tokens {
+            let n = pass_width(tokens - k, 4);
+            for g in 0..groups {
+                let p = Pass::new(nb, t, g, k);
                 match (ty, n) {
                     (GgmlType::Q4_K, 4) => q4k_avx2::<4>(&p),
                     (GgmlType::Q4_K, 2) => q4k_avx2::<2>(&p),
@@ -445,13 +442,14 @@ mod simd {
                     (_, 2) => q6k_avx2::<2>(&p),
                     _ => q6k_avx2::<1>(&p),
                 }
-                k += n;
             }
+            k += n;
         }
     }
 
-    /// [`tile_avx2`] with AVX-512 VNNI (`vpdpbusd`, `vpdpwssd` on ymm): 8 tokens per pass
-    /// (tails as 4, 2, 1), bit-identical outputs.
+    /// [`tile_avx2`] with AVX-512 VNNI (`vpdpbusd`, `vpdpwssd` on ymm): Q4_K 8 tokens per
+    /// pass, Q6_K 4 (its four quarters' sums per token fill the registers sooner; measured
+    /// faster than 8), tails as 4, 2, 1; bit-identical outputs.
     ///
     /// # Safety
     /// As [`tile_avx2`], and the CPU also has AVX-512 VNNI, VL and BW.
@@ -463,39 +461,34 @@ mod simd {
         groups: usize,
         tokens: usize,
     ) {
-        for g in 0..groups {
-            let w = t.w.wrapping_add(g * t.wrb);
-            let mut k = 0;
-            while k < tokens {
-                let x = t.x.wrapping_add(k * t.xrb);
-                let out = t.out.wrapping_add(k * t.ostride + ROWS * g);
-                let n = match tokens - k {
-                    8.. => 8,
-                    4..=7 => 4,
-                    2 | 3 => 2,
-                    _ => 1,
-                };
-                let p = Pass {
-                    nb,
-                    w,
-                    x,
-                    xrb: t.xrb,
-                    out,
-                    ostride: t.ostride,
-                };
+        let widest = if ty == GgmlType::Q4_K { 8 } else { 4 };
+        let mut k = 0;
+        while k < tokens {
+            let n = pass_width(tokens - k, widest);
+            for g in 0..groups {
+                let p = Pass::new(nb, t, g, k);
                 match (ty, n) {
                     (GgmlType::Q4_K, 8) => q4k_vnni::<8>(&p),
                     (GgmlType::Q4_K, 4) => q4k_vnni::<4>(&p),
                     (GgmlType::Q4_K, 2) => q4k_vnni::<2>(&p),
                     (GgmlType::Q4_K, _) => q4k_vnni::<1>(&p),
-                    (_, 8) => q6k_vnni::<8>(&p),
                     (_, 4) => q6k_vnni::<4>(&p),
                     (_, 2) => q6k_vnni::<2>(&p),
                     _ => q6k_vnni::<1>(&p),
                 }
-                k += n;
             }
+            k += n;
         }
+    }
+
+    /// Tokens in the next pass: the largest power of two up to `widest` and `left`.
+    #[inline(always)]
+    fn pass_width(left: usize, widest: usize) -> usize {
+        let mut n = widest;
+        while n > left {
+            n /= 2;
+        }
+        n
     }
 
     /// One pass: one packed group (`nb` blocks at `w`) against `T` consecutive tokens (at
@@ -510,6 +503,19 @@ mod simd {
     }
 
     impl Pass {
+        /// Group `g` of `t` against the tokens from `k` on (pointer arithmetic only).
+        #[inline(always)]
+        fn new(nb: usize, t: &Tile, g: usize, k: usize) -> Pass {
+            Pass {
+                nb,
+                w: t.w.wrapping_add(g * t.wrb),
+                x: t.x.wrapping_add(k * t.xrb),
+                xrb: t.xrb,
+                out: t.out.wrapping_add(k * t.ostride + ROWS * g),
+                ostride: t.ostride,
+            }
+        }
+
         /// Q8_K block `b` of token `k`.
         #[inline(always)]
         fn xb(&self, k: usize, b: usize) -> *const u8 {
@@ -548,12 +554,6 @@ mod simd {
     #[inline(always)]
     unsafe fn u8x8(p: *const u8) -> __m256i {
         _mm256_cvtepu8_epi32(_mm_loadl_epi64(p as *const __m128i))
-    }
-
-    /// 8 bytes at `p` sign-extended to i32 lanes.
-    #[inline(always)]
-    unsafe fn i8x8(p: *const u8) -> __m256i {
-        _mm256_cvtepi8_epi32(_mm_loadl_epi64(p as *const __m128i))
     }
 
     /// i32 lanes holding values in i16 range, as the i16 pair `(v, v)` for `madd`.
@@ -761,86 +761,86 @@ mod simd {
         }
     }
 
-    /// Q6_K's unsigned 6-bit codes of rows' unit `c` for quarter `tt` and `tt + 2` of a half:
-    /// low nibbles (`tt`) / high nibbles (`tt + 2`) of the `ql` unit, with bit pairs `tt` /
-    /// `tt + 2` of the `qh` unit as bits 4–5 (GGUF's element order, see `dot_ref`).
+    /// Q6_K's unsigned 6-bit codes of unit `c` of half `h`, all rows, for the four quarters
+    /// `t` of the half (elements `128h + 32t + 4c + 0..4`): the low (`t < 2`) or high nibbles
+    /// of the `ql` unit of quarter `t % 2`, with bit pair `t` of the `qh` unit as bits 4–5
+    /// (GGUF's element order, see `q6k_sum`).
     #[inline(always)]
-    unsafe fn q6k_codes(ql: __m256i, qh: __m256i, tt: usize) -> (__m256i, __m256i) {
+    unsafe fn q6k_codes(wb: *const u8, h: usize, c: usize) -> [__m256i; 4] {
         let m4 = _mm256_set1_epi8(0x0f);
-        let (ha, hb) = if tt == 0 {
-            (
-                _mm256_slli_epi16(_mm256_and_si256(qh, _mm256_set1_epi8(0x03)), 4),
-                _mm256_and_si256(qh, _mm256_set1_epi8(0x30)),
-            )
-        } else {
-            (
-                _mm256_slli_epi16(_mm256_and_si256(qh, _mm256_set1_epi8(0x0c)), 2),
-                _mm256_srli_epi16(_mm256_and_si256(qh, _mm256_set1_epi8(0xc0u8 as i8)), 2),
-            )
-        };
-        (
-            _mm256_or_si256(_mm256_and_si256(ql, m4), ha),
-            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql, 4), m4), hb),
-        )
+        let ql0 = load(wb.add(Q6_QL + 32 * (16 * h + c)));
+        let ql1 = load(wb.add(Q6_QL + 32 * (16 * h + 8 + c)));
+        let qh = load(wb.add(Q6_QH + 32 * (8 * h + c)));
+        // 16-bit shifts move bits across bytes; each result is masked to its byte's bits.
+        let h0 = _mm256_slli_epi16(_mm256_and_si256(qh, _mm256_set1_epi8(0x03)), 4);
+        let h1 = _mm256_slli_epi16(_mm256_and_si256(qh, _mm256_set1_epi8(0x0c)), 2);
+        let h2 = _mm256_and_si256(qh, _mm256_set1_epi8(0x30));
+        let h3 = _mm256_srli_epi16(_mm256_and_si256(qh, _mm256_set1_epi8(0xc0u8 as i8)), 2);
+        [
+            _mm256_or_si256(_mm256_and_si256(ql0, m4), h0),
+            _mm256_or_si256(_mm256_and_si256(ql1, m4), h1),
+            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4), h2),
+            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4), h3),
+        ]
     }
 
-    /// Q6_K on AVX2.
+    /// The packed Q6_K scales of sub-blocks `2i`, `2i + 1` as i16 pairs per row lane.
+    #[inline(always)]
+    unsafe fn q6k_scale_pairs(wb: *const u8, i: usize) -> __m256i {
+        _mm256_cvtepi8_epi16(_mm_loadu_si128(wb.add(Q6_SC + 16 * i) as *const __m128i))
+    }
+
+    /// Q6_K on AVX2. Sub-block `j = 8h + 2t + cc` covers units `4cc..4cc + 4` of quarter `t`
+    /// of half `h`; each pair of units' `maddubs` is summed in i16 (at most 2·2·63·128 =
+    /// 32256), then `madd` with the `(s[j], s[j])` scale pair.
     ///
     /// # Safety
     /// As [`tile_avx2`], for the pass's group and `T` tokens.
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn q6k_avx2<const T: usize>(p: &Pass) {
         let zero = _mm256_setzero_si256();
+        // Byte shuffles (indices within each 128-bit half) that copy the first / second
+        // i16 of each i32 lane over both.
+        let w = |i: i32| (4 * i) | ((4 * i + 1) << 8) | ((4 * i) << 16) | ((4 * i + 1) << 24);
+        let dup_lo = _mm256_setr_epi32(w(0), w(1), w(2), w(3), w(0), w(1), w(2), w(3));
+        let dup_hi = _mm256_add_epi8(dup_lo, _mm256_set1_epi8(2));
         let mut acc = [_mm256_setzero_ps(); T];
         for b in 0..p.nb {
             let wb = p.w.add(b * Q6_BLOCK);
-            let scb = wb.add(Q6_SC);
-            // Sub-block scales as (s, s) i16 pairs, and as (s[2i], s[2i + 1]) pairs for the
-            // offset term.
-            let mut sc = [zero; 16];
-            for j in 0..16 {
-                sc[j] = dup16(i8x8(scb.add(8 * j)));
-            }
-            let mut sp = [zero; 8];
-            for i in 0..8 {
-                let a = _mm_loadl_epi64(scb.add(16 * i) as *const __m128i);
-                let c = _mm_loadl_epi64(scb.add(16 * i + 8) as *const __m128i);
-                sp[i] = _mm256_cvtepi8_epi16(_mm_unpacklo_epi8(a, c));
-            }
             let mut isum = [zero; T];
-            for k in 0..T {
-                let bs = p.xb(k, b).add(Q8K_BSUMS);
-                let mut off = _mm256_madd_epi16(sp[0], bcast4(bs));
-                for i in 1..8 {
-                    off = _mm256_add_epi32(off, _mm256_madd_epi16(sp[i], bcast4(bs.add(4 * i))));
+            let mut sc = [zero; 16];
+            for i in 0..8 {
+                let pair = q6k_scale_pairs(wb, i);
+                sc[2 * i] = _mm256_shuffle_epi8(pair, dup_lo);
+                sc[2 * i + 1] = _mm256_shuffle_epi8(pair, dup_hi);
+                for k in 0..T {
+                    let bs = bcast4(p.xb(k, b).add(Q8K_BSUMS + 4 * i));
+                    isum[k] = _mm256_add_epi32(isum[k], _mm256_madd_epi16(pair, bs));
                 }
-                // −32 · Σ_j sc[j] · bsums[j]: |Σ| ≤ 16·128·2048, so ·32 fits.
-                isum[k] = _mm256_sub_epi32(zero, _mm256_slli_epi32(off, 5));
+            }
+            for k in 0..T {
+                // −32 · Σ_j s[j] · bsums[j]: |Σ| ≤ 16·128·2048, so ·32 fits.
+                isum[k] = _mm256_sub_epi32(zero, _mm256_slli_epi32(isum[k], 5));
             }
             for h in 0..2 {
-                for tt in 0..2 {
-                    for cc in 0..2 {
-                        let (ja, jb) = (8 * h + 2 * tt + cc, 8 * h + 2 * (tt + 2) + cc);
-                        for cp in 0..2 {
-                            let (mut sa, mut sbv) = ([zero; T], [zero; T]);
-                            for c in 4 * cc + 2 * cp..4 * cc + 2 * cp + 2 {
-                                let ql = load(wb.add(Q6_QL + 32 * (16 * h + 8 * tt + c)));
-                                let qh = load(wb.add(Q6_QH + 32 * (8 * h + c)));
-                                let (qa, qb) = q6k_codes(ql, qh, tt);
-                                for k in 0..T {
-                                    let xq = p.xb(k, b).add(Q8K_QS + 128 * h + 32 * tt + 4 * c);
-                                    let pa = _mm256_maddubs_epi16(qa, bcast4(xq));
-                                    let pb = _mm256_maddubs_epi16(qb, bcast4(xq.add(64)));
-                                    sa[k] = _mm256_add_epi16(sa[k], pa);
-                                    sbv[k] = _mm256_add_epi16(sbv[k], pb);
+                for cc in 0..2 {
+                    for half in 0..2 {
+                        let mut s = [[zero; T]; 4];
+                        for c in 4 * cc + 2 * half..4 * cc + 2 * half + 2 {
+                            let q = q6k_codes(wb, h, c);
+                            for k in 0..T {
+                                let xq = p.xb(k, b).add(Q8K_QS + 128 * h + 4 * c);
+                                for t in 0..4 {
+                                    let m = _mm256_maddubs_epi16(q[t], bcast4(xq.add(32 * t)));
+                                    s[t][k] = _mm256_add_epi16(s[t][k], m);
                                 }
                             }
+                        }
+                        for t in 0..4 {
+                            let sj = sc[8 * h + 2 * t + cc];
                             for k in 0..T {
-                                let s = _mm256_add_epi32(
-                                    _mm256_madd_epi16(sa[k], sc[ja]),
-                                    _mm256_madd_epi16(sbv[k], sc[jb]),
-                                );
-                                isum[k] = _mm256_add_epi32(isum[k], s);
+                                let m = _mm256_madd_epi16(s[t][k], sj);
+                                isum[k] = _mm256_add_epi32(isum[k], m);
                             }
                         }
                     }
@@ -857,7 +857,8 @@ mod simd {
         }
     }
 
-    /// Q6_K with VNNI: each sub-block's `vpdpbusd` chain starts at −32·bsums[j].
+    /// Q6_K with VNNI: each sub-block's `vpdpbusd` chain starts at −32·bsums[j] and is then
+    /// multiplied by the sub-block's scales (`mullo`).
     ///
     /// # Safety
     /// As [`tile_vnni`], for the pass's group and `T` tokens.
@@ -876,34 +877,35 @@ mod simd {
                 _mm256_storeu_si256(out, _mm256_sub_epi32(zero, _mm256_slli_epi32(lo, 5)));
                 _mm256_storeu_si256(out.add(1), _mm256_sub_epi32(zero, _mm256_slli_epi32(hi, 5)));
             }
+            let mut sc = [zero; 16];
+            for i in 0..8 {
+                let pair = q6k_scale_pairs(wb, i);
+                sc[2 * i] = _mm256_srai_epi32(_mm256_slli_epi32(pair, 16), 16);
+                sc[2 * i + 1] = _mm256_srai_epi32(pair, 16);
+            }
             let mut isum = [zero; T];
             for h in 0..2 {
-                for tt in 0..2 {
-                    for cc in 0..2 {
-                        let (ja, jb) = (8 * h + 2 * tt + cc, 8 * h + 2 * (tt + 2) + cc);
-                        let (mut sa, mut sbv) = ([zero; T], [zero; T]);
+                for cc in 0..2 {
+                    let mut s = [[zero; T]; 4];
+                    for t in 0..4 {
                         for k in 0..T {
-                            sa[k] = _mm256_set1_epi32(bias[k][ja]);
-                            sbv[k] = _mm256_set1_epi32(bias[k][jb]);
+                            s[t][k] = _mm256_set1_epi32(bias[k][8 * h + 2 * t + cc]);
                         }
-                        for c in 4 * cc..4 * cc + 4 {
-                            let ql = load(wb.add(Q6_QL + 32 * (16 * h + 8 * tt + c)));
-                            let qh = load(wb.add(Q6_QH + 32 * (8 * h + c)));
-                            let (qa, qb) = q6k_codes(ql, qh, tt);
-                            for k in 0..T {
-                                let xq = p.xb(k, b).add(Q8K_QS + 128 * h + 32 * tt + 4 * c);
-                                sa[k] = _mm256_dpbusd_epi32(sa[k], qa, bcast4(xq));
-                                sbv[k] = _mm256_dpbusd_epi32(sbv[k], qb, bcast4(xq.add(64)));
+                    }
+                    for c in 4 * cc..4 * cc + 4 {
+                        let q = q6k_codes(wb, h, c);
+                        for k in 0..T {
+                            let xq = p.xb(k, b).add(Q8K_QS + 128 * h + 4 * c);
+                            for t in 0..4 {
+                                s[t][k] =
+                                    _mm256_dpbusd_epi32(s[t][k], q[t], bcast4(xq.add(32 * t)));
                             }
                         }
-                        let sca = i8x8(wb.add(Q6_SC + 8 * ja));
-                        let scb = i8x8(wb.add(Q6_SC + 8 * jb));
+                    }
+                    for t in 0..4 {
+                        let sj = sc[8 * h + 2 * t + cc];
                         for k in 0..T {
-                            let s = _mm256_add_epi32(
-                                _mm256_mullo_epi32(sa[k], sca),
-                                _mm256_mullo_epi32(sbv[k], scb),
-                            );
-                            isum[k] = _mm256_add_epi32(isum[k], s);
+                            isum[k] = _mm256_add_epi32(isum[k], _mm256_mullo_epi32(s[t][k], sj));
                         }
                     }
                 }
@@ -921,15 +923,16 @@ mod simd {
 }
 
 #[cfg(test)]
-mod tests {
+mod tests_support {
+    //! Weight and activation builders shared by the tests and the benchmark.
     use super::*;
     use rand::rngs::StdRng;
-    use rand::{Rng, SeedableRng};
+    use rand::Rng;
 
-    const TYPES: [GgmlType; 2] = [GgmlType::Q4_K, GgmlType::Q6_K];
+    pub(super) const TYPES: [GgmlType; 2] = [GgmlType::Q4_K, GgmlType::Q6_K];
 
     /// Offsets of the f16 scales inside a GGUF block.
-    fn f16_offsets(ty: GgmlType) -> &'static [usize] {
+    pub(super) fn f16_offsets(ty: GgmlType) -> &'static [usize] {
         match ty {
             GgmlType::Q4_K => &[0, 2],
             _ => &[208],
@@ -937,7 +940,7 @@ mod tests {
     }
 
     /// A finite, normal f16 of either sign, magnitude 2⁻¹³..2⁻¹.
-    fn normal_f16(rng: &mut StdRng) -> [u8; 2] {
+    pub(super) fn normal_f16(rng: &mut StdRng) -> [u8; 2] {
         let mag = 2f32.powf(rng.gen_range(-13.0f32..-1.0));
         let v = if rng.gen_bool(0.5) { mag } else { -mag };
         let h = f16::from_f32(v);
@@ -946,7 +949,7 @@ mod tests {
     }
 
     /// 8 rows of `nb` blocks, every byte `fill(rng)` except normal f16 scales.
-    fn rows_with(
+    pub(super) fn rows_with(
         ty: GgmlType,
         nb: usize,
         rng: &mut StdRng,
@@ -962,13 +965,13 @@ mod tests {
         w
     }
 
-    fn random_rows(ty: GgmlType, nb: usize, rng: &mut StdRng) -> Vec<u8> {
+    pub(super) fn random_rows(ty: GgmlType, nb: usize, rng: &mut StdRng) -> Vec<u8> {
         rows_with(ty, nb, rng, |_, r| r.gen())
     }
 
     /// Extreme weight blocks: every code and scale byte set to one value (Q6_K's scales
     /// separately, so both the largest codes and ±max scales appear).
-    fn extreme_rows(ty: GgmlType, nb: usize, rng: &mut StdRng) -> Vec<Vec<u8>> {
+    pub(super) fn extreme_rows(ty: GgmlType, nb: usize, rng: &mut StdRng) -> Vec<Vec<u8>> {
         match ty {
             GgmlType::Q4_K => [0xffu8, 0x00, 0xf0, 0x0f]
                 .into_iter()
@@ -988,7 +991,7 @@ mod tests {
     }
 
     /// `tokens` Q8_K rows of random activations, quantized as the engine does.
-    fn random_x(nb: usize, tokens: usize, rng: &mut StdRng) -> Vec<u8> {
+    pub(super) fn random_x(nb: usize, tokens: usize, rng: &mut StdRng) -> Vec<u8> {
         let n = nb * QK_K;
         let x: Vec<f32> = (0..tokens * n)
             .map(|_| rng.gen_range(-3.0f32..3.0))
@@ -1001,7 +1004,7 @@ mod tests {
     }
 
     /// One Q8_K row with quants `q(i)` (any i8, −128 included), consistent bsums and `d`.
-    fn fixed_x(nb: usize, d: f32, q: impl Fn(usize) -> i8) -> Vec<u8> {
+    pub(super) fn fixed_x(nb: usize, d: f32, q: impl Fn(usize) -> i8) -> Vec<u8> {
         let mut x = vec![0u8; nb * Q8K];
         for (b, xb) in x.chunks_exact_mut(Q8K).enumerate() {
             xb[0..4].copy_from_slice(&d.to_le_bytes());
@@ -1017,7 +1020,7 @@ mod tests {
         x
     }
 
-    fn extreme_x(nb: usize, rng: &mut StdRng) -> Vec<u8> {
+    pub(super) fn extreme_x(nb: usize, rng: &mut StdRng) -> Vec<u8> {
         let d = rng.gen_range(0.001f32..0.1);
         let mut x = fixed_x(nb, d, |_| 127);
         x.extend(fixed_x(nb, d, |_| -128));
@@ -1032,7 +1035,7 @@ mod tests {
     }
 
     /// `groups` packed groups of the row-major `rows` (8 · groups rows).
-    fn pack_all(ty: GgmlType, nb: usize, rows: &[u8]) -> Vec<u8> {
+    pub(super) fn pack_all(ty: GgmlType, nb: usize, rows: &[u8]) -> Vec<u8> {
         let gb = ROWS * nb * ty.type_size();
         let mut packed = vec![0u8; rows.len()];
         for (src, dst) in rows.chunks_exact(gb).zip(packed.chunks_exact_mut(gb)) {
@@ -1040,6 +1043,14 @@ mod tests {
         }
         packed
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tests_support::*;
+    use super::*;
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
 
     #[test]
     fn pack_then_unpack_gives_the_original_rows() {
@@ -1299,6 +1310,106 @@ mod tests {
                 }
             }
             assert!(differ > 0, "{ty}: reordering changed no output's bits");
+        }
+    }
+}
+
+/// Micro-benchmark: `cargo test --release -p hearth-kernels --lib packed::kquants::bench --
+/// --ignored --nocapture`. Nanoseconds per (8-row group × super-block × token), packed
+/// kernels against the row-major `vec_dot` (1 token) and `dot_tile` (64 tokens) on the same
+/// rows, at each SIMD level this CPU has.
+#[cfg(all(test, target_arch = "x86_64"))]
+mod bench {
+    use super::tests_support::*;
+    use super::*;
+    use crate::simd::{detect, Level};
+    use std::time::Instant;
+
+    /// Best-of-5 seconds per call of `f`, each timing repeating it for about 50 ms.
+    fn time(mut f: impl FnMut()) -> f64 {
+        f();
+        let t0 = Instant::now();
+        let mut reps = 0u32;
+        while t0.elapsed().as_secs_f64() < 0.01 {
+            f();
+            reps += 1;
+        }
+        let reps = (reps * 5).max(1);
+        (0..5)
+            .map(|_| {
+                let t = Instant::now();
+                for _ in 0..reps {
+                    f();
+                }
+                t.elapsed().as_secs_f64() / reps as f64
+            })
+            .fold(f64::INFINITY, f64::min)
+    }
+
+    #[test]
+    #[ignore]
+    fn bench() {
+        let (groups, nb) = (32, 14);
+        let (rows, n) = (ROWS * groups, nb * QK_K);
+        let mut rng = rand::SeedableRng::seed_from_u64(1);
+        let mut levels = vec![Level::Avx2];
+        if detect() == Level::Avx512Vnni {
+            levels.push(Level::Avx512Vnni);
+        }
+        if !detect().has_avx2() {
+            eprintln!("no AVX2: nothing to measure");
+            return;
+        }
+        for ty in [GgmlType::Q4_K, GgmlType::Q6_K] {
+            let w = random_rows(ty, nb * groups, &mut rng);
+            // `random_rows` gives 8 rows of nb·groups blocks: the same bytes as `rows` rows.
+            let packed = pack_all(ty, nb, &w);
+            let rb = nb * ty.type_size();
+            for tokens in [1usize, 64] {
+                let xq = random_x(nb, tokens, &mut rng);
+                let mut out = vec![0f32; rows * tokens];
+                let units = (groups * nb * tokens) as f64;
+                for &level in &levels {
+                    let t = Tile {
+                        w: packed.as_ptr(),
+                        wrb: ROWS * rb,
+                        x: xq.as_ptr(),
+                        xrb: nb * Q8K,
+                        out: out.as_mut_ptr(),
+                        ostride: rows,
+                    };
+                    let packed_s = time(|| {
+                        // SAFETY: `level` is supported (checked above); the buffers hold
+                        // `groups` groups, `tokens` rows and `rows * tokens` outputs.
+                        unsafe {
+                            if level == Level::Avx512Vnni {
+                                tile_vnni(ty, nb, &t, groups, tokens)
+                            } else {
+                                tile_avx2(ty, nb, &t, groups, tokens)
+                            }
+                        }
+                    });
+                    let row_s = time(|| {
+                        if tokens == 1 {
+                            for (r, o) in w.chunks_exact(rb).zip(out.iter_mut()) {
+                                *o = crate::simd::vec_dot_at(level, ty, n, r, &xq).unwrap();
+                            }
+                        } else {
+                            let w = &w[..rows * rb];
+                            crate::matmul::dot_tile_at(
+                                level, ty, n, w, rows, &xq, tokens, &mut out,
+                            );
+                        }
+                    });
+                    eprintln!(
+                        "{ty} {rows}x{n} {tokens:>2} tokens {level:?}: packed {:.1} ns, \
+                         row-major {:.1} ns per (group x block x token): {:.2}x",
+                        packed_s * 1e9 / units,
+                        row_s * 1e9 / units,
+                        row_s / packed_s
+                    );
+                }
+            }
         }
     }
 }
