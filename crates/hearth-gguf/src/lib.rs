@@ -390,6 +390,44 @@ impl Gguf {
         }
     }
 
+    /// Lets go of this process's resident pages of tensor `index` (those wholly inside it),
+    /// for a consumer that keeps its own re-laid copy of the tensor: it no longer counts
+    /// twice in resident memory. The bytes stay readable and unchanged; a later read faults
+    /// them back from the file. Best effort: does nothing for in-memory files or where the
+    /// system refuses.
+    ///
+    /// # Panics
+    /// If `index` is not a tensor of this file.
+    pub fn release_tensor(&self, index: usize) {
+        #[cfg(unix)]
+        if let Bytes::Mapped(map) = &self.bytes {
+            const PAGE: usize = 4096;
+            let t = &self.header.tensors[index];
+            // In bounds: checked for every tensor at open (`from_backing`).
+            let start = (self.header.data_offset + t.offset) as usize;
+            let end = start + t.n_bytes as usize;
+            let base = map.as_ptr() as usize;
+            // Whole pages only, so the neighbours' pages stay resident.
+            let first = (base + start).next_multiple_of(PAGE) - base;
+            let last = (base + end) / PAGE * PAGE - base;
+            if last > first {
+                // SAFETY: the map is a read-only private file mapping that this process never
+                // writes, so `MADV_DONTNEED` only drops the page-table entries: the next read
+                // of those addresses maps the file's (unchanged) bytes again, and every slice
+                // handed out by `tensor_data` keeps seeing the same contents. (memmap2 marks the
+                // advice unchecked because on written private pages it would discard the
+                // writes; there are none here.)
+                let _ = unsafe {
+                    map.unchecked_advise_range(
+                        memmap2::UncheckedAdvice::DontNeed,
+                        first,
+                        last - first,
+                    )
+                };
+            }
+        }
+    }
+
     /// The bytes of the tensor named `name`.
     pub fn tensor_bytes(&self, name: &str) -> Option<&[u8]> {
         self.tensor(name).map(|t| self.tensor_data(t))

@@ -2,8 +2,9 @@
 //! every projection runs through, and the thread pool.
 //!
 //! # Numerics contract (batch invariance)
-//! Every output element of [`matmul()`] equals one call of [`vec_dot`] on one weight row and
-//! one quantized activation row, bit for bit: for batches the multi-token tile kernels compute
+//! Every output element of [`matmul()`] on a row-major matrix equals one call of [`vec_dot`]
+//! on one weight row and one quantized activation row, and on a [packed] matrix the packed
+//! scalar reference ([`packed::dot_reference`]) of the pair, bit for bit: for batches the multi-token tile kernels compute
 //! it with exactly `vec_dot`'s operations in `vec_dot`'s order (see the
 //! [`matmul`](mod@matmul) module docs). The SIMD level is chosen once per process
 //! ([`simd::level`]), so a given (row, token) pair produces the same bits whatever the batch
@@ -16,6 +17,8 @@
 //!   `legacy::tile`, their multi-token tiles (AVX2, and AVX-512 VNNI where the CPU has it).
 //! - `kquants`: Q2_K..Q6_K weights and the Q8_K activation format; `kquants::tile`, the
 //!   multi-token tiles of Q4_K, Q5_K and Q6_K (AVX2, and AVX-512 VNNI).
+//! - [`packed`]: weights re-laid out at load in groups of eight interleaved rows, and their
+//!   kernels (the same for decode and prompt processing).
 //! - [`pool`]: the persistent thread pool.
 //! - [`simd`]: run-time CPU feature detection (AVX2+FMA, optionally AVX-512 VNNI, here; scalar
 //!   everywhere; a NEON path would be one more [`simd::Level`]).
@@ -24,6 +27,7 @@ mod float;
 mod kquants;
 mod legacy;
 pub mod matmul;
+pub mod packed;
 pub mod pool;
 pub mod simd;
 
@@ -52,6 +56,13 @@ pub enum Error {
         n: usize,
         got: usize,
         want: usize,
+    },
+    /// A matrix shape or type that cannot be packed (see `packed::packable`).
+    #[error("a {rows} x {cols} {ty} matrix cannot be packed (it needs a Q4_0, Q4_1, Q5_0, Q8_0, Q4_K or Q6_K type, a multiple of 8 rows and at most 1024 blocks per row)")]
+    NotPackable {
+        ty: GgmlType,
+        rows: usize,
+        cols: usize,
     },
     /// An activation buffer is not a whole number of rows.
     #[error("{len} activation values are not a whole number of rows of {cols}")]

@@ -1,6 +1,9 @@
 //! Quantized matrix × activations: the one routine every projection runs through.
 //!
-//! `out[t][r] = vec_dot(W[r], x[t])` for weight rows `r` and activation rows `t`.
+//! `out[t][r] = vec_dot(W[r], x[t])` for weight rows `r` and activation rows `t` on row-major
+//! weights. A [packed](crate::packed) matrix goes to the packed kernels instead, whose outputs
+//! are defined by the packed scalar reference; everything below about tiles and `vec_dot`
+//! concerns row-major weights (floats, and types or shapes that are not packable).
 //!
 //! # Batch invariance
 //! Each output element equals one [`crate::vec_dot`] call on one weight row and one activation
@@ -29,14 +32,16 @@
 use crate::simd::Level;
 use crate::{activation_type, row_bytes, vec_dot, Error, GgmlType, Result, ThreadPool};
 
-/// A weight matrix stored row-major in its GGUF type: `rows` rows of `cols` elements
-/// (GGUF `ne0 = cols`, `ne1 = rows`).
+/// A weight matrix in its GGUF type: `rows` rows of `cols` elements (GGUF `ne0 = cols`,
+/// `ne1 = rows`), stored row-major, or `packed` in groups of eight interleaved rows
+/// ([`crate::packed::pack_into`]).
 #[derive(Clone, Copy, Debug)]
 pub struct QMatrix<'a> {
     pub ty: GgmlType,
     pub data: &'a [u8],
     pub rows: usize,
     pub cols: usize,
+    pub packed: bool,
 }
 
 impl<'a> QMatrix<'a> {
@@ -62,7 +67,18 @@ impl<'a> QMatrix<'a> {
             data,
             rows,
             cols,
+            packed: false,
         })
+    }
+
+    /// A view of a matrix [packed](crate::packed::pack_into), checking its shape as
+    /// [`QMatrix::new`] does and that it is [packable](crate::packed::packable).
+    pub fn packed(ty: GgmlType, data: &'a [u8], rows: usize, cols: usize) -> Result<QMatrix<'a>> {
+        if !crate::packed::packable(ty, rows, cols) {
+            return Err(Error::NotPackable { ty, rows, cols });
+        }
+        let m = QMatrix::new(ty, data, rows, cols)?;
+        Ok(QMatrix { packed: true, ..m })
     }
 
     /// Bytes of one row.
@@ -70,10 +86,31 @@ impl<'a> QMatrix<'a> {
         row_bytes(self.ty, self.cols)
     }
 
-    /// The encoded bytes of row `r`.
+    /// The encoded bytes of row `r` of a row-major matrix.
+    ///
+    /// # Panics
+    /// If the matrix is packed (its rows are interleaved; see [`QMatrix::dequantize_row`]).
     pub fn row(&self, r: usize) -> &'a [u8] {
+        assert!(!self.packed, "QMatrix::row on a packed matrix");
         let rb = self.row_bytes();
         &self.data[r * rb..(r + 1) * rb]
+    }
+
+    /// Decodes row `r` to f32 into `out` (`cols` values); a packed row is first gathered
+    /// into `scratch` in its original encoding.
+    ///
+    /// # Panics
+    /// If `r` is not a row of the matrix.
+    pub fn dequantize_row(&self, r: usize, scratch: &mut Vec<u8>, out: &mut [f32]) -> Result<()> {
+        let rb = self.row_bytes();
+        assert!(r < self.rows, "row {r} of a {}-row matrix", self.rows);
+        if self.packed {
+            scratch.resize(rb, 0);
+            crate::packed::unpack_row(self.ty, self.cols, self.data, r, scratch);
+            crate::dequantize_row(self.ty, scratch, out)
+        } else {
+            crate::dequantize_row(self.ty, &self.data[r * rb..(r + 1) * rb], out)
+        }
     }
 }
 
@@ -114,6 +151,9 @@ pub fn matmul(pool: &ThreadPool, w: &QMatrix<'_>, xq: &[u8], n_tokens: usize, ou
     );
     if n_tokens == 0 || w.rows == 0 {
         return;
+    }
+    if w.packed {
+        return crate::packed::matmul_packed(pool, w, xq, n_tokens, out);
     }
 
     let rows = w.rows;

@@ -53,6 +53,12 @@ pub enum Error {
     /// A position is past what the sequence has reserved in the KV cache.
     #[error("position {pos} is beyond the {capacity} positions reserved for this sequence")]
     PositionOutOfRange { pos: usize, capacity: usize },
+    /// Memory for the packed weights could not be reserved.
+    #[error("could not reserve {bytes} bytes for the packed weights: {source}")]
+    PackedMemory {
+        bytes: usize,
+        source: std::io::Error,
+    },
     /// A token id is not in the vocabulary.
     #[error("token id {id} is outside the vocabulary of {n_vocab}")]
     BadToken { id: u32, n_vocab: usize },

@@ -3,13 +3,16 @@
 //!
 //! One call of [`Model::forward`] processes a batch of tokens from several sequences, each with
 //! its own position and KV cache — prompt chunks and single decode tokens mixed. Weights stay
-//! quantized in the memory-mapped file; only the small norm vectors and biases are copied.
+//! quantized: the matrices with packed kernels are re-laid once at load into groups of eight
+//! interleaved rows (same bytes, one tensor at a time, the file's pages released behind each);
+//! the rest stay in the memory-mapped file; the small norm vectors and biases are copied.
 //!
 //! # Batch invariance
 //! For every output element the floating-point operations are the same whatever the batch size,
 //! a token's place in the batch, the prompt-chunk boundaries and the thread count: norms, RoPE
 //! and activation quantization are per token; every projection goes through
-//! `hearth_kernels::matmul`, whose elements are single `vec_dot` calls; threads split output
+//! `hearth_kernels::matmul`, whose elements each depend only on one weight row and one
+//! activation row (a `vec_dot`, or the packed reference on packed matrices); threads split output
 //! rows or (token, head) pairs, never a reduction; K and V are written to the cache (as f16)
 //! before any query of the batch reads them, and attention walks positions in order.
 
@@ -25,13 +28,15 @@ use crate::kv::{KvCache, SeqKv};
 use crate::ops::{self, Rope};
 use crate::{arch, Error, Result};
 
-/// A weight matrix in the mapped file: `rows` rows of `cols` elements.
+/// A weight matrix: `rows` rows of `cols` elements, row-major in the mapped file, or packed
+/// (`hearth_kernels::packed`) at `packed` in the model's packed arena.
 #[derive(Clone, Debug)]
 struct Weight {
     index: usize,
     ty: GgmlType,
     rows: usize,
     cols: usize,
+    packed: Option<std::ops::Range<usize>>,
 }
 
 #[derive(Debug)]
@@ -57,6 +62,8 @@ struct Layer {
 /// A loaded model: configuration plus weights mapped from its GGUF file.
 pub struct Model {
     gguf: Gguf,
+    /// The packed weights (anonymous memory; empty when nothing is packed).
+    arena: Option<memmap2::MmapMut>,
     config: Config,
     tok_embd: Weight,
     output: Weight,
@@ -87,7 +94,8 @@ impl Model {
         Model::from_gguf(Gguf::open(path)?)
     }
 
-    /// Builds the model described by an opened GGUF file.
+    /// Builds the model described by an opened GGUF file, packing its matrices (see
+    /// `pack_weights`).
     pub fn from_gguf(gguf: Gguf) -> Result<Model> {
         let md = gguf.metadata();
         let embd_info = find(&gguf, "token_embd.weight")?;
@@ -135,10 +143,40 @@ impl Model {
                 ffn_post_norm: opt_vec("post_ffw_norm.weight", c.n_embd, c.post_norms)?,
             });
         }
+        let tied = output.index == tok_embd.index;
+        let mut model_weights: Vec<&mut Weight> = Vec::new();
+        for l in &mut layers {
+            let Layer {
+                wq,
+                wk,
+                wv,
+                wo,
+                gate,
+                up,
+                down,
+                ..
+            } = l;
+            model_weights.extend([wq, wk, wv, wo, gate, up, down]);
+        }
+        let mut output = output;
+        let mut tok_embd = tok_embd;
+        // An untied embedding table is only looked up row by row, so it stays row-major;
+        // a tied one is also the output projection and is packed with it.
+        model_weights.push(&mut output);
+        let arena = if packing_enabled() {
+            pack_weights(&gguf, &mut model_weights)?
+        } else {
+            None
+        };
+        if tied {
+            tok_embd.packed = output.packed.clone();
+        }
+        let c = &config;
         let rope_full = Rope::new(c.rope_style, c.rope_dim, c.rope_base, c.rope_scale);
         let rope_swa = Rope::new(c.rope_style, c.rope_dim, c.rope_base_swa, 1.0);
         Ok(Model {
             gguf,
+            arena,
             config,
             tok_embd,
             output,
@@ -170,12 +208,16 @@ impl Model {
     }
 
     fn mat(&self, w: &Weight) -> QMatrix<'_> {
-        let info = &self.gguf.tensors()[w.index];
+        let (data, packed) = match (&w.packed, &self.arena) {
+            (Some(range), Some(arena)) => (&arena[range.clone()], true),
+            _ => (self.gguf.tensor_data(&self.gguf.tensors()[w.index]), false),
+        };
         QMatrix {
             ty: w.ty,
-            data: self.gguf.tensor_data(info),
+            data,
             rows: w.rows,
             cols: w.cols,
+            packed,
         }
     }
 
@@ -219,11 +261,9 @@ impl Model {
 
         // Embeddings: one row of the (quantized) table per token.
         let emb = self.mat(&self.tok_embd);
-        let row_bytes = hearth_kernels::row_bytes(emb.ty, d);
         for (t, item) in batch.iter().enumerate() {
-            let r = item.token as usize * row_bytes;
             let x = &mut ws.x[t * d..(t + 1) * d];
-            hearth_kernels::dequantize_row(emb.ty, &emb.data[r..r + row_bytes], x)?;
+            emb.dequantize_row(item.token as usize, &mut ws.row_bytes, x)?;
             if c.embd_scale != 1.0 {
                 x.iter_mut().for_each(|v| *v *= c.embd_scale);
             }
@@ -683,6 +723,8 @@ pub struct Workspace {
     /// Attention work: runs of tokens, and where each thread's units begin.
     runs: Vec<Run>,
     unit_bounds: Vec<usize>,
+    /// One packed embedding row gathered back into its original encoding.
+    row_bytes: Vec<u8>,
 }
 
 impl Workspace {
@@ -720,19 +762,17 @@ fn project_exact(
     n_tok: usize,
     out: &mut [f32],
 ) -> Result<()> {
-    let rb = hearth_kernels::row_bytes(m.ty, m.cols);
     let results: Vec<Mutex<Result<Vec<f32>>>> = (0..pool.n_threads())
         .map(|_| Mutex::new(Ok(Vec::new())))
         .collect();
     pool.run(|ti, nt| {
         let (r0, r1) = (ti * m.rows / nt, (ti + 1) * m.rows / nt);
         let mut w = vec![0f32; m.cols];
+        let mut scratch = Vec::new();
         let mut local = vec![0f32; (r1 - r0) * n_tok];
         let mut res = Ok(());
         for r in r0..r1 {
-            if let Err(e) =
-                hearth_kernels::dequantize_row(m.ty, &m.data[r * rb..(r + 1) * rb], &mut w)
-            {
+            if let Err(e) = m.dequantize_row(r, &mut scratch, &mut w) {
                 res = Err(e.into());
                 break;
             }
@@ -762,6 +802,87 @@ fn project_exact(
         }
     }
     Ok(())
+}
+
+/// Whether weights are packed at load: yes unless `HEARTH_PACK=off` (for comparing the two
+/// layouts' speed; both give correct results, in slightly different last bits).
+fn packing_enabled() -> bool {
+    !std::env::var("HEARTH_PACK").is_ok_and(|v| v.eq_ignore_ascii_case("off") || v == "0")
+}
+
+/// Packs every matrix whose type and shape have packed kernels
+/// (`hearth_kernels::packed::packable`) into one anonymous arena, one tensor at a time, and
+/// releases each tensor's mapped file pages behind it: the model takes no more resident
+/// memory than before and the peak is one tensor's worth. The arena asks for transparent huge
+/// pages (fewer page faults while packing, fewer TLB misses while streaming the weights).
+/// Decode and prompt processing then run the packed kernels (eight rows per SIMD register,
+/// the same kernel for any number of tokens).
+fn pack_weights(gguf: &Gguf, weights: &mut [&mut Weight]) -> Result<Option<memmap2::MmapMut>> {
+    use hearth_kernels::packed;
+    let mut total = 0usize;
+    for w in weights.iter_mut() {
+        if !packed::packable(w.ty, w.rows, w.cols) {
+            continue;
+        }
+        let len = w.rows * hearth_kernels::row_bytes(w.ty, w.cols);
+        w.packed = Some(total..total + len);
+        // Each tensor starts on a cache line.
+        total = (total + len).next_multiple_of(64);
+    }
+    if total == 0 {
+        return Ok(None);
+    }
+    let mut arena = memmap2::MmapMut::map_anon(total).map_err(|source| Error::PackedMemory {
+        bytes: total,
+        source,
+    })?;
+    #[cfg(target_os = "linux")]
+    // Only a hint: without huge pages the arena works the same.
+    let _ = arena.advise(memmap2::Advice::HugePage);
+    // One job per tensor, each with its own slice of the arena; the cores take them largest
+    // first (writing fresh memory and the re-layout both scale with cores).
+    let mut jobs: Vec<(&Weight, &mut [u8])> = Vec::new();
+    let mut rest: &mut [u8] = &mut arena;
+    let mut at = 0;
+    let mut order: Vec<&Weight> = weights.iter().map(|w| &**w).collect();
+    order.retain(|w| w.packed.is_some());
+    order.sort_by_key(|w| w.packed.as_ref().map_or(0, |r| r.start));
+    for w in order {
+        let Some(range) = w.packed.clone() else {
+            continue;
+        };
+        let (_, tail) = std::mem::take(&mut rest).split_at_mut(range.start - at);
+        let (dst, tail) = tail.split_at_mut(range.len());
+        rest = tail;
+        at = range.end;
+        jobs.push((w, dst));
+    }
+    // Ascending, so `pop` hands out the largest remaining tensor.
+    jobs.sort_by_key(|(_, dst)| dst.len());
+    let jobs = Mutex::new(jobs);
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let first_error = Mutex::new(None);
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| loop {
+                let job = jobs.lock().unwrap_or_else(|e| e.into_inner()).pop();
+                let Some((w, dst)) = job else { break };
+                let src = gguf.tensor_data(&gguf.tensors()[w.index]);
+                if let Err(e) = packed::pack_into(w.ty, w.rows, w.cols, src, dst) {
+                    first_error
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .get_or_insert(e);
+                    break;
+                }
+                gguf.release_tensor(w.index);
+            });
+        }
+    });
+    if let Some(e) = first_error.into_inner().unwrap_or_else(|e| e.into_inner()) {
+        return Err(e.into());
+    }
+    Ok(Some(arena))
 }
 
 fn add(dst: &mut [f32], src: &[f32]) {
@@ -810,6 +931,7 @@ fn weight(g: &Gguf, name: &str, cols: usize, rows: usize) -> Result<Weight> {
         ty: info.ty,
         rows,
         cols,
+        packed: None,
     })
 }
 

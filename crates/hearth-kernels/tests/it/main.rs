@@ -5,6 +5,7 @@ mod dot;
 mod fixtures;
 mod levels;
 mod matmul;
+mod packed;
 mod pool;
 mod quant;
 mod tile;

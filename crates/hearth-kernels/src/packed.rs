@@ -1,0 +1,282 @@
+//! Weights re-laid out at load in groups of eight interleaved rows ("packed"), and the one
+//! kernel family that serves both decode and prompt processing on them.
+//!
+//! # Why
+//! On row-major weights every (row, token, block) pays its own float work: the block's integer
+//! dot product is reduced across SIMD lanes, converted, scaled and accumulated per row. Packed,
+//! the eight rows of a group sit side by side inside each block: one 32-byte load holds four
+//! quant bytes of each of the eight rows, a broadcast of the matching four activation bytes and
+//! one `vpdpbusd` (or `maddubs` + `madd`) add four products to each row's own i32 lane. After
+//! the block, lane `r` already holds row `r`'s exact integer sum, so the conversion, the scale
+//! multiply and the FMA run once for eight rows, and nothing is reduced horizontally.
+//!
+//! # Memory
+//! A packed matrix takes exactly the bytes of its rows. [`pack_into`] writes it to a buffer of
+//! the caller's; a model packs one tensor at a time and releases the file's pages of each
+//! behind it, so packing needs no second copy of the weights and has no peak beyond one
+//! tensor.
+//!
+//! # Numerics (batch invariance)
+//! Each output is defined by a scalar reference per type (`legacy::dot_ref`,
+//! `kquants::dot_ref`): exact i32 sums per block, then for each block in order one f32 FMA of
+//! the converted sum with `d_w · d_x` (plus the formats' offset terms, also FMAs in a fixed
+//! order). The SIMD kernels perform exactly those float operations in that order, lane by lane,
+//! so every output's bits depend only on its weight row and activation row: not on the number
+//! of tokens, their order, the thread count or the SIMD level. Decode and prompt processing
+//! run the same kernels. The results differ in the last bits from the row-major `vec_dot`
+//! (another summation order), which is why a tensor is either packed or not for the life of
+//! the model, never both.
+
+mod kquants;
+mod legacy;
+
+use crate::matmul::{QMatrix, Tile};
+use crate::simd::Level;
+use crate::{activation_type, row_bytes, Error, GgmlType, Result, ThreadPool};
+
+/// Rows per packed group.
+pub const GROUP: usize = 8;
+
+/// Most blocks per row a packed tensor may have (the kernels keep per-block activation terms
+/// of a token tile on the stack). Longer rows stay row-major.
+pub(crate) const MAX_BLOCKS: usize = 1024;
+
+/// Weight bytes a thread works through with one token tile before moving to the next tile,
+/// so the tiles after the first find them in L2.
+const CHUNK_BYTES: usize = 128 * 1024;
+
+/// Whether a `rows` × `cols` matrix of `ty` can be packed: a type with packed kernels, whole
+/// groups of rows and not too many blocks per row.
+pub fn packable(ty: GgmlType, rows: usize, cols: usize) -> bool {
+    let block = ty.block_size();
+    (legacy::supports(ty) || kquants::supports(ty))
+        && rows > 0
+        && rows.is_multiple_of(GROUP)
+        && cols > 0
+        && cols.is_multiple_of(block)
+        && cols / block <= MAX_BLOCKS
+}
+
+/// Packs `src` (`rows` row-major rows of `cols` elements of `ty`) into `dst` (the same
+/// size).
+pub fn pack_into(ty: GgmlType, rows: usize, cols: usize, src: &[u8], dst: &mut [u8]) -> Result<()> {
+    check_packable(ty, rows, cols, src.len())?;
+    check_packable(ty, rows, cols, dst.len())?;
+    let nb = cols / ty.block_size();
+    let gb = GROUP * row_bytes(ty, cols);
+    for (s, d) in src.chunks_exact(gb).zip(dst.chunks_exact_mut(gb)) {
+        if legacy::supports(ty) {
+            legacy::pack_group(ty, nb, s, d);
+        } else {
+            kquants::pack_group(ty, nb, s, d);
+        }
+    }
+    Ok(())
+}
+
+/// Writes row `r` of a packed matrix (`data`, `cols` elements of `ty` per row) back in its
+/// original GGUF encoding into `out` (`row_bytes(ty, cols)` bytes): for embedding lookups and
+/// the exact reference mode.
+///
+/// # Panics
+/// If `r` is not a row of `data` or `out` has the wrong size.
+pub fn unpack_row(ty: GgmlType, cols: usize, data: &[u8], r: usize, out: &mut [u8]) {
+    let nb = cols / ty.block_size();
+    let rb = row_bytes(ty, cols);
+    assert_eq!(out.len(), rb, "unpack_row: output bytes for {cols} {ty}");
+    let gb = GROUP * rb;
+    let (g, lane) = (r / GROUP, r % GROUP);
+    let group = &data[g * gb..(g + 1) * gb];
+    if legacy::supports(ty) {
+        legacy::unpack_row(ty, nb, group, lane, out);
+    } else {
+        kquants::unpack_row(ty, nb, group, lane, out);
+    }
+}
+
+fn check_packable(ty: GgmlType, rows: usize, cols: usize, len: usize) -> Result<()> {
+    if !packable(ty, rows, cols) {
+        return Err(Error::NotPackable { ty, rows, cols });
+    }
+    let want = rows * row_bytes(ty, cols);
+    if len != want {
+        return Err(Error::BadBuffer {
+            ty,
+            n: rows * cols,
+            got: len,
+            want,
+        });
+    }
+    Ok(())
+}
+
+/// A packed kernel: `(ty, blocks per row, operands, groups, tokens)`, where `Tile::w` points
+/// at the first group and `Tile::wrb` is the bytes of one group. Its safety contract is
+/// `legacy::tile_avx2`'s.
+type PackedFn = unsafe fn(GgmlType, usize, &Tile, usize, usize);
+
+/// The packed kernel for `ty` at `level` (`None` for the portable level, which runs the
+/// scalar reference).
+fn kernel(level: Level, ty: GgmlType) -> Option<PackedFn> {
+    let legacy = legacy::supports(ty);
+    match level {
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx2 if legacy => Some(legacy::tile_avx2),
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx512Vnni if legacy => Some(legacy::tile_vnni),
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx2 => Some(kquants::tile_avx2),
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx512Vnni => Some(kquants::tile_vnni),
+        _ => None,
+    }
+}
+
+/// The scalar reference for one group and one activation row.
+fn dot_ref(ty: GgmlType, nb: usize, group: &[u8], x: &[u8]) -> [f32; GROUP] {
+    if legacy::supports(ty) {
+        legacy::dot_ref(ty, nb, group, x)
+    } else {
+        kquants::dot_ref(ty, nb, group, x)
+    }
+}
+
+/// [`crate::matmul`] on a packed matrix: threads split whole groups.
+pub(crate) fn matmul_packed(
+    pool: &ThreadPool,
+    w: &QMatrix<'_>,
+    xq: &[u8],
+    n_tokens: usize,
+    out: &mut [f32],
+) {
+    let level = crate::simd::level();
+    run(level, pool, w, xq, n_tokens, out);
+}
+
+fn run(
+    level: Level,
+    pool: &ThreadPool,
+    w: &QMatrix<'_>,
+    xq: &[u8],
+    n_tokens: usize,
+    out: &mut [f32],
+) {
+    let act = activation_type(w.ty).unwrap_or_else(|e| panic!("matmul: {e}"));
+    let xrb = row_bytes(act, w.cols);
+    let gb = GROUP * w.row_bytes();
+    let groups = w.rows / GROUP;
+    let nb = w.cols / w.ty.block_size();
+    let chunk = (CHUNK_BYTES / gb).max(1);
+    let kernel = kernel(level, w.ty);
+    let out_ptr = SharedOut(out.as_mut_ptr());
+    pool.run(|ti, nt| {
+        let (g0, g1) = (ti * groups / nt, (ti + 1) * groups / nt);
+        let out_ptr = &out_ptr;
+        let mut c0 = g0;
+        while c0 < g1 {
+            let c1 = (c0 + chunk).min(g1);
+            match kernel {
+                Some(kernel) => {
+                    let t = Tile {
+                        w: w.data[c0 * gb..].as_ptr(),
+                        wrb: gb,
+                        x: xq.as_ptr(),
+                        xrb,
+                        out: out_ptr.0.wrapping_add(c0 * GROUP),
+                        ostride: w.rows,
+                    };
+                    // SAFETY: `kernel` was chosen for `w.ty` at the process's level, so the
+                    // CPU has its features. Groups `c0..c1` lie inside `w.data` (its length
+                    // is `rows * row_bytes`, checked by the caller), the `n_tokens`
+                    // activation rows inside `xq`, and outputs `(8 g + r, t)` for `g` in
+                    // `c0..c1` inside `out`; they belong to this thread alone, since thread
+                    // ranges of groups are disjoint, and `run` returns only when every
+                    // thread is done.
+                    unsafe { kernel(w.ty, nb, &t, c1 - c0, n_tokens) };
+                }
+                None => {
+                    for g in c0..c1 {
+                        let group = &w.data[g * gb..(g + 1) * gb];
+                        for t in 0..n_tokens {
+                            let v = dot_ref(w.ty, nb, group, &xq[t * xrb..(t + 1) * xrb]);
+                            for (r, v) in v.into_iter().enumerate() {
+                                // SAFETY: `t < n_tokens` and `8 g + r < rows`, inside `out`;
+                                // disjoint per thread as above.
+                                unsafe { *out_ptr.0.add(t * w.rows + g * GROUP + r) = v };
+                            }
+                        }
+                    }
+                }
+            }
+            c0 = c1;
+        }
+    });
+}
+
+/// The output pointer shared by the threads of one matmul (each writes disjoint elements).
+struct SharedOut(*mut f32);
+// SAFETY: threads write disjoint elements through it (see `run`), and the pointee outlives the
+// `run` call that uses it.
+unsafe impl Sync for SharedOut {}
+
+/// [`crate::matmul`] of a packed matrix on an explicit SIMD level, for comparing the levels'
+/// kernels with the scalar reference in one process. `data` is packed ([`pack`]); returns
+/// `false`, writing nothing, when this CPU does not [support](crate::simd::supported) `level`.
+///
+/// # Panics
+/// If a buffer's size does not match the shapes, or the shape is not [`packable`].
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_at(
+    level: Level,
+    pool: &ThreadPool,
+    ty: GgmlType,
+    data: &[u8],
+    rows: usize,
+    cols: usize,
+    xq: &[u8],
+    n_tokens: usize,
+    out: &mut [f32],
+) -> bool {
+    if let Err(e) = check_packable(ty, rows, cols, data.len()) {
+        panic!("packed::matmul_at: {e}");
+    }
+    let act = activation_type(ty).unwrap_or_else(|e| panic!("packed::matmul_at: {e}"));
+    assert_eq!(
+        xq.len(),
+        n_tokens * row_bytes(act, cols),
+        "activation bytes"
+    );
+    assert_eq!(out.len(), n_tokens * rows, "output length");
+    if !crate::simd::supported(level) {
+        return false;
+    }
+    let w = QMatrix {
+        ty,
+        data,
+        rows,
+        cols,
+        packed: true,
+    };
+    if n_tokens > 0 {
+        run(level, pool, &w, xq, n_tokens, out);
+    }
+    true
+}
+
+/// The scalar reference output of row `r` of a packed matrix against one activation row `x`:
+/// the definition every kernel level must equal bit for bit.
+///
+/// # Panics
+/// If the sizes do not match or the shape is not [`packable`].
+pub fn dot_reference(ty: GgmlType, cols: usize, data: &[u8], r: usize, x: &[u8]) -> f32 {
+    let rb = row_bytes(ty, cols);
+    let rows = data.len() / rb;
+    if let Err(e) = check_packable(ty, rows, cols, data.len()) {
+        panic!("packed::dot_reference: {e}");
+    }
+    let act = activation_type(ty).unwrap_or_else(|e| panic!("packed::dot_reference: {e}"));
+    assert_eq!(x.len(), row_bytes(act, cols), "activation bytes");
+    let g = r / GROUP;
+    let group = &data[g * GROUP * rb..(g + 1) * GROUP * rb];
+    dot_ref(ty, cols / ty.block_size(), group, x)[r % GROUP]
+}
