@@ -550,12 +550,6 @@ mod simd {
         _mm256_set1_ps((xb as *const f32).read_unaligned())
     }
 
-    /// 8 bytes at `p` zero-extended to i32 lanes.
-    #[inline(always)]
-    unsafe fn u8x8(p: *const u8) -> __m256i {
-        _mm256_cvtepu8_epi32(_mm_loadl_epi64(p as *const __m128i))
-    }
-
     /// i32 lanes holding values in i16 range, as the i16 pair `(v, v)` for `madd`.
     #[inline(always)]
     unsafe fn dup16(v: __m256i) -> __m256i {
@@ -575,10 +569,11 @@ mod simd {
         _mm256_fnmadd_ps(_mm256_cvtepi32_ps(msum), dd, acc)
     }
 
-    /// Q4_K's scales `S` (bytes `[j][r]`, 64) and mins `M` (bytes `[i][r][k]`, 64) from the
-    /// planes of the packed block at `wb` (module docs).
+    /// Q4_K's scales and mins from the planes of the packed block at `wb` (module docs): the
+    /// scales of sub-block `j` as i32 lanes (one per row), and the mins `(m[2i], m[2i + 1])`
+    /// as i16 pairs per row lane, for `madd` against bsums pairs.
     #[inline(always)]
-    unsafe fn q4k_planes(wb: *const u8, s: &mut [u8; 64], m: &mut [u8; 64]) {
+    unsafe fn q4k_scales_mins(wb: *const u8) -> ([__m256i; 8], [__m256i; 4]) {
         let m4 = _mm256_set1_epi8(0x0f);
         let m30 = _mm256_set1_epi8(0x30);
         let a = load(wb.add(Q4_PLANE_A));
@@ -598,10 +593,25 @@ mod simd {
             _mm256_and_si256(_mm256_srli_epi16(b, 4), m4),
             _mm256_and_si256(_mm256_srli_epi16(h, 2), m30),
         );
-        _mm256_storeu_si256(s.as_mut_ptr() as *mut __m256i, s0);
-        _mm256_storeu_si256(s.as_mut_ptr().add(32) as *mut __m256i, s1);
-        _mm256_storeu_si256(m.as_mut_ptr() as *mut __m256i, m0);
-        _mm256_storeu_si256(m.as_mut_ptr().add(32) as *mut __m256i, m1);
+        // `S` bytes 8j..8j + 8 are sub-block j's scales: quarters of s0 (j < 4) and s1.
+        let s = [
+            _mm256_castsi256_si128(s0),
+            _mm256_extracti128_si256(s0, 1),
+            _mm256_castsi256_si128(s1),
+            _mm256_extracti128_si256(s1, 1),
+        ];
+        let mut sc = [_mm256_setzero_si256(); 8];
+        for i in 0..4 {
+            sc[2 * i] = _mm256_cvtepu8_epi32(s[i]);
+            sc[2 * i + 1] = _mm256_cvtepu8_epi32(_mm_unpackhi_epi64(s[i], s[i]));
+        }
+        let mn = [
+            _mm256_cvtepu8_epi16(_mm256_castsi256_si128(m0)),
+            _mm256_cvtepu8_epi16(_mm256_extracti128_si256(m0, 1)),
+            _mm256_cvtepu8_epi16(_mm256_castsi256_si128(m1)),
+            _mm256_cvtepu8_epi16(_mm256_extracti128_si256(m1, 1)),
+        ];
+        (sc, mn)
     }
 
     /// The bsums of a Q8_K block as the i16 pairs `(B[2i], B[2i + 1])` broadcast, for
@@ -628,13 +638,11 @@ mod simd {
         let m4 = _mm256_set1_epi8(0x0f);
         let zero = _mm256_setzero_si256();
         let mut acc = [_mm256_setzero_ps(); T];
-        let (mut sb, mut mb) = ([0u8; 64], [0u8; 64]);
         for b in 0..p.nb {
             let wb = p.w.add(b * Q4_BLOCK);
-            q4k_planes(wb, &mut sb, &mut mb);
-            let mut sc = [zero; 8];
+            let (mut sc, mn) = q4k_scales_mins(wb);
             for j in 0..8 {
-                sc[j] = dup16(u8x8(sb.as_ptr().add(8 * j)));
+                sc[j] = dup16(sc[j]);
             }
             let mut isum = [zero; T];
             for q in 0..4 {
@@ -657,10 +665,6 @@ mod simd {
                     );
                     isum[k] = _mm256_add_epi32(isum[k], s);
                 }
-            }
-            let mut mn = [zero; 4];
-            for i in 0..4 {
-                mn[i] = _mm256_cvtepu8_epi16(_mm_loadu_si128(mb.as_ptr().add(16 * i) as _));
             }
             let (dw, dminw) = (f16x8(wb.add(Q4_D)), f16x8(wb.add(Q4_DMIN)));
             for k in 0..T {
@@ -691,19 +695,12 @@ mod simd {
         let mf0 = _mm256_set1_epi8(0xf0u8 as i8);
         let zero = _mm256_setzero_si256();
         let mut acc = [_mm256_setzero_ps(); T];
-        let (mut sb, mut mb) = ([0u8; 64], [0u8; 64]);
         for b in 0..p.nb {
             let wb = p.w.add(b * Q4_BLOCK);
-            q4k_planes(wb, &mut sb, &mut mb);
-            let mut sc = [zero; 8];
-            for j in 0..8 {
-                let v = u8x8(sb.as_ptr().add(8 * j));
-                // Even sub-blocks come from low nibbles (q), odd ones from `q & 0xf0` (16q).
-                sc[j] = if j % 2 == 0 {
-                    _mm256_slli_epi32(v, 4)
-                } else {
-                    v
-                };
+            let (mut sc, mn) = q4k_scales_mins(wb);
+            // Even sub-blocks come from low nibbles (q), odd ones from `q & 0xf0` (16q).
+            for j in (0..8).step_by(2) {
+                sc[j] = _mm256_slli_epi32(sc[j], 4);
             }
             let mut isum = [zero; T];
             for q in 0..4 {
@@ -735,10 +732,6 @@ mod simd {
                     );
                     isum[k] = _mm256_add_epi32(isum[k], s);
                 }
-            }
-            let mut mn = [zero; 4];
-            for i in 0..4 {
-                mn[i] = _mm256_cvtepu8_epi16(_mm_loadu_si128(mb.as_ptr().add(16 * i) as _));
             }
             let (dw, dminw) = (f16x8(wb.add(Q4_D)), f16x8(wb.add(Q4_DMIN)));
             for k in 0..T {
