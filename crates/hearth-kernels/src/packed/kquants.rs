@@ -36,8 +36,8 @@
 //! | 32     | 96    | scales and mins as bit planes `A`, `B`, `H` (below) |
 //! | 128    | 1024  | `qs`: 32 units × 8 rows (unit `u` = GGUF bytes `qs[4u..4u+4]`) |
 //!
-//! The 6-bit scales are wanted as `S[8j + r]` (sub-block `j`, row `r`: 8 bytes per sub-block
-//! for `cvtepu8_epi32`) and the mins as `M[16i + 2r + k]` = min `2i + k` of row `r` (i16
+//! The 6-bit scales are wanted as `S[8j + r]` (sub-block `j`, row `r`: 8 bytes per sub-block,
+//! one `cvtepu8_epi32` each) and the mins as `M[16i + 2r + k]` = min `2i + k` of row `r` (i16
 //! pairs per row lane for `madd`). For `p < 32`: `A[p]` holds the low 4 bits of `S[p]`
 //! (low nibble) and `M[p]` (high nibble), `B[p]` the same for `S[32 + p]` and `M[32 + p]`,
 //! and `H[p]` their top 2 bits: bits 0–1 `S[p]`, 2–3 `M[p]`, 4–5 `S[32 + p]`, 6–7
@@ -48,8 +48,8 @@
 //!
 //! | offset | bytes | contents |
 //! |--------|-------|----------|
-//! | 0      | 1024  | `ql`: 32 units × 8 rows |
-//! | 1024   | 512   | `qh`: 16 units × 8 rows |
+//! | 0      | 1024  | `ql`: 32 units × 8 rows (unit `u` = GGUF bytes `ql[4u..4u+4]`) |
+//! | 1024   | 512   | `qh`: 16 units × 8 rows (unit `u` = GGUF bytes `qh[4u..4u+4]`) |
 //! | 1536   | 128   | scales (i8): scale `2i + k` of row `r` at `16i + 2r + k` |
 //! | 1664   | 16    | `d` of rows 0..8 (f16) |
 //!
@@ -57,8 +57,8 @@
 //! row lane, which one byte shuffle turns into `(s[j], s[j])` for `madd`, and two shifts into
 //! i32 scales for `mullo`.
 //!
-//! Nibbles and bit pairs stay where GGUF puts them inside each byte (see `dequantize` in the
-//! parent's `kquants`), so a 32-byte load of Q4_K `qs` gives, for all rows, 4 elements of
+//! Nibbles and bit pairs stay where GGUF puts them inside each byte (see `dequantize` in
+//! `crate::kquants`), so a 32-byte load of Q4_K `qs` gives, for all rows, 4 elements of
 //! sub-block `2p` (low nibbles) and the matching 4 of sub-block `2p + 1` (high nibbles).
 
 // The kernels index several parallel per-token arrays of constant size at once; index ranges
@@ -72,7 +72,7 @@ use half::f16;
 use hearth_gguf::QK_K;
 
 /// Rows per packed group.
-const ROWS: usize = 8;
+const ROWS: usize = super::GROUP;
 
 /// GGUF block sizes.
 const Q4K: usize = 144;
@@ -415,7 +415,9 @@ mod simd {
     /// The 8 outputs of every group `g < groups` against every token `k < tokens` (module
     /// docs of the parent): group `g`'s packed bytes at `t.w + g * t.wrb`, token `k`'s
     /// Q8_K row at `t.x + k * t.xrb`, outputs at `t.out + k * t.ostride + 8 * g + (0..8)`.
-    /// Each output equals [`dot_ref`] bit for bit. Tokens run 4 per pass (tails as 2, 1).
+    /// Each output equals [`dot_ref`] bit for bit. Tokens run 4 per pass (tails as 2, 1);
+    /// each pass walks every group, so its activations stay in L1 while the groups (which
+    /// the caller sizes for L2) stream past.
     ///
     /// # Safety
     /// The CPU has AVX2, FMA and F16C; `ty` is [supported](supports); each group holds
