@@ -390,22 +390,28 @@ impl Gguf {
         }
     }
 
-    /// Lets go of this process's resident pages of tensor `index` (those wholly inside it),
-    /// for a consumer that keeps its own re-laid copy of the tensor: it no longer counts
-    /// twice in resident memory. The bytes stay readable and unchanged; a later read faults
-    /// them back from the file. Best effort: does nothing for in-memory files or where the
-    /// system refuses.
+    /// Lets go of this process's resident pages of bytes `range` of tensor `index` (the pages
+    /// wholly inside it), for a consumer that keeps its own re-laid copy of the tensor: they
+    /// no longer count twice in resident memory. The bytes stay readable and unchanged; a later
+    /// read faults them back from the file. Best effort: does nothing for in-memory files or
+    /// where the system refuses.
     ///
     /// # Panics
-    /// If `index` is not a tensor of this file.
-    pub fn release_tensor(&self, index: usize) {
+    /// If `index` is not a tensor of this file or `range` is not inside it.
+    pub fn release_tensor_bytes(&self, index: usize, range: std::ops::Range<usize>) {
+        let t = &self.header.tensors[index];
+        assert!(
+            range.start <= range.end && range.end as u64 <= t.n_bytes,
+            "release_tensor_bytes: {range:?} is not inside tensor {:?} of {} bytes",
+            t.name,
+            t.n_bytes
+        );
         #[cfg(unix)]
         if let Bytes::Mapped(map) = &self.bytes {
             const PAGE: usize = 4096;
-            let t = &self.header.tensors[index];
             // In bounds: checked for every tensor at open (`from_backing`).
-            let start = (self.header.data_offset + t.offset) as usize;
-            let end = start + t.n_bytes as usize;
+            let start = (self.header.data_offset + t.offset) as usize + range.start;
+            let end = start + range.len();
             let base = map.as_ptr() as usize;
             // Whole pages only, so the neighbours' pages stay resident.
             let first = (base + start).next_multiple_of(PAGE) - base;

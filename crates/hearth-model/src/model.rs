@@ -810,10 +810,13 @@ fn packing_enabled() -> bool {
     !std::env::var("HEARTH_PACK").is_ok_and(|v| v.eq_ignore_ascii_case("off") || v == "0")
 }
 
+/// Bytes of a tensor packed before its file pages are released.
+const PACK_SLICE: usize = 4 << 20;
+
 /// Packs every matrix whose type and shape have packed kernels
-/// (`hearth_kernels::packed::packable`) into one anonymous arena, one tensor at a time, and
-/// releases each tensor's mapped file pages behind it: the model takes no more resident
-/// memory than before and the peak is one tensor's worth. The arena asks for transparent huge
+/// (`hearth_kernels::packed::packable`) into one anonymous arena, a few MB at a time, and
+/// releases the mapped file pages behind each slice: the model takes no more resident memory
+/// than before and the peak is a few slices over it. The arena asks for transparent huge
 /// pages (fewer page faults while packing, fewer TLB misses while streaming the weights).
 /// Decode and prompt processing then run the packed kernels (eight rows per SIMD register,
 /// the same kernel for any number of tokens).
@@ -868,14 +871,23 @@ fn pack_weights(gguf: &Gguf, weights: &mut [&mut Weight]) -> Result<Option<memma
                 let job = jobs.lock().unwrap_or_else(|e| e.into_inner()).pop();
                 let Some((w, dst)) = job else { break };
                 let src = gguf.tensor_data(&gguf.tensors()[w.index]);
-                if let Err(e) = packed::pack_into(w.ty, w.rows, w.cols, src, dst) {
-                    first_error
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .get_or_insert(e);
-                    break;
+                // A few MB of whole groups at a time, releasing the file's pages behind each
+                // slice, so the peak stays a slice over the final size even for a large table.
+                let gb = packed::GROUP * hearth_kernels::row_bytes(w.ty, w.cols);
+                let step = (PACK_SLICE / gb).max(1) * gb;
+                for at in (0..src.len()).step_by(step) {
+                    let end = (at + step).min(src.len());
+                    let rows = (end - at) / gb * packed::GROUP;
+                    let r = packed::pack_into(w.ty, rows, w.cols, &src[at..end], &mut dst[at..end]);
+                    if let Err(e) = r {
+                        first_error
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .get_or_insert(e);
+                        return;
+                    }
+                    gguf.release_tensor_bytes(w.index, at..end);
                 }
-                gguf.release_tensor(w.index);
             });
         }
     });
