@@ -303,17 +303,26 @@ fn f16_at(b: &[u8], off: usize) -> f32 {
 /// # Panics
 /// If `ty` is not [supported](supports) or a buffer has the wrong length.
 pub(super) fn dot_ref(ty: GgmlType, nb: usize, group: &[u8], x: &[u8]) -> [f32; 8] {
-    let (bs, pb) = (ty.type_size(), packed_block(ty));
+    let pb = packed_block(ty);
     assert_eq!(group.len(), nb * pb, "dot_ref: {ty} group of {nb} blocks");
     assert_eq!(x.len(), nb * Q8K, "dot_ref: Q8_K row of {nb} blocks");
     let mut out = [0f32; ROWS];
-    let mut row = [0u8; Q6K];
-    for (r, acc) in out.iter_mut().enumerate() {
-        for (block, xb) in group.chunks_exact(pb).zip(x.chunks_exact(Q8K)) {
-            unpack_block(ty, block, r, &mut row[..bs]);
+    // Blocks outer, rows inner: each row still takes its blocks in order.
+    for (block, xb) in group.chunks_exact(pb).zip(x.chunks_exact(Q8K)) {
+        let dx = q8_d(xb);
+        for (r, acc) in out.iter_mut().enumerate() {
             *acc = match ty {
-                GgmlType::Q4_K => ref_q4k(&row[..bs], xb, *acc),
-                _ => ref_q6k(&row[..bs], xb, *acc),
+                GgmlType::Q4_K => {
+                    let (isum, msum) = q4k_packed_sums(block, r, xb);
+                    let dw = f16_at(block, Q4_D + 2 * r);
+                    let dminw = f16_at(block, Q4_DMIN + 2 * r);
+                    let acc = (isum as f32).mul_add(dw * dx, *acc);
+                    (-(msum as f32)).mul_add(dminw * dx, acc)
+                }
+                _ => {
+                    let dw = f16_at(block, Q6_D + 2 * r);
+                    (q6k_packed_sum(block, r, xb) as f32).mul_add(dw * dx, *acc)
+                }
             };
         }
     }
@@ -331,54 +340,58 @@ fn bsum(xb: &[u8], g: usize) -> i32 {
     i16::from_le_bytes([xb[at], xb[at + 1]]) as i32
 }
 
-/// One GGUF Q4_K block against one Q8_K block, added to `acc`.
-fn ref_q4k(w: &[u8], xb: &[u8], acc: f32) -> f32 {
-    let (dw, dminw, dx) = (f16_at(w, 0), f16_at(w, 2), q8_d(xb));
-    let (isum, msum) = q4k_sums(w, xb);
-    let acc = (isum as f32).mul_add(dw * dx, acc);
-    (-(msum as f32)).mul_add(dminw * dx, acc)
-}
-
-/// One GGUF Q6_K block against one Q8_K block, added to `acc`.
-fn ref_q6k(w: &[u8], xb: &[u8], acc: f32) -> f32 {
-    (q6k_sum(w, xb) as f32).mul_add(f16_at(w, 208) * q8_d(xb), acc)
-}
-
 /// The Q8_K block's `d`.
 fn q8_d(xb: &[u8]) -> f32 {
     f32::from_le_bytes([xb[0], xb[1], xb[2], xb[3]])
 }
 
-/// Q4_K's exact `(isum, msum)` for one block pair, in GGUF's element order.
-fn q4k_sums(w: &[u8], xb: &[u8]) -> (i32, i32) {
-    let (sc, mn) = k4_decode(&w[4..16]);
-    let qs = &w[16..144];
+/// Q4_K's exact `(isum, msum)` for row `r` of a packed block against one Q8_K block.
+/// Sub-block `j`'s element `4u + i` is nibble `j % 2` of byte `i` of `qs` unit
+/// `8·(j / 2) + u` (GGUF's `qs[32·(j / 2) + 4u + i]`).
+fn q4k_packed_sums(block: &[u8], r: usize, xb: &[u8]) -> (i32, i32) {
     let (mut isum, mut msum) = (0i32, 0i32);
     for j in 0..8 {
+        let shift = 4 * (j % 2);
         let mut s = 0i32;
-        for e in 32 * j..32 * j + 32 {
-            let q = (qs[32 * (e / 64) + e % 32] >> (4 * (j % 2))) & 15;
-            s += q as i32 * q8(xb, e);
+        for u in 0..8 {
+            let at = Q4_QS + 32 * (8 * (j / 2) + u) + 4 * r;
+            for i in 0..4 {
+                let q = (block[at + i] >> shift) & 15;
+                s += q as i32 * q8(xb, 32 * j + 4 * u + i);
+            }
         }
-        isum += sc[j] as i32 * s;
-        msum += mn[j] as i32 * (bsum(xb, 2 * j) + bsum(xb, 2 * j + 1));
+        let sc = q4_plane_scale(block, q4_s_index(j, r)) as i32;
+        let mn = q4_plane_min(block, q4_m_index(j, r)) as i32;
+        isum += sc * s;
+        msum += mn * (bsum(xb, 2 * j) + bsum(xb, 2 * j + 1));
     }
     (isum, msum)
 }
 
-/// Q6_K's exact `isum` for one block pair: codes 0..63 minus 32, in GGUF's element order.
-fn q6k_sum(w: &[u8], xb: &[u8]) -> i32 {
-    let (ql, qh, scales) = (&w[0..128], &w[128..192], &w[192..208]);
-    let mut isum = 0i32;
-    for j in 0..16 {
-        let mut s = 0i32;
-        for e in 16 * j..16 * j + 16 {
-            let (half, t, l) = (e / 128, (e / 32) % 4, e % 32);
-            let low = (ql[64 * half + 32 * (t % 2) + l] >> (4 * (t / 2))) & 15;
-            let high = (qh[32 * half + l] >> (2 * t)) & 3;
-            s += ((low | (high << 4)) as i32 - 32) * q8(xb, e);
+/// Q6_K's exact `isum` for row `r` of a packed block against one Q8_K block. Element
+/// `128h + 32t + 4c + i` takes nibble `t / 2` of byte `i` of `ql` unit `16h + 8·(t % 2) + c`
+/// and bit pair `t` of byte `i` of `qh` unit `8h + c` (GGUF's `ql[64h + 32·(t % 2) + 4c + i]`
+/// and `qh[32h + 4c + i]`); its code minus 32 is the value, its sub-block `8h + 2t + c / 4`.
+fn q6k_packed_sum(block: &[u8], r: usize, xb: &[u8]) -> i32 {
+    let mut sums = [0i32; 16];
+    for h in 0..2 {
+        for c in 0..8 {
+            let qh = Q6_QH + 32 * (8 * h + c) + 4 * r;
+            for t in 0..4 {
+                let ql = Q6_QL + 32 * (16 * h + 8 * (t % 2) + c) + 4 * r;
+                let mut s = 0i32;
+                for i in 0..4 {
+                    let low = (block[ql + i] >> (4 * (t / 2))) & 15;
+                    let high = (block[qh + i] >> (2 * t)) & 3;
+                    s += ((low | (high << 4)) as i32 - 32) * q8(xb, 128 * h + 32 * t + 4 * c + i);
+                }
+                sums[8 * h + 2 * t + c / 4] += s;
+            }
         }
-        isum += scales[j] as i8 as i32 * s;
+    }
+    let mut isum = 0i32;
+    for (j, s) in sums.iter().enumerate() {
+        isum += block[Q6_SC + q6_sc_index(j, r)] as i8 as i32 * s;
     }
     isum
 }
@@ -1029,6 +1042,63 @@ mod tests_support {
         x
     }
 
+    /// Q4_K's exact `(isum, msum)` for one block pair, in GGUF's element order.
+    pub(super) fn q4k_sums(w: &[u8], xb: &[u8]) -> (i32, i32) {
+        let (sc, mn) = k4_decode(&w[4..16]);
+        let qs = &w[16..144];
+        let (mut isum, mut msum) = (0i32, 0i32);
+        for j in 0..8 {
+            let mut s = 0i32;
+            for e in 32 * j..32 * j + 32 {
+                let q = (qs[32 * (e / 64) + e % 32] >> (4 * (j % 2))) & 15;
+                s += q as i32 * q8(xb, e);
+            }
+            isum += sc[j] as i32 * s;
+            msum += mn[j] as i32 * (bsum(xb, 2 * j) + bsum(xb, 2 * j + 1));
+        }
+        (isum, msum)
+    }
+
+    /// Q6_K's exact `isum` for one block pair: codes 0..63 minus 32, in GGUF's element order.
+    pub(super) fn q6k_sum(w: &[u8], xb: &[u8]) -> i32 {
+        let (ql, qh, scales) = (&w[0..128], &w[128..192], &w[192..208]);
+        let mut isum = 0i32;
+        for j in 0..16 {
+            let mut s = 0i32;
+            for e in 16 * j..16 * j + 16 {
+                let (half, t, l) = (e / 128, (e / 32) % 4, e % 32);
+                let low = (ql[64 * half + 32 * (t % 2) + l] >> (4 * (t / 2))) & 15;
+                let high = (qh[32 * half + l] >> (2 * t)) & 3;
+                s += ((low | (high << 4)) as i32 - 32) * q8(xb, e);
+            }
+            isum += scales[j] as i8 as i32 * s;
+        }
+        isum
+    }
+
+    /// The contract computed on GGUF rows (unpacked from the group) instead of packed
+    /// bytes: the same float steps on the sums of [`q4k_sums`] / [`q6k_sum`].
+    pub(super) fn gguf_ref(ty: GgmlType, group: &[u8], x: &[u8]) -> [f32; 8] {
+        let (bs, pb) = (ty.type_size(), packed_block(ty));
+        let mut out = [0f32; ROWS];
+        let mut w = [0u8; Q6K];
+        for (r, acc) in out.iter_mut().enumerate() {
+            for (block, xb) in group.chunks_exact(pb).zip(x.chunks_exact(Q8K)) {
+                unpack_block(ty, block, r, &mut w[..bs]);
+                let dx = q8_d(xb);
+                *acc = match ty {
+                    GgmlType::Q4_K => {
+                        let (isum, msum) = q4k_sums(&w, xb);
+                        let acc = (isum as f32).mul_add(f16_at(&w, 0) * dx, *acc);
+                        (-(msum as f32)).mul_add(f16_at(&w, 2) * dx, acc)
+                    }
+                    _ => (q6k_sum(&w, xb) as f32).mul_add(f16_at(&w, 208) * dx, *acc),
+                };
+            }
+        }
+        out
+    }
+
     /// `groups` packed groups of the row-major `rows` (8 · groups rows).
     pub(super) fn pack_all(ty: GgmlType, nb: usize, rows: &[u8]) -> Vec<u8> {
         let gb = ROWS * nb * ty.type_size();
@@ -1135,6 +1205,28 @@ mod tests {
                 }
                 for rows in extreme_rows(ty, nb, &mut rng) {
                     check_ref_against_f64(ty, nb, &rows, &extreme_x(nb, &mut rng));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn reference_reads_the_packed_bytes_as_gguf_rows() {
+        // `dot_ref` reads the packed layout directly; the same contract on the unpacked GGUF
+        // rows must give the same bits.
+        let mut rng = StdRng::seed_from_u64(14);
+        for ty in TYPES {
+            for nb in [1, 3, 14] {
+                let mut cases = vec![random_rows(ty, nb, &mut rng)];
+                cases.extend(extreme_rows(ty, nb, &mut rng));
+                for rows in cases {
+                    let packed = pack_all(ty, nb, &rows);
+                    let mut xq = random_x(nb, 2, &mut rng);
+                    xq.extend(extreme_x(nb, &mut rng));
+                    for x in xq.chunks_exact(nb * Q8K) {
+                        let (a, b) = (dot_ref(ty, nb, &packed, x), gguf_ref(ty, &packed, x));
+                        assert_eq!(a.map(f32::to_bits), b.map(f32::to_bits), "{ty} nb={nb}");
+                    }
                 }
             }
         }
@@ -1364,6 +1456,18 @@ mod bench {
                 let xq = random_x(nb, tokens, &mut rng);
                 let mut out = vec![0f32; rows * tokens];
                 let units = (groups * nb * tokens) as f64;
+                if tokens == 1 {
+                    let gb = ROWS * rb;
+                    let ref_s = time(|| {
+                        for (g, o) in packed.chunks_exact(gb).zip(out.chunks_exact_mut(ROWS)) {
+                            o.copy_from_slice(&dot_ref(ty, nb, g, &xq));
+                        }
+                    });
+                    eprintln!(
+                        "{ty} {rows}x{n}  1 tokens scalar reference: {:.1} ns",
+                        ref_s * 1e9 / units
+                    );
+                }
                 for &level in &levels {
                     let t = Tile {
                         w: packed.as_ptr(),
