@@ -48,10 +48,14 @@
 //!
 //! | offset | bytes | contents |
 //! |--------|-------|----------|
-//! | 0      | 1024  | `ql`: 32 units × 8 rows (unit `u` = GGUF bytes `ql[4u..4u+4]`) |
-//! | 1024   | 512   | `qh`: 16 units × 8 rows (unit `u` = GGUF bytes `qh[4u..4u+4]`) |
-//! | 1536   | 128   | scales (i8): scale `2i + k` of row `r` at `16i + 2r + k` |
+//! | 0      | 128   | scales (i8): scale `2i + k` of row `r` at `16i + 2r + k` |
+//! | 128    | 1536  | quant units, 96 bytes per `(h, c)` for half `h` (0..2), `c` in 0..8: |
+//! |        |       | `ql` unit `16h + c`, `ql` unit `16h + 8 + c`, `qh` unit `8h + c` (× 8 rows each) |
 //! | 1664   | 16    | `d` of rows 0..8 (f16) |
+//!
+//! (`ql` unit `u` = GGUF bytes `ql[4u..4u+4]`, `qh` unit `u` = `qh[4u..4u+4]`.) The kernels
+//! read a block front to back: scales, then each `(h, c)`'s three units, which give the codes
+//! of all four quarters of that half, then `d`.
 //!
 //! Q6_K's scale pairs sign-extend (`cvtepi8_epi16`) into `(s[2i], s[2i + 1])` i16 pairs per
 //! row lane, which one byte shuffle turns into `(s[j], s[j])` for `madd`, and two shifts into
@@ -93,10 +97,22 @@ const Q4_QS: usize = 128;
 
 /// Packed Q6_K block sections.
 const Q6_BLOCK: usize = ROWS * Q6K;
-const Q6_QL: usize = 0;
-const Q6_QH: usize = 1024;
-const Q6_SC: usize = 1536;
+const Q6_SC: usize = 0;
+const Q6_CODES: usize = 128;
 const Q6_D: usize = 1664;
+
+/// Where byte 0 of row `r`'s GGUF `ql` unit `u` (bytes `4u..4u + 4`) sits in a packed Q6_K
+/// block: units are stored in the order the kernels read them, `ql` of quarters 0/1 and `qh`
+/// of unit `c` of half `h` side by side (96 bytes per `(h, c)`).
+fn q6_ql_at(u: usize, r: usize) -> usize {
+    let (h, v) = (u / 16, u % 16);
+    Q6_CODES + 96 * (8 * h + v % 8) + 32 * (v / 8) + 4 * r
+}
+
+/// The same for `qh` unit `u`.
+fn q6_qh_at(u: usize, r: usize) -> usize {
+    Q6_CODES + 96 * u + 64 + 4 * r
+}
 
 /// Q4_K and Q6_K.
 pub(super) fn supports(ty: GgmlType) -> bool {
@@ -264,11 +280,11 @@ fn q6_sc_index(j: usize, r: usize) -> usize {
 fn pack_q6k(rows: &[&[u8]; ROWS], out: &mut [u8]) {
     for (r, o) in rows.iter().enumerate() {
         for u in 0..32 {
-            let at = Q6_QL + 32 * u + 4 * r;
+            let at = q6_ql_at(u, r);
             out[at..at + 4].copy_from_slice(&o[4 * u..4 * u + 4]);
         }
         for u in 0..16 {
-            let at = Q6_QH + 32 * u + 4 * r;
+            let at = q6_qh_at(u, r);
             out[at..at + 4].copy_from_slice(&o[128 + 4 * u..132 + 4 * u]);
         }
         for j in 0..16 {
@@ -280,11 +296,11 @@ fn pack_q6k(rows: &[&[u8]; ROWS], out: &mut [u8]) {
 
 fn unpack_q6k(block: &[u8], r: usize, o: &mut [u8]) {
     for u in 0..32 {
-        let at = Q6_QL + 32 * u + 4 * r;
+        let at = q6_ql_at(u, r);
         o[4 * u..4 * u + 4].copy_from_slice(&block[at..at + 4]);
     }
     for u in 0..16 {
-        let at = Q6_QH + 32 * u + 4 * r;
+        let at = q6_qh_at(u, r);
         o[128 + 4 * u..132 + 4 * u].copy_from_slice(&block[at..at + 4]);
     }
     for j in 0..16 {
@@ -376,9 +392,9 @@ fn q6k_packed_sum(block: &[u8], r: usize, xb: &[u8]) -> i32 {
     let mut sums = [0i32; 16];
     for h in 0..2 {
         for c in 0..8 {
-            let qh = Q6_QH + 32 * (8 * h + c) + 4 * r;
+            let qh = q6_qh_at(8 * h + c, r);
             for t in 0..4 {
-                let ql = Q6_QL + 32 * (16 * h + 8 * (t % 2) + c) + 4 * r;
+                let ql = q6_ql_at(16 * h + 8 * (t % 2) + c, r);
                 let mut s = 0i32;
                 for i in 0..4 {
                     let low = (block[ql + i] >> (4 * (t / 2))) & 15;
@@ -776,9 +792,8 @@ mod simd {
     #[inline(always)]
     unsafe fn q6k_codes(wb: *const u8, h: usize, c: usize) -> [__m256i; 4] {
         let m4 = _mm256_set1_epi8(0x0f);
-        let ql0 = load(wb.add(Q6_QL + 32 * (16 * h + c)));
-        let ql1 = load(wb.add(Q6_QL + 32 * (16 * h + 8 + c)));
-        let qh = load(wb.add(Q6_QH + 32 * (8 * h + c)));
+        let unit = wb.add(Q6_CODES + 96 * (8 * h + c));
+        let (ql0, ql1, qh) = (load(unit), load(unit.add(32)), load(unit.add(64)));
         // 16-bit shifts move bits across bytes; each result is masked to its byte's bits.
         let h0 = _mm256_slli_epi16(_mm256_and_si256(qh, _mm256_set1_epi8(0x03)), 4);
         let h1 = _mm256_slli_epi16(_mm256_and_si256(qh, _mm256_set1_epi8(0x0c)), 2);
@@ -1146,21 +1161,30 @@ mod tests {
 
     #[test]
     fn packed_layout_interleaves_units_of_four_bytes() {
-        // Row r's quant unit u at 32u + 4r of the section: spot-check against GGUF bytes.
+        // Spot-check where GGUF quant units land: Q4_K `qs` unit u of row r at 128 + 32u + 4r;
+        // Q6_K's `ql` / `qh` units where `q6_ql_at` / `q6_qh_at` say, 32-byte aligned runs of
+        // the 8 rows.
         let mut rng = StdRng::seed_from_u64(8);
         for ty in TYPES {
             let rows = random_rows(ty, 1, &mut rng);
             let packed = pack_all(ty, 1, &rows);
             let bs = ty.type_size();
-            let (src, dst) = match ty {
-                GgmlType::Q4_K => (16, Q4_QS),
-                _ => (0, Q6_QL),
+            let checks: Vec<(usize, usize)> = match ty {
+                GgmlType::Q4_K => (0..32).map(|u| (16 + 4 * u, Q4_QS + 32 * u)).collect(),
+                _ => {
+                    let ql = (0..32).map(|u| (4 * u, q6_ql_at(u, 0)));
+                    ql.chain((0..16).map(|u| (128 + 4 * u, q6_qh_at(u, 0))))
+                        .collect()
+                }
             };
-            for r in 0..ROWS {
-                for u in [0, 5, 31] {
-                    let want = &rows[r * bs + src + 4 * u..r * bs + src + 4 * u + 4];
-                    let got = &packed[dst + 32 * u + 4 * r..dst + 32 * u + 4 * r + 4];
-                    assert_eq!(want, got, "{ty} r={r} u={u}");
+            let mut seen = vec![false; packed.len()];
+            for (src, dst) in checks {
+                for r in 0..ROWS {
+                    let want = &rows[r * bs + src..r * bs + src + 4];
+                    let at = dst + 4 * r;
+                    assert_eq!(want, &packed[at..at + 4], "{ty} byte {src} of row {r}");
+                    assert!(!seen[at], "{ty}: two units at {at}");
+                    seen[at] = true;
                 }
             }
         }
@@ -1397,118 +1421,6 @@ mod tests {
                 }
             }
             assert!(differ > 0, "{ty}: reordering changed no output's bits");
-        }
-    }
-}
-
-/// Micro-benchmark: `cargo test --release -p hearth-kernels --lib packed::kquants::bench --
-/// --ignored --nocapture`. Nanoseconds per (8-row group × super-block × token), packed
-/// kernels against the row-major `vec_dot` (1 token) and `dot_tile` (64 tokens) on the same
-/// rows, at each SIMD level this CPU has.
-#[cfg(all(test, target_arch = "x86_64"))]
-mod bench {
-    use super::tests_support::*;
-    use super::*;
-    use crate::simd::{detect, Level};
-    use std::time::Instant;
-
-    /// Best-of-5 seconds per call of `f`, each timing repeating it for about 50 ms.
-    fn time(mut f: impl FnMut()) -> f64 {
-        f();
-        let t0 = Instant::now();
-        let mut reps = 0u32;
-        while t0.elapsed().as_secs_f64() < 0.01 {
-            f();
-            reps += 1;
-        }
-        let reps = (reps * 5).max(1);
-        (0..5)
-            .map(|_| {
-                let t = Instant::now();
-                for _ in 0..reps {
-                    f();
-                }
-                t.elapsed().as_secs_f64() / reps as f64
-            })
-            .fold(f64::INFINITY, f64::min)
-    }
-
-    #[test]
-    #[ignore]
-    fn bench() {
-        let (groups, nb) = (32, 14);
-        let (rows, n) = (ROWS * groups, nb * QK_K);
-        let mut rng = rand::SeedableRng::seed_from_u64(1);
-        let mut levels = vec![Level::Avx2];
-        if detect() == Level::Avx512Vnni {
-            levels.push(Level::Avx512Vnni);
-        }
-        if !detect().has_avx2() {
-            eprintln!("no AVX2: nothing to measure");
-            return;
-        }
-        for ty in [GgmlType::Q4_K, GgmlType::Q6_K] {
-            let w = random_rows(ty, nb * groups, &mut rng);
-            // `random_rows` gives 8 rows of nb·groups blocks: the same bytes as `rows` rows.
-            let packed = pack_all(ty, nb, &w);
-            let rb = nb * ty.type_size();
-            for tokens in [1usize, 64] {
-                let xq = random_x(nb, tokens, &mut rng);
-                let mut out = vec![0f32; rows * tokens];
-                let units = (groups * nb * tokens) as f64;
-                if tokens == 1 {
-                    let gb = ROWS * rb;
-                    let ref_s = time(|| {
-                        for (g, o) in packed.chunks_exact(gb).zip(out.chunks_exact_mut(ROWS)) {
-                            o.copy_from_slice(&dot_ref(ty, nb, g, &xq));
-                        }
-                    });
-                    eprintln!(
-                        "{ty} {rows}x{n}  1 tokens scalar reference: {:.1} ns",
-                        ref_s * 1e9 / units
-                    );
-                }
-                for &level in &levels {
-                    let t = Tile {
-                        w: packed.as_ptr(),
-                        wrb: ROWS * rb,
-                        x: xq.as_ptr(),
-                        xrb: nb * Q8K,
-                        out: out.as_mut_ptr(),
-                        ostride: rows,
-                    };
-                    let packed_s = time(|| {
-                        // SAFETY: `level` is supported (checked above); the buffers hold
-                        // `groups` groups, `tokens` rows and `rows * tokens` outputs.
-                        unsafe {
-                            if level == Level::Avx512Vnni {
-                                tile_vnni(ty, nb, &t, groups, tokens)
-                            } else {
-                                tile_avx2(ty, nb, &t, groups, tokens)
-                            }
-                        }
-                    });
-                    let row_s = time(|| {
-                        if tokens == 1 {
-                            for (r, o) in w.chunks_exact(rb).zip(out.iter_mut()) {
-                                *o = crate::simd::vec_dot_at(level, ty, n, r, &xq).unwrap();
-                            }
-                        } else {
-                            let w = &w[..rows * rb];
-                            crate::matmul::dot_tile_at(
-                                level, ty, n, w, rows, &xq, tokens, &mut out,
-                            );
-                        }
-                    });
-                    eprintln!(
-                        "{ty} {rows}x{n} {tokens:>2} tokens {level:?}: packed {:.1} ns, \
-                         row-major {:.1} ns per (group x block x token): {:.2}x",
-                        packed_s * 1e9 / units,
-                        row_s * 1e9 / units,
-                        row_s / packed_s
-                    );
-                }
-            }
         }
     }
 }
