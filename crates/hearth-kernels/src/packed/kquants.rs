@@ -588,13 +588,15 @@ mod simd {
         _mm256_or_si256(low, _mm256_slli_epi32(v, 16))
     }
 
-    /// The `f32` steps of one block for one token (the reference's order):
-    /// `acc = fma(isum, d_w·d_x, acc)`, then, with mins, `acc = fma(−msum, dmin_w·d_x, acc)`.
+    /// The first `f32` step of a block for one token, 8 rows: `acc = fma(isum, d_w·d_x, acc)`
+    /// (`dd` = `d_w·d_x`, one f32 multiply per lane, as in the reference).
     #[inline(always)]
     unsafe fn scale_add(acc: __m256, isum: __m256i, dd: __m256) -> __m256 {
         _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), dd, acc)
     }
 
+    /// Q4_K's second step: `acc = fma(−msum, dmin_w·d_x, acc)`; `fnmadd` computes
+    /// `−(a·b) + c` with one rounding, which is `fma(−a, b, c)` exactly.
     #[inline(always)]
     unsafe fn min_sub(acc: __m256, msum: __m256i, dd: __m256) -> __m256 {
         _mm256_fnmadd_ps(_mm256_cvtepi32_ps(msum), dd, acc)
