@@ -57,6 +57,13 @@ pub fn packable(ty: GgmlType, rows: usize, cols: usize) -> bool {
         && cols / block <= MAX_BLOCKS
 }
 
+/// Whether packing pays off on this process's SIMD level: it has packed kernels (x86-64 with
+/// AVX2). The portable level would run the scalar reference, slower than its row-major
+/// kernels, so there a model keeps the row layout.
+pub fn has_kernels() -> bool {
+    crate::simd::level().has_avx2()
+}
+
 /// Packs `src` (`rows` row-major rows of `cols` elements of `ty`) into `dst` (the same
 /// size).
 pub fn pack_into(ty: GgmlType, rows: usize, cols: usize, src: &[u8], dst: &mut [u8]) -> Result<()> {

@@ -804,10 +804,12 @@ fn project_exact(
     Ok(())
 }
 
-/// Whether weights are packed at load: yes unless `HEARTH_PACK=off` (for comparing the two
-/// layouts' speed; both give correct results, in slightly different last bits).
+/// Whether weights are packed at load: where the CPU has packed kernels, unless
+/// `HEARTH_PACK=off` (for comparing the two layouts' speed; both give correct results, in
+/// slightly different last bits).
 fn packing_enabled() -> bool {
-    !std::env::var("HEARTH_PACK").is_ok_and(|v| v.eq_ignore_ascii_case("off") || v == "0")
+    hearth_kernels::packed::has_kernels()
+        && !std::env::var("HEARTH_PACK").is_ok_and(|v| v.eq_ignore_ascii_case("off") || v == "0")
 }
 
 /// Bytes of a tensor packed before its file pages are released.
