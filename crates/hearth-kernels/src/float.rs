@@ -202,6 +202,46 @@ pub fn dot_f32_rows(n: usize, k: &[f32], q: &[f32], out: &mut [f32]) {
     }
 }
 
+/// `y += p[k · stride] · x_k` for each row `x_k` of `xs` (rows of `y.len()`), in row order:
+/// one attention output accumulating a run of value rows, with the probabilities of its token
+/// `stride` apart (key-major scores). Each element gets exactly [`axpy_rows`]'s operations
+/// (`y + p·x`, the product rounded first) in the same key order, so the bits are those of one
+/// `axpy_rows` call per key; but `y` stays in registers across the keys instead of being
+/// loaded and stored once per key.
+///
+/// # Panics
+/// If `xs` is not whole rows of `y.len()` or `p` has fewer than `(rows − 1) · stride + 1`
+/// values.
+pub fn axpy_keys(xs: &[f32], p: &[f32], stride: usize, y: &mut [f32]) {
+    let n = y.len();
+    if n == 0 {
+        return;
+    }
+    assert!(xs.len().is_multiple_of(n), "axpy_keys: rows of {n}");
+    let rows = xs.len() / n;
+    if rows == 0 {
+        return;
+    }
+    assert!(
+        p.len() > (rows - 1) * stride,
+        "axpy_keys: {} probabilities for {rows} rows {stride} apart",
+        p.len()
+    );
+    match crate::simd::level() {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as in `dot_f32_rows`; the lengths were checked above.
+        Level::Avx2 | Level::Avx512Vnni => unsafe { avx2::axpy_keys(xs, p, stride, y) },
+        _ => {
+            for (k, x) in xs.chunks_exact(n).enumerate() {
+                let pk = p[k * stride];
+                for (a, &b) in y.iter_mut().zip(x) {
+                    *a += pk * b;
+                }
+            }
+        }
+    }
+}
+
 /// `y[r] += p[r] · x` for every row `r` of `y` (rows of `x.len()`): one value row added into
 /// several attention outputs. Each element is `y + p·x` with the product rounded first (a
 /// multiplication, then an addition, never a fused multiply-add), on every level.
@@ -385,6 +425,60 @@ mod avx2 {
         sum
     }
 
+    /// `super::axpy_keys`: 64 columns of `y` (eight registers) at a time walk every key.
+    ///
+    /// # Safety
+    /// The CPU has AVX2; `xs` holds whole rows of `y.len()` and `p` a value every `stride`
+    /// for each of them (checked by the caller).
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn axpy_keys(xs: &[f32], p: &[f32], stride: usize, y: &mut [f32]) {
+        let n = y.len();
+        let rows = xs.len() / n;
+        let mut c = 0;
+        while c + 64 <= n {
+            // SAFETY: columns c..c + 64 are inside `y` and every row of `xs`; `p` holds the
+            // rows' probabilities (caller's contract).
+            unsafe {
+                let yp = y.as_mut_ptr().add(c);
+                let mut acc = [_mm256_setzero_ps(); 8];
+                for (i, a) in acc.iter_mut().enumerate() {
+                    *a = _mm256_loadu_ps(yp.add(8 * i));
+                }
+                for k in 0..rows {
+                    let pv = _mm256_set1_ps(*p.get_unchecked(k * stride));
+                    let xp = xs.as_ptr().add(k * n + c);
+                    for (i, a) in acc.iter_mut().enumerate() {
+                        let xv = _mm256_loadu_ps(xp.add(8 * i));
+                        *a = _mm256_add_ps(*a, _mm256_mul_ps(pv, xv));
+                    }
+                }
+                for (i, a) in acc.iter().enumerate() {
+                    _mm256_storeu_ps(yp.add(8 * i), *a);
+                }
+            }
+            c += 64;
+        }
+        while c + 8 <= n {
+            // SAFETY: as above, for columns c..c + 8.
+            unsafe {
+                let yp = y.as_mut_ptr().add(c);
+                let mut a = _mm256_loadu_ps(yp);
+                for k in 0..rows {
+                    let pv = _mm256_set1_ps(*p.get_unchecked(k * stride));
+                    let xv = _mm256_loadu_ps(xs.as_ptr().add(k * n + c));
+                    a = _mm256_add_ps(a, _mm256_mul_ps(pv, xv));
+                }
+                _mm256_storeu_ps(yp, a);
+            }
+            c += 8;
+        }
+        for col in c..n {
+            for k in 0..rows {
+                y[col] += p[k * stride] * xs[k * n + col];
+            }
+        }
+    }
+
     /// [`super::dot_f32_rows`]: queries three at a time, each with `dot_body`'s four
     /// accumulators, the same loads, FMAs, reduction and tail in the same order, so every
     /// output equals `dot_f32` of its pair bit for bit.
@@ -559,6 +653,41 @@ mod tests {
                     bytemuck::cast_slice::<f32, u32>(&want),
                     "axpy n {n} rows {rows}"
                 );
+            }
+        }
+    }
+
+    #[test]
+    fn axpy_keys_equals_one_axpy_rows_call_per_key_bit_for_bit() {
+        let mut seed = 0x2545f4914f6cdd1du64;
+        let mut rnd = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            ((seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 8.0
+        };
+        for n in [1, 7, 8, 63, 64, 72, 128, 200, 256] {
+            for keys in [0, 1, 2, 5, 33] {
+                for stride in [1, 3, 16] {
+                    let xs: Vec<f32> = (0..keys * n).map(|_| rnd()).collect();
+                    let p: Vec<f32> = (0..keys * stride).map(|_| rnd()).collect();
+                    let y0: Vec<f32> = (0..n).map(|_| rnd()).collect();
+                    let mut want = y0.clone();
+                    for k in 0..keys {
+                        axpy_rows(
+                            &xs[k * n..(k + 1) * n],
+                            &p[k * stride..k * stride + 1],
+                            &mut want,
+                        );
+                    }
+                    let mut y = y0.clone();
+                    axpy_keys(&xs, &p, stride, &mut y);
+                    assert_eq!(
+                        bytemuck::cast_slice::<f32, u32>(&y),
+                        bytemuck::cast_slice::<f32, u32>(&want),
+                        "n {n} keys {keys} stride {stride}"
+                    );
+                }
             }
         }
     }

@@ -31,7 +31,7 @@ pub mod packed;
 pub mod pool;
 pub mod simd;
 
-pub use float::{axpy_rows, dot_f32_rows, round_to_f16};
+pub use float::{axpy_keys, axpy_rows, dot_f32_rows, round_to_f16};
 pub use hearth_gguf::GgmlType;
 pub use matmul::{matmul, quantize_activations, QMatrix};
 pub use pool::{physical_cores, ThreadPool};

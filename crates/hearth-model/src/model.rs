@@ -618,22 +618,36 @@ impl Model {
                         hearth_kernels::round_to_f16(ps);
                     }
                 }
+                // Values, a chunk of keys at a time (widened once, kept in L1): each token adds
+                // the keys it sees of the chunk with its output row held in registers
+                // (`axpy_keys`). Every output element still receives `p·v` key by key in
+                // position order, the one-token operations.
                 let o0 = s.out.len();
                 s.out.resize(o0 + len * vhd, 0.0);
-                s.vrow.resize(vhd, 0.0);
-                for j in lo..=hi {
-                    let (r0, r1) = seen_by(j);
-                    if r0 >= r1 {
-                        continue;
+                let chunk = (4096 / vhd.max(1)).max(8);
+                let mut c0 = lo;
+                while c0 <= hi {
+                    let c1 = (c0 + chunk).min(hi + 1);
+                    s.vrows.resize((c1 - c0) * vhd, 0.0);
+                    for j in c0..c1 {
+                        let v: &[u8] = bytemuck::cast_slice(&view.v(j)[g * vhd..(g + 1) * vhd]);
+                        let dst = &mut s.vrows[(j - c0) * vhd..(j - c0 + 1) * vhd];
+                        // A whole row of f16 values always decodes.
+                        let _ = hearth_kernels::dequantize_row(GgmlType::F16, v, dst);
                     }
-                    let v: &[u8] = bytemuck::cast_slice(&view.v(j)[g * vhd..(g + 1) * vhd]);
-                    let _ = hearth_kernels::dequantize_row(GgmlType::F16, v, &mut s.vrow);
-                    let at = (j - lo) * len;
-                    hearth_kernels::axpy_rows(
-                        &s.vrow,
-                        &s.scores[at + r0..at + r1],
-                        &mut s.out[o0 + r0 * vhd..o0 + r1 * vhd],
-                    );
+                    for (r, item) in items.iter().enumerate() {
+                        let (a, b) = (s.firsts[r].max(c0), (item.pos + 1).min(c1));
+                        if a >= b {
+                            continue;
+                        }
+                        hearth_kernels::axpy_keys(
+                            &s.vrows[(a - c0) * vhd..(b - c0) * vhd],
+                            &s.scores[(a - lo) * len + r..],
+                            len,
+                            &mut s.out[o0 + r * vhd..o0 + (r + 1) * vhd],
+                        );
+                    }
+                    c0 = c1;
                 }
             }
         });
@@ -693,8 +707,8 @@ struct AttnScratch {
     firsts: Vec<usize>,
     /// One key row of one KV head, widened to f32.
     krow: Vec<f32>,
-    /// One value row of one KV head, widened to f32.
-    vrow: Vec<f32>,
+    /// A chunk of value rows of one KV head, widened to f32: `[key][vhd]`.
+    vrows: Vec<f32>,
     /// Scores, then probabilities: `[position - lo][token]`.
     scores: Vec<f32>,
     /// Per token of the run: the largest score, then the softmax sum and its inverse.
