@@ -23,6 +23,7 @@
 //! - [`simd`]: run-time CPU feature detection (AVX2+FMA, optionally AVX-512 VNNI, here; scalar
 //!   everywhere; a NEON path would be one more [`simd::Level`]).
 
+mod exp;
 mod float;
 mod kquants;
 mod legacy;
@@ -31,6 +32,7 @@ pub mod packed;
 pub mod pool;
 pub mod simd;
 
+pub use exp::{exp_f32, exp_sub, exp_sub_rows};
 pub use float::{axpy_keys, axpy_rows, dot_f32_rows, round_to_f16};
 pub use hearth_gguf::GgmlType;
 pub use matmul::{matmul, quantize_activations, QMatrix};

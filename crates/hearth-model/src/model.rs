@@ -589,16 +589,26 @@ impl Model {
                         *m = m.max(*sc);
                     }
                 }
-                for j in lo..=hi {
-                    let (r0, r1) = seen_by(j);
-                    if r0 >= r1 {
-                        continue;
+                // The exponential is `hearth_kernels::exp_f32`, the same bits whether it runs
+                // on a key's tokens side by side or (decoding) on one token's keys.
+                if len == 1 {
+                    let row = &mut s.scores[s.firsts[0] - lo..=hi - lo];
+                    hearth_kernels::exp_sub(row, s.maxs[0]);
+                    for &e in row.iter() {
+                        s.sums[0] += e;
                     }
-                    let at = (j - lo) * len;
-                    let rows = s.scores[at + r0..at + r1].iter_mut();
-                    for ((sc, m), sum) in rows.zip(&s.maxs[r0..r1]).zip(&mut s.sums[r0..r1]) {
-                        *sc = (*sc - m).exp();
-                        *sum += *sc;
+                } else {
+                    for j in lo..=hi {
+                        let (r0, r1) = seen_by(j);
+                        if r0 >= r1 {
+                            continue;
+                        }
+                        let at = (j - lo) * len;
+                        hearth_kernels::exp_sub_rows(
+                            &mut s.scores[at + r0..at + r1],
+                            &s.maxs[r0..r1],
+                            &mut s.sums[r0..r1],
+                        );
                     }
                 }
                 for sum in s.sums.iter_mut() {
