@@ -557,6 +557,12 @@ mod simd {
     // Helpers are `inline(always)` without `target_feature`: inlined into the kernels, their
     // intrinsics compile with the kernels' features. (No closures in the kernels: those are
     // not inlined with the features.)
+    //
+    // Safety of the helpers: each is `unsafe` because it runs intrinsics, which need the
+    // calling kernel's features (every caller is one of the `#[target_feature]` kernels
+    // below), and, where it takes a pointer, because it reads the bytes its doc names at that
+    // pointer: a packed block or a Q8_K block inside the ranges the kernel's own safety
+    // contract covers.
 
     #[inline(always)]
     unsafe fn load(p: *const u8) -> __m256i {
