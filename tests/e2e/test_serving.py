@@ -111,7 +111,7 @@ def _request(model_id, prompt, max_tokens):
 def test_batch_invariance_eight_staggered(server, client, nocache_server, model_id):
     assert len(tokenize(LONG_PROMPT)) > 300, "the long prompt must span more than one prefill chunk"
     # Long enough that the short chats are still decoding when the long prompt has been prefilled.
-    requests = [_request(model_id, p, 64) for p in SHORT_PROMPTS] + [_request(model_id, LONG_PROMPT, 24)]
+    requests = [_request(model_id, p, 128) for p in SHORT_PROMPTS] + [_request(model_id, LONG_PROMPT, 24)]
 
     # The solo runs go to the server without a prefix cache: run on `server` first, they would leave
     # every prompt cached there, and the long prompt would then skip the chunked prefill that this
@@ -141,10 +141,12 @@ def test_batch_invariance_eight_staggered(server, client, nocache_server, model_
             started[i].set()
 
     threads = [threading.Thread(target=run, args=(i,)) for i in range(len(requests))]
-    # Staggered arrivals: the short chats one after another, each joining a batch that is running.
+    # Staggered arrivals: the short chats one after another, each joining a batch that is running
+    # (the next starts once this one is decoding, so a fast machine cannot finish the first chats
+    # before the last ones arrive).
     for i in range(len(SHORT_PROMPTS)):
         threads[i].start()
-        time.sleep(0.15)
+        started[i].wait(timeout=120)
     # The long prompt arrives once every short chat is decoding.
     for i in range(len(SHORT_PROMPTS)):
         started[i].wait(timeout=120)

@@ -28,7 +28,9 @@ PET_PROMPT = ("Describe my pet as JSON. It is a parrot called Bartholomew Fluffi
 
 
 def test_json_object(client, model_id):
-    r = client.chat.completions.create(model=model_id, messages=user("Give me a JSON object with the name and age of a cat."), temperature=0,
+    r = client.chat.completions.create(model=model_id,
+                                       messages=user("Give me a JSON object with two keys: the name and the age of a cat."),
+                                       temperature=0,
                                        max_tokens=200, response_format={"type": "json_object"})
     choice = r.choices[0]
     assert choice.finish_reason == "stop", f"the JSON did not close within 200 tokens: {choice.message.content!r}"
