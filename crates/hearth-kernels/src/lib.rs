@@ -32,7 +32,7 @@ pub mod packed;
 pub mod pool;
 pub mod simd;
 
-pub use exp::{exp_f32, exp_sub, exp_sub_rows};
+pub use exp::{exp_f32, exp_sub, exp_sub_rows, swiglu};
 pub use float::{axpy_keys, axpy_rows, dot_f32_rows, round_to_f16};
 pub use hearth_gguf::GgmlType;
 pub use matmul::{matmul, quantize_activations, QMatrix};

@@ -78,12 +78,10 @@ impl Rope {
     }
 }
 
-/// `gate = silu(gate) * up`.
+/// `gate = silu(gate) * up`, through the kernels' exponential (`hearth_kernels::swiglu`),
+/// eight lanes at a time.
 pub fn swiglu(gate: &mut [f32], up: &[f32]) {
-    for (g, &u) in gate.iter_mut().zip(up) {
-        let x = *g;
-        *g = x / (1.0 + (-x).exp()) * u;
-    }
+    hearth_kernels::swiglu(gate, up);
 }
 
 /// `gate = gelu_tanh(gate) * up`, with GELU looked up in an f16 table as llama.cpp's CPU backend
