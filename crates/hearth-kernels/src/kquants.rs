@@ -50,10 +50,10 @@ use hearth_gguf::QK_K;
 /// Bytes per block of each format (checked against `GgmlType::type_size` in the tests).
 const Q2K: usize = 84;
 const Q3K: usize = 110;
-const Q4K: usize = 144;
+pub(crate) const Q4K: usize = 144;
 const Q5K: usize = 176;
-const Q6K: usize = 210;
-const Q8K: usize = 292;
+pub(crate) const Q6K: usize = 210;
+pub(crate) const Q8K: usize = 292;
 
 /// Decodes one block into 256 floats.
 type DequantBlock = fn(&[u8], &mut [f32]);
@@ -70,8 +70,8 @@ struct Acc {
 type DotBlock = fn(&[u8], &[u8], &mut Acc);
 
 /// Offsets inside a Q8_K block.
-const Q8K_QS: usize = 4;
-const Q8K_BSUMS: usize = 4 + QK_K;
+pub(crate) const Q8K_QS: usize = 4;
+pub(crate) const Q8K_BSUMS: usize = 4 + QK_K;
 
 #[inline(always)]
 fn f16_at(b: &[u8], off: usize) -> f32 {

@@ -73,18 +73,12 @@
 use crate::matmul::Tile;
 use crate::GgmlType;
 use half::f16;
-use hearth_gguf::QK_K;
 
 /// Rows per packed group.
 const ROWS: usize = super::GROUP;
 
-/// GGUF block sizes.
-const Q4K: usize = 144;
-const Q6K: usize = 210;
-/// Q8_K block: `d` f32, `qs` 256 × i8 at 4, `bsums` 16 × i16 at 260.
-const Q8K: usize = 292;
-const Q8K_QS: usize = 4;
-const Q8K_BSUMS: usize = 4 + QK_K;
+// GGUF block sizes, and the Q8_K block: `d` f32, `qs` 256 × i8 at 4, `bsums` 16 × i16 at 260.
+use crate::kquants::{Q4K, Q6K, Q8K, Q8K_BSUMS, Q8K_QS};
 
 /// Packed Q4_K block sections (see the module docs).
 const Q4_BLOCK: usize = ROWS * Q4K;
@@ -957,6 +951,7 @@ mod simd {
 mod tests_support {
     //! Weight and activation builders shared by the tests and the benchmark.
     use super::*;
+    use hearth_gguf::QK_K;
     use rand::rngs::StdRng;
     use rand::Rng;
 
@@ -1137,6 +1132,7 @@ mod tests_support {
 mod tests {
     use super::tests_support::*;
     use super::*;
+    use hearth_gguf::QK_K;
     use rand::rngs::StdRng;
     use rand::{Rng, SeedableRng};
 
