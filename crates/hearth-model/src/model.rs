@@ -4,8 +4,9 @@
 //! One call of [`Model::forward`] processes a batch of tokens from several sequences, each with
 //! its own position and KV cache — prompt chunks and single decode tokens mixed. Weights stay
 //! quantized: the matrices with packed kernels are re-laid once at load into groups of eight
-//! interleaved rows (same bytes, one tensor at a time, the file's pages released behind each);
-//! the rest stay in the memory-mapped file; the small norm vectors and biases are copied.
+//! interleaved rows in one anonymous arena (the same number of bytes; the file's pages are
+//! released behind each slice); the rest stay in the memory-mapped file; the small norm vectors
+//! and biases are copied.
 //!
 //! # Batch invariance
 //! For every output element the floating-point operations are the same whatever the batch size,
@@ -102,8 +103,8 @@ impl Model {
         let n_vocab = dim(embd_info, 1) as usize;
         let config = arch::config(md, n_vocab)?;
         let c = &config;
-        let tok_embd = weight(&gguf, "token_embd.weight", c.n_embd, n_vocab)?;
-        let output = match gguf.tensor("output.weight") {
+        let mut tok_embd = weight(&gguf, "token_embd.weight", c.n_embd, n_vocab)?;
+        let mut output = match gguf.tensor("output.weight") {
             Some(_) => weight(&gguf, "output.weight", c.n_embd, n_vocab)?,
             None => tok_embd.clone(),
         };
@@ -158,8 +159,6 @@ impl Model {
             } = l;
             model_weights.extend([wq, wk, wv, wo, gate, up, down]);
         }
-        let mut output = output;
-        let mut tok_embd = tok_embd;
         // An untied embedding table is only looked up row by row, so it stays row-major;
         // a tied one is also the output projection and is packed with it.
         model_weights.push(&mut output);
