@@ -46,6 +46,7 @@
 //! # Ok::<(), hearth_store::Error>(())
 //! ```
 
+mod attempts;
 mod chat;
 mod export;
 mod keys;
@@ -59,6 +60,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use rusqlite::{Connection, OptionalExtension};
 use serde::Serialize;
 
+pub use attempts::{Limit, Reserved};
 pub use chat::MAX_TITLE_CHARS;
 pub use export::{format_utc, EXPORT_FORMAT, EXPORT_VERSION};
 pub use keys::{KEY_PREFIX, MAX_KEY_NAME_CHARS};

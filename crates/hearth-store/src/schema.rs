@@ -77,6 +77,15 @@ pub const MIGRATIONS: &[&str] = &[
         value TEXT NOT NULL
     );
     "#,
+    // 2: login and setup-code tries, kept across restarts so a restart does not lift a lockout
+    // (issue 12). `until` is when the window that began with the first try ends.
+    r#"
+    CREATE TABLE attempts (
+        key   TEXT PRIMARY KEY,
+        tries INTEGER NOT NULL,
+        until INTEGER NOT NULL
+    );
+    "#,
 ];
 
 /// The schema version this code writes.

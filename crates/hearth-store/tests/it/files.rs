@@ -58,6 +58,7 @@ fn migrates_from_empty_and_reopens_without_migrating_again() {
         .unwrap();
     for t in [
         "api_keys",
+        "attempts",
         "conversations",
         "household",
         "messages",
