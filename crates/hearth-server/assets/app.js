@@ -453,6 +453,13 @@ async function boot() {
   else enterApp();
 }
 
+/** The setup code from the link Hearth prints (`#setup=123456`): in the fragment, so it never
+ * reaches a server log or another site's Referer. */
+function setupCodeFromLink() {
+  const m = /(?:^#|&)setup=(\d{6})(?:&|$)/.exec(location.hash);
+  return m ? m[1] : '';
+}
+
 function renderSetup() {
   const err = errorBox();
   const form = h('form', { class: 'stack', 'aria-labelledby': 'setup-title' },
@@ -462,8 +469,8 @@ function renderSetup() {
       'At least 8 characters. You will use it to log in and to look after Hearth.'),
     field('Type the password again', { name: 'confirm', type: 'password', required: true, autocomplete: 'new-password' }),
     S.state.setup_code_required
-      ? field('Setup code', { name: 'setup_code', required: true, autocomplete: 'one-time-code', inputmode: 'numeric' },
-        'Hearth printed this code in the window where it was started. It proves you are the one setting it up.')
+      ? field('Setup code', { name: 'setup_code', required: true, autocomplete: 'one-time-code', inputmode: 'numeric', value: setupCodeFromLink() },
+        'Hearth printed this code in the window where it was started (the link it printed fills it in). It proves you are the one setting it up.')
       : null,
     err,
     h('button', { type: 'submit', class: 'primary' }, 'Create my household'));
@@ -477,6 +484,7 @@ function renderSetup() {
     btn.disabled = true;
     try {
       const r = await api('POST', '/api/setup', body);
+      if (location.hash) history.replaceState(null, '', location.pathname + location.search);
       S.me = r.me;
       S.csrf = r.csrf;
       S.state = await api('GET', '/api/state');

@@ -40,17 +40,20 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/chat/completions", post(chat_completions))
         .route("/v1/completions", post(completions))
         .route("/v1/embeddings", post(crate::embeddings::embeddings))
+        // Metrics show what the household asks and how often: the same rule as the API.
+        .route("/metrics", get(metrics))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_key));
-    let mut app = Router::new()
-        .merge(v1)
-        .route("/health", get(health))
-        .route("/metrics", get(metrics));
+    let mut app = Router::new().merge(v1).route("/health", get(health));
     app = if state.household.is_some() {
         app.merge(crate::household::router())
     } else {
         app.fallback(not_found)
     };
     app.layer(DefaultBodyLimit::max(limit))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::access::guard,
+        ))
         .layer(middleware::from_fn_with_state(state.clone(), log_request))
         .with_state(state)
 }
@@ -94,8 +97,8 @@ async fn require_key(State(state): State<Arc<AppState>>, req: HttpRequest, next:
     ApiError::unauthorized(message).into_response()
 }
 
-/// The `/v1` rule: a configured key always works; with a household, so do its API keys and a
-/// logged-in session, and once the household is set up nothing else does (not even on
+/// The `/v1` rule (also `/metrics`): a configured key always works; with a household, so do its
+/// API keys and a logged-in session that sends its CSRF token, and once the household is set up nothing else does (not even on
 /// loopback); without a household, [`crate::Auth`] decides alone.
 fn v1_allowed(state: &AppState, headers: &axum::http::HeaderMap) -> bool {
     if state.auth.required() && state.auth.allows(headers) {
@@ -109,7 +112,9 @@ fn v1_allowed(state: &AppState, headers: &axum::http::HeaderMap) -> bool {
             return true;
         }
     }
-    if crate::household::session_user(h, headers).is_some() {
+    // The page's session works too, with its CSRF token: a cookie alone would let any page
+    // the person visits use the API in their name.
+    if crate::household::session_with_csrf(h, headers).is_some() {
         return true;
     }
     !h.is_set_up() && state.auth.open()

@@ -14,6 +14,7 @@
 //! This crate does not resolve or download models (the binary does, through hearth-fetch) and
 //! does not parse command lines.
 
+pub mod access;
 mod api;
 pub mod auth;
 mod embeddings;
@@ -34,6 +35,7 @@ use hearth_model::chat::ChatTemplate;
 use hearth_model::tokenizer::Tokenizer;
 use hearth_model::{Model, SamplerConfig};
 
+pub use access::Access;
 pub use auth::Auth;
 pub use metrics::Metrics;
 pub use scheduler::Scheduler;
@@ -70,6 +72,8 @@ pub struct ServeOptions {
     pub max_queue: usize,
     /// Largest request body in bytes.
     pub body_limit: usize,
+    /// The host names and browser origins answered to.
+    pub access: Access,
 }
 
 impl Default for ServeOptions {
@@ -82,6 +86,7 @@ impl Default for ServeOptions {
             },
             max_queue: 64,
             body_limit: 8 << 20,
+            access: Access::default(),
         }
     }
 }
@@ -147,6 +152,7 @@ pub struct AppState {
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) auth: Auth,
     pub(crate) body_limit: usize,
+    pub(crate) access: Access,
     pub(crate) shutting_down: AtomicBool,
     pub(crate) started: std::time::SystemTime,
     /// `None`: not installed; `/v1/embeddings` answers 404 saying how to pull it.
@@ -186,6 +192,7 @@ impl AppState {
             metrics,
             auth,
             body_limit: opts.body_limit,
+            access: opts.access,
             shutting_down: AtomicBool::new(false),
             started: std::time::SystemTime::now(),
             embed: embed.map(Arc::new),

@@ -84,6 +84,7 @@ fn app_state(s: Setup) -> Arc<AppState> {
             engine: engine_options(s.ctx),
             max_queue: s.max_queue,
             body_limit: 64 << 10,
+            ..ServeOptions::default()
         },
         Auth::new(loopback(), s.keys).expect("loopback is allowed"),
     )

@@ -14,6 +14,7 @@
 
 mod admin;
 mod chat;
+mod limits;
 mod session;
 
 use std::collections::HashMap;
@@ -31,12 +32,14 @@ use crate::AppState;
 
 pub use session::Me;
 
-/// The person logged in through the request's session cookie, if any.
-pub(crate) fn session_user(
+/// The person logged in through the request's session cookie, if the request also carries
+/// that session's CSRF token.
+pub(crate) fn session_with_csrf(
     h: &Household,
     headers: &axum::http::HeaderMap,
 ) -> Option<hearth_store::User> {
-    session::session_of(h, headers).map(|(u, _)| u)
+    let (user, csrf) = session::session_of(h, headers)?;
+    session::csrf_matches(headers, &csrf).then_some(user)
 }
 
 /// What the binary provides for the owner's settings: the model catalog and this machine's plan.
@@ -71,7 +74,8 @@ pub struct Household {
     pub(crate) store: Arc<Store>,
     pub(crate) setup_code: Option<String>,
     pub(crate) admin: Option<Arc<dyn Admin>>,
-    pub(crate) limiter: session::Limiter,
+    /// The queue in front of argon2 (logins and setup).
+    pub(crate) checks: limits::Checks,
     /// Replies being generated, by conversation id.
     pub(crate) replies: Mutex<HashMap<i64, Arc<chat::Reply>>>,
 }
@@ -86,7 +90,7 @@ impl Household {
             store: o.store,
             setup_code: o.setup_code,
             admin: o.admin,
-            limiter: session::Limiter::default(),
+            checks: limits::Checks::default(),
             replies: Mutex::new(HashMap::new()),
         }
     }

@@ -5,10 +5,8 @@
 //! plain HTTP, where browsers would drop a `Secure` cookie and nobody could log in. Every
 //! state-changing request also carries the session's CSRF token in `X-CSRF-Token`.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, FromRequestParts, State};
 use axum::http::request::Parts;
@@ -19,19 +17,13 @@ use hearth_store::{Secret, User};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::limits::{LoginTry, SetupTry};
 use super::{db, Household};
 use crate::error::ApiError;
 use crate::AppState;
 
 pub const COOKIE: &str = "hearth_session";
 const CSRF_HEADER: &str = "x-csrf-token";
-/// Failed logins allowed per person and per address within [`WINDOW`].
-const PER_NAME: u32 = 5;
-const PER_ADDR: u32 = 20;
-const WINDOW: Duration = Duration::from_secs(15 * 60);
-/// Wrong setup codes allowed within [`WINDOW`], from anywhere together.
-const SETUP_TRIES: u32 = 10;
-const SETUP_KEY: &str = "setup-code";
 
 /// The household, or 404 when the server runs without one (tests of the bare API).
 pub(crate) fn household(state: &AppState) -> Result<&Household, ApiError> {
@@ -72,6 +64,15 @@ pub(crate) fn cookie_token(headers: &HeaderMap) -> Option<String> {
         .map(|(_, v)| v.to_string())
 }
 
+/// Whether the request carries the session's CSRF token, whatever its content type.
+pub(crate) fn csrf_matches(headers: &HeaderMap, csrf: &str) -> bool {
+    let given = headers
+        .get(CSRF_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    crate::auth::constant_time_eq(given.as_bytes(), csrf.as_bytes())
+}
+
 /// The session behind a request's cookie, if any.
 pub(crate) fn session_of(h: &Household, headers: &HeaderMap) -> Option<(User, String)> {
     let token = cookie_token(headers)?;
@@ -86,19 +87,12 @@ impl FromRequestParts<Arc<AppState>> for Me {
         let (user, csrf) = session_of(h, &parts.headers)
             .ok_or_else(|| ApiError::unauthorized("please log in").with_code("not_logged_in"))?;
         let safe = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
-        if !safe {
-            let given = parts
-                .headers
-                .get(CSRF_HEADER)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("");
-            if !crate::auth::constant_time_eq(given.as_bytes(), csrf.as_bytes()) {
-                return Err(ApiError {
-                    status: axum::http::StatusCode::FORBIDDEN,
-                    ..ApiError::bad_request("missing or wrong CSRF token; reload the page")
-                        .with_code("csrf")
-                });
-            }
+        if !safe && !csrf_matches(&parts.headers, &csrf) {
+            return Err(ApiError {
+                status: axum::http::StatusCode::FORBIDDEN,
+                ..ApiError::bad_request("missing or wrong CSRF token; reload the page")
+                    .with_code("csrf")
+            });
         }
         Ok(Me { user, csrf })
     }
@@ -163,10 +157,10 @@ pub struct SetupBody {
 
 pub async fn setup(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
+    req: axum::extract::Request,
 ) -> Result<Response, ApiError> {
     let h = household(&state)?;
+    let (addr, headers, body) = read_form(req).await?;
     let b: SetupBody = crate::openai::parse_body(&body)?;
     if h.is_set_up() {
         return Err(ApiError {
@@ -175,26 +169,17 @@ pub async fn setup(
         });
     }
     if let Some(code) = &h.setup_code {
-        // A million codes would fall to guessing without a limit; ten wrong tries per window.
-        if let Some(wait) = h.limiter.blocked(SETUP_KEY, SETUP_TRIES) {
-            return Err(ApiError {
-                status: axum::http::StatusCode::TOO_MANY_REQUESTS,
-                retry_after: Some(wait),
-                ..ApiError::bad_request(format!(
-                    "too many wrong setup codes; try again in {} minutes",
-                    wait.div_ceil(60)
-                ))
-                .with_code("rate_limited")
-            });
-        }
+        // A million codes would fall to guessing without a limit: ten tries per address and a
+        // hundred from the network together, per window.
+        let attempt = SetupTry::reserve(&h.store, addr)?;
         let given = b.setup_code.as_deref().unwrap_or("").trim().to_string();
         if !crate::auth::constant_time_eq(given.as_bytes(), code.as_bytes()) {
-            h.limiter.fail(SETUP_KEY);
             return Err(ApiError::invalid(
                 "setup_code",
                 "the setup code is wrong: use the code Hearth printed in its terminal when it started",
             ));
         }
+        attempt.succeeded(&h.store);
     }
     let household_name = b.household.trim();
     if household_name.is_empty() || household_name.chars().count() > 60 {
@@ -209,11 +194,44 @@ pub async fn setup(
         b.name.trim().to_string(),
         b.password,
     );
-    let user = tokio::task::spawn_blocking(move || store.setup(&hn, &name, &pw))
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))?
-        .map_err(db)?;
+    let slot = h.checks.slot().await?;
+    let user = tokio::task::spawn_blocking(move || {
+        let _permit = slot.permit;
+        store.setup(&hn, &name, &pw)
+    })
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))?
+    .map_err(db)?;
     logged_in(h, &user, &headers)
+}
+
+/// The peer's address (when the server was started with it; not in `oneshot` tests), the
+/// headers and the body of a setup or login request, which must be JSON: a form or text/plain
+/// body is what a foreign page can send without asking the browser first.
+async fn read_form(
+    req: axum::extract::Request,
+) -> Result<(Option<SocketAddr>, HeaderMap, axum::body::Bytes), ApiError> {
+    let addr = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0);
+    let json = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"));
+    if !json {
+        return Err(ApiError {
+            status: axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ..ApiError::bad_request("send this as JSON (Content-Type: application/json)")
+        });
+    }
+    let headers = req.headers().clone();
+    let body = axum::body::to_bytes(req.into_body(), 64 << 10)
+        .await
+        .map_err(|e| ApiError::bad_request(format!("cannot read the request body: {e}")))?;
+    Ok((addr, headers, body))
 }
 
 #[derive(Deserialize)]
@@ -222,84 +240,34 @@ pub struct LoginBody {
     secret: String,
 }
 
-/// Failed-login counts per person and per address.
-#[derive(Default)]
-pub struct Limiter {
-    failures: Mutex<HashMap<String, (u32, Instant)>>,
-}
-
-impl Limiter {
-    /// Seconds to wait when `key` has used up its `limit`.
-    fn blocked(&self, key: &str, limit: u32) -> Option<u64> {
-        let mut m = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        let now = Instant::now();
-        m.retain(|_, (_, since)| now.duration_since(*since) < WINDOW);
-        m.get(key)
-            .filter(|(n, _)| *n >= limit)
-            .map(|(_, since)| (WINDOW - now.duration_since(*since)).as_secs().max(1))
-    }
-
-    fn fail(&self, key: &str) {
-        let mut m = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        let e = m.entry(key.to_string()).or_insert((0, Instant::now()));
-        e.0 += 1;
-    }
-
-    fn clear(&self, key: &str) {
-        let mut m = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        m.remove(key);
-    }
-}
-
 pub async fn login(
     State(state): State<Arc<AppState>>,
     req: axum::extract::Request,
 ) -> Result<Response, ApiError> {
     let h = household(&state)?;
-    // The peer's address, when the server was started with it (not in `oneshot` tests).
-    let addr = req.extensions().get::<ConnectInfo<SocketAddr>>().copied();
-    let headers = req.headers().clone();
-    let body = axum::body::to_bytes(req.into_body(), 64 << 10)
-        .await
-        .map_err(|e| ApiError::bad_request(format!("cannot read the request body: {e}")))?;
+    let (addr, headers, body) = read_form(req).await?;
     let b: LoginBody = crate::openai::parse_body(&body)?;
-    let name_key = format!("name:{}", b.name.trim().to_lowercase());
-    let addr_key = format!(
-        "addr:{}",
-        addr.map_or_else(|| "unknown".to_string(), |a| a.0.ip().to_string())
-    );
-    for (key, limit) in [(&name_key, PER_NAME), (&addr_key, PER_ADDR)] {
-        if let Some(wait) = h.limiter.blocked(key, limit) {
-            return Err(ApiError {
-                status: axum::http::StatusCode::TOO_MANY_REQUESTS,
-                retry_after: Some(wait),
-                ..ApiError::bad_request(format!(
-                    "too many wrong attempts; try again in {} minutes",
-                    wait.div_ceil(60)
-                ))
-                .with_code("rate_limited")
-            });
-        }
-    }
+    // The try is taken before the password is checked, so guesses sent together cannot pass
+    // the limit while the first ones are still being checked.
+    let attempt = LoginTry::reserve(&h.store, &b.name, addr)?;
+    let slot = h.checks.slot().await?;
     let store = h.store.clone();
     let (name, secret) = (b.name.trim().to_string(), b.secret);
-    let user = tokio::task::spawn_blocking(move || store.verify_login(&name, &secret))
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))?
-        .map_err(db)?;
+    let user = tokio::task::spawn_blocking(move || {
+        let _permit = slot.permit;
+        store.verify_login(&name, &secret)
+    })
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))?
+    .map_err(db)?;
     match user {
         Some(u) => {
-            h.limiter.clear(&name_key);
+            attempt.succeeded(&h.store);
             logged_in(h, &u, &headers)
         }
-        None => {
-            h.limiter.fail(&name_key);
-            h.limiter.fail(&addr_key);
-            Err(
-                ApiError::unauthorized("that name and password do not match")
-                    .with_code("wrong_login"),
-            )
-        }
+        None => Err(
+            ApiError::unauthorized("that name and password do not match").with_code("wrong_login"),
+        ),
     }
 }
 
@@ -337,9 +305,13 @@ pub async fn change_password(
         hearth_store::SecretKind::Password => Secret::Password(b.new),
     };
     let id = me.user.id;
-    tokio::task::spawn_blocking(move || store.change_password(id, &b.old, &new))
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))?
-        .map_err(db)?;
+    let slot = h.checks.slot().await?;
+    tokio::task::spawn_blocking(move || {
+        let _permit = slot.permit;
+        store.change_password(id, &b.old, &new)
+    })
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))?
+    .map_err(db)?;
     Ok(Json(json!({})))
 }
