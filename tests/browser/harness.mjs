@@ -103,7 +103,19 @@ export async function startServer(home, port, logName, extraArgs = [], host = '1
     }
     await new Promise((r) => setTimeout(r, 250));
   }
+  const code = /needs this code: (\d+)/.exec(fs.readFileSync(path.join(SHOTS, `${logName}.log`), 'utf8'))?.[1];
+  if (code) setupCodes.set(String(port), code);
   return child;
+}
+
+/** First-run setup codes by port, as each server printed it in its terminal. */
+const setupCodes = new Map();
+
+/** The page's address with the setup link's fragment, as Hearth prints it for first-run
+ * setup (the page fills the code in from it). */
+export function setupUrl(url) {
+  const code = setupCodes.get(String(new URL(url).port));
+  return code ? `${url.split('#')[0]}#setup=${code}` : url;
 }
 
 export async function stopServer(child) {
@@ -123,7 +135,9 @@ export async function launchBrowser() {
     executablePath: need('CHROMIUM'),
     headless: true,
     args: [
-      '--host-resolver-rules=MAP hearth.local 127.0.0.1',
+      // hearth.local as mDNS would resolve it; evil.example as a DNS-rebinding attacker's name
+      // would resolve once it points at this machine.
+      '--host-resolver-rules=MAP hearth.local 127.0.0.1, MAP evil.example 127.0.0.1',
       '--no-proxy-server',
       '--no-sandbox',
       '--disable-gpu',

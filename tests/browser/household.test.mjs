@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 
 import {
-  SHOTS, THINKING, freePort, installTwin, launchBrowser, makeHome, seenReplies, shot, startServer, stopServer, watchReplies,
+  SHOTS, THINKING, freePort, installTwin, launchBrowser, makeHome, seenReplies, setupUrl, shot, startServer, stopServer, watchReplies,
 } from './harness.mjs';
 
 const OWNER = { household: 'The Rivera family', name: 'Maria', password: 'marigold-kitchen-42' };
@@ -35,7 +35,8 @@ async function serve(name, extraArgs = [], homeOptions = {}) {
 }
 
 async function setUp(page, url) {
-  await page.goto(url);
+  // The link Hearth printed in its terminal, with the one-time setup code.
+  await page.goto(setupUrl(url));
   await page.getByRole('heading', { name: 'Welcome to Hearth' }).waitFor();
   // No account and no password exist before this form is filled in.
   await page.getByLabel('What should we call your household?').fill(OWNER.household);
@@ -386,9 +387,10 @@ test('the keyboard alone: set up, reach the message box, send, stop; focus is al
     return { tag: e.tagName, id: e.id, label: e.getAttribute('aria-label') || e.textContent.trim().slice(0, 30), outline: s.outlineStyle, width: parseFloat(s.outlineWidth) };
   });
   try {
-    await page.goto(url);
+    await page.goto(setupUrl(url));
     await page.getByRole('heading', { name: 'Welcome to Hearth' }).waitFor();
-    // The first field has focus; the rest is typing, Tab and Enter.
+    // The first field has focus; the rest is typing, Tab and Enter (the setup code is filled
+    // in from the link Hearth printed).
     for (const text of [OWNER.household, OWNER.name, OWNER.password, OWNER.password]) {
       await page.keyboard.type(text);
       await page.keyboard.press('Tab');

@@ -256,6 +256,20 @@ pub(crate) async fn guard(
 ) -> Response {
     let access = &state.access;
     if let Err(e) = access.check(req.method(), req.headers()) {
+        // Someone who typed the address into a browser reads a sentence, not JSON.
+        let page = req
+            .headers()
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|a| a.contains("text/html"));
+        if page {
+            let mut r = (e.status, e.message).into_response();
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            );
+            return r;
+        }
         return e.into_response();
     }
     match access.cors(req.method(), req.headers()) {

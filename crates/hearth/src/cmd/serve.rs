@@ -59,6 +59,15 @@ pub struct ServeArgs {
     /// Do not reuse the KV cache of identical prompt prefixes (for measuring what it buys).
     #[arg(long)]
     pub no_prefix_cache: bool,
+    /// Another name people use to reach this machine (repeatable). Hearth always answers to
+    /// its IP addresses, localhost, hearth.local and this machine's host name; any other name
+    /// is refused, so a web page cannot reach Hearth by pointing its own name at it.
+    #[arg(long = "host-name", value_name = "NAME")]
+    pub host_names: Vec<String>,
+    /// A web page's origin (e.g. http://192.168.1.20:3000) whose scripts may call the API with
+    /// an API key (repeatable). Requests from any other page are refused.
+    #[arg(long = "cors-origin", value_name = "ORIGIN")]
+    pub cors_origins: Vec<String>,
 }
 
 pub fn run(a: ServeArgs) -> anyhow::Result<()> {
@@ -107,6 +116,7 @@ pub fn run(a: ServeArgs) -> anyhow::Result<()> {
     let opts = ServeOptions {
         engine: sizing.engine(kv_budget),
         max_queue: a.max_queue,
+        access: access(&a)?,
         ..ServeOptions::default()
     };
     let household = match store {
@@ -137,6 +147,27 @@ pub fn run(a: ServeArgs) -> anyhow::Result<()> {
     runtime.block_on(serve(state, a.listen, id, auth.required(), threads, mdns))
 }
 
+/// The names and origins served: the defaults, this machine's host name, and the keeper's.
+fn access(a: &ServeArgs) -> anyhow::Result<hearth_server::Access> {
+    let mut access = hearth_server::Access::default();
+    let own = gethostname::gethostname();
+    if let Some(own) = own.to_str().filter(|n| !n.is_empty()) {
+        // A host name the Host check cannot hold (odd characters) is simply not added.
+        access = access.clone().with_host_name(own).unwrap_or(access);
+        if !own.contains('.') {
+            let local = format!("{own}.local");
+            access = access.clone().with_host_name(&local).unwrap_or(access);
+        }
+    }
+    for n in &a.host_names {
+        access = access.with_host_name(n).context("--host-name")?;
+    }
+    for o in &a.cors_origins {
+        access = access.with_cors_origin(o).context("--cors-origin")?;
+    }
+    Ok(access)
+}
+
 /// The household's storage in the data directory, and the one-time setup code a first run on
 /// the network needs (printed here, in the keeper's terminal, and nowhere else).
 fn open_store() -> anyhow::Result<hearth_store::Store> {
@@ -154,10 +185,21 @@ fn household(
     planned: Planned,
     sizing: Sizing,
 ) -> anyhow::Result<HouseholdOptions> {
+    // Setup needs the code on loopback too: any web page the keeper has open could otherwise
+    // reach a fresh Hearth first and make itself the owner.
     let set_up = store.is_set_up()?;
-    let setup_code = (!set_up && !listen.ip().is_loopback()).then(|| {
+    let setup_code = (!set_up).then(|| {
         let code = format!("{:06}", rand::random::<u32>() % 1_000_000);
-        eprintln!("First-run setup from another device needs this code: {code}");
+        let here = if listen.ip().is_loopback() || listen.ip().is_unspecified() {
+            SocketAddr::from(([127, 0, 0, 1], listen.port()))
+        } else {
+            listen
+        };
+        eprintln!("First-run setup needs this code: {code}");
+        eprintln!(
+            "  open {}/#setup={code} to set up your household",
+            hearth_server::url(here)
+        );
         code
     });
     Ok(HouseholdOptions {
