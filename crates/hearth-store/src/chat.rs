@@ -261,6 +261,16 @@ impl Store {
         }))
     }
 
+    /// Whether conversation `id` exists and is `user`'s (cheaper than [`Store::conversation`]
+    /// when only that matters).
+    pub fn has_conversation(&self, user: i64, id: i64) -> Result<bool> {
+        match check_owner(&self.conn(), user, id) {
+            Ok(()) => Ok(true),
+            Err(Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Renames one of `user`'s conversations. Does not move it up the list.
     pub fn rename_conversation(&self, user: i64, id: i64, title: &str) -> Result<()> {
         let title = secret::check_text("title", title, MAX_TITLE_CHARS)?;

@@ -27,6 +27,9 @@ fn one_person_cannot_touch_anothers_conversation() {
         .unwrap();
 
     assert_eq!(store.conversation(ana.id, bens.id).unwrap(), None);
+    assert!(!store.has_conversation(ana.id, bens.id).unwrap());
+    assert!(store.has_conversation(ben.id, bens.id).unwrap());
+    assert!(!store.has_conversation(ben.id, bens.id + 1000).unwrap());
     assert_eq!(store.conversation_summary(ana.id, bens.id).unwrap(), None);
     not_found(store.rename_conversation(ana.id, bens.id, "mine now"));
     not_found(store.delete_conversation(ana.id, bens.id));
