@@ -255,3 +255,24 @@ async fn a_member_cannot_act_on_people_or_keys_by_id() {
     let listed = owner.send(&app, "GET", "/api/keys", None).await.json();
     assert_eq!(listed.as_array().map(Vec::len), Some(1));
 }
+
+#[tokio::test]
+async fn removing_a_person_stops_their_reply_and_no_one_elses() {
+    let store = Arc::new(Store::open_in_memory().expect("store"));
+    let (_, _, cat) = household(&store);
+    let app = app(store, 1024);
+    let mut owner = Browser::login(&app, "Ann", "correct horse").await;
+    let mut bob = Browser::login(&app, "Bob", "4321").await;
+    let mut cat_browser = Browser::login(&app, "Cat", "8765").await;
+    let (bobs, bobs_events) = bob.running_reply(&app).await;
+    let (_, mut cats_events) = cat_browser.running_reply(&app).await;
+
+    let r = owner
+        .send(&app, "DELETE", &format!("/api/people/{}", cat.id), None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    // Cat's conversations are gone, and so is the reply that was writing into one.
+    assert_eq!(cats_events.until_done().await, "stopped");
+    assert_still_writing(&app, &bob, bobs).await;
+    stop_and_check_kept(&app, &mut bob, bobs, bobs_events).await;
+}
