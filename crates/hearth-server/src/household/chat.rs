@@ -1,14 +1,14 @@
 //! Conversations on the page, and replies generated in the background.
 //!
 //! A reply is a task of its own, not tied to the browser's connection: it writes its text to the
-//! database at least twice a second while it streams, so a locked phone, a closed tab or a crash
-//! loses at most the last half second, and the person finds the reply when they come back. The
-//! page follows a running reply through an SSE stream that starts with a snapshot of the text so
-//! far, so reconnecting (the phone woke up) shows everything.
+//! database at least twice a second while it streams (`chat/saver.rs`), so a locked phone, a
+//! closed tab or a crash loses at most the last half second, a full disk loses nothing, and the
+//! person finds the reply when they come back. The page follows a running reply through an SSE
+//! stream that starts with a snapshot of the text so far, so reconnecting (the phone woke up)
+//! shows everything.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use axum::extract::{Path, Query, State};
 use axum::http::header;
@@ -28,8 +28,8 @@ use crate::error::ApiError;
 use crate::generate::Piece;
 use crate::{AppState, Served};
 
-/// How often a streaming reply is written to the database.
-const FLUSH_EVERY: Duration = Duration::from_millis(500);
+mod saver;
+
 /// Longest reply on the page, in tokens.
 const MAX_REPLY_TOKENS: usize = 1024;
 /// Longest message a person may send, in characters.
@@ -456,9 +456,6 @@ fn begin_reply(state: &Arc<AppState>, user: i64, conv: i64) -> Result<Message, A
         }
         let status = drive(&state, &reply, gen).await;
         if let Ok(h) = household(&state) {
-            if let Err(e) = h.store.set_message_status(reply.message_id, status) {
-                tracing::error!("cannot save a reply's end: {e}");
-            }
             if status == Status::Complete {
                 auto_title(h, user, conv);
             }
@@ -474,22 +471,14 @@ fn begin_reply(state: &Arc<AppState>, user: i64, conv: i64) -> Result<Message, A
     Ok(msg)
 }
 
-/// Streams a generation into the reply and the database; returns how it ended.
+/// Streams a generation into the reply and the database; returns how it ended, as stored
+/// (only once all of its text is).
 async fn drive(state: &AppState, reply: &Reply, mut gen: crate::generate::Generation) -> Status {
     let Ok(h) = household(state) else {
         return Status::Failed;
     };
-    let mut unsaved = String::new();
-    let mut last_flush = Instant::now();
+    let mut saver = saver::Saver::new(&h.store, reply.message_id);
     let mut last_queue = None;
-    let flush = |unsaved: &mut String| {
-        if !unsaved.is_empty() {
-            if let Err(e) = h.store.append_to_message(reply.message_id, unsaved) {
-                tracing::error!("cannot save a streaming reply: {e}");
-            }
-            unsaved.clear();
-        }
-    };
     let status = loop {
         if reply.stop.load(Ordering::Relaxed) {
             break Status::Stopped;
@@ -521,19 +510,16 @@ async fn drive(state: &AppState, reply: &Reply, mut gen: crate::generate::Genera
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .push_str(&text);
-                unsaved.push_str(&text);
+                saver.push(&text);
                 let _ = reply.tx.send(PageEvent::Delta(text));
-                if last_flush.elapsed() >= FLUSH_EVERY {
-                    flush(&mut unsaved);
-                    last_flush = Instant::now();
-                }
             }
         }
     };
     // Dropping the generation (on Stop) cancels it in the engine at its next step.
     drop(gen);
-    flush(&mut unsaved);
-    status
+    // Until all of the text is stored the reply stays running: the page keeps showing it from
+    // memory, and it reads as finished only once the database has every word.
+    saver.finish(status, saver::KEEP_TRYING_FOR).await
 }
 
 /// Names an untitled conversation after the person's first message.
