@@ -16,7 +16,7 @@ use hearth_store::{Message, MessageRole, Status, Store};
 use serde_json::json;
 
 /// Bytes left for the question and the start of the reply once the disk is full.
-const ROOM: usize = 600;
+const ROOM: usize = 300;
 /// How far the stored reply must fall behind what the page was shown before the disk is freed:
 /// more than one half-second batch of text, so writes have surely been refused.
 const BEHIND: usize = 300;
@@ -96,7 +96,7 @@ async fn reply_behind_a_full_disk(
 async fn brief_disk_full_loses_no_reply_text() {
     let store = Arc::new(Store::open_in_memory().expect("store"));
     let (_, bob_user, _) = household(&store);
-    let app = app(store.clone(), 512);
+    let app = app(store.clone(), 320);
     let mut bob = Browser::login(&app, "Bob", "4321").await;
     let (id, mut events) = reply_behind_a_full_disk(&app, &store, &mut bob, bob_user.id).await;
 
@@ -117,7 +117,7 @@ async fn brief_disk_full_loses_no_reply_text() {
 async fn a_reply_stopped_on_a_full_disk_is_not_marked_stopped_until_all_of_it_is_stored() {
     let store = Arc::new(Store::open_in_memory().expect("store"));
     let (_, bob_user, _) = household(&store);
-    let app = app(store.clone(), 512);
+    let app = app(store.clone(), 320);
     let mut bob = Browser::login(&app, "Bob", "4321").await;
     let (id, mut events) = reply_behind_a_full_disk(&app, &store, &mut bob, bob_user.id).await;
 

@@ -56,7 +56,8 @@ pub fn app(store: Arc<Store>, ctx: usize) -> Router {
         ServeOptions {
             engine: EngineOptions {
                 ctx,
-                threads: 2,
+                // One thread: a loaded machine (CI has two cores) slows it least.
+                threads: 1,
                 max_seqs: 2,
                 ..EngineOptions::default()
             },
