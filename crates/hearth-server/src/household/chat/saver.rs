@@ -3,8 +3,9 @@
 //! Text the database refuses (the disk is full for a moment) stays in memory and goes with the
 //! next write. How the reply ended is written together with its last text, in one commit, so a
 //! reply never reads as complete while part of it is missing. If the text still cannot be
-//! written a good while after the reply ended, the reply is marked interrupted instead: what
-//! was saved is kept, the page says the reply was cut short, and the log says what was lost.
+//! written a good while after the reply ended, the reply is marked as cut short instead
+//! (interrupted, or failed): what was saved is kept, the page says the reply was cut short, and
+//! the log says what was lost.
 
 use std::time::{Duration, Instant};
 
@@ -71,7 +72,8 @@ impl<'a> Saver<'a> {
 
     /// Writes the rest of the text and how the reply ended (`status`), trying again with longer
     /// and longer pauses for `keep_trying` if the database refuses. Returns the status stored:
-    /// `status`, or [`Status::Interrupted`] if the text could not be saved in time.
+    /// `status`, or a cut-short one (see [`Saver::give_up`]) if the text could not be saved in
+    /// time.
     pub(super) async fn finish(mut self, status: Status, keep_trying: Duration) -> Status {
         let ended = Instant::now();
         let mut pause = Duration::from_millis(100);
