@@ -2,9 +2,9 @@
 //!
 //! Every query that reads or changes a conversation filters on the owner's user id in SQL, and
 //! a conversation that is not the caller's is reported as [`Error::NotFound`], exactly like one
-//! that does not exist. The exceptions are [`Store::append_to_message`] and
-//! [`Store::set_message_status`], which only the server's generation task calls, with the id
-//! of a reply it created itself.
+//! that does not exist. The exceptions are [`Store::append_to_message`],
+//! [`Store::finish_message`] and [`Store::set_message_status`], which only the server's
+//! generation task calls, with the id of a reply it created itself.
 
 use rusqlite::functions::FunctionFlags;
 use rusqlite::types::ValueRef;
@@ -261,6 +261,16 @@ impl Store {
         }))
     }
 
+    /// Whether conversation `id` exists and is `user`'s (cheaper than [`Store::conversation`]
+    /// when only that matters).
+    pub fn has_conversation(&self, user: i64, id: i64) -> Result<bool> {
+        match check_owner(&self.conn(), user, id) {
+            Ok(()) => Ok(true),
+            Err(Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Renames one of `user`'s conversations. Does not move it up the list.
     pub fn rename_conversation(&self, user: i64, id: i64, title: &str) -> Result<()> {
         let title = secret::check_text("title", title, MAX_TITLE_CHARS)?;
@@ -350,6 +360,23 @@ impl Store {
         Ok(())
     }
 
+    /// Appends the last text of a streamed reply and sets how it ended, in one statement and so
+    /// one commit: a reply never reads as finished while part of its text is unsaved. If it fails
+    /// (a full disk), neither the text nor the status changed, and it can be tried again.
+    pub fn finish_message(&self, id: i64, rest: &str, status: Status) -> Result<()> {
+        let changed = self.conn().execute(
+            "UPDATE messages SET content = content || ?1, status = ?2 WHERE id = ?3",
+            params![rest, status, id],
+        )?;
+        if changed == 0 {
+            return Err(Error::NotFound {
+                what: "message",
+                id,
+            });
+        }
+        Ok(())
+    }
+
     /// Sets a message's status (a reply finishing, stopping or failing).
     pub fn set_message_status(&self, id: i64, status: Status) -> Result<()> {
         let changed = self.conn().execute(
@@ -427,6 +454,26 @@ impl Store {
             "UPDATE messages SET status = 'interrupted' WHERE status = 'streaming'",
             [],
         )?)
+    }
+}
+
+impl Store {
+    /// Makes the database behave as if the disk were full (`true`), or frees it again (`false`),
+    /// through SQLite's own limit on the file's size (`PRAGMA max_page_count`): capped at its
+    /// current size, every write that needs a new page fails with SQLITE_FULL, the error a full
+    /// disk gives. Writes that fit in pages already there still succeed, as on a real disk. For
+    /// tests that show no reply text is lost when the disk fills up.
+    #[doc(hidden)]
+    pub fn set_disk_full_for_tests(&self, full: bool) -> Result<()> {
+        let conn = self.conn();
+        let pages: i64 = if full {
+            conn.query_row("PRAGMA page_count", [], |r| r.get(0))?
+        } else {
+            // SQLite's largest cap; it lowers the number to its build's own maximum.
+            0xFFFF_FFFE
+        };
+        conn.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))?;
+        Ok(())
     }
 }
 

@@ -97,6 +97,8 @@ pub async fn remove_person(
     }
     let h = household(&state)?;
     h.store.remove_person(id).map_err(db)?;
+    // Their conversations are gone: so is any reply still being written in one.
+    super::chat::stop_replies_of(h, id);
     Ok(Json(json!({})))
 }
 

@@ -1,14 +1,14 @@
 //! Conversations on the page, and replies generated in the background.
 //!
 //! A reply is a task of its own, not tied to the browser's connection: it writes its text to the
-//! database at least twice a second while it streams, so a locked phone, a closed tab or a crash
-//! loses at most the last half second, and the person finds the reply when they come back. The
-//! page follows a running reply through an SSE stream that starts with a snapshot of the text so
-//! far, so reconnecting (the phone woke up) shows everything.
+//! database at least twice a second while it streams (`chat/saver.rs`), so a locked phone, a
+//! closed tab or a crash loses at most the last half second, a full disk loses nothing, and the
+//! person finds the reply when they come back. The page follows a running reply through an SSE
+//! stream that starts with a snapshot of the text so far, so reconnecting (the phone woke up)
+//! shows everything.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use axum::extract::{Path, Query, State};
 use axum::http::header;
@@ -28,8 +28,8 @@ use crate::error::ApiError;
 use crate::generate::Piece;
 use crate::{AppState, Served};
 
-/// How often a streaming reply is written to the database.
-const FLUSH_EVERY: Duration = Duration::from_millis(500);
+mod saver;
+
 /// Longest reply on the page, in tokens.
 const MAX_REPLY_TOKENS: usize = 1024;
 /// Longest message a person may send, in characters.
@@ -47,6 +47,9 @@ pub enum PageEvent {
 
 /// A reply being generated.
 pub struct Reply {
+    /// Whose conversation it is. Conversation ids can be reused once deleted, so a reply is
+    /// found by the conversation *and* its owner, never by the id alone.
+    user: i64,
     pub message_id: i64,
     content: Mutex<String>,
     /// Requests ahead while it waits for the engine; `None` once it runs.
@@ -118,7 +121,7 @@ pub async fn get_one(
         .unwrap_or_default();
     let mut v = json!(c);
     v["hidden_from_model"] = json!(hidden);
-    v["running"] = json!(running(h, id).is_some());
+    v["running"] = json!(running(h, me.user.id, id).is_some());
     Ok(Json(v))
 }
 
@@ -134,6 +137,7 @@ pub async fn rename(
     body: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let h = household(&state)?;
+    check_owned(h, me.user.id, id)?;
     let b: RenameBody = crate::openai::parse_body(&body)?;
     let title = b.title.trim();
     if title.is_empty() || title.chars().count() > 120 {
@@ -154,7 +158,8 @@ pub async fn delete_one(
     Path(id): Path<i64>,
 ) -> Result<Json<Value>, ApiError> {
     let h = household(&state)?;
-    if let Some(r) = running(h, id) {
+    check_owned(h, me.user.id, id)?;
+    if let Some(r) = running(h, me.user.id, id) {
         request_stop(&r);
     }
     h.store.delete_conversation(me.user.id, id).map_err(db)?;
@@ -166,11 +171,7 @@ pub async fn delete_all(
     me: Me,
 ) -> Result<Json<Value>, ApiError> {
     let h = household(&state)?;
-    for c in h.store.conversations(me.user.id, None).map_err(db)? {
-        if let Some(r) = running(h, c.id) {
-            request_stop(&r);
-        }
-    }
+    stop_replies_of(h, me.user.id);
     h.store.delete_all_conversations(me.user.id).map_err(db)?;
     Ok(Json(json!({})))
 }
@@ -210,9 +211,10 @@ pub async fn send(
     body: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let h = household(&state)?;
+    check_owned(h, me.user.id, id)?;
     let b: SendBody = crate::openai::parse_body(&body)?;
     let content = check_content(&b.content)?;
-    if running(h, id).is_some() {
+    if running(h, me.user.id, id).is_some() {
         return Err(busy());
     }
     ask(&state, me.user.id, id, content)
@@ -224,10 +226,10 @@ pub async fn regenerate(
     Path(id): Path<i64>,
 ) -> Result<Json<Value>, ApiError> {
     let h = household(&state)?;
-    if running(h, id).is_some() {
+    let c = owned(h, me.user.id, id)?;
+    if running(h, me.user.id, id).is_some() {
         return Err(busy());
     }
-    let c = owned(h, me.user.id, id)?;
     match c.messages.last() {
         Some(m) if m.role == MessageRole::Assistant => {
             h.store
@@ -248,12 +250,12 @@ pub async fn edit(
     body: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let h = household(&state)?;
+    let c = owned(h, me.user.id, id)?;
     let b: SendBody = crate::openai::parse_body(&body)?;
     let content = check_content(&b.content)?;
-    if running(h, id).is_some() {
+    if running(h, me.user.id, id).is_some() {
         return Err(busy());
     }
-    let c = owned(h, me.user.id, id)?;
     let last_user = c
         .messages
         .iter()
@@ -272,28 +274,56 @@ pub async fn stop(
     Path(id): Path<i64>,
 ) -> Result<Json<Value>, ApiError> {
     let h = household(&state)?;
-    // Only the conversation's owner may stop it.
-    owned(h, me.user.id, id)?;
-    if let Some(r) = running(h, id) {
+    check_owned(h, me.user.id, id)?;
+    if let Some(r) = running(h, me.user.id, id) {
         request_stop(&r);
     }
     Ok(Json(json!({})))
 }
+
+// Every route that takes a conversation id checks first of all that it is one of this
+// person's, with `owned` or `check_owned`: before reading the body, before looking at replies,
+// before changing anything. Another person's conversation then gets exactly the answer a
+// missing one gets, whatever it is doing, and nothing of theirs is touched.
 
 /// One of this person's conversations, or 404 (another person's is as absent as a missing one).
 fn owned(h: &Household, user: i64, id: i64) -> Result<hearth_store::Conversation, ApiError> {
     h.store
         .conversation(user, id)
         .map_err(db)?
-        .ok_or_else(|| ApiError::not_found("no such conversation"))
+        .ok_or_else(not_found)
 }
 
-fn running(h: &Household, conv: i64) -> Option<Arc<Reply>> {
+/// `Ok` if conversation `id` is this person's, else the same 404 as [`owned`].
+fn check_owned(h: &Household, user: i64, id: i64) -> Result<(), ApiError> {
+    if h.store.has_conversation(user, id).map_err(db)? {
+        Ok(())
+    } else {
+        Err(not_found())
+    }
+}
+
+fn not_found() -> ApiError {
+    ApiError::not_found("no such conversation")
+}
+
+/// The reply running in `user`'s conversation `conv`, if any.
+fn running(h: &Household, user: i64, conv: i64) -> Option<Arc<Reply>> {
     h.replies
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .get(&conv)
+        .filter(|r| r.user == user)
         .cloned()
+}
+
+/// Stops every reply running for `user` (they deleted all their conversations, or the owner
+/// removed them), and no one else's.
+pub(super) fn stop_replies_of(h: &Household, user: i64) {
+    let replies = h.replies.lock().unwrap_or_else(|p| p.into_inner());
+    for r in replies.values().filter(|r| r.user == user) {
+        request_stop(r);
+    }
 }
 
 fn request_stop(r: &Reply) {
@@ -405,6 +435,7 @@ fn begin_reply(state: &Arc<AppState>, user: i64, conv: i64) -> Result<Message, A
         .map_err(db)?;
     let (tx, _) = broadcast::channel(256);
     let reply = Arc::new(Reply {
+        user,
         message_id: msg.id,
         content: Mutex::new(String::new()),
         queued: Mutex::new(None),
@@ -425,38 +456,29 @@ fn begin_reply(state: &Arc<AppState>, user: i64, conv: i64) -> Result<Message, A
         }
         let status = drive(&state, &reply, gen).await;
         if let Ok(h) = household(&state) {
-            if let Err(e) = h.store.set_message_status(reply.message_id, status) {
-                tracing::error!("cannot save a reply's end: {e}");
-            }
             if status == Status::Complete {
                 auto_title(h, user, conv);
             }
-            h.replies
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&conv);
+            let mut replies = h.replies.lock().unwrap_or_else(|p| p.into_inner());
+            // The conversation may have been deleted and its id given to a new one, with a
+            // reply of its own: only this reply leaves.
+            if replies.get(&conv).is_some_and(|r| Arc::ptr_eq(r, &reply)) {
+                replies.remove(&conv);
+            }
         }
         let _ = reply.tx.send(PageEvent::Done(status));
     });
     Ok(msg)
 }
 
-/// Streams a generation into the reply and the database; returns how it ended.
+/// Streams a generation into the reply and the database; returns how it ended, as stored
+/// (only once all of its text is).
 async fn drive(state: &AppState, reply: &Reply, mut gen: crate::generate::Generation) -> Status {
     let Ok(h) = household(state) else {
         return Status::Failed;
     };
-    let mut unsaved = String::new();
-    let mut last_flush = Instant::now();
+    let mut saver = saver::Saver::new(&h.store, reply.message_id);
     let mut last_queue = None;
-    let flush = |unsaved: &mut String| {
-        if !unsaved.is_empty() {
-            if let Err(e) = h.store.append_to_message(reply.message_id, unsaved) {
-                tracing::error!("cannot save a streaming reply: {e}");
-            }
-            unsaved.clear();
-        }
-    };
     let status = loop {
         if reply.stop.load(Ordering::Relaxed) {
             break Status::Stopped;
@@ -488,19 +510,16 @@ async fn drive(state: &AppState, reply: &Reply, mut gen: crate::generate::Genera
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .push_str(&text);
-                unsaved.push_str(&text);
+                saver.push(&text);
                 let _ = reply.tx.send(PageEvent::Delta(text));
-                if last_flush.elapsed() >= FLUSH_EVERY {
-                    flush(&mut unsaved);
-                    last_flush = Instant::now();
-                }
             }
         }
     };
     // Dropping the generation (on Stop) cancels it in the engine at its next step.
     drop(gen);
-    flush(&mut unsaved);
-    status
+    // Until all of the text is stored the reply stays running: the page keeps showing it from
+    // memory, and it reads as finished only once the database has every word.
+    saver.finish(status, saver::KEEP_TRYING_FOR).await
 }
 
 /// Names an untitled conversation after the person's first message.
@@ -542,9 +561,9 @@ pub async fn events(
     Path(id): Path<i64>,
 ) -> Result<Response, ApiError> {
     let h = household(&state)?;
-    owned(h, me.user.id, id)?;
+    check_owned(h, me.user.id, id)?;
     let (tx, rx) = tokio::sync::mpsc::channel::<SseEvent>(64);
-    match running(h, id) {
+    match running(h, me.user.id, id) {
         None => {
             let _ = tx.send(sse_json("idle", json!({}))).await;
         }

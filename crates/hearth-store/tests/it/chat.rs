@@ -27,6 +27,9 @@ fn one_person_cannot_touch_anothers_conversation() {
         .unwrap();
 
     assert_eq!(store.conversation(ana.id, bens.id).unwrap(), None);
+    assert!(!store.has_conversation(ana.id, bens.id).unwrap());
+    assert!(store.has_conversation(ben.id, bens.id).unwrap());
+    assert!(!store.has_conversation(ben.id, bens.id + 1000).unwrap());
     assert_eq!(store.conversation_summary(ana.id, bens.id).unwrap(), None);
     not_found(store.rename_conversation(ana.id, bens.id, "mine now"));
     not_found(store.delete_conversation(ana.id, bens.id));
@@ -94,6 +97,44 @@ fn a_streamed_reply_is_written_as_it_grows() {
     );
     not_found(store.append_to_message(12345, "x"));
     not_found(store.set_message_status(12345, Status::Failed));
+}
+
+#[test]
+fn a_full_disk_never_finishes_a_reply_without_its_text() {
+    let (store, ana, _) = household();
+    let c = store.create_conversation(ana.id, None).unwrap();
+    let a = store
+        .add_message(ana.id, c.id, MessageRole::Assistant, "", Status::Streaming)
+        .unwrap();
+    store.set_disk_full_for_tests(true).unwrap();
+    // The reply grows until it needs a page the full disk does not have.
+    let chunk = "x".repeat(100);
+    let mut stored = String::new();
+    let err = loop {
+        match store.append_to_message(a.id, &chunk) {
+            Ok(()) => stored.push_str(&chunk),
+            Err(e) => break e,
+        }
+        assert!(stored.len() < 1 << 20, "the disk never filled up");
+    };
+    assert!(err.to_string().contains("full"), "{err}");
+    // The last text and the end come together or not at all.
+    let err = store
+        .finish_message(a.id, &chunk, Status::Complete)
+        .unwrap_err();
+    assert!(err.to_string().contains("full"), "{err}");
+    let reply = |s: &Store| s.conversation(ana.id, c.id).unwrap().unwrap().messages[0].clone();
+    assert_eq!(reply(&store).content, stored);
+    assert_eq!(reply(&store).status, Status::Streaming);
+
+    store.set_disk_full_for_tests(false).unwrap();
+    store
+        .finish_message(a.id, &chunk, Status::Complete)
+        .unwrap();
+    stored.push_str(&chunk);
+    assert_eq!(reply(&store).content, stored);
+    assert_eq!(reply(&store).status, Status::Complete);
+    not_found(store.finish_message(12345, "x", Status::Complete));
 }
 
 #[test]
