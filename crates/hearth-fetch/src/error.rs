@@ -173,6 +173,16 @@ pub enum Error {
         message: String,
     },
 
+    /// What a URL or path pull brought is not a GGUF model (a web page, a text file, a damaged
+    /// or cut-off model); it was removed before getting a name under `models/`.
+    #[error("{source_name} is not a GGUF model, so nothing was installed: {problem} (Hearth runs GGUF model files; check the link or path, e.g. a Hugging Face file whose name ends in .gguf)")]
+    NotGguf {
+        /// The URL or path pulled.
+        source_name: String,
+        /// What the GGUF reader found wrong.
+        problem: String,
+    },
+
     /// The spec given to `pull` cannot name a file (e.g. a URL ending in `/`).
     #[error("cannot pull {spec:?}: {problem}")]
     BadSpec {
