@@ -26,6 +26,7 @@ pub mod home;
 pub mod http;
 pub mod index;
 pub mod info;
+mod lock;
 pub mod pip;
 pub mod progress;
 pub mod store;
@@ -38,6 +39,7 @@ pub use error::{human_bytes, Error, Result};
 pub use home::Home;
 pub use index::{Installed, Stamp};
 pub use info::{format_parameters, inspect, ModelInfo};
+pub use lock::HomeLock;
 pub use progress::{Lines, Progress, Silent};
 
 /// A spec resolved to something on disk.
