@@ -132,6 +132,13 @@ class HearthServer:
         # A server listening on every interface is reached through loopback.
         self.url = f"http://{'127.0.0.1' if listen_host == '0.0.0.0' else listen_host}:{self.port}"
         self.log_path = log_dir / f"hearth-serve-{name}.log"
+        # A data directory of its own (one server per directory: Hearth locks it), sharing the
+        # test models through a link.
+        home = log_dir / f"hearth-home-{name}"
+        home.mkdir(exist_ok=True)
+        if not (home / "models").exists():
+            (home / "models").symlink_to(Path(hearth_test_home()).resolve() / "models", target_is_directory=True)
+        self.env = {"HEARTH_HOME": str(home), **self.env}
         self.argv = [hearth_bin(), "serve", "--model", CHAT_MODEL, "--listen", f"{listen_host}:{self.port}",
                      *self.args]
         if os.environ.get("HEARTH_E2E_THREADS"):

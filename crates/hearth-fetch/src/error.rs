@@ -173,6 +173,27 @@ pub enum Error {
         message: String,
     },
 
+    /// What a URL or path pull brought is not a GGUF model (a web page, a text file, a damaged
+    /// or cut-off model); it was removed before getting a name under `models/`.
+    #[error("{source_name} is not a GGUF model, so nothing was installed: {problem} (Hearth runs GGUF model files; check the link or path, e.g. a Hugging Face file whose name ends in .gguf)")]
+    NotGguf {
+        /// The URL or path pulled.
+        source_name: String,
+        /// What the GGUF reader found wrong.
+        problem: String,
+    },
+
+    /// Another Hearth process holds the data directory (see [`crate::Home::lock`]).
+    #[error("another Hearth ({}) is using {}; stop it first, or set HEARTH_HOME to another directory", holder_words(*pid, holder.as_deref()), dir.display())]
+    HomeInUse {
+        /// The data directory.
+        dir: PathBuf,
+        /// The holder's process id, when its lock file could be read.
+        pid: Option<u32>,
+        /// What the holder is, as it described itself (`hearth serve --listen ...`).
+        holder: Option<String>,
+    },
+
     /// The spec given to `pull` cannot name a file (e.g. a URL ending in `/`).
     #[error("cannot pull {spec:?}: {problem}")]
     BadSpec {
@@ -212,6 +233,17 @@ impl Error {
                 source,
             }
         }
+    }
+}
+
+fn holder_words(pid: Option<u32>, holder: Option<&str>) -> String {
+    match (pid, holder) {
+        (Some(pid), Some(what)) => format!("pid {pid}, `{what}`"),
+        (Some(pid), None) => format!("pid {pid}"),
+        (None, Some(what)) => format!("`{what}`"),
+        // On Windows a locked file cannot be read, and in the instant after another process
+        // took the lock it has not written its name yet.
+        (None, None) => "a process that did not say which".to_string(),
     }
 }
 

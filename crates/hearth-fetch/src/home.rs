@@ -1,6 +1,7 @@
 //! Where Hearth keeps its data: `$HEARTH_HOME`, else `$XDG_DATA_HOME/hearth`, else
 //! `~/.local/share/hearth`. Models live in `<home>/models/`, temporary downloads in
-//! `<home>/tmp/` so that the final rename never crosses a filesystem.
+//! `<home>/tmp/` so that the final rename never crosses a filesystem. `hearth.lock` marks the
+//! directory as held by one process (see [`Home::lock`]).
 
 use std::path::{Path, PathBuf};
 
@@ -59,6 +60,20 @@ impl Home {
     /// The keeper's own catalog, merged over the built-in one when present.
     pub fn user_catalog_path(&self) -> PathBuf {
         self.root.join("catalog.toml")
+    }
+
+    /// The file [`Home::lock`] locks.
+    pub fn lock_path(&self) -> PathBuf {
+        self.root.join("hearth.lock")
+    }
+
+    /// Takes the data directory for this process until the returned value is dropped, or
+    /// refuses at once, naming the process that has it: "another Hearth (pid 1234, `hearth
+    /// serve`) is using DIR; stop it first, or set HEARTH_HOME to another directory". `holder`
+    /// says what this process is, for that message (it is written into the lock file, so it
+    /// must hold no secret). Creates the directory if needed.
+    pub fn lock(&self, holder: &str) -> Result<crate::lock::HomeLock> {
+        crate::lock::lock_home(self, holder)
     }
 
     /// Creates the models and tmp directories if they are missing.

@@ -92,27 +92,34 @@ pub fn load(home: &Home) -> Result<Vec<Installed>> {
 
 /// Records `item`, replacing any entry with the same name or the same file.
 pub fn record(home: &Home, item: &Installed) -> Result<()> {
-    // Read just before writing so concurrent pulls of different models lose as little as possible.
-    let mut models = load(home)?;
-    models.retain(|m| m.name != item.name && m.path != item.path);
-    models.push(item.clone());
-    save(home, models)
+    change(home, |models| {
+        models.retain(|m| m.name != item.name && m.path != item.path);
+        models.push(item.clone());
+    })
 }
 
 /// Updates the verification stamp of the entry named `name`.
 pub fn mark_verified(home: &Home, name: &str, stamp: Stamp) -> Result<()> {
-    let mut models = load(home)?;
-    for m in models.iter_mut().filter(|m| m.name == name) {
-        m.verified = Some(stamp);
-    }
-    save(home, models)
+    change(home, |models| {
+        for m in models.iter_mut().filter(|m| m.name == name) {
+            m.verified = Some(stamp);
+        }
+    })
 }
 
 /// Removes the entry named `name`, if present.
 pub fn forget(home: &Home, name: &str) -> Result<()> {
-    let mut models = load(home)?;
-    models.retain(|m| m.name != name);
-    save(home, models)
+    change(home, |models| models.retain(|m| m.name != name))
+}
+
+/// Reads, changes and rewrites the index under the index lock, so that another process's
+/// change between the read and the write is never lost.
+fn change(home: &Home, edit: impl FnOnce(&mut Vec<Installed>)) -> Result<()> {
+    crate::lock::with_index_lock(home, || {
+        let mut models = load(home)?;
+        edit(&mut models);
+        save(home, models)
+    })
 }
 
 fn save(home: &Home, models: Vec<Installed>) -> Result<()> {

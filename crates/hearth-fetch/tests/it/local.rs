@@ -2,14 +2,14 @@
 
 use hearth_fetch::{list_installed, pull, resolve, Catalog, Error, Home, Silent};
 
-use crate::support::{content, sha256};
+use crate::support::{gguf, sha256};
 
 #[test]
 fn local_file_is_installed_hashed_and_resolvable() {
     let dir = tempfile::tempdir().unwrap();
     let home = Home::at(dir.path().join("hearth"));
     let src = dir.path().join("My-Model.Q8_0.gguf");
-    let body = content(500_000, 30);
+    let body = gguf(500_000, 30);
     std::fs::write(&src, &body).unwrap();
 
     let got = pull(&home, &Catalog::builtin(), src.to_str().unwrap(), &Silent).unwrap();
@@ -47,12 +47,13 @@ fn local_file_is_installed_hashed_and_resolvable() {
 fn a_catalog_model_pulled_by_path_gets_its_catalog_name() {
     let dir = tempfile::tempdir().unwrap();
     let home = Home::at(dir.path().join("hearth"));
-    let body = content(4096, 31);
+    let body = gguf(4096, 31);
     let src = dir.path().join("whatever.gguf");
     std::fs::write(&src, &body).unwrap();
     let catalog = Catalog::from_toml(&format!(
-        "[[model]]\nname = \"known\"\nsha256 = \"{}\"\nsize = 4096\n[model.source]\nkind = \"url\"\nurl = \"http://127.0.0.1:9/known.gguf\"\n",
-        sha256(&body)
+        "[[model]]\nname = \"known\"\nsha256 = \"{}\"\nsize = {}\n[model.source]\nkind = \"url\"\nurl = \"http://127.0.0.1:9/known.gguf\"\n",
+        sha256(&body),
+        body.len()
     ))
     .unwrap();
     let got = pull(&home, &catalog, src.to_str().unwrap(), &Silent).unwrap();

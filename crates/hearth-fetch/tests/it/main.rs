@@ -3,6 +3,8 @@
 //! through `HEARTH_PYTHON` where the pip step itself is exercised.
 
 mod catalog;
+mod concurrent;
+mod hostile;
 mod http;
 mod info;
 mod local;

@@ -5,6 +5,8 @@ use std::net::TcpListener;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
+use hearth_gguf::write::GgufWriter;
+use hearth_gguf::{GgmlType, Value};
 use sha2::{Digest, Sha256};
 
 /// `n` bytes of a fixed pseudo-random sequence (xorshift), different per `seed`.
@@ -18,6 +20,15 @@ pub fn content(n: usize, seed: u64) -> Vec<u8> {
             (x >> 24) as u8
         })
         .collect()
+}
+
+/// A well-formed GGUF file of about `n` bytes: a header and one I8 tensor holding
+/// [`content`]`(n, seed)`, so pulls that check the format accept it.
+pub fn gguf(n: usize, seed: u64) -> Vec<u8> {
+    let mut w = GgufWriter::new();
+    w.metadata("general.architecture", Value::String("llama".into()));
+    w.tensor("weights", &[n as u64], GgmlType::I8, content(n, seed));
+    w.to_bytes()
 }
 
 pub fn sha256(bytes: &[u8]) -> String {

@@ -80,11 +80,13 @@ pub fn run(a: ServeArgs) -> anyhow::Result<()> {
         Auth::household(a.listen, a.api_keys.clone())
     };
     // Open (and migrate) the household's data before the model loads, so a problem there is
-    // reported at once.
-    let store = if a.no_household {
-        None
+    // reported at once. The data directory stays locked until this function returns: a second
+    // server on it would mark this one's live replies interrupted and fight it for the database.
+    let (_data_lock, store) = if a.no_household {
+        (None, None)
     } else {
-        Some(open_store()?)
+        let (lock, store) = open_store(a.listen)?;
+        (Some(lock), Some(store))
     };
     if a.max_seqs == 0 {
         bail!("--max-seqs must be at least 1");
@@ -168,15 +170,15 @@ fn access(a: &ServeArgs) -> anyhow::Result<hearth_server::Access> {
     Ok(access)
 }
 
-/// The household's storage in the data directory, and the one-time setup code a first run on
-/// the network needs (printed here, in the keeper's terminal, and nowhere else).
-fn open_store() -> anyhow::Result<hearth_store::Store> {
+/// The household's storage in the data directory, opened only once this process holds the
+/// directory (a second server is refused with the first one's pid, before it changes anything).
+fn open_store(listen: SocketAddr) -> anyhow::Result<(hearth_fetch::HomeLock, hearth_store::Store)> {
     let home = Home::from_env()?;
-    std::fs::create_dir_all(home.root())
-        .with_context(|| format!("cannot create {}", home.root().display()))?;
+    let lock = home.lock(&format!("hearth serve --listen {listen}"))?;
     let path = home.root().join("household.db");
-    hearth_store::Store::open(&path)
-        .with_context(|| format!("cannot open the household's data at {}", path.display()))
+    let store = hearth_store::Store::open(&path)
+        .with_context(|| format!("cannot open the household's data at {}", path.display()))?;
+    Ok((lock, store))
 }
 
 fn household(
