@@ -453,16 +453,9 @@ async fn chat_completions(
     let messages = chat_messages(&req)?;
     let tools = crate::tools::ToolPlan::new(&served, &req)?;
     let messages = tools.prepare_messages(template, messages);
-    let rendered = template
-        .render(&messages, true, tools.template_tools())
-        .map_err(|e| {
-            ApiError::bad_request(format!(
-                "the chat template cannot render these messages: {e}"
-            ))
-        })?;
-    let prompt = served
-        .tokenizer
-        .encode_rendered(&rendered, served.tokenizer.add_bos());
+    let prompt =
+        crate::offload::chat_prompt(served.clone(), messages, tools.template_tools().cloned())
+            .await?;
     let (param, asked) = match (req.max_completion_tokens, req.max_tokens) {
         (Some(n), _) => ("max_completion_tokens", Some(n)),
         (None, n) => ("max_tokens", n),

@@ -21,6 +21,7 @@ pub mod error;
 mod generate;
 pub mod household;
 pub mod metrics;
+mod offload;
 pub mod openai;
 pub mod scheduler;
 mod tools;
