@@ -20,6 +20,7 @@ mod embeddings;
 pub mod error;
 mod generate;
 pub mod household;
+pub mod listen;
 pub mod metrics;
 mod offload;
 pub mod openai;
