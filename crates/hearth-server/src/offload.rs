@@ -41,6 +41,19 @@ pub(crate) async fn chat_prompt(
     .map_err(|e| ApiError::internal(format!("building the prompt failed: {e}")))?
 }
 
+/// The tokens of a completion prompt, with the model's beginning-of-text token where it wants
+/// one; a long text is tokenized on a blocking thread.
+pub(crate) async fn encode(served: &Arc<Served>, text: &str) -> Result<Vec<u32>, ApiError> {
+    let tok = served.tokenizer.clone();
+    if text.len() <= crate::openai::BLOCKING_PARSE_BYTES {
+        return Ok(tok.encode(text, tok.add_bos(), false));
+    }
+    let text = text.to_owned();
+    tokio::task::spawn_blocking(move || tok.encode(&text, tok.add_bos(), false))
+        .await
+        .map_err(|e| ApiError::internal(format!("tokenizing the prompt failed: {e}")))
+}
+
 /// [`ChatTemplate::render`] for code that is not async: on a multi-threaded runtime the worker
 /// hands its other tasks to another thread while the template runs; elsewhere (tests on a
 /// single-threaded runtime, no runtime) it simply renders.

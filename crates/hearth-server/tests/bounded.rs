@@ -9,7 +9,7 @@ use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use axum::Router;
 use hearth_engine::EngineOptions;
-use hearth_model::chat::{ChatTemplate, Limits};
+use hearth_model::chat::ChatTemplate;
 use hearth_model::testing::TinySpec;
 use hearth_model::tokenizer::Tokenizer;
 use hearth_model::{Model, SamplerConfig};
@@ -87,50 +87,109 @@ async fn let_others_run() {
     }
 }
 
-/// Two chats on a model whose template spins used to hold both async workers; now the
-/// templates run on blocking threads, `/health` answers meanwhile, and each chat ends with
-/// an error that says what happened. The runtime has a single thread, so a template rendered
-/// on it would have to finish before `/health` could answer.
-#[tokio::test(flavor = "current_thread")]
-async fn hostile_template_requests_leave_health_answering() {
-    let spinning =
-        "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}";
-    // No step limit to speak of: the render runs until its time limit, well after `/health`.
-    let template = ChatTemplate::with_limits(
-        spinning,
-        "",
-        "",
-        Limits {
-            fuel: 1 << 40,
-            time: Duration::from_secs(2),
-        },
-    )
-    .expect("compiles");
-    let app = hearth_server::router(tiny_state(Some(template), 1 << 20));
-    let body = json!({"model": ID, "messages": [{"role": "user", "content": "Hi"}]}).to_string();
-    let chats: Vec<_> = (0..2)
-        .map(|_| {
-            tokio::spawn(call(
-                app.clone(),
-                post("/v1/chat/completions", body.clone()),
-            ))
-        })
+/// A runtime with one async thread and one blocking thread, so a test can hold the blocking
+/// thread and see that work sent there waits while the async thread answers others.
+fn one_thread_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .max_blocking_threads(1)
+        .build()
+        .expect("runtime")
+}
+
+/// Occupies the runtime's only blocking thread until the returned sender is dropped.
+async fn hold_blocking_thread() -> std::sync::mpsc::Sender<()> {
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let (held, holding) = oneshot::channel();
+    tokio::task::spawn_blocking(move || {
+        let _ = held.send(());
+        let _ = released.recv();
+    });
+    holding.await.expect("the blocking thread is held");
+    release
+}
+
+/// Sends each request to `app` at once, then checks that `/health` answers while none of them
+/// has finished: their heavy part waits for the held blocking thread, so any of them done by
+/// then did it on the async thread. Returns their answers once the thread is released.
+async fn health_answers_while_these_run(
+    app: &Router,
+    requests: Vec<Request<Body>>,
+) -> Vec<(StatusCode, String)> {
+    let release = hold_blocking_thread().await;
+    let running: Vec<_> = requests
+        .into_iter()
+        .map(|r| tokio::spawn(call(app.clone(), r)))
         .collect();
     let_others_run().await;
     let (status, _) = call(app.clone(), get("/health")).await;
     assert_eq!(status, StatusCode::OK);
-    assert!(
-        chats.iter().all(|c| !c.is_finished()),
-        "the templates ran on the async thread: they finished before /health could answer"
+    let done = running.iter().filter(|r| r.is_finished()).count();
+    assert_eq!(
+        done, 0,
+        "{done} request(s) did their work on the async thread, before /health could answer"
     );
-    for chat in chats {
-        let (status, body) = chat.await.expect("task");
-        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
-        assert!(
-            body.contains("this model's chat template did too much work"),
-            "{body}"
-        );
+    drop(release);
+    let mut answers = Vec::new();
+    for r in running {
+        answers.push(r.await.expect("task"));
     }
+    answers
+}
+
+/// Two chats on a model whose template spins used to hold both async workers; now templates
+/// run on blocking threads, `/health` answers meanwhile, and each chat ends with an error that
+/// says what happened.
+#[test]
+fn hostile_template_requests_leave_health_answering() {
+    one_thread_runtime().block_on(async {
+        let spinning =
+            "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}";
+        let template = ChatTemplate::new(spinning, "", "").expect("compiles");
+        let app = hearth_server::router(tiny_state(Some(template), 1 << 20));
+        let body = json!({"model": ID, "messages": [{"role": "user", "content": "Hi"}]});
+        let chats = (0..2)
+            .map(|_| post("/v1/chat/completions", body.to_string()))
+            .collect();
+        for (status, body) in health_answers_while_these_run(&app, chats).await {
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+            assert!(
+                body.contains("this model's chat template did too much work"),
+                "{body}"
+            );
+        }
+    });
+}
+
+/// Six 5.7 MB bodies at once stalled `/health` for seconds: they were parsed on the async
+/// workers. Now bodies over 64 KiB are parsed (and long prompts tokenized) on blocking threads.
+#[test]
+fn large_bodies_leave_health_answering() {
+    one_thread_runtime().block_on(async {
+        let app = hearth_server::router(tiny_state(None, 8 << 20));
+        let text = "word ".repeat(300_000);
+        let mut requests = Vec::new();
+        for _ in 0..3 {
+            // Parsed, then refused for naming another model: all the work is the parse.
+            let chat = json!({"model": "another-model",
+                "messages": [{"role": "user", "content": text}]});
+            requests.push(post("/v1/chat/completions", chat.to_string()));
+        }
+        let completion = json!({"model": ID, "prompt": text, "max_tokens": 1});
+        requests.push(post("/v1/completions", completion.to_string()));
+        let embedding = json!({"model": "another-model", "input": text});
+        requests.push(post("/v1/embeddings", embedding.to_string()));
+        let answers = health_answers_while_these_run(&app, requests).await;
+        for (status, body) in &answers[..3] {
+            assert_eq!(*status, StatusCode::NOT_FOUND, "{body}");
+            assert!(body.contains("another-model"), "{body}");
+        }
+        // Parsed, tokenized (on a blocking thread too) and answered.
+        let (status, body) = &answers[3];
+        assert_eq!(*status, StatusCode::OK, "{body}");
+        let (status, body) = &answers[4];
+        assert_eq!(*status, StatusCode::NOT_FOUND, "{body}");
+    });
 }
 
 // ---- Connections (listen.rs) ----
