@@ -21,9 +21,22 @@
 //! do not line up (a template that branches on the content itself), we fall back to rendering
 //! each content wrapped in sentinels and splitting at them; that keeps the trust boundaries
 //! exact but not any trimming the template applied to the content.
+//!
+//! # Bounded work
+//!
+//! A template is code from a downloaded file, so it may loop for ever (`range(100000)` nested).
+//! Every render pass runs with minijinja's fuel (a step limit, [`Limits::fuel`]), and the passes
+//! that build one prompt run on a worker thread that the caller waits for at most
+//! [`Limits::time`]: a few costly steps (huge strings) can take long without using much fuel.
+//! Past the deadline the caller gets [`Error::TooSlow`] at once, and the worker stops at its next
+//! output, `range` step or Python-style method call (or when its fuel runs out).
+
+use std::cell::Cell;
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
 
 use minijinja::value::{Kwargs, Value};
-use minijinja::{Environment, ErrorKind};
+use minijinja::{Environment, ErrorKind, State};
 use serde::{Deserialize, Serialize};
 
 /// Errors compiling or rendering a chat template.
@@ -41,6 +54,42 @@ pub enum Error {
     /// A message could not be turned into a template value.
     #[error("chat message {index} cannot be passed to the template: {why}")]
     BadMessage { index: usize, why: String },
+    /// One render pass used up its step budget ([`Limits::fuel`]).
+    #[error("this model's chat template did too much work: building one prompt took more than {steps} steps, so it was stopped. The template inside the model file is faulty or hostile; use another model, or a copy of this one with a working template")]
+    TooManySteps { steps: u64 },
+    /// Building one prompt took longer than [`Limits::time`].
+    #[error("this model's chat template did too much work: building one prompt took longer than {limit:?}, so it was stopped. The template inside the model file is faulty or hostile; use another model, or a copy of this one with a working template")]
+    TooSlow { limit: Duration },
+}
+
+/// How much work building one prompt may take.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// minijinja steps (instructions) per render pass; a prompt takes two or three passes.
+    pub fuel: u64,
+    /// Wall-clock time for all the passes of one prompt.
+    pub time: Duration,
+}
+
+/// Steps one render pass may take. The templates Hearth's tests know (SmolLM2, Qwen2.5 and
+/// Llama 3.1 with 16 tools and a tool call per turn, Gemma 3) take 20 to 50 steps per message:
+/// `real_templates_leave_headroom_under_the_fuel_limit` measures a 1,001-message conversation
+/// at 23,000 to 50,000 steps, 40 times below this limit. Two million steps take about a tenth of
+/// a second.
+pub const DEFAULT_FUEL: u64 = 2_000_000;
+
+/// Time for all the passes of one prompt. Real templates take milliseconds even for long
+/// conversations; the limit only has to catch the few steps that fuel cannot (a loop over huge
+/// strings), and must not trip on a busy machine.
+pub const DEFAULT_TIME: Duration = Duration::from_secs(5);
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            fuel: DEFAULT_FUEL,
+            time: DEFAULT_TIME,
+        }
+    }
 }
 
 /// One message of a conversation, in OpenAI's shape.
@@ -104,10 +153,12 @@ impl Rendered {
 
 /// A compiled chat template.
 pub struct ChatTemplate {
-    env: Environment<'static>,
+    /// Shared with the worker thread a render runs on.
+    env: Arc<Environment<'static>>,
     source: String,
     bos_token: String,
     eos_token: String,
+    limits: Limits,
 }
 
 impl std::fmt::Debug for ChatTemplate {
@@ -116,6 +167,7 @@ impl std::fmt::Debug for ChatTemplate {
             .field("source_len", &self.source.len())
             .field("bos_token", &self.bos_token)
             .field("eos_token", &self.eos_token)
+            .field("limits", &self.limits)
             .finish()
     }
 }
@@ -132,21 +184,50 @@ const WRAP_CLOSE: char = '\u{F0004}';
 impl ChatTemplate {
     /// Compiles a template. `bos_token` / `eos_token` are the texts the template may insert.
     pub fn new(source: &str, bos_token: &str, eos_token: &str) -> Result<ChatTemplate, Error> {
+        ChatTemplate::with_limits(source, bos_token, eos_token, Limits::default())
+    }
+
+    /// [`new`](Self::new) with other work limits than [`Limits::default`].
+    pub fn with_limits(
+        source: &str,
+        bos_token: &str,
+        eos_token: &str,
+        limits: Limits,
+    ) -> Result<ChatTemplate, Error> {
         let mut env = Environment::new();
         env.set_trim_blocks(true);
         env.set_lstrip_blocks(true);
-        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        env.set_fuel(Some(limits.fuel));
+        // Outputs, `range` steps and Python-style methods are where a long render passes
+        // through our code, so that is where it notices the deadline.
+        env.set_formatter(|out, state, value| {
+            check_deadline()?;
+            minijinja::escape_formatter(out, state, value)
+        });
+        env.set_unknown_method_callback(
+            |state: &State, value: &Value, method: &str, args: &[Value]| {
+                check_deadline()?;
+                minijinja_contrib::pycompat::unknown_method_callback(state, value, method, args)
+            },
+        );
+        env.add_function("range", range);
         env.add_function("raise_exception", raise_exception);
         env.add_function("strftime_now", strftime_now);
         env.add_filter("tojson", tojson);
         env.add_template_owned(TEMPLATE_NAME, source.to_owned())
             .map_err(Error::Compile)?;
         Ok(ChatTemplate {
-            env,
+            env: Arc::new(env),
             source: source.to_owned(),
             bos_token: bos_token.to_owned(),
             eos_token: eos_token.to_owned(),
+            limits,
         })
+    }
+
+    /// The work limits renders run under.
+    pub fn limits(&self) -> Limits {
+        self.limits
     }
 
     /// The template stored in `tokenizer.chat_template`, or `None` when the file has none.
@@ -173,57 +254,213 @@ impl ChatTemplate {
     }
 
     /// Renders a conversation. Message contents become untrusted segments.
+    ///
+    /// Blocks for up to [`Limits::time`]; async callers run it on a blocking thread.
     pub fn render(
         &self,
         messages: &[ChatMessage],
         add_generation_prompt: bool,
         tools: Option<&serde_json::Value>,
     ) -> Result<Rendered, Error> {
+        let job = Arc::new(self.job(messages, add_generation_prompt, tools));
+        let limit = self.limits.time;
+        let deadline = Instant::now() + limit;
+        let (tx, rx) = mpsc::sync_channel(1);
+        let worker_job = job.clone();
+        let worker = std::thread::Builder::new()
+            .name("chat-template".into())
+            .spawn(move || {
+                // The receiver is gone when the caller stopped waiting; nobody needs the answer.
+                let _ = tx.send(worker_job.run(deadline));
+            });
+        if let Err(e) = worker {
+            // Without a thread to spare, render here: fuel still bounds the work.
+            tracing::warn!("no thread for the chat template ({e}); rendering in place");
+            return job.run(deadline).map_err(|e| self.explain(e));
+        }
+        match rx.recv_timeout(limit) {
+            Ok(result) => result.map_err(|e| self.explain(e)),
+            // The worker keeps going until its next deadline check or the end of its fuel; the
+            // prompt is refused now.
+            Err(mpsc::RecvTimeoutError::Timeout) => Err(Error::TooSlow { limit }),
+            Err(mpsc::RecvTimeoutError::Disconnected) => Err(Error::Render(minijinja::Error::new(
+                ErrorKind::InvalidOperation,
+                "the template stopped without an answer",
+            ))),
+        }
+    }
+
+    fn job(
+        &self,
+        messages: &[ChatMessage],
+        add_generation_prompt: bool,
+        tools: Option<&serde_json::Value>,
+    ) -> Job {
+        Job {
+            env: self.env.clone(),
+            messages: messages.to_vec(),
+            tools: tools.cloned(),
+            add_generation_prompt,
+            bos_token: self.bos_token.clone(),
+            eos_token: self.eos_token.clone(),
+        }
+    }
+
+    /// Fills in the limits an error from the worker refers to.
+    fn explain(&self, e: Error) -> Error {
+        match e {
+            Error::TooManySteps { .. } => Error::TooManySteps {
+                steps: self.limits.fuel,
+            },
+            Error::TooSlow { .. } => Error::TooSlow {
+                limit: self.limits.time,
+            },
+            other => other,
+        }
+    }
+
+    /// Steps (of [`Limits::fuel`]) one render pass of this conversation takes, to check that
+    /// the limit leaves real templates room.
+    pub fn fuel_used(
+        &self,
+        messages: &[ChatMessage],
+        add_generation_prompt: bool,
+        tools: Option<&serde_json::Value>,
+    ) -> Result<u64, Error> {
         let contents: Vec<String> = messages
+            .iter()
+            .map(|m| m.content.clone().unwrap_or_default())
+            .collect();
+        let job = self.job(messages, add_generation_prompt, tools);
+        let tmpl = self
+            .env
+            .get_template(TEMPLATE_NAME)
+            .map_err(Error::Compile)?;
+        let captured = tmpl
+            .render_captured(job.context(&contents)?)
+            .map_err(Error::Render)?;
+        Ok(captured.state().fuel_levels().map_or(0, |(used, _)| used))
+    }
+}
+
+/// Everything one prompt's render passes need, owned, so they can run on a worker thread.
+struct Job {
+    env: Arc<Environment<'static>>,
+    messages: Vec<ChatMessage>,
+    tools: Option<serde_json::Value>,
+    add_generation_prompt: bool,
+    bos_token: String,
+    eos_token: String,
+}
+
+thread_local! {
+    /// The deadline of the render running on this thread, and whether it has passed.
+    static DEADLINE: Cell<Option<(Instant, bool)>> = const { Cell::new(None) };
+}
+
+/// Fails once the render on this thread is past its deadline.
+fn check_deadline() -> Result<(), minijinja::Error> {
+    if past_deadline() {
+        Err(minijinja::Error::new(
+            ErrorKind::InvalidOperation,
+            "the chat template ran out of time",
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// Whether the render on this thread is past its deadline (and remembers that it was).
+fn past_deadline() -> bool {
+    DEADLINE.with(|d| match d.get() {
+        Some((_, true)) => true,
+        Some((at, false)) if Instant::now() >= at => {
+            d.set(Some((at, true)));
+            true
+        }
+        _ => false,
+    })
+}
+
+/// Sets this thread's deadline for the life of the guard.
+struct DeadlineGuard;
+
+impl DeadlineGuard {
+    fn set(at: Instant) -> DeadlineGuard {
+        DEADLINE.with(|d| d.set(Some((at, false))));
+        DeadlineGuard
+    }
+}
+
+impl Drop for DeadlineGuard {
+    fn drop(&mut self) {
+        DEADLINE.with(|d| d.set(None));
+    }
+}
+
+impl Job {
+    /// All the passes of one prompt (see the module docs).
+    fn run(&self, deadline: Instant) -> Result<Rendered, Error> {
+        let _guard = DeadlineGuard::set(deadline);
+        let contents: Vec<String> = self
+            .messages
             .iter()
             .map(|m| strip_marks(m.content.as_deref().unwrap_or("")))
             .collect();
-        let real = self.render_with(messages, &contents, add_generation_prompt, tools)?;
+        let real = self.pass(&contents)?;
         // Empty contents stay empty: there is nothing to protect, and templates test them
         // (`{% if message.content %}`), which a sentinel would turn true.
         let sentinels = replace_nonempty(&contents, |i, _| format!("{OPEN}{i}{CLOSE}"));
-        let skeleton = self.render_with(messages, &sentinels, add_generation_prompt, tools)?;
+        let skeleton = self.pass(&sentinels)?;
         if let Some(r) = align(&real, &skeleton, &contents) {
             return Ok(r);
         }
         let wrapped = replace_nonempty(&contents, |i, c| {
             format!("{WRAP_OPEN}{i}{WRAP_MID}{c}{WRAP_CLOSE}")
         });
-        let text = self.render_with(messages, &wrapped, add_generation_prompt, tools)?;
+        let text = self.pass(&wrapped)?;
         Ok(split_wrapped(&text))
     }
 
-    fn render_with(
-        &self,
-        messages: &[ChatMessage],
-        contents: &[String],
-        add_generation_prompt: bool,
-        tools: Option<&serde_json::Value>,
-    ) -> Result<String, Error> {
-        let msgs: Vec<serde_json::Value> = messages
+    /// One render with `contents` in place of the messages' contents.
+    fn pass(&self, contents: &[String]) -> Result<String, Error> {
+        let tmpl = self
+            .env
+            .get_template(TEMPLATE_NAME)
+            .map_err(Error::Compile)?;
+        let result = tmpl.render(self.context(contents)?);
+        // A `range` that stopped at the deadline ends the loop quietly, so the deadline is
+        // checked whatever the render returned.
+        if past_deadline() {
+            return Err(Error::TooSlow {
+                limit: Duration::ZERO,
+            });
+        }
+        result.map_err(|e| {
+            if e.kind() == ErrorKind::OutOfFuel {
+                Error::TooManySteps { steps: 0 }
+            } else {
+                Error::Render(e)
+            }
+        })
+    }
+
+    fn context(&self, contents: &[String]) -> Result<Value, Error> {
+        let msgs: Vec<serde_json::Value> = self
+            .messages
             .iter()
             .zip(contents)
             .enumerate()
             .map(|(i, (m, c))| message_value(i, m, c))
             .collect::<Result<_, _>>()?;
-        let tmpl = self
-            .env
-            .get_template(TEMPLATE_NAME)
-            .map_err(Error::Compile)?;
-        let tools_value = tools.map(Value::from_serialize);
-        tmpl.render(minijinja::context! {
+        let tools_value = self.tools.as_ref().map(Value::from_serialize);
+        Ok(minijinja::context! {
             messages => Value::from_serialize(&msgs),
-            add_generation_prompt => add_generation_prompt,
+            add_generation_prompt => self.add_generation_prompt,
             bos_token => self.bos_token.as_str(),
             eos_token => self.eos_token.as_str(),
             tools => tools_value,
         })
-        .map_err(Error::Render)
     }
 }
 
@@ -342,6 +579,24 @@ fn split_wrapped(text: &str) -> Rendered {
         s.text = strip_marks(&s.text);
     }
     out
+}
+
+/// minijinja's `range` (at most 100,000 items), ending early once the render is past its
+/// deadline: nested ranges are how a template spins.
+fn range(
+    lower: isize,
+    upper: Option<isize>,
+    step: Option<isize>,
+) -> Result<Value, minijinja::Error> {
+    let inner = minijinja::functions::range(lower, upper, step)?;
+    Ok(Value::make_object_iterable(inner, |v| {
+        Box::new(
+            v.try_iter()
+                .into_iter()
+                .flatten()
+                .take_while(|_| !past_deadline()),
+        )
+    }))
 }
 
 fn raise_exception(msg: String) -> Result<Value, minijinja::Error> {

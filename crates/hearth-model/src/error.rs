@@ -33,6 +33,9 @@ pub enum Error {
         expected: Vec<u64>,
         found: Vec<u64>,
     },
+    /// A tensor that must be a matrix has another number of dimensions.
+    #[error("tensor {name:?} has shape {found:?}; expected a matrix (two dimensions)")]
+    NotAMatrix { name: String, found: Vec<u64> },
     /// A tensor is stored in a type Hearth cannot compute with.
     #[error("tensor {name:?} is stored as {ty}, which Hearth cannot compute with (supported: {supported})")]
     UnsupportedTensorType {
@@ -46,6 +49,13 @@ pub enum Error {
         key: String,
         value: String,
         why: &'static str,
+    },
+    /// A hyper-parameter disagrees with the shapes of the file's tensors.
+    #[error("the model file says {key} = {value}, but {tensors}: the file is damaged or was made wrong; download it again or use another model")]
+    HyperParameterMismatch {
+        key: String,
+        value: String,
+        tensors: String,
     },
     /// The KV cache has no free block for a sequence.
     #[error("the KV cache is full: {needed} more blocks needed, {free} free")]

@@ -99,9 +99,8 @@ impl Model {
     /// `pack_weights`).
     pub fn from_gguf(gguf: Gguf) -> Result<Model> {
         let md = gguf.metadata();
-        let embd_info = find(&gguf, "token_embd.weight")?;
-        let n_vocab = dim(embd_info, 1) as usize;
-        let config = arch::config(md, n_vocab)?;
+        let config = arch::config(md, gguf.tensors())?;
+        let n_vocab = config.n_vocab;
         let c = &config;
         let mut tok_embd = weight(&gguf, "token_embd.weight", c.n_embd, n_vocab)?;
         let mut output = match gguf.tensor("output.weight") {

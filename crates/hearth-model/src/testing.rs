@@ -2,7 +2,7 @@
 //! need a model but not a real one (batching, the KV cache, the CLI's error paths).
 
 use hearth_gguf::write::GgufWriter;
-use hearth_gguf::{GgmlType, Value};
+use hearth_gguf::{Array, GgmlType, Value};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -24,6 +24,12 @@ pub struct TinySpec {
     /// Weight types, used in turn for the projections (the embedding is always Q8_0).
     pub weight_types: Vec<GgmlType>,
     pub seed: u64,
+    /// A chat template; with one, the file also gets a small SentencePiece vocabulary, so
+    /// the tokenizer and template load from it as from a real model.
+    pub chat_template: Option<String>,
+    /// Metadata written last, replacing the values above: for files that lie about their
+    /// shape.
+    pub metadata_overrides: Vec<(String, Value)>,
 }
 
 impl TinySpec {
@@ -49,6 +55,8 @@ impl TinySpec {
                 GgmlType::Q5_0,
             ],
             seed: 1,
+            chat_template: None,
+            metadata_overrides: Vec::new(),
         }
     }
 
@@ -134,6 +142,35 @@ impl TinySpec {
                 vecf(&mut w, "post_attention_norm.weight", d);
                 vecf(&mut w, "post_ffw_norm.weight", d);
             }
+        }
+        if let Some(template) = &self.chat_template {
+            // `<unk>`, `<s>`, `</s>`, then plain pieces: enough for a SentencePiece tokenizer.
+            let tokens: Vec<String> = (0..self.n_vocab)
+                .map(|i| match i {
+                    0 => "<unk>".to_string(),
+                    1 => "<s>".to_string(),
+                    2 => "</s>".to_string(),
+                    i => format!("t{i}"),
+                })
+                .collect();
+            let types: Vec<i32> = (0..self.n_vocab)
+                .map(|i| match i {
+                    0 => 2,
+                    1 | 2 => 3,
+                    _ => 1,
+                })
+                .collect();
+            w.metadata("tokenizer.ggml.model", Value::String("llama".into()));
+            w.metadata("tokenizer.ggml.tokens", Value::Array(Array::String(tokens)));
+            w.metadata(
+                "tokenizer.ggml.scores",
+                Value::Array(Array::F32(vec![0.0; self.n_vocab])),
+            );
+            w.metadata("tokenizer.ggml.token_type", Value::Array(Array::I32(types)));
+            w.metadata("tokenizer.chat_template", Value::String(template.clone()));
+        }
+        for (key, value) in &self.metadata_overrides {
+            w.metadata(key, value.clone());
         }
         w.to_bytes()
     }

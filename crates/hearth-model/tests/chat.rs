@@ -199,3 +199,127 @@ fn template_from_gguf() {
         }
     }
 }
+
+/// Nested `range(100000)` loops: ten billion steps, which spun `hearth run` for minutes.
+const SPINNING: &str = "{% for i in range(100000) %}{% for j in range(100000) %}{{ i }}{% endfor %}{% endfor %}{{ messages[0].content }}";
+
+/// A model file whose template spins: rendering it stops at the step limit with an error that
+/// says what happened, instead of hanging.
+#[test]
+fn a_hostile_chat_template_stops_instead_of_hanging() {
+    use hearth_model::chat::Error;
+    let spec = hearth_model::testing::TinySpec {
+        n_layer: 1,
+        chat_template: Some(SPINNING.to_string()),
+        ..hearth_model::testing::TinySpec::new("llama")
+    };
+    let gguf = hearth_gguf::Gguf::from_bytes(spec.build()).expect("GGUF");
+    let tok = Tokenizer::from_gguf(gguf.metadata()).expect("tokenizer");
+    let t = ChatTemplate::from_gguf(gguf.metadata(), &tok)
+        .expect("compiles")
+        .expect("the file has a template");
+    let e = t
+        .render(&[ChatMessage::new("user", "Hi")], true, None)
+        .expect_err("the template cannot finish");
+    assert!(
+        matches!(e, Error::TooManySteps { steps } if steps == hearth_model::chat::DEFAULT_FUEL),
+        "{e:?}"
+    );
+    let text = e.to_string();
+    assert!(
+        text.contains("this model's chat template did too much work"),
+        "{text}"
+    );
+    assert!(text.contains("use another model"), "{text}");
+}
+
+/// A few steps can each take long (a loop over a string, making a megabyte each time) without
+/// using much fuel: the time limit stops those.
+#[test]
+fn a_template_of_few_costly_steps_is_stopped_by_the_time_limit() {
+    use hearth_model::chat::{Error, Limits};
+    // 10,000 steps of 1 MB each: about 10 GB of writes, seconds on any machine.
+    let src = "{% for c in 'x' * 10000 %}{% set s = c * 1000000 %}{% endfor %}done";
+    let limit = std::time::Duration::from_millis(50);
+    let t = ChatTemplate::with_limits(
+        src,
+        "",
+        "",
+        Limits {
+            time: limit,
+            ..Limits::default()
+        },
+    )
+    .expect("compiles");
+    let e = t
+        .render(&[ChatMessage::new("user", "Hi")], true, None)
+        .expect_err("too slow");
+    assert!(
+        matches!(e, Error::TooSlow { limit: l } if l == limit),
+        "{e:?}"
+    );
+    assert!(
+        e.to_string()
+            .contains("this model's chat template did too much work"),
+        "{e}"
+    );
+}
+
+/// The step limit leaves real templates ample room: a 1,000-message conversation (with tool
+/// calls and 16 tools where the template takes tools) uses at most a twentieth of it.
+#[test]
+fn real_templates_leave_headroom_under_the_fuel_limit() {
+    let tools: Vec<Value> = (0..16)
+        .map(|i| {
+            serde_json::json!({"type": "function", "function": {
+                "name": format!("tool_{i}"),
+                "description": "Look something up for the family, with a longer description",
+                "parameters": {"type": "object", "properties": {
+                    "city": {"type": "string", "description": "where"},
+                    "days": {"type": "integer", "description": "how many days"},
+                    "units": {"type": "string", "enum": ["metric", "imperial"]},
+                    "detail": {"type": "boolean"}
+                }, "required": ["city"]}}})
+        })
+        .collect();
+    let tools = Value::Array(tools);
+    for name in ["smollm2", "qwen2.5", "llama3.1", "gemma3"] {
+        let t = ChatTemplate::new(&read(&data(&format!("{name}.jinja"))), "<s>", "</s>")
+            .expect("compiles");
+        let mut messages = vec![ChatMessage::new("system", "You are kind.")];
+        for i in 0..250 {
+            messages.push(ChatMessage::new("user", &format!("Question {i}?")));
+            if t.uses_tools() {
+                let call = serde_json::json!([{"id": format!("call_{i}"), "type": "function",
+                    "function": {"name": "tool_1", "arguments": "{\"city\": \"Paris\"}"}}]);
+                messages.push(ChatMessage {
+                    role: "assistant".into(),
+                    tool_calls: Some(call),
+                    ..ChatMessage::default()
+                });
+                messages.push(ChatMessage {
+                    role: "tool".into(),
+                    content: Some("{\"temp\": 21}".into()),
+                    tool_call_id: Some(format!("call_{i}")),
+                    ..ChatMessage::default()
+                });
+            } else {
+                messages.push(ChatMessage::new("assistant", &format!("Answer {i}.")));
+                messages.push(ChatMessage::new("user", &format!("And {i}?")));
+            }
+            messages.push(ChatMessage::new("assistant", &format!("Answer {i}.")));
+        }
+        let tools = t.uses_tools().then_some(&tools);
+        let used = t
+            .fuel_used(&messages, true, tools)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        eprintln!("{name}: {} messages use {used} steps", messages.len());
+        assert!(
+            used * 20 <= hearth_model::chat::DEFAULT_FUEL,
+            "{name} uses {used} steps for {} messages",
+            messages.len()
+        );
+        t.render(&messages, true, tools)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+}

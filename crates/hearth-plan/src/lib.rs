@@ -98,13 +98,6 @@ pub enum Error {
     /// A tensor every model has is absent.
     #[error("the model has no tensor {name:?} (expected in every supported architecture)")]
     MissingTensor { name: &'static str },
-    /// A tensor has fewer dimensions than expected.
-    #[error("tensor {name:?} has dims {dims:?}, expected at least {expected} dimensions")]
-    BadShape {
-        name: &'static str,
-        dims: Vec<u64>,
-        expected: usize,
-    },
     /// A tensor's size overflows.
     #[error("tensor {name:?} of {n_elements} elements of {ty} has no valid byte size")]
     TensorSize {
@@ -162,6 +155,9 @@ pub struct ModelFacts {
 impl ModelFacts {
     /// Reads the facts from a parsed header.
     pub fn from_header(header: &Header) -> Result<ModelFacts> {
+        // Every hyper-parameter is checked against the tensors here, before any size is
+        // computed from it.
+        let config = hearth_model::arch::config(&header.metadata, &header.tensors)?;
         let embd = header
             .tensors
             .iter()
@@ -169,13 +165,6 @@ impl ModelFacts {
             .ok_or(Error::MissingTensor {
                 name: "token_embd.weight",
             })?;
-        // The engine takes the vocabulary size from the embedding's second dimension too.
-        let n_vocab = *embd.dims.get(1).ok_or_else(|| Error::BadShape {
-            name: "token_embd.weight",
-            dims: embd.dims.clone(),
-            expected: 2,
-        })? as usize;
-        let config = hearth_model::arch::config(&header.metadata, n_vocab)?;
         let mut weights_bytes = 0u64;
         let mut n_params = 0u64;
         for t in &header.tensors {

@@ -228,3 +228,31 @@ fn compute_buffers_follow_the_documented_formula() {
             > hearth_plan::compute_bytes(c, ctx, 512, chunk, batch, threads)
     );
 }
+
+/// `block_count = 2^31` made `hearth plan` spin for over a minute: the header is now refused
+/// before anything is computed from it, naming the key, the value and the layers present.
+#[test]
+fn the_planner_refuses_a_file_that_lies_about_its_shape() {
+    for (key, value, says) in [
+        (
+            "llama.block_count",
+            hearth_gguf::Value::U32(1 << 31),
+            "llama.block_count = 2147483648, but the file has tensors for 6 layers",
+        ),
+        (
+            "llama.embedding_length",
+            hearth_gguf::Value::U32(4096),
+            "llama.embedding_length = 4096, but token_embd.weight is 256 wide",
+        ),
+    ] {
+        let spec = TinySpec {
+            metadata_overrides: vec![(key.to_string(), value)],
+            ..TinySpec::new("llama")
+        };
+        let header = Header::parse(&spec.build()).unwrap();
+        let e = ModelFacts::from_header(&header)
+            .err()
+            .unwrap_or_else(|| panic!("{key} should be refused"));
+        assert!(e.to_string().contains(says), "{e}");
+    }
+}

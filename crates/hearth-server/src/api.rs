@@ -24,8 +24,8 @@ use tokio::sync::mpsc;
 use crate::error::ApiError;
 use crate::generate::{Generation, Piece};
 use crate::openai::{
-    parse_body, ChatRequest, CompletionRequest, Content, Prompt, SamplingFields, TokenLogprob,
-    Usage,
+    parse_body_async, ChatRequest, CompletionRequest, Content, Prompt, SamplingFields,
+    TokenLogprob, Usage,
 };
 use crate::scheduler::SubmitError;
 use crate::{AppState, Served};
@@ -429,7 +429,7 @@ async fn chat_completions(
     raw: Result<Bytes, BytesRejection>,
 ) -> AppResult<Response> {
     let raw = body(&state, raw)?;
-    let req: ChatRequest = parse_body(&raw)?;
+    let req: ChatRequest = parse_body_async(raw).await?;
     let served = state.served();
     check_model(&state, &served, &req.model)?;
     check_n(req.n)?;
@@ -458,16 +458,9 @@ async fn chat_completions(
     let messages = chat_messages(&req)?;
     let tools = crate::tools::ToolPlan::new(&served, &req)?;
     let messages = tools.prepare_messages(template, messages);
-    let rendered = template
-        .render(&messages, true, tools.template_tools())
-        .map_err(|e| {
-            ApiError::bad_request(format!(
-                "the chat template cannot render these messages: {e}"
-            ))
-        })?;
-    let prompt = served
-        .tokenizer
-        .encode_rendered(&rendered, served.tokenizer.add_bos());
+    let prompt =
+        crate::offload::chat_prompt(served.clone(), messages, tools.template_tools().cloned())
+            .await?;
     let (param, asked) = match (req.max_completion_tokens, req.max_tokens) {
         (Some(n), _) => ("max_completion_tokens", Some(n)),
         (None, n) => ("max_tokens", n),
@@ -695,7 +688,7 @@ async fn completions(
     raw: Result<Bytes, BytesRejection>,
 ) -> AppResult<Response> {
     let raw = body(&state, raw)?;
-    let req: CompletionRequest = parse_body(&raw)?;
+    let req: CompletionRequest = parse_body_async(raw).await?;
     let served = state.served();
     check_model(&state, &served, &req.model)?;
     check_n(req.n)?;
@@ -723,10 +716,9 @@ async fn completions(
         }
         n => n.map(|n| n as usize),
     };
-    let tok = &served.tokenizer;
     let prompt: Vec<u32> = match &req.prompt {
-        Prompt::Text(t) => tok.encode(t, tok.add_bos(), false),
-        Prompt::Texts(v) if v.len() == 1 => tok.encode(&v[0], tok.add_bos(), false),
+        Prompt::Text(t) => crate::offload::encode(&served, t).await?,
+        Prompt::Texts(v) if v.len() == 1 => crate::offload::encode(&served, &v[0]).await?,
         Prompt::Tokens(ids) => ids.clone(),
         Prompt::TokenLists(v) if v.len() == 1 => v[0].clone(),
         _ => {

@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 
 use crate::api::{body, AppResult};
 use crate::error::ApiError;
-use crate::openai::{parse_body, EmbeddingInput, EmbeddingRequest};
+use crate::openai::{parse_body_async, EmbeddingInput, EmbeddingRequest};
 use crate::{AppState, EMBED_MODEL};
 
 /// Most inputs in one request (OpenAI's limit).
@@ -26,7 +26,7 @@ pub async fn embeddings(
     raw: Result<Bytes, BytesRejection>,
 ) -> AppResult<Response> {
     let raw = body(&state, raw)?;
-    let req: EmbeddingRequest = parse_body(&raw)?;
+    let req: EmbeddingRequest = parse_body_async(raw).await?;
     let Some(model) = state.embed.clone().filter(|e| e.id == req.model) else {
         if req.model == EMBED_MODEL {
             return Err(ApiError::not_found(format!(

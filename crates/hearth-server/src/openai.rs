@@ -10,6 +10,26 @@ use serde_json::Value;
 
 use crate::error::ApiError;
 
+/// Bodies larger than this are parsed on a blocking thread: a few megabytes of JSON take tens
+/// of milliseconds, and six such requests at once stalled `/health` for seconds on the two
+/// async workers. Smaller ones (nearly all) are parsed in place, where a thread hop would cost
+/// more than the parse.
+pub const BLOCKING_PARSE_BYTES: usize = 64 << 10;
+
+/// [`parse_body`] for handlers: large bodies are parsed off the async workers (see
+/// [`BLOCKING_PARSE_BYTES`]).
+pub async fn parse_body_async<T>(body: bytes::Bytes) -> Result<T, ApiError>
+where
+    T: serde::de::DeserializeOwned + Send + 'static,
+{
+    if body.len() <= BLOCKING_PARSE_BYTES {
+        return parse_body(&body);
+    }
+    tokio::task::spawn_blocking(move || parse_body(&body))
+        .await
+        .map_err(|e| ApiError::internal(format!("reading the request failed: {e}")))?
+}
+
 /// Parses a JSON body into `T`, naming the offending field on a type error.
 pub fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     if let Err(e) = std::str::from_utf8(body) {

@@ -574,3 +574,29 @@ fn nvidia_gpus_are_planned_beside_the_cpu() {
     let v = json(&run(&home.path().join("no-such-program")));
     assert_eq!(v["gpus"].as_array().unwrap().len(), 0);
 }
+
+/// A file whose `block_count` is 2^31: `plan` spun for over a minute and `run` aborted while
+/// reserving 1.3 TB. Both now refuse it in one line that names the key.
+#[test]
+fn plan_and_run_refuse_a_file_that_lies_about_its_layers() {
+    let home = tempfile::tempdir().unwrap();
+    let path = home.path().join("lying.gguf");
+    let spec = TinySpec {
+        metadata_overrides: vec![(
+            "llama.block_count".to_string(),
+            hearth_gguf::Value::U32(1 << 31),
+        )],
+        ..TinySpec::new("llama")
+    };
+    std::fs::write(&path, spec.build()).unwrap();
+    let p = path.to_str().unwrap();
+    let says = "llama.block_count = 2147483648, but the file has tensors for 6 layers";
+    assert_clean_failure(&hearth(&[p, "--machine", "pc-16"], home.path()), says);
+    let run = Command::new(env!("CARGO_BIN_EXE_hearth"))
+        .args(["run", p, "--raw", "hi"])
+        .env("HEARTH_HOME", home.path())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run hearth");
+    assert_clean_failure(&run, says);
+}

@@ -14,11 +14,11 @@
 
 use hearth_gguf::Metadata;
 
-use crate::config::{Activation, Config, Keys, RopeStyle};
+use crate::config::{positive, Activation, Config, Keys, RopeStyle, Shapes};
 use crate::Result;
 
-pub fn config(md: &Metadata, n_vocab: usize) -> Result<Config> {
-    let mut c = Config::common(md, "gemma3", n_vocab)?;
+pub fn config(md: &Metadata, shapes: &Shapes) -> Result<Config> {
+    let mut c = Config::common(md, "gemma3", shapes)?;
     let k = Keys { md, arch: "gemma3" };
     c.rope_style = RopeStyle::Halves;
     c.activation = Activation::GeluTanh;
@@ -36,6 +36,7 @@ pub fn config(md: &Metadata, n_vocab: usize) -> Result<Config> {
     // llama.cpp: local layers use base 10 000 unless `rope.freq_base_swa` says otherwise, and
     // no linear scaling.
     c.rope_base_swa = k.opt_f32("rope.freq_base_swa")?.unwrap_or(10_000.0);
+    positive(k.key("rope.freq_base_swa"), c.rope_base_swa)?;
     if let Some(window) = k.opt_usize("attention.sliding_window")?.filter(|w| *w > 0) {
         c.sliding_window = Some(window);
         // llama.cpp: a pattern of 6 (five local layers, then a global one) unless the file says.
@@ -47,5 +48,8 @@ pub fn config(md: &Metadata, n_vocab: usize) -> Result<Config> {
             .collect();
     }
     c.final_logit_softcap = k.opt_f32("final_logit_softcapping")?.filter(|v| *v != 0.0);
+    if let Some(cap) = c.final_logit_softcap {
+        positive(k.key("final_logit_softcapping"), cap)?;
+    }
     Ok(c)
 }

@@ -4,11 +4,11 @@
 
 use hearth_gguf::Metadata;
 
-use crate::config::{Activation, Config, RopeStyle};
+use crate::config::{Activation, Config, RopeStyle, Shapes};
 use crate::Result;
 
-pub fn config(md: &Metadata, n_vocab: usize) -> Result<Config> {
-    let mut c = Config::common(md, "llama", n_vocab)?;
+pub fn config(md: &Metadata, shapes: &Shapes) -> Result<Config> {
+    let mut c = Config::common(md, "llama", shapes)?;
     c.rope_style = RopeStyle::Interleaved;
     c.activation = Activation::Silu;
     Ok(c)

@@ -3,11 +3,11 @@
 
 use hearth_gguf::Metadata;
 
-use crate::config::{Activation, Config, RopeStyle};
+use crate::config::{Activation, Config, RopeStyle, Shapes};
 use crate::Result;
 
-pub fn config(md: &Metadata, n_vocab: usize) -> Result<Config> {
-    let mut c = Config::common(md, "qwen2", n_vocab)?;
+pub fn config(md: &Metadata, shapes: &Shapes) -> Result<Config> {
+    let mut c = Config::common(md, "qwen2", shapes)?;
     c.rope_style = RopeStyle::Halves;
     c.activation = Activation::Silu;
     c.qkv_bias = true;

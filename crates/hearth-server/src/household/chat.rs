@@ -371,8 +371,7 @@ fn build_prompt(
                 &m.content,
             )
         }));
-        let rendered = template
-            .render(&msgs, true, None)
+        let rendered = crate::offload::render_blocking(template, &msgs, true, None)
             .map_err(|e| ApiError::internal(format!("the chat template failed: {e}")))?;
         let tokens = state
             .tokenizer

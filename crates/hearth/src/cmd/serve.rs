@@ -523,13 +523,17 @@ async fn serve(
             }
         }
     };
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
-    .context("the server failed")?;
+    // Connections are bounded below the open-file limit, so it is raised as far as allowed.
+    let limits = match hearth_server::listen::raise_open_file_limit() {
+        Ok(files) => hearth_server::listen::ListenOptions::for_open_files(files),
+        Err(e) => {
+            eprintln!("note: cannot raise the open-file limit ({e}); allowing fewer connections");
+            hearth_server::listen::ListenOptions::default()
+        }
+    };
+    hearth_server::listen::serve(listener, app, limits, shutdown)
+        .await
+        .context("the server failed")?;
     eprintln!("stopped");
     Ok(())
 }
