@@ -100,7 +100,7 @@ pub async fn create(
     let b: CreateBody = if body.is_empty() {
         CreateBody::default()
     } else {
-        crate::openai::parse_body(&body)?
+        crate::openai::parse_body_async(body).await?
     };
     let c = h
         .store
@@ -138,7 +138,7 @@ pub async fn rename(
 ) -> Result<Json<Value>, ApiError> {
     let h = household(&state)?;
     check_owned(h, me.user.id, id)?;
-    let b: RenameBody = crate::openai::parse_body(&body)?;
+    let b: RenameBody = crate::openai::parse_body_async(body).await?;
     let title = b.title.trim();
     if title.is_empty() || title.chars().count() > 120 {
         return Err(ApiError::invalid(
@@ -212,7 +212,7 @@ pub async fn send(
 ) -> Result<Json<Value>, ApiError> {
     let h = household(&state)?;
     check_owned(h, me.user.id, id)?;
-    let b: SendBody = crate::openai::parse_body(&body)?;
+    let b: SendBody = crate::openai::parse_body_async(body).await?;
     let content = check_content(&b.content)?;
     if running(h, me.user.id, id).is_some() {
         return Err(busy());
@@ -251,7 +251,7 @@ pub async fn edit(
 ) -> Result<Json<Value>, ApiError> {
     let h = household(&state)?;
     let c = owned(h, me.user.id, id)?;
-    let b: SendBody = crate::openai::parse_body(&body)?;
+    let b: SendBody = crate::openai::parse_body_async(body).await?;
     let content = check_content(&b.content)?;
     if running(h, me.user.id, id).is_some() {
         return Err(busy());
