@@ -57,6 +57,7 @@ fn tiny_state(template: Option<ChatTemplate>, body_limit: usize) -> Arc<AppState
             },
             max_queue: 16,
             body_limit,
+            ..ServeOptions::default()
         },
         Auth::new(loopback, Vec::new()).expect("loopback is allowed"),
     )
