@@ -1,7 +1,8 @@
 //! `hearth plan`: will a model fit this machine (or a named one), how fast, for how many users.
 //!
 //! The arithmetic is `hearth-plan`'s; this module does the I/O around it: resolving the model,
-//! reading only its header (a prefix of the file, never the tensors), detecting this machine
+//! reading only its header (`hearth_fetch::header`: a prefix of the file, or range requests for
+//! a URL, never the tensors), detecting this machine
 //! (`/proc/meminfo`, cores, SIMD level, a short bandwidth measurement, NVIDIA GPUs through
 //! `nvidia-smi`) and printing.
 //!
@@ -10,16 +11,13 @@
 //! `--machine this` use; `--recommend` plans every catalog model, and the common quantizations
 //! of each, and lists what fits, best first.
 
-use std::fs::File;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::Args;
 use hearth_engine::{Engine, EngineOptions};
-use hearth_fetch::{Catalog, Home, Source};
-use hearth_gguf::Header;
+use hearth_fetch::{Catalog, Home, Source, UrlHeader};
 use hearth_model::{Model, SamplerConfig};
 use hearth_plan::{
     Calibration, DetectedGpu, Kind, KvType, Machine, MachineFacts, ModelFacts, Plan, Profiles,
@@ -96,7 +94,11 @@ pub fn run(a: PlanArgs) -> anyhow::Result<()> {
     let mut notes = Vec::new();
     let (name, path, header) = match resolve(spec)? {
         Where::Remote { name, url } => {
-            let (header, read, ranged) = read_url_header(&url)?;
+            let UrlHeader {
+                header,
+                read,
+                ranged,
+            } = hearth_fetch::read_url_header(&url)?;
             if !ranged {
                 notes.push(format!(
                     "the server does not support range requests: streamed the first {read} bytes \
@@ -106,7 +108,7 @@ pub fn run(a: PlanArgs) -> anyhow::Result<()> {
             (name, PathBuf::from(url), header)
         }
         Where::Local { name, path } => {
-            let header = read_header(&path)?;
+            let header = hearth_fetch::read_header(&path)?;
             (name, path, header)
         }
     };
@@ -325,97 +327,6 @@ fn resolve(spec: &str) -> anyhow::Result<Where> {
 
 fn is_url(spec: &str) -> bool {
     spec.starts_with("http://") || spec.starts_with("https://")
-}
-
-/// Whether `url` points at this machine (`localhost`, `127.x.x.x`, `[::1]`).
-fn is_loopback(url: &str) -> bool {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    let authority = rest.split('/').next().unwrap_or("");
-    authority == "localhost"
-        || authority.starts_with("localhost:")
-        || authority.starts_with("127.")
-        || authority.starts_with("[::1]")
-}
-
-/// Bytes asked for per range request: the header's end is overshot by at most this much.
-const URL_STEP: u64 = 256 << 10;
-
-/// Reads the header of a remote .gguf with HTTP range requests of [`URL_STEP`] (or what the
-/// parser says it needs), so a 40 GB file is judged from its first few MB. A server that ignores
-/// ranges is read as a stream, stopping once the header parses. Returns the header, the bytes
-/// read and whether ranges were used.
-fn read_url_header(url: &str) -> anyhow::Result<(Header, u64, bool)> {
-    let agent = ureq::AgentBuilder::new()
-        .timeout_connect(Duration::from_secs(30))
-        .timeout_read(Duration::from_secs(60))
-        // A proxy from the environment, except for this machine itself (ureq 2 ignores
-        // NO_PROXY).
-        .try_proxy_from_env(!is_loopback(url))
-        .build();
-    let mut buf = Vec::new();
-    let mut want = URL_STEP;
-    loop {
-        let have = buf.len() as u64;
-        let resp = agent
-            .get(url)
-            .set("Range", &format!("bytes={have}-{}", want - 1))
-            .call()
-            .with_context(|| format!("cannot read {url}"))?;
-        if resp.status() != 206 {
-            // The whole file is coming from its first byte: read only what the header needs.
-            let (h, read) = read_header_from(resp.into_reader(), u64::MAX)
-                .with_context(|| format!("cannot read the header of {url}"))?;
-            return Ok((h, read, false));
-        }
-        resp.into_reader()
-            .take(want - have)
-            .read_to_end(&mut buf)
-            .with_context(|| format!("cannot read {url}"))?;
-        match Header::parse(&buf) {
-            Ok(h) => return Ok((h, buf.len() as u64, true)),
-            Err(hearth_gguf::Error::Truncated { needed, .. }) if buf.len() as u64 > have => {
-                want = needed.max(buf.len() as u64 + URL_STEP);
-            }
-            Err(e) => {
-                return Err(e).with_context(|| format!("cannot read the header of {url}"));
-            }
-        }
-    }
-}
-
-/// Reads a prefix of `path` long enough for the header, never the tensor data.
-fn read_header(path: &Path) -> anyhow::Result<Header> {
-    let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let len = file.metadata()?.len();
-    let (header, _read) = read_header_from(file, len)
-        .with_context(|| format!("cannot read the header of {}", path.display()))?;
-    Ok(header)
-}
-
-/// Reads the header from the start of `src` (`len` bytes long): 1 MiB first, then as much as
-/// the parser says it needs (vocabulary arrays make headers several MB). Returns the header and
-/// the bytes read.
-fn read_header_from(src: impl Read, len: u64) -> anyhow::Result<(Header, u64)> {
-    let mut src = src;
-    let mut buf = Vec::new();
-    let mut want: u64 = (1 << 20).min(len);
-    loop {
-        let have = buf.len() as u64;
-        if want > have {
-            (&mut src).take(want - have).read_to_end(&mut buf)?;
-        }
-        match Header::parse(&buf) {
-            Ok(h) => return Ok((h, buf.len() as u64)),
-            Err(hearth_gguf::Error::Truncated { needed, .. })
-                // Only while the last read made progress: a source shorter than `len` ends it.
-                if (buf.len() as u64) < len && buf.len() as u64 > have =>
-            {
-                // Grow at least by half so a header takes few reads, without reading far past it.
-                want = needed.max(buf.len() as u64 * 3 / 2).min(len);
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
 }
 
 /// What the speed estimates rest on.
@@ -645,7 +556,7 @@ fn calibrate(a: &PlanArgs) -> anyhow::Result<()> {
     let here = machine_facts()?;
     let machine = detect(true)?;
     let facts_of = |path: &Path| -> anyhow::Result<ModelFacts> {
-        let header = read_header(path)?;
+        let header = hearth_fetch::read_header(path)?;
         ModelFacts::from_header(&header).with_context(|| format!("cannot plan {}", path.display()))
     };
     let facts = facts_of(&cal_path)?;
@@ -783,8 +694,8 @@ fn recommend(a: &PlanArgs) -> anyhow::Result<()> {
             .ok()
             .filter(|r| r.path.is_file());
         let header = match (&installed, &entry.source) {
-            (Some(r), _) => Some(read_header(&r.path)?),
-            (None, Source::Url { url }) => Some(read_url_header(url)?.0),
+            (Some(r), _) => Some(hearth_fetch::read_header(&r.path)?),
+            (None, Source::Url { url }) => Some(hearth_fetch::read_url_header(url)?.header),
             _ => None,
         };
         let Some(header) = header else {
@@ -1080,45 +991,5 @@ fn print_table(name: &str, facts: &ModelFacts, m: &Machine, p: &Plan, notes: &[S
     }
     for n in notes {
         println!("note             {n}");
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn header_is_read_without_the_tensor_data() {
-        let path = hearth_fetch::test_model("smollm2-135m").expect("SmolLM2 test model");
-        let file = File::open(&path).unwrap();
-        let len = file.metadata().unwrap().len();
-        let (header, read) = read_header_from(file, len).unwrap();
-        assert_eq!(header, *hearth_gguf::Gguf::open(&path).unwrap().header());
-        // At most half again past where the header ends: far less than the file.
-        assert!(read >= header.data_offset.min(len) / 2, "read {read}");
-        assert!(
-            read <= header.data_offset * 3 / 2 + (1 << 20),
-            "read {read}"
-        );
-        assert!(read < len / 4, "read {read} of {len}");
-    }
-
-    #[test]
-    fn loopback_urls() {
-        assert!(is_loopback("http://127.0.0.1:8080/m.gguf"));
-        assert!(is_loopback("http://localhost/m.gguf"));
-        assert!(is_loopback("http://[::1]:80/m.gguf"));
-        assert!(!is_loopback("https://localhost.example.org/m.gguf"));
-        assert!(!is_loopback("https://example.org/127.0.0.1"));
-    }
-
-    #[test]
-    fn a_truncated_file_is_an_error_not_a_loop() {
-        let bytes = hearth_model::testing::TinySpec::new("llama").build();
-        let cut = &bytes[..64];
-        let e = read_header_from(cut, cut.len() as u64)
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("ends"), "{e}");
     }
 }
