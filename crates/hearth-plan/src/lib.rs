@@ -2,7 +2,8 @@
 //! the GGUF header alone (so a model can be judged before it is downloaded).
 //!
 //! Everything here is a pure function of a [`Header`], a [`Machine`] and a [`Request`]; reading
-//! files, measuring bandwidth and printing belong to the `hearth` binary.
+//! headers belongs to `hearth-fetch`, detecting and measuring the machine to `hearth-host`, and
+//! printing to the `hearth` binary.
 //!
 //! # The memory model
 //!

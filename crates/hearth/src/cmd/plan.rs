@@ -2,9 +2,8 @@
 //!
 //! The arithmetic is `hearth-plan`'s; this module does the I/O around it: resolving the model,
 //! reading only its header (`hearth_fetch::header`: a prefix of the file, or range requests for
-//! a URL, never the tensors), detecting this machine
-//! (`/proc/meminfo`, cores, SIMD level, a short bandwidth measurement, NVIDIA GPUs through
-//! `nvidia-smi`) and printing.
+//! a URL, never the tensors), detecting this machine (`hearth-host`: memory, cores, SIMD level,
+//! a short bandwidth measurement, NVIDIA GPUs through `nvidia-smi`) and printing.
 //!
 //! Two more modes: `--calibrate` measures the engine on this machine and stores the
 //! efficiencies in `calibration.json` in Hearth's data directory, which later plans for
@@ -12,7 +11,7 @@
 //! of each, and lists what fits, best first.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{bail, Context};
 use clap::Args;
@@ -20,8 +19,7 @@ use hearth_engine::{Engine, EngineOptions};
 use hearth_fetch::{Catalog, Home, Source, UrlHeader};
 use hearth_model::{Model, SamplerConfig};
 use hearth_plan::{
-    Calibration, DetectedGpu, Kind, KvType, Machine, MachineFacts, ModelFacts, Plan, Profiles,
-    Request,
+    Calibration, DetectedGpu, Kind, KvType, Machine, ModelFacts, Plan, Profiles, Request,
 };
 use serde::Serialize;
 
@@ -216,20 +214,7 @@ fn gpu_plans(
     req: &Request,
     notes: &mut Vec<String>,
 ) -> anyhow::Result<Vec<GpuPlan>> {
-    let program = std::env::var_os("HEARTH_NVIDIA_SMI").unwrap_or_else(|| "nvidia-smi".into());
-    let out = match std::process::Command::new(&program)
-        .args([
-            "--query-gpu=name,memory.total,memory.used",
-            "--format=csv,noheader,nounits",
-        ])
-        .stdin(std::process::Stdio::null())
-        .output()
-    {
-        Ok(out) if out.status.success() => out,
-        // No NVIDIA driver, or no GPU: a CPU-only machine.
-        _ => return Ok(Vec::new()),
-    };
-    let gpus = hearth_plan::parse_nvidia_smi(&String::from_utf8_lossy(&out.stdout))?;
+    let gpus = hearth_host::gpus()?;
     let profiles = Profiles::builtin();
     // The request as a GPU engine would run it, with the default efficiencies.
     let gpu_req = Request {
@@ -383,7 +368,7 @@ fn machine(a: &PlanArgs) -> anyhow::Result<(Machine, Calib)> {
     };
     let mut m = if this {
         // A calibration carries the bandwidth its efficiency is relative to: no need to measure.
-        let mut m = detect(bandwidth.is_none() && !matches!(calib, Calib::Used(_)))?;
+        let mut m = hearth_host::detect(bandwidth.is_none() && !matches!(calib, Calib::Used(_)))?;
         if let Calib::Used(c) = &calib {
             m.bandwidth_bytes_per_s = c.bandwidth_bytes_per_s;
             m.flops_per_s = c.flops_per_s;
@@ -427,7 +412,7 @@ fn load_calibration() -> anyhow::Result<Calib> {
             path.display()
         )
     })?;
-    let here = machine_facts()?;
+    let here = hearth_host::machine_facts()?;
     Ok(if c.machine.same_as(&here) {
         Calib::Used(c)
     } else {
@@ -436,25 +421,6 @@ fn load_calibration() -> anyhow::Result<Calib> {
              hearth plan --calibrate here",
             c.date, c.machine.cpu, c.machine.cores
         )))
-    })
-}
-
-/// What identifies this machine: CPU model, physical cores, SIMD level, RAM.
-fn machine_facts() -> anyhow::Result<MachineFacts> {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, v)| v.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".to_string());
-    Ok(MachineFacts {
-        cpu,
-        cores: hearth_kernels::pool::physical_cores(),
-        simd: format!("{:?}", hearth_kernels::simd::level()),
-        memory_bytes: detect(false)?.memory_bytes,
     })
 }
 
@@ -553,8 +519,8 @@ fn calibrate(a: &PlanArgs) -> anyhow::Result<()> {
         );
     };
     let threads = hearth_kernels::pool::physical_cores();
-    let here = machine_facts()?;
-    let machine = detect(true)?;
+    let here = hearth_host::machine_facts()?;
+    let machine = hearth_host::detect(true)?;
     let facts_of = |path: &Path| -> anyhow::Result<ModelFacts> {
         let header = hearth_fetch::read_header(path)?;
         ModelFacts::from_header(&header).with_context(|| format!("cannot plan {}", path.display()))
@@ -839,74 +805,6 @@ fn size_only(name: &str, size: u64, machine: &Machine, req: &Request) -> Pick {
         est_tg_tok_s: machine.bandwidth_bytes_per_s * req.tg_efficiency / size.max(1) as f64,
         est_pp_tok_s: 0.0,
     }
-}
-
-/// This machine: RAM total and available from `/proc/meminfo` (usable = available), physical
-/// cores and SIMD level, and, when `measure`, memory bandwidth from a short read loop.
-pub(crate) fn detect(measure: bool) -> anyhow::Result<Machine> {
-    let meminfo = std::fs::read_to_string("/proc/meminfo").context(
-        "cannot read /proc/meminfo to detect this machine's memory; give --machine or --memory",
-    )?;
-    let field = |key: &str| -> anyhow::Result<u64> {
-        let line = meminfo
-            .lines()
-            .find(|l| l.starts_with(key))
-            .with_context(|| format!("/proc/meminfo has no {key} line"))?;
-        let kib: u64 = line[key.len()..]
-            .trim()
-            .trim_end_matches("kB")
-            .trim()
-            .parse()
-            .with_context(|| format!("cannot read /proc/meminfo line {line:?}"))?;
-        Ok(kib * 1024)
-    };
-    let total = field("MemTotal:")?;
-    let available = field("MemAvailable:")?.min(total);
-    let cores = hearth_kernels::pool::physical_cores();
-    let level = hearth_kernels::simd::level();
-    // FP32 FLOP per core per cycle: two 8-wide FMA units with AVX2, one 4-wide-ish scalar path
-    // otherwise; 3 GHz is an assumed all-core clock. Only the prompt estimate uses this.
-    let per_cycle = match level {
-        hearth_kernels::simd::Level::Avx2 | hearth_kernels::simd::Level::Avx512Vnni => 32.0,
-        hearth_kernels::simd::Level::Scalar => 4.0,
-    };
-    let bandwidth = if measure {
-        measure_bandwidth(cores)
-    } else {
-        0.0
-    };
-    Ok(Machine {
-        name: "this".to_string(),
-        label: format!("{cores} physical cores, SIMD {level:?}, system RAM"),
-        kind: Kind::Cpu,
-        memory_bytes: total,
-        reserved_bytes: total - available,
-        bandwidth_bytes_per_s: bandwidth,
-        flops_per_s: cores as f64 * per_cycle * 3e9,
-        source: "/proc/meminfo (usable = MemAvailable), measured read bandwidth, assumed 3 GHz"
-            .to_string(),
-    })
-}
-
-/// Read bandwidth in bytes/s: `threads` threads summing their share of a 256 MB buffer for
-/// about 0.3 s. The buffer is written first so its pages are real memory, not the shared zero
-/// page.
-fn measure_bandwidth(threads: usize) -> f64 {
-    const BYTES: usize = 256 << 20;
-    let words: Vec<u64> = (0..BYTES / 8).map(|i| i as u64).collect();
-    let threads = threads.max(1);
-    let share = words.len().div_ceil(threads);
-    let start = Instant::now();
-    let mut passes = 0usize;
-    while start.elapsed() < Duration::from_millis(300) || passes == 0 {
-        std::thread::scope(|s| {
-            for part in words.chunks(share) {
-                s.spawn(move || std::hint::black_box(part.iter().fold(0u64, |a, &w| a ^ w)));
-            }
-        });
-        passes += 1;
-    }
-    (passes * BYTES) as f64 / start.elapsed().as_secs_f64()
 }
 
 fn human(bytes: u64) -> String {
