@@ -1,9 +1,11 @@
 //! `hearth plan`: will a model fit this machine (or a named one), how fast, for how many users.
 //!
-//! The arithmetic is `hearth-plan`'s; this module does the I/O around it: resolving the model,
-//! reading only its header (`hearth_fetch::header`: a prefix of the file, or range requests for
-//! a URL, never the tensors), detecting this machine (`hearth-host`: memory, cores, SIMD level,
-//! a short bandwidth measurement, NVIDIA GPUs through `nvidia-smi`) and printing.
+//! The arithmetic is `hearth-plan`'s (`--recommend`'s ranking and the GPUs' plans included);
+//! this module parses the arguments, does the I/O around the arithmetic and prints. The I/O:
+//! resolving the model, reading only its header (`hearth_fetch::header`: a prefix of the file,
+//! or range requests for a URL, never the tensors), detecting this machine (`hearth-host`:
+//! memory, cores, SIMD level, a short bandwidth measurement, NVIDIA GPUs through `nvidia-smi`)
+//! and the stored calibration.
 //!
 //! Two more modes: `--calibrate` measures the engine on this machine and stores the
 //! efficiencies in `calibration.json` in Hearth's data directory, which later plans for
@@ -18,8 +20,10 @@ use clap::Args;
 use hearth_engine::{Engine, EngineOptions};
 use hearth_fetch::{Catalog, Home, Source, UrlHeader};
 use hearth_model::{Model, SamplerConfig};
+use hearth_plan::advice;
 use hearth_plan::{
-    Calibration, DetectedGpu, Kind, KvType, Machine, ModelFacts, Plan, Profiles, Request,
+    Calibration, GpuPlan, Kind, KvType, Machine, ModelFacts, Plan, Profiles, Recommendation,
+    Request,
 };
 use serde::Serialize;
 
@@ -120,13 +124,14 @@ pub fn run(a: PlanArgs) -> anyhow::Result<()> {
     calibration.apply(&mut req, &mut notes);
     let mut plan = hearth_plan::plan(&facts, &machine, &req)?;
     let gpus = if a.machine.eq_ignore_ascii_case("this") {
-        gpu_plans(&facts, &req, &mut notes)?
+        let profiles = Profiles::builtin();
+        advice::gpu_plans(hearth_host::gpus()?, &facts, &req, &profiles, &mut notes)?
     } else {
         Vec::new()
     };
     if !plan.fits {
-        if let Some(advice) = other_profiles(&facts, &req)? {
-            plan.advice.push(advice);
+        if let Some(elsewhere) = advice::other_profiles(&facts, &req, &Profiles::builtin())? {
+            plan.advice.push(elsewhere);
         }
     }
 
@@ -195,69 +200,6 @@ pub fn run(a: PlanArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-/// A GPU of this machine and the plan for it.
-#[derive(Serialize)]
-struct GpuPlan {
-    gpu: DetectedGpu,
-    /// The profile its speed figures come from, when one matches its name.
-    profile: Option<String>,
-    plan: Plan,
-}
-
-/// NVIDIA GPUs of this machine (`nvidia-smi`, or the program `HEARTH_NVIDIA_SMI` names), each
-/// planned with the request; none when the program is absent. The speeds are labelled as
-/// estimates for a GPU engine.
-fn gpu_plans(
-    facts: &ModelFacts,
-    req: &Request,
-    notes: &mut Vec<String>,
-) -> anyhow::Result<Vec<GpuPlan>> {
-    let gpus = hearth_host::gpus()?;
-    let profiles = Profiles::builtin();
-    // The request as a GPU engine would run it, with the default efficiencies.
-    let gpu_req = Request {
-        tg_efficiency: hearth_plan::DEFAULT_TG_EFFICIENCY,
-        pp_efficiency: hearth_plan::DEFAULT_PP_EFFICIENCY,
-        ..req.clone()
-    };
-    let mut plans = Vec::new();
-    for gpu in gpus {
-        let (m, profile) = gpu.machine(&profiles);
-        let plan = hearth_plan::plan(facts, &m, &gpu_req)?;
-        plans.push(GpuPlan { gpu, profile, plan });
-    }
-    if !plans.is_empty() {
-        notes.push(
-            "Hearth runs on the CPU today: the GPU plans say what fits in their memory, and \
-             their speeds are bandwidth estimates for a GPU engine, not Hearth measurements"
-                .to_string(),
-        );
-    }
-    Ok(plans)
-}
-
-/// The smallest profile of each kind on which the request fits as asked, as advice.
-fn other_profiles(facts: &ModelFacts, req: &Request) -> anyhow::Result<Option<String>> {
-    let profiles = Profiles::builtin();
-    let mut picks = Vec::new();
-    for kind in [Kind::Cpu, Kind::Unified, Kind::Gpu] {
-        let mut best: Option<&Machine> = None;
-        for m in profiles.iter().filter(|m| m.kind == kind) {
-            let fits = hearth_plan::plan(facts, m, req)?.fits;
-            if fits && best.is_none_or(|b| m.usable_bytes() < b.usable_bytes()) {
-                best = Some(m);
-            }
-        }
-        picks.extend(best.map(|m| m.name.clone()));
-    }
-    Ok((!picks.is_empty()).then(|| {
-        format!(
-            "as asked it fits on these profiles (smallest of each kind): {}",
-            picks.join(", ")
-        )
-    }))
 }
 
 /// Where a model's header is.
@@ -615,28 +557,6 @@ fn calibrate(a: &PlanArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One line of `--recommend`.
-#[derive(Serialize)]
-struct Pick {
-    model: String,
-    /// The catalog file's own mix (`as in the catalog`) or a llama.cpp preset.
-    quantization: String,
-    /// `catalog` (the file itself), `estimated` (another quantization, from the parameter
-    /// count) or `size` (not installed: from the catalog's file size only).
-    basis: &'static str,
-    installed: bool,
-    n_params: u64,
-    bits_per_weight: f64,
-    weights_bytes: u64,
-    total_bytes: u64,
-    fits: bool,
-    est_tg_tok_s: f64,
-    est_pp_tok_s: f64,
-}
-
-/// Generation speed below which a pick is listed after the faster ones: slower than reading.
-const SLOW_TOK_S: f64 = 5.0;
-
 /// `--recommend`: every catalog GGUF model as its catalog file and at the common quantizations
 /// of [`hearth_plan::QUANT_PRESETS`], planned for the request on the machine; those that fit,
 /// best first (fast enough to chat before slow, then more parameters, then more bits).
@@ -665,80 +585,22 @@ fn recommend(a: &PlanArgs) -> anyhow::Result<()> {
             _ => None,
         };
         let Some(header) = header else {
-            picks.push(size_only(&entry.name, entry.size, &machine, &base));
+            picks.push(advice::size_pick(&entry.name, entry.size, &machine, &base));
             continue;
         };
-        let facts = match ModelFacts::from_header(&header) {
-            Ok(f) => f,
-            Err(e) => {
-                notes.push(format!("{} is left out: {e}", entry.name));
-                continue;
-            }
-        };
-        let req = Request {
-            ctx: base.ctx.clamp(1, facts.config.ctx_train.max(1)),
-            ..base.clone()
-        };
-        let own_bits = facts.weights_bytes as f64 * 8.0 / facts.n_params.max(1) as f64;
-        let mut variants = vec![("as in the catalog".to_string(), "catalog", facts.clone())];
-        for (preset, bits) in hearth_plan::QUANT_PRESETS {
-            // The catalog file already stands for its own mix.
-            if (bits / own_bits - 1.0).abs() < 0.05 {
-                continue;
-            }
-            let weights = hearth_plan::weights_at(facts.n_params, bits);
-            let scale = weights as f64 / facts.weights_bytes.max(1) as f64;
-            let mut f = facts.clone();
-            f.file_bytes = facts.file_bytes - facts.weights_bytes.min(facts.file_bytes) + weights;
-            f.read_bytes_per_token = (facts.read_bytes_per_token as f64 * scale) as u64;
-            f.weights_bytes = weights;
-            variants.push((preset.to_string(), "estimated", f));
-        }
-        for (quantization, basis, f) in variants {
-            let p = hearth_plan::plan(&f, &machine, &req)?;
-            picks.push(Pick {
-                model: entry.name.clone(),
-                quantization,
-                basis,
-                // Only the catalog file itself is on disk.
-                installed: installed.is_some() && basis == "catalog",
-                n_params: f.n_params,
-                bits_per_weight: f.weights_bytes as f64 * 8.0 / f.n_params.max(1) as f64,
-                weights_bytes: f.weights_bytes,
-                total_bytes: p.total_bytes,
-                fits: p.fits,
-                est_tg_tok_s: p.est_tg_tok_s,
-                est_pp_tok_s: p.est_pp_tok_s,
-            });
-        }
+        picks.extend(advice::header_picks(
+            &entry.name,
+            installed.is_some(),
+            &header,
+            &machine,
+            &base,
+            &mut notes,
+        )?);
     }
-    let n_planned = picks.len();
-    if picks.iter().any(|p| p.basis == "size") {
-        notes.push(
-            "size rows are catalog models not installed, estimated from their file size: KV cache \
-             and compute buffers are not counted until the header is read (hearth pull NAME)"
-                .to_string(),
-        );
-    }
-    picks.retain(|p| p.fits);
-    picks.sort_by(|x, y| {
-        (y.est_tg_tok_s >= SLOW_TOK_S)
-            .cmp(&(x.est_tg_tok_s >= SLOW_TOK_S))
-            .then(y.n_params.cmp(&x.n_params))
-            .then(y.bits_per_weight.total_cmp(&x.bits_per_weight))
-    });
-    if machine.kind != Kind::Cpu {
-        notes.push(
-            "Hearth runs on the CPU today: for this GPU the fit is from its memory and the speeds \
-             are estimates for a GPU engine, not Hearth measurements"
-                .to_string(),
-        );
-    }
-    notes.push(
-        "estimated rows are other quantizations of a catalog model, sized from its parameter \
-         count × the preset's average bits per weight; they are not in the catalog"
-            .to_string(),
-    );
+    let Recommendation {
+        planned: n_planned,
+        picks,
+    } = advice::rank(picks, &machine, &mut notes);
     notes.push(format!("speeds are {} estimates", calibration.label()));
     if a.json {
         println!(
@@ -786,25 +648,6 @@ fn recommend(a: &PlanArgs) -> anyhow::Result<()> {
         println!("note     {n}");
     }
     Ok(())
-}
-
-/// A catalog model known only by its file size (not installed, fetched through pip): the file
-/// is taken as the weights, and context memory is left out, so only a lower bound.
-fn size_only(name: &str, size: u64, machine: &Machine, req: &Request) -> Pick {
-    let total = size + hearth_plan::RUNTIME_BYTES;
-    Pick {
-        model: name.to_string(),
-        quantization: "as in the catalog".to_string(),
-        basis: "size",
-        installed: false,
-        n_params: 0,
-        bits_per_weight: 0.0,
-        weights_bytes: size,
-        total_bytes: total,
-        fits: total <= machine.usable_bytes(),
-        est_tg_tok_s: machine.bandwidth_bytes_per_s * req.tg_efficiency / size.max(1) as f64,
-        est_pp_tok_s: 0.0,
-    }
 }
 
 fn human(bytes: u64) -> String {
