@@ -194,6 +194,34 @@ pub enum Error {
         holder: Option<String>,
     },
 
+    /// A model file cannot be opened to read its header ([`crate::header`]).
+    #[error("cannot open {}", path.display())]
+    Open {
+        /// The model file.
+        path: PathBuf,
+        /// The operating system's answer.
+        source: std::io::Error,
+    },
+
+    /// The header of a local or remote model file cannot be read ([`crate::header`]): the read
+    /// failed or the bytes are not a GGUF header.
+    #[error("cannot read the header of {what}")]
+    Header {
+        /// The path or URL.
+        what: String,
+        /// What went wrong.
+        source: HeaderError,
+    },
+
+    /// A range request for a remote model's header failed ([`crate::header`]).
+    #[error("cannot read {url}")]
+    Remote {
+        /// The URL.
+        url: String,
+        /// The client's or the connection's error.
+        source: HeaderError,
+    },
+
     /// The spec given to `pull` cannot name a file (e.g. a URL ending in `/`).
     #[error("cannot pull {spec:?}: {problem}")]
     BadSpec {
@@ -202,6 +230,21 @@ pub enum Error {
         /// Why it is unusable.
         problem: String,
     },
+}
+
+/// Why a header could not be read, under [`Error::Header`] or [`Error::Remote`]. Each variant
+/// shows its own error's message, so the cause chain reads as the underlying error's.
+#[derive(Debug, thiserror::Error)]
+pub enum HeaderError {
+    /// Reading the bytes failed.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// The bytes are not a GGUF header.
+    #[error(transparent)]
+    Gguf(#[from] hearth_gguf::Error),
+    /// The HTTP request failed (boxed: ureq's error holds a whole response).
+    #[error(transparent)]
+    Http(Box<ureq::Error>),
 }
 
 /// The crate's result type.

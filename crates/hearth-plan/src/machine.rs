@@ -1,8 +1,8 @@
 //! Machines: the named profiles of common home hardware (`profiles.toml`, embedded), custom
 //! machines from `--memory` and `--bandwidth`, and the parsers for those quantities.
 //!
-//! Detecting *this* machine is I/O and lives in the `hearth` binary, which builds a [`Machine`]
-//! from what it measured.
+//! Detecting *this* machine is I/O and lives in `hearth-host`, which builds a [`Machine`] from
+//! what it measured.
 
 use serde::{Deserialize, Serialize};
 

@@ -1,28 +1,28 @@
 //! `hearth plan`: will a model fit this machine (or a named one), how fast, for how many users.
 //!
-//! The arithmetic is `hearth-plan`'s; this module does the I/O around it: resolving the model,
-//! reading only its header (a prefix of the file, never the tensors), detecting this machine
-//! (`/proc/meminfo`, cores, SIMD level, a short bandwidth measurement, NVIDIA GPUs through
-//! `nvidia-smi`) and printing.
+//! The arithmetic is `hearth-plan`'s (`--recommend`'s ranking and the GPUs' plans included);
+//! this module parses the arguments, does the I/O around the arithmetic and prints. The I/O:
+//! resolving the model, reading only its header (`hearth_fetch::header`: a prefix of the file,
+//! or range requests for a URL, never the tensors), detecting this machine (`hearth-host`:
+//! memory, cores, SIMD level, a short bandwidth measurement, NVIDIA GPUs through `nvidia-smi`)
+//! and the stored calibration.
 //!
 //! Two more modes: `--calibrate` measures the engine on this machine and stores the
 //! efficiencies in `calibration.json` in Hearth's data directory, which later plans for
 //! `--machine this` use; `--recommend` plans every catalog model, and the common quantizations
 //! of each, and lists what fits, best first.
 
-use std::fs::File;
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{bail, Context};
 use clap::Args;
 use hearth_engine::{Engine, EngineOptions};
-use hearth_fetch::{Catalog, Home, Source};
-use hearth_gguf::Header;
+use hearth_fetch::{Catalog, Home, Source, UrlHeader};
 use hearth_model::{Model, SamplerConfig};
+use hearth_plan::advice;
 use hearth_plan::{
-    Calibration, DetectedGpu, Kind, KvType, Machine, MachineFacts, ModelFacts, Plan, Profiles,
+    Calibration, GpuPlan, Kind, KvType, Machine, ModelFacts, Plan, Profiles, Recommendation,
     Request,
 };
 use serde::Serialize;
@@ -96,7 +96,11 @@ pub fn run(a: PlanArgs) -> anyhow::Result<()> {
     let mut notes = Vec::new();
     let (name, path, header) = match resolve(spec)? {
         Where::Remote { name, url } => {
-            let (header, read, ranged) = read_url_header(&url)?;
+            let UrlHeader {
+                header,
+                read,
+                ranged,
+            } = hearth_fetch::read_url_header(&url)?;
             if !ranged {
                 notes.push(format!(
                     "the server does not support range requests: streamed the first {read} bytes \
@@ -106,7 +110,7 @@ pub fn run(a: PlanArgs) -> anyhow::Result<()> {
             (name, PathBuf::from(url), header)
         }
         Where::Local { name, path } => {
-            let header = read_header(&path)?;
+            let header = hearth_fetch::read_header(&path)?;
             (name, path, header)
         }
     };
@@ -120,13 +124,14 @@ pub fn run(a: PlanArgs) -> anyhow::Result<()> {
     calibration.apply(&mut req, &mut notes);
     let mut plan = hearth_plan::plan(&facts, &machine, &req)?;
     let gpus = if a.machine.eq_ignore_ascii_case("this") {
-        gpu_plans(&facts, &req, &mut notes)?
+        let profiles = Profiles::builtin();
+        advice::gpu_plans(hearth_host::gpus()?, &facts, &req, &profiles, &mut notes)?
     } else {
         Vec::new()
     };
     if !plan.fits {
-        if let Some(advice) = other_profiles(&facts, &req)? {
-            plan.advice.push(advice);
+        if let Some(elsewhere) = advice::other_profiles(&facts, &req, &Profiles::builtin())? {
+            plan.advice.push(elsewhere);
         }
     }
 
@@ -197,82 +202,6 @@ pub fn run(a: PlanArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A GPU of this machine and the plan for it.
-#[derive(Serialize)]
-struct GpuPlan {
-    gpu: DetectedGpu,
-    /// The profile its speed figures come from, when one matches its name.
-    profile: Option<String>,
-    plan: Plan,
-}
-
-/// NVIDIA GPUs of this machine (`nvidia-smi`, or the program `HEARTH_NVIDIA_SMI` names), each
-/// planned with the request; none when the program is absent. The speeds are labelled as
-/// estimates for a GPU engine.
-fn gpu_plans(
-    facts: &ModelFacts,
-    req: &Request,
-    notes: &mut Vec<String>,
-) -> anyhow::Result<Vec<GpuPlan>> {
-    let program = std::env::var_os("HEARTH_NVIDIA_SMI").unwrap_or_else(|| "nvidia-smi".into());
-    let out = match std::process::Command::new(&program)
-        .args([
-            "--query-gpu=name,memory.total,memory.used",
-            "--format=csv,noheader,nounits",
-        ])
-        .stdin(std::process::Stdio::null())
-        .output()
-    {
-        Ok(out) if out.status.success() => out,
-        // No NVIDIA driver, or no GPU: a CPU-only machine.
-        _ => return Ok(Vec::new()),
-    };
-    let gpus = hearth_plan::parse_nvidia_smi(&String::from_utf8_lossy(&out.stdout))?;
-    let profiles = Profiles::builtin();
-    // The request as a GPU engine would run it, with the default efficiencies.
-    let gpu_req = Request {
-        tg_efficiency: hearth_plan::DEFAULT_TG_EFFICIENCY,
-        pp_efficiency: hearth_plan::DEFAULT_PP_EFFICIENCY,
-        ..req.clone()
-    };
-    let mut plans = Vec::new();
-    for gpu in gpus {
-        let (m, profile) = gpu.machine(&profiles);
-        let plan = hearth_plan::plan(facts, &m, &gpu_req)?;
-        plans.push(GpuPlan { gpu, profile, plan });
-    }
-    if !plans.is_empty() {
-        notes.push(
-            "Hearth runs on the CPU today: the GPU plans say what fits in their memory, and \
-             their speeds are bandwidth estimates for a GPU engine, not Hearth measurements"
-                .to_string(),
-        );
-    }
-    Ok(plans)
-}
-
-/// The smallest profile of each kind on which the request fits as asked, as advice.
-fn other_profiles(facts: &ModelFacts, req: &Request) -> anyhow::Result<Option<String>> {
-    let profiles = Profiles::builtin();
-    let mut picks = Vec::new();
-    for kind in [Kind::Cpu, Kind::Unified, Kind::Gpu] {
-        let mut best: Option<&Machine> = None;
-        for m in profiles.iter().filter(|m| m.kind == kind) {
-            let fits = hearth_plan::plan(facts, m, req)?.fits;
-            if fits && best.is_none_or(|b| m.usable_bytes() < b.usable_bytes()) {
-                best = Some(m);
-            }
-        }
-        picks.extend(best.map(|m| m.name.clone()));
-    }
-    Ok((!picks.is_empty()).then(|| {
-        format!(
-            "as asked it fits on these profiles (smallest of each kind): {}",
-            picks.join(", ")
-        )
-    }))
-}
-
 /// Where a model's header is.
 enum Where {
     /// A file on this machine.
@@ -325,97 +254,6 @@ fn resolve(spec: &str) -> anyhow::Result<Where> {
 
 fn is_url(spec: &str) -> bool {
     spec.starts_with("http://") || spec.starts_with("https://")
-}
-
-/// Whether `url` points at this machine (`localhost`, `127.x.x.x`, `[::1]`).
-fn is_loopback(url: &str) -> bool {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    let authority = rest.split('/').next().unwrap_or("");
-    authority == "localhost"
-        || authority.starts_with("localhost:")
-        || authority.starts_with("127.")
-        || authority.starts_with("[::1]")
-}
-
-/// Bytes asked for per range request: the header's end is overshot by at most this much.
-const URL_STEP: u64 = 256 << 10;
-
-/// Reads the header of a remote .gguf with HTTP range requests of [`URL_STEP`] (or what the
-/// parser says it needs), so a 40 GB file is judged from its first few MB. A server that ignores
-/// ranges is read as a stream, stopping once the header parses. Returns the header, the bytes
-/// read and whether ranges were used.
-fn read_url_header(url: &str) -> anyhow::Result<(Header, u64, bool)> {
-    let agent = ureq::AgentBuilder::new()
-        .timeout_connect(Duration::from_secs(30))
-        .timeout_read(Duration::from_secs(60))
-        // A proxy from the environment, except for this machine itself (ureq 2 ignores
-        // NO_PROXY).
-        .try_proxy_from_env(!is_loopback(url))
-        .build();
-    let mut buf = Vec::new();
-    let mut want = URL_STEP;
-    loop {
-        let have = buf.len() as u64;
-        let resp = agent
-            .get(url)
-            .set("Range", &format!("bytes={have}-{}", want - 1))
-            .call()
-            .with_context(|| format!("cannot read {url}"))?;
-        if resp.status() != 206 {
-            // The whole file is coming from its first byte: read only what the header needs.
-            let (h, read) = read_header_from(resp.into_reader(), u64::MAX)
-                .with_context(|| format!("cannot read the header of {url}"))?;
-            return Ok((h, read, false));
-        }
-        resp.into_reader()
-            .take(want - have)
-            .read_to_end(&mut buf)
-            .with_context(|| format!("cannot read {url}"))?;
-        match Header::parse(&buf) {
-            Ok(h) => return Ok((h, buf.len() as u64, true)),
-            Err(hearth_gguf::Error::Truncated { needed, .. }) if buf.len() as u64 > have => {
-                want = needed.max(buf.len() as u64 + URL_STEP);
-            }
-            Err(e) => {
-                return Err(e).with_context(|| format!("cannot read the header of {url}"));
-            }
-        }
-    }
-}
-
-/// Reads a prefix of `path` long enough for the header, never the tensor data.
-fn read_header(path: &Path) -> anyhow::Result<Header> {
-    let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let len = file.metadata()?.len();
-    let (header, _read) = read_header_from(file, len)
-        .with_context(|| format!("cannot read the header of {}", path.display()))?;
-    Ok(header)
-}
-
-/// Reads the header from the start of `src` (`len` bytes long): 1 MiB first, then as much as
-/// the parser says it needs (vocabulary arrays make headers several MB). Returns the header and
-/// the bytes read.
-fn read_header_from(src: impl Read, len: u64) -> anyhow::Result<(Header, u64)> {
-    let mut src = src;
-    let mut buf = Vec::new();
-    let mut want: u64 = (1 << 20).min(len);
-    loop {
-        let have = buf.len() as u64;
-        if want > have {
-            (&mut src).take(want - have).read_to_end(&mut buf)?;
-        }
-        match Header::parse(&buf) {
-            Ok(h) => return Ok((h, buf.len() as u64)),
-            Err(hearth_gguf::Error::Truncated { needed, .. })
-                // Only while the last read made progress: a source shorter than `len` ends it.
-                if (buf.len() as u64) < len && buf.len() as u64 > have =>
-            {
-                // Grow at least by half so a header takes few reads, without reading far past it.
-                want = needed.max(buf.len() as u64 * 3 / 2).min(len);
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
 }
 
 /// What the speed estimates rest on.
@@ -472,7 +310,7 @@ fn machine(a: &PlanArgs) -> anyhow::Result<(Machine, Calib)> {
     };
     let mut m = if this {
         // A calibration carries the bandwidth its efficiency is relative to: no need to measure.
-        let mut m = detect(bandwidth.is_none() && !matches!(calib, Calib::Used(_)))?;
+        let mut m = hearth_host::detect(bandwidth.is_none() && !matches!(calib, Calib::Used(_)))?;
         if let Calib::Used(c) = &calib {
             m.bandwidth_bytes_per_s = c.bandwidth_bytes_per_s;
             m.flops_per_s = c.flops_per_s;
@@ -516,7 +354,7 @@ fn load_calibration() -> anyhow::Result<Calib> {
             path.display()
         )
     })?;
-    let here = machine_facts()?;
+    let here = hearth_host::machine_facts()?;
     Ok(if c.machine.same_as(&here) {
         Calib::Used(c)
     } else {
@@ -525,25 +363,6 @@ fn load_calibration() -> anyhow::Result<Calib> {
              hearth plan --calibrate here",
             c.date, c.machine.cpu, c.machine.cores
         )))
-    })
-}
-
-/// What identifies this machine: CPU model, physical cores, SIMD level, RAM.
-fn machine_facts() -> anyhow::Result<MachineFacts> {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, v)| v.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".to_string());
-    Ok(MachineFacts {
-        cpu,
-        cores: hearth_kernels::pool::physical_cores(),
-        simd: format!("{:?}", hearth_kernels::simd::level()),
-        memory_bytes: detect(false)?.memory_bytes,
     })
 }
 
@@ -642,10 +461,10 @@ fn calibrate(a: &PlanArgs) -> anyhow::Result<()> {
         );
     };
     let threads = hearth_kernels::pool::physical_cores();
-    let here = machine_facts()?;
-    let machine = detect(true)?;
+    let here = hearth_host::machine_facts()?;
+    let machine = hearth_host::detect(true)?;
     let facts_of = |path: &Path| -> anyhow::Result<ModelFacts> {
-        let header = read_header(path)?;
+        let header = hearth_fetch::read_header(path)?;
         ModelFacts::from_header(&header).with_context(|| format!("cannot plan {}", path.display()))
     };
     let facts = facts_of(&cal_path)?;
@@ -738,28 +557,6 @@ fn calibrate(a: &PlanArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One line of `--recommend`.
-#[derive(Serialize)]
-struct Pick {
-    model: String,
-    /// The catalog file's own mix (`as in the catalog`) or a llama.cpp preset.
-    quantization: String,
-    /// `catalog` (the file itself), `estimated` (another quantization, from the parameter
-    /// count) or `size` (not installed: from the catalog's file size only).
-    basis: &'static str,
-    installed: bool,
-    n_params: u64,
-    bits_per_weight: f64,
-    weights_bytes: u64,
-    total_bytes: u64,
-    fits: bool,
-    est_tg_tok_s: f64,
-    est_pp_tok_s: f64,
-}
-
-/// Generation speed below which a pick is listed after the faster ones: slower than reading.
-const SLOW_TOK_S: f64 = 5.0;
-
 /// `--recommend`: every catalog GGUF model as its catalog file and at the common quantizations
 /// of [`hearth_plan::QUANT_PRESETS`], planned for the request on the machine; those that fit,
 /// best first (fast enough to chat before slow, then more parameters, then more bits).
@@ -783,85 +580,27 @@ fn recommend(a: &PlanArgs) -> anyhow::Result<()> {
             .ok()
             .filter(|r| r.path.is_file());
         let header = match (&installed, &entry.source) {
-            (Some(r), _) => Some(read_header(&r.path)?),
-            (None, Source::Url { url }) => Some(read_url_header(url)?.0),
+            (Some(r), _) => Some(hearth_fetch::read_header(&r.path)?),
+            (None, Source::Url { url }) => Some(hearth_fetch::read_url_header(url)?.header),
             _ => None,
         };
         let Some(header) = header else {
-            picks.push(size_only(&entry.name, entry.size, &machine, &base));
+            picks.push(advice::size_pick(&entry.name, entry.size, &machine, &base));
             continue;
         };
-        let facts = match ModelFacts::from_header(&header) {
-            Ok(f) => f,
-            Err(e) => {
-                notes.push(format!("{} is left out: {e}", entry.name));
-                continue;
-            }
-        };
-        let req = Request {
-            ctx: base.ctx.clamp(1, facts.config.ctx_train.max(1)),
-            ..base.clone()
-        };
-        let own_bits = facts.weights_bytes as f64 * 8.0 / facts.n_params.max(1) as f64;
-        let mut variants = vec![("as in the catalog".to_string(), "catalog", facts.clone())];
-        for (preset, bits) in hearth_plan::QUANT_PRESETS {
-            // The catalog file already stands for its own mix.
-            if (bits / own_bits - 1.0).abs() < 0.05 {
-                continue;
-            }
-            let weights = hearth_plan::weights_at(facts.n_params, bits);
-            let scale = weights as f64 / facts.weights_bytes.max(1) as f64;
-            let mut f = facts.clone();
-            f.file_bytes = facts.file_bytes - facts.weights_bytes.min(facts.file_bytes) + weights;
-            f.read_bytes_per_token = (facts.read_bytes_per_token as f64 * scale) as u64;
-            f.weights_bytes = weights;
-            variants.push((preset.to_string(), "estimated", f));
-        }
-        for (quantization, basis, f) in variants {
-            let p = hearth_plan::plan(&f, &machine, &req)?;
-            picks.push(Pick {
-                model: entry.name.clone(),
-                quantization,
-                basis,
-                // Only the catalog file itself is on disk.
-                installed: installed.is_some() && basis == "catalog",
-                n_params: f.n_params,
-                bits_per_weight: f.weights_bytes as f64 * 8.0 / f.n_params.max(1) as f64,
-                weights_bytes: f.weights_bytes,
-                total_bytes: p.total_bytes,
-                fits: p.fits,
-                est_tg_tok_s: p.est_tg_tok_s,
-                est_pp_tok_s: p.est_pp_tok_s,
-            });
-        }
+        picks.extend(advice::header_picks(
+            &entry.name,
+            installed.is_some(),
+            &header,
+            &machine,
+            &base,
+            &mut notes,
+        )?);
     }
-    let n_planned = picks.len();
-    if picks.iter().any(|p| p.basis == "size") {
-        notes.push(
-            "size rows are catalog models not installed, estimated from their file size: KV cache \
-             and compute buffers are not counted until the header is read (hearth pull NAME)"
-                .to_string(),
-        );
-    }
-    picks.retain(|p| p.fits);
-    picks.sort_by(|x, y| {
-        (y.est_tg_tok_s >= SLOW_TOK_S)
-            .cmp(&(x.est_tg_tok_s >= SLOW_TOK_S))
-            .then(y.n_params.cmp(&x.n_params))
-            .then(y.bits_per_weight.total_cmp(&x.bits_per_weight))
-    });
-    if machine.kind != Kind::Cpu {
-        notes.push(
-            "Hearth runs on the CPU today: for this GPU the fit is from its memory and the speeds \
-             are estimates for a GPU engine, not Hearth measurements"
-                .to_string(),
-        );
-    }
-    notes.push(
-        "estimated rows are other quantizations of a catalog model, sized from its parameter \
-         count × the preset's average bits per weight; they are not in the catalog"
-            .to_string(),
-    );
+    let Recommendation {
+        planned: n_planned,
+        picks,
+    } = advice::rank(picks, &machine, &mut notes);
     notes.push(format!("speeds are {} estimates", calibration.label()));
     if a.json {
         println!(
@@ -909,93 +648,6 @@ fn recommend(a: &PlanArgs) -> anyhow::Result<()> {
         println!("note     {n}");
     }
     Ok(())
-}
-
-/// A catalog model known only by its file size (not installed, fetched through pip): the file
-/// is taken as the weights, and context memory is left out, so only a lower bound.
-fn size_only(name: &str, size: u64, machine: &Machine, req: &Request) -> Pick {
-    let total = size + hearth_plan::RUNTIME_BYTES;
-    Pick {
-        model: name.to_string(),
-        quantization: "as in the catalog".to_string(),
-        basis: "size",
-        installed: false,
-        n_params: 0,
-        bits_per_weight: 0.0,
-        weights_bytes: size,
-        total_bytes: total,
-        fits: total <= machine.usable_bytes(),
-        est_tg_tok_s: machine.bandwidth_bytes_per_s * req.tg_efficiency / size.max(1) as f64,
-        est_pp_tok_s: 0.0,
-    }
-}
-
-/// This machine: RAM total and available from `/proc/meminfo` (usable = available), physical
-/// cores and SIMD level, and, when `measure`, memory bandwidth from a short read loop.
-pub(crate) fn detect(measure: bool) -> anyhow::Result<Machine> {
-    let meminfo = std::fs::read_to_string("/proc/meminfo").context(
-        "cannot read /proc/meminfo to detect this machine's memory; give --machine or --memory",
-    )?;
-    let field = |key: &str| -> anyhow::Result<u64> {
-        let line = meminfo
-            .lines()
-            .find(|l| l.starts_with(key))
-            .with_context(|| format!("/proc/meminfo has no {key} line"))?;
-        let kib: u64 = line[key.len()..]
-            .trim()
-            .trim_end_matches("kB")
-            .trim()
-            .parse()
-            .with_context(|| format!("cannot read /proc/meminfo line {line:?}"))?;
-        Ok(kib * 1024)
-    };
-    let total = field("MemTotal:")?;
-    let available = field("MemAvailable:")?.min(total);
-    let cores = hearth_kernels::pool::physical_cores();
-    let level = hearth_kernels::simd::level();
-    // FP32 FLOP per core per cycle: two 8-wide FMA units with AVX2, one 4-wide-ish scalar path
-    // otherwise; 3 GHz is an assumed all-core clock. Only the prompt estimate uses this.
-    let per_cycle = match level {
-        hearth_kernels::simd::Level::Avx2 | hearth_kernels::simd::Level::Avx512Vnni => 32.0,
-        hearth_kernels::simd::Level::Scalar => 4.0,
-    };
-    let bandwidth = if measure {
-        measure_bandwidth(cores)
-    } else {
-        0.0
-    };
-    Ok(Machine {
-        name: "this".to_string(),
-        label: format!("{cores} physical cores, SIMD {level:?}, system RAM"),
-        kind: Kind::Cpu,
-        memory_bytes: total,
-        reserved_bytes: total - available,
-        bandwidth_bytes_per_s: bandwidth,
-        flops_per_s: cores as f64 * per_cycle * 3e9,
-        source: "/proc/meminfo (usable = MemAvailable), measured read bandwidth, assumed 3 GHz"
-            .to_string(),
-    })
-}
-
-/// Read bandwidth in bytes/s: `threads` threads summing their share of a 256 MB buffer for
-/// about 0.3 s. The buffer is written first so its pages are real memory, not the shared zero
-/// page.
-fn measure_bandwidth(threads: usize) -> f64 {
-    const BYTES: usize = 256 << 20;
-    let words: Vec<u64> = (0..BYTES / 8).map(|i| i as u64).collect();
-    let threads = threads.max(1);
-    let share = words.len().div_ceil(threads);
-    let start = Instant::now();
-    let mut passes = 0usize;
-    while start.elapsed() < Duration::from_millis(300) || passes == 0 {
-        std::thread::scope(|s| {
-            for part in words.chunks(share) {
-                s.spawn(move || std::hint::black_box(part.iter().fold(0u64, |a, &w| a ^ w)));
-            }
-        });
-        passes += 1;
-    }
-    (passes * BYTES) as f64 / start.elapsed().as_secs_f64()
 }
 
 fn human(bytes: u64) -> String {
@@ -1080,45 +732,5 @@ fn print_table(name: &str, facts: &ModelFacts, m: &Machine, p: &Plan, notes: &[S
     }
     for n in notes {
         println!("note             {n}");
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn header_is_read_without_the_tensor_data() {
-        let path = hearth_fetch::test_model("smollm2-135m").expect("SmolLM2 test model");
-        let file = File::open(&path).unwrap();
-        let len = file.metadata().unwrap().len();
-        let (header, read) = read_header_from(file, len).unwrap();
-        assert_eq!(header, *hearth_gguf::Gguf::open(&path).unwrap().header());
-        // At most half again past where the header ends: far less than the file.
-        assert!(read >= header.data_offset.min(len) / 2, "read {read}");
-        assert!(
-            read <= header.data_offset * 3 / 2 + (1 << 20),
-            "read {read}"
-        );
-        assert!(read < len / 4, "read {read} of {len}");
-    }
-
-    #[test]
-    fn loopback_urls() {
-        assert!(is_loopback("http://127.0.0.1:8080/m.gguf"));
-        assert!(is_loopback("http://localhost/m.gguf"));
-        assert!(is_loopback("http://[::1]:80/m.gguf"));
-        assert!(!is_loopback("https://localhost.example.org/m.gguf"));
-        assert!(!is_loopback("https://example.org/127.0.0.1"));
-    }
-
-    #[test]
-    fn a_truncated_file_is_an_error_not_a_loop() {
-        let bytes = hearth_model::testing::TinySpec::new("llama").build();
-        let cut = &bytes[..64];
-        let e = read_header_from(cut, cut.len() as u64)
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("ends"), "{e}");
     }
 }

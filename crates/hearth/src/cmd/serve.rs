@@ -306,7 +306,7 @@ impl hearth_server::household::Admin for Admin {
     }
 
     fn plan(&self) -> Option<serde_json::Value> {
-        let machine = crate::cmd::plan::detect(false).ok()?;
+        let machine = hearth_host::detect(false).ok()?;
         let plan = {
             let p = self.planned.lock().unwrap_or_else(|p| p.into_inner());
             hearth_plan::plan(&p.facts, &machine, &p.request).ok()?
@@ -386,7 +386,7 @@ fn check_plan(
     let ctx = ctx.clamp(1, facts.config.ctx_train.max(1));
     let mut req = hearth_plan::Request::new(ctx, users);
     req.threads = threads;
-    let machine = crate::cmd::plan::detect(false)?;
+    let machine = hearth_host::detect(false)?;
     let plan = hearth_plan::plan(&facts, &machine, &req)?;
     if !plan.fits {
         let gib = |b: u64| format!("{:.2} GiB", b as f64 / (1u64 << 30) as f64);
