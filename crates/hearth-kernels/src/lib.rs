@@ -4,7 +4,8 @@
 //! # Numerics contract (batch invariance)
 //! Every output element of [`matmul()`] on a row-major matrix equals one call of [`vec_dot`]
 //! on one weight row and one quantized activation row, and on a [packed] matrix the packed
-//! scalar reference ([`packed::dot_reference`]) of the pair, bit for bit: for batches the multi-token tile kernels compute
+//! scalar reference of the pair (see the [`packed`] module docs), bit for bit: for batches the
+//! multi-token tile kernels compute
 //! it with exactly `vec_dot`'s operations in `vec_dot`'s order (see the
 //! [`matmul`](mod@matmul) module docs). The SIMD level is chosen once per process
 //! ([`simd::level`]), so a given (row, token) pair produces the same bits whatever the batch
@@ -31,115 +32,18 @@ pub mod matmul;
 pub mod packed;
 pub mod pool;
 pub mod simd;
+#[doc(hidden)]
+pub mod testing;
+mod types;
 
 pub use exp::{exp_f32, exp_sub, exp_sub_rows, swiglu};
 pub use float::{axpy_keys, axpy_rows, dot_f32_rows, round_to_f16};
 pub use hearth_gguf::GgmlType;
-pub use matmul::{matmul, quantize_activations, QMatrix};
+pub use matmul::{matmul, quantize_activations};
 pub use pool::{physical_cores, ThreadPool};
+pub use types::{activation_type, is_supported, row_bytes, Error, QMatrix, Result, SUPPORTED};
 
-/// Errors from the kernel entry points.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// The tensor type has no kernel here.
-    #[error("tensor type {0} is not supported (supported: {list})", list = supported_list())]
-    Unsupported(GgmlType),
-    /// A row length is not a whole number of blocks of its type.
-    #[error("{n} elements is not a multiple of the {ty} block size {block}")]
-    BadLength {
-        ty: GgmlType,
-        n: usize,
-        block: usize,
-    },
-    /// A byte buffer has the wrong size for its element count.
-    #[error("{ty} buffer holds {got} bytes; {n} elements need {want}")]
-    BadBuffer {
-        ty: GgmlType,
-        n: usize,
-        got: usize,
-        want: usize,
-    },
-    /// A matrix shape or type that cannot be packed (see `packed::packable`).
-    #[error("a {rows} x {cols} {ty} matrix cannot be packed (it needs a Q4_0, Q4_1, Q5_0, Q8_0, Q4_K or Q6_K type, a multiple of 8 rows and at most 1024 blocks per row)")]
-    NotPackable {
-        ty: GgmlType,
-        rows: usize,
-        cols: usize,
-    },
-    /// An activation buffer is not a whole number of rows.
-    #[error("{len} activation values are not a whole number of rows of {cols}")]
-    NotWholeRows { len: usize, cols: usize },
-}
-
-/// Result alias for this crate.
-pub type Result<T> = std::result::Result<T, Error>;
-
-/// The weight types Hearth computes with.
-pub const SUPPORTED: [GgmlType; 13] = [
-    GgmlType::F32,
-    GgmlType::F16,
-    GgmlType::BF16,
-    GgmlType::Q4_0,
-    GgmlType::Q4_1,
-    GgmlType::Q5_0,
-    GgmlType::Q5_1,
-    GgmlType::Q8_0,
-    GgmlType::Q2_K,
-    GgmlType::Q3_K,
-    GgmlType::Q4_K,
-    GgmlType::Q5_K,
-    GgmlType::Q6_K,
-];
-
-fn supported_list() -> String {
-    SUPPORTED
-        .iter()
-        .map(|t| t.name())
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// Whether `ty` can be used as a weight type.
-pub fn is_supported(ty: GgmlType) -> bool {
-    SUPPORTED.contains(&ty)
-}
-
-/// The format activations are converted to before a dot product with weights of type `weight`
-/// (the pairing llama.cpp uses, so results agree with it closely).
-pub fn activation_type(weight: GgmlType) -> Result<GgmlType> {
-    use GgmlType::*;
-    Ok(match weight {
-        F32 => F32,
-        F16 => F16,
-        BF16 => BF16,
-        Q4_0 | Q5_0 | Q8_0 => Q8_0,
-        Q4_1 | Q5_1 => Q8_1,
-        Q2_K | Q3_K | Q4_K | Q5_K | Q6_K => Q8_K,
-        other => return Err(Error::Unsupported(other)),
-    })
-}
-
-fn check(ty: GgmlType, n: usize, bytes: usize) -> Result<()> {
-    let block = ty.block_size();
-    if !n.is_multiple_of(block) {
-        return Err(Error::BadLength { ty, n, block });
-    }
-    let want = n / block * ty.type_size();
-    if bytes != want {
-        return Err(Error::BadBuffer {
-            ty,
-            n,
-            got: bytes,
-            want,
-        });
-    }
-    Ok(())
-}
-
-/// Bytes one row of `n` elements of `ty` takes (`n` must be a multiple of the block size).
-pub fn row_bytes(ty: GgmlType, n: usize) -> usize {
-    n / ty.block_size() * ty.type_size()
-}
+use types::check;
 
 /// Decodes one row of `dst.len()` elements of type `ty` from `src` into f32.
 pub fn dequantize_row(ty: GgmlType, src: &[u8], dst: &mut [f32]) -> Result<()> {

@@ -19,7 +19,7 @@ use super::avx2::{
     f16_ptr, f32_ptr, hsum8, load, pair_mask, q6k_chunks, scales_halves, splat_mask, words,
 };
 use super::{k4_unpack, Q4K, Q5K, Q6K, Q8K, Q8K_BSUMS, Q8K_QS};
-use crate::matmul::Tile;
+use crate::types::Tile;
 use crate::GgmlType;
 use std::arch::x86_64::*;
 

@@ -21,7 +21,7 @@
 #![allow(clippy::needless_range_loop)]
 
 use super::avx2::{bits_to_bytes, f16_at, hsum, load32, nibbles, IntDot, Madd, Vnni};
-use crate::matmul::Tile;
+use crate::types::Tile;
 use crate::GgmlType;
 use std::arch::x86_64::*;
 

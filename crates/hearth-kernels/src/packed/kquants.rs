@@ -70,7 +70,7 @@
 #![allow(clippy::needless_range_loop)]
 
 #[cfg(target_arch = "x86_64")]
-use crate::matmul::Tile;
+use crate::types::Tile;
 use crate::GgmlType;
 use half::f16;
 

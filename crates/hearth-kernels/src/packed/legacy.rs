@@ -217,7 +217,7 @@ mod x86 {
     #![allow(clippy::needless_range_loop)]
 
     use super::{format, GROUP};
-    use crate::matmul::Tile;
+    use crate::types::Tile;
     use crate::GgmlType;
     use std::arch::x86_64::*;
     use std::mem::MaybeUninit;
