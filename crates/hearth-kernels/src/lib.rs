@@ -14,8 +14,9 @@
 //!
 //! # Layout
 //! - `float`: F32, F16, BF16 weights.
-//! - `legacy`: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 weights and the Q8_0 / Q8_1 activation formats;
-//!   `legacy::tile`, their multi-token tiles (AVX2, and AVX-512 VNNI where the CPU has it).
+//! - `formats::legacy`: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 weights and the Q8_0 / Q8_1 activation
+//!   formats; their AVX2 / AVX-512 VNNI kernels in `x86::legacy` and their multi-token tiles in
+//!   `x86::legacy_tile`.
 //! - `kquants`: Q2_K..Q6_K weights and the Q8_K activation format; `kquants::tile`, the
 //!   multi-token tiles of Q4_K, Q5_K and Q6_K (AVX2, and AVX-512 VNNI).
 //! - [`packed`]: weights re-laid out at load in groups of eight interleaved rows, and their
@@ -24,10 +25,11 @@
 //! - [`simd`]: run-time CPU feature detection (AVX2+FMA, optionally AVX-512 VNNI, here; scalar
 //!   everywhere; a NEON path would be one more [`simd::Level`]).
 
+mod dispatch;
 mod exp;
 mod float;
+mod formats;
 mod kquants;
-mod legacy;
 pub mod matmul;
 pub mod packed;
 pub mod pool;
@@ -35,6 +37,8 @@ pub mod simd;
 #[doc(hidden)]
 pub mod testing;
 mod types;
+#[cfg(target_arch = "x86_64")]
+mod x86;
 
 pub use exp::{exp_f32, exp_sub, exp_sub_rows, swiglu};
 pub use float::{axpy_keys, axpy_rows, dot_f32_rows, round_to_f16};
@@ -51,7 +55,7 @@ pub fn dequantize_row(ty: GgmlType, src: &[u8], dst: &mut [f32]) -> Result<()> {
     check(ty, dst.len(), src.len())?;
     match ty {
         F32 | F16 | BF16 => float::dequantize(ty, src, dst),
-        Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | Q8_1 => legacy::dequantize(ty, src, dst),
+        Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | Q8_1 => formats::legacy::dequantize(ty, src, dst),
         Q2_K | Q3_K | Q4_K | Q5_K | Q6_K | Q8_K => kquants::dequantize(ty, src, dst),
         other => return Err(Error::Unsupported(other)),
     }
@@ -66,7 +70,9 @@ pub fn quantize_row(ty: GgmlType, src: &[f32], dst: &mut [u8]) -> Result<()> {
     check(ty, src.len(), dst.len())?;
     match ty {
         F32 | F16 | BF16 => float::quantize(ty, src, dst)?,
-        Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | Q8_1 => legacy::quantize(ty, src, dst)?,
+        Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | Q8_1 => {
+            dispatch::legacy_quantize(simd::level(), ty, src, dst)?
+        }
         Q2_K | Q3_K | Q4_K | Q5_K | Q6_K | Q8_K => kquants::quantize(ty, src, dst)?,
         other => return Err(Error::Unsupported(other)),
     }
@@ -84,7 +90,7 @@ pub fn vec_dot(weight: GgmlType, n: usize, w: &[u8], x: &[u8]) -> f32 {
     debug_assert_eq!(w.len(), row_bytes(weight, n));
     match weight {
         F32 | F16 | BF16 => float::vec_dot(weight, n, w, x),
-        Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 => legacy::vec_dot(weight, n, w, x),
+        Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 => dispatch::legacy_dot(simd::level(), weight, n, w, x),
         Q2_K | Q3_K | Q4_K | Q5_K | Q6_K => kquants::vec_dot(weight, n, w, x),
         // `activation_type` refuses every other type before a matmul can be built.
         other => unreachable!("vec_dot on unsupported type {other}"),

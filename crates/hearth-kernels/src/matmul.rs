@@ -14,7 +14,7 @@
 //!
 //! # Tiles (prompt processing)
 //! One token at a time, every weight block is loaded, unpacked and its scale converted once
-//! per token. For batches, AVX2 tile kernels (`legacy::tile` for Q4_0/Q4_1/Q5_0/Q5_1/Q8_0:
+//! per token. For batches, AVX2 tile kernels (`x86::legacy_tile` for Q4_0/Q4_1/Q5_0/Q5_1/Q8_0:
 //! 2 rows × 4 tokens; `kquants::tile` for Q4_K/Q5_K/Q6_K: 1 row × 4 tokens) unpack each weight
 //! block once for all the tile's tokens. Each (row, token) pair keeps its own accumulators and
 //! performs exactly the single-token kernel's integer products (exact) and float operations
@@ -29,7 +29,6 @@
 //! per matmul instead of once per token. Within a group the tiles walk four tokens at a time
 //! over all its rows, so those tokens' activations stay in L1 too.
 
-use crate::simd::Level;
 use crate::types::{SharedOut, Tile};
 use crate::{activation_type, row_bytes, vec_dot, Error, GgmlType, QMatrix, Result, ThreadPool};
 
@@ -82,7 +81,7 @@ pub fn matmul(pool: &ThreadPool, w: &QMatrix<'_>, xq: &[u8], n_tokens: usize, ou
     // Decode (one token) keeps the single-token kernels: they interleave four accumulators
     // per row, which a one-column tile cannot, and give the same bits anyway.
     let tile = if n_tokens > 1 {
-        tile_kernel(crate::simd::level(), w.ty)
+        crate::dispatch::tile_kernel(crate::simd::level(), w.ty)
     } else {
         None
     };
@@ -126,30 +125,6 @@ pub fn matmul(pool: &ThreadPool, w: &QMatrix<'_>, xq: &[u8], n_tokens: usize, ou
             g0 = g1;
         }
     });
-}
-
-/// A multi-token kernel: `(ty, blocks per row, operands, rows, tokens)`. Its safety contract
-/// is `legacy::tile::dot_tile`'s.
-pub(crate) type TileFn = unsafe fn(GgmlType, usize, &Tile, usize, usize);
-
-/// The multi-token kernel for weights of type `ty` at `level`, if there is one. Each of its
-/// outputs equals the single-token [`vec_dot`] at that level bit for bit.
-pub(crate) fn tile_kernel(level: Level, ty: GgmlType) -> Option<TileFn> {
-    match level {
-        #[cfg(target_arch = "x86_64")]
-        Level::Avx2 if crate::legacy::tile::supports(ty) => Some(crate::legacy::tile::dot_tile),
-        #[cfg(target_arch = "x86_64")]
-        Level::Avx512Vnni if crate::legacy::tile::supports(ty) => {
-            Some(crate::legacy::tile::dot_tile_vnni)
-        }
-        #[cfg(target_arch = "x86_64")]
-        Level::Avx2 if crate::kquants::tile::supports(ty) => Some(crate::kquants::tile::dot_tile),
-        #[cfg(target_arch = "x86_64")]
-        Level::Avx512Vnni if crate::kquants::tile::supports(ty) => {
-            Some(crate::kquants::tile::dot_tile_vnni)
-        }
-        _ => None,
-    }
 }
 
 /// Encodes `x` (`x.len() / cols` rows of `cols` f32) as `act_ty`, one row after another, into

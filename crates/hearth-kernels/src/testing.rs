@@ -25,7 +25,9 @@ pub fn vec_dot_at(level: Level, weight: GgmlType, n: usize, w: &[u8], x: &[u8]) 
     assert_eq!(x.len(), row_bytes(act, n), "activation row size");
     match weight {
         F32 | F16 | BF16 => Some(crate::float::vec_dot_at(level, weight, n, w, x)),
-        Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 => Some(crate::legacy::vec_dot_at(level, weight, n, w, x)),
+        Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 => {
+            Some(crate::dispatch::legacy_dot(level, weight, n, w, x))
+        }
         Q2_K | Q3_K | Q4_K | Q5_K | Q6_K => {
             Some(crate::kquants::vec_dot_at(level, weight, n, w, x))
         }
@@ -52,7 +54,7 @@ pub fn quantize_row_at(
             if !src.len().is_multiple_of(block) || dst.len() != row_bytes(ty, src.len()) {
                 return Some(crate::quantize_row(ty, src, dst)); // reports the size error
             }
-            Some(crate::legacy::quantize_at(level, ty, src, dst))
+            Some(crate::dispatch::legacy_quantize(level, ty, src, dst))
         }
         _ => Some(crate::quantize_row(ty, src, dst)),
     }
@@ -116,7 +118,7 @@ pub fn dot_tile_at(
     if !crate::simd::supported(level) {
         return false;
     }
-    let Some(kernel) = crate::matmul::tile_kernel(level, ty) else {
+    let Some(kernel) = crate::dispatch::tile_kernel(level, ty) else {
         return false;
     };
     let t = Tile {

@@ -36,7 +36,7 @@ pub(crate) fn supports(ty: GgmlType) -> bool {
 /// equal to the AVX2 `vec_dot` of the pair bit for bit.
 ///
 /// # Safety
-/// As `crate::legacy::tile::dot_tile`, with `ty` one that [`supports`] accepts and Q8_K
+/// As `crate::x86::legacy_tile::dot_tile`, with `ty` one that [`supports`] accepts and Q8_K
 /// activations.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(crate) unsafe fn dot_tile(ty: GgmlType, nb: usize, t: &Tile, rows: usize, tokens: usize) {

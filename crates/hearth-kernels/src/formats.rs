@@ -1,0 +1,6 @@
+//! Each block format's layout and portable (scalar) reference: what the bytes mean and the
+//! exact operations every instruction set's kernels must reproduce bit for bit. Nothing here
+//! depends on an instruction set; the SIMD kernels live in one folder per set (`x86/`), and
+//! `dispatch` picks between them and these references.
+
+pub(crate) mod legacy;
