@@ -7,10 +7,11 @@
 //! Each function's `level` must be [`Level::Scalar`] or one that [`crate::simd::supported`]
 //! accepts on this CPU: the SIMD arms rely on it for their `unsafe` calls.
 
-use crate::formats::legacy;
+use crate::formats::{kquants, legacy};
 use crate::simd::Level;
 use crate::types::Tile;
 use crate::{GgmlType, Result};
+use hearth_gguf::QK_K;
 
 // ---------------------------------------------------------------------------------------------
 // The 32-element formats (Q4_0 … Q8_0, Q8_1)
@@ -70,6 +71,36 @@ pub(crate) fn legacy_dot(level: Level, ty: GgmlType, n: usize, w: &[u8], x: &[u8
 }
 
 // ---------------------------------------------------------------------------------------------
+// K-quants (Q2_K … Q6_K against Q8_K)
+// ---------------------------------------------------------------------------------------------
+
+/// Dot product of a K-quant weight row with a Q8_K activation row. All levels give the same
+/// bits (see `formats::kquants`).
+pub(crate) fn kquant_dot(level: Level, ty: GgmlType, n: usize, w: &[u8], x: &[u8]) -> f32 {
+    let nb = n / QK_K;
+    // The SIMD kernels read through raw pointers, so the sizes are checked in release builds
+    // too: one comparison per row is noise next to a row's work.
+    assert!(
+        w.len() >= nb * ty.type_size() && x.len() >= nb * kquants::Q8K,
+        "{ty} vec_dot of {n} elements on {} weight bytes and {} activation bytes",
+        w.len(),
+        x.len()
+    );
+    match level {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `Level::Avx2` comes only from `simd::detect`, which checked AVX2, FMA and
+        // F16C; the assertion above guarantees `nb` whole blocks in both buffers.
+        Level::Avx2 => unsafe { crate::x86::kquants::vec_dot(ty, nb, w, x) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above, and `simd::detect` also checked AVX-512 VNNI, VL and BW for
+        // `Level::Avx512Vnni`. Same bits as the AVX2 kernel (see `x86::kquants::vec_dot_vnni`).
+        Level::Avx512Vnni => unsafe { crate::x86::kquants::vec_dot_vnni(ty, nb, w, x) },
+        // NEON: an aarch64 kernel slots in here, keeping the 8-lane layout of `formats::kquants`.
+        _ => kquants::vec_dot_scalar(ty, n, w, x),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Multi-token tiles (row-major weights)
 // ---------------------------------------------------------------------------------------------
 
@@ -90,11 +121,125 @@ pub(crate) fn tile_kernel(level: Level, ty: GgmlType) -> Option<TileFn> {
             Some(crate::x86::legacy_tile::dot_tile_vnni)
         }
         #[cfg(target_arch = "x86_64")]
-        Level::Avx2 if crate::kquants::tile::supports(ty) => Some(crate::kquants::tile::dot_tile),
+        Level::Avx2 if crate::x86::kquants_tile::supports(ty) => {
+            Some(crate::x86::kquants_tile::dot_tile)
+        }
         #[cfg(target_arch = "x86_64")]
-        Level::Avx512Vnni if crate::kquants::tile::supports(ty) => {
-            Some(crate::kquants::tile::dot_tile_vnni)
+        Level::Avx512Vnni if crate::x86::kquants_tile::supports(ty) => {
+            Some(crate::x86::kquants_tile::dot_tile_vnni)
         }
         _ => None,
+    }
+}
+
+/// The K-quant kernels of every level against the scalar reference.
+#[cfg(test)]
+mod kquants_tests {
+    use super::*;
+    use half::f16;
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
+    const K_TYPES: [GgmlType; 5] = [
+        GgmlType::Q2_K,
+        GgmlType::Q3_K,
+        GgmlType::Q4_K,
+        GgmlType::Q5_K,
+        GgmlType::Q6_K,
+    ];
+
+    /// Random valid blocks (finite f16 scales) against a Q8_K row of random activations.
+    fn random_pair(ty: GgmlType, nb: usize, rng: &mut StdRng) -> (Vec<u8>, Vec<u8>) {
+        let mut w = vec![0u8; nb * ty.type_size()];
+        rng.fill(&mut w[..]);
+        let offsets: &[usize] = match ty {
+            GgmlType::Q2_K => &[80, 82],
+            GgmlType::Q3_K => &[108],
+            GgmlType::Q6_K => &[208],
+            _ => &[0, 2],
+        };
+        for block in w.chunks_exact_mut(ty.type_size()) {
+            for &off in offsets {
+                let d = f16::from_f32(rng.gen_range(-0.05f32..0.05));
+                block[off..off + 2].copy_from_slice(&d.to_le_bytes());
+            }
+        }
+        let x: Vec<f32> = (0..nb * QK_K)
+            .map(|_| rng.gen_range(-3.0f32..3.0))
+            .collect();
+        let mut xq = vec![0u8; nb * kquants::Q8K];
+        kquants::quantize(GgmlType::Q8_K, &x, &mut xq).unwrap();
+        (w, xq)
+    }
+
+    #[test]
+    fn avx2_and_scalar_give_identical_bits() {
+        if !crate::simd::detect().has_avx2() {
+            eprintln!("no AVX2 on this CPU: nothing to compare");
+            return;
+        }
+        let mut rng = StdRng::seed_from_u64(42);
+        for ty in K_TYPES {
+            for nb in [1, 2, 5, 16] {
+                for _ in 0..20 {
+                    let (w, xq) = random_pair(ty, nb, &mut rng);
+                    let n = nb * QK_K;
+                    let scalar = kquant_dot(Level::Scalar, ty, n, &w, &xq);
+                    let fast = kquant_dot(Level::Avx2, ty, n, &w, &xq);
+                    assert_eq!(
+                        scalar.to_bits(),
+                        fast.to_bits(),
+                        "{ty} n={n}: {scalar} vs {fast}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn extreme_quants_do_not_saturate() {
+        // All weight bits set (largest quants and scales) against ±127 activations: the
+        // i16 pair sums of `maddubs` must not saturate on any path.
+        for ty in K_TYPES {
+            let mut w = vec![0xffu8; 2 * ty.type_size()];
+            let (mut rng, nb) = (StdRng::seed_from_u64(1), 2);
+            let (w_rand, _) = random_pair(ty, nb, &mut rng);
+            // Keep the f16 scales finite: copy them from a random valid row.
+            let offsets: &[usize] = match ty {
+                GgmlType::Q2_K => &[80, 82],
+                GgmlType::Q3_K => &[108],
+                GgmlType::Q6_K => &[208],
+                _ => &[0, 2],
+            };
+            for b in 0..nb {
+                for &off in offsets {
+                    let o = b * ty.type_size() + off;
+                    w[o..o + 2].copy_from_slice(&w_rand[o..o + 2]);
+                }
+            }
+            for sign in [1.0f32, -1.0] {
+                let x = vec![sign; nb * QK_K];
+                let mut xq = vec![0u8; nb * kquants::Q8K];
+                kquants::quantize(GgmlType::Q8_K, &x, &mut xq).unwrap();
+                let n = nb * QK_K;
+                let mut wf = vec![0f32; n];
+                let mut xf = vec![0f32; n];
+                kquants::dequantize(ty, &w, &mut wf);
+                kquants::dequantize(GgmlType::Q8_K, &xq, &mut xf);
+                let want: f64 = wf.iter().zip(&xf).map(|(&a, &b)| a as f64 * b as f64).sum();
+                let mag: f64 = wf
+                    .iter()
+                    .zip(&xf)
+                    .map(|(&a, &b)| (a as f64 * b as f64).abs())
+                    .sum();
+                for level in [Level::Scalar, crate::simd::detect()] {
+                    let got = kquant_dot(level, ty, n, &w, &xq) as f64;
+                    assert!(
+                        (got - want).abs() <= 2e-6 * mag,
+                        "{ty} {level:?}: {got} vs {want}"
+                    );
+                }
+            }
+        }
     }
 }

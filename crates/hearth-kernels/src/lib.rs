@@ -17,7 +17,8 @@
 //! - `formats::legacy`: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 weights and the Q8_0 / Q8_1 activation
 //!   formats; their AVX2 / AVX-512 VNNI kernels in `x86::legacy` and their multi-token tiles in
 //!   `x86::legacy_tile`.
-//! - `kquants`: Q2_K..Q6_K weights and the Q8_K activation format; `kquants::tile`, the
+//! - `formats::kquants`: Q2_K..Q6_K weights and the Q8_K activation format; `x86::kquants`,
+//!   their AVX2 / AVX-512 VNNI kernels, and `x86::kquants_tile`, the
 //!   multi-token tiles of Q4_K, Q5_K and Q6_K (AVX2, and AVX-512 VNNI).
 //! - [`packed`]: weights re-laid out at load in groups of eight interleaved rows, and their
 //!   kernels (the same for decode and prompt processing).
@@ -29,7 +30,6 @@ mod dispatch;
 mod exp;
 mod float;
 mod formats;
-mod kquants;
 pub mod matmul;
 pub mod packed;
 pub mod pool;
@@ -56,7 +56,7 @@ pub fn dequantize_row(ty: GgmlType, src: &[u8], dst: &mut [f32]) -> Result<()> {
     match ty {
         F32 | F16 | BF16 => float::dequantize(ty, src, dst),
         Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | Q8_1 => formats::legacy::dequantize(ty, src, dst),
-        Q2_K | Q3_K | Q4_K | Q5_K | Q6_K | Q8_K => kquants::dequantize(ty, src, dst),
+        Q2_K | Q3_K | Q4_K | Q5_K | Q6_K | Q8_K => formats::kquants::dequantize(ty, src, dst),
         other => return Err(Error::Unsupported(other)),
     }
     Ok(())
@@ -73,7 +73,7 @@ pub fn quantize_row(ty: GgmlType, src: &[f32], dst: &mut [u8]) -> Result<()> {
         Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | Q8_1 => {
             dispatch::legacy_quantize(simd::level(), ty, src, dst)?
         }
-        Q2_K | Q3_K | Q4_K | Q5_K | Q6_K | Q8_K => kquants::quantize(ty, src, dst)?,
+        Q2_K | Q3_K | Q4_K | Q5_K | Q6_K | Q8_K => formats::kquants::quantize(ty, src, dst)?,
         other => return Err(Error::Unsupported(other)),
     }
     Ok(())
@@ -91,7 +91,7 @@ pub fn vec_dot(weight: GgmlType, n: usize, w: &[u8], x: &[u8]) -> f32 {
     match weight {
         F32 | F16 | BF16 => float::vec_dot(weight, n, w, x),
         Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 => dispatch::legacy_dot(simd::level(), weight, n, w, x),
-        Q2_K | Q3_K | Q4_K | Q5_K | Q6_K => kquants::vec_dot(weight, n, w, x),
+        Q2_K | Q3_K | Q4_K | Q5_K | Q6_K => dispatch::kquant_dot(simd::level(), weight, n, w, x),
         // `activation_type` refuses every other type before a matmul can be built.
         other => unreachable!("vec_dot on unsupported type {other}"),
     }

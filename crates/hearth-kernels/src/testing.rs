@@ -29,7 +29,7 @@ pub fn vec_dot_at(level: Level, weight: GgmlType, n: usize, w: &[u8], x: &[u8]) 
             Some(crate::dispatch::legacy_dot(level, weight, n, w, x))
         }
         Q2_K | Q3_K | Q4_K | Q5_K | Q6_K => {
-            Some(crate::kquants::vec_dot_at(level, weight, n, w, x))
+            Some(crate::dispatch::kquant_dot(level, weight, n, w, x))
         }
         _ => None,
     }

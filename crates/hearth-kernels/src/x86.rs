@@ -4,5 +4,7 @@
 //! bits as each other and as the scalar reference in `formats`. Only `dispatch` calls in here,
 //! after checking the level.
 
+pub(crate) mod kquants;
+pub(crate) mod kquants_tile;
 pub(crate) mod legacy;
 pub(crate) mod legacy_tile;

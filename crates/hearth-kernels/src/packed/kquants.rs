@@ -62,7 +62,7 @@
 //! i32 scales for `mullo`.
 //!
 //! Nibbles and bit pairs stay where GGUF puts them inside each byte (see `dequantize` in
-//! `crate::kquants`), so a 32-byte load of Q4_K `qs` gives, for all rows, 4 elements of
+//! `crate::formats::kquants`), so a 32-byte load of Q4_K `qs` gives, for all rows, 4 elements of
 //! sub-block `2p` (low nibbles) and the matching 4 of sub-block `2p + 1` (high nibbles).
 
 // The kernels index several parallel per-token arrays of constant size at once; index ranges
@@ -78,7 +78,7 @@ use half::f16;
 const ROWS: usize = super::GROUP;
 
 // GGUF block sizes, and the Q8_K block: `d` f32, `qs` 256 × i8 at 4, `bsums` 16 × i16 at 260.
-use crate::kquants::{Q4K, Q6K, Q8K, Q8K_BSUMS, Q8K_QS};
+use crate::formats::kquants::{Q4K, Q6K, Q8K, Q8K_BSUMS, Q8K_QS};
 
 /// Packed Q4_K block sections (see the module docs).
 const Q4_BLOCK: usize = ROWS * Q4K;
