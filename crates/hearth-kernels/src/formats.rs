@@ -3,5 +3,7 @@
 //! depends on an instruction set; the SIMD kernels live in one folder per set (`x86/`), and
 //! `dispatch` picks between them and these references.
 
+pub(crate) mod exp;
+pub(crate) mod float;
 pub(crate) mod kquants;
 pub(crate) mod legacy;

@@ -13,7 +13,8 @@
 //! the reduction.
 //!
 //! # Layout
-//! - `float`: F32, F16, BF16 weights.
+//! - `formats::float`: F32, F16, BF16 weights (AVX2 kernels in `x86::float`), and
+//!   `formats::exp`, the exponential's definition (eight lanes at a time in `x86::exp`).
 //! - `formats::legacy`: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 weights and the Q8_0 / Q8_1 activation
 //!   formats; their AVX2 / AVX-512 VNNI kernels in `x86::legacy` and their multi-token tiles in
 //!   `x86::legacy_tile`.
@@ -27,8 +28,6 @@
 //!   everywhere; a NEON path would be one more [`simd::Level`]).
 
 mod dispatch;
-mod exp;
-mod float;
 mod formats;
 pub mod matmul;
 pub mod packed;
@@ -40,8 +39,9 @@ mod types;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
-pub use exp::{exp_f32, exp_sub, exp_sub_rows, swiglu};
-pub use float::{axpy_keys, axpy_rows, dot_f32_rows, round_to_f16};
+pub use dispatch::{axpy_keys, axpy_rows, dot_f32_rows, round_to_f16};
+pub use dispatch::{exp_sub, exp_sub_rows, swiglu};
+pub use formats::exp::exp_f32;
 pub use hearth_gguf::GgmlType;
 pub use matmul::{matmul, quantize_activations};
 pub use pool::{physical_cores, ThreadPool};
@@ -54,7 +54,7 @@ pub fn dequantize_row(ty: GgmlType, src: &[u8], dst: &mut [f32]) -> Result<()> {
     use GgmlType::*;
     check(ty, dst.len(), src.len())?;
     match ty {
-        F32 | F16 | BF16 => float::dequantize(ty, src, dst),
+        F32 | F16 | BF16 => dispatch::float_dequantize(simd::level(), ty, src, dst),
         Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | Q8_1 => formats::legacy::dequantize(ty, src, dst),
         Q2_K | Q3_K | Q4_K | Q5_K | Q6_K | Q8_K => formats::kquants::dequantize(ty, src, dst),
         other => return Err(Error::Unsupported(other)),
@@ -69,7 +69,7 @@ pub fn quantize_row(ty: GgmlType, src: &[f32], dst: &mut [u8]) -> Result<()> {
     use GgmlType::*;
     check(ty, src.len(), dst.len())?;
     match ty {
-        F32 | F16 | BF16 => float::quantize(ty, src, dst)?,
+        F32 | F16 | BF16 => formats::float::quantize(ty, src, dst)?,
         Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | Q8_1 => {
             dispatch::legacy_quantize(simd::level(), ty, src, dst)?
         }
@@ -89,7 +89,7 @@ pub fn vec_dot(weight: GgmlType, n: usize, w: &[u8], x: &[u8]) -> f32 {
     use GgmlType::*;
     debug_assert_eq!(w.len(), row_bytes(weight, n));
     match weight {
-        F32 | F16 | BF16 => float::vec_dot(weight, n, w, x),
+        F32 | F16 | BF16 => dispatch::float_dot(simd::level(), weight, n, w, x),
         Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 => dispatch::legacy_dot(simd::level(), weight, n, w, x),
         Q2_K | Q3_K | Q4_K | Q5_K | Q6_K => dispatch::kquant_dot(simd::level(), weight, n, w, x),
         // `activation_type` refuses every other type before a matmul can be built.

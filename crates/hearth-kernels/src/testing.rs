@@ -24,7 +24,7 @@ pub fn vec_dot_at(level: Level, weight: GgmlType, n: usize, w: &[u8], x: &[u8]) 
     let act = activation_type(weight).ok()?;
     assert_eq!(x.len(), row_bytes(act, n), "activation row size");
     match weight {
-        F32 | F16 | BF16 => Some(crate::float::vec_dot_at(level, weight, n, w, x)),
+        F32 | F16 | BF16 => Some(crate::dispatch::float_dot(level, weight, n, w, x)),
         Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 => {
             Some(crate::dispatch::legacy_dot(level, weight, n, w, x))
         }

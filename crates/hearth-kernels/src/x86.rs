@@ -4,6 +4,8 @@
 //! bits as each other and as the scalar reference in `formats`. Only `dispatch` calls in here,
 //! after checking the level.
 
+pub(crate) mod exp;
+pub(crate) mod float;
 pub(crate) mod kquants;
 pub(crate) mod kquants_tile;
 pub(crate) mod legacy;

@@ -30,7 +30,7 @@ const QK: usize = 32;
 
 #[inline(always)]
 fn rd_f16(b: &[u8], off: usize) -> f32 {
-    crate::float::f16_to_f32(u16::from_le_bytes([b[off], b[off + 1]]))
+    crate::formats::float::f16_to_f32(u16::from_le_bytes([b[off], b[off + 1]]))
 }
 
 #[inline(always)]

@@ -148,7 +148,7 @@ pub(super) fn unpack_row(ty: GgmlType, nb: usize, group: &[u8], r: usize, dst: &
 }
 
 fn f16_at(b: &[u8], off: usize) -> f32 {
-    crate::float::f16_to_f32(u16::from_le_bytes([b[off], b[off + 1]]))
+    crate::formats::float::f16_to_f32(u16::from_le_bytes([b[off], b[off + 1]]))
 }
 
 /// The signed weight values of one original block.
