@@ -322,6 +322,32 @@ pub(crate) fn tile_kernel(level: Level, ty: GgmlType) -> Option<TileFn> {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Packed weights (groups of eight interleaved rows)
+// ---------------------------------------------------------------------------------------------
+
+/// A packed kernel: `(ty, blocks per row, operands, groups, tokens)`, where `Tile::w` points
+/// at the first group and `Tile::wrb` is the bytes of one group. Its safety contract is
+/// `x86::packed_legacy::tile_avx2`'s.
+pub(crate) type PackedFn = unsafe fn(GgmlType, usize, &Tile, usize, usize);
+
+/// The packed kernel for `ty` at `level` (`None` for the portable level, which runs the
+/// scalar reference).
+pub(crate) fn packed_kernel(level: Level, ty: GgmlType) -> Option<PackedFn> {
+    let legacy = crate::formats::packed::legacy::supports(ty);
+    match level {
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx2 if legacy => Some(crate::x86::packed_legacy::tile_avx2),
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx512Vnni if legacy => Some(crate::x86::packed_legacy::tile_vnni),
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx2 => Some(crate::x86::packed_kquants::tile_avx2),
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx512Vnni => Some(crate::x86::packed_kquants::tile_vnni),
+        _ => None,
+    }
+}
+
 /// The K-quant kernels of every level against the scalar reference.
 #[cfg(test)]
 mod kquants_tests {

@@ -7,3 +7,4 @@ pub(crate) mod exp;
 pub(crate) mod float;
 pub(crate) mod kquants;
 pub(crate) mod legacy;
+pub(crate) mod packed;

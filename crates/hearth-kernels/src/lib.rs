@@ -5,27 +5,30 @@
 //! Every output element of [`matmul()`] on a row-major matrix equals one call of [`vec_dot`]
 //! on one weight row and one quantized activation row, and on a [packed] matrix the packed
 //! scalar reference of the pair (see the [`packed`] module docs), bit for bit: for batches the
-//! multi-token tile kernels compute
-//! it with exactly `vec_dot`'s operations in `vec_dot`'s order (see the
-//! [`matmul`](mod@matmul) module docs). The SIMD level is chosen once per process
+//! multi-token tile kernels compute it with exactly `vec_dot`'s operations in `vec_dot`'s order
+//! (see the [`matmul`](mod@matmul) module docs). The SIMD level is chosen once per process
 //! ([`simd::level`]), so a given (row, token) pair produces the same bits whatever the batch
 //! size, the token's place in the batch or the thread count. Threads split output rows, never
 //! the reduction.
 //!
-//! # Layout
-//! - `formats::float`: F32, F16, BF16 weights (AVX2 kernels in `x86::float`), and
-//!   `formats::exp`, the exponential's definition (eight lanes at a time in `x86::exp`).
-//! - `formats::legacy`: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 weights and the Q8_0 / Q8_1 activation
-//!   formats; their AVX2 / AVX-512 VNNI kernels in `x86::legacy` and their multi-token tiles in
-//!   `x86::legacy_tile`.
-//! - `formats::kquants`: Q2_K..Q6_K weights and the Q8_K activation format; `x86::kquants`,
-//!   their AVX2 / AVX-512 VNNI kernels, and `x86::kquants_tile`, the
-//!   multi-token tiles of Q4_K, Q5_K and Q6_K (AVX2, and AVX-512 VNNI).
-//! - [`packed`]: weights re-laid out at load in groups of eight interleaved rows, and their
-//!   kernels (the same for decode and prompt processing).
-//! - [`pool`]: the persistent thread pool.
-//! - [`simd`]: run-time CPU feature detection (AVX2+FMA, optionally AVX-512 VNNI, here; scalar
-//!   everywhere; a NEON path would be one more [`simd::Level`]).
+//! # Layout: by instruction set, imports pointing down
+//! - `types` (errors, [`QMatrix`], the multi-token operands `Tile` and `SharedOut`) and
+//!   [`simd`] (the level, detected once at run time: AVX2+FMA, optionally AVX-512 VNNI, here;
+//!   scalar everywhere) import nothing above them.
+//! - `formats/`: each format's block layout and portable scalar reference, which defines the
+//!   bits every instruction set must reproduce: `legacy` (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 and the
+//!   Q8_0 / Q8_1 activations), `kquants` (Q2_K..Q6_K and Q8_K), `float` (F32, F16, BF16 and the
+//!   attention helpers), `exp` (the exponential), `packed/` (groups of eight interleaved rows,
+//!   for the legacy and K-quant formats).
+//! - `x86/`: the AVX2 and AVX-512 VNNI kernels of every format, the single-token ones
+//!   (`legacy`, `kquants`, `float`, `exp`), the multi-token tiles (`legacy_tile`,
+//!   `kquants_tile`) and the packed ones (`packed_legacy`, `packed_kquants`). An ARM set would
+//!   be an `arm/` folder beside it.
+//! - `dispatch`: the one place that maps a level to kernels (and the public attention and
+//!   exponential helpers, which are such a mapping).
+//! - The drivers: [`matmul`](mod@matmul) and [`packed`] (threads, cache blocking, packing), and
+//!   [`pool`], the persistent thread pool.
+//! - `testing` (hidden): per-level entry points for the tests and benchmarks, not API.
 
 mod dispatch;
 mod formats;

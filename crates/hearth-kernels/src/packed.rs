@@ -17,8 +17,8 @@
 //! tensor.
 //!
 //! # Numerics (batch invariance)
-//! Each output is defined by a scalar reference per type (`legacy::dot_ref`,
-//! `kquants::dot_ref`): exact i32 sums per block, then for each block in order one f32 FMA of
+//! Each output is defined by a scalar reference per type (`formats::packed::legacy::dot_ref`,
+//! `formats::packed::kquants::dot_ref`): exact i32 sums per block, then for each block in order one f32 FMA of
 //! the converted sum with `d_w · d_x` (plus the formats' offset terms, also FMAs in a fixed
 //! order). The SIMD kernels perform exactly those float operations in that order, lane by lane,
 //! so every output's bits depend only on its weight row and activation row: not on the number
@@ -27,19 +27,12 @@
 //! (another summation order), which is why a tensor is either packed or not for the life of
 //! the model, never both.
 
-mod kquants;
-mod legacy;
-
+use crate::formats::packed::{dot_ref, kquants, legacy, MAX_BLOCKS};
 use crate::simd::Level;
 use crate::types::{SharedOut, Tile};
 use crate::{activation_type, row_bytes, Error, GgmlType, QMatrix, Result, ThreadPool};
 
-/// Rows per packed group.
-pub const GROUP: usize = 8;
-
-/// Most blocks per row a packed tensor may have (the kernels keep per-block activation terms
-/// of a token tile on the stack). Longer rows stay row-major.
-pub(crate) const MAX_BLOCKS: usize = 1024;
+pub use crate::formats::packed::GROUP;
 
 /// Weight bytes a thread works through with one token tile before moving to the next tile,
 /// so the tiles after the first find them in L2.
@@ -148,37 +141,6 @@ pub(crate) fn check_packable(ty: GgmlType, rows: usize, cols: usize, len: usize)
     Ok(())
 }
 
-/// A packed kernel: `(ty, blocks per row, operands, groups, tokens)`, where `Tile::w` points
-/// at the first group and `Tile::wrb` is the bytes of one group. Its safety contract is
-/// `legacy::tile_avx2`'s.
-type PackedFn = unsafe fn(GgmlType, usize, &Tile, usize, usize);
-
-/// The packed kernel for `ty` at `level` (`None` for the portable level, which runs the
-/// scalar reference).
-fn kernel(level: Level, ty: GgmlType) -> Option<PackedFn> {
-    let legacy = legacy::supports(ty);
-    match level {
-        #[cfg(target_arch = "x86_64")]
-        Level::Avx2 if legacy => Some(legacy::tile_avx2),
-        #[cfg(target_arch = "x86_64")]
-        Level::Avx512Vnni if legacy => Some(legacy::tile_vnni),
-        #[cfg(target_arch = "x86_64")]
-        Level::Avx2 => Some(kquants::tile_avx2),
-        #[cfg(target_arch = "x86_64")]
-        Level::Avx512Vnni => Some(kquants::tile_vnni),
-        _ => None,
-    }
-}
-
-/// The scalar reference for one group and one activation row.
-pub(crate) fn dot_ref(ty: GgmlType, nb: usize, group: &[u8], x: &[u8]) -> [f32; GROUP] {
-    if legacy::supports(ty) {
-        legacy::dot_ref(ty, nb, group, x)
-    } else {
-        kquants::dot_ref(ty, nb, group, x)
-    }
-}
-
 /// [`crate::matmul`] on a packed matrix: threads split whole groups.
 pub(crate) fn matmul_packed(
     pool: &ThreadPool,
@@ -205,7 +167,7 @@ pub(crate) fn run(
     let groups = w.rows / GROUP;
     let nb = w.cols / w.ty.block_size();
     let chunk = (CHUNK_BYTES / gb).max(1);
-    let kernel = kernel(level, w.ty);
+    let kernel = crate::dispatch::packed_kernel(level, w.ty);
     let out_ptr = SharedOut(out.as_mut_ptr());
     pool.run(|ti, nt| {
         let (g0, g1) = (ti * groups / nt, (ti + 1) * groups / nt);

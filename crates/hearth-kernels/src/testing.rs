@@ -136,7 +136,7 @@ pub fn dot_tile_at(
     true
 }
 
-/// [`crate::matmul`] of a packed matrix on an explicit SIMD level, for comparing the levels'
+/// [`crate::matmul()`] of a packed matrix on an explicit SIMD level, for comparing the levels'
 /// kernels with the scalar reference in one process. `data` is packed ([`crate::packed::pack_into`]); returns
 /// `false`, writing nothing, when this CPU does not [support](crate::simd::supported) `level`.
 ///
@@ -195,5 +195,5 @@ pub fn packed_dot_reference(ty: GgmlType, cols: usize, data: &[u8], r: usize, x:
     assert_eq!(x.len(), row_bytes(act, cols), "activation bytes");
     let g = r / GROUP;
     let group = &data[g * GROUP * rb..(g + 1) * GROUP * rb];
-    crate::packed::dot_ref(ty, cols / ty.block_size(), group, x)[r % GROUP]
+    crate::formats::packed::dot_ref(ty, cols / ty.block_size(), group, x)[r % GROUP]
 }

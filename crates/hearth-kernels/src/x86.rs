@@ -10,3 +10,5 @@ pub(crate) mod kquants;
 pub(crate) mod kquants_tile;
 pub(crate) mod legacy;
 pub(crate) mod legacy_tile;
+pub(crate) mod packed_kquants;
+pub(crate) mod packed_legacy;
