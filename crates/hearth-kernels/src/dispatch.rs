@@ -9,9 +9,61 @@
 
 use crate::formats::{exp, float, kquants, legacy};
 use crate::simd::Level;
-use crate::types::Tile;
-use crate::{GgmlType, Result};
-use hearth_gguf::QK_K;
+use crate::types::Result;
+use crate::types::{check, row_bytes, Error, Tile};
+use hearth_gguf::{GgmlType, QK_K};
+
+// ---------------------------------------------------------------------------------------------
+// Rows of any type, on the process's level
+// ---------------------------------------------------------------------------------------------
+
+/// Decodes one row of `dst.len()` elements of type `ty` from `src` into f32.
+pub fn dequantize_row(ty: GgmlType, src: &[u8], dst: &mut [f32]) -> Result<()> {
+    use GgmlType::*;
+    check(ty, dst.len(), src.len())?;
+    match ty {
+        F32 | F16 | BF16 => float_dequantize(crate::simd::level(), ty, src, dst),
+        Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | Q8_1 => legacy::dequantize(ty, src, dst),
+        Q2_K | Q3_K | Q4_K | Q5_K | Q6_K | Q8_K => kquants::dequantize(ty, src, dst),
+        other => return Err(Error::Unsupported(other)),
+    }
+    Ok(())
+}
+
+/// Encodes one row of f32 `src` as `ty` into `dst`. Used for activations (`ty` is an
+/// [`activation_type`](crate::activation_type)) and, in tests, to build weights; for F32/F16/BF16 it is a plain
+/// conversion.
+pub fn quantize_row(ty: GgmlType, src: &[f32], dst: &mut [u8]) -> Result<()> {
+    use GgmlType::*;
+    check(ty, src.len(), dst.len())?;
+    match ty {
+        F32 | F16 | BF16 => float::quantize(ty, src, dst)?,
+        Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | Q8_1 => {
+            legacy_quantize(crate::simd::level(), ty, src, dst)?
+        }
+        Q2_K | Q3_K | Q4_K | Q5_K | Q6_K | Q8_K => kquants::quantize(ty, src, dst)?,
+        other => return Err(Error::Unsupported(other)),
+    }
+    Ok(())
+}
+
+/// Dot product of one weight row `w` (type `weight`, `n` elements) with one activation row `x`
+/// already encoded as [`activation_type`](crate::activation_type)`(weight)`.
+///
+/// Sizes are the caller's invariant (checked in debug builds): this runs ~n_rows × n_tokens
+/// times per matmul.
+#[inline]
+pub fn vec_dot(weight: GgmlType, n: usize, w: &[u8], x: &[u8]) -> f32 {
+    use GgmlType::*;
+    debug_assert_eq!(w.len(), row_bytes(weight, n));
+    match weight {
+        F32 | F16 | BF16 => float_dot(crate::simd::level(), weight, n, w, x),
+        Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 => legacy_dot(crate::simd::level(), weight, n, w, x),
+        Q2_K | Q3_K | Q4_K | Q5_K | Q6_K => kquant_dot(crate::simd::level(), weight, n, w, x),
+        // `activation_type` refuses every other type before a matmul can be built.
+        other => unreachable!("vec_dot on unsupported type {other}"),
+    }
+}
 
 // ---------------------------------------------------------------------------------------------
 // The 32-element formats (Q4_0 … Q8_0, Q8_1)

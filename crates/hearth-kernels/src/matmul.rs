@@ -29,8 +29,10 @@
 //! per matmul instead of once per token. Within a group the tiles walk four tokens at a time
 //! over all its rows, so those tokens' activations stay in L1 too.
 
-use crate::types::{SharedOut, Tile};
-use crate::{activation_type, row_bytes, vec_dot, Error, GgmlType, QMatrix, Result, ThreadPool};
+use crate::dispatch::{quantize_row, vec_dot};
+use crate::pool::ThreadPool;
+use crate::types::{activation_type, row_bytes, Error, QMatrix, Result, SharedOut, Tile};
+use hearth_gguf::GgmlType;
 
 /// Weight bytes a thread keeps hot while it runs every token over them (half of a typical
 /// 32 KB L1d, leaving room for the activation row being read).
@@ -151,7 +153,7 @@ pub fn quantize_activations(
     let n_tokens = x.len() / cols;
     out.resize(n_tokens * rb, 0);
     for (src, dst) in x.chunks_exact(cols).zip(out.chunks_exact_mut(rb)) {
-        crate::quantize_row(act_ty, src, dst)?;
+        quantize_row(act_ty, src, dst)?;
     }
     Ok(())
 }

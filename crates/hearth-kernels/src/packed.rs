@@ -27,10 +27,12 @@
 //! (another summation order), which is why a tensor is either packed or not for the life of
 //! the model, never both.
 
+use crate::dispatch::dequantize_row;
 use crate::formats::packed::{dot_ref, kquants, legacy, MAX_BLOCKS};
+use crate::pool::ThreadPool;
 use crate::simd::Level;
-use crate::types::{SharedOut, Tile};
-use crate::{activation_type, row_bytes, Error, GgmlType, QMatrix, Result, ThreadPool};
+use crate::types::{activation_type, row_bytes, Error, QMatrix, Result, SharedOut, Tile};
+use hearth_gguf::GgmlType;
 
 pub use crate::formats::packed::GROUP;
 
@@ -98,9 +100,9 @@ impl<'a> QMatrix<'a> {
         if self.packed {
             scratch.resize(rb, 0);
             crate::packed::unpack_row(self.ty, self.cols, self.data, r, scratch);
-            crate::dequantize_row(self.ty, scratch, out)
+            dequantize_row(self.ty, scratch, out)
         } else {
-            crate::dequantize_row(self.ty, &self.data[r * rb..(r + 1) * rb], out)
+            dequantize_row(self.ty, &self.data[r * rb..(r + 1) * rb], out)
         }
     }
 }

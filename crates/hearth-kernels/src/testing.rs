@@ -3,10 +3,12 @@
 //! every level with the scalar reference bit for bit in one process. Hidden from the docs;
 //! names and signatures may change with the tests.
 
+use crate::dispatch::quantize_row;
 use crate::packed::GROUP;
+use crate::pool::ThreadPool;
 use crate::simd::Level;
-use crate::types::Tile;
-use crate::{activation_type, row_bytes, GgmlType, QMatrix, ThreadPool};
+use crate::types::{activation_type, row_bytes, QMatrix, Tile};
+use hearth_gguf::GgmlType;
 
 /// [`crate::vec_dot`] on an explicit level, for comparing the SIMD kernels with the portable
 /// ones in one process. Covers the float, legacy and K-quant block types; returns `None` for
@@ -52,11 +54,11 @@ pub fn quantize_row_at(
         Q8_0 | Q8_1 => {
             let block = ty.block_size();
             if !src.len().is_multiple_of(block) || dst.len() != row_bytes(ty, src.len()) {
-                return Some(crate::quantize_row(ty, src, dst)); // reports the size error
+                return Some(quantize_row(ty, src, dst)); // reports the size error
             }
             Some(crate::dispatch::legacy_quantize(level, ty, src, dst))
         }
-        _ => Some(crate::quantize_row(ty, src, dst)),
+        _ => Some(quantize_row(ty, src, dst)),
     }
 }
 

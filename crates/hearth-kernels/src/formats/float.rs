@@ -7,8 +7,9 @@
 //! Both the scalar and the AVX2 kernels keep eight independent partial sums per lane group so
 //! the reduction order is fixed by `n` alone, never by where a row sits in a batch.
 
-use crate::{GgmlType, Result};
+use crate::types::Result;
 use half::f16;
+use hearth_gguf::GgmlType;
 
 pub(crate) fn dequantize(ty: GgmlType, src: &[u8], dst: &mut [f32]) {
     match ty {

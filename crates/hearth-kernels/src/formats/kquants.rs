@@ -42,8 +42,9 @@
 //! (`quantize_row_q*_K_ref`, no importance matrix), reproduced operation for operation so the
 //! bytes are the same; they serve tests and re-quantization tools, not the hot path.
 
-use crate::{Error, GgmlType, Result};
+use crate::types::{Error, Result};
 use half::f16;
+use hearth_gguf::GgmlType;
 use hearth_gguf::QK_K;
 
 /// Bytes per block of each format (checked against `GgmlType::type_size` in the tests).

@@ -23,8 +23,8 @@
 //! Dot products multiply integer quants first and scale once per block (`Σ q_w q_x` is exact
 //! in i32), accumulating `d_w * d_x * Σ` in f32 — the scheme llama.cpp uses.
 
-use crate::GgmlType;
 use half::f16;
+use hearth_gguf::GgmlType;
 
 const QK: usize = 32;
 

@@ -6,7 +6,7 @@
 pub(crate) mod kquants;
 pub(crate) mod legacy;
 
-use crate::GgmlType;
+use hearth_gguf::GgmlType;
 
 /// Rows per packed group.
 pub const GROUP: usize = 8;

@@ -12,7 +12,7 @@
 use crate::formats::kquants::{
     k4_unpack, q3k_unpack, Q2K, Q3K, Q4K, Q5K, Q6K, Q8K, Q8K_BSUMS, Q8K_QS,
 };
-use crate::GgmlType;
+use hearth_gguf::GgmlType;
 use std::arch::x86_64::*;
 
 /// `s + madd(a, b)` per i32 lane: the sub-block scales (`a`, i16) times the i16 pair sums of

@@ -21,7 +21,7 @@ use super::kquants::{
 };
 use crate::formats::kquants::{k4_unpack, Q4K, Q5K, Q6K, Q8K, Q8K_BSUMS, Q8K_QS};
 use crate::types::Tile;
-use crate::GgmlType;
+use hearth_gguf::GgmlType;
 use std::arch::x86_64::*;
 
 /// Tokens per tile; the last `n % TOKENS` tokens run as a narrower tile.

@@ -487,12 +487,12 @@ macro_rules! kernels {
             /// `ty` and of its activation type (Q8_0, or Q8_1 for Q4_1 / Q5_1).
             #[target_feature(enable = $features)]
             pub(crate) unsafe fn vec_dot(
-                ty: crate::GgmlType,
+                ty: hearth_gguf::GgmlType,
                 nb: usize,
                 w: &[u8],
                 x: &[u8],
             ) -> f32 {
-                use crate::GgmlType::*;
+                use hearth_gguf::GgmlType::*;
                 // SAFETY: forwarded from the caller.
                 unsafe {
                     match ty {

@@ -23,7 +23,7 @@
 use super::legacy::{bits_to_bytes, f16_at, hsum, load32, nibbles, IntDot, Madd, Vnni};
 use crate::simd::Level;
 use crate::types::Tile;
-use crate::GgmlType;
+use hearth_gguf::GgmlType;
 use std::arch::x86_64::*;
 
 /// Tokens per tile; the last `n % TOKENS` tokens run as a narrower tile.

@@ -27,7 +27,7 @@
 use crate::formats::kquants::{Q8K, Q8K_BSUMS, Q8K_QS};
 use crate::formats::packed::kquants::*;
 use crate::types::Tile;
-use crate::GgmlType;
+use hearth_gguf::GgmlType;
 use std::arch::x86_64::*;
 
 /// The 8 outputs of every group `g < groups` against every token `k < tokens` (see

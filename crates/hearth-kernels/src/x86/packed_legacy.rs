@@ -9,7 +9,7 @@
 use crate::formats::packed::legacy::format;
 use crate::formats::packed::{GROUP, MAX_BLOCKS};
 use crate::types::Tile;
-use crate::GgmlType;
+use hearth_gguf::GgmlType;
 use std::arch::x86_64::*;
 use std::mem::MaybeUninit;
 

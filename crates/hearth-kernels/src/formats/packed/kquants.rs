@@ -69,8 +69,8 @@
 // say that more plainly than zipped iterators.
 #![allow(clippy::needless_range_loop)]
 
-use crate::GgmlType;
 use half::f16;
+use hearth_gguf::GgmlType;
 
 /// Rows per packed group.
 pub(crate) const ROWS: usize = super::GROUP;

@@ -22,7 +22,7 @@
 //! Q8_1 block's `s_x` (= `d_x Σ x_i` as stored).
 
 use super::GROUP;
-use crate::GgmlType;
+use hearth_gguf::GgmlType;
 
 /// Whether `ty` is packed by this module.
 pub(crate) fn supports(ty: GgmlType) -> bool {
