@@ -24,8 +24,9 @@
 //!   (`legacy`, `kquants`, `float`, `exp`), the multi-token tiles (`legacy_tile`,
 //!   `kquants_tile`) and the packed ones (`packed_legacy`, `packed_kquants`). An ARM set would
 //!   be an `arm/` folder beside it.
-//! - `dispatch`: the one place that maps a level to kernels (and the public attention and
-//!   exponential helpers, which are such a mapping).
+//! - `dispatch`: the one place that maps a level to kernels, including the public row entry
+//!   points ([`vec_dot`], [`quantize_row`], [`dequantize_row`]) and the attention and
+//!   exponential helpers, which are such mappings.
 //! - The drivers: [`matmul`](mod@matmul) and [`packed`] (threads, cache blocking, packing), and
 //!   [`pool`], the persistent thread pool.
 //! - `testing` (hidden): per-level entry points for the tests and benchmarks, not API.
