@@ -21,8 +21,9 @@
 //!
 //! Timings are medians of repeated runs; on a loaded machine they are upper bounds.
 
-use hearth_kernels::matmul::{dot_tile_at, quantize_activations};
+use hearth_kernels::matmul::quantize_activations;
 use hearth_kernels::simd::Level;
+use hearth_kernels::testing::dot_tile_at;
 use hearth_kernels::{
     activation_type, matmul, quantize_row, row_bytes, vec_dot, GgmlType, QMatrix, ThreadPool,
 };
@@ -226,7 +227,7 @@ fn bench_levels_vec_dot(ty: GgmlType, rows: usize, cols: usize) {
             let t = Instant::now();
             for (r, o) in outs[k].iter_mut().enumerate() {
                 let row = &w[r * rb..(r + 1) * rb];
-                *o = hearth_kernels::simd::vec_dot_at(levels[k], ty, cols, row, &xq)
+                *o = hearth_kernels::testing::vec_dot_at(levels[k], ty, cols, row, &xq)
                     .expect("legacy or K-quant type on a supported level");
             }
             samples[k].push(t.elapsed());

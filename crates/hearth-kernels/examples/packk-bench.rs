@@ -13,8 +13,10 @@
 //! The 256 × 3584 matrix stays in L2 (kernel speed); the 4096 × 4096 one does not (decode is
 //! then bounded by memory bandwidth as much as by the kernel).
 
-use hearth_kernels::matmul::dot_tile_at;
-use hearth_kernels::simd::{detect, vec_dot_at, Level};
+use hearth_kernels::simd::{detect, Level};
+use hearth_kernels::testing;
+use hearth_kernels::testing::dot_tile_at;
+use hearth_kernels::testing::vec_dot_at;
 use hearth_kernels::{packed, quantize_row, row_bytes, GgmlType, ThreadPool};
 use std::time::Instant;
 
@@ -82,7 +84,7 @@ fn main() {
                     // The portable level runs the scalar reference `dot_ref`.
                     let mut run_ref = || {
                         let (n, x) = (tokens, &xq[..]);
-                        packed::matmul_at(
+                        testing::packed_matmul_at(
                             Level::Scalar,
                             &pool,
                             ty,
@@ -103,7 +105,9 @@ fn main() {
                 for &level in &levels {
                     let mut run_packed = || {
                         let (n, x) = (tokens, &xq[..]);
-                        packed::matmul_at(level, &pool, ty, &wp, rows, cols, x, n, &mut out);
+                        testing::packed_matmul_at(
+                            level, &pool, ty, &wp, rows, cols, x, n, &mut out,
+                        );
                     };
                     let mut out2 = vec![0f32; rows * tokens];
                     let mut run_rows = || {

@@ -4,185 +4,50 @@
 //! # Numerics contract (batch invariance)
 //! Every output element of [`matmul()`] on a row-major matrix equals one call of [`vec_dot`]
 //! on one weight row and one quantized activation row, and on a [packed] matrix the packed
-//! scalar reference ([`packed::dot_reference`]) of the pair, bit for bit: for batches the multi-token tile kernels compute
-//! it with exactly `vec_dot`'s operations in `vec_dot`'s order (see the
-//! [`matmul`](mod@matmul) module docs). The SIMD level is chosen once per process
+//! scalar reference of the pair (see the [`packed`] module docs), bit for bit: for batches the
+//! multi-token tile kernels compute it with exactly `vec_dot`'s operations in `vec_dot`'s order
+//! (see the [`matmul`](mod@matmul) module docs). The SIMD level is chosen once per process
 //! ([`simd::level`]), so a given (row, token) pair produces the same bits whatever the batch
 //! size, the token's place in the batch or the thread count. Threads split output rows, never
 //! the reduction.
 //!
-//! # Layout
-//! - `float`: F32, F16, BF16 weights.
-//! - `legacy`: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 weights and the Q8_0 / Q8_1 activation formats;
-//!   `legacy::tile`, their multi-token tiles (AVX2, and AVX-512 VNNI where the CPU has it).
-//! - `kquants`: Q2_K..Q6_K weights and the Q8_K activation format; `kquants::tile`, the
-//!   multi-token tiles of Q4_K, Q5_K and Q6_K (AVX2, and AVX-512 VNNI).
-//! - [`packed`]: weights re-laid out at load in groups of eight interleaved rows, and their
-//!   kernels (the same for decode and prompt processing).
-//! - [`pool`]: the persistent thread pool.
-//! - [`simd`]: run-time CPU feature detection (AVX2+FMA, optionally AVX-512 VNNI, here; scalar
-//!   everywhere; a NEON path would be one more [`simd::Level`]).
+//! # Layout: by instruction set, imports pointing down
+//! - `types` (errors, [`QMatrix`], the multi-token operands `Tile` and `SharedOut`) and
+//!   [`simd`] (the level, detected once at run time: AVX2+FMA, optionally AVX-512 VNNI, here;
+//!   scalar everywhere) import nothing above them.
+//! - `formats/`: each format's block layout and portable scalar reference, which defines the
+//!   bits every instruction set must reproduce: `legacy` (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 and the
+//!   Q8_0 / Q8_1 activations), `kquants` (Q2_K..Q6_K and Q8_K), `float` (F32, F16, BF16 and the
+//!   attention helpers), `exp` (the exponential), `packed/` (groups of eight interleaved rows,
+//!   for the legacy and K-quant formats).
+//! - `x86/`: the AVX2 and AVX-512 VNNI kernels of every format, the single-token ones
+//!   (`legacy`, `kquants`, `float`, `exp`), the multi-token tiles (`legacy_tile`,
+//!   `kquants_tile`) and the packed ones (`packed_legacy`, `packed_kquants`). An ARM set would
+//!   be an `arm/` folder beside it.
+//! - `dispatch`: the one place that maps a level to kernels, including the public row entry
+//!   points ([`vec_dot`], [`quantize_row`], [`dequantize_row`]) and the attention and
+//!   exponential helpers, which are such mappings.
+//! - The drivers: [`matmul`](mod@matmul) and [`packed`] (threads, cache blocking, packing), and
+//!   [`pool`], the persistent thread pool.
+//! - `testing` (hidden): per-level entry points for the tests and benchmarks, not API.
 
-mod exp;
-mod float;
-mod kquants;
-mod legacy;
+mod dispatch;
+mod formats;
 pub mod matmul;
 pub mod packed;
 pub mod pool;
 pub mod simd;
+#[doc(hidden)]
+pub mod testing;
+mod types;
+#[cfg(target_arch = "x86_64")]
+mod x86;
 
-pub use exp::{exp_f32, exp_sub, exp_sub_rows, swiglu};
-pub use float::{axpy_keys, axpy_rows, dot_f32_rows, round_to_f16};
+pub use dispatch::{axpy_keys, axpy_rows, dot_f32_rows, round_to_f16};
+pub use dispatch::{dequantize_row, quantize_row, vec_dot};
+pub use dispatch::{exp_sub, exp_sub_rows, swiglu};
+pub use formats::exp::exp_f32;
 pub use hearth_gguf::GgmlType;
-pub use matmul::{matmul, quantize_activations, QMatrix};
+pub use matmul::{matmul, quantize_activations};
 pub use pool::{physical_cores, ThreadPool};
-
-/// Errors from the kernel entry points.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// The tensor type has no kernel here.
-    #[error("tensor type {0} is not supported (supported: {list})", list = supported_list())]
-    Unsupported(GgmlType),
-    /// A row length is not a whole number of blocks of its type.
-    #[error("{n} elements is not a multiple of the {ty} block size {block}")]
-    BadLength {
-        ty: GgmlType,
-        n: usize,
-        block: usize,
-    },
-    /// A byte buffer has the wrong size for its element count.
-    #[error("{ty} buffer holds {got} bytes; {n} elements need {want}")]
-    BadBuffer {
-        ty: GgmlType,
-        n: usize,
-        got: usize,
-        want: usize,
-    },
-    /// A matrix shape or type that cannot be packed (see `packed::packable`).
-    #[error("a {rows} x {cols} {ty} matrix cannot be packed (it needs a Q4_0, Q4_1, Q5_0, Q8_0, Q4_K or Q6_K type, a multiple of 8 rows and at most 1024 blocks per row)")]
-    NotPackable {
-        ty: GgmlType,
-        rows: usize,
-        cols: usize,
-    },
-    /// An activation buffer is not a whole number of rows.
-    #[error("{len} activation values are not a whole number of rows of {cols}")]
-    NotWholeRows { len: usize, cols: usize },
-}
-
-/// Result alias for this crate.
-pub type Result<T> = std::result::Result<T, Error>;
-
-/// The weight types Hearth computes with.
-pub const SUPPORTED: [GgmlType; 13] = [
-    GgmlType::F32,
-    GgmlType::F16,
-    GgmlType::BF16,
-    GgmlType::Q4_0,
-    GgmlType::Q4_1,
-    GgmlType::Q5_0,
-    GgmlType::Q5_1,
-    GgmlType::Q8_0,
-    GgmlType::Q2_K,
-    GgmlType::Q3_K,
-    GgmlType::Q4_K,
-    GgmlType::Q5_K,
-    GgmlType::Q6_K,
-];
-
-fn supported_list() -> String {
-    SUPPORTED
-        .iter()
-        .map(|t| t.name())
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// Whether `ty` can be used as a weight type.
-pub fn is_supported(ty: GgmlType) -> bool {
-    SUPPORTED.contains(&ty)
-}
-
-/// The format activations are converted to before a dot product with weights of type `weight`
-/// (the pairing llama.cpp uses, so results agree with it closely).
-pub fn activation_type(weight: GgmlType) -> Result<GgmlType> {
-    use GgmlType::*;
-    Ok(match weight {
-        F32 => F32,
-        F16 => F16,
-        BF16 => BF16,
-        Q4_0 | Q5_0 | Q8_0 => Q8_0,
-        Q4_1 | Q5_1 => Q8_1,
-        Q2_K | Q3_K | Q4_K | Q5_K | Q6_K => Q8_K,
-        other => return Err(Error::Unsupported(other)),
-    })
-}
-
-fn check(ty: GgmlType, n: usize, bytes: usize) -> Result<()> {
-    let block = ty.block_size();
-    if !n.is_multiple_of(block) {
-        return Err(Error::BadLength { ty, n, block });
-    }
-    let want = n / block * ty.type_size();
-    if bytes != want {
-        return Err(Error::BadBuffer {
-            ty,
-            n,
-            got: bytes,
-            want,
-        });
-    }
-    Ok(())
-}
-
-/// Bytes one row of `n` elements of `ty` takes (`n` must be a multiple of the block size).
-pub fn row_bytes(ty: GgmlType, n: usize) -> usize {
-    n / ty.block_size() * ty.type_size()
-}
-
-/// Decodes one row of `dst.len()` elements of type `ty` from `src` into f32.
-pub fn dequantize_row(ty: GgmlType, src: &[u8], dst: &mut [f32]) -> Result<()> {
-    use GgmlType::*;
-    check(ty, dst.len(), src.len())?;
-    match ty {
-        F32 | F16 | BF16 => float::dequantize(ty, src, dst),
-        Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | Q8_1 => legacy::dequantize(ty, src, dst),
-        Q2_K | Q3_K | Q4_K | Q5_K | Q6_K | Q8_K => kquants::dequantize(ty, src, dst),
-        other => return Err(Error::Unsupported(other)),
-    }
-    Ok(())
-}
-
-/// Encodes one row of f32 `src` as `ty` into `dst`. Used for activations (`ty` is an
-/// [`activation_type`]) and, in tests, to build weights; for F32/F16/BF16 it is a plain
-/// conversion.
-pub fn quantize_row(ty: GgmlType, src: &[f32], dst: &mut [u8]) -> Result<()> {
-    use GgmlType::*;
-    check(ty, src.len(), dst.len())?;
-    match ty {
-        F32 | F16 | BF16 => float::quantize(ty, src, dst)?,
-        Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | Q8_1 => legacy::quantize(ty, src, dst)?,
-        Q2_K | Q3_K | Q4_K | Q5_K | Q6_K | Q8_K => kquants::quantize(ty, src, dst)?,
-        other => return Err(Error::Unsupported(other)),
-    }
-    Ok(())
-}
-
-/// Dot product of one weight row `w` (type `weight`, `n` elements) with one activation row `x`
-/// already encoded as [`activation_type`]`(weight)`.
-///
-/// Sizes are the caller's invariant (checked in debug builds): this runs ~n_rows × n_tokens
-/// times per matmul.
-#[inline]
-pub fn vec_dot(weight: GgmlType, n: usize, w: &[u8], x: &[u8]) -> f32 {
-    use GgmlType::*;
-    debug_assert_eq!(w.len(), row_bytes(weight, n));
-    match weight {
-        F32 | F16 | BF16 => float::vec_dot(weight, n, w, x),
-        Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 => legacy::vec_dot(weight, n, w, x),
-        Q2_K | Q3_K | Q4_K | Q5_K | Q6_K => kquants::vec_dot(weight, n, w, x),
-        // `activation_type` refuses every other type before a matmul can be built.
-        other => unreachable!("vec_dot on unsupported type {other}"),
-    }
-}
+pub use types::{activation_type, is_supported, row_bytes, Error, QMatrix, Result, SUPPORTED};

@@ -17,8 +17,8 @@
 //! tensor.
 //!
 //! # Numerics (batch invariance)
-//! Each output is defined by a scalar reference per type (`legacy::dot_ref`,
-//! `kquants::dot_ref`): exact i32 sums per block, then for each block in order one f32 FMA of
+//! Each output is defined by a scalar reference per type (`formats::packed::legacy::dot_ref`,
+//! `formats::packed::kquants::dot_ref`): exact i32 sums per block, then for each block in order one f32 FMA of
 //! the converted sum with `d_w · d_x` (plus the formats' offset terms, also FMAs in a fixed
 //! order). The SIMD kernels perform exactly those float operations in that order, lane by lane,
 //! so every output's bits depend only on its weight row and activation row: not on the number
@@ -27,19 +27,14 @@
 //! (another summation order), which is why a tensor is either packed or not for the life of
 //! the model, never both.
 
-mod kquants;
-mod legacy;
-
-use crate::matmul::{QMatrix, Tile};
+use crate::dispatch::dequantize_row;
+use crate::formats::packed::{dot_ref, kquants, legacy, MAX_BLOCKS};
+use crate::pool::ThreadPool;
 use crate::simd::Level;
-use crate::{activation_type, row_bytes, Error, GgmlType, Result, ThreadPool};
+use crate::types::{activation_type, row_bytes, Error, QMatrix, Result, SharedOut, Tile};
+use hearth_gguf::GgmlType;
 
-/// Rows per packed group.
-pub const GROUP: usize = 8;
-
-/// Most blocks per row a packed tensor may have (the kernels keep per-block activation terms
-/// of a token tile on the stack). Longer rows stay row-major.
-pub(crate) const MAX_BLOCKS: usize = 1024;
+pub use crate::formats::packed::GROUP;
 
 /// Weight bytes a thread works through with one token tile before moving to the next tile,
 /// so the tiles after the first find them in L2.
@@ -81,6 +76,37 @@ pub fn pack_into(ty: GgmlType, rows: usize, cols: usize, src: &[u8], dst: &mut [
     Ok(())
 }
 
+// `QMatrix` lives with the shared types; the constructor and the row decoder that need the
+// packed layout live here, so the shared types import nothing above them.
+impl<'a> QMatrix<'a> {
+    /// A view of a matrix [packed](crate::packed::pack_into), checking its shape as
+    /// [`QMatrix::new`] does and that it is [packable](crate::packed::packable).
+    pub fn packed(ty: GgmlType, data: &'a [u8], rows: usize, cols: usize) -> Result<QMatrix<'a>> {
+        if !crate::packed::packable(ty, rows, cols) {
+            return Err(Error::NotPackable { ty, rows, cols });
+        }
+        let m = QMatrix::new(ty, data, rows, cols)?;
+        Ok(QMatrix { packed: true, ..m })
+    }
+
+    /// Decodes row `r` to f32 into `out` (`cols` values); a packed row is first gathered
+    /// into `scratch` in its original encoding.
+    ///
+    /// # Panics
+    /// If `r` is not a row of the matrix.
+    pub fn dequantize_row(&self, r: usize, scratch: &mut Vec<u8>, out: &mut [f32]) -> Result<()> {
+        let rb = self.row_bytes();
+        assert!(r < self.rows, "row {r} of a {}-row matrix", self.rows);
+        if self.packed {
+            scratch.resize(rb, 0);
+            crate::packed::unpack_row(self.ty, self.cols, self.data, r, scratch);
+            dequantize_row(self.ty, scratch, out)
+        } else {
+            dequantize_row(self.ty, &self.data[r * rb..(r + 1) * rb], out)
+        }
+    }
+}
+
 /// Writes row `r` of a packed matrix (`data`, `cols` elements of `ty` per row) back in its
 /// original GGUF encoding into `out` (`row_bytes(ty, cols)` bytes): for embedding lookups and
 /// the exact reference mode.
@@ -101,7 +127,7 @@ pub fn unpack_row(ty: GgmlType, cols: usize, data: &[u8], r: usize, out: &mut [u
     }
 }
 
-fn check_packable(ty: GgmlType, rows: usize, cols: usize, len: usize) -> Result<()> {
+pub(crate) fn check_packable(ty: GgmlType, rows: usize, cols: usize, len: usize) -> Result<()> {
     if !packable(ty, rows, cols) {
         return Err(Error::NotPackable { ty, rows, cols });
     }
@@ -117,37 +143,6 @@ fn check_packable(ty: GgmlType, rows: usize, cols: usize, len: usize) -> Result<
     Ok(())
 }
 
-/// A packed kernel: `(ty, blocks per row, operands, groups, tokens)`, where `Tile::w` points
-/// at the first group and `Tile::wrb` is the bytes of one group. Its safety contract is
-/// `legacy::tile_avx2`'s.
-type PackedFn = unsafe fn(GgmlType, usize, &Tile, usize, usize);
-
-/// The packed kernel for `ty` at `level` (`None` for the portable level, which runs the
-/// scalar reference).
-fn kernel(level: Level, ty: GgmlType) -> Option<PackedFn> {
-    let legacy = legacy::supports(ty);
-    match level {
-        #[cfg(target_arch = "x86_64")]
-        Level::Avx2 if legacy => Some(legacy::tile_avx2),
-        #[cfg(target_arch = "x86_64")]
-        Level::Avx512Vnni if legacy => Some(legacy::tile_vnni),
-        #[cfg(target_arch = "x86_64")]
-        Level::Avx2 => Some(kquants::tile_avx2),
-        #[cfg(target_arch = "x86_64")]
-        Level::Avx512Vnni => Some(kquants::tile_vnni),
-        _ => None,
-    }
-}
-
-/// The scalar reference for one group and one activation row.
-fn dot_ref(ty: GgmlType, nb: usize, group: &[u8], x: &[u8]) -> [f32; GROUP] {
-    if legacy::supports(ty) {
-        legacy::dot_ref(ty, nb, group, x)
-    } else {
-        kquants::dot_ref(ty, nb, group, x)
-    }
-}
-
 /// [`crate::matmul`] on a packed matrix: threads split whole groups.
 pub(crate) fn matmul_packed(
     pool: &ThreadPool,
@@ -160,7 +155,7 @@ pub(crate) fn matmul_packed(
     run(level, pool, w, xq, n_tokens, out);
 }
 
-fn run(
+pub(crate) fn run(
     level: Level,
     pool: &ThreadPool,
     w: &QMatrix<'_>,
@@ -174,7 +169,7 @@ fn run(
     let groups = w.rows / GROUP;
     let nb = w.cols / w.ty.block_size();
     let chunk = (CHUNK_BYTES / gb).max(1);
-    let kernel = kernel(level, w.ty);
+    let kernel = crate::dispatch::packed_kernel(level, w.ty);
     let out_ptr = SharedOut(out.as_mut_ptr());
     pool.run(|ti, nt| {
         let (g0, g1) = (ti * groups / nt, (ti + 1) * groups / nt);
@@ -218,72 +213,4 @@ fn run(
             c0 = c1;
         }
     });
-}
-
-/// The output pointer shared by the threads of one matmul (each writes disjoint elements).
-struct SharedOut(*mut f32);
-// SAFETY: threads write disjoint elements through it (see `run`), and the pointee outlives the
-// `run` call that uses it.
-unsafe impl Sync for SharedOut {}
-
-/// [`crate::matmul`] of a packed matrix on an explicit SIMD level, for comparing the levels'
-/// kernels with the scalar reference in one process. `data` is packed ([`pack`]); returns
-/// `false`, writing nothing, when this CPU does not [support](crate::simd::supported) `level`.
-///
-/// # Panics
-/// If a buffer's size does not match the shapes, or the shape is not [`packable`].
-#[allow(clippy::too_many_arguments)]
-pub fn matmul_at(
-    level: Level,
-    pool: &ThreadPool,
-    ty: GgmlType,
-    data: &[u8],
-    rows: usize,
-    cols: usize,
-    xq: &[u8],
-    n_tokens: usize,
-    out: &mut [f32],
-) -> bool {
-    if let Err(e) = check_packable(ty, rows, cols, data.len()) {
-        panic!("packed::matmul_at: {e}");
-    }
-    let act = activation_type(ty).unwrap_or_else(|e| panic!("packed::matmul_at: {e}"));
-    assert_eq!(
-        xq.len(),
-        n_tokens * row_bytes(act, cols),
-        "activation bytes"
-    );
-    assert_eq!(out.len(), n_tokens * rows, "output length");
-    if !crate::simd::supported(level) {
-        return false;
-    }
-    let w = QMatrix {
-        ty,
-        data,
-        rows,
-        cols,
-        packed: true,
-    };
-    if n_tokens > 0 {
-        run(level, pool, &w, xq, n_tokens, out);
-    }
-    true
-}
-
-/// The scalar reference output of row `r` of a packed matrix against one activation row `x`:
-/// the definition every kernel level must equal bit for bit.
-///
-/// # Panics
-/// If the sizes do not match or the shape is not [`packable`].
-pub fn dot_reference(ty: GgmlType, cols: usize, data: &[u8], r: usize, x: &[u8]) -> f32 {
-    let rb = row_bytes(ty, cols);
-    let rows = data.len() / rb;
-    if let Err(e) = check_packable(ty, rows, cols, data.len()) {
-        panic!("packed::dot_reference: {e}");
-    }
-    let act = activation_type(ty).unwrap_or_else(|e| panic!("packed::dot_reference: {e}"));
-    assert_eq!(x.len(), row_bytes(act, cols), "activation bytes");
-    let g = r / GROUP;
-    let group = &data[g * GROUP * rb..(g + 1) * GROUP * rb];
-    dot_ref(ty, cols / ty.block_size(), group, x)[r % GROUP]
 }

@@ -2,6 +2,7 @@
 
 use crate::common::*;
 use hearth_kernels::simd::{self, Level};
+use hearth_kernels::testing;
 use hearth_kernels::{activation_type, vec_dot, GgmlType};
 
 /// `Σ|w_i x_i|` and `Σ w_i x_i` in f64 over the decoded rows.
@@ -52,8 +53,8 @@ fn simd_matches_scalar() {
         for &n in &SIZES {
             for raw in [false, true] {
                 let (w, x) = rows_for(ty, 1000 + k as u64 * 17 + n as u64, n, raw);
-                let s = simd::vec_dot_at(Level::Scalar, ty, n, &w, &x).unwrap();
-                let v = simd::vec_dot_at(simd::detect(), ty, n, &w, &x).unwrap();
+                let s = testing::vec_dot_at(Level::Scalar, ty, n, &w, &x).unwrap();
+                let v = testing::vec_dot_at(simd::detect(), ty, n, &w, &x).unwrap();
                 let (_, abs) = reference(ty, n, &w, &x);
                 let tol = 2e-6 * abs + 1e-30;
                 assert!(
@@ -71,13 +72,13 @@ fn float_tails_match_scalar() {
     for ty in [GgmlType::F32, GgmlType::F16, GgmlType::BF16] {
         for n in [1, 7, 8, 9, 31, 33, 63, 100] {
             let (w, x) = rows_for(ty, 77 + n as u64, n, false);
-            let s = simd::vec_dot_at(Level::Scalar, ty, n, &w, &x).unwrap();
+            let s = testing::vec_dot_at(Level::Scalar, ty, n, &w, &x).unwrap();
             let (dot, abs) = reference(ty, n, &w, &x);
             assert!(
                 (s as f64 - dot).abs() <= 1e-6 * abs + 1e-30,
                 "{ty} n={n}: {s} vs {dot}"
             );
-            if let Some(v) = simd::vec_dot_at(simd::detect(), ty, n, &w, &x) {
+            if let Some(v) = testing::vec_dot_at(simd::detect(), ty, n, &w, &x) {
                 assert!(
                     ((s - v) as f64).abs() <= 1e-6 * abs + 1e-30,
                     "{ty} n={n}: {s} vs {v}"
@@ -96,7 +97,7 @@ fn vec_dot_matches_decoded_dot() {
                 let (dot, abs) = reference(ty, n, &w, &x);
                 let tol = 4e-6 * abs + q8_1_sum_error(ty, &w, &x) + 1e-30;
                 for level in [Level::Scalar, simd::detect()] {
-                    let got = simd::vec_dot_at(level, ty, n, &w, &x).unwrap() as f64;
+                    let got = testing::vec_dot_at(level, ty, n, &w, &x).unwrap() as f64;
                     assert!(
                         (got - dot).abs() <= tol,
                         "{ty} n={n} raw={raw} {level:?}: {got} vs f64 {dot} (tolerance {tol:e})"
@@ -104,7 +105,7 @@ fn vec_dot_matches_decoded_dot() {
                 }
                 // The public entry point is one of the two.
                 let public = vec_dot(ty, n, &w, &x);
-                let expect = simd::vec_dot_at(simd::level(), ty, n, &w, &x).unwrap();
+                let expect = testing::vec_dot_at(simd::level(), ty, n, &w, &x).unwrap();
                 assert_eq!(
                     public.to_bits(),
                     expect.to_bits(),

@@ -3,6 +3,7 @@
 //! encoding the same bytes as llama.cpp's CPU backend.
 
 use hearth_kernels::simd::{self, Level};
+use hearth_kernels::testing;
 use hearth_kernels::{dequantize_row, quantize_row, row_bytes, GgmlType};
 use serde_json::Value;
 
@@ -109,7 +110,7 @@ fn activation_encoding_matches_llama_cpp() {
         // Both code paths, whichever one this process uses.
         for level in [Level::Scalar, simd::detect()] {
             let mut again = vec![0u8; got.len()];
-            simd::quantize_row_at(level, ty, &x, &mut again)
+            testing::quantize_row_at(level, ty, &x, &mut again)
                 .unwrap()
                 .unwrap();
             let first = again.iter().zip(&want).position(|(a, b)| a != b);

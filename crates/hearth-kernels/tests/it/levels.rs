@@ -5,8 +5,9 @@
 //! Skipped, with a note, on CPUs without VNNI.
 
 use crate::common::*;
-use hearth_kernels::matmul::dot_tile_at;
 use hearth_kernels::simd::{self, Level};
+use hearth_kernels::testing;
+use hearth_kernels::testing::dot_tile_at;
 use hearth_kernels::{activation_type, row_bytes, GgmlType};
 use rand::rngs::StdRng;
 use rand::Rng;
@@ -109,8 +110,8 @@ fn vnni_vec_dot_equals_avx2_bit_for_bit() {
                 for xf in FILLS {
                     let w = row(&mut r, ty, nb, wf);
                     let x = row(&mut r, act, nb, xf);
-                    let a = simd::vec_dot_at(Level::Avx2, ty, n, &w, &x).unwrap();
-                    let v = simd::vec_dot_at(Level::Avx512Vnni, ty, n, &w, &x).unwrap();
+                    let a = testing::vec_dot_at(Level::Avx2, ty, n, &w, &x).unwrap();
+                    let v = testing::vec_dot_at(Level::Avx512Vnni, ty, n, &w, &x).unwrap();
                     assert_eq!(
                         a.to_bits(),
                         v.to_bits(),
@@ -180,7 +181,7 @@ fn vnni_tiles_equal_avx2_and_vec_dot_bit_for_bit() {
                 for t in 0..tokens {
                     for row in 0..rows {
                         let (wr, xr) = (&w[row * wrb..(row + 1) * wrb], &x[t * xrb..(t + 1) * xrb]);
-                        let dot = simd::vec_dot_at(Level::Avx512Vnni, ty, n, wr, xr).unwrap();
+                        let dot = testing::vec_dot_at(Level::Avx512Vnni, ty, n, wr, xr).unwrap();
                         let (a, v) = (out_a[t * rows + row], out_v[t * rows + row]);
                         assert_eq!(
                             (a.to_bits(), v.to_bits()),
@@ -253,7 +254,7 @@ fn vnni_k_quant_tiles_equal_avx2_bit_for_bit() {
                 for row in 0..rows {
                     let (wr, xr) = (&w[row * wrb..(row + 1) * wrb], &x[t * xrb..(t + 1) * xrb]);
                     // The AVX2 `vec_dot` (the VNNI one is checked against it above).
-                    let dot = simd::vec_dot_at(Level::Avx2, ty, n, wr, xr).unwrap();
+                    let dot = testing::vec_dot_at(Level::Avx2, ty, n, wr, xr).unwrap();
                     let (a, v) = (outs[0][t * rows + row], outs[1][t * rows + row]);
                     assert_eq!(
                         a.to_bits(),
@@ -370,8 +371,8 @@ fn vnni_k_quant_vec_dot_equals_avx2_bit_for_bit() {
                         xs.push(activation_row(&mut r, ty, n));
                     }
                     for x in xs {
-                        let a = simd::vec_dot_at(Level::Avx2, ty, n, &w, &x).unwrap();
-                        let v = simd::vec_dot_at(Level::Avx512Vnni, ty, n, &w, &x).unwrap();
+                        let a = testing::vec_dot_at(Level::Avx2, ty, n, &w, &x).unwrap();
+                        let v = testing::vec_dot_at(Level::Avx512Vnni, ty, n, &w, &x).unwrap();
                         assert_eq!(
                             a.to_bits(),
                             v.to_bits(),

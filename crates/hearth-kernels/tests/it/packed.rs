@@ -6,6 +6,7 @@
 use crate::common::*;
 use hearth_kernels::packed::{self, GROUP};
 use hearth_kernels::simd::Level;
+use hearth_kernels::testing;
 use hearth_kernels::{activation_type, row_bytes, GgmlType, QMatrix, ThreadPool};
 use rand::Rng;
 
@@ -114,7 +115,7 @@ fn the_reference_computes_the_dot_product() {
                     .zip(&xf)
                     .map(|(&a, &b)| (a as f64 * b as f64).abs())
                     .sum();
-                let got = packed::dot_reference(ty, n, &data, i, &x) as f64;
+                let got = testing::packed_dot_reference(ty, n, &data, i, &x) as f64;
                 assert!(
                     (got - want).abs() <= 1e-3 * scale + 1e-6,
                     "{ty} nb={nb} row {i}: reference {got} vs exact {want} (scale {scale})"
@@ -145,15 +146,16 @@ fn every_level_equals_the_reference_bit_for_bit() {
                 let want: Vec<u32> = (0..tokens * rows)
                     .map(|i| {
                         let (t, row) = (i / rows, i % rows);
-                        packed::dot_reference(ty, n, &data, row, &x[t * xrb..(t + 1) * xrb])
+                        testing::packed_dot_reference(ty, n, &data, row, &x[t * xrb..(t + 1) * xrb])
                             .to_bits()
                     })
                     .collect();
                 for level in [Level::Scalar, Level::Avx2, Level::Avx512Vnni] {
                     for pool in &pools {
                         let mut out = vec![f32::NAN; tokens * rows];
-                        if !packed::matmul_at(level, pool, ty, &data, rows, n, &x, tokens, &mut out)
-                        {
+                        if !testing::packed_matmul_at(
+                            level, pool, ty, &data, rows, n, &x, tokens, &mut out,
+                        ) {
                             continue;
                         }
                         let got: Vec<u32> = out.iter().map(|v| v.to_bits()).collect();
@@ -191,11 +193,12 @@ fn extreme_blocks_equal_the_reference_on_every_level() {
                 let mut x = activation_row(&mut r, ty, n);
                 set_activation_quants(act, &mut x, xfill);
                 let want: Vec<u32> = (0..GROUP)
-                    .map(|i| packed::dot_reference(ty, n, &data, i, &x).to_bits())
+                    .map(|i| testing::packed_dot_reference(ty, n, &data, i, &x).to_bits())
                     .collect();
                 for level in [Level::Avx2, Level::Avx512Vnni] {
                     let mut out = vec![f32::NAN; GROUP];
-                    if packed::matmul_at(level, &pool, ty, &data, GROUP, n, &x, 1, &mut out) {
+                    if testing::packed_matmul_at(level, &pool, ty, &data, GROUP, n, &x, 1, &mut out)
+                    {
                         let got: Vec<u32> = out.iter().map(|v| v.to_bits()).collect();
                         assert_eq!(got, want, "{ty} fill {fill:#x} x {xfill} {level:?}");
                     }

@@ -2,6 +2,7 @@
 
 use crate::common::*;
 use hearth_kernels::simd::{self, Level};
+use hearth_kernels::testing;
 use hearth_kernels::{dequantize_row, quantize_row, row_bytes, Error, GgmlType};
 
 /// Largest allowed |x - x̂| for one block of `x`, from the format's step size.
@@ -217,10 +218,10 @@ fn simd_activation_encoding_matches_scalar_bytes() {
             }
             let mut a = vec![0u8; row_bytes(ty, n)];
             let mut b = a.clone();
-            simd::quantize_row_at(Level::Scalar, ty, &x, &mut a)
+            testing::quantize_row_at(Level::Scalar, ty, &x, &mut a)
                 .unwrap()
                 .unwrap();
-            match simd::quantize_row_at(simd::detect(), ty, &x, &mut b) {
+            match testing::quantize_row_at(simd::detect(), ty, &x, &mut b) {
                 Some(res) => res.unwrap(),
                 None => return,
             }

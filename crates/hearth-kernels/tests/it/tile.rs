@@ -3,7 +3,7 @@
 //! engine's bit-for-bit tests rely on).
 
 use crate::common::*;
-use hearth_kernels::matmul::dot_tile;
+use hearth_kernels::testing::dot_tile;
 use hearth_kernels::{activation_type, row_bytes, vec_dot, GgmlType};
 
 /// The types with tile kernels, and block counts that exercise every accumulator phase

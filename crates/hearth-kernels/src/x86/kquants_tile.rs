@@ -6,7 +6,7 @@
 //! # Same bits as `vec_dot`
 //! Per block the single-token kernel forms the eight i32 lane sums `S` (and for Q4_K/Q5_K the
 //! mins' lanes `M`), then performs one FMA `A += d · S` (and `B += dmin · M`), and at the end
-//! reduces `A + B` with the fixed halving sum (see the parent module's docs). The lane sums are
+//! reduces `A + B` with the fixed halving sum (see `formats::kquants`). The lane sums are
 //! exact integers, so summing a chunk's products in any order gives the same `S`; each token
 //! here keeps its own `S`, `A`, `B` and performs the same float operations on them in block
 //! order, so every (row, token) output equals `vec_dot` bit for bit.
@@ -15,12 +15,13 @@
 // ranges say that more plainly than zipped iterators.
 #![allow(clippy::needless_range_loop)]
 
-use super::avx2::{
-    f16_ptr, f32_ptr, hsum8, load, pair_mask, q6k_chunks, scales_halves, splat_mask, words,
+use super::kquants::{
+    f16_ptr, f32_ptr, hsum8, load, pair_mask, q6k_chunks, scales_halves, splat_mask, words, Madd,
+    ScaleAcc, Vnni,
 };
-use super::{k4_unpack, Q4K, Q5K, Q6K, Q8K, Q8K_BSUMS, Q8K_QS};
-use crate::matmul::Tile;
-use crate::GgmlType;
+use crate::formats::kquants::{k4_unpack, Q4K, Q5K, Q6K, Q8K, Q8K_BSUMS, Q8K_QS};
+use crate::types::Tile;
+use hearth_gguf::GgmlType;
 use std::arch::x86_64::*;
 
 /// Tokens per tile; the last `n % TOKENS` tokens run as a narrower tile.
@@ -36,7 +37,7 @@ pub(crate) fn supports(ty: GgmlType) -> bool {
 /// equal to the AVX2 `vec_dot` of the pair bit for bit.
 ///
 /// # Safety
-/// As `crate::legacy::tile::dot_tile`, with `ty` one that [`supports`] accepts and Q8_K
+/// As `crate::x86::legacy_tile::dot_tile`, with `ty` one that [`supports`] accepts and Q8_K
 /// activations.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(crate) unsafe fn dot_tile(ty: GgmlType, nb: usize, t: &Tile, rows: usize, tokens: usize) {
@@ -53,77 +54,6 @@ pub(crate) unsafe fn dot_tile(ty: GgmlType, nb: usize, t: &Tile, rows: usize, to
 pub(crate) unsafe fn dot_tile_vnni(ty: GgmlType, nb: usize, t: &Tile, rows: usize, tokens: usize) {
     // SAFETY: forwarded from the caller.
     unsafe { tiles::<Vnni>(ty, nb, t, rows, tokens) }
-}
-
-/// `s + madd(a, b)` per i32 lane: the sub-block scales (`a`, i16) times the i16 pair sums of
-/// `maddubs` (`b`), accumulated into the block's lane sums `s`.
-///
-/// # Same bits on both levels
-/// `madd` cannot overflow here (its one overflowing case is both pairs `-32768 · -32768`, and
-/// the scales are at most 63 for Q4_K/Q5_K, an i8 for Q6_K), and i32 addition wraps in both
-/// instruction sets, so `vpdpwssd` (the two products added to `s`) gives exactly the AVX2
-/// lanes. Only the integer lane sums change instructions; the f32 steps are shared code.
-/// The single-token `vec_dot` kernels (`super::avx2`) are generic over it too.
-pub(super) trait ScaleAcc {
-    /// Whether the single-token kernels should keep several lane-sum accumulators per block
-    /// (added together at the block's end: exact i32, so the same lanes). `vpdpwssd` reads
-    /// and writes its accumulator, so one accumulator would chain every product of a block
-    /// through its latency; `madd` + add only chains the cheap add.
-    const SPLIT: bool;
-    /// `s + madd(a, b)`.
-    ///
-    /// # Safety
-    /// The CPU has this implementation's features.
-    unsafe fn acc(s: __m256i, a: __m256i, b: __m256i) -> __m256i;
-    /// `s + (madd(a1, b1) + madd(a2, b2))`.
-    ///
-    /// # Safety
-    /// As [`ScaleAcc::acc`].
-    unsafe fn acc2(s: __m256i, a1: __m256i, b1: __m256i, a2: __m256i, b2: __m256i) -> __m256i;
-}
-
-/// AVX2: `madd`, then add (the instructions the single-token kernel uses).
-pub(super) struct Madd;
-
-impl ScaleAcc for Madd {
-    const SPLIT: bool = false;
-
-    #[inline(always)]
-    unsafe fn acc(s: __m256i, a: __m256i, b: __m256i) -> __m256i {
-        _mm256_add_epi32(s, _mm256_madd_epi16(a, b))
-    }
-
-    #[inline(always)]
-    unsafe fn acc2(s: __m256i, a1: __m256i, b1: __m256i, a2: __m256i, b2: __m256i) -> __m256i {
-        let (p1, p2) = (_mm256_madd_epi16(a1, b1), _mm256_madd_epi16(a2, b2));
-        _mm256_add_epi32(s, _mm256_add_epi32(p1, p2))
-    }
-}
-
-/// AVX-512 VNNI: one `vpdpwssd` per product.
-pub(super) struct Vnni;
-
-/// `s + madd(a, b)` in one instruction.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl,avx512bw")]
-fn dpwssd(s: __m256i, a: __m256i, b: __m256i) -> __m256i {
-    _mm256_dpwssd_epi32(s, a, b)
-}
-
-impl ScaleAcc for Vnni {
-    const SPLIT: bool = true;
-
-    #[inline(always)]
-    unsafe fn acc(s: __m256i, a: __m256i, b: __m256i) -> __m256i {
-        // SAFETY: the caller's contract (AVX-512 VNNI and VL).
-        unsafe { dpwssd(s, a, b) }
-    }
-
-    #[inline(always)]
-    unsafe fn acc2(s: __m256i, a1: __m256i, b1: __m256i, a2: __m256i, b2: __m256i) -> __m256i {
-        // SAFETY: as in `acc`.
-        unsafe { dpwssd(dpwssd(s, a1, b1), a2, b2) }
-    }
 }
 
 /// The body of [`dot_tile`] with scale accumulation `W`.

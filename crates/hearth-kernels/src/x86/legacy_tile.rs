@@ -5,7 +5,7 @@
 //! two levels match each other (see `IntDot`).
 //!
 //! # Same bits as `vec_dot`
-//! The single-token kernel (`super::avx2::dot_sym` / `dot_offset`) sends block `i` to f32
+//! The single-token kernel (`super::legacy::dot_sym` / `dot_offset`) sends block `i` to f32
 //! accumulator `i % 4` with one FMA of `d_w · d_x` (one f32 multiplication) times the block's
 //! eight i32 lane sums, then reduces `(a0 + a1) + (a2 + a3)` and sums the vector horizontally
 //! (plus, for the offset formats, four scalar sums of `m_w · s_x` reduced the same way). Only
@@ -20,9 +20,10 @@
 // ranges say that more plainly than zipped iterators.
 #![allow(clippy::needless_range_loop)]
 
-use super::avx2::{bits_to_bytes, f16_at, hsum, load32, nibbles, IntDot, Madd, Vnni};
-use crate::matmul::Tile;
-use crate::GgmlType;
+use super::legacy::{bits_to_bytes, f16_at, hsum, load32, nibbles, IntDot, Madd, Vnni};
+use crate::simd::Level;
+use crate::types::Tile;
+use hearth_gguf::GgmlType;
 use std::arch::x86_64::*;
 
 /// Tokens per tile; the last `n % TOKENS` tokens run as a narrower tile.
@@ -143,12 +144,16 @@ unsafe fn one_by_one<D: IntDot>(
     let wbs = ty.type_size();
     for tt in 0..tokens {
         for r in 0..rows {
-            // SAFETY: the caller's contract: `nb` whole blocks per row and token, and a
-            // writable output.
+            // SAFETY: the caller's contract: `nb` whole blocks per row and token, a writable
+            // output, and the CPU features of `D::LEVEL`, whose single-token kernel this calls
+            // (the one `vec_dot` runs at that level).
             unsafe {
                 let w = std::slice::from_raw_parts(t.w.add(r * t.wrb), nb * wbs);
                 let x = std::slice::from_raw_parts(t.x.add(tt * t.xrb), nb * xbs);
-                *t.out.add(tt * t.ostride + r) = super::vec_dot_at(D::LEVEL, ty, nb * 32, w, x);
+                *t.out.add(tt * t.ostride + r) = match D::LEVEL {
+                    Level::Avx512Vnni => super::legacy::vnni::vec_dot(ty, nb, w, x),
+                    _ => super::legacy::madd::vec_dot(ty, nb, w, x),
+                };
             }
         }
     }
@@ -239,7 +244,7 @@ unsafe fn products<D: IntDot, const BIAS: i8, const OFFSET: bool>(
         if OFFSET {
             D::us8(u, y)
         } else if BIAS == 0 {
-            super::avx2::dot_ss8::<D>(u, y)
+            super::legacy::dot_ss8::<D>(u, y)
         } else {
             D::biased(u, y, by)
         }
