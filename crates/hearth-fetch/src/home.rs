@@ -1,6 +1,6 @@
 //! Where Hearth keeps its data: `$HEARTH_HOME`, else `$XDG_DATA_HOME/hearth`, else
 //! `~/.local/share/hearth`. Models live in `<home>/models/`, temporary downloads in
-//! `<home>/tmp/` so that the final rename never crosses a filesystem. `hearth.lock` marks the
+//! `<home>/tmp/` so that the final rename never crosses a filesystem. `serve.pid` marks the
 //! directory as held by one process (see [`Home::lock`]).
 
 use std::path::{Path, PathBuf};
@@ -64,7 +64,8 @@ impl Home {
 
     /// The file [`Home::lock`] locks.
     pub fn lock_path(&self) -> PathBuf {
-        self.root.join("hearth.lock")
+        // Not `hearth.lock`: that name is kept for the models lockfile (issue 16).
+        self.root.join("serve.pid")
     }
 
     /// Takes the data directory for this process until the returned value is dropped, or
