@@ -1,36 +1,33 @@
 //! Routes and handlers of the OpenAI-compatible API.
 
-use std::convert::Infallible;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime};
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, Request as HttpRequest, State};
-use axum::http::{header, StatusCode};
+use axum::http::header;
 use axum::middleware::{self, Next};
-use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::sse::Event as SseEvent;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use futures_util::stream::Stream;
-use hearth_engine::Request;
 use hearth_model::chat::ChatMessage;
-use hearth_model::{SamplerConfig, TokenConstraint};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
-use crate::error::ApiError;
-use crate::generate::{Generation, Piece};
-use crate::openai::{
-    parse_body_async, ChatRequest, CompletionRequest, Content, Prompt, SamplingFields,
-    TokenLogprob, Usage,
+use crate::body::body;
+use crate::body::parse_body_async;
+use crate::error::{ApiError, AppResult};
+use crate::generation::{
+    check_model, collect, data, max_tokens, new_id, sampler, sse, start_generation, stops,
+    unix_time, Generation, Piece, Plan,
 };
-use crate::scheduler::SubmitError;
-use crate::{AppState, Served};
-
-pub(crate) type AppResult<T> = Result<T, ApiError>;
+use crate::openai::{
+    ChatRequest, CompletionRequest, Content, Prompt, StopSpec, TokenLogprob, Usage,
+};
+use crate::AppState;
 
 pub fn router(state: Arc<AppState>) -> Router {
     let limit = state.body_limit;
@@ -145,10 +142,6 @@ async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     )
 }
 
-pub(crate) fn unix_time(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
-
 fn model_object(id: &str, created: u64) -> Value {
     json!({"id": id, "object": "model", "created": created, "owned_by": "hearth"})
 }
@@ -173,25 +166,6 @@ async fn model_info(
     Err(ApiError::model_not_found(&id, &state.model_ids(&served)))
 }
 
-/// The body, or the error OpenAI would give for it.
-pub(crate) fn body(state: &AppState, body: Result<Bytes, BytesRejection>) -> AppResult<Bytes> {
-    body.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::too_large(state.body_limit)
-        } else {
-            ApiError::bad_request(format!("cannot read the request body: {e}"))
-        }
-    })
-}
-
-fn check_model(state: &AppState, served: &Served, model: &str) -> AppResult<()> {
-    if model == served.model_id {
-        Ok(())
-    } else {
-        Err(ApiError::model_not_found(model, &state.model_ids(served)))
-    }
-}
-
 fn check_n(n: Option<u64>) -> AppResult<()> {
     match n {
         None | Some(1) => Ok(()),
@@ -201,145 +175,6 @@ fn check_n(n: Option<u64>) -> AppResult<()> {
             format!("n = {n} is not supported: Hearth returns one choice per request; send {n} requests instead (with different seeds)"),
         )),
     }
-}
-
-fn in_range(param: &str, v: Option<f32>, lo: f32, hi: f32) -> AppResult<()> {
-    match v {
-        Some(x) if !(lo..=hi).contains(&x) => Err(ApiError::invalid(
-            param,
-            format!("`{param}` must be between {lo} and {hi}; got {x}"),
-        )),
-        _ => Ok(()),
-    }
-}
-
-/// The request's sampling fields over the model's defaults.
-fn sampler(state: &Served, s: &SamplingFields) -> AppResult<SamplerConfig> {
-    in_range("temperature", s.temperature, 0.0, 2.0)?;
-    in_range("top_p", s.top_p, 0.0, 1.0)?;
-    in_range("presence_penalty", s.presence_penalty, -2.0, 2.0)?;
-    in_range("frequency_penalty", s.frequency_penalty, -2.0, 2.0)?;
-    in_range("min_p", s.min_p, 0.0, 1.0)?;
-    in_range("repeat_penalty", s.repeat_penalty, 0.0, 10.0)?;
-    let mut bias = Vec::new();
-    if let Some(map) = &s.logit_bias {
-        for (k, &v) in map {
-            let id: u32 = k.parse().map_err(|_| {
-                ApiError::invalid(
-                    "logit_bias",
-                    format!("`logit_bias` keys are token ids; got {k:?}"),
-                )
-            })?;
-            if id as usize >= state.n_vocab {
-                return Err(ApiError::invalid(
-                    "logit_bias",
-                    format!("token id {id} in `logit_bias` is out of range: the vocabulary has {} tokens", state.n_vocab),
-                ));
-            }
-            if !(-100.0..=100.0).contains(&v) {
-                return Err(ApiError::invalid(
-                    "logit_bias",
-                    format!(
-                        "`logit_bias` values must be between -100 and 100; got {v} for token {id}"
-                    ),
-                ));
-            }
-            bias.push((id, v));
-        }
-        // HashMap order is random; the sampler adds in this order, so fix it.
-        bias.sort_by_key(|b| b.0);
-    }
-    let d = &state.defaults;
-    Ok(SamplerConfig {
-        temperature: s.temperature.unwrap_or(d.temperature),
-        top_p: s.top_p.unwrap_or(d.top_p),
-        top_k: s.top_k.unwrap_or(d.top_k),
-        min_p: s.min_p.unwrap_or(d.min_p),
-        repeat_penalty: s.repeat_penalty.unwrap_or(d.repeat_penalty),
-        presence_penalty: s.presence_penalty.unwrap_or(0.0),
-        frequency_penalty: s.frequency_penalty.unwrap_or(0.0),
-        logit_bias: bias,
-        seed: s.seed.map_or_else(rand::random, |v| v as u64),
-        ..d.clone()
-    })
-}
-
-/// Everything the engine and the text side need for one generation.
-pub(crate) struct Plan {
-    pub(crate) prompt: Vec<u32>,
-    pub(crate) max_tokens: usize,
-    pub(crate) stops: Vec<String>,
-    pub(crate) sampler: SamplerConfig,
-    pub(crate) logprobs: Option<usize>,
-    pub(crate) constraint: Option<Box<dyn TokenConstraint>>,
-}
-
-fn max_tokens(
-    state: &Served,
-    prompt_len: usize,
-    param: &str,
-    asked: Option<u64>,
-) -> AppResult<usize> {
-    if prompt_len >= state.ctx {
-        return Err(ApiError::context_overflow(prompt_len, state.ctx));
-    }
-    let room = state.ctx - prompt_len;
-    match asked {
-        Some(0) => Err(ApiError::invalid(
-            param,
-            format!("`{param}` must be at least 1"),
-        )),
-        Some(n) => Ok((n.min(usize::MAX as u64) as usize).min(room)),
-        None => Ok(room),
-    }
-}
-
-fn stops(stop: Option<crate::openai::StopSpec>) -> AppResult<Vec<String>> {
-    let v = stop.map(|s| s.into_vec()).unwrap_or_default();
-    if v.len() > 16 {
-        return Err(ApiError::invalid(
-            "stop",
-            format!("at most 16 stop sequences; got {}", v.len()),
-        ));
-    }
-    Ok(v)
-}
-
-/// Starts a generation, or says why not.
-pub(crate) fn start_generation(
-    state: &AppState,
-    served: &Served,
-    plan: Plan,
-) -> AppResult<Generation> {
-    if state.shutting_down.load(Ordering::Relaxed) {
-        return Err(ApiError::overloaded("Hearth is shutting down", 5));
-    }
-    let prompt_tokens = plan.prompt.len();
-    let request = Request {
-        prompt: plan.prompt,
-        sampler: plan.sampler,
-        max_tokens: plan.max_tokens,
-        stop_tokens: served.tokenizer.eog_ids().to_vec(),
-        constraint: plan.constraint,
-        logprobs: plan.logprobs,
-    };
-    let rx = served.scheduler.submit(request).map_err(|e| match e {
-        SubmitError::QueueFull { depth } => ApiError::overloaded(
-            format!("Hearth is busy: {depth} requests are already waiting. Try again shortly."),
-            2,
-        ),
-        SubmitError::Stopped => ApiError::internal("the engine has stopped"),
-    })?;
-    Ok(Generation::new(
-        rx,
-        served.tokenizer.clone(),
-        plan.stops,
-        prompt_tokens,
-    ))
-}
-
-fn new_id(prefix: &str) -> String {
-    format!("{prefix}-{:016x}", rand::random::<u64>())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -458,9 +293,12 @@ async fn chat_completions(
     let messages = chat_messages(&req)?;
     let tools = crate::tools::ToolPlan::new(&served, &req)?;
     let messages = tools.prepare_messages(template, messages);
-    let prompt =
-        crate::offload::chat_prompt(served.clone(), messages, tools.template_tools().cloned())
-            .await?;
+    let prompt = crate::generation::offload::chat_prompt(
+        served.clone(),
+        messages,
+        tools.template_tools().cloned(),
+    )
+    .await?;
     let (param, asked) = match (req.max_completion_tokens, req.max_tokens) {
         (Some(n), _) => ("max_completion_tokens", Some(n)),
         (None, n) => ("max_tokens", n),
@@ -470,7 +308,7 @@ async fn chat_completions(
     let plan = Plan {
         prompt,
         max_tokens,
-        stops: stops(req.stop.clone())?,
+        stops: stops(req.stop.clone().map(StopSpec::into_vec))?,
         sampler: sampler(&served, &req.sampling())?,
         logprobs,
         constraint,
@@ -528,45 +366,6 @@ async fn chat_completions(
 
 fn fingerprint() -> String {
     format!("hearth-{}", env!("CARGO_PKG_VERSION"))
-}
-
-/// Runs a generation to its end.
-async fn collect(
-    mut gen: Generation,
-) -> AppResult<(String, Vec<TokenLogprob>, &'static str, Generation)> {
-    let mut text = String::new();
-    let mut lps = Vec::new();
-    let mut finish = "stop";
-    while let Some(piece) = gen.next().await {
-        match piece? {
-            Piece::Text { text: t, logprobs } => {
-                text.push_str(&t);
-                lps.extend(logprobs);
-            }
-            Piece::Done { finish_reason } => finish = finish_reason,
-            Piece::Queued { .. } => {}
-        }
-    }
-    Ok((text, lps, finish, gen))
-}
-
-pub(crate) fn sse(rx: mpsc::Receiver<SseEvent>) -> Response {
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|ev| (Ok::<_, Infallible>(ev), rx))
-    });
-    sse_response(stream)
-}
-
-fn sse_response(
-    stream: impl Stream<Item = Result<SseEvent, Infallible>> + Send + 'static,
-) -> Response {
-    Sse::new(stream)
-        .keep_alive(KeepAlive::default())
-        .into_response()
-}
-
-fn data(v: &Value) -> SseEvent {
-    SseEvent::default().data(v.to_string())
 }
 
 struct ChatStream {
@@ -717,8 +516,10 @@ async fn completions(
         n => n.map(|n| n as usize),
     };
     let prompt: Vec<u32> = match &req.prompt {
-        Prompt::Text(t) => crate::offload::encode(&served, t).await?,
-        Prompt::Texts(v) if v.len() == 1 => crate::offload::encode(&served, &v[0]).await?,
+        Prompt::Text(t) => crate::generation::offload::encode(&served, t).await?,
+        Prompt::Texts(v) if v.len() == 1 => {
+            crate::generation::offload::encode(&served, &v[0]).await?
+        }
         Prompt::Tokens(ids) => ids.clone(),
         Prompt::TokenLists(v) if v.len() == 1 => v[0].clone(),
         _ => {
@@ -750,7 +551,7 @@ async fn completions(
     let plan = Plan {
         prompt,
         max_tokens,
-        stops: stops(req.stop.clone())?,
+        stops: stops(req.stop.clone().map(StopSpec::into_vec))?,
         sampler: sampler(&served, &req.sampling())?,
         logprobs,
         constraint: None,

@@ -13,9 +13,9 @@ use axum::Json;
 use base64::Engine as _;
 use serde_json::{json, Value};
 
-use crate::api::{body, AppResult};
-use crate::error::ApiError;
-use crate::openai::{parse_body_async, EmbeddingInput, EmbeddingRequest};
+use crate::body::{body, parse_body_async};
+use crate::error::{ApiError, AppResult};
+use crate::openai::{EmbeddingInput, EmbeddingRequest};
 use crate::{AppState, EMBED_MODEL};
 
 /// Most inputs in one request (OpenAI's limit).

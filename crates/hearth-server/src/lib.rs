@@ -11,19 +11,25 @@
 //! sequence by dropping its update channel, which is exactly what happens when a client
 //! disconnects and axum drops the response.
 //!
+//! Every caller of the engine goes through one generation core, `generation/`: the request's
+//! `Plan`, starting it on the engine loop, sampler and length fields checked one way,
+//! detokenizing and stop strings, SSE, and the work kept off the async workers. The OpenAI
+//! handlers (`api.rs`) and the household page (`household/`) sit on top of it; it imports
+//! neither. Request bodies are read by `body.rs`, errors take their shape in `error.rs`.
+//!
 //! This crate does not resolve or download models (the binary does, through hearth-fetch) and
 //! does not parse command lines.
 
 pub mod access;
 mod api;
 pub mod auth;
+mod body;
 mod embeddings;
 pub mod error;
-mod generate;
+mod generation;
 pub mod household;
 pub mod listen;
 pub mod metrics;
-mod offload;
 pub mod openai;
 pub mod scheduler;
 mod tools;

@@ -15,7 +15,8 @@ use hearth_model::TokenConstraint;
 use serde_json::{json, Value};
 
 use crate::error::ApiError;
-use crate::openai::{ChatRequest, TokenLogprob, ToolChoice};
+use crate::generation::TokenLogprob;
+use crate::openai::{ChatRequest, ToolChoice};
 use crate::Served;
 
 /// What the request asks for besides plain text.
