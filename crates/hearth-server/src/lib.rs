@@ -13,9 +13,11 @@
 //!
 //! Every caller of the engine goes through one generation core, `generation/`: the request's
 //! `Plan`, starting it on the engine loop, sampler and length fields checked one way,
-//! detokenizing and stop strings, SSE, and the work kept off the async workers. The OpenAI
-//! handlers (`api.rs`) and the household page (`household/`) sit on top of it; it imports
-//! neither. Request bodies are read by `body.rs`, errors take their shape in `error.rs`.
+//! detokenizing and stop strings, SSE, and the work kept off the async workers. Each API family
+//! has a folder of its own over it (`openai/`: chat, completions, embeddings and models, with
+//! OpenAI's wire types and the tool-call plan beside them), and so does the household page
+//! (`household/`); the core imports none of them. Request bodies are read by `body.rs`, errors
+//! take their shape in `error.rs`.
 //!
 //! This crate does not resolve or download models (the binary does, through hearth-fetch) and
 //! does not parse command lines.
@@ -24,7 +26,6 @@ pub mod access;
 mod api;
 pub mod auth;
 mod body;
-mod embeddings;
 pub mod error;
 mod generation;
 pub mod household;
@@ -32,7 +33,6 @@ pub mod listen;
 pub mod metrics;
 pub mod openai;
 pub mod scheduler;
-mod tools;
 
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicBool;
