@@ -1,5 +1,8 @@
-//! The router: every route, the middleware around them, and the few answers that belong to no
-//! API family (`/health`, `/metrics`, the 404).
+//! Every route in one place: `/v1` (each API family's handlers), `/health`, `/metrics`, and
+//! with a household its page and `/api` routes; and the layers around them, outermost first:
+//! the request log, the browser access guard (`access.rs`), the body limit, and on `/v1` and
+//! `/metrics` the key check. Also the few answers that belong to no family (`/health`,
+//! `/metrics`, the 404).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -9,7 +12,7 @@ use axum::extract::{DefaultBodyLimit, Request as HttpRequest, State};
 use axum::http::header;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
@@ -17,6 +20,7 @@ use crate::error::ApiError;
 use crate::openai;
 use crate::AppState;
 
+/// The full router over `state`.
 pub fn router(state: Arc<AppState>) -> Router {
     let limit = state.body_limit;
     let v1 = Router::new()
@@ -30,7 +34,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route_layer(middleware::from_fn_with_state(state.clone(), require_key));
     let mut app = Router::new().merge(v1).route("/health", get(health));
     app = if state.household.is_some() {
-        app.merge(crate::household::router())
+        app.merge(household())
     } else {
         app.fallback(not_found)
     };
@@ -41,6 +45,51 @@ pub fn router(state: Arc<AppState>) -> Router {
         ))
         .layer(middleware::from_fn_with_state(state.clone(), log_request))
         .with_state(state)
+}
+
+/// The page and its API. Routes other than setup, login, state and the static assets need a
+/// session (checked in each handler through [`Me`](crate::household::Me)).
+fn household() -> Router<Arc<AppState>> {
+    use crate::household::{admin, app_css, app_js, chat, index, no_store, session};
+
+    Router::new()
+        .route("/", get(index))
+        .route("/app.js", get(app_js))
+        .route("/app.css", get(app_css))
+        .route("/api/state", get(session::state))
+        .route("/api/setup", post(session::setup))
+        .route("/api/login", post(session::login))
+        .route("/api/logout", post(session::logout))
+        .route("/api/me/password", post(session::change_password))
+        .route("/api/people", get(admin::people).post(admin::add_person))
+        .route("/api/people/{id}/reset", post(admin::reset_person))
+        .route("/api/people/{id}", delete(admin::remove_person))
+        .route("/api/keys", get(admin::keys).post(admin::create_key))
+        .route("/api/keys/{id}", delete(admin::revoke_key))
+        .route(
+            "/api/settings",
+            get(admin::settings).put(admin::put_settings),
+        )
+        .route("/api/models/pull", post(admin::pull_model))
+        .route("/api/models/use", post(admin::use_model))
+        .route(
+            "/api/conversations",
+            get(chat::list).post(chat::create).delete(chat::delete_all),
+        )
+        .route(
+            "/api/conversations/{id}",
+            get(chat::get_one)
+                .patch(chat::rename)
+                .delete(chat::delete_one),
+        )
+        .route("/api/conversations/{id}/messages", post(chat::send))
+        .route("/api/conversations/{id}/regenerate", post(chat::regenerate))
+        .route("/api/conversations/{id}/edit", post(chat::edit))
+        .route("/api/conversations/{id}/stop", post(chat::stop))
+        .route("/api/conversations/{id}/events", get(chat::events))
+        .route("/api/export", get(chat::export))
+        .fallback(|| async { ApiError::not_found("no such page") })
+        .route_layer(middleware::from_fn(no_store))
 }
 
 /// One log line and one metrics count per request.
