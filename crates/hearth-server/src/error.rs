@@ -6,6 +6,9 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+/// What handlers return: a value, or the error response.
+pub(crate) type AppResult<T> = Result<T, ApiError>;
+
 /// An error answered to an API client.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ApiError {

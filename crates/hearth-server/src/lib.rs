@@ -11,22 +11,29 @@
 //! sequence by dropping its update channel, which is exactly what happens when a client
 //! disconnects and axum drops the response.
 //!
+//! Every caller of the engine goes through one generation core, `generation/`: the request's
+//! `Plan`, starting it on the engine loop, sampler and length fields checked one way,
+//! detokenizing and stop strings, SSE, and the work kept off the async workers. Each API family
+//! has a folder of its own over it (`openai/`: chat, completions, embeddings and models, with
+//! OpenAI's wire types and the tool-call plan beside them), and so does the household page
+//! (`household/`); the core imports none of them. Every route and the middleware around them
+//! are listed in one place, `routes.rs`. Request bodies are read by `body.rs`, errors take their
+//! shape in `error.rs`.
+//!
 //! This crate does not resolve or download models (the binary does, through hearth-fetch) and
 //! does not parse command lines.
 
 pub mod access;
-mod api;
 pub mod auth;
-mod embeddings;
+mod body;
 pub mod error;
-mod generate;
+mod generation;
 pub mod household;
 pub mod listen;
 pub mod metrics;
-mod offload;
 pub mod openai;
+mod routes;
 pub mod scheduler;
-mod tools;
 
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicBool;
@@ -271,7 +278,7 @@ impl AppState {
 
 /// The full router: `/v1/*`, `/health`, `/metrics`, and with a household the page and `/api/*`.
 pub fn router(state: Arc<AppState>) -> axum::Router {
-    api::router(state)
+    routes::router(state)
 }
 
 /// Where the server listens, as a URL for humans.

@@ -52,7 +52,7 @@ pub async fn add_person(
 ) -> Result<Json<Value>, ApiError> {
     me.require_owner()?;
     let h = household(&state)?;
-    let mut b: SecretBody = crate::openai::parse_body_async(body).await?;
+    let mut b: SecretBody = crate::body::parse_body_async(body).await?;
     let name = b
         .name
         .take()
@@ -76,7 +76,7 @@ pub async fn reset_person(
 ) -> Result<Json<Value>, ApiError> {
     me.require_owner()?;
     let h = household(&state)?;
-    let b: SecretBody = crate::openai::parse_body_async(body).await?;
+    let b: SecretBody = crate::body::parse_body_async(body).await?;
     let secret = b.secret()?;
     let store = h.store.clone();
     tokio::task::spawn_blocking(move || store.reset_secret(id, &secret))
@@ -120,7 +120,7 @@ pub async fn create_key(
 ) -> Result<Json<Value>, ApiError> {
     me.require_owner()?;
     let h = household(&state)?;
-    let b: KeyBody = crate::openai::parse_body_async(body).await?;
+    let b: KeyBody = crate::body::parse_body_async(body).await?;
     let name = b.name.trim();
     if name.is_empty() || name.chars().count() > 60 {
         return Err(ApiError::invalid(
@@ -177,7 +177,7 @@ pub async fn put_settings(
 ) -> Result<Json<Value>, ApiError> {
     me.require_owner()?;
     let h = household(&state)?;
-    let b: SettingsBody = crate::openai::parse_body_async(body).await?;
+    let b: SettingsBody = crate::body::parse_body_async(body).await?;
     let name = b.household.trim();
     if name.is_empty() || name.chars().count() > 60 {
         return Err(ApiError::invalid(
@@ -202,7 +202,7 @@ pub async fn pull_model(
 ) -> Result<Response, ApiError> {
     me.require_owner()?;
     let h = household(&state)?;
-    let b: PullBody = crate::openai::parse_body_async(body).await?;
+    let b: PullBody = crate::body::parse_body_async(body).await?;
     let admin = h
         .admin
         .clone()
@@ -224,7 +224,7 @@ pub async fn pull_model(
         };
         let _ = tx.blocking_send(end);
     });
-    Ok(crate::api::sse(rx))
+    Ok(crate::generation::sse(rx))
 }
 
 #[derive(Deserialize)]
@@ -241,7 +241,7 @@ pub async fn use_model(
 ) -> Result<Json<Value>, ApiError> {
     me.require_owner()?;
     let h = household(&state)?;
-    let b: UseBody = crate::openai::parse_body_async(body).await?;
+    let b: UseBody = crate::body::parse_body_async(body).await?;
     let admin = h
         .admin
         .clone()

@@ -23,9 +23,8 @@ use tokio::sync::{broadcast, Notify};
 
 use super::session::{household, Me};
 use super::{db, Household};
-use crate::api::{start_generation, Plan};
 use crate::error::ApiError;
-use crate::generate::Piece;
+use crate::generation::{start_generation, Piece, Plan};
 use crate::{AppState, Served};
 
 mod saver;
@@ -100,7 +99,7 @@ pub async fn create(
     let b: CreateBody = if body.is_empty() {
         CreateBody::default()
     } else {
-        crate::openai::parse_body_async(body).await?
+        crate::body::parse_body_async(body).await?
     };
     let c = h
         .store
@@ -138,7 +137,7 @@ pub async fn rename(
 ) -> Result<Json<Value>, ApiError> {
     let h = household(&state)?;
     check_owned(h, me.user.id, id)?;
-    let b: RenameBody = crate::openai::parse_body_async(body).await?;
+    let b: RenameBody = crate::body::parse_body_async(body).await?;
     let title = b.title.trim();
     if title.is_empty() || title.chars().count() > 120 {
         return Err(ApiError::invalid(
@@ -212,7 +211,7 @@ pub async fn send(
 ) -> Result<Json<Value>, ApiError> {
     let h = household(&state)?;
     check_owned(h, me.user.id, id)?;
-    let b: SendBody = crate::openai::parse_body_async(body).await?;
+    let b: SendBody = crate::body::parse_body_async(body).await?;
     let content = check_content(&b.content)?;
     if running(h, me.user.id, id).is_some() {
         return Err(busy());
@@ -251,7 +250,7 @@ pub async fn edit(
 ) -> Result<Json<Value>, ApiError> {
     let h = household(&state)?;
     let c = owned(h, me.user.id, id)?;
-    let b: SendBody = crate::openai::parse_body_async(body).await?;
+    let b: SendBody = crate::body::parse_body_async(body).await?;
     let content = check_content(&b.content)?;
     if running(h, me.user.id, id).is_some() {
         return Err(busy());
@@ -371,7 +370,7 @@ fn build_prompt(
                 &m.content,
             )
         }));
-        let rendered = crate::offload::render_blocking(template, &msgs, true, None)
+        let rendered = crate::generation::offload::render_blocking(template, &msgs, true, None)
             .map_err(|e| ApiError::internal(format!("the chat template failed: {e}")))?;
         let tokens = state
             .tokenizer
@@ -472,7 +471,7 @@ fn begin_reply(state: &Arc<AppState>, user: i64, conv: i64) -> Result<Message, A
 
 /// Streams a generation into the reply and the database; returns how it ended, as stored
 /// (only once all of its text is).
-async fn drive(state: &AppState, reply: &Reply, mut gen: crate::generate::Generation) -> Status {
+async fn drive(state: &AppState, reply: &Reply, mut gen: crate::generation::Generation) -> Status {
     let Ok(h) = household(state) else {
         return Status::Failed;
     };
@@ -612,7 +611,7 @@ pub async fn events(
             });
         }
     }
-    Ok(crate::api::sse(rx))
+    Ok(crate::generation::sse(rx))
 }
 
 #[derive(Deserialize)]

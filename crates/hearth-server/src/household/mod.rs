@@ -1,4 +1,5 @@
-//! The household page: accounts, sessions, conversations and the page itself (`/`, `/api/*`).
+//! The household page: accounts, sessions, conversations and the page itself (`/`, `/api/*`;
+//! the routes are listed with all the others in `routes.rs`).
 //!
 //! Who may do what (the serve table, extended; nothing here is looser than it):
 //!
@@ -16,23 +17,20 @@
 //! the database as they stream (`chat.rs`), so a closed tab or a locked phone loses nothing;
 //! the page follows a reply through `/api/conversations/{id}/events`.
 
-mod admin;
-mod chat;
+pub(crate) mod admin;
+pub(crate) mod chat;
 mod limits;
-mod session;
+pub(crate) mod session;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::Router;
 use hearth_store::Store;
 use serde_json::Value;
 
 use crate::error::ApiError;
-use crate::AppState;
 
 pub use session::Me;
 
@@ -135,7 +133,7 @@ fn asset(body: &'static str, kind: &'static str) -> Response {
     r
 }
 
-async fn index() -> Response {
+pub(crate) async fn index() -> Response {
     let mut r = asset(INDEX_HTML, "text/html; charset=utf-8");
     // The page runs only its own script and styles; model text is never HTML.
     r.headers_mut().insert(
@@ -153,60 +151,21 @@ async fn index() -> Response {
     r
 }
 
-/// The page and its API. Routes other than setup, login, state and the static assets need a
-/// session (checked in each handler through [`Me`]).
-pub fn router() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/", get(index))
-        .route(
-            "/app.js",
-            get(|| async { asset(APP_JS, "text/javascript; charset=utf-8") }),
-        )
-        .route(
-            "/app.css",
-            get(|| async { asset(APP_CSS, "text/css; charset=utf-8") }),
-        )
-        .route("/api/state", get(session::state))
-        .route("/api/setup", post(session::setup))
-        .route("/api/login", post(session::login))
-        .route("/api/logout", post(session::logout))
-        .route("/api/me/password", post(session::change_password))
-        .route("/api/people", get(admin::people).post(admin::add_person))
-        .route("/api/people/{id}/reset", post(admin::reset_person))
-        .route(
-            "/api/people/{id}",
-            axum::routing::delete(admin::remove_person),
-        )
-        .route("/api/keys", get(admin::keys).post(admin::create_key))
-        .route("/api/keys/{id}", axum::routing::delete(admin::revoke_key))
-        .route(
-            "/api/settings",
-            get(admin::settings).put(admin::put_settings),
-        )
-        .route("/api/models/pull", post(admin::pull_model))
-        .route("/api/models/use", post(admin::use_model))
-        .route(
-            "/api/conversations",
-            get(chat::list).post(chat::create).delete(chat::delete_all),
-        )
-        .route(
-            "/api/conversations/{id}",
-            get(chat::get_one)
-                .patch(chat::rename)
-                .delete(chat::delete_one),
-        )
-        .route("/api/conversations/{id}/messages", post(chat::send))
-        .route("/api/conversations/{id}/regenerate", post(chat::regenerate))
-        .route("/api/conversations/{id}/edit", post(chat::edit))
-        .route("/api/conversations/{id}/stop", post(chat::stop))
-        .route("/api/conversations/{id}/events", get(chat::events))
-        .route("/api/export", get(chat::export))
-        .fallback(|| async { ApiError::not_found("no such page") })
-        .route_layer(axum::middleware::from_fn(no_store))
+/// `/app.js`.
+pub(crate) async fn app_js() -> Response {
+    asset(APP_JS, "text/javascript; charset=utf-8")
+}
+
+/// `/app.css`.
+pub(crate) async fn app_css() -> Response {
+    asset(APP_CSS, "text/css; charset=utf-8")
 }
 
 /// API answers hold private data: never cached by the browser or a proxy.
-async fn no_store(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+pub(crate) async fn no_store(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
     let api = req.uri().path().starts_with("/api/");
     let mut r = next.run(req).await;
     if api {

@@ -161,7 +161,7 @@ pub async fn setup(
 ) -> Result<Response, ApiError> {
     let h = household(&state)?;
     let (addr, headers, body) = read_form(req).await?;
-    let b: SetupBody = crate::openai::parse_body_async(body).await?;
+    let b: SetupBody = crate::body::parse_body_async(body).await?;
     if h.is_set_up() {
         return Err(ApiError {
             status: axum::http::StatusCode::CONFLICT,
@@ -246,7 +246,7 @@ pub async fn login(
 ) -> Result<Response, ApiError> {
     let h = household(&state)?;
     let (addr, headers, body) = read_form(req).await?;
-    let b: LoginBody = crate::openai::parse_body_async(body).await?;
+    let b: LoginBody = crate::body::parse_body_async(body).await?;
     // The try is taken before the password is checked, so guesses sent together cannot pass
     // the limit while the first ones are still being checked.
     let attempt = LoginTry::reserve(&h.store, &b.name, addr)?;
@@ -298,7 +298,7 @@ pub async fn change_password(
     body: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let h = household(&state)?;
-    let b: PasswordBody = crate::openai::parse_body_async(body).await?;
+    let b: PasswordBody = crate::body::parse_body_async(body).await?;
     let store = h.store.clone();
     let new = match me.user.kind {
         hearth_store::SecretKind::Pin => Secret::Pin(b.new),

@@ -13,15 +13,15 @@ use axum::Json;
 use base64::Engine as _;
 use serde_json::{json, Value};
 
-use crate::api::{body, AppResult};
-use crate::error::ApiError;
-use crate::openai::{parse_body_async, EmbeddingInput, EmbeddingRequest};
+use super::{EmbeddingInput, EmbeddingRequest};
+use crate::body::{body, parse_body_async};
+use crate::error::{ApiError, AppResult};
 use crate::{AppState, EMBED_MODEL};
 
 /// Most inputs in one request (OpenAI's limit).
 const MAX_INPUTS: usize = 2048;
 
-pub async fn embeddings(
+pub(crate) async fn embeddings(
     State(state): State<Arc<AppState>>,
     raw: Result<Bytes, BytesRejection>,
 ) -> AppResult<Response> {

@@ -1,15 +1,15 @@
 //! From engine updates to text: detokenizing without splitting characters, stop strings,
-//! logprobs in OpenAI's shape, and usage counts. Shared by chat and completions, streaming or not.
+//! logprobs in OpenAI's shape, and usage counts. Shared by every caller, streaming or not.
 
 use std::sync::Arc;
 
 use hearth_engine::{FinishReason, Logprob};
 use hearth_model::tokenizer::{StreamDecoder, Tokenizer};
 use hearth_model::StopStrings;
+use serde::Serialize;
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::error::ApiError;
-use crate::openai::{TokenLogprob, TopLogprob};
 use crate::scheduler::Update;
 
 /// What a generation yields to its handler.
@@ -25,6 +25,23 @@ pub enum Piece {
     Done { finish_reason: &'static str },
     /// Still waiting for the engine, behind `ahead` other requests.
     Queued { ahead: usize },
+}
+
+/// One alternative in `top_logprobs`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct TopLogprob {
+    pub token: String,
+    pub logprob: f32,
+    pub bytes: Vec<u8>,
+}
+
+/// One token of `logprobs.content`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct TokenLogprob {
+    pub token: String,
+    pub logprob: f32,
+    pub bytes: Vec<u8>,
+    pub top_logprobs: Vec<TopLogprob>,
 }
 
 /// One running request, seen from its handler.

@@ -8,60 +8,8 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::error::ApiError;
-
-/// Bodies larger than this are parsed on a blocking thread: a few megabytes of JSON take tens
-/// of milliseconds, and six such requests at once stalled `/health` for seconds on the two
-/// async workers. Smaller ones (nearly all) are parsed in place, where a thread hop would cost
-/// more than the parse.
-pub const BLOCKING_PARSE_BYTES: usize = 64 << 10;
-
-/// [`parse_body`] for handlers: large bodies are parsed off the async workers (see
-/// [`BLOCKING_PARSE_BYTES`]).
-pub async fn parse_body_async<T>(body: bytes::Bytes) -> Result<T, ApiError>
-where
-    T: serde::de::DeserializeOwned + Send + 'static,
-{
-    if body.len() <= BLOCKING_PARSE_BYTES {
-        return parse_body(&body);
-    }
-    tokio::task::spawn_blocking(move || parse_body(&body))
-        .await
-        .map_err(|e| ApiError::internal(format!("reading the request failed: {e}")))?
-}
-
-/// Parses a JSON body into `T`, naming the offending field on a type error.
-pub fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    if let Err(e) = std::str::from_utf8(body) {
-        return Err(ApiError::bad_request(format!(
-            "the request body is not valid UTF-8 (invalid byte at offset {})",
-            e.valid_up_to()
-        )));
-    }
-    let de = &mut serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        let text = inner.to_string();
-        let missing = text
-            .strip_prefix("missing field `")
-            .and_then(|r| r.split('`').next());
-        if inner.is_syntax() || inner.is_eof() {
-            ApiError::bad_request(format!("the request body is not valid JSON: {inner}"))
-        } else if let Some(field) = missing {
-            let param = if path == "." || path.is_empty() {
-                field.to_string()
-            } else {
-                format!("{path}.{field}")
-            };
-            ApiError::invalid(param.clone(), format!("`{param}` is required"))
-        } else if path == "." || path.is_empty() {
-            ApiError::bad_request(format!("invalid request body: {inner}"))
-        } else {
-            ApiError::invalid(path.clone(), format!("invalid value for `{path}`: {inner}"))
-        }
-    })
-}
+pub use crate::body::{parse_body, parse_body_async, BLOCKING_PARSE_BYTES};
+pub use crate::generation::{SamplingFields, TokenLogprob, TopLogprob};
 
 /// `stop`: a string or a list of strings.
 #[derive(Debug, Clone, Deserialize)]
@@ -181,22 +129,6 @@ pub struct ResponseFormat {
     pub kind: String,
     #[serde(default)]
     pub json_schema: Option<JsonSchemaFormat>,
-}
-
-/// Sampling fields shared by chat and completions (copied out of either request; the requests
-/// list them inline rather than through `#[serde(flatten)]`, which would lose the field names
-/// in type errors).
-#[derive(Debug, Clone, Default)]
-pub struct SamplingFields {
-    pub temperature: Option<f32>,
-    pub top_p: Option<f32>,
-    pub seed: Option<i64>,
-    pub presence_penalty: Option<f32>,
-    pub frequency_penalty: Option<f32>,
-    pub logit_bias: Option<HashMap<String, f32>>,
-    pub top_k: Option<usize>,
-    pub min_p: Option<f32>,
-    pub repeat_penalty: Option<f32>,
 }
 
 macro_rules! sampling_of {
@@ -365,21 +297,4 @@ impl Usage {
             },
         }
     }
-}
-
-/// One alternative in `top_logprobs`.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct TopLogprob {
-    pub token: String,
-    pub logprob: f32,
-    pub bytes: Vec<u8>,
-}
-
-/// One token of `logprobs.content`.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct TokenLogprob {
-    pub token: String,
-    pub logprob: f32,
-    pub bytes: Vec<u8>,
-    pub top_logprobs: Vec<TopLogprob>,
 }

@@ -14,8 +14,8 @@ use hearth_model::chat::{ChatMessage, ChatTemplate};
 use hearth_model::TokenConstraint;
 use serde_json::{json, Value};
 
+use super::{ChatRequest, TokenLogprob, ToolChoice};
 use crate::error::ApiError;
-use crate::openai::{ChatRequest, TokenLogprob, ToolChoice};
 use crate::Served;
 
 /// What the request asks for besides plain text.

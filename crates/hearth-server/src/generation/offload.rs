@@ -45,7 +45,7 @@ pub(crate) async fn chat_prompt(
 /// one; a long text is tokenized on a blocking thread.
 pub(crate) async fn encode(served: &Arc<Served>, text: &str) -> Result<Vec<u32>, ApiError> {
     let tok = served.tokenizer.clone();
-    if text.len() <= crate::openai::BLOCKING_PARSE_BYTES {
+    if text.len() <= crate::body::BLOCKING_PARSE_BYTES {
         return Ok(tok.encode(text, tok.add_bos(), false));
     }
     let text = text.to_owned();
