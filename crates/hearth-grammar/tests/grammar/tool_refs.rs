@@ -5,7 +5,7 @@
 //! embeds every tool's parameters in one larger schema, so each reference must still reach the
 //! tool's own definitions: the same name in two tools may mean two different shapes.
 
-use hearth_grammar::{Constraint, ToolMode, ToolSpec};
+use hearth_grammar::{Constraint, Error, ToolMode, ToolSpec};
 use hearth_model::TokenConstraint;
 use serde_json::json;
 
@@ -241,5 +241,53 @@ fn tool_refs_reach_their_own_tools_definitions() {
                 "{mode:?} lets {text} through"
             );
         }
+    }
+}
+
+/// A tool schema the grammar cannot take is a client error that names the tool and the problem
+/// in plain words, without the grammar Hearth builds around it.
+#[test]
+fn broken_tool_schemas_name_the_tool_and_the_problem() {
+    let env = &smollm2().env;
+    let good = ref_tools();
+    let cases = [
+        (
+            json!({"type": "object", "properties": {"a": {"$ref": "#/$defs/Missing"}}}),
+            "Missing",
+        ),
+        (
+            json!({"type": "object", "properties": {"a": {"$ref": "https://example.com/s.json"}}}),
+            "https://example.com/s.json",
+        ),
+        (
+            json!({"type": "object", "properties": {"a": {"type": "array", "uniqueItems": true}}}),
+            "uniqueItems",
+        ),
+    ];
+    for (params, problem) in cases {
+        let mut ts = good.clone();
+        ts.push(tool("broken_tool", params));
+        for mode in [
+            ToolMode::Auto,
+            ToolMode::Required,
+            ToolMode::Named("broken_tool".into()),
+        ] {
+            let e = Constraint::tool_calls(env, &ts, &mode)
+                .err()
+                .unwrap_or_else(|| panic!("{mode:?} compiles a broken tool"));
+            assert!(matches!(e, Error::Unsupported { .. }), "{e}");
+            let msg = e.to_string();
+            if mode == ToolMode::Auto {
+                eprintln!("{msg}");
+            }
+            assert!(msg.contains("tool 'broken_tool'"), "{msg}");
+            assert!(msg.contains(problem), "{msg}");
+            for internal in ["%json", "start:", "<tool_call>", "anyOf", "x-guidance"] {
+                assert!(!msg.contains(internal), "{internal} in {msg}");
+            }
+        }
+        // A request that does not offer the broken tool is not held up by it.
+        let named = ToolMode::Named("save_person".into());
+        assert!(Constraint::tool_calls(env, &ts, &named).is_ok());
     }
 }
