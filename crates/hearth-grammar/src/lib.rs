@@ -51,8 +51,9 @@ pub enum Error {
     /// The schema is not a JSON schema at all.
     #[error("invalid schema in {what}: {reason}")]
     InvalidSchema { what: String, reason: String },
-    /// llguidance rejected the schema or grammar: a keyword it does not support, a broken `$ref`,
-    /// or constraints no value can satisfy. The message is llguidance's and names the problem.
+    /// The schema cannot be compiled: a keyword llguidance does not support, a `$ref` that
+    /// points outside the schema or at nothing, or constraints no value can satisfy. `what`
+    /// names the schema (a tool's by the tool's name); the reason is about that schema alone.
     #[error("unsupported {what}: {reason}")]
     Unsupported { what: String, reason: String },
     /// `tool_choice` names a function that is not among the tools.
@@ -156,6 +157,42 @@ impl GrammarEnv {
             failed: None,
             free: None,
         })
+    }
+
+    /// The error of the first callable tool whose parameters llguidance cannot take on their
+    /// own, if any. The combined tool-call grammar's errors quote the whole grammar Hearth
+    /// built; compiled alone, a tool's schema gets an error that names the tool and only the
+    /// problem in its own schema. Only runs when the combined grammar has failed.
+    fn blame_tool(self: &Arc<Self>, tools: &[ToolSpec], mode: &ToolMode) -> Option<Error> {
+        let callable = tools::callable(tools, mode).ok()??;
+        callable.into_iter().find_map(|t| {
+            let what = format!("tool '{}' parameters", t.name);
+            match schema::prepare(&t.parameters, &what) {
+                Ok(alone) => self
+                    .constraint(TopLevelGrammar::from_json_schema(alone), &what)
+                    .err(),
+                Err(e) => Some(e),
+            }
+        })
+    }
+}
+
+/// An error from the combined tool-call grammar that no single tool explains, without the
+/// grammar text llguidance appends: the first line, from llguidance's own message on.
+fn plain(e: Error) -> Error {
+    match e {
+        Error::Unsupported { what, reason } => {
+            let line = reason.lines().next().unwrap_or_default();
+            let message = ["failed to compile JSON schema: ", "): "]
+                .iter()
+                .find_map(|prefix| line.split_once(prefix).map(|(_, rest)| rest))
+                .unwrap_or(line);
+            Error::Unsupported {
+                what,
+                reason: message.to_string(),
+            }
+        }
+        other => other,
     }
 }
 
@@ -268,7 +305,9 @@ impl Constraint {
         let Some(lark) = tools::grammar(tools, mode)? else {
             return Ok(None);
         };
-        let mut c = env.constraint(TopLevelGrammar::from_lark(lark), "tool calls")?;
+        let mut c = env
+            .constraint(TopLevelGrammar::from_lark(lark), "tool calls")
+            .map_err(|e| env.blame_tool(tools, mode).unwrap_or_else(|| plain(e)))?;
         if *mode == ToolMode::Auto && env.free_text.is_some() {
             c.free = Some(FreeText {
                 pending: Vec::new(),
@@ -414,6 +453,26 @@ mod tests {
                 "{name}: shortcut still on after the trigger"
             );
         }
+    }
+
+    /// The combined grammar's errors (the shape llguidance gives them) lose the grammar text.
+    #[test]
+    fn combined_grammar_errors_keep_only_the_message() {
+        let llguidance = "at 2(7): failed to compile JSON schema: Something went wrong.\n   \
+                          1 | start: call calls\n   2 | body: %json {\"anyOf\": []}\n";
+        let e = plain(Error::Unsupported {
+            what: "tool calls".into(),
+            reason: llguidance.into(),
+        });
+        assert_eq!(
+            e.to_string(),
+            "unsupported tool calls: Something went wrong."
+        );
+        let e = plain(Error::Unsupported {
+            what: "tool calls".into(),
+            reason: "at 1(3): unknown rule\n   1 | start: x\n".into(),
+        });
+        assert_eq!(e.to_string(), "unsupported tool calls: unknown rule");
     }
 
     #[test]

@@ -17,11 +17,12 @@
 //!
 //! The grammar is a Lark grammar for llguidance with one `%json` schema covering every callable
 //! tool: `anyOf` over objects whose `name` is a constant and whose `arguments` is that tool's
-//! parameter schema. For [`ToolMode::Auto`] free text comes first; a lazy terminal ends it at the
-//! first `<tool_call>`, from where the call must follow the grammar. The grammar alone decides
-//! what is allowed, so a token that completes the trigger and carries more bytes is lexed like
-//! any other; the free-text shortcut in the crate root only saves computing the mask before the
-//! trigger, where the answer is known.
+//! parameter schema, its own `$ref`s rebased onto the place it sits (see `schema::embed`). For
+//! [`ToolMode::Auto`] free text comes first; a lazy terminal ends it at the first `<tool_call>`,
+//! from where the call must follow the grammar. The grammar alone decides what is allowed, so a
+//! token that completes the trigger and carries more bytes is lexed like any other; the
+//! free-text shortcut in the crate root only saves computing the mask before the trigger, where
+//! the answer is known.
 
 use serde_json::{json, Value};
 
@@ -135,8 +136,11 @@ pub fn held_back(text: &str) -> usize {
         .unwrap_or(0)
 }
 
-/// The Lark grammar for a tool mode, or `None` when nothing is constrained.
-pub(crate) fn grammar(tools: &[ToolSpec], mode: &ToolMode) -> Result<Option<String>, Error> {
+/// The tools a mode lets the model call, or `None` when nothing is constrained.
+pub(crate) fn callable<'t>(
+    tools: &'t [ToolSpec],
+    mode: &ToolMode,
+) -> Result<Option<Vec<&'t ToolSpec>>, Error> {
     let callable: Vec<&ToolSpec> = match mode {
         ToolMode::None => return Ok(None),
         // Nothing to call: the server offers no tools and the text is free.
@@ -163,11 +167,23 @@ pub(crate) fn grammar(tools: &[ToolSpec], mode: &ToolMode) -> Result<Option<Stri
             });
         }
     }
+    Ok(Some(callable))
+}
+
+/// The Lark grammar for a tool mode, or `None` when nothing is constrained.
+pub(crate) fn grammar(tools: &[ToolSpec], mode: &ToolMode) -> Result<Option<String>, Error> {
+    let Some(callable) = callable(tools, mode)? else {
+        return Ok(None);
+    };
     let options: Vec<Value> = callable
         .iter()
-        .map(|t| {
+        .enumerate()
+        .map(|(i, t)| {
             let what = format!("tool '{}' parameters", t.name);
-            let params = schema::check_and_close(&t.parameters, &what)?;
+            // Where these parameters sit in the combined schema, which their own references
+            // (`#/$defs/Address`, `#`) are rebased onto.
+            let at = format!("#/anyOf/{i}/properties/arguments");
+            let params = schema::embed(&t.parameters, &at, &what)?;
             Ok(json!({
                 "type": "object",
                 "properties": {"name": {"const": t.name}, "arguments": params},

@@ -20,6 +20,8 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 
+mod tool_refs;
+
 struct Model {
     tok: Tokenizer,
     env: Arc<GrammarEnv>,
