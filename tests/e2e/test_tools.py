@@ -160,3 +160,33 @@ def test_tool_result_continues_conversation(client, model_id):
     without = client.chat.completions.create(model=model_id, messages=ASK, tools=TOOLS, tool_choice="none",
                                              temperature=0, max_tokens=1)
     assert r.usage.prompt_tokens >= without.usage.prompt_tokens + len(tokenize(result))
+
+
+def test_pydantic_tool_with_nested_models_works_for_every_tool_choice(client, model_id):
+    """openai's `pydantic_function_tool` with a nested model sends `$defs` and `$ref`s; they must
+    resolve against the tool's own parameters (issue 16: every tool_choice got a 400)."""
+    import openai
+    from pydantic import BaseModel
+
+    class Address(BaseModel):
+        street: str
+        city: str
+
+    class Person(BaseModel):
+        name: str
+        home: Address
+
+    tool = openai.pydantic_function_tool(Person, name="save_person")
+    schema = tool["function"]["parameters"]
+    assert "$ref" in json.dumps(schema), schema
+    ask = user("Save Ana, who lives at 1 Main Street in Springfield.")
+    for choice in ("auto", "required", {"type": "function", "function": {"name": "save_person"}}):
+        r = client.chat.completions.create(model=model_id, messages=ask, tools=[tool], tool_choice=choice,
+                                           temperature=0, max_tokens=200)
+        c = r.choices[0]
+        if choice != "auto":
+            assert c.message.tool_calls, (choice, c)
+        if c.finish_reason == "tool_calls":
+            for call in c.message.tool_calls:
+                assert call.function.name == "save_person"
+                jsonschema.validate(json.loads(call.function.arguments), schema)
