@@ -683,3 +683,30 @@ async fn switching_models_keeps_running_replies_and_serves_the_new_one() {
     assert_eq!(usage["completion_tokens"], 200, "{usage}");
     assert_eq!(text, v["choices"][0]["text"].as_str().unwrap());
 }
+
+/// Issue 16: chat with the embedding model's id answered "does not exist… Available: …,
+/// all-minilm-l6-v2", listing the very model it refused.
+#[tokio::test]
+async fn chat_with_the_embedding_model_says_what_it_is_for() {
+    let app = app(Setup {
+        embeddings: true,
+        ..Setup::default()
+    });
+    let mut req = chat("Hello", json!({}));
+    req["model"] = json!("all-minilm-l6-v2");
+    for path in ["/v1/chat/completions", "/v1/completions"] {
+        let mut req = req.clone();
+        if path == "/v1/completions" {
+            req = json!({"model": "all-minilm-l6-v2", "prompt": "Hello"});
+        }
+        let (s, v) = post_json(&app, path, &req).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{path}: {v}");
+        let (_, param, message) = error_of(&v);
+        assert_eq!(param.as_deref(), Some("model"), "{v}");
+        assert!(
+            message.contains("/v1/embeddings") && message.contains(MODEL),
+            "{path}: {message}"
+        );
+        assert!(!message.contains("does not exist"), "{message}");
+    }
+}

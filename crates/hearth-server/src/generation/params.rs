@@ -28,6 +28,15 @@ pub struct SamplingFields {
 pub(crate) fn check_model(state: &AppState, served: &Served, model: &str) -> AppResult<()> {
     if model == served.model_id {
         Ok(())
+    } else if state.embed.as_ref().is_some_and(|e| e.id == model) {
+        // It exists, so "does not exist" (with itself in the list) would be wrong.
+        Err(ApiError::invalid(
+            "model",
+            format!(
+                "`{model}` is an embedding model: send it to /v1/embeddings. For text, use `{}`.",
+                served.model_id
+            ),
+        ))
     } else {
         Err(ApiError::model_not_found(model, &state.model_ids(served)))
     }
