@@ -1,15 +1,80 @@
-//! Causal attention over the paged KV cache for a whole batch, split across threads in units
-//! of (run of tokens, head), every token's arithmetic the one-token arithmetic.
+//! A layer's attention branch: Q, K and V projections, biases and per-head norms, RoPE, the
+//! cache write, then causal attention over the paged KV cache for the whole batch, split
+//! across threads in units of (run of tokens, head), every token's arithmetic the one-token
+//! arithmetic.
 
 use half::f16;
 use hearth_gguf::GgmlType;
 use hearth_kernels::ThreadPool;
 
-use super::forward::Workspace;
-use super::{BatchItem, Model};
+use super::forward::{add, Workspace};
+use super::{Attention, BatchItem, Model};
 use crate::kv::{KvCache, SeqKv};
+use crate::ops;
+use crate::Result;
 
 impl Model {
+    /// Layer `il`'s attention branch on the normed input `ws.xn`, into `ws.tmp`:
+    /// `wo · softmax(q·kᵀ · attn_scale) · v` over each token's visible positions, after the
+    /// token's own keys and values reach the cache.
+    pub(super) fn attention<S: AsRef<SeqKv> + Sync>(
+        &self,
+        il: usize,
+        batch: &[BatchItem],
+        seqs: &[S],
+        kv: &mut KvCache,
+        ws: &mut Workspace,
+        pool: &ThreadPool,
+    ) -> Result<()> {
+        let c = &self.config;
+        let attn: &Attention = &self.layers[il].attn;
+        let n_tok = batch.len();
+        let hd = c.head_dim;
+        let q_dim = c.n_head * hd;
+        let kd = c.kv_dim_k();
+        let vd = c.kv_dim_v();
+        ws.act.invalidate();
+        // q: (n_tok, n_head * head_dim), k: (n_tok, n_kv_head * head_dim),
+        // v: (n_tok, n_kv_head * v_head_dim)
+        self.project(pool, &attn.wq, &mut ws.act, &ws.xn, n_tok, &mut ws.q)?;
+        self.project(pool, &attn.wk, &mut ws.act, &ws.xn, n_tok, &mut ws.k)?;
+        self.project(pool, &attn.wv, &mut ws.act, &ws.xn, n_tok, &mut ws.v)?;
+        let rope = if c.layer_is_swa[il] {
+            &self.rope_swa
+        } else {
+            &self.rope_full
+        };
+        for (t, item) in batch.iter().enumerate() {
+            let q = &mut ws.q[t * q_dim..(t + 1) * q_dim]; // (n_head, head_dim)
+            let k = &mut ws.k[t * kd..(t + 1) * kd]; // (n_kv_head, head_dim)
+            let v = &mut ws.v[t * vd..(t + 1) * vd]; // (n_kv_head, v_head_dim)
+            if let Some(b) = &attn.bias {
+                add(q, &b.bq);
+                add(k, &b.bk);
+                add(v, &b.bv);
+            }
+            if let Some(n) = &attn.qk_norm {
+                q.chunks_exact_mut(hd)
+                    .for_each(|h| ops::rms_norm_inplace(h, &n.q_norm, c.rms_eps));
+                k.chunks_exact_mut(hd)
+                    .for_each(|h| ops::rms_norm_inplace(h, &n.k_norm, c.rms_eps));
+            }
+            rope.apply(q, hd, item.pos);
+            rope.apply(k, hd, item.pos);
+            if c.q_scale != 1.0 {
+                q.iter_mut().for_each(|x| *x *= c.q_scale);
+            }
+            // Keys and values reach the cache before any query of this batch reads it.
+            kv.write(il, seqs[item.seq].as_ref(), item.pos, k, v)?;
+        }
+        // attn: (n_tok, n_head * v_head_dim)
+        self.attend(il, batch, seqs, kv, ws, pool);
+        ws.act.invalidate();
+        // tmp = wo · attn: (n_tok, n_embd)
+        self.project(pool, &attn.wo, &mut ws.act, &ws.attn, n_tok, &mut ws.tmp)?;
+        Ok(())
+    }
+
     /// Causal (and, on local layers, windowed) attention for every token of the batch, all
     /// heads, split across threads; each token reads its sequence's keys in position order.
     ///
@@ -24,7 +89,7 @@ impl Model {
     /// the F32 dot of the widened key and the query rounded to f16 (the same operations as the
     /// F16 dot of the f16 values, since widening is exact), softmax walks the keys in order, and
     /// the output sums `p · v` over the keys in order. So results do not depend on the batch.
-    pub(super) fn attention<S: AsRef<SeqKv> + Sync>(
+    fn attend<S: AsRef<SeqKv> + Sync>(
         &self,
         il: usize,
         batch: &[BatchItem],
@@ -276,7 +341,7 @@ impl Model {
 /// Most tokens of one sequence whose attention one work unit computes together.
 const ATTN_RUN: usize = 16;
 
-/// Consecutive batch tokens of one sequence (see [`Model::attention`]).
+/// Consecutive batch tokens of one sequence (see [`Model::attend`]).
 #[derive(Clone, Copy, Debug, Default)]
 pub(super) struct Run {
     /// Index of its first token in the batch.

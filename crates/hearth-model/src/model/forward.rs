@@ -7,7 +7,7 @@ use hearth_gguf::GgmlType;
 use hearth_kernels::{activation_type, matmul, QMatrix, ThreadPool};
 
 use super::attention::{AttnScratch, Run};
-use super::{BatchItem, Model, Weight};
+use super::{BatchItem, FeedForward, Model, Weight};
 use crate::config::{Activation, Config};
 use crate::kv::{KvCache, SeqKv};
 use crate::ops;
@@ -48,11 +48,9 @@ impl Model {
         }
         ws.prepare(c, n_tok, pool.n_threads());
         let d = c.n_embd;
-        let q_dim = c.n_head * c.head_dim;
-        let kd = c.kv_dim_k();
-        let vd = c.kv_dim_v();
 
-        // Embeddings: one row of the (quantized) table per token.
+        // x = token_embd[token] · embd_scale: (n_tok, n_embd), one row of the (quantized)
+        // table per token.
         let emb = self.mat(&self.tok_embd);
         for (t, item) in batch.iter().enumerate() {
             let x = &mut ws.x[t * d..(t + 1) * d];
@@ -62,93 +60,28 @@ impl Model {
             }
         }
 
+        // Each layer: two residual branches on x, every tensor (n_tok, n_embd).
+        let n = n_tok * d;
         for (il, layer) in self.layers.iter().enumerate() {
-            // --- attention ---
-            for t in 0..n_tok {
-                ops::rms_norm(
-                    &ws.x[t * d..(t + 1) * d],
-                    &layer.attn_norm,
-                    c.rms_eps,
-                    &mut ws.xn[t * d..(t + 1) * d],
-                );
-            }
-            ws.act.invalidate();
-            self.project(pool, &layer.wq, &mut ws.act, &ws.xn, n_tok, &mut ws.q)?; // (T, n_head * head_dim)
-            self.project(pool, &layer.wk, &mut ws.act, &ws.xn, n_tok, &mut ws.k)?; // (T, n_kv_head * head_dim)
-            self.project(pool, &layer.wv, &mut ws.act, &ws.xn, n_tok, &mut ws.v)?; // (T, n_kv_head * v_head_dim)
-            let is_swa = c.layer_is_swa[il];
-            let rope = if is_swa {
-                &self.rope_swa
-            } else {
-                &self.rope_full
-            };
-            for (t, item) in batch.iter().enumerate() {
-                let q = &mut ws.q[t * q_dim..(t + 1) * q_dim];
-                let k = &mut ws.k[t * kd..(t + 1) * kd];
-                let v = &mut ws.v[t * vd..(t + 1) * vd];
-                if let (Some(bq), Some(bk), Some(bv)) = (&layer.bq, &layer.bk, &layer.bv) {
-                    add(q, bq);
-                    add(k, bk);
-                    add(v, bv);
-                }
-                if let (Some(qn), Some(kn)) = (&layer.q_norm, &layer.k_norm) {
-                    q.chunks_exact_mut(c.head_dim)
-                        .for_each(|h| ops::rms_norm_inplace(h, qn, c.rms_eps));
-                    k.chunks_exact_mut(c.head_dim)
-                        .for_each(|h| ops::rms_norm_inplace(h, kn, c.rms_eps));
-                }
-                rope.apply(q, c.head_dim, item.pos);
-                rope.apply(k, c.head_dim, item.pos);
-                if c.q_scale != 1.0 {
-                    q.iter_mut().for_each(|x| *x *= c.q_scale);
-                }
-                // Keys and values reach the cache before any query of this batch reads it.
-                kv.write(il, seqs[item.seq].as_ref(), item.pos, k, v)?;
-            }
-            self.attention(il, batch, seqs, kv, ws, pool);
-            ws.act.invalidate();
-            self.project(pool, &layer.wo, &mut ws.act, &ws.attn, n_tok, &mut ws.tmp)?; // (T, d)
-            for t in 0..n_tok {
-                let out = &mut ws.tmp[t * d..(t + 1) * d];
-                if let Some(w) = &layer.attn_post_norm {
-                    ops::rms_norm_inplace(out, w, c.rms_eps);
-                }
-                add(&mut ws.x[t * d..(t + 1) * d], out);
-            }
+            // x += attn_post_norm(attention(attn_norm(x)))
+            rms_norm_rows(&ws.x, &layer.attn_norm, c.rms_eps, &mut ws.xn[..n]);
+            self.attention(il, batch, seqs, kv, ws, pool)?;
+            let post_norm = layer.attn_post_norm.as_deref();
+            add_residual(&mut ws.x, &mut ws.tmp[..n], post_norm, c.rms_eps);
 
-            // --- feed-forward ---
-            for t in 0..n_tok {
-                ops::rms_norm(
-                    &ws.x[t * d..(t + 1) * d],
-                    &layer.ffn_norm,
-                    c.rms_eps,
-                    &mut ws.xn[t * d..(t + 1) * d],
-                );
-            }
-            ws.act.invalidate();
-            self.project(pool, &layer.gate, &mut ws.act, &ws.xn, n_tok, &mut ws.gate)?; // (T, n_ff)
-            self.project(pool, &layer.up, &mut ws.act, &ws.xn, n_tok, &mut ws.up)?; // (T, n_ff)
-            let n_ff = c.n_ff;
-            for t in 0..n_tok {
-                let g = &mut ws.gate[t * n_ff..(t + 1) * n_ff];
-                let u = &ws.up[t * n_ff..(t + 1) * n_ff];
-                match c.activation {
-                    Activation::Silu => ops::swiglu(g, u),
-                    Activation::GeluTanh => ops::geglu(g, u),
+            // x += ffn_post_norm(ffn(ffn_norm(x)))
+            rms_norm_rows(&ws.x, &layer.ffn_norm, c.rms_eps, &mut ws.xn[..n]);
+            match &layer.ffn {
+                FeedForward::Dense { gate, up, down } => {
+                    self.dense_ffn(gate, up, down, n_tok, ws, pool)?;
                 }
             }
-            ws.act.invalidate();
-            self.project(pool, &layer.down, &mut ws.act, &ws.gate, n_tok, &mut ws.tmp)?; // (T, d)
-            for t in 0..n_tok {
-                let out = &mut ws.tmp[t * d..(t + 1) * d];
-                if let Some(w) = &layer.ffn_post_norm {
-                    ops::rms_norm_inplace(out, w, c.rms_eps);
-                }
-                add(&mut ws.x[t * d..(t + 1) * d], out);
-            }
+            let post_norm = layer.ffn_post_norm.as_deref();
+            add_residual(&mut ws.x, &mut ws.tmp[..n], post_norm, c.rms_eps);
         }
 
-        // --- output: final norm and logits for the tokens that want them ---
+        // logits = output · output_norm(x) for the n_out tokens that want them:
+        // (n_out, n_vocab), soft-capped where the model says so.
         let mut n_out = 0;
         for (t, item) in batch.iter().enumerate() {
             if item.logits {
@@ -174,9 +107,41 @@ impl Model {
         Ok(&ws.logits[..n_out * c.n_vocab])
     }
 
+    /// The gated MLP on the normed input `ws.xn`, into `ws.tmp`:
+    /// `down · (act(gate · x) ⊙ (up · x))`.
+    fn dense_ffn(
+        &self,
+        gate: &Weight,
+        up: &Weight,
+        down: &Weight,
+        n_tok: usize,
+        ws: &mut Workspace,
+        pool: &ThreadPool,
+    ) -> Result<()> {
+        let c = &self.config;
+        let n_ff = c.n_ff;
+        ws.act.invalidate();
+        // gate, up: (n_tok, n_ff)
+        self.project(pool, gate, &mut ws.act, &ws.xn, n_tok, &mut ws.gate)?;
+        self.project(pool, up, &mut ws.act, &ws.xn, n_tok, &mut ws.up)?;
+        // gate = act(gate) ⊙ up: (n_tok, n_ff)
+        for t in 0..n_tok {
+            let g = &mut ws.gate[t * n_ff..(t + 1) * n_ff];
+            let u = &ws.up[t * n_ff..(t + 1) * n_ff];
+            match c.activation {
+                Activation::Silu => ops::swiglu(g, u),
+                Activation::GeluTanh => ops::geglu(g, u),
+            }
+        }
+        ws.act.invalidate();
+        // tmp = down · gate: (n_tok, n_embd)
+        self.project(pool, down, &mut ws.act, &ws.gate, n_tok, &mut ws.tmp)?;
+        Ok(())
+    }
+
     /// `out = x · wᵀ` for `n_tok` rows of `x`, quantizing `x` to the weight's activation type
     /// unless `act` already holds it in that type.
-    fn project(
+    pub(super) fn project(
         &self,
         pool: &ThreadPool,
         w: &Weight,
@@ -213,13 +178,13 @@ impl Model {
 /// Quantized activations of the last projection input, reused while the input is unchanged
 /// (Q, K and V share one quantization; so do gate and up).
 #[derive(Default)]
-struct ActCache {
+pub(super) struct ActCache {
     ty: Option<GgmlType>,
     buf: Vec<u8>,
 }
 
 impl ActCache {
-    fn invalidate(&mut self) {
+    pub(super) fn invalidate(&mut self) {
         self.ty = None;
     }
 }
@@ -229,16 +194,16 @@ impl ActCache {
 #[derive(Default)]
 pub struct Workspace {
     x: Vec<f32>,
-    xn: Vec<f32>,
+    pub(super) xn: Vec<f32>,
     pub(super) q: Vec<f32>,
-    k: Vec<f32>,
-    v: Vec<f32>,
+    pub(super) k: Vec<f32>,
+    pub(super) v: Vec<f32>,
     pub(super) attn: Vec<f32>,
-    tmp: Vec<f32>,
+    pub(super) tmp: Vec<f32>,
     gate: Vec<f32>,
     up: Vec<f32>,
     logits: Vec<f32>,
-    act: ActCache,
+    pub(super) act: ActCache,
     pub(super) attn_scratch: Vec<Mutex<AttnScratch>>,
     /// Attention work: runs of tokens, and where each thread's units begin.
     pub(super) runs: Vec<Run>,
@@ -324,7 +289,28 @@ fn project_exact(
     Ok(())
 }
 
-fn add(dst: &mut [f32], src: &[f32]) {
+/// `out = rms_norm(x) * w`, token by token (rows of `w.len()`), for the tokens `out` has
+/// room for.
+fn rms_norm_rows(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
+    let d = w.len();
+    for (x, out) in x.chunks_exact(d).zip(out.chunks_exact_mut(d)) {
+        ops::rms_norm(x, w, eps, out);
+    }
+}
+
+/// `x += post_norm(branch)`: a branch's residual add, its output RMS-normed token by token
+/// first where the architecture has a post-norm (Gemma 3). `x` may hold more rows than
+/// `branch`; only `branch`'s are touched.
+fn add_residual(x: &mut [f32], branch: &mut [f32], post_norm: Option<&[f32]>, eps: f32) {
+    if let Some(w) = post_norm {
+        for out in branch.chunks_exact_mut(w.len()) {
+            ops::rms_norm_inplace(out, w, eps);
+        }
+    }
+    add(x, branch);
+}
+
+pub(super) fn add(dst: &mut [f32], src: &[f32]) {
     for (d, s) in dst.iter_mut().zip(src) {
         *d += s;
     }

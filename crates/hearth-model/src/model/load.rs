@@ -4,7 +4,8 @@
 use hearth_gguf::{Gguf, TensorInfo};
 
 use super::pack::{pack_weights, packing_enabled};
-use super::{Layer, Model, Weight};
+use super::{Attention, FeedForward, Layer, Model, QkNorm, QkvBias, Weight};
+use crate::config::Config;
 use crate::ops::Rope;
 use crate::{arch, Error, Result};
 
@@ -22,56 +23,12 @@ impl Model {
             None => tok_embd.clone(),
         };
         let output_norm = vector(&gguf, "output_norm.weight", c.n_embd)?;
-        let q_dim = c.n_head * c.head_dim;
-        let mut layers = Vec::with_capacity(c.n_layer);
-        for i in 0..c.n_layer {
-            let n = |s: &str| format!("blk.{i}.{s}");
-            let opt_vec = |name: &str, len: usize, on: bool| -> Result<Option<Vec<f32>>> {
-                if on {
-                    vector(&gguf, &n(name), len).map(Some)
-                } else {
-                    Ok(None)
-                }
-            };
-            layers.push(Layer {
-                attn_norm: vector(&gguf, &n("attn_norm.weight"), c.n_embd)?,
-                wq: weight(&gguf, &n("attn_q.weight"), c.n_embd, q_dim)?,
-                wk: weight(&gguf, &n("attn_k.weight"), c.n_embd, c.kv_dim_k())?,
-                wv: weight(&gguf, &n("attn_v.weight"), c.n_embd, c.kv_dim_v())?,
-                wo: weight(
-                    &gguf,
-                    &n("attn_output.weight"),
-                    c.n_head * c.v_head_dim,
-                    c.n_embd,
-                )?,
-                bq: opt_vec("attn_q.bias", q_dim, c.qkv_bias)?,
-                bk: opt_vec("attn_k.bias", c.kv_dim_k(), c.qkv_bias)?,
-                bv: opt_vec("attn_v.bias", c.kv_dim_v(), c.qkv_bias)?,
-                q_norm: opt_vec("attn_q_norm.weight", c.head_dim, c.qk_norm)?,
-                k_norm: opt_vec("attn_k_norm.weight", c.head_dim, c.qk_norm)?,
-                attn_post_norm: opt_vec("post_attention_norm.weight", c.n_embd, c.post_norms)?,
-                ffn_norm: vector(&gguf, &n("ffn_norm.weight"), c.n_embd)?,
-                gate: weight(&gguf, &n("ffn_gate.weight"), c.n_embd, c.n_ff)?,
-                up: weight(&gguf, &n("ffn_up.weight"), c.n_embd, c.n_ff)?,
-                down: weight(&gguf, &n("ffn_down.weight"), c.n_ff, c.n_embd)?,
-                ffn_post_norm: opt_vec("post_ffw_norm.weight", c.n_embd, c.post_norms)?,
-            });
-        }
+        let mut layers = (0..c.n_layer)
+            .map(|il| layer(&gguf, c, il))
+            .collect::<Result<Vec<Layer>>>()?;
         let tied = output.index == tok_embd.index;
-        let mut model_weights: Vec<&mut Weight> = Vec::new();
-        for l in &mut layers {
-            let Layer {
-                wq,
-                wk,
-                wv,
-                wo,
-                gate,
-                up,
-                down,
-                ..
-            } = l;
-            model_weights.extend([wq, wk, wv, wo, gate, up, down]);
-        }
+        let mut model_weights: Vec<&mut Weight> =
+            layers.iter_mut().flat_map(Layer::matrices_mut).collect();
         // An untied embedding table is only looked up row by row, so it stays row-major;
         // a tied one is also the output projection and is packed with it.
         model_weights.push(&mut output);
@@ -99,6 +56,67 @@ impl Model {
             exact: false,
         })
     }
+}
+
+/// Layer `il`'s tensors (`blk.{il}.*`), read in the order the layer uses them, so a file
+/// missing several names the first.
+fn layer(g: &Gguf, c: &Config, il: usize) -> Result<Layer> {
+    let n = |s: &str| format!("blk.{il}.{s}");
+    // A tensor only some architectures have, read when the configuration says it is there.
+    let optional = |name: &str, len: usize, on: bool| -> Result<Option<Vec<f32>>> {
+        on.then(|| vector(g, &n(name), len)).transpose()
+    };
+    let q_dim = c.n_head * c.head_dim;
+    let attn_norm = vector(g, &n("attn_norm.weight"), c.n_embd)?;
+    let wq = weight(g, &n("attn_q.weight"), c.n_embd, q_dim)?;
+    let wk = weight(g, &n("attn_k.weight"), c.n_embd, c.kv_dim_k())?;
+    let wv = weight(g, &n("attn_v.weight"), c.n_embd, c.kv_dim_v())?;
+    let wo = weight(
+        g,
+        &n("attn_output.weight"),
+        c.n_head * c.v_head_dim,
+        c.n_embd,
+    )?;
+    let bias = if c.qkv_bias {
+        Some(QkvBias {
+            bq: vector(g, &n("attn_q.bias"), q_dim)?,
+            bk: vector(g, &n("attn_k.bias"), c.kv_dim_k())?,
+            bv: vector(g, &n("attn_v.bias"), c.kv_dim_v())?,
+        })
+    } else {
+        None
+    };
+    let qk_norm = if c.qk_norm {
+        Some(QkNorm {
+            q_norm: vector(g, &n("attn_q_norm.weight"), c.head_dim)?,
+            k_norm: vector(g, &n("attn_k_norm.weight"), c.head_dim)?,
+        })
+    } else {
+        None
+    };
+    let attn_post_norm = optional("post_attention_norm.weight", c.n_embd, c.post_norms)?;
+    let ffn_norm = vector(g, &n("ffn_norm.weight"), c.n_embd)?;
+    let ffn = FeedForward::Dense {
+        gate: weight(g, &n("ffn_gate.weight"), c.n_embd, c.n_ff)?,
+        up: weight(g, &n("ffn_up.weight"), c.n_embd, c.n_ff)?,
+        down: weight(g, &n("ffn_down.weight"), c.n_ff, c.n_embd)?,
+    };
+    let ffn_post_norm = optional("post_ffw_norm.weight", c.n_embd, c.post_norms)?;
+    Ok(Layer {
+        attn_norm,
+        attn: Attention {
+            wq,
+            wk,
+            wv,
+            wo,
+            bias,
+            qk_norm,
+        },
+        attn_post_norm,
+        ffn_norm,
+        ffn,
+        ffn_post_norm,
+    })
 }
 
 fn find<'a>(g: &'a Gguf, name: &str) -> Result<&'a TensorInfo> {

@@ -21,8 +21,10 @@
 //! - this file: what a loaded model holds (its weights, layer by layer) and its accessors;
 //! - `load`: reading a GGUF file into a [`Model`], every tensor's shape checked;
 //! - `pack`: re-laying the matrices into the packed arena at load;
-//! - `forward`: the batched forward pass, its projections and its [`Workspace`];
-//! - `attention`: causal attention over the paged KV cache, split across threads.
+//! - `forward`: the batched forward pass top to bottom (embeddings, each layer's two residual
+//!   branches, logits), the feed-forward kinds, the projections and the [`Workspace`];
+//! - `attention`: the attention branch (Q, K and V, RoPE, the cache write, `wo`) and causal
+//!   attention over the paged KV cache, split across threads.
 
 mod attention;
 mod forward;
@@ -41,7 +43,8 @@ use crate::Result;
 pub use forward::Workspace;
 
 /// A weight matrix: `rows` rows of `cols` elements, row-major in the mapped file, or packed
-/// (`hearth_kernels::packed`) at `packed` in the model's packed arena.
+/// (`hearth_kernels::packed`) at `packed` in the model's packed arena. Shape comments on weights
+/// are `(rows, cols)`: outputs by inputs, so `y = W · x` maps `cols` floats to `rows`.
 #[derive(Clone, Debug)]
 struct Weight {
     index: usize,
@@ -51,24 +54,87 @@ struct Weight {
     packed: Option<std::ops::Range<usize>>,
 }
 
+/// One decoder layer, two pre-norm residual branches:
+/// `h = x + attn_post_norm(attention(attn_norm(x)))`, then
+/// `out = h + ffn_post_norm(ffn(ffn_norm(h)))`.
+///
+/// What every architecture has is a plain field; what some lack is an `Option` of everything that
+/// comes and goes together; what differs in kind (the feed-forward) is an enum.
 #[derive(Debug)]
 struct Layer {
+    /// RMS norm weights before attention: (n_embd).
     attn_norm: Vec<f32>,
-    wq: Weight,
-    wk: Weight,
-    wv: Weight,
-    wo: Weight,
-    bq: Option<Vec<f32>>,
-    bk: Option<Vec<f32>>,
-    bv: Option<Vec<f32>>,
-    q_norm: Option<Vec<f32>>,
-    k_norm: Option<Vec<f32>>,
+    attn: Attention,
+    /// RMS norm on the attention output before the residual add (Gemma 3): (n_embd).
     attn_post_norm: Option<Vec<f32>>,
+    /// RMS norm weights before the feed-forward: (n_embd).
     ffn_norm: Vec<f32>,
-    gate: Weight,
-    up: Weight,
-    down: Weight,
+    ffn: FeedForward,
+    /// RMS norm on the feed-forward output before the residual add (Gemma 3): (n_embd).
     ffn_post_norm: Option<Vec<f32>>,
+}
+
+/// Grouped-query attention's weights: `n_head` query heads share `n_kv_head` key/value heads.
+#[derive(Debug)]
+struct Attention {
+    /// (n_head * head_dim, n_embd)
+    wq: Weight,
+    /// (n_kv_head * head_dim, n_embd)
+    wk: Weight,
+    /// (n_kv_head * v_head_dim, n_embd)
+    wv: Weight,
+    /// (n_embd, n_head * v_head_dim)
+    wo: Weight,
+    /// Biases on the Q, K and V projections (Qwen2).
+    bias: Option<QkvBias>,
+    /// Per-head RMS norms on queries and keys before RoPE (Qwen3, Gemma 3).
+    qk_norm: Option<QkNorm>,
+}
+
+#[derive(Debug)]
+struct QkvBias {
+    /// (n_head * head_dim)
+    bq: Vec<f32>,
+    /// (n_kv_head * head_dim)
+    bk: Vec<f32>,
+    /// (n_kv_head * v_head_dim)
+    bv: Vec<f32>,
+}
+
+#[derive(Debug)]
+struct QkNorm {
+    /// (head_dim), shared by every query head.
+    q_norm: Vec<f32>,
+    /// (head_dim), shared by every key head.
+    k_norm: Vec<f32>,
+}
+
+/// A layer's feed-forward network, one variant per kind (a mixture of experts is another kind,
+/// with its router and experts); the forward pass matches on it.
+#[derive(Debug)]
+enum FeedForward {
+    /// One gated MLP: `down(act(gate · x) ⊙ (up · x))`, `act` being SiLU (SwiGLU) or GELU
+    /// (GeGLU) by [`Config::activation`](crate::config::Config::activation).
+    Dense {
+        /// (n_ff, n_embd)
+        gate: Weight,
+        /// (n_ff, n_embd)
+        up: Weight,
+        /// (n_embd, n_ff)
+        down: Weight,
+    },
+}
+
+impl Layer {
+    /// The layer's matrices, in the order they are laid out in the packed arena.
+    fn matrices_mut(&mut self) -> Vec<&mut Weight> {
+        let Attention { wq, wk, wv, wo, .. } = &mut self.attn;
+        let mut out = vec![wq, wk, wv, wo];
+        match &mut self.ffn {
+            FeedForward::Dense { gate, up, down } => out.extend([gate, up, down]),
+        }
+        out
+    }
 }
 
 /// A loaded model: configuration plus weights mapped from its GGUF file.
