@@ -193,15 +193,25 @@ impl ActCache {
 /// so steady-state decoding allocates nothing.
 #[derive(Default)]
 pub struct Workspace {
+    /// The residual stream: (n_tok, n_embd).
     x: Vec<f32>,
+    /// A branch's normed input: (n_tok, n_embd); at the end, the normed rows that want logits.
     pub(super) xn: Vec<f32>,
+    /// (n_tok, n_head * head_dim)
     pub(super) q: Vec<f32>,
+    /// (n_tok, n_kv_head * head_dim)
     pub(super) k: Vec<f32>,
+    /// (n_tok, n_kv_head * v_head_dim)
     pub(super) v: Vec<f32>,
+    /// Attention's output before `wo`: (n_tok, n_head * v_head_dim).
     pub(super) attn: Vec<f32>,
+    /// A branch's output before the residual add: (n_tok, n_embd).
     pub(super) tmp: Vec<f32>,
+    /// (n_tok, n_ff); then `act(gate) ⊙ up`.
     gate: Vec<f32>,
+    /// (n_tok, n_ff)
     up: Vec<f32>,
+    /// (n_out, n_vocab)
     logits: Vec<f32>,
     pub(super) act: ActCache,
     pub(super) attn_scratch: Vec<Mutex<AttnScratch>>,

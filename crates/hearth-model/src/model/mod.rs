@@ -113,7 +113,7 @@ struct QkNorm {
 /// with its router and experts); the forward pass matches on it.
 #[derive(Debug)]
 enum FeedForward {
-    /// One gated MLP: `down(act(gate · x) ⊙ (up · x))`, `act` being SiLU (SwiGLU) or GELU
+    /// One gated MLP: `down · (act(gate · x) ⊙ (up · x))`, `act` being SiLU (SwiGLU) or GELU
     /// (GeGLU) by [`Config::activation`](crate::config::Config::activation).
     Dense {
         /// (n_ff, n_embd)
