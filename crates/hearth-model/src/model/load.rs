@@ -1,0 +1,179 @@
+//! Reading a GGUF file into a [`Model`]: the configuration from its metadata, then every
+//! tensor the configuration implies, its shape and type checked before use.
+
+use hearth_gguf::{Gguf, TensorInfo};
+
+use super::pack::{pack_weights, packing_enabled};
+use super::{Attention, FeedForward, Layer, Model, QkNorm, QkvBias, Weight};
+use crate::config::Config;
+use crate::ops::Rope;
+use crate::{arch, Error, Result};
+
+impl Model {
+    /// Builds the model described by an opened GGUF file, packing its matrices (see
+    /// `pack_weights`).
+    pub fn from_gguf(gguf: Gguf) -> Result<Model> {
+        let md = gguf.metadata();
+        let config = arch::config(md, gguf.tensors())?;
+        let n_vocab = config.n_vocab;
+        let c = &config;
+        let mut tok_embd = weight(&gguf, "token_embd.weight", c.n_embd, n_vocab)?;
+        let mut output = match gguf.tensor("output.weight") {
+            Some(_) => weight(&gguf, "output.weight", c.n_embd, n_vocab)?,
+            None => tok_embd.clone(),
+        };
+        let output_norm = vector(&gguf, "output_norm.weight", c.n_embd)?;
+        let mut layers = (0..c.n_layer)
+            .map(|il| layer(&gguf, c, il))
+            .collect::<Result<Vec<Layer>>>()?;
+        let tied = output.index == tok_embd.index;
+        let mut model_weights: Vec<&mut Weight> =
+            layers.iter_mut().flat_map(Layer::matrices_mut).collect();
+        // An untied embedding table is only looked up row by row, so it stays row-major;
+        // a tied one is also the output projection and is packed with it.
+        model_weights.push(&mut output);
+        let arena = if packing_enabled() {
+            pack_weights(&gguf, &mut model_weights)?
+        } else {
+            None
+        };
+        if tied {
+            tok_embd.packed = output.packed.clone();
+        }
+        let c = &config;
+        let rope_full = Rope::new(c.rope_style, c.rope_dim, c.rope_base, c.rope_scale);
+        let rope_swa = Rope::new(c.rope_style, c.rope_dim, c.rope_base_swa, 1.0);
+        Ok(Model {
+            gguf,
+            arena,
+            config,
+            tok_embd,
+            output,
+            output_norm,
+            layers,
+            rope_full,
+            rope_swa,
+            exact: false,
+        })
+    }
+}
+
+/// Layer `il`'s tensors (`blk.{il}.*`), read in the order the layer uses them, so a file
+/// missing several names the first.
+fn layer(g: &Gguf, c: &Config, il: usize) -> Result<Layer> {
+    let n = |s: &str| format!("blk.{il}.{s}");
+    // A tensor only some architectures have, read when the configuration says it is there.
+    let optional = |name: &str, len: usize, on: bool| -> Result<Option<Vec<f32>>> {
+        on.then(|| vector(g, &n(name), len)).transpose()
+    };
+    let q_dim = c.n_head * c.head_dim;
+    let attn_norm = vector(g, &n("attn_norm.weight"), c.n_embd)?;
+    let wq = weight(g, &n("attn_q.weight"), c.n_embd, q_dim)?;
+    let wk = weight(g, &n("attn_k.weight"), c.n_embd, c.kv_dim_k())?;
+    let wv = weight(g, &n("attn_v.weight"), c.n_embd, c.kv_dim_v())?;
+    let wo = weight(
+        g,
+        &n("attn_output.weight"),
+        c.n_head * c.v_head_dim,
+        c.n_embd,
+    )?;
+    let bias = if c.qkv_bias {
+        Some(QkvBias {
+            bq: vector(g, &n("attn_q.bias"), q_dim)?,
+            bk: vector(g, &n("attn_k.bias"), c.kv_dim_k())?,
+            bv: vector(g, &n("attn_v.bias"), c.kv_dim_v())?,
+        })
+    } else {
+        None
+    };
+    let qk_norm = if c.qk_norm {
+        Some(QkNorm {
+            q_norm: vector(g, &n("attn_q_norm.weight"), c.head_dim)?,
+            k_norm: vector(g, &n("attn_k_norm.weight"), c.head_dim)?,
+        })
+    } else {
+        None
+    };
+    let attn_post_norm = optional("post_attention_norm.weight", c.n_embd, c.post_norms)?;
+    let ffn_norm = vector(g, &n("ffn_norm.weight"), c.n_embd)?;
+    let ffn = FeedForward::Dense {
+        gate: weight(g, &n("ffn_gate.weight"), c.n_embd, c.n_ff)?,
+        up: weight(g, &n("ffn_up.weight"), c.n_embd, c.n_ff)?,
+        down: weight(g, &n("ffn_down.weight"), c.n_ff, c.n_embd)?,
+    };
+    let ffn_post_norm = optional("post_ffw_norm.weight", c.n_embd, c.post_norms)?;
+    Ok(Layer {
+        attn_norm,
+        attn: Attention {
+            wq,
+            wk,
+            wv,
+            wo,
+            bias,
+            qk_norm,
+        },
+        attn_post_norm,
+        ffn_norm,
+        ffn,
+        ffn_post_norm,
+    })
+}
+
+fn find<'a>(g: &'a Gguf, name: &str) -> Result<&'a TensorInfo> {
+    g.tensor(name)
+        .ok_or_else(|| Error::MissingTensor(name.to_string()))
+}
+
+fn dim(t: &TensorInfo, i: usize) -> u64 {
+    t.dims.get(i).copied().unwrap_or(1)
+}
+
+/// A weight of `cols` inputs and `rows` outputs (GGUF dims `[cols, rows]`).
+fn weight(g: &Gguf, name: &str, cols: usize, rows: usize) -> Result<Weight> {
+    let info = find(g, name)?;
+    if dim(info, 0) as usize != cols || dim(info, 1) as usize != rows || info.dims.len() > 2 {
+        return Err(Error::BadShape {
+            name: name.to_string(),
+            expected: vec![cols as u64, rows as u64],
+            found: info.dims.clone(),
+        });
+    }
+    if !hearth_kernels::is_supported(info.ty) {
+        return Err(Error::UnsupportedTensorType {
+            name: name.to_string(),
+            ty: info.ty,
+            supported: hearth_kernels::SUPPORTED
+                .iter()
+                .map(|t| t.name())
+                .collect::<Vec<_>>()
+                .join(", "),
+        });
+    }
+    let index = g
+        .tensors()
+        .iter()
+        .position(|t| t.name == name)
+        .ok_or_else(|| Error::MissingTensor(name.to_string()))?;
+    Ok(Weight {
+        index,
+        ty: info.ty,
+        rows,
+        cols,
+        packed: None,
+    })
+}
+
+/// A small vector (norm weights, biases) decoded to f32.
+fn vector(g: &Gguf, name: &str, len: usize) -> Result<Vec<f32>> {
+    let info = find(g, name)?;
+    if info.n_elements() != len as u64 {
+        return Err(Error::BadShape {
+            name: name.to_string(),
+            expected: vec![len as u64],
+            found: info.dims.clone(),
+        });
+    }
+    let mut out = vec![0f32; len];
+    hearth_kernels::dequantize_row(info.ty, g.tensor_data(info), &mut out)?;
+    Ok(out)
+}
