@@ -94,13 +94,8 @@ impl Access {
         Ok(self)
     }
 
-    /// The names answered to, for the keeper's terminal.
-    pub fn names(&self) -> &[String] {
-        &self.names
-    }
-
     /// Whether a request with this `Host` header value may be answered.
-    pub fn host_allowed(&self, host: &str) -> bool {
+    fn host_allowed(&self, host: &str) -> bool {
         match split_host(host) {
             Some((name, _)) => name.parse::<IpAddr>().is_ok() || self.names.contains(&name),
             None => false,
@@ -112,8 +107,9 @@ impl Access {
         normalize_origin(origin).is_some_and(|o| self.cors.contains(&o))
     }
 
-    /// The refusal for a request, if any, in the order the rules are explained above.
-    pub fn check(&self, method: &Method, headers: &HeaderMap) -> Result<(), ApiError> {
+    /// The refusal for a request, in the order the rules are explained above; otherwise what
+    /// CORS answer a listed origin gets.
+    fn check(&self, method: &Method, headers: &HeaderMap) -> Result<Cors, ApiError> {
         let host = headers.get(header::HOST).map(|v| v.to_str().unwrap_or(""));
         if let Some(host) = host {
             if !self.host_allowed(host) {
@@ -127,15 +123,23 @@ impl Access {
                 });
             }
         }
-        if let Some(origin) = headers.get(header::ORIGIN) {
-            let origin = origin.to_str().unwrap_or("");
-            let own = host.is_some_and(|h| same_origin(origin, h));
-            if !own && !self.listed(origin) {
+        if let Some(value) = headers.get(header::ORIGIN) {
+            let origin = value.to_str().unwrap_or("");
+            if host.is_some_and(|h| same_origin(origin, h)) {
+                return Ok(Cors::None);
+            }
+            if !self.listed(origin) {
                 return Err(forbidden(format!(
                     "requests from the web page at {origin:?} are not allowed. If that page is an app of your own that should use Hearth's API, start Hearth with --cors-origin {origin} and give the app an API key."
                 )));
             }
-            return Ok(());
+            let preflight =
+                *method == Method::OPTIONS && headers.contains_key("access-control-request-method");
+            return Ok(if preflight {
+                Cors::Preflight(value.clone())
+            } else {
+                Cors::Simple(value.clone())
+            });
         }
         let unsafe_method = !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
         let site = headers
@@ -147,31 +151,12 @@ impl Access {
                 "requests from other web pages are not allowed".to_string(),
             ));
         }
-        Ok(())
-    }
-
-    /// CORS headers for a request from a listed origin, and the answer to its preflight.
-    fn cors(&self, method: &Method, headers: &HeaderMap) -> Cors {
-        let Some(origin) = headers.get(header::ORIGIN) else {
-            return Cors::None;
-        };
-        let own = headers
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .is_some_and(|h| same_origin(origin.to_str().unwrap_or(""), h));
-        if own || !self.listed(origin.to_str().unwrap_or("")) {
-            return Cors::None;
-        }
-        let preflight =
-            *method == Method::OPTIONS && headers.contains_key("access-control-request-method");
-        if preflight {
-            Cors::Preflight(origin.clone())
-        } else {
-            Cors::Simple(origin.clone())
-        }
+        Ok(Cors::None)
     }
 }
 
+/// What a request that passed [`Access::check`] gets besides its answer.
+#[derive(Debug)]
 enum Cors {
     None,
     Simple(HeaderValue),
@@ -254,25 +239,27 @@ pub(crate) async fn guard(
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    let access = &state.access;
-    if let Err(e) = access.check(req.method(), req.headers()) {
-        // Someone who typed the address into a browser reads a sentence, not JSON.
-        let page = req
-            .headers()
-            .get(header::ACCEPT)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|a| a.contains("text/html"));
-        if page {
-            let mut r = (e.status, e.message).into_response();
-            r.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/plain; charset=utf-8"),
-            );
-            return r;
+    let cors = match state.access.check(req.method(), req.headers()) {
+        Ok(cors) => cors,
+        Err(e) => {
+            // Someone who typed the address into a browser reads a sentence, not JSON.
+            let page = req
+                .headers()
+                .get(header::ACCEPT)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|a| a.contains("text/html"));
+            if page {
+                let mut r = (e.status, e.message).into_response();
+                r.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/plain; charset=utf-8"),
+                );
+                return r;
+            }
+            return e.into_response();
         }
-        return e.into_response();
-    }
-    match access.cors(req.method(), req.headers()) {
+    };
+    match cors {
         Cors::None => next.run(req).await,
         Cors::Preflight(origin) => {
             let mut r = StatusCode::NO_CONTENT.into_response();
