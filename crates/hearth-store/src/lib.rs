@@ -65,7 +65,9 @@ pub use chat::MAX_TITLE_CHARS;
 pub use export::{format_utc, EXPORT_FORMAT, EXPORT_VERSION};
 pub use keys::{KEY_PREFIX, MAX_KEY_NAME_CHARS};
 pub use people::SESSION_IDLE_SECS;
-pub use secret::{Secret, MAX_NAME_CHARS, MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARS, PIN_DIGITS};
+pub use secret::{
+    name_key, Secret, MAX_NAME_CHARS, MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARS, PIN_DIGITS,
+};
 
 /// Everything that can go wrong in the store. The messages are meant to be shown to the person
 /// at the page (except [`Error::Db`], [`Error::Hash`] and [`Error::Io`], which the server logs and

@@ -162,7 +162,7 @@ pub(crate) fn check_text<'a>(field: &'static str, text: &'a str, max: usize) -> 
 }
 
 /// The key names are unique under: Unicode lowercase, so "Ana" and "ANA" are one person.
-pub(crate) fn name_key(name: &str) -> String {
+pub fn name_key(name: &str) -> String {
     name.trim().to_lowercase()
 }
 

@@ -142,7 +142,8 @@ impl LoginTry {
         addr: Option<SocketAddr>,
     ) -> Result<LoginTry, ApiError> {
         let t = LoginTry {
-            name_key: format!("name:{}", name.trim().to_lowercase()),
+            // The store's own folding, so every spelling that logs in as one person counts as one.
+            name_key: format!("name:{}", hearth_store::name_key(name)),
             addr_key: addr_key("addr", addr),
         };
         let limits = [
