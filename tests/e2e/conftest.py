@@ -29,7 +29,6 @@ import time
 from pathlib import Path
 
 import httpx
-import openai
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -197,7 +196,11 @@ class HearthServer:
         key = key or self.api_key
         return {"Authorization": f"Bearer {key}"} if key else {}
 
-    def client(self, api_key: str | None = None, **kw) -> openai.OpenAI:
+    def client(self, api_key: str | None = None, **kw) -> "openai.OpenAI":
+        # Imported here: the client suites (tests/e2e/clients/*) run in venvs of their own that
+        # need not have openai.
+        import openai
+
         # No retries: a retried request would hide a 5xx or a dropped connection from the test.
         return openai.OpenAI(base_url=f"{self.url}/v1", api_key=api_key or self.api_key or "sk-unused",
                              max_retries=0, timeout=kw.pop("timeout", 180), **kw)
@@ -275,7 +278,7 @@ def small_ctx_server(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def client(server) -> openai.OpenAI:
+def client(server) -> "openai.OpenAI":
     return server.client()
 
 
