@@ -67,14 +67,76 @@ impl Auth {
         if self.keys.is_empty() {
             return true;
         }
-        match bearer(headers) {
-            Some(given) => self
-                .keys
-                .iter()
-                .any(|k| constant_time_eq(k.as_bytes(), given.as_bytes())),
-            None => false,
+        self.configured(headers).is_some()
+    }
+
+    /// The configured key these headers carry, if any.
+    fn configured(&self, headers: &HeaderMap) -> Option<&str> {
+        let given = api_key(headers)?;
+        self.keys
+            .iter()
+            .find(|k| constant_time_eq(k.as_bytes(), given.as_bytes()))
+            .map(String::as_str)
+    }
+
+    /// Who these headers identify as a configured key's holder (`None` when they carry none).
+    pub(crate) fn configured_caller(&self, headers: &HeaderMap) -> Option<Caller> {
+        use sha2::Digest;
+        let key = self.configured(headers)?;
+        let digest = sha2::Sha256::digest(key.as_bytes());
+        let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+        Some(Caller::ConfiguredKey(hex))
+    }
+}
+
+/// Who made an API request, as the key rule established it. The API families scope what they
+/// store per caller (stored Responses, for one) and allow the keeper's actions (pulling a model)
+/// only to the keeper. [`crate::routes`] puts it into every `/v1` (and `/api` API family)
+/// request's extensions.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Caller {
+    /// Holds a key given with `--api-key` or `HEARTH_API_KEYS`: whoever runs the server, so
+    /// the keeper. Named by a prefix of the key's sha256, never the key.
+    ConfiguredKey(String),
+    /// An app with one of the household's API keys (by the key's id).
+    HouseholdKey(i64),
+    /// A person logged in on the page (with the session's CSRF token).
+    Person { id: i64, keeper: bool },
+    /// Nobody in particular: the API is open (loopback, no keys, no household set up).
+    Open,
+}
+
+impl Caller {
+    /// A stable name to scope stored data by: data stored by one caller is never another's.
+    pub fn owner(&self) -> String {
+        match self {
+            Caller::ConfiguredKey(hash) => format!("key:{hash}"),
+            Caller::HouseholdKey(id) => format!("apikey:{id}"),
+            Caller::Person { id, .. } => format!("person:{id}"),
+            Caller::Open => "open".to_string(),
         }
     }
+
+    /// Whether this caller may do what only the keeper does (pull models).
+    pub fn is_keeper(&self) -> bool {
+        matches!(
+            self,
+            Caller::ConfiguredKey(_) | Caller::Person { keeper: true, .. }
+        )
+    }
+}
+
+/// The API key a request carries: `Authorization: Bearer KEY` (OpenAI, Ollama) or `x-api-key`
+/// (Anthropic's clients send that one).
+pub fn api_key(headers: &HeaderMap) -> Option<&str> {
+    bearer(headers).or_else(|| {
+        headers
+            .get("x-api-key")?
+            .to_str()
+            .ok()
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+    })
 }
 
 /// The token of an `Authorization: Bearer TOKEN` header.
@@ -123,5 +185,20 @@ mod tests {
         assert!(err.to_string().contains("--api-key"));
         let lan = Auth::new(addr("192.168.1.5:8080"), vec!["k".into()]).expect("lan, keyed");
         assert!(lan.required() && lan.allows(&with_key("k")) && !lan.allows(&with_key("K")));
+    }
+
+    #[test]
+    fn x_api_key_is_a_key_like_bearer() {
+        let keyed = Auth::new(addr("127.0.0.1:8080"), vec!["s3cret".into()]).expect("loopback");
+        let mut h = HeaderMap::new();
+        h.insert("x-api-key", "s3cret".parse().expect("header"));
+        assert!(keyed.allows(&h));
+        h.insert("x-api-key", "wrong".parse().expect("header"));
+        assert!(!keyed.allows(&h));
+        let caller = keyed
+            .configured_caller(&with_key("s3cret"))
+            .expect("caller");
+        assert!(caller.is_keeper());
+        assert!(!caller.owner().contains("s3cret"));
     }
 }

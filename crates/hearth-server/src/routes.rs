@@ -16,6 +16,7 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
+use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::openai;
 use crate::AppState;
@@ -119,11 +120,16 @@ async fn log_request(State(state): State<Arc<AppState>>, req: HttpRequest, next:
     resp
 }
 
-async fn require_key(State(state): State<Arc<AppState>>, req: HttpRequest, next: Next) -> Response {
-    if v1_allowed(&state, req.headers()) {
+async fn require_key(
+    State(state): State<Arc<AppState>>,
+    mut req: HttpRequest,
+    next: Next,
+) -> Response {
+    if let Some(caller) = v1_caller(&state, req.headers()) {
+        req.extensions_mut().insert(caller);
         return next.run(req).await;
     }
-    let message = match (crate::auth::bearer(req.headers()).is_some(), state.household.is_some()) {
+    let message = match (crate::auth::api_key(req.headers()).is_some(), state.household.is_some()) {
         (true, _) => "Incorrect API key provided.",
         (false, false) => "This server requires an API key: send it as `Authorization: Bearer KEY`.",
         (false, true) => "This server requires an API key: the household's owner creates one in Settings → Apps; send it as `Authorization: Bearer KEY`.",
@@ -131,27 +137,31 @@ async fn require_key(State(state): State<Arc<AppState>>, req: HttpRequest, next:
     ApiError::unauthorized(message).into_response()
 }
 
-/// The `/v1` rule (also `/metrics`): a configured key always works; with a household, so do its
-/// API keys and a logged-in session that sends its CSRF token, and once the household is set up nothing else does (not even on
-/// loopback); without a household, [`crate::Auth`] decides alone.
-fn v1_allowed(state: &AppState, headers: &axum::http::HeaderMap) -> bool {
-    if state.auth.required() && state.auth.allows(headers) {
-        return true;
+/// The `/v1` rule (also `/metrics`), and who the caller is: a configured key always works;
+/// with a household, so do its API keys and a logged-in session that sends its CSRF token, and
+/// once the household is set up nothing else does (not even on loopback); without a household,
+/// [`crate::Auth`] decides alone. `None`: refused.
+fn v1_caller(state: &AppState, headers: &axum::http::HeaderMap) -> Option<Caller> {
+    if let Some(caller) = state.auth.configured_caller(headers) {
+        return Some(caller);
     }
     let Some(h) = state.household.as_ref() else {
-        return state.auth.allows(headers);
+        return state.auth.open().then_some(Caller::Open);
     };
-    if let Some(key) = crate::auth::bearer(headers) {
-        if h.store.verify_api_key(key).unwrap_or(false) {
-            return true;
+    if let Some(key) = crate::auth::api_key(headers) {
+        if let Ok(Some(id)) = h.store.api_key_id(key) {
+            return Some(Caller::HouseholdKey(id));
         }
     }
     // The page's session works too, with its CSRF token: a cookie alone would let any page
     // the person visits use the API in their name.
-    if crate::household::session_with_csrf(h, headers).is_some() {
-        return true;
+    if let Some(user) = crate::household::session_with_csrf(h, headers) {
+        return Some(Caller::Person {
+            id: user.id,
+            keeper: user.role == hearth_store::PersonRole::Owner,
+        });
     }
-    !h.is_set_up() && state.auth.open()
+    (!h.is_set_up() && state.auth.open()).then_some(Caller::Open)
 }
 
 async fn not_found(req: HttpRequest) -> ApiError {

@@ -85,8 +85,14 @@ impl Store {
     /// Whether `key` is a live key, noting when it was last used. The lookup is by the key's
     /// hash, so its timing says nothing about how much of a guess was right.
     pub fn verify_api_key(&self, key: &str) -> Result<bool> {
+        Ok(self.api_key_id(key)?.is_some())
+    }
+
+    /// The id of the live key `key` (what the API scopes an app's stored data by), noting when
+    /// it was last used; `None` for a key that is not (or no longer) valid.
+    pub fn api_key_id(&self, key: &str) -> Result<Option<i64>> {
         if !key.starts_with(KEY_PREFIX) {
-            return Ok(false);
+            return Ok(None);
         }
         let now = self.now();
         let conn = self.conn();
@@ -98,7 +104,7 @@ impl Store {
             )
             .optional()?;
         let Some((id, last_used)) = found else {
-            return Ok(false);
+            return Ok(None);
         };
         if last_used.is_none_or(|t| now - t >= TOUCH_EVERY_SECS) {
             conn.execute(
@@ -106,6 +112,6 @@ impl Store {
                 [now, id],
             )?;
         }
-        Ok(true)
+        Ok(Some(id))
     }
 }
