@@ -68,17 +68,20 @@ impl Store {
         Ok(keys)
     }
 
-    /// Deletes a key; apps using it get 401 from then on.
+    /// Deletes a key; apps using it get 401 from then on. What the key's apps stored (their
+    /// Responses) goes with it.
     pub fn revoke_api_key(&self, id: i64) -> Result<()> {
-        let changed = self
-            .conn()
-            .execute("DELETE FROM api_keys WHERE id = ?1", [id])?;
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let changed = tx.execute("DELETE FROM api_keys WHERE id = ?1", [id])?;
         if changed == 0 {
             return Err(Error::NotFound {
                 what: "API key",
                 id,
             });
         }
+        crate::responses::delete_owned(&tx, &crate::responses::api_key_owner(id))?;
+        tx.commit()?;
         Ok(())
     }
 

@@ -1,5 +1,5 @@
-//! The household's data: people, login sessions, conversations, API keys and settings, kept in
-//! one SQLite file in Hearth's data directory.
+//! The household's data: people, login sessions, conversations, API keys, settings and the
+//! API's stored Responses, kept in one SQLite file in Hearth's data directory.
 //!
 //! # Design
 //!
@@ -51,6 +51,7 @@ mod chat;
 mod export;
 mod keys;
 mod people;
+mod responses;
 pub mod schema;
 mod secret;
 
@@ -65,6 +66,7 @@ pub use chat::MAX_TITLE_CHARS;
 pub use export::{format_utc, EXPORT_FORMAT, EXPORT_VERSION};
 pub use keys::{KEY_PREFIX, MAX_KEY_NAME_CHARS};
 pub use people::SESSION_IDLE_SECS;
+pub use responses::{api_key_owner, person_owner, StoredResponse, RESPONSE_KEEP_SECS};
 pub use secret::{
     name_key, Secret, MAX_NAME_CHARS, MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARS, PIN_DIGITS,
 };

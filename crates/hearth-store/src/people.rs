@@ -168,6 +168,8 @@ impl Store {
             }
             // Conversations, their messages and sessions go by ON DELETE CASCADE.
             tx.execute("DELETE FROM users WHERE id = ?1", [id])?;
+            // Their stored Responses are keyed by a name, not a foreign key.
+            crate::responses::delete_owned(&tx, &crate::responses::person_owner(id))?;
             tx.commit()?;
         }
         self.checkpoint()

@@ -86,6 +86,22 @@ pub const MIGRATIONS: &[&str] = &[
         until INTEGER NOT NULL
     );
     "#,
+    // 3: stored OpenAI Responses (issue 16), so `previous_response_id` continues a
+    // conversation. `owner` names the caller (an API key, a person) that made it: every query
+    // filters on it. The JSON columns are opaque here: `context` is the conversation before
+    // this response's input, `input` its own input items, `response` the object returned.
+    r#"
+    CREATE TABLE responses (
+        id       TEXT PRIMARY KEY,
+        owner    TEXT NOT NULL,
+        created  INTEGER NOT NULL,
+        context  TEXT NOT NULL,
+        input    TEXT NOT NULL,
+        response TEXT NOT NULL
+    );
+    CREATE INDEX responses_owner ON responses (owner);
+    CREATE INDEX responses_created ON responses (created);
+    "#,
 ];
 
 /// The schema version this code writes.
