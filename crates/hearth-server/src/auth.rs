@@ -111,8 +111,9 @@ impl Caller {
     pub fn owner(&self) -> String {
         match self {
             Caller::ConfiguredKey(hash) => format!("key:{hash}"),
-            Caller::HouseholdKey(id) => format!("apikey:{id}"),
-            Caller::Person { id, .. } => format!("person:{id}"),
+            // The store's names: it deletes what a removed person or revoked key stored.
+            Caller::HouseholdKey(id) => hearth_store::api_key_owner(*id),
+            Caller::Person { id, .. } => hearth_store::person_owner(*id),
             Caller::Open => "open".to_string(),
         }
     }

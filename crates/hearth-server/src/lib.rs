@@ -170,6 +170,8 @@ pub struct AppState {
     pub(crate) embed_pool: Arc<hearth_kernels::ThreadPool>,
     /// Accounts, conversations and the page; `None` serves the API alone.
     pub(crate) household: Option<household::Household>,
+    /// Stored Responses when there is no household to keep them (bounded, in memory).
+    pub(crate) responses: openai::responses::MemoryResponses,
 }
 
 impl AppState {
@@ -207,6 +209,7 @@ impl AppState {
             embed: embed.map(Arc::new),
             embed_pool: Arc::new(hearth_kernels::ThreadPool::new(embed_threads)),
             household: household.map(household::Household::new),
+            responses: Default::default(),
         })
     }
 

@@ -30,6 +30,15 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/chat/completions", post(openai::chat::chat_completions))
         .route("/v1/completions", post(openai::completions::completions))
         .route("/v1/embeddings", post(openai::embeddings::embeddings))
+        .route("/v1/responses", post(openai::responses::create))
+        .route(
+            "/v1/responses/{id}",
+            get(openai::responses::retrieve).delete(openai::responses::delete),
+        )
+        .route(
+            "/v1/responses/{id}/input_items",
+            get(openai::responses::input_items),
+        )
         // Metrics show what the household asks and how often: the same rule as the API.
         .route("/metrics", get(metrics))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_key));
@@ -106,9 +115,14 @@ async fn log_request(State(state): State<Arc<AppState>>, req: HttpRequest, next:
         | "/v1/completions"
         | "/v1/embeddings"
         | "/v1/models"
+        | "/v1/responses"
         | "/health"
         | "/metrics" => path.as_str(),
         p if p.starts_with("/v1/models/") => "/v1/models/{id}",
+        p if p.starts_with("/v1/responses/") && p.ends_with("/input_items") => {
+            "/v1/responses/{id}/input_items"
+        }
+        p if p.starts_with("/v1/responses/") => "/v1/responses/{id}",
         _ => "other",
     };
     state.metrics.request(endpoint, status.as_u16());
