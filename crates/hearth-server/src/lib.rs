@@ -15,7 +15,8 @@
 //! `Plan`, starting it on the engine loop, sampler and length fields checked one way,
 //! detokenizing and stop strings, SSE, and the work kept off the async workers. Each API family
 //! has a folder of its own over it (`openai/`: chat, completions, embeddings and models, with
-//! OpenAI's wire types and the tool-call plan beside them), and so does the household page
+//! OpenAI's wire types and the tool-call plan beside them, and the Responses API in
+//! `openai/responses/`), and so does the household page
 //! (`household/`); the core imports none of them. Every route and the middleware around them
 //! are listed in one place, `routes.rs`. Request bodies are read by `body.rs`, errors take their
 //! shape in `error.rs`.
