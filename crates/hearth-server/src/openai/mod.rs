@@ -1,16 +1,16 @@
 //! The OpenAI API family: one file per endpoint over the shared generation core
 //! (`crate::generation`), with OpenAI's request and response shapes in `types.rs`.
 //!
-//! OpenAI's Responses API will be a file beside `chat.rs`; Ollama and Anthropic will be
+//! OpenAI's Responses API will be a file beside `chat.rs`; Ollama (`ollama/`) and Anthropic are
 //! folders beside this one, each with its own wire types and handlers over the same core.
-//! (`tools.rs` reads a `ChatRequest` today; a family that needs tools maps its own request onto
-//! it, or the neutral part moves down into the core.)
+//! (`tools.rs` reads a `ChatRequest`; a family that needs tools maps its own request onto it, as
+//! `ollama/chat.rs` does, or the neutral part moves down into the core.)
 
 pub(crate) mod chat;
 pub(crate) mod completions;
 pub(crate) mod embeddings;
 pub(crate) mod models;
-mod tools;
+pub(crate) mod tools;
 mod types;
 
 pub use types::*;
