@@ -113,3 +113,12 @@ def test_ollama_pull_by_the_keeper_reaches_hearths_pull(keyed_server):
     with pytest.raises(ollama.ResponseError) as e:
         oc.pull("no-such-model")
     assert e.value.status_code == 404 and "catalog" in e.value.error
+
+
+def test_ollama_pull_by_the_keeper_streams_ollamas_progress_lines(keyed_server, model_id):
+    # The model is installed already, so Hearth's pull finds it there and downloads nothing.
+    oc = ollama.Client(host=keyed_server.url, headers=keyed_server.auth_headers(), timeout=120)
+    lines = list(oc.pull(f"{model_id}:latest", stream=True))
+    assert all(isinstance(p, ollama.ProgressResponse) for p in lines)
+    assert lines[0].status == "pulling manifest" and lines[-1].status == "success"
+    assert oc.pull(model_id).status == "success"
