@@ -235,6 +235,9 @@ async fn ollama_errors_use_ollamas_shape_and_name_what_hearth_does_not_do() {
     assert_eq!(ollama_error(&body), "model 'llama3:8b' not found");
     let cases = [
         (json!({"options": {"num_ctx": 8192}}), "num_ctx"),
+        // A smaller num_ctx is honoured: this prompt does not fit in 4 tokens.
+        (json!({"options": {"num_ctx": 4}}), "`options.num_ctx` is 4"),
+        (json!({"options": {"stop": vec!["x"; 17]}}), "options.stop"),
         (json!({"options": {"mirostat": 2}}), "mirostat"),
         (json!({"options": {"typical_p": 0.5}}), "typical_p"),
         (
@@ -243,6 +246,11 @@ async fn ollama_errors_use_ollamas_shape_and_name_what_hearth_does_not_do() {
         ),
         (json!({"format": "yaml"}), "format"),
         (json!({"think": true}), "does not support thinking"),
+        // A field the message would not name is named before it.
+        (
+            json!({"messages": [{"role": "robot", "content": "hi"}]}),
+            "`messages[0].role`: unknown role",
+        ),
     ];
     for (extra, says) in cases {
         let (status, body) = send(&app, post("/api/chat", &chat(extra.clone()), None)).await;

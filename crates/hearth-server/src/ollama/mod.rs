@@ -111,7 +111,12 @@ pub(crate) async fn error_shape(req: HttpRequest, next: Next) -> Response {
         .ok()
         .and_then(|v| match &v["error"] {
             Value::String(s) => Some(s.clone()),
-            e => e["message"].as_str().map(str::to_string),
+            // The field goes into the message when it does not name it already: Ollama's shape
+            // has no `param`.
+            e => e["message"].as_str().map(|m| match e["param"].as_str() {
+                Some(p) if !p.is_empty() && !m.contains(p) => format!("`{p}`: {m}"),
+                _ => m.to_string(),
+            }),
         })
         .unwrap_or_else(|| String::from_utf8_lossy(&bytes).trim().to_string());
     parts.headers.remove(header::CONTENT_LENGTH);

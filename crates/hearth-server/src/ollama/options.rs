@@ -106,8 +106,12 @@ pub(crate) fn shape(served: &Served, o: &Options, prompt_len: usize) -> AppResul
     };
     let mut sampler = sampler(served, &fields).map_err(under_options)?;
     if let Some(n) = o.repeat_last_n {
-        // -1: the whole context, as in Ollama.
-        sampler.penalty_last_n = if n < 0 { served.ctx } else { n as usize };
+        // -1: the whole context, as in Ollama; more than the context is the whole context too.
+        sampler.penalty_last_n = if n < 0 {
+            served.ctx
+        } else {
+            (n as u64).min(served.ctx as u64) as usize
+        };
     }
     // num_predict: 0 or less means "until the context is full", as in Ollama's runner.
     let asked = o.num_predict.filter(|&n| n > 0).map(|n| n as u64);
@@ -130,12 +134,16 @@ pub(crate) fn shape(served: &Served, o: &Options, prompt_len: usize) -> AppResul
     })
 }
 
-/// A sampler field's error, named as Ollama clients send it (`options.temperature`).
+/// A sampler field's error, named as Ollama clients send it (`options.temperature`), in the
+/// message too: Ollama's error shape has nowhere else to name it.
 fn under_options(mut e: ApiError) -> ApiError {
     if let Some(p) = e.param.take() {
-        e.message = e
-            .message
-            .replace(&format!("`{p}`"), &format!("`options.{p}`"));
+        let (bare, named) = (format!("`{p}`"), format!("`options.{p}`"));
+        e.message = if e.message.contains(&bare) {
+            e.message.replace(&bare, &named)
+        } else {
+            format!("{named}: {}", e.message)
+        };
         e.param = Some(format!("options.{p}"));
     }
     e
