@@ -164,6 +164,21 @@ async fn ollama_greedy_chat_equals_openai_chat() {
     assert!(v["prompt_eval_count"].as_u64().expect("count") > 0);
     assert!(v["total_duration"].as_u64().expect("ns") > 0);
     assert!(v["created_at"].as_str().expect("time").ends_with('Z'));
+    // Logprobs, per token, with the alternatives asked for.
+    let ollama = json!({"model": MODEL, "messages": messages, "stream": false,
+                        "logprobs": true, "top_logprobs": 2,
+                        "options": {"temperature": 0, "num_predict": 4}});
+    let (status, body) = send(&app, post("/api/chat", &ollama, None)).await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    let lps = json_of(&body)["logprobs"]
+        .as_array()
+        .expect("logprobs")
+        .clone();
+    assert_eq!(lps.len(), 4);
+    assert!(lps
+        .iter()
+        .all(|l| l["logprob"].as_f64().expect("logprob") <= 0.0
+            && l["top_logprobs"].as_array().expect("top").len() == 2));
 }
 
 #[tokio::test]
