@@ -16,8 +16,8 @@
 //! detokenizing and stop strings, SSE, and the work kept off the async workers. Each API family
 //! has a folder of its own over it (`openai/`: chat, completions, embeddings and models, with
 //! OpenAI's wire types and the tool-call plan beside them, and the Responses API in
-//! `openai/responses/`), and so does the household page
-//! (`household/`); the core imports none of them. Every route and the middleware around them
+//! `openai/responses/`; `ollama/`: Ollama's API, mapped onto the OpenAI chat path), and so does
+//! the household page (`household/`); the core imports none of them. Every route and the middleware around them
 //! are listed in one place, `routes.rs`. Request bodies are read by `body.rs`, errors take their
 //! shape in `error.rs`.
 //!
@@ -32,6 +32,7 @@ mod generation;
 pub mod household;
 pub mod listen;
 pub mod metrics;
+pub mod ollama;
 pub mod openai;
 mod routes;
 pub mod scheduler;
@@ -113,6 +114,8 @@ pub(crate) struct Served {
     pub(crate) n_vocab: usize,
     pub(crate) ctx: usize,
     pub(crate) scheduler: Scheduler,
+    /// What the model's file says about it, for the APIs that describe models (Ollama's).
+    pub(crate) facts: ModelFacts,
     /// Built on first use: the vocabulary trie takes a moment for large vocabularies, and
     /// most requests never need it.
     grammar: std::sync::OnceLock<Arc<hearth_grammar::GrammarEnv>>,
@@ -126,6 +129,7 @@ impl Served {
         max_queue: usize,
     ) -> Served {
         let n_vocab = m.model.config().n_vocab;
+        let facts = ModelFacts::of(&m.model);
         let engine = Engine::new(m.model, engine);
         let ctx = engine.ctx();
         let scheduler = Scheduler::start(engine, metrics, max_queue);
@@ -137,6 +141,7 @@ impl Served {
             n_vocab,
             ctx,
             scheduler,
+            facts,
             grammar: std::sync::OnceLock::new(),
         }
     }
@@ -150,6 +155,48 @@ impl Served {
             error::ApiError::internal(format!("cannot build the grammar engine: {e}"))
         })?;
         Ok(self.grammar.get_or_init(|| Arc::new(env)).clone())
+    }
+}
+
+/// Facts about a served model, read once from its file (the engine owns the model after that).
+#[derive(Clone, Debug)]
+pub(crate) struct ModelFacts {
+    pub(crate) arch: String,
+    pub(crate) parameters: u64,
+    /// The storage type holding most of the weights' bytes (`Q8_0`, `Q4_K`...).
+    pub(crate) quantization: String,
+    pub(crate) file_size: u64,
+    pub(crate) n_embd: usize,
+    pub(crate) n_layer: usize,
+    pub(crate) n_head: usize,
+    pub(crate) n_kv_head: usize,
+}
+
+impl ModelFacts {
+    fn of(model: &Model) -> ModelFacts {
+        let c = model.config();
+        let gguf = model.gguf();
+        let mut bytes_by_type: Vec<(&'static str, u64)> = Vec::new();
+        for t in gguf.tensors() {
+            let name = t.ty.name();
+            match bytes_by_type.iter_mut().find(|(n, _)| *n == name) {
+                Some(e) => e.1 += t.n_bytes,
+                None => bytes_by_type.push((name, t.n_bytes)),
+            }
+        }
+        ModelFacts {
+            arch: c.arch.clone(),
+            parameters: gguf.tensors().iter().map(|t| t.n_elements()).sum(),
+            quantization: bytes_by_type
+                .iter()
+                .max_by_key(|e| e.1)
+                .map_or_else(String::new, |e| e.0.to_string()),
+            file_size: gguf.file_size(),
+            n_embd: c.n_embd,
+            n_layer: c.n_layer,
+            n_head: c.n_head,
+            n_kv_head: c.n_kv_head,
+        }
     }
 }
 

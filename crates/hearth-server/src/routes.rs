@@ -1,7 +1,8 @@
-//! Every route in one place: `/v1` (each API family's handlers), `/health`, `/metrics`, and
-//! with a household its page and `/api` routes; and the layers around them, outermost first:
-//! the request log, the browser access guard (`access.rs`), the body limit, and on `/v1` and
-//! `/metrics` the key check. Also the few answers that belong to no family (`/health`,
+//! Every route in one place: `/v1` (each API family's handlers), Ollama's `/api` routes,
+//! `/health`, `/metrics`, and with a household its page and its own `/api` routes (the two
+//! `/api` lists never share a path: a test below keeps it so); and the layers around them,
+//! outermost first: the request log, the browser access guard (`access.rs`), the body limit,
+//! and on `/v1`, Ollama's routes and `/metrics` the key check. Also the few answers that belong to no family (`/health`,
 //! `/metrics`, the 404).
 
 use std::sync::atomic::Ordering;
@@ -12,14 +13,14 @@ use axum::extract::{DefaultBodyLimit, Request as HttpRequest, State};
 use axum::http::header;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, MethodRouter};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::openai;
 use crate::AppState;
+use crate::{ollama, openai};
 
 /// The full router over `state`.
 pub fn router(state: Arc<AppState>) -> Router {
@@ -42,7 +43,16 @@ pub fn router(state: Arc<AppState>) -> Router {
         // Metrics show what the household asks and how often: the same rule as the API.
         .route("/metrics", get(metrics))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_key));
-    let mut app = Router::new().merge(v1).route("/health", get(health));
+    // Ollama's API under the same key rule, its errors in Ollama's shape (the 401 included).
+    let ollama = ollama::routes()
+        .into_iter()
+        .fold(Router::new(), |r, (path, method)| r.route(path, method))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_key))
+        .layer(middleware::from_fn(ollama::error_shape));
+    let mut app = Router::new()
+        .merge(v1)
+        .merge(ollama)
+        .route("/health", get(health));
     app = if state.household.is_some() {
         app.merge(household())
     } else {
@@ -60,46 +70,54 @@ pub fn router(state: Arc<AppState>) -> Router {
 /// The page and its API. Routes other than setup, login, state and the static assets need a
 /// session (checked in each handler through [`Me`](crate::household::Me)).
 fn household() -> Router<Arc<AppState>> {
-    use crate::household::{admin, app_css, app_js, chat, index, no_store, session};
+    household_routes()
+        .into_iter()
+        .fold(Router::new(), |r, (path, method)| r.route(path, method))
+        .fallback(|| async { ApiError::not_found("no such page") })
+        .route_layer(middleware::from_fn(crate::household::no_store))
+}
 
-    Router::new()
-        .route("/", get(index))
-        .route("/app.js", get(app_js))
-        .route("/app.css", get(app_css))
-        .route("/api/state", get(session::state))
-        .route("/api/setup", post(session::setup))
-        .route("/api/login", post(session::login))
-        .route("/api/logout", post(session::logout))
-        .route("/api/me/password", post(session::change_password))
-        .route("/api/people", get(admin::people).post(admin::add_person))
-        .route("/api/people/{id}/reset", post(admin::reset_person))
-        .route("/api/people/{id}", delete(admin::remove_person))
-        .route("/api/keys", get(admin::keys).post(admin::create_key))
-        .route("/api/keys/{id}", delete(admin::revoke_key))
-        .route(
+/// The household page's routes, as a list so that a test can hold them against Ollama's.
+fn household_routes() -> Vec<(&'static str, MethodRouter<Arc<AppState>>)> {
+    use crate::household::{admin, app_css, app_js, chat, index, session};
+
+    vec![
+        ("/", get(index)),
+        ("/app.js", get(app_js)),
+        ("/app.css", get(app_css)),
+        ("/api/state", get(session::state)),
+        ("/api/setup", post(session::setup)),
+        ("/api/login", post(session::login)),
+        ("/api/logout", post(session::logout)),
+        ("/api/me/password", post(session::change_password)),
+        ("/api/people", get(admin::people).post(admin::add_person)),
+        ("/api/people/{id}/reset", post(admin::reset_person)),
+        ("/api/people/{id}", delete(admin::remove_person)),
+        ("/api/keys", get(admin::keys).post(admin::create_key)),
+        ("/api/keys/{id}", delete(admin::revoke_key)),
+        (
             "/api/settings",
             get(admin::settings).put(admin::put_settings),
-        )
-        .route("/api/models/pull", post(admin::pull_model))
-        .route("/api/models/use", post(admin::use_model))
-        .route(
+        ),
+        ("/api/models/pull", post(admin::pull_model)),
+        ("/api/models/use", post(admin::use_model)),
+        (
             "/api/conversations",
             get(chat::list).post(chat::create).delete(chat::delete_all),
-        )
-        .route(
+        ),
+        (
             "/api/conversations/{id}",
             get(chat::get_one)
                 .patch(chat::rename)
                 .delete(chat::delete_one),
-        )
-        .route("/api/conversations/{id}/messages", post(chat::send))
-        .route("/api/conversations/{id}/regenerate", post(chat::regenerate))
-        .route("/api/conversations/{id}/edit", post(chat::edit))
-        .route("/api/conversations/{id}/stop", post(chat::stop))
-        .route("/api/conversations/{id}/events", get(chat::events))
-        .route("/api/export", get(chat::export))
-        .fallback(|| async { ApiError::not_found("no such page") })
-        .route_layer(middleware::from_fn(no_store))
+        ),
+        ("/api/conversations/{id}/messages", post(chat::send)),
+        ("/api/conversations/{id}/regenerate", post(chat::regenerate)),
+        ("/api/conversations/{id}/edit", post(chat::edit)),
+        ("/api/conversations/{id}/stop", post(chat::stop)),
+        ("/api/conversations/{id}/events", get(chat::events)),
+        ("/api/export", get(chat::export)),
+    ]
 }
 
 /// One log line and one metrics count per request.
@@ -123,6 +141,7 @@ async fn log_request(State(state): State<Arc<AppState>>, req: HttpRequest, next:
             "/v1/responses/{id}/input_items"
         }
         p if p.starts_with("/v1/responses/") => "/v1/responses/{id}",
+        p if ollama::PATHS.contains(&p) => p,
         _ => "other",
     };
     state.metrics.request(endpoint, status.as_u16());
@@ -201,4 +220,37 @@ async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Whether one route pattern can match a path the other can (`{id}` matches any segment).
+    fn overlap(a: &str, b: &str) -> bool {
+        let (a, b): (Vec<&str>, Vec<&str>) = (a.split('/').collect(), b.split('/').collect());
+        let param = |s: &str| s.starts_with('{');
+        a.len() == b.len()
+            && a.iter()
+                .zip(&b)
+                .all(|(x, y)| x == y || param(x) || param(y))
+    }
+
+    #[test]
+    fn ollama_and_household_api_paths_never_clash() {
+        let household: Vec<&str> = household_routes().iter().map(|r| r.0).collect();
+        let ollama: Vec<&str> = ollama::routes().iter().map(|r| r.0).collect();
+        assert!(!ollama.is_empty() && household.iter().any(|p| p.starts_with("/api/")));
+        for o in &ollama {
+            for h in &household {
+                assert!(
+                    !overlap(o, h),
+                    "Ollama's {o} and the household page's {h} would answer the same requests"
+                );
+            }
+        }
+        // The check itself sees a clash where there is one.
+        assert!(overlap("/api/people/{id}", "/api/people/tags"));
+        assert!(!overlap("/api/people/{id}", "/api/tags"));
+    }
 }

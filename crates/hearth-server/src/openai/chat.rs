@@ -25,7 +25,9 @@ use crate::generation::{
 };
 use crate::AppState;
 
-fn chat_messages(req: &ChatRequest) -> AppResult<Vec<ChatMessage>> {
+/// The request's messages for the chat template (also Ollama's `/api/chat`, mapped onto a
+/// [`ChatRequest`]).
+pub(crate) fn chat_messages(req: &ChatRequest) -> AppResult<Vec<ChatMessage>> {
     if req.messages.is_empty() {
         return Err(ApiError::invalid(
             "messages",

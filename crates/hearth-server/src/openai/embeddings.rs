@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use super::{EmbeddingInput, EmbeddingRequest};
 use crate::body::{body, parse_body_async};
 use crate::error::{ApiError, AppResult};
-use crate::{AppState, EMBED_MODEL};
+use crate::{AppState, EmbedModel, EMBED_MODEL};
 
 /// Most inputs in one request (OpenAI's limit).
 const MAX_INPUTS: usize = 2048;
@@ -90,9 +90,40 @@ pub(crate) async fn embeddings(
             ))
         }
     };
+    let (vectors, tokens) = embed_texts(&state, &model, inputs).await?;
+    let data: Vec<Value> = vectors
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let embedding = if base64 {
+                let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+                Value::String(base64::engine::general_purpose::STANDARD.encode(bytes))
+            } else {
+                json!(v)
+            };
+            json!({"object": "embedding", "index": i, "embedding": embedding})
+        })
+        .collect();
+    Ok(Json(json!({
+        "object": "list",
+        "data": data,
+        "model": model.id,
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }))
+    .into_response())
+}
+
+/// Embeds `inputs` with `model` off the async workers: the vectors and the tokens they took.
+/// An input longer than the model's window is a 400 naming it (`input[i]`), never truncated.
+/// Shared with Ollama's `/api/embed`.
+pub(crate) async fn embed_texts(
+    state: &AppState,
+    model: &Arc<EmbedModel>,
+    inputs: Vec<String>,
+) -> AppResult<(Vec<Vec<f32>>, usize)> {
     let pool = state.embed_pool.clone();
     let m = model.clone();
-    let (vectors, tokens) = tokio::task::spawn_blocking(move || -> AppResult<(Vec<Vec<f32>>, usize)> {
+    tokio::task::spawn_blocking(move || -> AppResult<(Vec<Vec<f32>>, usize)> {
         let max = m.embedder.max_tokens();
         let mut tokens = 0;
         for (i, t) in inputs.iter().enumerate() {
@@ -118,25 +149,5 @@ pub(crate) async fn embeddings(
         Ok((v, tokens))
     })
     .await
-    .map_err(|e| ApiError::internal(format!("the embedding task failed: {e}")))??;
-    let data: Vec<Value> = vectors
-        .iter()
-        .enumerate()
-        .map(|(i, v)| {
-            let embedding = if base64 {
-                let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
-                Value::String(base64::engine::general_purpose::STANDARD.encode(bytes))
-            } else {
-                json!(v)
-            };
-            json!({"object": "embedding", "index": i, "embedding": embedding})
-        })
-        .collect();
-    Ok(Json(json!({
-        "object": "list",
-        "data": data,
-        "model": model.id,
-        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-    }))
-    .into_response())
+    .map_err(|e| ApiError::internal(format!("the embedding task failed: {e}")))?
 }

@@ -2,16 +2,17 @@
 //! (`crate::generation`), with OpenAI's request and response shapes in `types.rs`.
 //!
 //! OpenAI's Responses API is the folder `responses/` (its request mapped onto chat's tool plan
-//! and the same core); Ollama and Anthropic will be folders beside this one, each with its own
-//! wire types and handlers over the same core. (`tools.rs` reads a `ChatRequest`; a family that
-//! needs tools maps its own request onto it, as `responses/plan.rs` does.)
+//! and the same core); Ollama (`ollama/`) and Anthropic are folders beside this one, each with
+//! its own wire types and handlers over the same core. (`tools.rs` reads a `ChatRequest`; a
+//! family that needs tools maps its own request onto it, as `responses/plan.rs` and
+//! `ollama/chat.rs` do.)
 
 pub(crate) mod chat;
 pub(crate) mod completions;
 pub(crate) mod embeddings;
 pub(crate) mod models;
 pub(crate) mod responses;
-mod tools;
+pub(crate) mod tools;
 mod types;
 
 pub use types::*;
