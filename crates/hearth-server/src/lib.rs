@@ -24,6 +24,7 @@
 //! does not parse command lines.
 
 pub mod access;
+mod anthropic;
 pub mod auth;
 mod body;
 pub mod error;

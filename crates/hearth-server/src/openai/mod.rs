@@ -10,7 +10,7 @@ pub(crate) mod chat;
 pub(crate) mod completions;
 pub(crate) mod embeddings;
 pub(crate) mod models;
-mod tools;
+pub(crate) mod tools;
 mod types;
 
 pub use types::*;
