@@ -108,14 +108,11 @@ async fn messages_inner(
     let p = request::prompt(&served, &req).await?;
     if p.tokens.len() >= served.ctx {
         // Anthropic's own wording, which its clients and apps look for.
-        return Err(ApiError::invalid(
-            "messages",
-            format!(
+        return Err(ApiError::bad_request(format!(
                 "prompt is too long: {} tokens > {} maximum (the context Hearth serves with; start it with a larger --ctx)",
                 p.tokens.len(),
                 served.ctx - 1
-            ),
-        ));
+        )));
     }
     let prompt_len = p.tokens.len();
     let plan = Plan {
