@@ -190,3 +190,29 @@ async fn a_prompt_longer_than_the_context_is_worded_as_anthropic_words_it() {
         "{msg}"
     );
 }
+
+#[tokio::test]
+async fn a_reply_cut_by_the_context_says_model_context_window_exceeded() {
+    let app = app(Vec::new(), 16);
+    let ask = |apples: usize, max_tokens: u64| {
+        // The reply continues a run of apples, so it does not end by itself.
+        message(json!({"max_tokens": max_tokens,
+            "messages": [{"role": "user", "content": "apple ".repeat(apples)},
+                         {"role": "assistant", "content": "apple apple apple"}]}))
+        .to_string()
+    };
+    // A prompt that leaves two tokens of the 512-token context.
+    let mut apples = 450;
+    let (_, _, v) = send(&app, "/v1/messages/count_tokens", ask(apples, 1), None).await;
+    let n = v["input_tokens"].as_u64().expect("input_tokens") as usize;
+    apples += 510 - n;
+    let (_, _, v) = send(&app, "/v1/messages/count_tokens", ask(apples, 1), None).await;
+    assert_eq!(v["input_tokens"], 510, "one apple, one token: {v}");
+    let (s, _, v) = send(&app, "/v1/messages", ask(apples, 100), None).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["stop_reason"], "model_context_window_exceeded", "{v}");
+    assert_eq!(v["usage"]["output_tokens"], 2, "{v}");
+    // Asking for no more than the room left is an ordinary max_tokens cut.
+    let (_, _, v) = send(&app, "/v1/messages", ask(apples, 2), None).await;
+    assert_eq!(v["stop_reason"], "max_tokens", "{v}");
+}

@@ -115,8 +115,9 @@ async fn messages_inner(
         )));
     }
     let prompt_len = p.tokens.len();
+    let room_bound = max_tokens(&served, prompt_len, "max_tokens", Some(asked))?;
     let plan = Plan {
-        max_tokens: max_tokens(&served, prompt_len, "max_tokens", Some(asked))?,
+        max_tokens: room_bound,
         stops: stops(Some(stop_list))?,
         sampler: sampler(
             &served,
@@ -140,6 +141,8 @@ async fn messages_inner(
         id: message_id(),
         model: served.model_id.clone(),
         one_call: p.one_call,
+        // The context, not `max_tokens`, is what will cut a reply that runs to the end.
+        context_bound: (room_bound as u64) < asked,
     };
     if req.stream.unwrap_or(false) {
         let (tx, rx) = mpsc::channel::<SseEvent>(64);
@@ -169,7 +172,7 @@ async fn messages_inner(
     if blocks.is_empty() {
         blocks.push(json!({"type": "text", "text": ""}));
     }
-    let (stop_reason, stop_sequence) = stop_reason(finish, !calls.is_empty(), &gen);
+    let (stop_reason, stop_sequence) = reply.stop_reason(finish, !calls.is_empty(), &gen);
     Ok(Json(json!({
         "id": reply.id,
         "type": "message",
@@ -199,6 +202,22 @@ pub(crate) struct Reply {
     id: String,
     model: String,
     one_call: bool,
+    context_bound: bool,
+}
+
+impl Reply {
+    /// `stop_reason` and `stop_sequence` from how the generation ended.
+    fn stop_reason(&self, finish: &str, called: bool, gen: &Generation) -> (&'static str, Value) {
+        if called {
+            return ("tool_use", Value::Null);
+        }
+        match (&gen.stop_sequence, finish) {
+            (_, "length") if self.context_bound => ("model_context_window_exceeded", Value::Null),
+            (_, "length") => ("max_tokens", Value::Null),
+            (Some(s), _) => ("stop_sequence", Value::String(s.clone())),
+            _ => ("end_turn", Value::Null),
+        }
+    }
 }
 
 /// A parsed call (OpenAI's shape, arguments as JSON text) as `tool_use`'s name and input object.
@@ -210,18 +229,6 @@ fn call_parts(c: &Value) -> (Value, Value) {
         .filter(Value::is_object)
         .unwrap_or_else(|| json!({}));
     (f["name"].clone(), input)
-}
-
-/// `stop_reason` and `stop_sequence` from how the generation ended.
-fn stop_reason(finish: &str, called: bool, gen: &Generation) -> (&'static str, Value) {
-    if called {
-        return ("tool_use", Value::Null);
-    }
-    match (&gen.stop_sequence, finish) {
-        (_, "length") => ("max_tokens", Value::Null),
-        (Some(s), _) => ("stop_sequence", Value::String(s.clone())),
-        _ => ("end_turn", Value::Null),
-    }
 }
 
 fn usage(gen: &Generation) -> Value {

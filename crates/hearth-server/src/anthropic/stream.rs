@@ -8,7 +8,7 @@ use axum::response::sse::Event as SseEvent;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
-use super::{call_parts, error, stop_reason, tool_use_id, usage, Reply};
+use super::{call_parts, error, tool_use_id, usage, Reply};
 use crate::generation::{Generation, Piece};
 use crate::openai::tools::ToolPlan;
 
@@ -190,7 +190,7 @@ async fn stream(
         .await?;
     }
     b.close_text().await?;
-    let (reason, sequence) = stop_reason(finish, b.calls > 0, gen);
+    let (reason, sequence) = reply.stop_reason(finish, b.calls > 0, gen);
     b.send(
         "message_delta",
         json!({"type": "message_delta",
