@@ -37,7 +37,7 @@ def test_streamed_tool_use_arrives_as_input_json_delta(server, model_id):
     with c.messages.stream(**req) as s:
         kinds = [e.type for e in s]
         final = s.get_final_message()
-    assert "input_json" in kinds or "content_block_delta" in kinds, kinds
+    assert "input_json" in kinds and "content_block_delta" in kinds, kinds
     assert final.stop_reason == "tool_use"
     assert [b.type for b in final.content] == [b.type for b in whole.content] == ["tool_use"]
     check_input(final.content[0])
