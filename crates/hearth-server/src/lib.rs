@@ -16,15 +16,17 @@
 //! detokenizing and stop strings, SSE, and the work kept off the async workers. Each API family
 //! has a folder of its own over it (`openai/`: chat, completions, embeddings and models, with
 //! OpenAI's wire types and the tool-call plan beside them, and the Responses API in
-//! `openai/responses/`; `ollama/`: Ollama's API, mapped onto the OpenAI chat path), and so does
-//! the household page (`household/`); the core imports none of them. Every route and the middleware around them
-//! are listed in one place, `routes.rs`. Request bodies are read by `body.rs`, errors take their
+//! `openai/responses/`; `ollama/`: Ollama's API, and `anthropic/`: Anthropic's Messages API,
+//! both mapped onto the OpenAI chat path), and so does the household page (`household/`); the
+//! core imports none of them. Every route and the middleware around them are listed in one
+//! place, `routes.rs`. Request bodies are read by `body.rs`, errors take their
 //! shape in `error.rs`.
 //!
 //! This crate does not resolve or download models (the binary does, through hearth-fetch) and
 //! does not parse command lines.
 
 pub mod access;
+mod anthropic;
 pub mod auth;
 mod body;
 pub mod error;

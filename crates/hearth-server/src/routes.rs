@@ -17,6 +17,7 @@ use axum::routing::{delete, get, post, MethodRouter};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
+use crate::anthropic;
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::AppState;
@@ -40,6 +41,8 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/v1/responses/{id}/input_items",
             get(openai::responses::input_items),
         )
+        .route("/v1/messages", post(anthropic::messages))
+        .route("/v1/messages/count_tokens", post(anthropic::count_tokens))
         // Metrics show what the household asks and how often: the same rule as the API.
         .route("/metrics", get(metrics))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_key));
@@ -134,6 +137,8 @@ async fn log_request(State(state): State<Arc<AppState>>, req: HttpRequest, next:
         | "/v1/embeddings"
         | "/v1/models"
         | "/v1/responses"
+        | "/v1/messages"
+        | "/v1/messages/count_tokens"
         | "/health"
         | "/metrics" => path.as_str(),
         p if p.starts_with("/v1/models/") => "/v1/models/{id}",
@@ -167,6 +172,11 @@ async fn require_key(
         (false, false) => "This server requires an API key: send it as `Authorization: Bearer KEY`.",
         (false, true) => "This server requires an API key: the household's owner creates one in Settings → Apps; send it as `Authorization: Bearer KEY`.",
     };
+    // Anthropic's clients read only Anthropic's error shape.
+    if req.uri().path().starts_with("/v1/messages") {
+        let message = message.replace("`Authorization: Bearer KEY`", "`x-api-key: KEY`");
+        return anthropic::error_response(&ApiError::unauthorized(message));
+    }
     ApiError::unauthorized(message).into_response()
 }
 

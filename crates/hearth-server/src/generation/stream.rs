@@ -50,6 +50,12 @@ pub struct Generation {
     tokenizer: Arc<Tokenizer>,
     decoder: StreamDecoder,
     stops: StopStrings,
+    /// The stop strings, and the text handed to `stops` but not yet released by it: together
+    /// they tell which stop string ended the text (Anthropic's `stop_sequence` names it).
+    stop_list: Vec<String>,
+    held: String,
+    /// The stop string that ended the text, if one did.
+    pub stop_sequence: Option<String>,
     pub prompt_tokens: usize,
     pub cached_tokens: usize,
     pub completion_tokens: usize,
@@ -69,7 +75,10 @@ impl Generation {
             rx: Some(rx),
             tokenizer,
             decoder: StreamDecoder::new(),
-            stops: StopStrings::new(stops),
+            stops: StopStrings::new(stops.clone()),
+            stop_list: stops,
+            held: String::new(),
+            stop_sequence: None,
             prompt_tokens,
             cached_tokens: 0,
             completion_tokens: 0,
@@ -112,7 +121,7 @@ impl Generation {
                         continue;
                     }
                     let text = self.decoder.push(&self.tokenizer, token);
-                    let released = self.stops.push(&text);
+                    let released = self.push_stops(&text);
                     let logprobs = logprob
                         .map(|lp| vec![self.token_logprob(&lp)])
                         .unwrap_or_default();
@@ -136,7 +145,7 @@ impl Generation {
                 }
                 Update::Finished { reason } => {
                     let mut tail = self.decoder.finish();
-                    let released = self.stops.push(&tail);
+                    let released = self.push_stops(&tail);
                     tail = released.text;
                     if !released.stopped {
                         tail.push_str(&self.stops.finish());
@@ -164,6 +173,26 @@ impl Generation {
                 }
             }
         }
+    }
+
+    /// `StopStrings::push`, noting which stop string ended the text.
+    fn push_stops(&mut self, text: &str) -> hearth_model::stop::Released {
+        let released = self.stops.push(text);
+        self.held.push_str(text);
+        if released.stopped {
+            // What is held past the released text starts with the stop string that matched.
+            let rest = self.held.get(released.text.len()..).unwrap_or_default();
+            self.stop_sequence = self
+                .stop_list
+                .iter()
+                .filter(|s| !s.is_empty() && rest.starts_with(s.as_str()))
+                .max_by_key(|s| s.len())
+                .cloned();
+            self.held.clear();
+        } else {
+            self.held.drain(..released.text.len().min(self.held.len()));
+        }
+        released
     }
 
     fn token_logprob(&self, lp: &Logprob) -> TokenLogprob {

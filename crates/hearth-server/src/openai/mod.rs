@@ -2,10 +2,10 @@
 //! (`crate::generation`), with OpenAI's request and response shapes in `types.rs`.
 //!
 //! OpenAI's Responses API is the folder `responses/` (its request mapped onto chat's tool plan
-//! and the same core); Ollama (`ollama/`) and Anthropic are folders beside this one, each with
-//! its own wire types and handlers over the same core. (`tools.rs` reads a `ChatRequest`; a
-//! family that needs tools maps its own request onto it, as `responses/plan.rs` and
-//! `ollama/chat.rs` do.)
+//! and the same core); Ollama (`ollama/`) and Anthropic (`anthropic/`) are folders beside this
+//! one, each with its own wire types and handlers over the same core. (`tools.rs` reads a
+//! `ChatRequest`; a family that needs tools maps its own request onto it, as
+//! `responses/plan.rs`, `ollama/chat.rs` and `anthropic/` do.)
 
 pub(crate) mod chat;
 pub(crate) mod completions;
