@@ -27,7 +27,7 @@ use crate::scheduler::SubmitError;
 use crate::{AppState, Served};
 
 pub use params::SamplingFields;
-pub(crate) use params::{check_model, max_tokens, sampler, stops};
+pub(crate) use params::{check_model, max_tokens, max_tokens_in, sampler, stops};
 pub(crate) use sse::{data, sse};
 pub use stream::{Generation, Piece, TokenLogprob, TopLogprob};
 
@@ -75,6 +75,9 @@ pub(crate) fn start_generation(
 }
 
 /// Runs a generation to its end.
+// The OpenAI families run their choices through `openai/choices.rs`; the other API families
+// (one choice each) use this.
+#[allow(dead_code)]
 pub(crate) async fn collect(
     mut gen: Generation,
 ) -> AppResult<(String, Vec<TokenLogprob>, &'static str, Generation)> {
