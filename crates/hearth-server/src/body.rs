@@ -47,6 +47,26 @@ pub fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiE
             e.valid_up_to()
         )));
     }
+    // serde reads a struct from an array too (field by position), which turns `[1, 2]` into
+    // an error about its first element; every body Hearth takes is an object, so say that.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(match serde_json::from_slice::<serde_json::Value>(body) {
+            Ok(v) => {
+                let found = match v {
+                    serde_json::Value::Array(_) => "an array",
+                    serde_json::Value::String(_) => "a string",
+                    serde_json::Value::Number(_) => "a number",
+                    serde_json::Value::Bool(_) => "a boolean",
+                    serde_json::Value::Null => "null",
+                    serde_json::Value::Object(_) => "an object",
+                };
+                ApiError::bad_request(format!(
+                    "the request body must be a JSON object (expected an object with the request's fields); got {found}"
+                ))
+            }
+            Err(e) => ApiError::bad_request(format!("the request body is not valid JSON: {e}")),
+        });
+    }
     let de = &mut serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
@@ -65,7 +85,7 @@ pub fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiE
             };
             ApiError::invalid(param.clone(), format!("`{param}` is required"))
         } else if path == "." || path.is_empty() {
-            ApiError::bad_request(format!("invalid request body: {inner}"))
+            ApiError::bad_request(format!("invalid request body: {}", plain(&text)))
         } else {
             ApiError::invalid(
                 path.clone(),

@@ -283,6 +283,15 @@ async fn field_type_errors_name_the_field_in_plain_words() {
     let (param, msg) = error_of(&v);
     assert_eq!(param.as_deref(), Some("prompt"));
     assert!(msg.contains("list of token ids"), "{msg}");
+    // A body that is not an object at all says so in the same words.
+    let (s, v) = post_json(&app, "/v1/chat/completions", &json!([1, 2, 3])).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let (_, msg) = error_of(&v);
+    assert!(msg.contains("expected an object"), "{msg}");
+    assert!(
+        !msg.contains("struct") && !msg.contains("sequence"),
+        "{msg}"
+    );
 }
 
 #[tokio::test]

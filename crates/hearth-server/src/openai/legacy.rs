@@ -28,35 +28,36 @@ pub(crate) fn map_functions(req: &mut ChatRequest) -> AppResult<bool> {
             "send either `tools` or the legacy `functions`, not both",
         ));
     }
-    let choice =
-        match req.function_call.take() {
-            None => None,
-            Some(FunctionCallChoice::Mode(m)) if m == "auto" || m == "none" => {
-                Some(ToolChoice::Mode(m))
-            }
-            Some(FunctionCallChoice::Mode(m)) => return Err(ApiError::invalid(
+    let choice = match req.function_call.take() {
+        None => None,
+        Some(FunctionCallChoice::Mode(m)) if m == "auto" || m == "none" => {
+            Some(ToolChoice::Mode(m))
+        }
+        Some(FunctionCallChoice::Mode(m)) => {
+            return Err(ApiError::invalid(
                 "function_call",
                 format!(
                     "`function_call` must be \"auto\", \"none\" or {{\"name\": ...}}; got {m:?}"
                 ),
-            )),
-            Some(FunctionCallChoice::Named(NamedFunction { name })) => {
-                if !functions.iter().any(|f| f.name == name) {
-                    let names: Vec<&str> = functions.iter().map(|f| f.name.as_str()).collect();
-                    return Err(ApiError::invalid(
-                        "function_call",
-                        format!(
-                            "`function_call` names {name:?}, which is not among the functions ({})",
-                            names.join(", ")
-                        ),
-                    ));
-                }
-                Some(ToolChoice::Named {
-                    kind: "function".into(),
-                    function: NamedFunction { name },
-                })
+            ))
+        }
+        Some(FunctionCallChoice::Named(NamedFunction { name })) => {
+            if !functions.iter().any(|f| f.name == name) {
+                let names: Vec<&str> = functions.iter().map(|f| f.name.as_str()).collect();
+                return Err(ApiError::invalid(
+                    "function_call",
+                    format!(
+                        "`function_call` names {name:?}, which is not among the functions ({})",
+                        names.join(", ")
+                    ),
+                ));
             }
-        };
+            Some(ToolChoice::Named {
+                kind: "function".into(),
+                function: NamedFunction { name },
+            })
+        }
+    };
     if choice.is_some() && req.tool_choice.is_some() {
         return Err(ApiError::invalid(
             "function_call",
