@@ -175,11 +175,11 @@ def test_multi_turn_with_system(client, model_id):
         "every earlier turn's text must be in the prompt")
 
 
-def test_n_greater_than_one_refused(client, model_id):
+def test_n_above_eight_refused(client, model_id):
     with pytest.raises(openai.BadRequestError) as e:
-        client.chat.completions.create(model=model_id, messages=user(QUESTION), max_tokens=4, n=2)
+        client.chat.completions.create(model=model_id, messages=user(QUESTION), max_tokens=4, n=9)
     body = e.value.body or {}
-    assert "not supported" in body.get("message", "").lower(), body
+    assert "at most 8" in body.get("message", "").lower(), body
     assert body.get("param") == "n", body
 
 

@@ -69,7 +69,8 @@ def test_huge_body(http, model_id):
     ("messages", [{"role": "wizard", "content": "hi"}]),
     ("messages", [{"role": "user", "content": 42}]),
     ("max_tokens", "ten"),
-    ("max_tokens", -1),
+    ("max_tokens", -2),
+    ("max_tokens", 2.5),
     ("temperature", "hot"),
     ("stream", "yes"),
     ("stop", 5),
@@ -193,9 +194,10 @@ def test_context_overflow_states_both_numbers(small_ctx_server, model_id, path):
     body.update({"messages": user(LONG)} if path == CHAT else {"prompt": LONG})
     with small_ctx_server.http() as http:
         err = invalid_request(http.post(path, json=body))
-    m = re.search(r"prompt is (\d+) tokens; context is (\d+)", err["message"])
+    m = re.search(r"maximum context length is (\d+) tokens\. However, your (?:messages|prompt) resulted in (\d+) "
+                  r"tokens", err["message"])
     assert m, err
-    prompt, ctx = int(m.group(1)), int(m.group(2))
+    ctx, prompt = int(m.group(1)), int(m.group(2))
     assert ctx == 512
     assert prompt >= raw, f"the stated prompt length {prompt} is less than the text's own {raw} tokens"
 

@@ -102,6 +102,10 @@ pub struct Embedder {
     bert: bert::Bert,
     max_tokens: usize,
     normalize: bool,
+    /// What the tokenizer puts around every text (`[CLS]` and `[SEP]`), read from how it frames
+    /// an empty text.
+    open: Option<u32>,
+    close: Option<u32>,
 }
 
 impl Embedder {
@@ -133,6 +137,12 @@ impl Embedder {
             )));
         }
 
+        let empty = tokenizer.encode("", true).map_err(|e| bad(e.to_string()))?;
+        let (open, close) = match empty.get_ids() {
+            [open, close] => (Some(*open), Some(*close)),
+            [one] => (Some(*one), None),
+            _ => (None, None),
+        };
         let name = dir
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -143,6 +153,8 @@ impl Embedder {
             bert,
             max_tokens: sentence.max_tokens,
             normalize: sentence.normalize,
+            open,
+            close,
         })
     }
 
@@ -177,6 +189,25 @@ impl Embedder {
         Ok(encoding.get_ids().to_vec())
     }
 
+    /// Number of entries in the vocabulary: token ids run below it.
+    pub fn vocab_size(&self) -> usize {
+        self.tokenizer.get_vocab_size(true)
+    }
+
+    /// Token ids as [`Embedder::tokenize`] gives them for a text: `[CLS]` and `[SEP]` added
+    /// where `ids` lacks them, so the ids of a text's words embed exactly as the text does.
+    pub fn frame(&self, ids: &[u32]) -> Vec<u32> {
+        let mut out = Vec::with_capacity(ids.len() + 2);
+        if let Some(open) = self.open.filter(|&o| ids.first() != Some(&o)) {
+            out.push(open);
+        }
+        out.extend_from_slice(ids);
+        if let Some(close) = self.close.filter(|&c| out.last() != Some(&c)) {
+            out.push(close);
+        }
+        out
+    }
+
     /// Number of tokens of `text`, `[CLS]` and `[SEP]` included (what the limit applies to and
     /// what usage reports).
     pub fn count_tokens(&self, text: &str) -> Result<usize> {
@@ -187,9 +218,29 @@ impl Embedder {
     /// pipeline normalises (all-MiniLM-L6-v2 does). All texts are checked before any is run, so
     /// a too-long input fails the call without wasted work.
     pub fn embed(&self, texts: &[&str], pool: &ThreadPool) -> Result<Vec<Vec<f32>>> {
-        let mut inputs = Vec::with_capacity(texts.len());
-        for (index, text) in texts.iter().enumerate() {
-            let ids = self.tokenize_at(index, text)?;
+        let inputs = texts
+            .iter()
+            .enumerate()
+            .map(|(index, text)| self.tokenize_at(index, text))
+            .collect::<Result<Vec<_>>>()?;
+        self.embed_ids(inputs, pool)
+    }
+
+    /// [`Embedder::embed`] for inputs given as token ids, `[CLS]` and `[SEP]` included (as
+    /// [`Embedder::tokenize`] and [`Embedder::frame`] give them). Every id must be below
+    /// [`Embedder::vocab_size`]: one that is not fails the call, as it would read past the
+    /// embedding table.
+    pub fn embed_ids(&self, inputs: Vec<Vec<u32>>, pool: &ThreadPool) -> Result<Vec<Vec<f32>>> {
+        let vocab = self.vocab_size();
+        for (index, ids) in inputs.iter().enumerate() {
+            if let Some(&id) = ids.iter().find(|&&id| id as usize >= vocab) {
+                return Err(Error::Tokenize {
+                    index,
+                    message: format!(
+                        "token id {id} is out of range: the vocabulary has {vocab} tokens"
+                    ),
+                });
+            }
             if ids.len() > self.max_tokens {
                 return Err(Error::TooLong {
                     index,
@@ -198,9 +249,8 @@ impl Embedder {
                     model: self.name.clone(),
                 });
             }
-            inputs.push(ids);
         }
-        let mut out = Vec::with_capacity(texts.len());
+        let mut out = Vec::with_capacity(inputs.len());
         let lengths: Vec<usize> = inputs.iter().map(Vec::len).collect();
         for pass in passes(&lengths, MAX_BATCH_TOKENS) {
             self.bert.encode(&inputs[pass], pool, &mut out)?;

@@ -94,18 +94,36 @@ impl ApiError {
         ApiError::new(StatusCode::NOT_FOUND, "invalid_request_error", message)
     }
 
-    /// 400 for a prompt longer than the context, stating both numbers.
+    /// 400 for a prompt that leaves no room in the context, in OpenAI's own words (clients
+    /// such as litellm recognise "maximum context length" and raise their context-window
+    /// error), naming `messages` and stating both numbers.
     pub fn context_overflow(prompt: usize, ctx: usize) -> ApiError {
-        ApiError {
-            param: Some("messages".into()),
-            ..ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_request_error",
-                format!(
-                    "prompt is {prompt} tokens; context is {ctx}. Shorten the conversation or start the server with a larger --ctx."
-                ),
+        ApiError::context_overflow_in("messages", prompt, ctx)
+    }
+
+    /// [`ApiError::context_overflow`] for the request field `param` holds the prompt
+    /// (`messages`, `prompt`, `input`). A prompt that fits exactly leaves no room for even one
+    /// token of reply: that is worded as OpenAI words a completion budget that does not fit.
+    pub fn context_overflow_in(param: &str, prompt: usize, ctx: usize) -> ApiError {
+        let what = if param == "messages" {
+            "messages"
+        } else {
+            "prompt"
+        };
+        let message = if prompt > ctx {
+            format!(
+                "This model's maximum context length is {ctx} tokens. However, your {what} resulted in {prompt} tokens. Please reduce the length of the {what}. (Hearth's context is set with `hearth serve --ctx`.)"
             )
-            .with_code("context_length_exceeded")
+        } else {
+            format!(
+                "This model's maximum context length is {ctx} tokens. However, you requested {} tokens ({prompt} in the {what}, 1 in the completion). Please reduce the length of the {what} or completion. (Hearth's context is set with `hearth serve --ctx`.)",
+                prompt + 1
+            )
+        };
+        ApiError {
+            param: Some(param.into()),
+            ..ApiError::new(StatusCode::BAD_REQUEST, "invalid_request_error", message)
+                .with_code("context_length_exceeded")
         }
     }
 

@@ -43,6 +43,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/v1/messages", post(anthropic::messages))
         .route("/v1/messages/count_tokens", post(anthropic::count_tokens))
+        .merge(openai_aliases())
         // Metrics show what the household asks and how often: the same rule as the API.
         .route("/metrics", get(metrics))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_key));
@@ -68,6 +69,19 @@ pub fn router(state: Arc<AppState>) -> Router {
         ))
         .layer(middleware::from_fn_with_state(state.clone(), log_request))
         .with_state(state)
+}
+
+/// OpenAI's endpoints under the paths clients reach when their base URL lacks `/v1` or ends in
+/// a slash: the same handlers, and (merged before the key layer) the same key rule.
+fn openai_aliases() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/v1/models/", get(openai::models::models))
+        .route("/models", get(openai::models::models))
+        .route("/models/", get(openai::models::models))
+        .route("/models/{id}", get(openai::models::model_info))
+        .route("/chat/completions", post(openai::chat::chat_completions))
+        .route("/completions", post(openai::completions::completions))
+        .route("/embeddings", post(openai::embeddings::embeddings))
 }
 
 /// The page and its API. Routes other than setup, login, state and the static assets need a
@@ -131,6 +145,7 @@ async fn log_request(State(state): State<Arc<AppState>>, req: HttpRequest, next:
     let resp = next.run(req).await;
     let status = resp.status();
     // Known paths only, so a scanner cannot grow the metrics without bound.
+    // The paths without `/v1` count as their `/v1` twins.
     let endpoint = match path.as_str() {
         "/v1/chat/completions"
         | "/v1/completions"
@@ -141,7 +156,11 @@ async fn log_request(State(state): State<Arc<AppState>>, req: HttpRequest, next:
         | "/v1/messages/count_tokens"
         | "/health"
         | "/metrics" => path.as_str(),
-        p if p.starts_with("/v1/models/") => "/v1/models/{id}",
+        "/chat/completions" => "/v1/chat/completions",
+        "/completions" => "/v1/completions",
+        "/embeddings" => "/v1/embeddings",
+        "/models" | "/models/" | "/v1/models/" => "/v1/models",
+        p if p.starts_with("/v1/models/") || p.starts_with("/models/") => "/v1/models/{id}",
         p if p.starts_with("/v1/responses/") && p.ends_with("/input_items") => {
             "/v1/responses/{id}/input_items"
         }

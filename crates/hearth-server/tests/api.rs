@@ -364,7 +364,7 @@ async fn errors_name_the_field_and_use_openai_shape() {
             Some("model"),
         ),
         (
-            chat("hi", json!({"n": 2})),
+            chat("hi", json!({"n": 9})),
             StatusCode::BAD_REQUEST,
             Some("n"),
         ),
@@ -457,10 +457,10 @@ async fn context_overflow_states_both_numbers() {
     let (s, v) = post_json(&app, "/v1/chat/completions", &chat(&long, json!({}))).await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
     let (_, _, msg) = error_of(&v);
-    assert!(msg.contains("context is 64"), "{msg}");
+    assert!(msg.contains("maximum context length is 64 tokens"), "{msg}");
     let n: usize = msg
-        .strip_prefix("prompt is ")
-        .and_then(|m| m.split(' ').next())
+        .split_once("your messages resulted in ")
+        .and_then(|(_, m)| m.split(' ').next())
         .and_then(|n| n.parse().ok())
         .expect("prompt length in the message");
     assert!(n > 200, "{msg}");

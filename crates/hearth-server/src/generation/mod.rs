@@ -27,7 +27,7 @@ use crate::scheduler::SubmitError;
 use crate::{AppState, Served};
 
 pub use params::SamplingFields;
-pub(crate) use params::{check_model, max_tokens, sampler, stops};
+pub(crate) use params::{check_model, max_tokens, max_tokens_in, sampler, stops};
 pub(crate) use sse::{data, sse};
 pub use stream::{Generation, Piece, TokenLogprob, TopLogprob};
 
@@ -74,7 +74,8 @@ pub(crate) fn start_generation(
     ))
 }
 
-/// Runs a generation to its end.
+/// Runs a generation to its end. (OpenAI's chat and completions run their choices through
+/// `openai/choices.rs`; the families with one choice each use this.)
 pub(crate) async fn collect(
     mut gen: Generation,
 ) -> AppResult<(String, Vec<TokenLogprob>, &'static str, Generation)> {

@@ -110,8 +110,24 @@ pub(crate) fn max_tokens(
     param: &str,
     asked: Option<u64>,
 ) -> AppResult<usize> {
+    max_tokens_in(state, "messages", prompt_len, param, asked)
+}
+
+/// [`max_tokens`] for a prompt held in the request field `prompt_param` (named by the error
+/// when the prompt leaves no room).
+pub(crate) fn max_tokens_in(
+    state: &Served,
+    prompt_param: &str,
+    prompt_len: usize,
+    param: &str,
+    asked: Option<u64>,
+) -> AppResult<usize> {
     if prompt_len >= state.ctx {
-        return Err(ApiError::context_overflow(prompt_len, state.ctx));
+        return Err(ApiError::context_overflow_in(
+            prompt_param,
+            prompt_len,
+            state.ctx,
+        ));
     }
     let room = state.ctx - prompt_len;
     match asked {

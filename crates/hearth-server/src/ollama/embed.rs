@@ -18,7 +18,7 @@ use super::types::{EmbedInput, EmbedRequest, EmbeddingsRequest};
 use super::{base_name, model_not_found, nanos};
 use crate::body::{body, parse_body_async};
 use crate::error::{ApiError, AppResult};
-use crate::openai::embeddings::embed_texts;
+use crate::openai::embeddings::{embed_inputs, Inputs};
 use crate::{AppState, EmbedModel, EMBED_MODEL};
 
 /// Most inputs in one request, as `/v1/embeddings` allows.
@@ -50,7 +50,7 @@ async fn vectors(
     model: &Arc<EmbedModel>,
     inputs: Vec<String>,
 ) -> AppResult<(Vec<Vec<f32>>, usize)> {
-    embed_texts(state, model, inputs).await.map_err(|mut e| {
+    embed_inputs(state, model, Inputs::Texts(inputs)).await.map_err(|mut e| {
         if e.param.as_deref().is_some_and(|p| p.starts_with("input[")) {
             e.message = format!(
                 "{} Hearth does not truncate inputs (whatever `truncate` says): a vector of part of a text would stand for the whole of it.",

@@ -1,5 +1,6 @@
 //! `POST /v1/chat/completions`: messages through the chat template (tools and structured output
-//! through `tools.rs`), then the reply whole or as `chat.completion.chunk` events.
+//! through `tools.rs`, legacy `functions` through `legacy.rs`), then `n` choices (`choices.rs`)
+//! whole or as `chat.completion.chunk` events.
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -14,14 +15,14 @@ use hearth_model::chat::ChatMessage;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
-use super::tools::ToolPlan;
-use super::{check_n, fingerprint, ChatRequest, Content, StopSpec, TokenLogprob, Usage};
+use super::choices::{self, Choices, Counts, Event};
+use super::tools::{Streamer, ToolPlan};
+use super::{check_n, fingerprint, legacy, ChatRequest, Content, StopSpec, TokenLogprob, Usage};
 use crate::body::{body, parse_body_async};
 use crate::error::{ApiError, AppResult};
 use crate::generation::offload;
 use crate::generation::{
-    check_model, collect, data, max_tokens, new_id, sampler, sse, start_generation, stops,
-    unix_time, Generation, Piece, Plan,
+    check_model, data, max_tokens, new_id, sampler, sse, stops, unix_time, Piece, Plan,
 };
 use crate::AppState;
 
@@ -111,10 +112,11 @@ pub(crate) async fn chat_completions(
     raw: Result<Bytes, BytesRejection>,
 ) -> AppResult<Response> {
     let raw = body(&state, raw)?;
-    let req: ChatRequest = parse_body_async(raw).await?;
+    let mut req: ChatRequest = parse_body_async(raw).await?;
     let served = state.served();
     check_model(&state, &served, &req.model)?;
-    check_n(req.n)?;
+    let n = check_n(req.n)?;
+    let legacy = legacy::map_functions(&mut req)?;
     let Some(template) = served.template.as_ref() else {
         return Err(ApiError::invalid(
             "model",
@@ -143,21 +145,29 @@ pub(crate) async fn chat_completions(
     let prompt =
         offload::chat_prompt(served.clone(), messages, tools.template_tools().cloned()).await?;
     let (param, asked) = match (req.max_completion_tokens, req.max_tokens) {
-        (Some(n), _) => ("max_completion_tokens", Some(n)),
-        (None, n) => ("max_tokens", n),
+        (Some(n), _) => ("max_completion_tokens", n.asked()),
+        (None, n) => ("max_tokens", n.and_then(|n| n.asked())),
     };
     let max_tokens = max_tokens(&served, prompt.len(), param, asked)?;
-    let constraint = tools.constraint(&served, &req)?;
-    let plan = Plan {
-        prompt,
-        max_tokens,
-        stops: stops(req.stop.clone().map(StopSpec::into_vec))?,
-        sampler: sampler(&served, &req.sampling())?,
-        logprobs,
-        constraint,
-    };
+    let stops = stops(req.stop.clone().map(StopSpec::into_vec))?;
+    let sampler = sampler(&served, &req.sampling())?;
+    let mut plans = Vec::with_capacity(n);
+    for j in 0..n {
+        plans.push(Plan {
+            prompt: prompt.clone(),
+            max_tokens,
+            stops: stops.clone(),
+            // Each choice draws its own sample; with a seed, the whole set repeats.
+            sampler: hearth_model::SamplerConfig {
+                seed: sampler.seed.wrapping_add(j as u64),
+                ..sampler.clone()
+            },
+            logprobs,
+            constraint: tools.constraint(&served, &req)?,
+        });
+    }
     let guard = state.metrics.enter();
-    let gen = start_generation(&state, &served, plan)?;
+    let running = choices::start(&state, &served, plans, n).await?;
     let id = new_id("chatcmpl");
     let created = unix_time(SystemTime::now());
     if req.stream.unwrap_or(false) {
@@ -169,42 +179,56 @@ pub(crate) async fn chat_completions(
             model: served.model_id.clone(),
             include_usage,
             logprobs: logprobs.is_some(),
+            legacy,
             tools,
         };
         tokio::spawn(async move {
             let _guard = guard;
-            ctx.run(gen, tx).await;
+            ctx.run(running, tx).await;
         });
         return Ok(sse(rx));
     }
     let _guard = guard;
-    let (text, lps, finish, gen) = collect(gen).await?;
-    let (content, calls) = tools.finish(&text);
-    let finish_reason = if calls.is_empty() {
-        finish
-    } else {
-        "tool_calls"
-    };
-    let mut message = json!({"role": "assistant", "content": content});
-    if !calls.is_empty() {
-        message["tool_calls"] = Value::Array(calls);
-    }
-    let usage = Usage::new(gen.prompt_tokens, gen.completion_tokens, gen.cached_tokens);
+    let (done, counts) = running.collect().await?;
+    let choices: Vec<Value> = done
+        .into_iter()
+        .enumerate()
+        .map(|(index, c)| {
+            let (content, calls) = tools.finish(&c.text);
+            let mut message = json!({"role": "assistant", "content": content});
+            let finish_reason = match (calls.is_empty(), legacy) {
+                (true, _) => c.finish,
+                (false, false) => {
+                    message["tool_calls"] = Value::Array(calls);
+                    "tool_calls"
+                }
+                (false, true) => {
+                    message["function_call"] = legacy::message_call(&calls).unwrap_or_default();
+                    "function_call"
+                }
+            };
+            json!({
+                "index": index,
+                "message": message,
+                "logprobs": logprobs.map(|_| json!({"content": c.logprobs, "refusal": null})),
+                "finish_reason": finish_reason,
+            })
+        })
+        .collect();
     Ok(Json(json!({
         "id": id,
         "object": "chat.completion",
         "created": created,
         "model": served.model_id,
         "system_fingerprint": fingerprint(),
-        "choices": [{
-            "index": 0,
-            "message": message,
-            "logprobs": logprobs.map(|_| json!({"content": lps, "refusal": null})),
-            "finish_reason": finish_reason,
-        }],
-        "usage": usage,
+        "choices": choices,
+        "usage": usage(counts),
     }))
     .into_response())
+}
+
+fn usage(c: Counts) -> Usage {
+    Usage::new(c.prompt_tokens, c.completion_tokens, c.cached_tokens)
 }
 
 struct ChatStream {
@@ -213,12 +237,15 @@ struct ChatStream {
     model: String,
     include_usage: bool,
     logprobs: bool,
+    /// The request used legacy `functions`: calls go out as `function_call` deltas.
+    legacy: bool,
     tools: ToolPlan,
 }
 
 impl ChatStream {
     fn chunk(
         &self,
+        index: usize,
         delta: Value,
         logprobs: Option<Vec<TokenLogprob>>,
         finish: Option<&str>,
@@ -230,7 +257,7 @@ impl ChatStream {
             "model": self.model,
             "system_fingerprint": fingerprint(),
             "choices": [{
-                "index": 0,
+                "index": index,
                 "delta": delta,
                 "logprobs": logprobs.map(|c| json!({"content": c, "refusal": null})),
                 "finish_reason": finish,
@@ -242,65 +269,94 @@ impl ChatStream {
         v
     }
 
-    async fn run(self, mut gen: Generation, tx: mpsc::Sender<SseEvent>) {
-        // Every send failing means the client left: returning drops `gen`, which cancels.
-        if tx
-            .send(data(&self.chunk(
+    /// Sends choice `index`'s deltas; false when the client left.
+    async fn send_deltas(
+        &self,
+        tx: &mpsc::Sender<SseEvent>,
+        index: usize,
+        deltas: Vec<(Value, Option<Vec<TokenLogprob>>)>,
+    ) -> bool {
+        for (delta, lp) in deltas {
+            let delta = if self.legacy {
+                match legacy::delta(delta) {
+                    Some(d) => d,
+                    None => continue,
+                }
+            } else {
+                delta
+            };
+            if tx
+                .send(data(&self.chunk(index, delta, lp, None)))
+                .await
+                .is_err()
+            {
+                return false;
+            }
+        }
+        true
+    }
+
+    async fn run(self, mut running: Choices, tx: mpsc::Sender<SseEvent>) {
+        // Every send failing means the client left: returning drops the choices, which cancels.
+        let n = running.len;
+        for index in 0..n {
+            let role = self.chunk(
+                index,
                 json!({"role": "assistant", "content": ""}),
                 None,
                 None,
-            )))
-            .await
-            .is_err()
-        {
-            return;
+            );
+            if tx.send(data(&role)).await.is_err() {
+                return;
+            }
         }
-        let mut stream_tools = self.tools.streamer();
-        let mut finish = "stop";
-        while let Some(piece) = gen.next().await {
-            match piece {
-                Err(e) => {
+        let mut streamers: Vec<Streamer> = (0..n).map(|_| self.tools.streamer()).collect();
+        let mut finish = vec!["stop"; n];
+        let mut counts = vec![Counts::default(); n];
+        let mut ended = 0;
+        while ended < n {
+            let Some(event) = running.next().await else {
+                let e = crate::error::ApiError::internal(
+                    "the engine stopped before the reply was complete",
+                );
+                let _ = tx.send(SseEvent::default().data(e.body_json())).await;
+                return;
+            };
+            match event {
+                Event::Failed(e) => {
                     let _ = tx.send(SseEvent::default().data(e.body_json())).await;
                     return;
                 }
-                Ok(Piece::Done { finish_reason }) => finish = finish_reason,
-                Ok(Piece::Queued { .. }) => {}
-                Ok(Piece::Text { text, logprobs }) => {
-                    let out = stream_tools.push(&text);
+                Event::Piece(i, Piece::Done { finish_reason }) => finish[i] = finish_reason,
+                Event::Piece(_, Piece::Queued { .. }) => {}
+                Event::Piece(i, Piece::Text { text, logprobs }) => {
+                    let out = streamers[i].push(&text);
                     let lp = self.logprobs.then_some(logprobs);
-                    for delta in out.deltas(lp) {
-                        if tx
-                            .send(data(&self.chunk(delta.0, delta.1, None)))
-                            .await
-                            .is_err()
-                        {
-                            return;
-                        }
+                    if !self.send_deltas(&tx, i, out.deltas(lp)).await {
+                        return;
+                    }
+                }
+                Event::Ended { index, counts: c } => {
+                    counts[index] = c;
+                    ended += 1;
+                    let tail = streamers[index].finish();
+                    let called = tail.called;
+                    if !self.send_deltas(&tx, index, tail.deltas(None)).await {
+                        return;
+                    }
+                    let reason = match (called, self.legacy) {
+                        (false, _) => finish[index],
+                        (true, false) => "tool_calls",
+                        (true, true) => "function_call",
+                    };
+                    let last = self.chunk(index, json!({}), None, Some(reason));
+                    if tx.send(data(&last)).await.is_err() {
+                        return;
                     }
                 }
             }
         }
-        let tail = stream_tools.finish();
-        let called = tail.called;
-        for delta in tail.deltas(None) {
-            if tx
-                .send(data(&self.chunk(delta.0, delta.1, None)))
-                .await
-                .is_err()
-            {
-                return;
-            }
-        }
-        let finish = if called { "tool_calls" } else { finish };
-        if tx
-            .send(data(&self.chunk(json!({}), None, Some(finish))))
-            .await
-            .is_err()
-        {
-            return;
-        }
         if self.include_usage {
-            let usage = Usage::new(gen.prompt_tokens, gen.completion_tokens, gen.cached_tokens);
             let v = json!({
                 "id": self.id,
                 "object": "chat.completion.chunk",
@@ -308,7 +364,7 @@ impl ChatStream {
                 "model": self.model,
                 "system_fingerprint": fingerprint(),
                 "choices": [],
-                "usage": usage,
+                "usage": usage(running.usage(&counts)),
             });
             if tx.send(data(&v)).await.is_err() {
                 return;

@@ -1,5 +1,9 @@
 //! `POST /v1/embeddings` with the sentence-embedding model (all-MiniLM-L6-v2).
 //!
+//! `input` may also be token ids in the embedding model's own vocabulary (its WordPiece ids),
+//! as clients that count tokens themselves send it: they embed exactly as the text they came
+//! from, `[CLS]` and `[SEP]` added where missing.
+//!
 //! Inputs longer than the model's window are refused with a 400 naming the input and both
 //! lengths; a vector of half a document that claims to be the whole one would be worse.
 
@@ -49,24 +53,41 @@ pub(crate) async fn embeddings(
             &state.model_ids(&served),
         ));
     };
-    let inputs: Vec<String> = match req.input {
-        EmbeddingInput::One(s) => vec![s],
-        EmbeddingInput::Many(v) => v,
+    let inputs = match req.input {
+        EmbeddingInput::One(s) => Inputs::Texts(vec![s]),
+        EmbeddingInput::Many(v) => Inputs::Texts(v),
+        EmbeddingInput::Tokens(ids) => Inputs::Ids(vec![ids]),
+        EmbeddingInput::TokenLists(v) => Inputs::Ids(v),
     };
-    if inputs.is_empty() {
+    let count = match &inputs {
+        Inputs::Texts(v) => v.len(),
+        Inputs::Ids(v) => v.len(),
+    };
+    if count == 0 {
         return Err(ApiError::invalid(
             "input",
             "`input` must hold at least one text",
         ));
     }
-    if inputs.len() > MAX_INPUTS {
+    if count > MAX_INPUTS {
         return Err(ApiError::invalid(
             "input",
-            format!(
-                "at most {MAX_INPUTS} inputs per request; got {}",
-                inputs.len()
-            ),
+            format!("at most {MAX_INPUTS} inputs per request; got {count}"),
         ));
+    }
+    if let Inputs::Ids(lists) = &inputs {
+        let vocab = model.embedder.vocab_size();
+        for (i, ids) in lists.iter().enumerate() {
+            if let Some(&bad) = ids.iter().find(|&&id| id as usize >= vocab) {
+                return Err(ApiError::invalid(
+                    "input",
+                    format!(
+                        "token id {bad} in input {i} is out of range: {} has {vocab} tokens in its vocabulary (token ids are the embedding model's own, not the chat model's)",
+                        model.id
+                    ),
+                ));
+            }
+        }
     }
     let dims = model.embedder.dims();
     if let Some(d) = req.dimensions {
@@ -90,7 +111,7 @@ pub(crate) async fn embeddings(
             ))
         }
     };
-    let (vectors, tokens) = embed_texts(&state, &model, inputs).await?;
+    let (vectors, tokens) = embed_inputs(&state, &model, inputs).await?;
     let data: Vec<Value> = vectors
         .iter()
         .enumerate()
@@ -115,22 +136,27 @@ pub(crate) async fn embeddings(
 
 /// Embeds `inputs` with `model` off the async workers: the vectors and the tokens they took.
 /// An input longer than the model's window is a 400 naming it (`input[i]`), never truncated.
-/// Shared with Ollama's `/api/embed`.
-pub(crate) async fn embed_texts(
+/// Shared with Ollama's `/api/embed` (texts only there).
+pub(crate) async fn embed_inputs(
     state: &AppState,
     model: &Arc<EmbedModel>,
-    inputs: Vec<String>,
+    inputs: Inputs,
 ) -> AppResult<(Vec<Vec<f32>>, usize)> {
     let pool = state.embed_pool.clone();
     let m = model.clone();
     tokio::task::spawn_blocking(move || -> AppResult<(Vec<Vec<f32>>, usize)> {
         let max = m.embedder.max_tokens();
+        let ids: Vec<Vec<u32>> = match inputs {
+            Inputs::Texts(texts) => texts
+                .iter()
+                .map(|t| m.embedder.tokenize(t))
+                .collect::<Result<_, _>>()
+                .map_err(|e| ApiError::internal(e.to_string()))?,
+            Inputs::Ids(lists) => lists.iter().map(|ids| m.embedder.frame(ids)).collect(),
+        };
         let mut tokens = 0;
-        for (i, t) in inputs.iter().enumerate() {
-            let n = m
-                .embedder
-                .count_tokens(t)
-                .map_err(|e| ApiError::internal(e.to_string()))?;
+        for (i, t) in ids.iter().enumerate() {
+            let n = t.len();
             if n > max {
                 return Err(ApiError::invalid(
                     format!("input[{i}]"),
@@ -139,8 +165,7 @@ pub(crate) async fn embed_texts(
             }
             tokens += n;
         }
-        let refs: Vec<&str> = inputs.iter().map(String::as_str).collect();
-        let v = m.embedder.embed(&refs, &pool).map_err(|e| match e {
+        let v = m.embedder.embed_ids(ids, &pool).map_err(|e| match e {
             hearth_embed::Error::TooLong { index, .. } => {
                 ApiError::invalid(format!("input[{index}]"), e.to_string())
             }
@@ -150,4 +175,10 @@ pub(crate) async fn embed_texts(
     })
     .await
     .map_err(|e| ApiError::internal(format!("the embedding task failed: {e}")))?
+}
+
+/// The request's inputs: texts, or token ids of the embedding model's vocabulary.
+pub(crate) enum Inputs {
+    Texts(Vec<String>),
+    Ids(Vec<Vec<u32>>),
 }

@@ -8,8 +8,10 @@
 //! `responses/plan.rs`, `ollama/chat.rs` and `anthropic/` do.)
 
 pub(crate) mod chat;
+mod choices;
 pub(crate) mod completions;
 pub(crate) mod embeddings;
+mod legacy;
 pub(crate) mod models;
 pub(crate) mod responses;
 pub(crate) mod tools;
@@ -19,15 +21,21 @@ pub use types::*;
 
 use crate::error::{ApiError, AppResult};
 
-/// OpenAI's `n`: Hearth returns one choice per request.
-fn check_n(n: Option<u64>) -> AppResult<()> {
+/// Most choices one request may ask for: each is a sequence of its own in the batch.
+pub(crate) const MAX_N: u64 = 8;
+
+/// OpenAI's `n`: how many choices (each a sequence of its own); 1 when absent.
+fn check_n(n: Option<u64>) -> AppResult<usize> {
     match n {
-        None | Some(1) => Ok(()),
+        None => Ok(1),
         Some(0) => Err(ApiError::invalid("n", "`n` must be at least 1")),
-        Some(n) => Err(ApiError::invalid(
+        Some(n) if n > MAX_N => Err(ApiError::invalid(
             "n",
-            format!("n = {n} is not supported: Hearth returns one choice per request; send {n} requests instead (with different seeds)"),
+            format!(
+                "`n` must be at most {MAX_N}; got {n}. Send several requests for more choices."
+            ),
         )),
+        Some(n) => Ok(n as usize),
     }
 }
 

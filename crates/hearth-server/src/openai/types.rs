@@ -76,6 +76,9 @@ pub struct Message {
     pub tool_calls: Option<Vec<ToolCall>>,
     #[serde(default)]
     pub tool_call_id: Option<String>,
+    /// The legacy (pre-tools) shape of an assistant's call.
+    #[serde(default)]
+    pub function_call: Option<FunctionCall>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -111,6 +114,64 @@ pub enum ToolChoice {
 #[derive(Debug, Clone, Deserialize)]
 pub struct NamedFunction {
     pub name: String,
+}
+
+/// The legacy `function_call`: "none" | "auto" | {"name": ..}.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum FunctionCallChoice {
+    Mode(String),
+    Named(NamedFunction),
+}
+
+/// `max_tokens` and `max_completion_tokens`: a count, or -1 for as many as fit in the context
+/// (llama.cpp's server reads -1 so, and clients written for it send it).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum TokenLimit {
+    Fit,
+    Count(u64),
+}
+
+impl TokenLimit {
+    /// The count asked for; `None` when the context decides.
+    pub fn asked(self) -> Option<u64> {
+        match self {
+            TokenLimit::Fit => None,
+            TokenLimit::Count(n) => Some(n),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for TokenLimit {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<TokenLimit, D::Error> {
+        struct V;
+        const EXPECTED: &str = "a whole number of tokens (or -1 for as many as fit in the context)";
+        impl serde::de::Visitor<'_> for V {
+            type Value = TokenLimit;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str(EXPECTED)
+            }
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<TokenLimit, E> {
+                Ok(TokenLimit::Count(n))
+            }
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<TokenLimit, E> {
+                match n {
+                    -1 => Ok(TokenLimit::Fit),
+                    n if n >= 0 => Ok(TokenLimit::Count(n as u64)),
+                    n => Err(E::custom(format!("expected {EXPECTED}; got {n}"))),
+                }
+            }
+            fn visit_f64<E: serde::de::Error>(self, x: f64) -> Result<TokenLimit, E> {
+                // 100.0 is a whole number; 1.5 is not.
+                if x.fract() == 0.0 && x >= -1.0 && x <= u64::MAX as f64 {
+                    self.visit_i64(x as i64)
+                } else {
+                    Err(E::custom(format!("expected {EXPECTED}; got {x}")))
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -162,9 +223,9 @@ pub struct ChatRequest {
     #[serde(default)]
     pub stream_options: Option<StreamOptions>,
     #[serde(default)]
-    pub max_tokens: Option<u64>,
+    pub max_tokens: Option<TokenLimit>,
     #[serde(default)]
-    pub max_completion_tokens: Option<u64>,
+    pub max_completion_tokens: Option<TokenLimit>,
     #[serde(default)]
     pub stop: Option<StopSpec>,
     #[serde(default)]
@@ -179,6 +240,11 @@ pub struct ChatRequest {
     pub tool_choice: Option<ToolChoice>,
     #[serde(default)]
     pub parallel_tool_calls: Option<bool>,
+    /// The legacy spelling of `tools` and `tool_choice`, mapped onto them.
+    #[serde(default)]
+    pub functions: Option<Vec<FunctionDef>>,
+    #[serde(default)]
+    pub function_call: Option<FunctionCallChoice>,
     #[serde(default)]
     pub response_format: Option<ResponseFormat>,
     #[serde(default)]
@@ -202,7 +268,7 @@ pub struct ChatRequest {
     pub repeat_penalty: Option<f32>,
 }
 
-/// `prompt` of a completion: text, or token ids, or a one-element list of either.
+/// `prompt` of a completion: text, token ids, or a list of either (one choice set per prompt).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
 pub enum Prompt {
@@ -221,7 +287,7 @@ pub struct CompletionRequest {
     #[serde(default)]
     pub stream_options: Option<StreamOptions>,
     #[serde(default)]
-    pub max_tokens: Option<u64>,
+    pub max_tokens: Option<TokenLimit>,
     #[serde(default)]
     pub stop: Option<StopSpec>,
     #[serde(default)]
@@ -255,12 +321,15 @@ pub struct CompletionRequest {
     pub repeat_penalty: Option<f32>,
 }
 
-/// `input` of an embedding request.
+/// `input` of an embedding request: text, or token ids of the embedding model's own vocabulary
+/// (what clients that count tokens themselves send), one input or a list.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
 pub enum EmbeddingInput {
     One(String),
     Many(Vec<String>),
+    Tokens(Vec<u32>),
+    TokenLists(Vec<Vec<u32>>),
 }
 
 #[derive(Debug, Clone, Deserialize)]
