@@ -667,3 +667,28 @@ async fn embeddings_accept_token_id_arrays() {
         assert!(!msg.contains("untagged"), "{msg}");
     }
 }
+
+/// Open WebUI and other Ollama-minded clients name models `NAME:latest` (Hearth's Ollama API
+/// lists them so); the same name on `/v1` must reach the same model, not a 404.
+#[tokio::test]
+async fn ollama_style_latest_tag_names_the_model_on_v1() {
+    let app = shared();
+    let (status, v) = post_json(
+        &app,
+        "/v1/chat/completions",
+        &chat("Hi", json!({"model": format!("{MODEL}:latest")})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let (status, v) = post_json(
+        &app,
+        "/v1/chat/completions",
+        &chat("Hi", json!({"model": format!("{MODEL}:q4")})),
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "another tag is another model: {v}"
+    );
+}

@@ -26,6 +26,9 @@ pub struct SamplingFields {
 
 /// `model` must name the chat model in service.
 pub(crate) fn check_model(state: &AppState, served: &Served, model: &str) -> AppResult<()> {
+    // Ollama's API lists models as `NAME:latest`, and clients that know Ollama (Open WebUI)
+    // send that name to `/v1` too: the same model. Any other tag is another model.
+    let model = model.strip_suffix(":latest").unwrap_or(model);
     if model == served.model_id {
         Ok(())
     } else if state.embed.as_ref().is_some_and(|e| e.id == model) {
