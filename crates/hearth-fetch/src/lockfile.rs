@@ -140,13 +140,13 @@ pub struct GenDefaults {
     /// Context size in tokens when `serve` is not given `--ctx` (before the cap at the model's
     /// trained context, a property of the pinned file).
     pub context: u64,
+    pub min_p: f64,
+    /// How many recent tokens the penalties look at.
+    pub penalty_last_n: u64,
+    pub repeat_penalty: f64,
     pub temperature: f64,
     pub top_k: u64,
     pub top_p: f64,
-    pub min_p: f64,
-    pub repeat_penalty: f64,
-    /// How many recent tokens the penalties look at.
-    pub penalty_last_n: u64,
 }
 
 /// `x` as the `f64` whose decimal is `x`'s shortest one (0.8, not 0.800000011920929).
@@ -617,7 +617,7 @@ pub fn verify_file(
         }
         Err(e) => return Err(e),
     };
-    progress.finish("");
+    progress.finish(&format!("{model}: hashed {key}"));
     if sha != locked.sha256 {
         return Ok(FileState::Differs { sha256: sha });
     }
@@ -655,7 +655,7 @@ pub fn rehash_changed(
         }
         progress.start(&format!("hashing {key}"), Some(stamp.size));
         let (sha256, _) = crate::store::hash_file(&path, progress)?;
-        progress.finish("");
+        progress.finish(&format!("hashed {key}"));
         out.insert(key.clone(), FileLock::new(sha256, stamp));
     }
     Ok(out)

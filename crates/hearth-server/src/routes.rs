@@ -73,6 +73,8 @@ fn household() -> Router<Arc<AppState>> {
         )
         .route("/api/models/pull", post(admin::pull_model))
         .route("/api/models/use", post(admin::use_model))
+        .route("/api/lock", get(admin::lock_pending))
+        .route("/api/lock/accept", post(admin::lock_accept))
         .route(
             "/api/conversations",
             get(chat::list).post(chat::create).delete(chat::delete_all),
