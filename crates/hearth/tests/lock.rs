@@ -328,3 +328,35 @@ fn a_changed_template_is_reported_not_silently_applied() {
         "the accepted template renders the conversation"
     );
 }
+
+/// A newer Hearth's catalog (here the keeper's own) pinning another file for a locked catalog
+/// model: serve would have downloaded it over the locked one before checking anything. It must
+/// refuse first and leave the locked file alone.
+#[test]
+fn a_catalog_that_pins_another_file_downloads_nothing_over_the_locked_one() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let model = tiny_model(home.path());
+    lock_by_serving(&model, home.path());
+    let before = std::fs::read(&model).expect("read");
+    std::fs::write(
+        home.path().join("catalog.toml"),
+        format!(
+            "[[model]]\nname = \"tiny\"\nsha256 = \"{}\"\nsize = 1000\n\n[model.source]\nkind = \"url\"\nurl = \"http://127.0.0.1:9/tiny.gguf\"\n",
+            "ab".repeat(32)
+        ),
+    )
+    .expect("write catalog");
+    let out = serve_cmd(Path::new("tiny"), home.path())
+        .output()
+        .expect("run hearth serve");
+    let err = text(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    for needle in [
+        "catalog pins another file for tiny",
+        "downloaded nothing",
+        "hearth lock accept tiny",
+    ] {
+        assert!(err.contains(needle), "{needle:?} missing from: {err}");
+    }
+    assert_eq!(std::fs::read(&model).expect("read"), before);
+}
