@@ -57,6 +57,33 @@ pub enum Error {
         message: String,
     },
 
+    /// `hearth.lock` exists but cannot be read back.
+    #[error("the lockfile {} cannot be read: {message} (fix it, or move it away: each model is then locked again, as it is now, the next time `hearth serve` serves it)", path.display())]
+    LockParse {
+        /// Path of the lockfile.
+        path: PathBuf,
+        /// The parser's explanation.
+        message: String,
+    },
+
+    /// A model's file is not the one `hearth.lock` pins.
+    #[error("{model} is not what the lock pinned, so Hearth will not serve it: {file}: {problem}. `hearth verify` checks every locked model; pulling {model} again brings the pinned file back; if you changed it on purpose, `hearth lock accept {model}` pins it as it is now")]
+    LockedFileDiffers {
+        /// The model's name.
+        model: String,
+        /// The file's key in the lock.
+        file: String,
+        /// What differs.
+        problem: String,
+    },
+
+    /// `hearth lock accept` for a model the lock has no entry for.
+    #[error("{model} has no entry in the lock (a model is locked the first time `hearth serve` serves it); `hearth lock show` lists the locked models")]
+    NotLocked {
+        /// The name asked for.
+        model: String,
+    },
+
     /// The name is neither in the catalog, nor installed, nor a file on disk.
     #[error("unknown model {name:?}: known names are {}", list_or_none(known))]
     UnknownModel {

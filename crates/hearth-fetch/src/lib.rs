@@ -18,6 +18,8 @@
 //! - [`store`]: `NAME.partial` then rename, so nothing half-written ever has a final name.
 //! - [`index`]: the local registry.
 //! - [`info`]: what an installed model is, from its own header (for `hearth models`).
+//! - [`lockfile`]: `hearth.lock`, what the household is served, pinned until the keeper accepts
+//!   a change.
 //!
 //! Downloads are staged in `<home>/tmp/` (removed on success and on error) so the final rename
 //! stays on one filesystem.
@@ -30,6 +32,7 @@ pub mod http;
 pub mod index;
 pub mod info;
 mod lock;
+pub mod lockfile;
 pub mod pip;
 pub mod progress;
 pub mod store;

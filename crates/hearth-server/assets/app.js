@@ -1139,10 +1139,44 @@ async function loadOwnerSettings(slot) {
   let s;
   try { s = await api('GET', '/api/settings'); } catch (e) { slot.replaceChildren(h('p', { class: 'error' }, e.message)); return; }
   slot.replaceChildren(
+    lockSection(slot),
     householdSection(s),
     peopleSection(),
     modelSection(s, slot),
     keysSection());
+}
+
+// hearth.lock: this Hearth would serve a model with another template or other defaults than
+// the lock pins. Hearth keeps the locked ones until the keeper accepts the change here.
+function lockSection(slot) {
+  const box = h('div', { id: 'lock-pending' });
+  (async () => {
+    let r;
+    try { r = await api('GET', '/api/lock'); } catch (e) { box.replaceChildren(h('p', { class: 'error' }, e.message)); return; }
+    const pending = r.pending || [];
+    if (!pending.length) return;
+    const accept = async (model, btn) => {
+      btn.disabled = true;
+      btn.textContent = 'Accepting…';
+      try {
+        await api('POST', '/api/lock/accept', { model });
+        toast(`${model} now uses what this Hearth serves.`);
+      } catch (e) { toast(e.message); }
+      loadOwnerSettings(slot);
+    };
+    const items = pending.map((p) => {
+      if (p.error) return h('li', {}, h('div', {}, h('strong', {}, p.model), ' ', h('span', { class: 'error' }, p.error)));
+      const btn = h('button', { type: 'button', class: 'small primary', onclick: () => accept(p.model, btn) }, 'Accept');
+      return h('li', {},
+        h('div', {}, h('strong', {}, p.model),
+          h('ul', {}, ...p.changes.map((c) => h('li', {}, `${c.what}: using ${c.locked}; this Hearth would use ${c.now}`)))),
+        btn);
+    });
+    box.replaceChildren(section('Changes waiting for you',
+      h('p', {}, 'This version of Hearth would answer with a different chat template or different settings than the ones your household has been using. Until you accept, Hearth keeps using the old ones.'),
+      h('ul', { class: 'rows' }, ...items)));
+  })();
+  return box;
 }
 
 function householdSection(s) {

@@ -118,6 +118,8 @@ fn household_routes() -> Vec<(&'static str, MethodRouter<Arc<AppState>>)> {
         ),
         ("/api/models/pull", post(admin::pull_model)),
         ("/api/models/use", post(admin::use_model)),
+        ("/api/lock", get(admin::lock_pending)),
+        ("/api/lock/accept", post(admin::lock_accept)),
         (
             "/api/conversations",
             get(chat::list).post(chat::create).delete(chat::delete_all),

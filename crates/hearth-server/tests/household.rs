@@ -282,6 +282,37 @@ async fn people_see_only_their_own_conversations() {
     assert_eq!(r.json()["title"], "Ann's secrets");
 }
 
+/// `hearth.lock`'s pending changes and accepting them are the keeper's: a member, or a page
+/// without a session, neither sees nor accepts them.
+#[tokio::test]
+async fn lock_changes_are_for_the_keeper_only() {
+    let app = app("127.0.0.1:0", None);
+    let mut owner = setup(&app).await;
+    let mut bob = person(&app, &mut owner, "Bob", "4321").await;
+    let accept = || Some(json!({"model": "smollm2-135m"}));
+    assert_eq!(
+        bob.send(&app, "GET", "/api/lock", None).await.status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        bob.send(&app, "POST", "/api/lock/accept", accept())
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+    let mut anon = Browser::default();
+    assert_eq!(
+        anon.send(&app, "GET", "/api/lock", None).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    let r = owner.send(&app, "GET", "/api/lock", None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json()["pending"], json!([]));
+    // This server was built without the binary's model management: it says so.
+    let r = owner.send(&app, "POST", "/api/lock/accept", accept()).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+}
+
 #[tokio::test]
 async fn csrf_is_required_for_changes() {
     let app = app("127.0.0.1:0", None);

@@ -1,15 +1,19 @@
 //! Finding, pulling and opening a model for the commands that run one.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use clap::Args;
 use hearth_engine::{Engine, EngineOptions};
+use hearth_fetch::lockfile::{self, TemplateSource};
 use hearth_fetch::{Catalog, CatalogEntry, Home};
 use hearth_gguf::Gguf;
 use hearth_model::chat::{ChatMessage, ChatTemplate};
 use hearth_model::tokenizer::Tokenizer;
 use hearth_model::{Model, SamplerConfig};
+
+/// The context window, in tokens, when no `--ctx` is given.
+pub const DEFAULT_CTX: usize = 4096;
 
 /// Generation settings shared by `run` and `chat`.
 #[derive(Args, Debug, Clone)]
@@ -42,7 +46,7 @@ pub struct GenOptions {
     #[arg(long = "stop", value_name = "TEXT")]
     pub stop: Vec<String>,
     /// Context window in tokens (capped at the model's trained context).
-    #[arg(long, default_value_t = 4096)]
+    #[arg(long, default_value_t = DEFAULT_CTX)]
     pub ctx: usize,
 }
 
@@ -59,7 +63,7 @@ impl GenOptions {
             seed: None,
             threads: None,
             stop: Vec::new(),
-            ctx: 4096,
+            ctx: DEFAULT_CTX,
         }
     }
 }
@@ -70,6 +74,8 @@ pub struct Loaded {
     pub tokenizer: Tokenizer,
     pub template: Option<ChatTemplate>,
     pub entry: Option<CatalogEntry>,
+    /// The defaults `hearth.lock` pins (for `serve`); `None` uses this Hearth's.
+    pub pinned: Option<lockfile::GenDefaults>,
 }
 
 /// A message with plain text content.
@@ -127,48 +133,234 @@ fn resolve(spec: Option<&str>) -> anyhow::Result<Resolved> {
     })
 }
 
-/// Resolves, opens and builds everything `run` and `chat` need.
+/// Resolves, opens and builds everything `run` and `chat` need, with the template and defaults
+/// this Hearth would use (the lock is for what the household is served: see [`load_served`]).
 pub fn load(spec: Option<&str>, gen: &GenOptions) -> anyhow::Result<(Loaded, Model)> {
     let (gguf, r) = open_gguf(spec)?;
-    // The model first: an unsupported architecture or tensor type is the clearest error.
-    let model =
-        Model::from_gguf(gguf).with_context(|| format!("cannot load {}", r.path.display()))?;
+    let (model, tokenizer) = open_model(gguf, &r)?;
     let md = model.gguf().metadata();
-    let tokenizer = Tokenizer::from_gguf(md).context("cannot build the tokenizer")?;
-    let template = match r.entry.as_ref().and_then(|e| e.template.as_deref()) {
-        Some(src) => {
-            let bos = tokenizer
-                .bos()
-                .map(|b| tokenizer.token_text(b).to_string())
-                .unwrap_or_default();
-            let eos = tokenizer
-                .eos()
-                .map(|b| tokenizer.token_text(b).to_string())
-                .unwrap_or_default();
-            Some(
-                ChatTemplate::new(src, &bos, &eos)
-                    .context("the catalog's chat template does not compile")?,
-            )
+    let template = match template_text(r.entry.as_ref(), md)? {
+        Some((text, TemplateSource::Catalog)) => Some(
+            compile(&text, &tokenizer).context("the catalog's chat template does not compile")?,
+        ),
+        Some((text, TemplateSource::Gguf)) => {
+            Some(compile(&text, &tokenizer).context("the model's chat template does not compile")?)
         }
-        None => ChatTemplate::from_gguf(md, &tokenizer)
-            .context("the model's chat template does not compile")?,
+        None => None,
     };
-    let trained = model.config().ctx_train;
-    if gen.ctx > trained {
-        eprintln!(
-            "note: context capped at {trained} tokens, the most {} was trained for",
-            r.name
-        );
-    }
+    note_ctx_cap(&model, &r.name, gen.ctx);
     Ok((
         Loaded {
             name: r.name,
             tokenizer,
             template,
             entry: r.entry,
+            pinned: None,
         },
         model,
     ))
+}
+
+/// A model loaded for `serve`, as `hearth.lock` pins it.
+pub struct Served {
+    pub loaded: Loaded,
+    pub model: Model,
+    /// The context to serve: `--ctx`, else the locked default.
+    pub ctx: usize,
+    /// What this Hearth would use instead of the locked values, waiting for the keeper.
+    pub pending: Vec<lockfile::Change>,
+}
+
+/// Resolves and opens the model `serve` is asked for, checked against `hearth.lock` (see
+/// hearth-fetch's `lockfile` module): its bytes must be the locked ones (re-hashed only when
+/// size, modification time or inode changed), and it is served with the locked template and
+/// defaults even where this Hearth would use others (those are reported, for the keeper to
+/// accept). A model served for the first time is locked as this Hearth serves it.
+/// `ctx` is `--ctx` when given.
+pub fn load_served(spec: Option<&str>, ctx: Option<usize>) -> anyhow::Result<Served> {
+    let home = Home::from_env()?;
+    refuse_catalog_repin(&home, spec)?;
+    let r = resolve(spec)?;
+    let progress = crate::cmd::pull::progress();
+    let file = lockfile::ServedFile {
+        known_sha256: index_digest(&home, &r.path),
+        path: r.path.clone(),
+    };
+    let checked = lockfile::check_served(&home, &r.name, &[file], &progress)?;
+    let gguf = Gguf::open(&r.path).with_context(|| format!("cannot open {}", r.path.display()))?;
+    let (model, tokenizer) = open_model(gguf, &r)?;
+    let md = model.gguf().metadata();
+    let now = current_pins(r.entry.as_ref(), md)?;
+    let (pins, pending) = match checked {
+        lockfile::Checked::New { files } => {
+            let entry = lockfile::record_new(&home, &r.name, files, now.clone())?;
+            lockfile::served_pins(&entry, &now)
+        }
+        lockfile::Checked::Locked { entry, .. } => lockfile::served_pins(&entry, &now),
+    };
+    let template = match &pins.template {
+        None => None,
+        Some(t) => {
+            // Kept in the lock unless it is the pinned file's own.
+            let text = match &t.text {
+                Some(text) => text.clone(),
+                None => md
+                    .opt_str("tokenizer.chat_template")?
+                    .unwrap_or_default()
+                    .to_string(),
+            };
+            if lockfile::TemplateLock::new(&text, t.source).sha256 != t.sha256 {
+                bail!(
+                    "the chat template the lock pins for {} is not in the lock or the model file any more; `hearth lock accept {}` pins the one this Hearth would use",
+                    r.name,
+                    r.name
+                );
+            }
+            Some(compile(&text, &tokenizer).with_context(|| {
+                format!(
+                    "the chat template the lock pins for {} does not compile in this Hearth; `hearth lock accept {}` pins the one this Hearth would use",
+                    r.name, r.name
+                )
+            })?)
+        }
+    };
+    let ctx = ctx.unwrap_or(pins.defaults.context as usize);
+    note_ctx_cap(&model, &r.name, ctx);
+    Ok(Served {
+        loaded: Loaded {
+            name: r.name,
+            tokenizer,
+            template,
+            entry: r.entry,
+            pinned: Some(pins.defaults),
+        },
+        model,
+        ctx,
+        pending,
+    })
+}
+
+/// A newer Hearth's catalog may pin another file for a locked catalog model; resolving would
+/// download it over the locked one. Refused before anything is downloaded.
+fn refuse_catalog_repin(home: &Home, spec: Option<&str>) -> anyhow::Result<()> {
+    let catalog = Catalog::load(home)?;
+    let name = spec.unwrap_or(&catalog.default_model().name);
+    let (Some(entry), Some(locked)) =
+        (catalog.get(name), lockfile::load(home)?.models.remove(name))
+    else {
+        return Ok(());
+    };
+    if locked.files.values().any(|f| f.sha256 == entry.sha256) || locked.files.len() != 1 {
+        return Ok(());
+    }
+    bail!(
+        "this Hearth's catalog pins another file for {name} (sha256 {}) than hearth.lock does, so Hearth serves neither and downloaded nothing. To move to it: `hearth pull {name}`, then `hearth lock accept {name}`; or keep the Hearth version that wrote the lock",
+        entry.sha256
+    )
+}
+
+/// The digest the model index holds for `path`, when the index's own stamp of the file still
+/// holds (pulls verified it against the catalog or computed it), so a first lock need not hash.
+fn index_digest(home: &Home, path: &Path) -> Option<String> {
+    let canon = std::fs::canonicalize(path).ok()?;
+    hearth_fetch::list_installed(home)
+        .ok()?
+        .into_iter()
+        .find(|m| std::fs::canonicalize(m.full_path(home)).is_ok_and(|p| p == canon))
+        .filter(|m| m.verified.is_some() && m.verified == hearth_fetch::Stamp::of(path))
+        .map(|m| m.sha256)
+}
+
+/// What this Hearth would serve a model with: the template it picks (the catalog's, else the
+/// file's `tokenizer.chat_template`) and the defaults a request gets for fields it leaves out
+/// (the catalog's recommendation over the sampler's defaults; the context without `--ctx`).
+pub fn current_pins(
+    entry: Option<&CatalogEntry>,
+    md: &hearth_gguf::Metadata,
+) -> anyhow::Result<lockfile::Pins> {
+    let template =
+        template_text(entry, md)?.map(|(text, source)| lockfile::TemplateLock::new(&text, source));
+    let c = catalog_sampler(entry, &GenOptions::defaults());
+    let f = lockfile::f32_decimal;
+    Ok(lockfile::Pins {
+        template,
+        defaults: lockfile::GenDefaults {
+            context: DEFAULT_CTX as u64,
+            temperature: f(c.temperature),
+            top_k: c.top_k as u64,
+            top_p: f(c.top_p),
+            min_p: f(c.min_p),
+            repeat_penalty: f(c.repeat_penalty),
+            penalty_last_n: c.penalty_last_n as u64,
+        },
+    })
+}
+
+/// The chat template Hearth uses for a model and where it comes from: the catalog's, which
+/// replaces the file's, else the file's own; `None` for a base model.
+fn template_text(
+    entry: Option<&CatalogEntry>,
+    md: &hearth_gguf::Metadata,
+) -> anyhow::Result<Option<(String, TemplateSource)>> {
+    if let Some(src) = entry.and_then(|e| e.template.as_deref()) {
+        return Ok(Some((src.to_string(), TemplateSource::Catalog)));
+    }
+    Ok(md
+        .opt_str("tokenizer.chat_template")
+        .context("the model's chat template is not text")?
+        .map(|t| (t.to_string(), TemplateSource::Gguf)))
+}
+
+fn compile(text: &str, tokenizer: &Tokenizer) -> anyhow::Result<ChatTemplate> {
+    let token = |id: Option<u32>| {
+        id.map(|b| tokenizer.token_text(b).to_string())
+            .unwrap_or_default()
+    };
+    Ok(ChatTemplate::new(
+        text,
+        &token(tokenizer.bos()),
+        &token(tokenizer.eos()),
+    )?)
+}
+
+fn open_model(gguf: Gguf, r: &Resolved) -> anyhow::Result<(Model, Tokenizer)> {
+    // The model first: an unsupported architecture or tensor type is the clearest error.
+    let model =
+        Model::from_gguf(gguf).with_context(|| format!("cannot load {}", r.path.display()))?;
+    let tokenizer =
+        Tokenizer::from_gguf(model.gguf().metadata()).context("cannot build the tokenizer")?;
+    Ok((model, tokenizer))
+}
+
+fn note_ctx_cap(model: &Model, name: &str, ctx: usize) {
+    let trained = model.config().ctx_train;
+    if ctx > trained {
+        eprintln!("note: context capped at {trained} tokens, the most {name} was trained for");
+    }
+}
+
+/// Command-line values, else the catalog's recommendation, else the sampler's defaults.
+fn catalog_sampler(entry: Option<&CatalogEntry>, gen: &GenOptions) -> SamplerConfig {
+    let d = entry.map(|e| e.defaults.clone()).unwrap_or_default();
+    let base = SamplerConfig::default();
+    SamplerConfig {
+        temperature: gen
+            .temperature
+            .or(d.temperature)
+            .unwrap_or(base.temperature),
+        top_k: gen
+            .top_k
+            .or(d.top_k.map(|k| k as usize))
+            .unwrap_or(base.top_k),
+        top_p: gen.top_p.or(d.top_p).unwrap_or(base.top_p),
+        min_p: gen.min_p.or(d.min_p).unwrap_or(base.min_p),
+        repeat_penalty: gen
+            .repeat_penalty
+            .or(d.repeat_penalty)
+            .unwrap_or(base.repeat_penalty),
+        seed: gen.seed.unwrap_or_else(rand::random),
+        ..base
+    }
 }
 
 impl Loaded {
@@ -190,32 +382,20 @@ impl Loaded {
             .encode_rendered(&rendered, self.tokenizer.add_bos()))
     }
 
-    /// Sampler settings: command-line values, else the catalog's recommendation, else defaults.
+    /// Sampler settings: command-line values, else the locked defaults (for `serve`), else the
+    /// catalog's recommendation, else the sampler's defaults.
     pub fn sampler_config(&self, gen: &GenOptions) -> SamplerConfig {
-        let d = self
-            .entry
-            .as_ref()
-            .map(|e| e.defaults.clone())
-            .unwrap_or_default();
-        let base = SamplerConfig::default();
-        SamplerConfig {
-            temperature: gen
-                .temperature
-                .or(d.temperature)
-                .unwrap_or(base.temperature),
-            top_k: gen
-                .top_k
-                .or(d.top_k.map(|k| k as usize))
-                .unwrap_or(base.top_k),
-            top_p: gen.top_p.or(d.top_p).unwrap_or(base.top_p),
-            min_p: gen.min_p.or(d.min_p).unwrap_or(base.min_p),
-            repeat_penalty: gen
-                .repeat_penalty
-                .or(d.repeat_penalty)
-                .unwrap_or(base.repeat_penalty),
-            seed: gen.seed.unwrap_or_else(rand::random),
-            ..base
+        let mut c = catalog_sampler(self.entry.as_ref(), gen);
+        if let Some(p) = &self.pinned {
+            // Locked numbers are the decimals of the f32s they were made from.
+            c.temperature = gen.temperature.unwrap_or(p.temperature as f32);
+            c.top_k = gen.top_k.unwrap_or(p.top_k as usize);
+            c.top_p = gen.top_p.unwrap_or(p.top_p as f32);
+            c.min_p = gen.min_p.unwrap_or(p.min_p as f32);
+            c.repeat_penalty = gen.repeat_penalty.unwrap_or(p.repeat_penalty as f32);
+            c.penalty_last_n = p.penalty_last_n as usize;
         }
+        c
     }
 }
 

@@ -38,6 +38,11 @@ enum Command {
     Serve(cmd::serve::ServeArgs),
     /// Find Hearth servers on the home network (mDNS).
     Discover(cmd::discover::DiscoverArgs),
+    /// Re-hash every model file hearth.lock pins and say per model: OK, differs or missing.
+    Verify(cmd::verify::VerifyArgs),
+    /// What hearth.lock pins for the models the household is served (`show`), and pinning a
+    /// change the keeper wants (`accept`).
+    Lock(cmd::lock::LockArgs),
 }
 
 fn main() -> ExitCode {
@@ -64,6 +69,8 @@ fn main() -> ExitCode {
         Command::Plan(a) => cmd::plan::run(a),
         Command::Serve(a) => cmd::serve::run(a),
         Command::Discover(a) => cmd::discover::run(a),
+        Command::Verify(a) => cmd::verify::run(a),
+        Command::Lock(a) => cmd::lock::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -269,6 +269,18 @@ pub async fn use_model(
         h.store.set_setting("model", &b.name).map_err(db)?;
         return Ok(Json(json!({"model": b.name, "switched": false})));
     }
+    switch_to(&state, admin, &b.name).await?;
+    h.store.set_setting("model", &b.name).map_err(db)?;
+    Ok(Json(json!({"model": b.name, "switched": true})))
+}
+
+/// Loads `name` through the binary and serves it from now on (replies being written finish on
+/// the model they started with).
+async fn switch_to(
+    state: &AppState,
+    admin: Arc<dyn super::Admin>,
+    name: &str,
+) -> Result<(), ApiError> {
     // One switch at a time: loading a model takes a while and memory is planned for one.
     if state
         .switching
@@ -286,12 +298,59 @@ pub async fn use_model(
         }
     }
     let _unlock = Unlock(&state.switching);
-    let name = b.name.clone();
+    let name = name.to_string();
     let loaded = tokio::task::spawn_blocking(move || admin.load(&name))
         .await
         .map_err(|e| ApiError::internal(e.to_string()))?;
     let (model, engine) = loaded.map_err(|message| ApiError::invalid("name", message))?;
     state.switch_model(model, engine);
-    h.store.set_setting("model", &b.name).map_err(db)?;
-    Ok(Json(json!({"model": b.name, "switched": true})))
+    Ok(())
+}
+
+/// What this Hearth would serve differently from `hearth.lock`, waiting for the keeper.
+pub async fn lock_pending(
+    State(state): State<Arc<AppState>>,
+    me: Me,
+) -> Result<Json<Value>, ApiError> {
+    me.require_owner()?;
+    let h = household(&state)?;
+    let pending = match h.admin.clone() {
+        Some(a) => tokio::task::spawn_blocking(move || a.lock_pending())
+            .await
+            .map_err(|e| ApiError::internal(e.to_string()))?,
+        None => json!([]),
+    };
+    Ok(Json(json!({"pending": pending})))
+}
+
+#[derive(Deserialize)]
+pub struct AcceptBody {
+    model: String,
+}
+
+/// The keeper accepts this Hearth's template and defaults for a locked model; the served model
+/// is reloaded with them at once.
+pub async fn lock_accept(
+    State(state): State<Arc<AppState>>,
+    me: Me,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    me.require_owner()?;
+    let h = household(&state)?;
+    let b: AcceptBody = crate::body::parse_body_async(body).await?;
+    let admin = h
+        .admin
+        .clone()
+        .ok_or_else(|| ApiError::not_found("this server cannot change the lock"))?;
+    let (a, model) = (admin.clone(), b.model.clone());
+    let mut accepted = tokio::task::spawn_blocking(move || a.lock_accept(&model))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?
+        .map_err(|message| ApiError::invalid("model", message))?;
+    let served = b.model == state.model_id();
+    if served {
+        switch_to(&state, admin, &b.model).await?;
+    }
+    accepted["reloaded"] = json!(served);
+    Ok(Json(accepted))
 }

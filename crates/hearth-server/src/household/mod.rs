@@ -61,6 +61,17 @@ pub trait Admin: Send + Sync {
     /// the replies it is writing are done). Blocking; `Err` says why not, in the owner's words.
     fn load(&self, name: &str)
         -> Result<(crate::ServeModel, hearth_engine::EngineOptions), String>;
+    /// Models this Hearth would serve with another template or other defaults than the lock
+    /// pins (it serves the locked ones until the keeper accepts):
+    /// `[{"model", "changes": [{"what", "locked", "now"}]}]`, or `"error"` for a model that
+    /// cannot be compared.
+    fn lock_pending(&self) -> Value {
+        Value::Array(Vec::new())
+    }
+    /// Pins what this Hearth would serve `model` with; returns `{"model", "accepted": [...]}`.
+    fn lock_accept(&self, model: &str) -> Result<Value, String> {
+        Err(format!("this server cannot change the lock for {model}"))
+    }
 }
 
 /// The household part of the server's configuration.

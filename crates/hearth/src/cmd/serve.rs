@@ -33,8 +33,9 @@ pub struct ServeArgs {
     )]
     pub api_keys: Vec<String>,
     /// Context window per conversation, in tokens (capped at the model's trained context).
-    #[arg(long, default_value_t = 4096)]
-    pub ctx: usize,
+    /// Default: the context `hearth.lock` pins for the model (4096 when it is first locked).
+    #[arg(long)]
+    pub ctx: Option<usize>,
     /// Conversations generated at once; more wait in the queue.
     #[arg(long, default_value_t = 8)]
     pub max_seqs: usize,
@@ -91,17 +92,25 @@ pub fn run(a: ServeArgs) -> anyhow::Result<()> {
     if a.max_seqs == 0 {
         bail!("--max-seqs must be at least 1");
     }
-    let gen = GenOptions {
-        ctx: a.ctx,
-        ..GenOptions::defaults()
-    };
     // Without --model, the model the owner chose on the page, else the default.
     let chosen = match (&a.model, &store) {
         (Some(m), _) => Some(m.clone()),
         (None, Some(s)) => s.setting("model")?,
         (None, None) => None,
     };
-    let (loaded, model) = load::load(chosen.as_deref(), &gen)?;
+    // Checked against hearth.lock: refused if its bytes are not the locked ones, served with
+    // the locked template and defaults.
+    let load::Served {
+        loaded,
+        model,
+        ctx,
+        pending,
+    } = load::load_served(chosen.as_deref(), a.ctx)?;
+    note_pending(&loaded.name, &pending);
+    let gen = GenOptions {
+        ctx,
+        ..GenOptions::defaults()
+    };
     let defaults = loaded.sampler_config(&gen);
     let threads = a
         .threads
@@ -114,9 +123,9 @@ pub fn run(a: ServeArgs) -> anyhow::Result<()> {
         prefill_chunk: a.prefill_chunk.max(1),
         prefix_cache: !a.no_prefix_cache,
     };
-    let (kv_budget, planned) = check_plan(&model, &loaded.name, a.ctx, a.max_seqs, threads)?;
+    let (kv_budget, planned) = check_plan(&model, &loaded.name, ctx, a.max_seqs, threads)?;
     let opts = ServeOptions {
-        engine: sizing.engine(kv_budget),
+        engine: sizing.engine(kv_budget, ctx),
         max_queue: a.max_queue,
         access: access(&a)?,
         ..ServeOptions::default()
@@ -218,7 +227,8 @@ fn household(
 /// switches to later.
 #[derive(Clone, Copy, Debug)]
 struct Sizing {
-    ctx: usize,
+    /// `--ctx`; without it, each model's locked context.
+    ctx: Option<usize>,
     max_seqs: usize,
     threads: usize,
     prefill_chunk: usize,
@@ -226,9 +236,9 @@ struct Sizing {
 }
 
 impl Sizing {
-    fn engine(&self, kv_budget: usize) -> EngineOptions {
+    fn engine(&self, kv_budget: usize, ctx: usize) -> EngineOptions {
         EngineOptions {
-            ctx: self.ctx,
+            ctx,
             threads: self.threads,
             max_seqs: self.max_seqs,
             prefill_chunk: self.prefill_chunk,
@@ -348,13 +358,19 @@ impl hearth_server::household::Admin for Admin {
 
     fn load(&self, name: &str) -> Result<(ServeModel, EngineOptions), String> {
         let z = self.sizing;
+        let load::Served {
+            loaded,
+            model,
+            ctx,
+            pending,
+        } = load::load_served(Some(name), z.ctx).map_err(|e| format!("{e:#}"))?;
+        note_pending(&loaded.name, &pending);
         let gen = GenOptions {
-            ctx: z.ctx,
+            ctx,
             ..GenOptions::defaults()
         };
-        let (loaded, model) = load::load(Some(name), &gen).map_err(|e| format!("{e:#}"))?;
         // Planned against the memory available now, with the current model still loaded.
-        let (kv_budget, planned) = check_plan(&model, &loaded.name, z.ctx, z.max_seqs, z.threads)
+        let (kv_budget, planned) = check_plan(&model, &loaded.name, ctx, z.max_seqs, z.threads)
             .map_err(|e| format!("{e:#}"))?;
         *self.planned.lock().unwrap_or_else(|p| p.into_inner()) = planned;
         let defaults = loaded.sampler_config(&gen);
@@ -366,8 +382,30 @@ impl hearth_server::household::Admin for Admin {
                 template: loaded.template,
                 defaults,
             },
-            z.engine(kv_budget),
+            z.engine(kv_budget, ctx),
         ))
+    }
+
+    fn lock_pending(&self) -> serde_json::Value {
+        crate::cmd::lock::pending_json()
+    }
+
+    fn lock_accept(&self, model: &str) -> Result<serde_json::Value, String> {
+        crate::cmd::lock::accept_pins(model)
+            .map(|changes| serde_json::json!({"model": model, "accepted": changes}))
+            .map_err(|e| format!("{e:#}"))
+    }
+}
+
+/// Says at start that this Hearth would serve `name` differently than the lock pins, and that
+/// the locked values stay until the keeper accepts.
+fn note_pending(name: &str, pending: &[hearth_fetch::lockfile::Change]) {
+    if pending.is_empty() {
+        return;
+    }
+    eprintln!("note: this Hearth would serve {name} differently than hearth.lock pins; it keeps the locked values until you accept the change (in Settings, or `hearth lock accept {name}`):");
+    for c in pending {
+        eprintln!("  {}: locked {}, this Hearth: {}", c.what, c.locked, c.now);
     }
 }
 
