@@ -501,11 +501,12 @@ async fn serve(
         hearth_server::url(local),
         state.ctx()
     );
-    eprintln!(
-        "  OpenAI API: {}/v1{}",
-        hearth_server::url(local),
-        if keyed { " (API key required)" } else { "" }
-    );
+    let key_note = if keyed { " (API key required)" } else { "" };
+    let base = hearth_server::url(local);
+    // Each API family at the base URL its clients are given.
+    eprintln!("  OpenAI API: {base}/v1{key_note}");
+    eprintln!("  Anthropic API: {base} (/v1/messages){key_note}");
+    eprintln!("  Ollama API: {base} (/api/chat, /api/tags...){key_note}");
     // Beyond loopback: the addresses to type, and `hearth.local` announced by mDNS (never
     // multicast for a loopback-only server).
     let _announcer = if local.ip().is_loopback() {
