@@ -27,7 +27,9 @@ use crate::scheduler::SubmitError;
 use crate::{AppState, Served};
 
 pub use params::SamplingFields;
-pub(crate) use params::{check_model, max_tokens, max_tokens_in, sampler, stops};
+pub(crate) use params::{
+    check_model, max_tokens, max_tokens_in, sampler, stops, untagged, LATEST_TAG,
+};
 pub(crate) use sse::{data, sse};
 pub use stream::{Generation, Piece, TokenLogprob, TopLogprob};
 

@@ -25,10 +25,18 @@ pub struct SamplingFields {
 }
 
 /// `model` must name the chat model in service.
+/// The tag Ollama gives a model named without one.
+pub(crate) const LATEST_TAG: &str = ":latest";
+
+/// `name` without Ollama's default tag: `smollm2-135m:latest` is `smollm2-135m`. Ollama's API
+/// lists models so, and clients that know Ollama (Open WebUI) send that name to `/v1` too: the
+/// same model. Any other tag is another model.
+pub(crate) fn untagged(name: &str) -> &str {
+    name.strip_suffix(LATEST_TAG).unwrap_or(name)
+}
+
 pub(crate) fn check_model(state: &AppState, served: &Served, model: &str) -> AppResult<()> {
-    // Ollama's API lists models as `NAME:latest`, and clients that know Ollama (Open WebUI)
-    // send that name to `/v1` too: the same model. Any other tag is another model.
-    let model = model.strip_suffix(":latest").unwrap_or(model);
+    let model = untagged(model);
     if model == served.model_id {
         Ok(())
     } else if state.embed.as_ref().is_some_and(|e| e.id == model) {

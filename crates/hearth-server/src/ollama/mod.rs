@@ -37,9 +37,6 @@ use tokio::sync::mpsc;
 use crate::error::ApiError;
 use crate::AppState;
 
-/// The tag Ollama gives a model named without one.
-const LATEST: &str = ":latest";
-
 /// Every Ollama route: the router is built from this list, and the test that keeps these paths
 /// apart from the household page's `/api/` routes reads it too.
 pub(crate) fn routes() -> Vec<(&'static str, MethodRouter<Arc<AppState>>)> {
@@ -69,14 +66,14 @@ pub(crate) const PATHS: &[&str] = &[
     "/api/pull",
 ];
 
-/// `name` without Ollama's default tag: `smollm2-135m:latest` is `smollm2-135m`.
+/// `name` without Ollama's default tag (the same rule `/v1` follows).
 fn base_name(name: &str) -> &str {
-    name.strip_suffix(LATEST).unwrap_or(name)
+    crate::generation::untagged(name)
 }
 
 /// How a model is listed: with the default tag, as Ollama lists every model.
 fn listed_name(id: &str) -> String {
-    format!("{id}{LATEST}")
+    format!("{id}{}", crate::generation::LATEST_TAG)
 }
 
 /// Ollama's 404 for a model it does not have.
