@@ -65,10 +65,12 @@ pub fn detect(measure: bool) -> Result<Machine> {
     let available = field("MemAvailable:")?.min(total);
     let cores = hearth_kernels::pool::physical_cores();
     let level = hearth_kernels::simd::level();
-    // FP32 FLOP per core per cycle: two 8-wide FMA units with AVX2, one 4-wide-ish scalar path
-    // otherwise; 3 GHz is an assumed all-core clock. Only the prompt estimate uses this.
+    // FP32 FLOP per core per cycle: two 8-wide FMA units with AVX2, two 4-wide ones with NEON
+    // (four on Apple's big cores, not assumed here), one 4-wide-ish scalar path otherwise; 3 GHz
+    // is an assumed all-core clock. Only the prompt estimate uses this.
     let per_cycle = match level {
         Level::Avx2 | Level::Avx512Vnni => 32.0,
+        Level::Neon | Level::NeonDot | Level::NeonI8mm => 16.0,
         Level::Scalar => 4.0,
     };
     let bandwidth = if measure {

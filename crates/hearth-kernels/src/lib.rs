@@ -13,8 +13,8 @@
 //!
 //! # Layout: by instruction set, imports pointing down
 //! - `types` (errors, [`QMatrix`], the multi-token operands `Tile` and `SharedOut`) and
-//!   [`simd`] (the level, detected once at run time: AVX2+FMA, optionally AVX-512 VNNI, here;
-//!   scalar everywhere) import nothing above them.
+//!   [`simd`] (the level, detected once at run time: AVX2+FMA, optionally AVX-512 VNNI, on
+//!   x86-64; NEON, optionally dotprod and i8mm, on aarch64; scalar everywhere) import nothing above them.
 //! - `formats/`: each format's block layout and portable scalar reference, which defines the
 //!   bits every instruction set must reproduce: `legacy` (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 and the
 //!   Q8_0 / Q8_1 activations), `kquants` (Q2_K..Q6_K and Q8_K), `float` (F32, F16, BF16 and the
@@ -22,8 +22,9 @@
 //!   for the legacy and K-quant formats).
 //! - `x86/`: the AVX2 and AVX-512 VNNI kernels of every format, the single-token ones
 //!   (`legacy`, `kquants`, `float`, `exp`), the multi-token tiles (`legacy_tile`,
-//!   `kquants_tile`) and the packed ones (`packed_legacy`, `packed_kquants`). An ARM set would
-//!   be an `arm/` folder beside it.
+//!   `kquants_tile`) and the packed ones (`packed_legacy`, `packed_kquants`).
+//! - `arm/`: the same kernels for aarch64, on NEON with the dot-product and i8mm extensions
+//!   where the CPU has them (`ext` wraps those two instructions).
 //! - `dispatch`: the one place that maps a level to kernels, including the public row entry
 //!   points ([`vec_dot`], [`quantize_row`], [`dequantize_row`]) and the attention and
 //!   exponential helpers, which are such mappings.
@@ -31,6 +32,8 @@
 //!   [`pool`], the persistent thread pool.
 //! - `testing` (hidden): per-level entry points for the tests and benchmarks, not API.
 
+#[cfg(target_arch = "aarch64")]
+mod arm;
 mod dispatch;
 mod formats;
 pub mod matmul;

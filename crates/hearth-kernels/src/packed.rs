@@ -52,11 +52,13 @@ pub fn packable(ty: GgmlType, rows: usize, cols: usize) -> bool {
         && cols / block <= MAX_BLOCKS
 }
 
-/// Whether packing pays off on this process's SIMD level: it has packed kernels (x86-64 with
-/// AVX2). The portable level would run the scalar reference, slower than its row-major
-/// kernels, so there a model keeps the row layout.
+/// Whether packing pays off on this process's SIMD level: it has packed kernels. The portable
+/// level would run the scalar reference, slower than its row-major kernels, so there a model
+/// keeps the row layout.
 pub fn has_kernels() -> bool {
-    crate::simd::level().has_avx2()
+    let level = crate::simd::level();
+    crate::dispatch::packed_kernel(level, GgmlType::Q4_0).is_some()
+        && crate::dispatch::packed_kernel(level, GgmlType::Q4_K).is_some()
 }
 
 /// Packs `src` (`rows` row-major rows of `cols` elements of `ty`) into `dst` (the same

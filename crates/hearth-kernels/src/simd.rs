@@ -6,8 +6,9 @@
 //!
 //! `HEARTH_SIMD=scalar` forces the portable path (for tests and for comparing against the
 //! SIMD kernels), `HEARTH_SIMD=avx2` caps the level at [`Level::Avx2`] (for comparing the
-//! AVX-512 VNNI kernels with the AVX2 ones on one machine); any other value, or none, means
-//! "best available".
+//! AVX-512 VNNI kernels with the AVX2 ones on one machine), and on ARM `HEARTH_SIMD=neon` and
+//! `HEARTH_SIMD=dotprod` cap it at [`Level::Neon`] and [`Level::NeonDot`]; any other value, or
+//! none, means "best available".
 //!
 //! Every level gives the same bits for the same inputs. [`Level::Avx512Vnni`] changes only
 //! how exact integer sums are formed: the 32-element formats' `maddubs` + `madd` becomes one
@@ -30,8 +31,16 @@ pub enum Level {
     /// Kernels without a VNNI variant (floats, Q2_K/Q3_K `vec_dot`, the Q8 encoders) run their
     /// AVX2 code at this level.
     Avx512Vnni,
-    // NEON: an aarch64 level would go here, detected with
-    // `std::arch::is_aarch64_feature_detected!("neon")` (and "dotprod" for `sdot`).
+    /// aarch64 with Advanced SIMD (NEON), which every 64-bit ARM CPU has: 128-bit vectors,
+    /// fused multiply-add and f16 conversions.
+    Neon,
+    /// [`Level::Neon`] plus the dot-product extension (`sdot`/`udot`: four i8 × i8 products
+    /// summed into each i32 lane in one instruction; Apple M1 and later, Cortex-A76 and later).
+    NeonDot,
+    /// [`Level::NeonDot`] plus the int8 matrix-multiply extension (`smmla`: a 2×8 by 8×2 i8
+    /// product into 2×2 i32 lanes, two weight rows against two tokens; Apple M2 and later,
+    /// Neoverse V1/N2). Kernels without an i8mm variant run their dot-product code here.
+    NeonI8mm,
 }
 
 /// The level in force for this process.
@@ -42,6 +51,8 @@ pub fn level() -> Level {
         match (forced.to_ascii_lowercase().as_str(), detect()) {
             ("scalar", _) => Level::Scalar,
             ("avx2", Level::Avx512Vnni) => Level::Avx2,
+            ("neon", Level::NeonDot | Level::NeonI8mm) => Level::Neon,
+            ("dotprod", Level::NeonI8mm) => Level::NeonDot,
             (_, best) => best,
         }
     })
@@ -53,6 +64,31 @@ impl Level {
     pub fn has_avx2(self) -> bool {
         matches!(self, Level::Avx2 | Level::Avx512Vnni)
     }
+
+    /// Whether this level runs NEON kernels (aarch64), with or without the extensions.
+    #[inline]
+    pub fn has_neon(self) -> bool {
+        matches!(self, Level::Neon | Level::NeonDot | Level::NeonI8mm)
+    }
+
+    /// Every level, portable first; [`supported`] says which run on this CPU.
+    pub const ALL: [Level; 6] = [
+        Level::Scalar,
+        Level::Avx2,
+        Level::Avx512Vnni,
+        Level::Neon,
+        Level::NeonDot,
+        Level::NeonI8mm,
+    ];
+}
+
+/// The SIMD levels this CPU runs (every [`supported`] level but [`Level::Scalar`]), lowest
+/// first: what the tests compare with the scalar reference.
+pub fn simd_levels() -> Vec<Level> {
+    Level::ALL
+        .into_iter()
+        .filter(|&l| l != Level::Scalar && supported(l))
+        .collect()
 }
 
 /// Whether kernels of `level` can run on this CPU: [`Level::Scalar`] always, otherwise
@@ -62,6 +98,9 @@ pub fn supported(level: Level) -> bool {
         Level::Scalar => true,
         Level::Avx2 => detect().has_avx2(),
         Level::Avx512Vnni => detect() == Level::Avx512Vnni,
+        Level::Neon => detect().has_neon(),
+        Level::NeonDot => matches!(detect(), Level::NeonDot | Level::NeonI8mm),
+        Level::NeonI8mm => detect() == Level::NeonI8mm,
     }
 }
 
@@ -80,6 +119,19 @@ pub fn detect() -> Level {
                 return Level::Avx512Vnni;
             }
             return Level::Avx2;
+        }
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        use std::arch::is_aarch64_feature_detected as has;
+        if has!("neon") {
+            if has!("dotprod") {
+                if has!("i8mm") {
+                    return Level::NeonI8mm;
+                }
+                return Level::NeonDot;
+            }
+            return Level::Neon;
         }
     }
     Level::Scalar
