@@ -4,8 +4,11 @@
 //! multiplied by an F16 activation row, as llama.cpp does), and products are accumulated in
 //! f32. Conversions from f32 round to nearest, ties to even, like ggml.
 //!
-//! Both the scalar and the AVX2 kernels keep eight independent partial sums per lane group so
-//! the reduction order is fixed by `n` alone, never by where a row sits in a batch.
+//! The dot products' reference keeps the SIMD kernels' accumulators: four groups of eight
+//! lanes, fused multiply-adds where the kernels fuse, and their final folding, so every level
+//! on every architecture gives the same bits, and the order is fixed by `n` alone, never by
+//! where a row sits in a batch. `f32::mul_add` is correctly rounded everywhere (a hardware
+//! instruction on aarch64 and where the target has FMA, `fmaf` from the C library otherwise).
 
 use crate::types::Result;
 use half::f16;
@@ -90,48 +93,100 @@ pub(crate) fn f32_to_bf16(x: f32) -> u16 {
 }
 
 /// The portable dot product of two rows of one float type (`w` and `x` exactly `n` values
-/// each): eight partial sums folded pairwise, every level's order.
+/// each), in the order every level follows (see [`dot_lanes`]; BF16 pairs its elements
+/// differently, see [`dot_bf16`]).
 #[inline]
 pub(crate) fn vec_dot_scalar(ty: GgmlType, w: &[u8], x: &[u8]) -> f32 {
+    let f32_at = |b: &[u8], i: usize| {
+        f32::from_le_bytes([b[4 * i], b[4 * i + 1], b[4 * i + 2], b[4 * i + 3]])
+    };
+    let u16_at = |b: &[u8], i: usize| u16::from_le_bytes([b[2 * i], b[2 * i + 1]]);
     match ty {
-        GgmlType::F32 => dot_scalar(w, x, 4, |b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
-        GgmlType::F16 => dot_scalar(w, x, 2, |b| f16_to_f32(u16::from_le_bytes([b[0], b[1]]))),
-        GgmlType::BF16 => dot_scalar(w, x, 2, |b| bf16_to_f32(u16::from_le_bytes([b[0], b[1]]))),
+        GgmlType::F32 => dot_lanes(w.len() / 4, |i| (f32_at(w, i), f32_at(x, i))),
+        GgmlType::F16 => dot_lanes(w.len() / 2, |i| {
+            (f16_to_f32(u16_at(w, i)), f16_to_f32(u16_at(x, i)))
+        }),
+        GgmlType::BF16 => dot_bf16(w.len() / 2, |i| {
+            (bf16_to_f32(u16_at(w, i)), bf16_to_f32(u16_at(x, i)))
+        }),
         other => unreachable!("float::vec_dot called with {other}"),
     }
 }
 
-/// Portable dot product with eight partial sums (which the compiler can keep in one vector
-/// register) folded pairwise at the end.
+/// Partial sums per accumulator lane: the SIMD kernels hold them as four accumulators of eight
+/// f32 lanes (FMA latency needs several independent chains), one AVX2 register or two NEON
+/// registers each.
+const LANES: usize = 8;
+type Acc = [[f32; LANES]; 4];
+
+/// The F32 and F16 order, given `pair(i)` = (w_i, x_i): each 32-element step adds element
+/// `i + 8k + l` into lane `l` of accumulator `k` with a fused multiply-add; then 8-element
+/// steps into accumulator 0; then [`fold`]; then the last `n mod 8` products, each rounded
+/// before its addition, in element order.
 #[inline(always)]
-fn dot_scalar(w: &[u8], x: &[u8], esize: usize, load: impl Fn(&[u8]) -> f32) -> f32 {
-    const LANES: usize = 8;
-    let mut acc = [0.0f32; LANES];
-    let step = LANES * esize;
-    let mut wc = w.chunks_exact(step);
-    let mut xc = x.chunks_exact(step);
-    for (wb, xb) in (&mut wc).zip(&mut xc) {
-        for l in 0..LANES {
-            let (a, b) = (load(&wb[l * esize..]), load(&xb[l * esize..]));
-            // Not `mul_add`: without the FMA target feature that is a slow libm call.
-            acc[l] += a * b;
+fn dot_lanes(n: usize, pair: impl Fn(usize) -> (f32, f32)) -> f32 {
+    let mut acc: Acc = [[0.0; LANES]; 4];
+    let mut i = 0;
+    while i + 32 <= n {
+        for (k, a) in acc.iter_mut().enumerate() {
+            for (l, s) in a.iter_mut().enumerate() {
+                let (w, x) = pair(i + LANES * k + l);
+                *s = w.mul_add(x, *s);
+            }
         }
+        i += 32;
     }
-    let mut tail = 0.0f32;
-    for (a, b) in wc
-        .remainder()
-        .chunks_exact(esize)
-        .zip(xc.remainder().chunks_exact(esize))
-    {
-        tail += load(a) * load(b);
+    while i + LANES <= n {
+        for (l, s) in acc[0].iter_mut().enumerate() {
+            let (w, x) = pair(i + l);
+            *s = w.mul_add(x, *s);
+        }
+        i += LANES;
     }
-    let s4 = [
-        acc[0] + acc[4],
-        acc[1] + acc[5],
-        acc[2] + acc[6],
-        acc[3] + acc[7],
-    ];
-    (s4[0] + s4[2]) + (s4[1] + s4[3]) + tail
+    let mut sum = fold(&acc);
+    for t in i..n {
+        let (w, x) = pair(t);
+        sum += w * x;
+    }
+    sum
+}
+
+/// The BF16 order, which lets the SIMD kernels widen without shuffles: a 32-bit lane of a
+/// 16-element load holds one even and one odd element, so in each 32-element step the pair at
+/// `i + 16h + 2l` goes into lane `l` of accumulator `2h` and the one after it into accumulator
+/// `2h + 1`. No 8-element steps: everything past the last whole 32 is the scalar tail.
+#[inline(always)]
+fn dot_bf16(n: usize, pair: impl Fn(usize) -> (f32, f32)) -> f32 {
+    let mut acc: Acc = [[0.0; LANES]; 4];
+    let mut i = 0;
+    while i + 32 <= n {
+        for (h, two) in acc.chunks_exact_mut(2).enumerate() {
+            let (even, odd) = two.split_at_mut(1);
+            for (l, (se, so)) in even[0].iter_mut().zip(&mut odd[0]).enumerate() {
+                let e = i + 16 * h + 2 * l;
+                let ((w0, x0), (w1, x1)) = (pair(e), pair(e + 1));
+                *se = w0.mul_add(x0, *se);
+                *so = w1.mul_add(x1, *so);
+            }
+        }
+        i += 32;
+    }
+    let mut sum = fold(&acc);
+    for t in i..n {
+        let (w, x) = pair(t);
+        sum += w * x;
+    }
+    sum
+}
+
+/// The accumulators to one sum: `(a0 + a1) + (a2 + a3)` lane by lane, then lane `l` plus lane
+/// `l + 4`, then `(s0 + s2) + (s1 + s3)` (the AVX2 kernels' 256 → 128 → 64 → 32-bit halving).
+#[inline(always)]
+fn fold(acc: &Acc) -> f32 {
+    let v: [f32; LANES] =
+        std::array::from_fn(|l| (acc[0][l] + acc[1][l]) + (acc[2][l] + acc[3][l]));
+    let s: [f32; 4] = std::array::from_fn(|l| v[l] + v[l + 4]);
+    (s[0] + s[2]) + (s[1] + s[3])
 }
 
 // The portable definitions of the attention helpers (public, with their contracts, in

@@ -3,6 +3,7 @@
 mod common;
 mod dot;
 mod fixtures;
+mod float_levels;
 mod levels;
 mod matmul;
 mod packed;
