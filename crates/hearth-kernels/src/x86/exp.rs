@@ -5,10 +5,12 @@
 use crate::formats::exp::{C, HI, LN2_HI, LN2_LO, LO, LOG2E};
 use std::arch::x86_64::*;
 
-/// [`crate::exp_f32`] on eight lanes: the same operations in the same order.
+/// [`crate::exp_f32`] on eight lanes: the same operations in the same order. `maxps` and
+/// `minps` return their second operand when either is NaN, so the lane goes second: a NaN
+/// stays NaN, as through `f32::clamp` (and NEON's `fmax`), instead of becoming `exp(LO)`.
 #[inline(always)]
 unsafe fn exp8(x: __m256) -> __m256 {
-    let x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(LO)), _mm256_set1_ps(HI));
+    let x = _mm256_min_ps(_mm256_set1_ps(HI), _mm256_max_ps(_mm256_set1_ps(LO), x));
     let n = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm256_mul_ps(
         x,
         _mm256_set1_ps(LOG2E),
