@@ -8,4 +8,6 @@
 //! lanes (the layout the x86 kernels set), a NEON kernel keeps two `float32x4_t` halves and
 //! combines them in the reference's order.
 
+pub(crate) mod exp;
 pub(crate) mod ext;
+pub(crate) mod float;

@@ -166,8 +166,15 @@ pub(crate) fn float_dequantize(level: Level, ty: GgmlType, src: &[u8], dst: &mut
         unsafe { crate::x86::float::dequant_f16(src, dst) };
         return;
     }
-    // NEON: `vcvt_f32_f16` would widen four at a time here.
-    #[cfg(not(target_arch = "x86_64"))]
+    #[cfg(target_arch = "aarch64")]
+    if ty == GgmlType::F16 && level.has_neon() {
+        // SAFETY: the NEON levels come only from `simd::detect` on aarch64, where NEON and its
+        // f16 conversions are baseline; lib.rs checked that `src` holds exactly `dst.len()` f16
+        // values.
+        unsafe { crate::arm::float::dequant_f16(src, dst) };
+        return;
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
     let _ = level;
     float::dequantize(ty, src, dst)
 }
@@ -192,7 +199,18 @@ pub(crate) fn float_dot(level: Level, ty: GgmlType, n: usize, w: &[u8], x: &[u8]
                 other => unreachable!("float::vec_dot called with {other}"),
             }
         },
-        // NEON: an aarch64 arm would dispatch to `vfmaq_f32` / `vcvt_f32_f16` kernels here.
+        #[cfg(target_arch = "aarch64")]
+        // SAFETY: the NEON levels are only produced by `simd::detect` on aarch64 (NEON is
+        // baseline there); the slices were cut to exactly `n` elements above. No integer dot
+        // here, so the dotprod and i8mm levels run the NEON kernels.
+        Level::Neon | Level::NeonDot | Level::NeonI8mm => unsafe {
+            match ty {
+                GgmlType::F32 => crate::arm::float::dot_f32(n, w, x),
+                GgmlType::F16 => crate::arm::float::dot_f16(n, w, x),
+                GgmlType::BF16 => crate::arm::float::dot_bf16(n, w, x),
+                other => unreachable!("float::vec_dot called with {other}"),
+            }
+        },
         _ => float::vec_dot_scalar(ty, w, x),
     }
 }
@@ -205,6 +223,11 @@ pub(crate) fn float_dot(level: Level, ty: GgmlType, n: usize, w: &[u8], x: &[u8]
 /// # Panics
 /// If `k` is shorter than `n` or `q` does not hold `out.len()` rows of `n`.
 pub fn dot_f32_rows(n: usize, k: &[f32], q: &[f32], out: &mut [f32]) {
+    dot_f32_rows_at(crate::simd::level(), n, k, q, out)
+}
+
+/// [`dot_f32_rows`] on an explicit level.
+pub(crate) fn dot_f32_rows_at(level: Level, n: usize, k: &[f32], q: &[f32], out: &mut [f32]) {
     assert!(k.len() >= n, "dot_f32_rows: key of {} for n = {n}", k.len());
     assert_eq!(
         q.len(),
@@ -213,11 +236,17 @@ pub fn dot_f32_rows(n: usize, k: &[f32], q: &[f32], out: &mut [f32]) {
         out.len()
     );
     let k = &k[..n];
-    match crate::simd::level() {
+    match level {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: these levels are only produced by `simd::detect`, which found AVX2, FMA and
         // F16C; the lengths were checked above.
         Level::Avx2 | Level::Avx512Vnni => unsafe { crate::x86::float::dot_f32_rows(n, k, q, out) },
+        #[cfg(target_arch = "aarch64")]
+        // SAFETY: the NEON levels come only from `simd::detect` on aarch64, where NEON is
+        // baseline; the lengths were checked above.
+        Level::Neon | Level::NeonDot | Level::NeonI8mm => unsafe {
+            crate::arm::float::dot_f32_rows(n, k, q, out)
+        },
         _ => float::dot_f32_rows(n, k, q, out),
     }
 }
@@ -233,6 +262,11 @@ pub fn dot_f32_rows(n: usize, k: &[f32], q: &[f32], out: &mut [f32]) {
 /// If `xs` is not whole rows of `y.len()` or `p` has fewer than `(rows − 1) · stride + 1`
 /// values.
 pub fn axpy_keys(xs: &[f32], p: &[f32], stride: usize, y: &mut [f32]) {
+    axpy_keys_at(crate::simd::level(), xs, p, stride, y)
+}
+
+/// [`axpy_keys`] on an explicit level.
+pub(crate) fn axpy_keys_at(level: Level, xs: &[f32], p: &[f32], stride: usize, y: &mut [f32]) {
     let n = y.len();
     if n == 0 {
         return;
@@ -247,11 +281,16 @@ pub fn axpy_keys(xs: &[f32], p: &[f32], stride: usize, y: &mut [f32]) {
         "axpy_keys: {} probabilities for {rows} rows {stride} apart",
         p.len()
     );
-    match crate::simd::level() {
+    match level {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: as in `dot_f32_rows`; the lengths were checked above.
+        // SAFETY: as in `dot_f32_rows_at`; the lengths were checked above.
         Level::Avx2 | Level::Avx512Vnni => unsafe {
             crate::x86::float::axpy_keys(xs, p, stride, y)
+        },
+        #[cfg(target_arch = "aarch64")]
+        // SAFETY: as in `dot_f32_rows_at`; the lengths were checked above.
+        Level::Neon | Level::NeonDot | Level::NeonI8mm => unsafe {
+            crate::arm::float::axpy_keys(xs, p, stride, y)
         },
         _ => float::axpy_keys(xs, p, stride, y),
     }
@@ -264,6 +303,11 @@ pub fn axpy_keys(xs: &[f32], p: &[f32], stride: usize, y: &mut [f32]) {
 /// # Panics
 /// If `y` does not hold `p.len()` rows of `x.len()`.
 pub fn axpy_rows(x: &[f32], p: &[f32], y: &mut [f32]) {
+    axpy_rows_at(crate::simd::level(), x, p, y)
+}
+
+/// [`axpy_rows`] on an explicit level.
+pub(crate) fn axpy_rows_at(level: Level, x: &[f32], p: &[f32], y: &mut [f32]) {
     let n = x.len();
     assert_eq!(
         y.len(),
@@ -271,22 +315,34 @@ pub fn axpy_rows(x: &[f32], p: &[f32], y: &mut [f32]) {
         "axpy_rows: outputs for {} rows of {n}",
         p.len()
     );
-    match crate::simd::level() {
+    match level {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: as in `dot_f32_rows`; the lengths were checked above.
+        // SAFETY: as in `dot_f32_rows_at`; the lengths were checked above.
         Level::Avx2 | Level::Avx512Vnni => unsafe { crate::x86::float::axpy_rows(x, p, y) },
+        #[cfg(target_arch = "aarch64")]
+        // SAFETY: as in `dot_f32_rows_at`; the lengths were checked above.
+        Level::Neon | Level::NeonDot | Level::NeonI8mm => unsafe {
+            crate::arm::float::axpy_rows(x, p, y)
+        },
         _ => float::axpy_rows(x, p, y),
     }
 }
 
 /// Rounds every value to the nearest f16 (ties to even) and widens it back: exactly
-/// `half::f16::from_f32(x).to_f32()` for each, eight at a time with F16C where available
+/// `half::f16::from_f32(x).to_f32()` for each, eight at a time with F16C, four with NEON
 /// (attention rounds its probabilities so, as llama.cpp multiplies V by f16 probabilities).
 pub fn round_to_f16(x: &mut [f32]) {
-    match crate::simd::level() {
+    round_to_f16_at(crate::simd::level(), x)
+}
+
+/// [`round_to_f16`] on an explicit level.
+pub(crate) fn round_to_f16_at(level: Level, x: &mut [f32]) {
+    match level {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: these levels are only produced by `simd::detect`, which found F16C.
         Level::Avx2 | Level::Avx512Vnni => unsafe { crate::x86::float::round_to_f16(x) },
+        #[cfg(target_arch = "aarch64")]
+        Level::Neon | Level::NeonDot | Level::NeonI8mm => crate::arm::float::round_to_f16(x),
         _ => float::round_to_f16(x),
     }
 }
@@ -301,6 +357,11 @@ pub fn round_to_f16(x: &mut [f32]) {
 /// # Panics
 /// If the three slices differ in length.
 pub fn exp_sub_rows(x: &mut [f32], m: &[f32], sum: &mut [f32]) {
+    exp_sub_rows_at(crate::simd::level(), x, m, sum)
+}
+
+/// [`exp_sub_rows`] on an explicit level.
+pub(crate) fn exp_sub_rows_at(level: Level, x: &mut [f32], m: &[f32], sum: &mut [f32]) {
     assert!(
         x.len() == m.len() && x.len() == sum.len(),
         "exp_sub_rows: lengths {}, {}, {}",
@@ -308,36 +369,59 @@ pub fn exp_sub_rows(x: &mut [f32], m: &[f32], sum: &mut [f32]) {
         m.len(),
         sum.len()
     );
-    match crate::simd::level() {
+    match level {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: these levels come from `simd::detect`, which found AVX2, FMA and F16C; the
         // lengths were checked above.
         Level::Avx2 | Level::Avx512Vnni => unsafe { crate::x86::exp::exp_sub_rows(x, m, sum) },
+        #[cfg(target_arch = "aarch64")]
+        // SAFETY: the NEON levels come from `simd::detect` on aarch64, where NEON is baseline;
+        // the lengths were checked above.
+        Level::Neon | Level::NeonDot | Level::NeonI8mm => unsafe {
+            crate::arm::exp::exp_sub_rows(x, m, sum)
+        },
         _ => exp::exp_sub_rows(x, m, sum),
     }
 }
 
 /// `x[i] = exp_f32(x[i] − m)` for every element (one token's scores against one maximum).
 pub fn exp_sub(x: &mut [f32], m: f32) {
-    match crate::simd::level() {
+    exp_sub_at(crate::simd::level(), x, m)
+}
+
+/// [`exp_sub`] on an explicit level.
+pub(crate) fn exp_sub_at(level: Level, x: &mut [f32], m: f32) {
+    match level {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: as in `exp_sub_rows`.
+        // SAFETY: as in `exp_sub_rows_at`.
         Level::Avx2 | Level::Avx512Vnni => unsafe { crate::x86::exp::exp_sub(x, m) },
+        #[cfg(target_arch = "aarch64")]
+        Level::Neon | Level::NeonDot | Level::NeonI8mm => crate::arm::exp::exp_sub(x, m),
         _ => exp::exp_sub(x, m),
     }
 }
 
 /// `gate[i] = silu(gate[i]) · up[i]`, with `silu(x) = x / (1 + exp_f32(−x))`: the SwiGLU
-/// feed-forward's activation, eight lanes at a time, every lane equal to this scalar form.
+/// feed-forward's activation, several lanes at a time, every lane equal to this scalar form.
 ///
 /// # Panics
 /// If the slices differ in length.
 pub fn swiglu(gate: &mut [f32], up: &[f32]) {
+    swiglu_at(crate::simd::level(), gate, up)
+}
+
+/// [`swiglu`] on an explicit level.
+pub(crate) fn swiglu_at(level: Level, gate: &mut [f32], up: &[f32]) {
     assert_eq!(gate.len(), up.len(), "swiglu: gate and up lengths");
-    match crate::simd::level() {
+    match level {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: as in `exp_sub_rows`; the lengths were checked above.
+        // SAFETY: as in `exp_sub_rows_at`; the lengths were checked above.
         Level::Avx2 | Level::Avx512Vnni => unsafe { crate::x86::exp::swiglu(gate, up) },
+        #[cfg(target_arch = "aarch64")]
+        // SAFETY: as in `exp_sub_rows_at`; the lengths were checked above.
+        Level::Neon | Level::NeonDot | Level::NeonI8mm => unsafe {
+            crate::arm::exp::swiglu(gate, up)
+        },
         _ => exp::swiglu(gate, up),
     }
 }
@@ -512,164 +596,6 @@ mod kquants_tests {
     }
 }
 
-/// The attention helpers and the exponential on this process's level against their scalar
-/// definitions.
+/// The float kernels and the exponential on every level against their scalar definitions.
 #[cfg(test)]
-mod float_tests {
-    use super::*;
-    use half::f16;
-
-    #[test]
-    fn rows_kernels_equal_one_call_per_row_bit_for_bit() {
-        let mut seed = 0x9e3779b97f4a7c15u64;
-        let mut rnd = || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            ((seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 8.0
-        };
-        for n in [1, 7, 8, 31, 32, 40, 64, 100, 256] {
-            for rows in 0..8 {
-                let k: Vec<f32> = (0..n).map(|_| rnd()).collect();
-                let q: Vec<f32> = (0..rows * n).map(|_| rnd()).collect();
-                let mut out = vec![0f32; rows];
-                dot_f32_rows(n, &k, &q, &mut out);
-                for r in 0..rows {
-                    let want = crate::vec_dot(
-                        GgmlType::F32,
-                        n,
-                        bytemuck::cast_slice(&k),
-                        bytemuck::cast_slice(&q[r * n..(r + 1) * n]),
-                    );
-                    assert_eq!(
-                        out[r].to_bits(),
-                        want.to_bits(),
-                        "n {n} rows {rows} row {r}"
-                    );
-                }
-                let p: Vec<f32> = (0..rows).map(|_| rnd()).collect();
-                let mut y: Vec<f32> = (0..rows * n).map(|_| rnd()).collect();
-                let mut want = y.clone();
-                axpy_rows(&k, &p, &mut y);
-                for r in 0..rows {
-                    for t in 0..n {
-                        want[r * n + t] += p[r] * k[t];
-                    }
-                }
-                assert_eq!(
-                    bytemuck::cast_slice::<f32, u32>(&y),
-                    bytemuck::cast_slice::<f32, u32>(&want),
-                    "axpy n {n} rows {rows}"
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn axpy_keys_equals_one_axpy_rows_call_per_key_bit_for_bit() {
-        let mut seed = 0x2545f4914f6cdd1du64;
-        let mut rnd = || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            ((seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 8.0
-        };
-        for n in [1, 7, 8, 63, 64, 72, 128, 200, 256] {
-            for keys in [0, 1, 2, 5, 33] {
-                for stride in [1, 3, 16] {
-                    let xs: Vec<f32> = (0..keys * n).map(|_| rnd()).collect();
-                    let p: Vec<f32> = (0..keys * stride).map(|_| rnd()).collect();
-                    let y0: Vec<f32> = (0..n).map(|_| rnd()).collect();
-                    let mut want = y0.clone();
-                    for k in 0..keys {
-                        axpy_rows(
-                            &xs[k * n..(k + 1) * n],
-                            &p[k * stride..k * stride + 1],
-                            &mut want,
-                        );
-                    }
-                    let mut y = y0.clone();
-                    axpy_keys(&xs, &p, stride, &mut y);
-                    assert_eq!(
-                        bytemuck::cast_slice::<f32, u32>(&y),
-                        bytemuck::cast_slice::<f32, u32>(&want),
-                        "n {n} keys {keys} stride {stride}"
-                    );
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn round_to_f16_equals_half_for_every_f16_neighbourhood() {
-        // Around every finite f16: the value itself, its midpoints with the neighbours (ties),
-        // and values just off them, plus overflow, subnormals and zeros.
-        let mut xs = vec![
-            0.0f32, -0.0, 65504.0, 65520.0, 70000.0, -70000.0, 1e-8, 6e-8, 3e-8,
-        ];
-        for h in 0..0x7c00u16 {
-            let a = f16::from_bits(h).to_f32();
-            let b = f16::from_bits(h + 1).to_f32();
-            let mid = (a + b) / 2.0;
-            for v in [
-                a,
-                mid,
-                f32::from_bits(mid.to_bits() + 1),
-                f32::from_bits(mid.to_bits().saturating_sub(1)),
-            ] {
-                xs.push(v);
-                xs.push(-v);
-            }
-        }
-        let want: Vec<u32> = xs
-            .iter()
-            .map(|&v| f16::from_f32(v).to_f32().to_bits())
-            .collect();
-        let mut got = xs.clone();
-        round_to_f16(&mut got);
-        let got: Vec<u32> = got.iter().map(|v| v.to_bits()).collect();
-        assert_eq!(got.len(), want.len());
-        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-            assert_eq!(g, w, "x = {:e}", xs[i]);
-        }
-    }
-
-    #[test]
-    fn simd_lanes_equal_the_definition_bit_for_bit() {
-        let mut seed = 0x853c49e6748fea9bu64;
-        let mut rnd = || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            ((seed >> 40) as f32 / (1u64 << 24) as f32 - 0.9) * 120.0
-        };
-        for n in [0, 1, 5, 8, 13, 16, 17, 40] {
-            let x: Vec<f32> = (0..n).map(|_| rnd()).collect();
-            let m: Vec<f32> = (0..n).map(|_| rnd() * 0.1).collect();
-            let s0: Vec<f32> = (0..n).map(|_| rnd().abs()).collect();
-            let (mut got, mut sums) = (x.clone(), s0.clone());
-            exp_sub_rows(&mut got, &m, &mut sums);
-            for i in 0..n {
-                let want = crate::exp_f32(x[i] - m[i]);
-                assert_eq!(got[i].to_bits(), want.to_bits(), "n {n} element {i}");
-                assert_eq!(sums[i].to_bits(), (s0[i] + want).to_bits());
-            }
-            let up: Vec<f32> = (0..n).map(|_| rnd() * 0.01).collect();
-            let mut g = x.clone();
-            swiglu(&mut g, &up);
-            for i in 0..n {
-                let want = x[i] / (1.0 + crate::exp_f32(-x[i])) * up[i];
-                assert_eq!(g[i].to_bits(), want.to_bits(), "swiglu n {n} element {i}");
-            }
-            let mut one = x.clone();
-            exp_sub(&mut one, 1.5);
-            for i in 0..n {
-                assert_eq!(
-                    one[i].to_bits(),
-                    crate::exp_f32(x[i] - 1.5).to_bits(),
-                    "n {n} {i}"
-                );
-            }
-        }
-    }
-}
+mod float_tests;
