@@ -382,8 +382,12 @@ pub(crate) fn tile_kernel(level: Level, ty: GgmlType) -> Option<TileFn> {
             Some(crate::arm::legacy_tile::dot_tile_neon)
         }
         #[cfg(target_arch = "aarch64")]
-        Level::NeonDot | Level::NeonI8mm if crate::arm::legacy_tile::supports(ty) => {
+        Level::NeonDot if crate::arm::legacy_tile::supports(ty) => {
             Some(crate::arm::legacy_tile::dot_tile_sdot)
+        }
+        #[cfg(target_arch = "aarch64")]
+        Level::NeonI8mm if crate::arm::legacy_tile::supports(ty) => {
+            Some(crate::arm::legacy_tile::dot_tile_i8mm)
         }
         #[cfg(target_arch = "x86_64")]
         Level::Avx2 if crate::x86::kquants_tile::supports(ty) => {

@@ -56,7 +56,7 @@ struct Scales([std::mem::MaybeUninit<f32>; 2 * TOKENS * MAX_BLOCKS]);
 #[target_feature(enable = "neon")]
 pub(crate) unsafe fn dot_tile_neon(ty: GgmlType, nb: usize, t: &Tile, rows: usize, tokens: usize) {
     // SAFETY: forwarded from the caller.
-    unsafe { tiles::<Mull>(ty, nb, t, rows, tokens) }
+    unsafe { tiles::<Mull, false>(ty, nb, t, rows, tokens) }
 }
 
 /// [`dot_tile_neon`] with `sdot`: the same bits.
@@ -66,15 +66,37 @@ pub(crate) unsafe fn dot_tile_neon(ty: GgmlType, nb: usize, t: &Tile, rows: usiz
 #[target_feature(enable = "neon")]
 pub(crate) unsafe fn dot_tile_sdot(ty: GgmlType, nb: usize, t: &Tile, rows: usize, tokens: usize) {
     // SAFETY: forwarded from the caller.
-    unsafe { tiles::<Sdot>(ty, nb, t, rows, tokens) }
+    unsafe { tiles::<Sdot, false>(ty, nb, t, rows, tokens) }
 }
 
-/// The body of the tiles with integer dot `D`.
+/// [`dot_tile_neon`] with `smmla`, two rows × two tokens per instruction: the same bits.
+///
+/// `smmla` sums eight products where the reference's lanes sum four, so each weight operand
+/// carries one lane's four bytes and four zeros per row of the instruction (see
+/// [`tile_mmla`]): half of its multiplies are of zeros, and it forms as many lane sums per
+/// instruction as `sdot` does, with the f32 scales of a token pair in one vector.
 ///
 /// # Safety
-/// As [`dot_tile_neon`]; the CPU has the features of `D::LEVEL`.
+/// As [`dot_tile_neon`], and the CPU has the int8 matrix-multiply extension (and so the
+/// dot-product one, whose single-token kernel the longest rows fall back to).
+#[target_feature(enable = "neon")]
+pub(crate) unsafe fn dot_tile_i8mm(ty: GgmlType, nb: usize, t: &Tile, rows: usize, tokens: usize) {
+    // SAFETY: forwarded from the caller.
+    unsafe { tiles::<Sdot, true>(ty, nb, t, rows, tokens) }
+}
+
+/// The body of the tiles with integer dot `D`, or `smmla` with `MMLA`.
+///
+/// # Safety
+/// As [`dot_tile_neon`]; the CPU has the features of `D::LEVEL`, and i8mm with `MMLA`.
 #[inline(always)]
-unsafe fn tiles<D: IntDot>(ty: GgmlType, nb: usize, t: &Tile, rows: usize, tokens: usize) {
+unsafe fn tiles<D: IntDot, const MMLA: bool>(
+    ty: GgmlType,
+    nb: usize,
+    t: &Tile,
+    rows: usize,
+    tokens: usize,
+) {
     let offset = matches!(ty, GgmlType::Q4_1 | GgmlType::Q5_1);
     let xbs = if offset { 36 } else { 34 };
     if nb > MAX_BLOCKS {
@@ -119,7 +141,7 @@ unsafe fn tiles<D: IntDot>(ty: GgmlType, nb: usize, t: &Tile, rows: usize, token
             // SAFETY: rows `r0..r0 + nr` and tokens `t0..t0 + nt` are inside the caller's
             // ranges, so the caller's contract covers this sub-tile; `ds` / `ss` hold the
             // scales of its `nb` blocks.
-            unsafe { shape::<D>(ty, nb, &tile, nr, nt, ds, ss) };
+            unsafe { shape::<D, MMLA>(ty, nb, &tile, nr, nt, ds, ss) };
             r0 += nr;
         }
         t0 += nt;
@@ -161,9 +183,9 @@ unsafe fn one_by_one<D: IntDot>(
 /// kernel (constant sizes keep the accumulators in registers).
 ///
 /// # Safety
-/// As [`dot_tile_neon`], for `nr` rows and `nt` tokens.
+/// As [`tiles`], for `nr` rows and `nt` tokens.
 #[inline(always)]
-unsafe fn shape<D: IntDot>(
+unsafe fn shape<D: IntDot, const MMLA: bool>(
     ty: GgmlType,
     nb: usize,
     t: &Tile,
@@ -174,11 +196,15 @@ unsafe fn shape<D: IntDot>(
 ) {
     macro_rules! go {
         ($r:literal) => {
-            match nt {
-                1 => kernel::<D, $r, 1>(ty, nb, t, ds, ss),
-                2 => kernel::<D, $r, 2>(ty, nb, t, ds, ss),
-                3 => kernel::<D, $r, 3>(ty, nb, t, ds, ss),
-                _ => kernel::<D, $r, 4>(ty, nb, t, ds, ss),
+            match (MMLA, nt) {
+                (false, 1) => kernel::<D, $r, 1>(ty, nb, t, ds, ss),
+                (false, 2) => kernel::<D, $r, 2>(ty, nb, t, ds, ss),
+                (false, 3) => kernel::<D, $r, 3>(ty, nb, t, ds, ss),
+                (false, _) => kernel::<D, $r, 4>(ty, nb, t, ds, ss),
+                (true, 1) => kernel_mmla::<$r, 1>(ty, nb, t, ds, ss),
+                (true, 2) => kernel_mmla::<$r, 2>(ty, nb, t, ds, ss),
+                (true, 3) => kernel_mmla::<$r, 3>(ty, nb, t, ds, ss),
+                (true, _) => kernel_mmla::<$r, 4>(ty, nb, t, ds, ss),
             }
         };
     }
@@ -343,6 +369,177 @@ unsafe fn tile_blocks<D: IntDot, const R: usize, const T: usize, const OFFSET: b
             }
             // SAFETY: output `(r, tt)` of this tile is writable (caller's contract).
             unsafe { *t.out.add(tt * t.ostride + r) = v };
+        }
+    }
+}
+
+/// [`kernel`] with `smmla` ([`tile_mmla`]).
+///
+/// # Safety
+/// As [`kernel`], and the CPU has the int8 matrix-multiply extension.
+#[inline(always)]
+unsafe fn kernel_mmla<const R: usize, const T: usize>(
+    ty: GgmlType,
+    nb: usize,
+    t: &Tile,
+    ds: *const f32,
+    ss: *const f32,
+) {
+    use GgmlType::*;
+    // SAFETY (closures): as in `kernel`.
+    unsafe {
+        match ty {
+            Q4_0 => tile_mmla::<R, T, false>(nb, t, 18, ds, ss, |b| unpack::q4_0(b)),
+            Q5_0 => tile_mmla::<R, T, false>(nb, t, 22, ds, ss, |b| unpack::q5_0(b)),
+            Q8_0 => tile_mmla::<R, T, false>(nb, t, 34, ds, ss, |b| unpack::q8_0(b)),
+            Q4_1 => tile_mmla::<R, T, true>(nb, t, 20, ds, ss, |b| unpack::q4_1(b)),
+            Q5_1 => tile_mmla::<R, T, true>(nb, t, 24, ds, ss, |b| unpack::q5_1(b)),
+            other => unreachable!("legacy tile on {other}"),
+        }
+    }
+}
+
+/// [`tile_blocks`] with `smmla`. For lane pair `m` (lanes `2m`, `2m + 1`: bytes `8m..8m + 8` of
+/// a block) the weight operand of row `r` is `[lane 2m, 0000 | 0000, lane 2m + 1]` and the
+/// activation operand of tokens `t0, t1` is `[t0's bytes 8m..8m + 8 | t1's]`, so the four i32
+/// results are exactly the reference's lane sums `[(t0, 2m), (t1, 2m), (t0, 2m + 1),
+/// (t1, 2m + 1)]`. The padded weights serve every token pair and the paired activations every
+/// row. Each f32 lane then gets the reference's fused multiply-add with its own `d_w · d_x`
+/// (the pair's scales `[d0, d1, d0, d1]` in one vector); after the passes, lane pair `m` holds
+/// `v_2m` and `v_2m+1` of both tokens, and `(V0 + V2) + (V1 + V3)` followed by adding the two
+/// halves is the reference's `((v0 + v4) + (v2 + v6)) + ((v1 + v5) + (v3 + v7))` for each
+/// token.
+///
+/// # Safety
+/// As [`tile_blocks`], and the CPU has the int8 matrix-multiply extension.
+#[inline(always)]
+unsafe fn tile_mmla<const R: usize, const T: usize, const OFFSET: bool>(
+    nb: usize,
+    t: &Tile,
+    wbs: usize,
+    ds: *const f32,
+    ss: *const f32,
+    unpack: impl Fn(*const u8) -> [int8x16_t; 2],
+) {
+    // Indices past 15 read as zero in `tbl`.
+    const PAD: [[u8; 16]; 2] = [
+        [0, 1, 2, 3, 99, 99, 99, 99, 99, 99, 99, 99, 4, 5, 6, 7],
+        [8, 9, 10, 11, 99, 99, 99, 99, 99, 99, 99, 99, 12, 13, 14, 15],
+    ];
+    let (xbs, qoff) = if OFFSET { (36, 4) } else { (34, 2) };
+    let pairs = T.div_ceil(2);
+    // SAFETY: the constant arrays hold 16 bytes each.
+    let pad = unsafe { [vld1q_u8(PAD[0].as_ptr()), vld1q_u8(PAD[1].as_ptr())] };
+    let zero = vdupq_n_f32(0.0);
+    let no_token = [vdupq_n_s8(0); 2];
+    let mut half01 = [[[zero; 4]; 2]; R];
+    let mut half23 = [[[zero; 4]; 2]; R];
+    let mut summs = [[zero; R]; 4];
+    for k in 0..4 {
+        let mut acc = [[[zero; 4]; 2]; R];
+        let mut summ = [zero; R];
+        let mut i = k;
+        while i < nb {
+            let wa: [[int8x16_t; 4]; R] = std::array::from_fn(|r| {
+                // SAFETY: block `i < nb` of row `r < R` is readable (caller's contract).
+                let w = unsafe { unpack(t.w.add(r * t.wrb + i * wbs)) };
+                let p = |v: int8x16_t, idx| vqtbl1q_s8(v, idx);
+                [
+                    p(w[0], pad[0]),
+                    p(w[0], pad[1]),
+                    p(w[1], pad[0]),
+                    p(w[1], pad[1]),
+                ]
+            });
+            // SAFETY: as in `tile_blocks`.
+            let (dxp, dw) = unsafe {
+                let dx = vld1q_f32(ds.add(i * TOKENS));
+                let dw = row_scales::<R>(t, i, wbs, 0);
+                if OFFSET {
+                    let sx = vld1q_f32(ss.add(i * TOKENS));
+                    let mw = row_scales::<R>(t, i, wbs, 2);
+                    for r in 0..R {
+                        summ[r] = vaddq_f32(summ[r], vmulq_n_f32(sx, lane(mw, r)));
+                    }
+                }
+                let (lo, hi) = (vget_low_f32(dx), vget_high_f32(dx));
+                ([vcombine_f32(lo, lo), vcombine_f32(hi, hi)], dw)
+            };
+            for p in 0..pairs {
+                // SAFETY: block `i < nb` of tokens `2p, 2p + 1 < T` is readable; a token past
+                // the tile's width multiplies zeros, and its outputs are dropped.
+                let (y0, y1) = unsafe {
+                    let y = |tt: usize| quants(t.x.add(tt * t.xrb + i * xbs + qoff));
+                    (
+                        y(2 * p),
+                        if 2 * p + 1 < T {
+                            y(2 * p + 1)
+                        } else {
+                            no_token
+                        },
+                    )
+                };
+                let two = |a: int8x16_t, b: int8x16_t, hi: bool| {
+                    let (a, b) = (vreinterpretq_s64_s8(a), vreinterpretq_s64_s8(b));
+                    vreinterpretq_s8_s64(if hi {
+                        vzip2q_s64(a, b)
+                    } else {
+                        vzip1q_s64(a, b)
+                    })
+                };
+                let b = [
+                    two(y0[0], y1[0], false),
+                    two(y0[0], y1[0], true),
+                    two(y0[1], y1[1], false),
+                    two(y0[1], y1[1], true),
+                ];
+                for r in 0..R {
+                    let dv = vmulq_n_f32(dxp[p], lane(dw, r));
+                    for m in 0..4 {
+                        // SAFETY: the caller guarantees i8mm.
+                        let s = unsafe { super::ext::smmla(vdupq_n_s32(0), wa[r][m], b[m]) };
+                        acc[r][p][m] = vfmaq_f32(acc[r][p][m], vcvtq_f32_s32(s), dv);
+                    }
+                }
+            }
+            i += 4;
+        }
+        let half = if k < 2 { &mut half01 } else { &mut half23 };
+        for r in 0..R {
+            for p in 0..pairs {
+                for m in 0..4 {
+                    half[r][p][m] = if k % 2 == 0 {
+                        acc[r][p][m]
+                    } else {
+                        vaddq_f32(half[r][p][m], acc[r][p][m])
+                    };
+                }
+            }
+        }
+        summs[k] = summ;
+    }
+    for r in 0..R {
+        for p in 0..pairs {
+            let v: [float32x4_t; 4] =
+                std::array::from_fn(|m| vaddq_f32(half01[r][p][m], half23[r][p][m]));
+            let u = vaddq_f32(vaddq_f32(v[0], v[2]), vaddq_f32(v[1], v[3]));
+            let both = vadd_f32(vget_low_f32(u), vget_high_f32(u));
+            for (j, tt) in [(0, 2 * p), (1, 2 * p + 1)] {
+                if tt >= T {
+                    continue;
+                }
+                let mut v = if j == 0 {
+                    vget_lane_f32::<0>(both)
+                } else {
+                    vget_lane_f32::<1>(both)
+                };
+                if OFFSET {
+                    let s = |k: usize| lane(summs[k][r], tt);
+                    v += (s(0) + s(1)) + (s(2) + s(3));
+                }
+                // SAFETY: output `(r, tt)` of this tile is writable (caller's contract).
+                unsafe { *t.out.add(tt * t.ostride + r) = v };
+            }
         }
     }
 }
