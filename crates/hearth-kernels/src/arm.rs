@@ -11,3 +11,5 @@
 pub(crate) mod exp;
 pub(crate) mod ext;
 pub(crate) mod float;
+pub(crate) mod legacy;
+pub(crate) mod legacy_tile;

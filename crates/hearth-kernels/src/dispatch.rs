@@ -86,6 +86,13 @@ pub(crate) fn legacy_quantize(
             Level::Avx2 | Level::Avx512Vnni => unsafe {
                 crate::x86::legacy::quantize_q8_row(src, dst, with_sum)
             },
+            #[cfg(target_arch = "aarch64")]
+            // SAFETY: NEON is on every aarch64 CPU (and these levels come from `simd::detect`);
+            // `src` holds whole blocks and `dst` their encoding (`check` in `quantize_row`, or
+            // `testing::quantize_row_at`, verified the sizes).
+            Level::Neon | Level::NeonDot | Level::NeonI8mm => unsafe {
+                crate::arm::legacy::quantize_q8_row(src, dst, with_sum)
+            },
             _ => legacy::quantize_q8_row(src, dst, with_sum),
         }
         return Ok(());
@@ -116,8 +123,16 @@ pub(crate) fn legacy_dot(level: Level, ty: GgmlType, n: usize, w: &[u8], x: &[u8
         // SAFETY: as above; `Level::Avx512Vnni` means `simd::detect` also found AVX-512 VNNI,
         // VL and BW. Same bits as the AVX2 arm (see `x86::legacy::IntDot`).
         Level::Avx512Vnni => unsafe { crate::x86::legacy::vnni::vec_dot(ty, nb, w, x) },
-        // NEON: an aarch64 arm goes here (`vdotq_s32` with the "dotprod" feature, else
-        // `vmull_s8` + `vpadalq_s16`), scaling once per block exactly like the scalar code.
+        #[cfg(target_arch = "aarch64")]
+        // SAFETY: NEON is on every aarch64 CPU; `w` and `x` hold exactly `nb` blocks of their
+        // types (cut above).
+        Level::Neon => unsafe { crate::arm::legacy::vec_dot_neon(ty, nb, w, x) },
+        #[cfg(target_arch = "aarch64")]
+        // SAFETY: as above; these levels mean `simd::detect` found the dot-product extension
+        // (the i8mm level has no single-token i8mm kernel: `smmla` pairs rows and tokens).
+        Level::NeonDot | Level::NeonI8mm => unsafe {
+            crate::arm::legacy::vec_dot_sdot(ty, nb, w, x)
+        },
         _ => legacy::dot_scalar(ty, nb, w, x),
     }
 }
@@ -445,6 +460,18 @@ pub(crate) fn tile_kernel(level: Level, ty: GgmlType) -> Option<TileFn> {
         #[cfg(target_arch = "x86_64")]
         Level::Avx512Vnni if crate::x86::legacy_tile::supports(ty) => {
             Some(crate::x86::legacy_tile::dot_tile_vnni)
+        }
+        #[cfg(target_arch = "aarch64")]
+        Level::Neon if crate::arm::legacy_tile::supports(ty) => {
+            Some(crate::arm::legacy_tile::dot_tile_neon)
+        }
+        #[cfg(target_arch = "aarch64")]
+        Level::NeonDot if crate::arm::legacy_tile::supports(ty) => {
+            Some(crate::arm::legacy_tile::dot_tile_sdot)
+        }
+        #[cfg(target_arch = "aarch64")]
+        Level::NeonI8mm if crate::arm::legacy_tile::supports(ty) => {
+            Some(crate::arm::legacy_tile::dot_tile_i8mm)
         }
         #[cfg(target_arch = "x86_64")]
         Level::Avx2 if crate::x86::kquants_tile::supports(ty) => {

@@ -18,10 +18,13 @@
 //! code whatever the SIMD level, so activations are bit-identical on every path.
 //!
 //! The AVX2 / AVX-512 VNNI kernels of these formats are in `x86::legacy` and
-//! `x86::legacy_tile`; `dispatch` chooses between them and the scalar code here.
+//! `x86::legacy_tile`, the NEON ones in `arm::legacy` and `arm::legacy_tile`; `dispatch`
+//! chooses between them and the scalar code here.
 //!
-//! Dot products multiply integer quants first and scale once per block (`Σ q_w q_x` is exact
-//! in i32), accumulating `d_w * d_x * Σ` in f32 — the scheme llama.cpp uses.
+//! Dot products multiply integer quants first (exact in i32) and scale in f32 afterwards, as
+//! llama.cpp does, but in eight lane sums per block and four accumulators whose order
+//! [`dot_scalar`] fixes: the order the x86 kernels chose for speed, which every level on every
+//! architecture follows so that a model gives the same bits everywhere.
 
 use half::f16;
 use hearth_gguf::GgmlType;
@@ -197,57 +200,63 @@ fn quantize_q8(x: &[f32], b: &mut [u8], with_sum: bool) {
     }
 }
 
-/// The portable reference: exact integer sum per block, then one f32 multiply-add per block.
+/// The portable reference, the definition of the bits every level gives.
+///
+/// Each block's 32 products `w_j · x_j` (weight codes less their offset of 8 or 16 for
+/// Q4_0 / Q5_0) form eight exact i32 lane sums, lane `k` the four products of elements
+/// `4k..4k + 4`. Block `i` adds its lanes, converted to f32 and multiplied by `d_w · d_x` (one
+/// f32 multiplication) with one fused multiply-add each, into accumulator `i % 4`, eight lanes
+/// wide; four independent chains are what lets the SIMD kernels keep their FMAs in flight. The
+/// accumulators then reduce as `(a0 + a1) + (a2 + a3)` lane by lane, and the eight lanes as
+/// `((v0 + v4) + (v2 + v6)) + ((v1 + v5) + (v3 + v7))` (a 256-bit vector's halves, then pairs).
+/// Q4_1 / Q5_1 add `m_w · s_x` per block into four scalar sums of their own (block `i` into sum
+/// `i % 4`), reduced `(s0 + s1) + (s2 + s3)` and added last.
 pub(crate) fn dot_scalar(ty: GgmlType, nb: usize, w: &[u8], x: &[u8]) -> f32 {
-    let (wbs, xbs) = (
-        ty.type_size(),
-        if matches!(ty, GgmlType::Q4_1 | GgmlType::Q5_1) {
-            36
-        } else {
-            34
-        },
-    );
-    let mut sum = 0.0f32;
+    use GgmlType::*;
+    let offset = matches!(ty, Q4_1 | Q5_1);
+    let (wbs, xbs) = (ty.type_size(), if offset { 36 } else { 34 });
+    let mut acc = [[0.0f32; 8]; 4];
+    let mut summs = [0.0f32; 4];
     let mut q = [0i32; QK];
     for i in 0..nb {
         let wb = &w[i * wbs..(i + 1) * wbs];
         let xb = &x[i * xbs..(i + 1) * xbs];
-        let (dw, dx) = (rd_f16(wb, 0), rd_f16(xb, 0));
-        let xq = &xb[xbs - QK..];
-        let isum = |q: &[i32; QK], bias: i32| -> i32 {
-            q.iter()
-                .zip(xq)
-                .map(|(&a, &b)| (a - bias) * (b as i8 as i32))
-                .sum()
-        };
+        let d = rd_f16(wb, 0) * rd_f16(xb, 0);
         match ty {
-            GgmlType::Q4_0 => {
+            Q4_0 => {
                 unpack(wb, 2, None, &mut q);
-                sum += isum(&q, 8) as f32 * (dw * dx);
+                q.iter_mut().for_each(|v| *v -= 8);
             }
-            GgmlType::Q5_0 => {
+            Q5_0 => {
                 unpack(wb, 6, Some(rd_u32(wb, 2)), &mut q);
-                sum += isum(&q, 16) as f32 * (dw * dx);
+                q.iter_mut().for_each(|v| *v -= 16);
             }
-            GgmlType::Q8_0 => {
-                let s: i32 = wb[2..]
-                    .iter()
-                    .zip(xq)
-                    .map(|(&a, &b)| (a as i8 as i32) * (b as i8 as i32))
-                    .sum();
-                sum += s as f32 * (dw * dx);
-            }
-            GgmlType::Q4_1 | GgmlType::Q5_1 => {
-                if ty == GgmlType::Q4_1 {
-                    unpack(wb, 4, None, &mut q);
-                } else {
-                    unpack(wb, 8, Some(rd_u32(wb, 4)), &mut q);
+            Q8_0 => {
+                for (v, &b) in q.iter_mut().zip(&wb[2..2 + QK]) {
+                    *v = b as i8 as i32;
                 }
-                let (mw, sx) = (rd_f16(wb, 2), rd_f16(xb, 2));
-                sum += isum(&q, 0) as f32 * (dw * dx) + mw * sx;
             }
+            Q4_1 => unpack(wb, 4, None, &mut q),
+            Q5_1 => unpack(wb, 8, Some(rd_u32(wb, 4)), &mut q),
             other => unreachable!("legacy::vec_dot called with {other}"),
         }
+        let xq = &xb[xbs - QK..];
+        let a = &mut acc[i % 4];
+        for (k, lane) in a.iter_mut().enumerate() {
+            let s: i32 = (4 * k..4 * k + 4)
+                .map(|j| q[j] * (xq[j] as i8 as i32))
+                .sum();
+            *lane = d.mul_add(s as f32, *lane);
+        }
+        if offset {
+            summs[i % 4] += rd_f16(wb, 2) * rd_f16(xb, 2);
+        }
     }
-    sum
+    let v: [f32; 8] = std::array::from_fn(|k| (acc[0][k] + acc[1][k]) + (acc[2][k] + acc[3][k]));
+    let sum = ((v[0] + v[4]) + (v[2] + v[6])) + ((v[1] + v[5]) + (v[3] + v[7]));
+    if offset {
+        sum + ((summs[0] + summs[1]) + (summs[2] + summs[3]))
+    } else {
+        sum
+    }
 }

@@ -1,4 +1,5 @@
-//! Dot products: SIMD against scalar, and both against an f64 dot of the decoded rows.
+//! Dot products: every SIMD level against the scalar reference (bit for bit), and all of them
+//! against an f64 dot of the decoded rows.
 
 use crate::common::*;
 use hearth_kernels::simd::{self, Level};
@@ -43,24 +44,32 @@ fn rows_for(ty: GgmlType, seed: u64, n: usize, raw: bool) -> (Vec<u8>, Vec<u8>) 
     (w, activation_row(&mut r, ty, n))
 }
 
+/// The SIMD levels this CPU runs; prints a note when there are none.
+fn levels() -> Vec<Level> {
+    let levels = simd::simd_levels();
+    if levels.is_empty() {
+        eprintln!("no SIMD level on this CPU: nothing to compare with the scalar reference");
+    }
+    levels
+}
+
 #[test]
 fn simd_matches_scalar() {
-    if simd::detect() == Level::Scalar {
-        eprintln!("no SIMD level on this CPU; nothing to compare");
-        return;
-    }
+    // Every level gives the scalar reference's bits, on quantized and on random-byte rows.
+    let levels = levels();
     for (k, &ty) in MINE.iter().enumerate() {
         for &n in &SIZES {
             for raw in [false, true] {
                 let (w, x) = rows_for(ty, 1000 + k as u64 * 17 + n as u64, n, raw);
                 let s = testing::vec_dot_at(Level::Scalar, ty, n, &w, &x).unwrap();
-                let v = testing::vec_dot_at(simd::detect(), ty, n, &w, &x).unwrap();
-                let (_, abs) = reference(ty, n, &w, &x);
-                let tol = 2e-6 * abs + 1e-30;
-                assert!(
-                    ((s - v) as f64).abs() <= tol,
-                    "{ty} n={n} raw={raw}: scalar {s} vs simd {v} (tolerance {tol:e})"
-                );
+                for &level in &levels {
+                    let v = testing::vec_dot_at(level, ty, n, &w, &x).unwrap();
+                    assert_eq!(
+                        s.to_bits(),
+                        v.to_bits(),
+                        "{ty} n={n} raw={raw}: scalar {s} vs {level:?} {v}"
+                    );
+                }
             }
         }
     }
@@ -95,14 +104,14 @@ fn vec_dot_matches_decoded_dot() {
                 let (w, x) = rows_for(ty, 5000 + k as u64 * 31 + n as u64, n, raw);
                 let (dot, abs) = reference(ty, n, &w, &x);
                 let tol = 4e-6 * abs + q8_1_sum_error(ty, &w, &x) + 1e-30;
-                for level in [Level::Scalar, simd::detect()] {
+                for level in std::iter::once(Level::Scalar).chain(simd::simd_levels()) {
                     let got = testing::vec_dot_at(level, ty, n, &w, &x).unwrap() as f64;
                     assert!(
                         (got - dot).abs() <= tol,
                         "{ty} n={n} raw={raw} {level:?}: {got} vs f64 {dot} (tolerance {tol:e})"
                     );
                 }
-                // The public entry point is one of the two.
+                // The public entry point is the process's level.
                 let public = vec_dot(ty, n, &w, &x);
                 let expect = testing::vec_dot_at(simd::level(), ty, n, &w, &x).unwrap();
                 assert_eq!(

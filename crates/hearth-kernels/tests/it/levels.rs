@@ -1,8 +1,9 @@
-//! The AVX-512 VNNI kernels (32-element formats and K-quants) against the AVX2 ones: `vec_dot`
-//! and the multi-token tiles must give the same bits on both levels (the i32 lane sums are exact on
-//! both, and everything after them is shared code), including at the extremes of every field:
-//! all codes 0 or maximal, Q8_0 quants of -128 and 127, negative, huge, tiny and zero scales.
-//! Skipped, with a note, on CPUs without VNNI.
+//! Every SIMD level this CPU runs (AVX2 and AVX-512 VNNI on x86-64; NEON, dotprod and i8mm on
+//! aarch64) against the scalar reference, for the 32-element formats and the K-quants:
+//! `vec_dot` and the multi-token tiles must give the reference's bits (the i32 lane sums are
+//! exact on every level, and the f32 steps follow the reference's order), including at the
+//! extremes of every field: all codes 0 or maximal, Q8_0 quants of -128 and 127, negative,
+//! huge, tiny and zero scales. Skipped, with a note, where the CPU has no SIMD level.
 
 use crate::common::*;
 use hearth_kernels::simd::{self, Level};
@@ -52,6 +53,23 @@ fn scale_fields(ty: GgmlType) -> &'static [usize] {
     }
 }
 
+/// A Q8_0 / Q8_1 activation row as [`row`] makes it, but with quants in -127..=127: the
+/// encoder scales by the largest magnitude over 127, so -128 never occurs in an activation (the
+/// x86 kernels' sign trick relies on it, as llama.cpp's do).
+fn activations(rng: &mut StdRng, ty: GgmlType, nb: usize, fill: Fill) -> Vec<u8> {
+    let mut out = row(rng, ty, nb, fill);
+    let bs = ty.type_size();
+    let first = 2 * scale_fields(ty).len();
+    for block in out.chunks_exact_mut(bs) {
+        for b in &mut block[first..] {
+            if *b == 0x80 {
+                *b = 0x81;
+            }
+        }
+    }
+    out
+}
+
 /// A row of `nb` blocks of `ty` whose quant bytes follow `fill` and whose scales are drawn
 /// from [`SCALES`] or, half the time, random modest values.
 fn row(rng: &mut StdRng, ty: GgmlType, nb: usize, fill: Fill) -> Vec<u8> {
@@ -86,20 +104,18 @@ fn random_fill(rng: &mut StdRng) -> Fill {
     FILLS[rng.gen_range(0..FILLS.len())]
 }
 
-/// Whether this CPU runs both levels; prints why not otherwise.
-fn have_vnni() -> bool {
-    let ok = simd::supported(Level::Avx512Vnni);
-    if !ok {
-        eprintln!("no AVX-512 VNNI on this CPU: nothing to compare against AVX2");
+/// The SIMD levels this CPU runs; prints a note when there are none.
+fn levels() -> Vec<Level> {
+    let levels = simd::simd_levels();
+    if levels.is_empty() {
+        eprintln!("no SIMD level on this CPU: nothing to compare with the scalar reference");
     }
-    ok
+    levels
 }
 
 #[test]
-fn vnni_vec_dot_equals_avx2_bit_for_bit() {
-    if !have_vnni() {
-        return;
-    }
+fn every_level_vec_dot_equals_scalar_bit_for_bit() {
+    let levels = levels();
     let mut r = rng(71);
     let mut checked = 0usize;
     for ty in LEGACY {
@@ -109,27 +125,27 @@ fn vnni_vec_dot_equals_avx2_bit_for_bit() {
             for wf in FILLS {
                 for xf in FILLS {
                     let w = row(&mut r, ty, nb, wf);
-                    let x = row(&mut r, act, nb, xf);
-                    let a = testing::vec_dot_at(Level::Avx2, ty, n, &w, &x).unwrap();
-                    let v = testing::vec_dot_at(Level::Avx512Vnni, ty, n, &w, &x).unwrap();
-                    assert_eq!(
-                        a.to_bits(),
-                        v.to_bits(),
-                        "{ty} nb={nb} weights {wf:?} activations {xf:?}: AVX2 {a} vs VNNI {v}"
-                    );
-                    checked += 1;
+                    let x = activations(&mut r, act, nb, xf);
+                    let a = testing::vec_dot_at(Level::Scalar, ty, n, &w, &x).unwrap();
+                    for &level in &levels {
+                        let v = testing::vec_dot_at(level, ty, n, &w, &x).unwrap();
+                        assert!(
+                            same(a, v),
+                            "{ty} nb={nb} weights {wf:?} activations {xf:?}: \
+                             scalar {a} vs {level:?} {v}"
+                        );
+                        checked += 1;
+                    }
                 }
             }
         }
     }
-    eprintln!("{checked} VNNI vec_dot results equal to AVX2");
+    eprintln!("{checked} SIMD vec_dot results equal to the scalar reference");
 }
 
 #[test]
-fn vnni_tiles_equal_avx2_and_vec_dot_bit_for_bit() {
-    if !have_vnni() {
-        return;
-    }
+fn every_level_tiles_equal_scalar_vec_dot_bit_for_bit() {
+    let levels = levels();
     let mut r = rng(72);
     let mut checked = 0usize;
     for ty in LEGACY {
@@ -153,70 +169,65 @@ fn vnni_tiles_equal_avx2_and_vec_dot_bit_for_bit() {
                 let x: Vec<u8> = (0..tokens)
                     .flat_map(|_| {
                         let f = random_fill(&mut r);
-                        row(&mut r, act, nb, f)
+                        activations(&mut r, act, nb, f)
                     })
                     .collect();
-                let mut out_a = vec![f32::NAN; rows * tokens];
-                let mut out_v = vec![f32::NAN; rows * tokens];
-                assert!(dot_tile_at(
-                    Level::Avx2,
-                    ty,
-                    n,
-                    &w,
-                    rows,
-                    &x,
-                    tokens,
-                    &mut out_a
-                ));
-                assert!(dot_tile_at(
-                    Level::Avx512Vnni,
-                    ty,
-                    n,
-                    &w,
-                    rows,
-                    &x,
-                    tokens,
-                    &mut out_v
-                ));
-                for t in 0..tokens {
-                    for row in 0..rows {
-                        let (wr, xr) = (&w[row * wrb..(row + 1) * wrb], &x[t * xrb..(t + 1) * xrb]);
-                        let dot = testing::vec_dot_at(Level::Avx512Vnni, ty, n, wr, xr).unwrap();
-                        let (a, v) = (out_a[t * rows + row], out_v[t * rows + row]);
-                        assert_eq!(
-                            (a.to_bits(), v.to_bits()),
-                            (dot.to_bits(), dot.to_bits()),
-                            "{ty} nb={nb}: row {row} of {rows}, token {t} of {tokens}: \
-                             AVX2 tile {a}, VNNI tile {v}, VNNI vec_dot {dot}"
-                        );
-                        checked += 1;
+                for &level in &levels {
+                    let mut out = vec![f32::NAN; rows * tokens];
+                    assert!(
+                        dot_tile_at(level, ty, n, &w, rows, &x, tokens, &mut out),
+                        "{ty} has no tile kernel at {level:?}"
+                    );
+                    for t in 0..tokens {
+                        for row in 0..rows {
+                            let (wr, xr) =
+                                (&w[row * wrb..(row + 1) * wrb], &x[t * xrb..(t + 1) * xrb]);
+                            let dot = testing::vec_dot_at(Level::Scalar, ty, n, wr, xr).unwrap();
+                            let v = out[t * rows + row];
+                            assert!(
+                                same(v, dot),
+                                "{ty} nb={nb}: row {row} of {rows}, token {t} of {tokens}: \
+                                 {level:?} tile {v}, scalar vec_dot {dot}"
+                            );
+                            checked += 1;
+                        }
                     }
                 }
             }
         }
     }
-    eprintln!("{checked} VNNI tile outputs equal to the AVX2 tiles and VNNI vec_dot");
+    eprintln!("{checked} SIMD tile outputs equal to the scalar vec_dot");
 }
 
 #[test]
-fn avx2_level_is_supported_under_vnni() {
-    // The comparison above needs both levels in one process: a CPU with VNNI must also accept
-    // the AVX2 level (and `HEARTH_SIMD=avx2` relies on it).
-    if simd::detect() == Level::Avx512Vnni {
-        assert!(simd::supported(Level::Avx2));
-    }
+fn levels_below_the_detected_one_are_supported() {
+    // The comparisons above run every level in one process: a CPU with VNNI must also accept
+    // the AVX2 level, one with i8mm the dotprod and plain NEON levels (`HEARTH_SIMD=avx2`,
+    // `=dotprod` and `=neon` rely on it).
+    let best = simd::detect();
     assert!(simd::supported(Level::Scalar));
-    assert!(simd::supported(simd::detect()));
+    assert!(simd::supported(best));
+    let below: &[Level] = match best {
+        Level::Avx512Vnni => &[Level::Avx2],
+        Level::NeonI8mm => &[Level::NeonDot, Level::Neon],
+        Level::NeonDot => &[Level::Neon],
+        _ => &[],
+    };
+    for &l in below {
+        assert!(simd::supported(l), "{l:?} under {best:?}");
+    }
+    assert_eq!(
+        simd::simd_levels().last().copied().unwrap_or(Level::Scalar),
+        best
+    );
 }
 
 #[test]
-fn vnni_k_quant_tiles_equal_avx2_bit_for_bit() {
-    // The K-quant tiles' VNNI variant replaces `madd` + add by `vpdpwssd`: exact i32 lanes on
-    // both levels. Random bytes reach every quant and scale code; a row of all-ones quant bytes
-    // (scales kept finite) and constant ±1 activations (quants ±127) reach the largest products.
-    if !have_vnni() {
-        return;
-    }
+fn every_level_k_quant_tiles_equal_scalar_bit_for_bit() {
+    // Exact i32 lanes on every level (the VNNI variant replaces `madd` + add by `vpdpwssd`).
+    // Random bytes reach every quant and scale code; a row of all-ones quant bytes (scales kept
+    // finite) and constant ±1 activations (quants ±127) reach the largest products.
+    let levels = levels();
     let mut r = rng(73);
     let mut checked = 0usize;
     for ty in [GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K] {
@@ -246,32 +257,28 @@ fn vnni_k_quant_tiles_equal_avx2_bit_for_bit() {
                 };
                 x.extend_from_slice(&row);
             }
-            let mut outs = [vec![f32::NAN; rows * tokens], vec![f32::NAN; rows * tokens]];
-            for (level, out) in [Level::Avx2, Level::Avx512Vnni].into_iter().zip(&mut outs) {
-                assert!(dot_tile_at(level, ty, n, &w, rows, &x, tokens, out));
-            }
-            for t in 0..tokens {
-                for row in 0..rows {
-                    let (wr, xr) = (&w[row * wrb..(row + 1) * wrb], &x[t * xrb..(t + 1) * xrb]);
-                    // The AVX2 `vec_dot` (the VNNI one is checked against it above).
-                    let dot = testing::vec_dot_at(Level::Avx2, ty, n, wr, xr).unwrap();
-                    let (a, v) = (outs[0][t * rows + row], outs[1][t * rows + row]);
-                    assert_eq!(
-                        a.to_bits(),
-                        v.to_bits(),
-                        "{ty} nb={nb}: row {row}, token {t}: AVX2 tile {a} vs VNNI tile {v}"
-                    );
-                    assert_eq!(
-                        v.to_bits(),
-                        dot.to_bits(),
-                        "{ty}: VNNI tile {v} vs vec_dot {dot}"
-                    );
-                    checked += 1;
+            for &level in &levels {
+                let mut out = vec![f32::NAN; rows * tokens];
+                assert!(
+                    dot_tile_at(level, ty, n, &w, rows, &x, tokens, &mut out),
+                    "{ty} has no tile kernel at {level:?}"
+                );
+                for t in 0..tokens {
+                    for row in 0..rows {
+                        let (wr, xr) = (&w[row * wrb..(row + 1) * wrb], &x[t * xrb..(t + 1) * xrb]);
+                        let dot = testing::vec_dot_at(Level::Scalar, ty, n, wr, xr).unwrap();
+                        let v = out[t * rows + row];
+                        assert!(
+                            same(v, dot),
+                            "{ty} nb={nb}: row {row}, token {t}: {level:?} tile {v} vs scalar {dot}"
+                        );
+                        checked += 1;
+                    }
                 }
             }
         }
     }
-    eprintln!("{checked} VNNI K-quant tile outputs equal to the AVX2 tiles");
+    eprintln!("{checked} SIMD K-quant tile outputs equal to the scalar reference");
 }
 
 /// The f16 scale fields of one K-quant block (offsets as in `random_bytes_row`).
@@ -337,14 +344,10 @@ fn q8k_row(rng: &mut StdRng, nb: usize, q: Option<i8>) -> Vec<u8> {
 }
 
 #[test]
-fn vnni_k_quant_vec_dot_equals_avx2_bit_for_bit() {
-    // Q4_K/Q5_K/Q6_K `vec_dot` swap `madd` + add for `vpdpwssd` at the VNNI level; Q2_K/Q3_K
-    // keep their AVX2 code (checked too, so a later VNNI variant is covered). Extremes:
-    // saturated quant and scale bytes, activation quants of ±127 and -128, the f16/f32
-    // extremes, subnormals and signed zeros in the scales.
-    if !have_vnni() {
-        return;
-    }
+fn every_level_k_quant_vec_dot_equals_scalar_bit_for_bit() {
+    // Every K-quant on every level. Extremes: saturated quant and scale bytes, activation
+    // quants of ±127 and -128, the f16/f32 extremes, subnormals and signed zeros in the scales.
+    let levels = levels();
     let mut r = rng(74);
     let mut checked = 0usize;
     let kinds = [
@@ -371,20 +374,22 @@ fn vnni_k_quant_vec_dot_equals_avx2_bit_for_bit() {
                         xs.push(activation_row(&mut r, ty, n));
                     }
                     for x in xs {
-                        let a = testing::vec_dot_at(Level::Avx2, ty, n, &w, &x).unwrap();
-                        let v = testing::vec_dot_at(Level::Avx512Vnni, ty, n, &w, &x).unwrap();
-                        assert_eq!(
-                            a.to_bits(),
-                            v.to_bits(),
-                            "{ty} nb={nb} weights {wf:?} activations {aq:?}: AVX2 {a} vs VNNI {v}"
-                        );
-                        checked += 1;
+                        let a = testing::vec_dot_at(Level::Scalar, ty, n, &w, &x).unwrap();
+                        for &level in &levels {
+                            let v = testing::vec_dot_at(level, ty, n, &w, &x).unwrap();
+                            assert!(
+                                same(a, v),
+                                "{ty} nb={nb} weights {wf:?} activations {aq:?}: \
+                                 scalar {a} vs {level:?} {v}"
+                            );
+                            checked += 1;
+                        }
                     }
                 }
             }
         }
     }
-    eprintln!("{checked} VNNI K-quant vec_dot results equal to AVX2");
+    eprintln!("{checked} SIMD K-quant vec_dot results equal to the scalar reference");
 }
 
 /// `values` encoded as `ty`.
@@ -392,4 +397,10 @@ fn encode(ty: GgmlType, values: &[f32]) -> Vec<u8> {
     let mut out = vec![0u8; row_bytes(ty, values.len())];
     hearth_kernels::quantize_row(ty, values, &mut out).expect("encode activations");
     out
+}
+
+/// The same bits (NaNs included: extreme scales reach ∞ − ∞, and the levels must agree on
+/// those too).
+fn same(a: f32, b: f32) -> bool {
+    a.to_bits() == b.to_bits()
 }
