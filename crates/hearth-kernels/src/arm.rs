@@ -9,3 +9,5 @@
 //! combines them in the reference's order.
 
 pub(crate) mod ext;
+pub(crate) mod packed_kquants;
+pub(crate) mod packed_legacy;
