@@ -407,9 +407,10 @@ pub(crate) fn packed_kernel(level: Level, ty: GgmlType) -> Option<PackedFn> {
         Level::NeonI8mm if legacy => Some(crate::arm::packed_legacy::tile_i8mm),
         #[cfg(target_arch = "aarch64")]
         Level::Neon => Some(crate::arm::packed_kquants::tile_neon),
-        // The K-quants have no i8mm variant: that level runs their `sdot` code.
         #[cfg(target_arch = "aarch64")]
-        Level::NeonDot | Level::NeonI8mm => Some(crate::arm::packed_kquants::tile_dot),
+        Level::NeonDot => Some(crate::arm::packed_kquants::tile_dot),
+        #[cfg(target_arch = "aarch64")]
+        Level::NeonI8mm => Some(crate::arm::packed_kquants::tile_i8mm),
         _ => None,
     }
 }

@@ -1,9 +1,9 @@
 //! The packed K-quants' kernels (Q4_K, Q6_K in groups of eight rows; layout and scalar
 //! reference in `formats::packed::kquants`) on NEON, with `sdot` where the CPU has the
-//! dot-product extension (the i8mm level runs the `sdot` code). Each is generic over `T`, the
-//! tokens of one pass: a packed block's quants and scales are loaded and unpacked once per
-//! pass, and every token keeps its own i32 sums and f32 accumulators (rows 0–3 and 4–7 in
-//! two vectors).
+//! dot-product extension, and `smmla` for pairs of tokens where it has i8mm (a lone token
+//! runs the `sdot` code there). Each is generic over `T` (or `2P`), the tokens of one pass:
+//! a packed block's quants and scales are loaded and unpacked once per pass, and every token
+//! keeps its own i32 sums and f32 accumulators (rows 0–3 and 4–7 in two vectors).
 //!
 //! Integer sums: per sub-block and row, [`Dot`] over the sub-block's units (Q4_K codes 0..15
 //! as they are; Q6_K codes minus 32 in the register, so no `bsums` correction), then a
@@ -19,6 +19,7 @@
 #![allow(clippy::needless_range_loop)]
 
 use super::packed_legacy::{bcast4, f16x8, load2, scale_add, store8, Dot, DotProd, Neon};
+use super::packed_legacy::{mm_acc, mm_rows, mm_split, mm_x};
 use crate::formats::kquants::{Q8K, Q8K_BSUMS, Q8K_QS};
 use crate::formats::packed::kquants::*;
 use crate::types::Tile;
@@ -42,7 +43,7 @@ const TOKENS: usize = 4;
 #[target_feature(enable = "neon")]
 pub(crate) unsafe fn tile_neon(ty: GgmlType, nb: usize, t: &Tile, groups: usize, tokens: usize) {
     // SAFETY: forwarded from the caller.
-    unsafe { tiles::<Neon>(ty, nb, t, groups, tokens) }
+    unsafe { tiles::<Neon, false>(ty, nb, t, groups, tokens) }
 }
 
 /// [`tile_neon`] with `sdot`: bit-identical outputs.
@@ -52,30 +53,57 @@ pub(crate) unsafe fn tile_neon(ty: GgmlType, nb: usize, t: &Tile, groups: usize,
 #[target_feature(enable = "neon")]
 pub(crate) unsafe fn tile_dot(ty: GgmlType, nb: usize, t: &Tile, groups: usize, tokens: usize) {
     // SAFETY: forwarded from the caller.
-    unsafe { tiles::<DotProd>(ty, nb, t, groups, tokens) }
+    unsafe { tiles::<DotProd, false>(ty, nb, t, groups, tokens) }
+}
+
+/// [`tile_dot`] with `smmla` for pairs of tokens (two rows × two tokens × eight bytes per
+/// instruction); a lone token runs the `sdot` code. Bit-identical outputs.
+///
+/// # Safety
+/// As [`tile_neon`], and the CPU has the dot-product and int8 matrix-multiply extensions.
+#[target_feature(enable = "neon")]
+pub(crate) unsafe fn tile_i8mm(ty: GgmlType, nb: usize, t: &Tile, groups: usize, tokens: usize) {
+    // SAFETY: forwarded from the caller.
+    unsafe { tiles::<DotProd, true>(ty, nb, t, groups, tokens) }
 }
 
 /// # Safety
-/// As [`tile_neon`], with `D`'s features.
+/// As [`tile_neon`], with `D`'s features (and i8mm for `MM`).
 #[inline(always)]
-unsafe fn tiles<D: Dot>(ty: GgmlType, nb: usize, t: &Tile, groups: usize, tokens: usize) {
+unsafe fn tiles<D: Dot, const MM: bool>(
+    ty: GgmlType,
+    nb: usize,
+    t: &Tile,
+    groups: usize,
+    tokens: usize,
+) {
+    let q4 = ty == GgmlType::Q4_K;
     let mut k = 0;
     while k < tokens {
         let n = (tokens - k).min(TOKENS);
         for g in 0..groups {
             let p = Pass::new(nb, t, g, k);
-            // SAFETY: group `g < groups` and tokens `k..k + n` are inside the caller's ranges.
-            unsafe {
-                match (ty, n) {
-                    (GgmlType::Q4_K, 4) => q4k::<D, 4>(&p),
-                    (GgmlType::Q4_K, 3) => q4k::<D, 3>(&p),
-                    (GgmlType::Q4_K, 2) => q4k::<D, 2>(&p),
-                    (GgmlType::Q4_K, _) => q4k::<D, 1>(&p),
-                    (_, 4) => q6k::<D, 4>(&p),
-                    (_, 3) => q6k::<D, 3>(&p),
-                    (_, 2) => q6k::<D, 2>(&p),
-                    _ => q6k::<D, 1>(&p),
-                }
+            let mut done = 0;
+            while done < n {
+                let p = p.at_token(done);
+                // SAFETY: group `g < groups` and tokens `k + done..k + n` are inside the
+                // caller's ranges.
+                done += unsafe {
+                    match n - done {
+                        4 if MM && q4 => q4k_mm::<2>(&p),
+                        4 if MM => q6k_mm::<2>(&p),
+                        2 | 3 if MM && q4 => q4k_mm::<1>(&p),
+                        2 | 3 if MM => q6k_mm::<1>(&p),
+                        4 if q4 => q4k::<D, 4>(&p),
+                        3 if q4 => q4k::<D, 3>(&p),
+                        2 if q4 => q4k::<D, 2>(&p),
+                        _ if q4 => q4k::<D, 1>(&p),
+                        4 => q6k::<D, 4>(&p),
+                        3 => q6k::<D, 3>(&p),
+                        2 => q6k::<D, 2>(&p),
+                        _ => q6k::<D, 1>(&p),
+                    }
+                };
             }
         }
         k += n;
@@ -84,6 +112,7 @@ unsafe fn tiles<D: Dot>(ty: GgmlType, nb: usize, t: &Tile, groups: usize, tokens
 
 /// One pass: one packed group (`nb` blocks at `w`) against consecutive tokens (at `x`, `xrb`
 /// apart), outputs at `out + k * ostride + (0..8)`.
+#[derive(Clone, Copy)]
 struct Pass {
     nb: usize,
     w: *const u8,
@@ -104,6 +133,16 @@ impl Pass {
             xrb: t.xrb,
             out: t.out.wrapping_add(k * t.ostride + ROWS * g),
             ostride: t.ostride,
+        }
+    }
+
+    /// The same pass from token `k` on.
+    #[inline(always)]
+    fn at_token(&self, k: usize) -> Pass {
+        Pass {
+            x: self.x.wrapping_add(k * self.xrb),
+            out: self.out.wrapping_add(k * self.ostride),
+            ..*self
         }
     }
 
@@ -209,7 +248,7 @@ unsafe fn q4k_msum(mn: &[[int32x4_t; 2]; 8], xb: *const u8) -> [int32x4_t; 2] {
 /// # Safety
 /// As [`tile_neon`] for the pass's group and `T` tokens, with `D`'s features.
 #[inline(always)]
-unsafe fn q4k<D: Dot, const T: usize>(p: &Pass) {
+unsafe fn q4k<D: Dot, const T: usize>(p: &Pass) -> usize {
     let m4 = vdupq_n_u8(0x0f);
     let zero = vdupq_n_s32(0);
     let mut acc = [[vdupq_n_f32(0.0); 2]; T];
@@ -249,24 +288,112 @@ unsafe fn q4k<D: Dot, const T: usize>(p: &Pass) {
                     }
                 }
             }
-            let (dw, dminw) = (f16x8(wb.add(Q4_D)), f16x8(wb.add(Q4_DMIN)));
-            for k in 0..T {
-                let xb = p.xb(k, b);
-                let msum = q4k_msum(&mn, xb);
-                let d = q8_d(xb);
-                scale_add(&mut acc[k], isum[k], dw, d);
-                let dx = vdupq_n_f32(d);
-                for h in 0..2 {
-                    let dd = vmulq_f32(dminw[h], dx);
-                    acc[k][h] = vfmsq_f32(acc[k][h], vcvtq_f32_s32(msum[h]), dd);
-                }
+            q4k_finish(&mut acc, isum, &mn, wb, p, b);
+        }
+    }
+    store_all(p, acc)
+}
+
+/// Q4_K's float steps of block `b` (packed at `wb`) for `T` tokens with exact sums `isum`.
+///
+/// # Safety
+/// The packed block at `wb` and block `b` of the pass's `T` tokens are readable.
+#[inline(always)]
+unsafe fn q4k_finish<const T: usize>(
+    acc: &mut [[float32x4_t; 2]; T],
+    isum: [[int32x4_t; 2]; T],
+    mn: &[[int32x4_t; 2]; 8],
+    wb: *const u8,
+    p: &Pass,
+    b: usize,
+) {
+    // SAFETY: the caller's contract; `d` and `dmin` are inside the block.
+    unsafe {
+        let (dw, dminw) = (f16x8(wb.add(Q4_D)), f16x8(wb.add(Q4_DMIN)));
+        for k in 0..T {
+            let xb = p.xb(k, b);
+            let msum = q4k_msum(mn, xb);
+            let d = q8_d(xb);
+            scale_add(&mut acc[k], isum[k], dw, d);
+            let dx = vdupq_n_f32(d);
+            for h in 0..2 {
+                let dd = vmulq_f32(dminw[h], dx);
+                acc[k][h] = vfmsq_f32(acc[k][h], vcvtq_f32_s32(msum[h]), dd);
             }
         }
     }
+}
+
+/// Stores the `T` tokens' outputs of the pass; returns `T`.
+///
+/// # Safety
+/// The group's eight outputs of each of the pass's `T` tokens are writable.
+#[inline(always)]
+unsafe fn store_all<const T: usize>(p: &Pass, acc: [[float32x4_t; 2]; T]) -> usize {
     for k in 0..T {
-        // SAFETY: the group's eight outputs of token `k` are writable.
+        // SAFETY: the caller's contract.
         unsafe { store8(p.out.add(k * p.ostride), acc[k]) };
     }
+    T
+}
+
+/// Q4_K against `2P` tokens with `smmla`: units `2m` and `2m + 1` of a sub-block pair hold
+/// activation quants `8m..8m + 8` in order (low nibbles; high nibbles 32 further), so
+/// they zip into `smmla` row pairs (see `packed_legacy::mm_rows`).
+///
+/// # Safety
+/// As [`tile_i8mm`] for the pass's group and `2P` tokens.
+#[inline(always)]
+unsafe fn q4k_mm<const P: usize>(p: &Pass) -> usize {
+    let m4 = vdupq_n_u8(0x0f);
+    let zero = vdupq_n_s32(0);
+    let mut acc = [[[vdupq_n_f32(0.0); 2]; 2]; P];
+    for b in 0..p.nb {
+        // SAFETY: block `b` of the group and of the `2P` tokens' rows is readable (the
+        // caller's contract); every offset below is inside its block; the CPU has i8mm.
+        unsafe {
+            let wb = p.w.add(b * Q4_BLOCK);
+            let (sc, mn) = q4k_scales_mins(wb);
+            // [pair][token of the pair][rows 0–3, 4–7]
+            let mut isum = [[[zero; 2]; 2]; P];
+            for q in 0..4 {
+                // Sub-blocks 2q (low nibbles) and 2q + 1 (high nibbles): [pair][row pair].
+                let (mut lo, mut hi) = ([[zero; 4]; P], [[zero; 4]; P]);
+                for m in 0..4 {
+                    let v0 = load2(wb.add(Q4_QS + 32 * (8 * q + 2 * m)));
+                    let v1 = load2(wb.add(Q4_QS + 32 * (8 * q + 2 * m + 1)));
+                    let low = |v: [uint8x16_t; 2]| v.map(|v| vreinterpretq_s8_u8(vandq_u8(v, m4)));
+                    let high =
+                        |v: [uint8x16_t; 2]| v.map(|v| vreinterpretq_s8_u8(vshrq_n_u8::<4>(v)));
+                    let rl = mm_rows(low(v0), low(v1));
+                    let rh = mm_rows(high(v0), high(v1));
+                    for pq in 0..P {
+                        let x0 = p.xb(2 * pq, b).add(Q8K_QS + 64 * q + 8 * m);
+                        let x1 = p.xb(2 * pq + 1, b).add(Q8K_QS + 64 * q + 8 * m);
+                        mm_acc(&mut lo[pq], &rl, mm_x(x0, x1));
+                        mm_acc(&mut hi[pq], &rh, mm_x(x0.add(32), x1.add(32)));
+                    }
+                }
+                for pq in 0..P {
+                    let (sl, sh) = (mm_split(lo[pq]), mm_split(hi[pq]));
+                    for j in 0..2 {
+                        for h in 0..2 {
+                            let s = vmlaq_s32(isum[pq][j][h], sl[j][h], sc[2 * q][h]);
+                            isum[pq][j][h] = vmlaq_s32(s, sh[j][h], sc[2 * q + 1][h]);
+                        }
+                    }
+                }
+            }
+            for pq in 0..P {
+                q4k_finish(&mut acc[pq], isum[pq], &mn, wb, &p.at_token(2 * pq), b);
+            }
+        }
+    }
+    for pq in 0..P {
+        // SAFETY: the outputs of the pass's `2P` tokens are writable.
+        unsafe { store_all(&p.at_token(2 * pq), acc[pq]) };
+    }
+    2 * P
 }
 
 /// Q6_K's codes minus 32 of unit `c` of half `h`, all rows, for quarters `2tp` and
@@ -337,7 +464,7 @@ unsafe fn q6k_scales(wb: *const u8, i: usize, k: usize) -> [int32x4_t; 2] {
 /// # Safety
 /// As [`tile_neon`] for the pass's group and `T` tokens, with `D`'s features.
 #[inline(always)]
-unsafe fn q6k<D: Dot, const T: usize>(p: &Pass) {
+unsafe fn q6k<D: Dot, const T: usize>(p: &Pass) -> usize {
     let zero = vdupq_n_s32(0);
     let mut acc = [[vdupq_n_f32(0.0); 2]; T];
     for b in 0..p.nb {
@@ -375,16 +502,92 @@ unsafe fn q6k<D: Dot, const T: usize>(p: &Pass) {
                     }
                 }
             }
-            let dw = f16x8(wb.add(Q6_D));
-            for k in 0..T {
-                scale_add(&mut acc[k], isum[k], dw, q8_d(p.xb(k, b)));
+            q6k_finish(&mut acc, isum, wb, p, b);
+        }
+    }
+    store_all(p, acc)
+}
+
+/// Q6_K's float steps of block `b` (packed at `wb`) for `T` tokens with exact sums `isum`.
+///
+/// # Safety
+/// The packed block at `wb` and block `b` of the pass's `T` tokens are readable.
+#[inline(always)]
+unsafe fn q6k_finish<const T: usize>(
+    acc: &mut [[float32x4_t; 2]; T],
+    isum: [[int32x4_t; 2]; T],
+    wb: *const u8,
+    p: &Pass,
+    b: usize,
+) {
+    // SAFETY: the caller's contract; `d` is inside the block.
+    unsafe {
+        let dw = f16x8(wb.add(Q6_D));
+        for k in 0..T {
+            scale_add(&mut acc[k], isum[k], dw, q8_d(p.xb(k, b)));
+        }
+    }
+}
+
+/// Q6_K against `2P` tokens with `smmla`: units `2m` and `2m + 1` of a quarter hold its
+/// activation quants `8m..8m + 8` in order, so they zip into `smmla` row pairs.
+///
+/// # Safety
+/// As [`tile_i8mm`] for the pass's group and `2P` tokens.
+#[inline(always)]
+unsafe fn q6k_mm<const P: usize>(p: &Pass) -> usize {
+    let zero = vdupq_n_s32(0);
+    let mut acc = [[[vdupq_n_f32(0.0); 2]; 2]; P];
+    for b in 0..p.nb {
+        // SAFETY: block `b` of the group and of the `2P` tokens' rows is readable (the
+        // caller's contract); every offset below is inside its block; the CPU has i8mm.
+        unsafe {
+            let wb = p.w.add(b * Q6_BLOCK);
+            // [pair][token of the pair][rows 0–3, 4–7]
+            let mut isum = [[[zero; 2]; 2]; P];
+            for h in 0..2 {
+                for cc in 0..2 {
+                    for tp in 0..2 {
+                        // [quarter 2tp + tl][pair][row pair]
+                        let mut s = [[[zero; 4]; P]; 2];
+                        for m in 2 * cc..2 * cc + 2 {
+                            let q0 = q6k_codes(wb, h, 2 * m, tp);
+                            let q1 = q6k_codes(wb, h, 2 * m + 1, tp);
+                            for tl in 0..2 {
+                                let rows = mm_rows(q0[tl], q1[tl]);
+                                let off = Q8K_QS + 128 * h + 32 * (2 * tp + tl) + 8 * m;
+                                for pq in 0..P {
+                                    let x0 = p.xb(2 * pq, b).add(off);
+                                    let x1 = p.xb(2 * pq + 1, b).add(off);
+                                    mm_acc(&mut s[tl][pq], &rows, mm_x(x0, x1));
+                                }
+                            }
+                        }
+                        for tl in 0..2 {
+                            let sc = q6k_scales(wb, 4 * h + 2 * tp + tl, cc);
+                            for pq in 0..P {
+                                let st = mm_split(s[tl][pq]);
+                                for j in 0..2 {
+                                    for half in 0..2 {
+                                        isum[pq][j][half] =
+                                            vmlaq_s32(isum[pq][j][half], st[j][half], sc[half]);
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            for pq in 0..P {
+                q6k_finish(&mut acc[pq], isum[pq], wb, &p.at_token(2 * pq), b);
             }
         }
     }
-    for k in 0..T {
-        // SAFETY: the group's eight outputs of token `k` are writable.
-        unsafe { store8(p.out.add(k * p.ostride), acc[k]) };
+    for pq in 0..P {
+        // SAFETY: the outputs of the pass's `2P` tokens are writable.
+        unsafe { store_all(&p.at_token(2 * pq), acc[pq]) };
     }
+    2 * P
 }
 
 /// The kernels of every ARM level this CPU has against the scalar reference, on the
@@ -409,6 +612,9 @@ mod tests {
         }
         if supported(Level::NeonDot) {
             k.push(("dotprod", tile_dot));
+        }
+        if supported(Level::NeonI8mm) {
+            k.push(("i8mm", tile_i8mm));
         }
         assert!(!k.is_empty(), "every aarch64 CPU has NEON");
         k

@@ -426,6 +426,60 @@ unsafe fn finish_block<const KIND: u8, const T: usize>(
     }
 }
 
+/// Two registers `a`, `b` (each as rows 0–3, rows 4–7) as `smmla`'s row pairs: rows
+/// (0, 1), (2, 3), (4, 5), (6, 7), eight bytes per row, `a`'s four then `b`'s.
+///
+/// # Safety
+/// NEON (every aarch64 CPU).
+#[inline(always)]
+pub(super) unsafe fn mm_rows(a: [int8x16_t; 2], b: [int8x16_t; 2]) -> [int8x16_t; 4] {
+    let (a, b) = (
+        a.map(|v| vreinterpretq_s32_s8(v)),
+        b.map(|v| vreinterpretq_s32_s8(v)),
+    );
+    [
+        vreinterpretq_s8_s32(vzip1q_s32(a[0], b[0])),
+        vreinterpretq_s8_s32(vzip2q_s32(a[0], b[0])),
+        vreinterpretq_s8_s32(vzip1q_s32(a[1], b[1])),
+        vreinterpretq_s8_s32(vzip2q_s32(a[1], b[1])),
+    ]
+}
+
+/// Two tokens' eight activation quants (at `x0`, `x1`) as `smmla`'s other operand.
+///
+/// # Safety
+/// Eight bytes at `x0` and at `x1` are readable.
+#[inline(always)]
+pub(super) unsafe fn mm_x(x0: *const u8, x1: *const u8) -> int8x16_t {
+    // SAFETY: the caller's contract.
+    unsafe { vcombine_s8(vld1_s8(x0 as *const i8), vld1_s8(x1 as *const i8)) }
+}
+
+/// `m[r] += rows[r] · x` for the four row pairs: lanes (r, t0), (r, t1), (r + 1, t0),
+/// (r + 1, t1) of each.
+///
+/// # Safety
+/// The CPU has i8mm.
+#[inline(always)]
+pub(super) unsafe fn mm_acc(m: &mut [int32x4_t; 4], rows: &[int8x16_t; 4], x: int8x16_t) {
+    for r in 0..4 {
+        // SAFETY: the caller's contract.
+        m[r] = unsafe { crate::arm::ext::smmla(m[r], rows[r], x) };
+    }
+}
+
+/// The four row-pair accumulators of [`mm_acc`] as `[token][rows 0–3, 4–7]`.
+///
+/// # Safety
+/// NEON (every aarch64 CPU).
+#[inline(always)]
+pub(super) unsafe fn mm_split(m: [int32x4_t; 4]) -> [[int32x4_t; 2]; 2] {
+    [
+        [vuzp1q_s32(m[0], m[1]), vuzp1q_s32(m[2], m[3])],
+        [vuzp2q_s32(m[0], m[1]), vuzp2q_s32(m[2], m[3])],
+    ]
+}
+
 /// One group against `2P` tokens with `smmla`; returns `2P`. Registers `(A, B)` whose
 /// activation quants are contiguous (`A`'s four then `B`'s) are zipped into row pairs of
 /// eight bytes (`zip1`: rows 0, 1; `zip2`: rows 2, 3), and each token pair's eight bytes
@@ -456,30 +510,14 @@ unsafe fn pairs<const KIND: u8, const P: usize>(nb: usize, p: &Pass) -> usize {
                     [(w0[0], w1[0], o0[0]), (w0[1], w1[1], o0[1])]
                 };
                 for (a, bb, off) in ab {
-                    let rows = [
-                        vzip1q_s32(vreinterpretq_s32_s8(a[0]), vreinterpretq_s32_s8(bb[0])),
-                        vzip2q_s32(vreinterpretq_s32_s8(a[0]), vreinterpretq_s32_s8(bb[0])),
-                        vzip1q_s32(vreinterpretq_s32_s8(a[1]), vreinterpretq_s32_s8(bb[1])),
-                        vzip2q_s32(vreinterpretq_s32_s8(a[1]), vreinterpretq_s32_s8(bb[1])),
-                    ];
+                    let rows = mm_rows(a, bb);
                     for q in 0..P {
                         let x0 = p.x.add(2 * q * p.xrb + b * xbs + xqs + off);
-                        let x1 = x0.add(p.xrb);
-                        let x = vcombine_s8(vld1_s8(x0 as *const i8), vld1_s8(x1 as *const i8));
-                        for r in 0..4 {
-                            let w = vreinterpretq_s8_s32(rows[r]);
-                            m[q][r] = crate::arm::ext::smmla(m[q][r], w, x);
-                        }
+                        mm_acc(&mut m[q], &rows, mm_x(x0, x0.add(p.xrb)));
                     }
                 }
             }
-            let mut s = [[[vdupq_n_s32(0); 2]; 2]; P];
-            for q in 0..P {
-                for h in 0..2 {
-                    s[q][0][h] = vuzp1q_s32(m[q][2 * h], m[q][2 * h + 1]);
-                    s[q][1][h] = vuzp2q_s32(m[q][2 * h], m[q][2 * h + 1]);
-                }
-            }
+            let s = m.map(|m| mm_split(m));
             for q in 0..P {
                 let sub = p.at_token(2 * q);
                 finish_block::<KIND, 2>(pb, &mut acc[q], s[q], &sub, b);
