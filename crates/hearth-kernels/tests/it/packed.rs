@@ -320,3 +320,10 @@ fn packed_matmul_is_batch_invariant() {
         }
     }
 }
+
+/// Every SIMD level, x86 or ARM, has packed kernels for both format families, so a model
+/// packs its weights there; only the portable level keeps the row layout.
+#[test]
+fn every_simd_level_has_packed_kernels() {
+    assert_eq!(packed::has_kernels(), simd::level() != Level::Scalar);
+}
