@@ -13,3 +13,5 @@ pub(crate) mod ext;
 pub(crate) mod float;
 pub(crate) mod legacy;
 pub(crate) mod legacy_tile;
+pub(crate) mod packed_kquants;
+pub(crate) mod packed_legacy;

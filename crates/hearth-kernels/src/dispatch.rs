@@ -507,6 +507,21 @@ pub(crate) fn packed_kernel(level: Level, ty: GgmlType) -> Option<PackedFn> {
         Level::Avx2 => Some(crate::x86::packed_kquants::tile_avx2),
         #[cfg(target_arch = "x86_64")]
         Level::Avx512Vnni => Some(crate::x86::packed_kquants::tile_vnni),
+        // SAFETY (for the caller's call): `Level::Neon` comes only from `simd::detect`, which
+        // found NEON; `NeonDot` also the dot-product extension, `NeonI8mm` also i8mm, what
+        // each kernel's safety contract asks of the CPU.
+        #[cfg(target_arch = "aarch64")]
+        Level::Neon if legacy => Some(crate::arm::packed_legacy::tile_neon),
+        #[cfg(target_arch = "aarch64")]
+        Level::NeonDot if legacy => Some(crate::arm::packed_legacy::tile_dot),
+        #[cfg(target_arch = "aarch64")]
+        Level::NeonI8mm if legacy => Some(crate::arm::packed_legacy::tile_i8mm),
+        #[cfg(target_arch = "aarch64")]
+        Level::Neon => Some(crate::arm::packed_kquants::tile_neon),
+        #[cfg(target_arch = "aarch64")]
+        Level::NeonDot => Some(crate::arm::packed_kquants::tile_dot),
+        #[cfg(target_arch = "aarch64")]
+        Level::NeonI8mm => Some(crate::arm::packed_kquants::tile_i8mm),
         _ => None,
     }
 }

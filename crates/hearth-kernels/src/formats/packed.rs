@@ -1,7 +1,8 @@
 //! Weights re-laid out in groups of eight interleaved rows ("packed"): what the bytes mean
 //! and the scalar reference that defines every packed kernel's bits. One file per format
-//! family; the kernels are in `x86::packed_legacy` and `x86::packed_kquants`, the driver (packing
-//! a matrix, threads, choosing the kernel) in `crate::packed`.
+//! family; the kernels are in `x86::packed_legacy` and `x86::packed_kquants` (and their
+//! `arm::` namesakes), the driver (packing a matrix, threads, choosing the kernel) in
+//! `crate::packed`.
 
 pub(crate) mod kquants;
 pub(crate) mod legacy;

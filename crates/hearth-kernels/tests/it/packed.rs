@@ -5,7 +5,7 @@
 
 use crate::common::*;
 use hearth_kernels::packed::{self, GROUP};
-use hearth_kernels::simd::Level;
+use hearth_kernels::simd::{self, Level};
 use hearth_kernels::testing;
 use hearth_kernels::{activation_type, row_bytes, GgmlType, QMatrix, ThreadPool};
 use rand::Rng;
@@ -125,20 +125,26 @@ fn the_reference_computes_the_dot_product() {
     }
 }
 
+/// The portable level and every SIMD level this CPU runs, x86 or ARM.
+fn levels() -> Vec<Level> {
+    let mut l = vec![Level::Scalar];
+    l.extend(simd::simd_levels());
+    l
+}
+
 /// Every level's kernels against the reference, bit for bit: token counts across the tile
 /// widths and their tails, several groups, one and two threads.
 #[test]
 fn every_level_equals_the_reference_bit_for_bit() {
     let mut r = rng(73);
     let pools = [ThreadPool::new(1), ThreadPool::new(2)];
-    let mut compared = 0usize;
     for ty in TYPES {
         let act = activation_type(ty).unwrap();
         for &nb in block_counts(ty) {
             let n = nb * ty.block_size();
             let rows = 3 * GROUP;
             let data = packed_weights(ty, &weights(&mut r, ty, rows, n), rows, n);
-            for tokens in [1usize, 2, 3, 4, 5, 7, 8, 9, 12, 17] {
+            for tokens in 1usize..=17 {
                 let x: Vec<u8> = (0..tokens)
                     .flat_map(|_| activation_row(&mut r, ty, n))
                     .collect();
@@ -150,14 +156,12 @@ fn every_level_equals_the_reference_bit_for_bit() {
                             .to_bits()
                     })
                     .collect();
-                for level in [Level::Scalar, Level::Avx2, Level::Avx512Vnni] {
+                for level in levels() {
                     for pool in &pools {
                         let mut out = vec![f32::NAN; tokens * rows];
-                        if !testing::packed_matmul_at(
+                        assert!(testing::packed_matmul_at(
                             level, pool, ty, &data, rows, n, &x, tokens, &mut out,
-                        ) {
-                            continue;
-                        }
+                        ));
                         let got: Vec<u32> = out.iter().map(|v| v.to_bits()).collect();
                         assert_eq!(
                             got,
@@ -165,13 +169,11 @@ fn every_level_equals_the_reference_bit_for_bit() {
                             "{ty} nb={nb} tokens={tokens} {level:?} {} threads",
                             pool.n_threads()
                         );
-                        compared += 1;
                     }
                 }
             }
         }
     }
-    assert!(compared > 0);
 }
 
 /// The extremes of every field: all codes 0 or maximal (Q8_0 quants −128 and 127),
@@ -189,19 +191,39 @@ fn extreme_blocks_equal_the_reference_on_every_level() {
             let mut orig = weights(&mut r, ty, GROUP, n);
             set_all_bytes_but_scales(ty, &mut orig, fill, &mut r, &scales);
             let data = packed_weights(ty, &orig, GROUP, n);
-            for xfill in [127i8, -127, 0] {
-                let mut x = activation_row(&mut r, ty, n);
-                set_activation_quants(act, &mut x, xfill);
-                let want: Vec<u32> = (0..GROUP)
-                    .map(|i| testing::packed_dot_reference(ty, n, &data, i, &x).to_bits())
-                    .collect();
-                for level in [Level::Avx2, Level::Avx512Vnni] {
-                    let mut out = vec![f32::NAN; GROUP];
-                    if testing::packed_matmul_at(level, &pool, ty, &data, GROUP, n, &x, 1, &mut out)
-                    {
-                        let got: Vec<u32> = out.iter().map(|v| v.to_bits()).collect();
-                        assert_eq!(got, want, "{ty} fill {fill:#x} x {xfill} {level:?}");
-                    }
+            let fills = [127i8, -127, 0];
+            let x: Vec<u8> = fills
+                .iter()
+                .flat_map(|&q| {
+                    let mut x = activation_row(&mut r, ty, n);
+                    set_activation_quants(act, &mut x, q);
+                    x
+                })
+                .collect();
+            let xrb = x.len() / fills.len();
+            let want: Vec<u32> = (0..fills.len() * GROUP)
+                .map(|i| {
+                    let xt = &x[(i / GROUP) * xrb..(i / GROUP + 1) * xrb];
+                    testing::packed_dot_reference(ty, n, &data, i % GROUP, xt).to_bits()
+                })
+                .collect();
+            for level in simd::simd_levels() {
+                // Each activation row alone, then all three as one batch (on i8mm an
+                // `smmla` pair of different rows, then a lone one).
+                let runs = (0..fills.len()).map(|t| (t, 1)).chain([(0, fills.len())]);
+                for (t0, tokens) in runs {
+                    let xs = &x[t0 * xrb..(t0 + tokens) * xrb];
+                    let mut out = vec![f32::NAN; tokens * GROUP];
+                    assert!(testing::packed_matmul_at(
+                        level, &pool, ty, &data, GROUP, n, xs, tokens, &mut out
+                    ));
+                    let got: Vec<u32> = out.iter().map(|v| v.to_bits()).collect();
+                    assert_eq!(
+                        got,
+                        want[t0 * GROUP..(t0 + tokens) * GROUP],
+                        "{ty} fill {fill:#x} x {:?} {level:?}",
+                        &fills[t0..t0 + tokens]
+                    );
                 }
             }
         }
@@ -251,4 +273,57 @@ fn set_activation_quants(act: GgmlType, x: &mut [u8], q: i8) {
         }),
         other => panic!("set_activation_quants: {other}"),
     }
+}
+
+/// The public `matmul` on packed weights, at this process's level: each token's outputs
+/// are the same bits whatever the batch it comes in, its place there and the thread count,
+/// and equal the reference.
+#[test]
+fn packed_matmul_is_batch_invariant() {
+    let mut r = rng(75);
+    let pools = [ThreadPool::new(1), ThreadPool::new(2)];
+    let (rows, tokens) = (2 * GROUP, 19);
+    for ty in TYPES {
+        let act = activation_type(ty).unwrap();
+        let n = 2 * ty.block_size();
+        let data = packed_weights(ty, &weights(&mut r, ty, rows, n), rows, n);
+        let w = QMatrix::packed(ty, &data, rows, n).unwrap();
+        let xrb = row_bytes(act, n);
+        let x: Vec<u8> = (0..tokens)
+            .flat_map(|_| activation_row(&mut r, ty, n))
+            .collect();
+        let want: Vec<u32> = (0..tokens * rows)
+            .map(|i| {
+                let (t, row) = (i / rows, i % rows);
+                testing::packed_dot_reference(ty, n, &data, row, &x[t * xrb..(t + 1) * xrb])
+                    .to_bits()
+            })
+            .collect();
+        for pool in &pools {
+            for batch in [1usize, 2, 3, 5, 8, 19] {
+                for start in [0, 1, tokens - batch]
+                    .into_iter()
+                    .filter(|s| s + batch <= tokens)
+                {
+                    let mut out = vec![f32::NAN; batch * rows];
+                    let xs = &x[start * xrb..(start + batch) * xrb];
+                    hearth_kernels::matmul(pool, &w, xs, batch, &mut out);
+                    let got: Vec<u32> = out.iter().map(|v| v.to_bits()).collect();
+                    assert_eq!(
+                        got,
+                        want[start * rows..(start + batch) * rows],
+                        "{ty}: batch of {batch} at {start}, {} threads",
+                        pool.n_threads()
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Every SIMD level, x86 or ARM, has packed kernels for both format families, so a model
+/// packs its weights there; only the portable level keeps the row layout.
+#[test]
+fn every_simd_level_has_packed_kernels() {
+    assert_eq!(packed::has_kernels(), simd::level() != Level::Scalar);
 }
