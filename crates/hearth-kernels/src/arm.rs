@@ -9,3 +9,5 @@
 //! combines them in the reference's order.
 
 pub(crate) mod ext;
+pub(crate) mod kquants;
+pub(crate) mod kquants_tile;
