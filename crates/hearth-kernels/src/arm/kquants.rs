@@ -17,8 +17,8 @@
 //! Per block and half, `A += float(S) · d` and `B += float(M) · dmin` with one `vfmaq_f32`
 //! each (the reference's `mul_add`), and at the end `C = A + B` (B stays zero for Q3_K and Q6_K
 //! and is still added: it turns a `-0.0` lane into `+0.0`) and the reference's halving sum
-//! `((C0+C4) + (C2+C6)) + ((C1+C5) + (C3+C7))`, with every addition's operands in the
-//! reference's order. So the results equal `vec_dot_scalar`'s (and the x86 kernels') bit for bit.
+//! `((C0+C4) + (C2+C6)) + ((C1+C5) + (C3+C7))`: the same roundings on the same values. So the
+//! results equal `vec_dot_scalar`'s (and the x86 kernels') bit for bit.
 //!
 //! # One body for one token and for tiles
 //! Each format's kernel is written for `T` tokens against one weight row (the block's quants
@@ -38,23 +38,53 @@ use crate::formats::kquants::{
 };
 use hearth_gguf::GgmlType;
 use std::arch::aarch64::*;
+use std::arch::asm;
 
 /// How a level forms the i32 lanes of one 32-byte chunk and adds them, times the scales of
 /// its two 16-byte halves, to a block's lane sums.
+///
+/// The scales travel as vector lanes picked by index, so the compiler takes each one from a
+/// lane (a multiply by element, a lane duplicate or a load-and-replicate) instead of moving
+/// it through a general-purpose register once per chunk.
 pub(super) trait Lanes {
-    /// `s[h][k] += sc[h] · Σ_{j<4} q[h][4k+j] · y[h][4k+j]` for both halves `h`.
+    /// A block's 16 group scales in the form [`Lanes::chunk`] reads them.
+    type Scales: Copy;
+
+    /// The 16 i16 group scales `v` (groups 0..8, then 8..16) as [`Lanes::Scales`].
+    fn scales(v: [int16x8_t; 2]) -> Self::Scales;
+
+    /// `s[h][k] += sc[g[h]] · Σ_{j<4} q[h][4k+j] · y[h][4k+j]` for both halves `h`.
     ///
     /// # Safety
     /// The CPU has this implementation's features.
-    unsafe fn chunk(s: &mut [int32x4_t; 2], q: [int8x16_t; 2], y: [int8x16_t; 2], sc: [i16; 2]);
+    unsafe fn chunk(
+        s: &mut [int32x4_t; 2],
+        q: [int8x16_t; 2],
+        y: [int8x16_t; 2],
+        sc: &Self::Scales,
+        g: [usize; 2],
+    );
 }
 
 /// Plain NEON: widening byte products and pairwise adds.
 pub(super) struct Mull;
 
 impl Lanes for Mull {
+    type Scales = [int16x8_t; 2];
+
     #[inline(always)]
-    unsafe fn chunk(s: &mut [int32x4_t; 2], q: [int8x16_t; 2], y: [int8x16_t; 2], sc: [i16; 2]) {
+    fn scales(v: [int16x8_t; 2]) -> Self::Scales {
+        v
+    }
+
+    #[inline(always)]
+    unsafe fn chunk(
+        s: &mut [int32x4_t; 2],
+        q: [int8x16_t; 2],
+        y: [int8x16_t; 2],
+        sc: &Self::Scales,
+        g: [usize; 2],
+    ) {
         // SAFETY: NEON is part of every aarch64 CPU; registers only.
         unsafe {
             // Products of bytes 0..8 and 8..16 of each half (|q| ≤ 63 and |y| ≤ 128 keep every
@@ -67,8 +97,8 @@ impl Lanes for Mull {
                 )
             });
             let v = vpaddq_s16(p[0], p[1]);
-            s[0] = vmlal_n_s16(s[0], vget_low_s16(v), sc[0]);
-            s[1] = vmlal_high_n_s16(s[1], v, sc[1]);
+            s[0] = vmlal_n_s16(s[0], vget_low_s16(v), lane16(sc, g[0]));
+            s[1] = vmlal_high_n_s16(s[1], v, lane16(sc, g[1]));
         }
     }
 }
@@ -77,15 +107,52 @@ impl Lanes for Mull {
 pub(super) struct Sdot;
 
 impl Lanes for Sdot {
+    type Scales = [int32x4_t; 4];
+
     #[inline(always)]
-    unsafe fn chunk(s: &mut [int32x4_t; 2], q: [int8x16_t; 2], y: [int8x16_t; 2], sc: [i16; 2]) {
+    fn scales(v: [int16x8_t; 2]) -> Self::Scales {
+        // SAFETY: NEON is baseline on aarch64; registers only.
+        unsafe {
+            [
+                vmovl_s16(vget_low_s16(v[0])),
+                vmovl_high_s16(v[0]),
+                vmovl_s16(vget_low_s16(v[1])),
+                vmovl_high_s16(v[1]),
+            ]
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn chunk(
+        s: &mut [int32x4_t; 2],
+        q: [int8x16_t; 2],
+        y: [int8x16_t; 2],
+        sc: &Self::Scales,
+        g: [usize; 2],
+    ) {
         // SAFETY: the caller's contract (the dot-product extension); registers only.
         unsafe {
             let z = vdupq_n_s32(0);
-            s[0] = vmlaq_n_s32(s[0], sdot(z, q[0], y[0]), sc[0] as i32);
-            s[1] = vmlaq_n_s32(s[1], sdot(z, q[1], y[1]), sc[1] as i32);
+            s[0] = vmlaq_n_s32(s[0], sdot(z, q[0], y[0]), lane32(sc, g[0]));
+            s[1] = vmlaq_n_s32(s[1], sdot(z, q[1], y[1]), lane32(sc, g[1]));
         }
     }
+}
+
+/// Lane `g` of 16 i16 lanes.
+#[inline(always)]
+fn lane16(v: &[int16x8_t; 2], g: usize) -> i16 {
+    // SAFETY: two `int16x8_t` are 16 plain i16 lanes in order.
+    let a: [i16; 16] = unsafe { std::mem::transmute(*v) };
+    a[g]
+}
+
+/// Lane `g` of 16 i32 lanes.
+#[inline(always)]
+fn lane32(v: &[int32x4_t; 4], g: usize) -> i32 {
+    // SAFETY: four `int32x4_t` are 16 plain i32 lanes in order.
+    let a: [i32; 16] = unsafe { std::mem::transmute(*v) };
+    a[g]
 }
 
 /// The dot product of `nb` blocks of `ty` with `nb` Q8_K blocks, plain NEON.
@@ -167,11 +234,28 @@ fn s8(v: [uint8x16_t; 2]) -> [int8x16_t; 2] {
     unsafe { [vreinterpretq_s8_u8(v[0]), vreinterpretq_s8_u8(v[1])] }
 }
 
-/// An f16 field, exactly as the reference converts it.
+/// An f16 field as f32 with the base instruction set's `fcvt` (exact, like the reference's
+/// conversion; only f16 arithmetic needs the FP16 extension). The `half` crate would check for
+/// that extension at run time and call out of line, spilling the kernel's vector registers once
+/// per block.
 #[inline(always)]
 unsafe fn f16_at(p: *const u8) -> f32 {
     // SAFETY: the caller's 2 readable bytes at `p`.
-    unsafe { half::f16::from_bits(u16::from_le_bytes([*p, *p.add(1)])).to_f32() }
+    let bits = unsafe { u16::from_le_bytes([*p, *p.add(1)]) } as u32;
+    let out: f32;
+    // SAFETY: `fmov` and `fcvt` (single from half) are in every aarch64 CPU's FP unit; they
+    // read and write only the registers named here.
+    unsafe {
+        asm!(
+            "fmov {t:s}, {b:w}",
+            "fcvt {o:s}, {t:h}",
+            b = in(reg) bits,
+            t = out(vreg) _,
+            o = out(vreg) out,
+            options(pure, nomem, nostack, preserves_flags)
+        );
+    }
+    out
 }
 
 #[inline(always)]
@@ -287,15 +371,6 @@ fn crumbs(b: [uint8x16_t; 2]) -> [[uint8x16_t; 2]; 4] {
     }
 }
 
-/// The 16 bytes of `v`.
-#[inline(always)]
-fn bytes(v: uint8x16_t) -> [u8; 16] {
-    let mut out = [0u8; 16];
-    // SAFETY: `out` holds the 16 bytes the store writes.
-    unsafe { vst1q_u8(out.as_mut_ptr(), v) };
-    out
-}
-
 /// Q2_K: 2-bit quants, 16 groups with a 4-bit scale and a 4-bit min each.
 ///
 /// # Safety
@@ -312,7 +387,11 @@ unsafe fn q2k<L: Lanes, const T: usize>(nb: usize, w: *const u8, x: [*const u8; 
             let wb = w.add(i * Q2K);
             let xb: [*const u8; T] = std::array::from_fn(|tt| x[tt].add(i * Q8K));
             let packed = load(wb);
-            let sc = bytes(vandq_u8(packed, vdupq_n_u8(0x0f)));
+            let sc = vandq_u8(packed, vdupq_n_u8(0x0f));
+            let sc = L::scales([
+                vreinterpretq_s16_u16(vmovl_u8(vget_low_u8(sc))),
+                vreinterpretq_s16_u16(vmovl_high_u8(sc)),
+            ]);
             let mins = vshrq_n_u8::<4>(packed);
             let m16 = [
                 vreinterpretq_s16_u16(vmovl_u8(vget_low_u8(mins))),
@@ -323,9 +402,15 @@ unsafe fn q2k<L: Lanes, const T: usize>(nb: usize, w: *const u8, x: [*const u8; 
                 let q = crumbs(load2(wb.add(16 + 32 * h)));
                 for t in 0..4 {
                     let c = 4 * h + t;
-                    let scs = [sc[2 * c] as i16, sc[2 * c + 1] as i16];
+                    let g = [2 * c, 2 * c + 1];
                     for tt in 0..T {
-                        L::chunk(&mut s[tt][set::<T>(c)], s8(q[t]), y_chunk(xb[tt], c), scs);
+                        L::chunk(
+                            &mut s[tt][set::<T>(c)],
+                            s8(q[t]),
+                            y_chunk(xb[tt], c),
+                            &sc,
+                            g,
+                        );
                     }
                 }
             }
@@ -359,7 +444,8 @@ unsafe fn q3k<L: Lanes, const T: usize>(nb: usize, w: *const u8, x: [*const u8; 
             let wb = w.add(i * Q3K);
             let xb: [*const u8; T] = std::array::from_fn(|tt| x[tt].add(i * Q8K));
             let raw = unpack12(wb.add(96), q3k_unpack);
-            let sc: [i16; 16] = std::array::from_fn(|g| raw[g] as i16 - 32);
+            let sc = vsubq_s8(vreinterpretq_s8_u8(vld1q_u8(raw.as_ptr())), vdupq_n_s8(32));
+            let sc = L::scales([vmovl_s8(vget_low_s8(sc)), vmovl_high_s8(sc)]);
             // Bit c of each hmask byte belongs to chunk c: inverted, then shifted right once
             // per chunk, so bit 0 always says whether to subtract 4.
             let mut nh = load2(wb).map(|v| vmvnq_u8(v));
@@ -373,9 +459,9 @@ unsafe fn q3k<L: Lanes, const T: usize>(nb: usize, w: *const u8, x: [*const u8; 
                         vreinterpretq_s8_u8(vsubq_u8(low[t][k], sub))
                     });
                     nh = nh.map(|v| vshrq_n_u8::<1>(v));
-                    let scs = [sc[2 * c], sc[2 * c + 1]];
+                    let g = [2 * c, 2 * c + 1];
                     for tt in 0..T {
-                        L::chunk(&mut s[tt][set::<T>(c)], q, y_chunk(xb[tt], c), scs);
+                        L::chunk(&mut s[tt][set::<T>(c)], q, y_chunk(xb[tt], c), &sc, g);
                     }
                 }
             }
@@ -413,7 +499,13 @@ pub(super) unsafe fn q4k<L: Lanes, const T: usize, const FIVE: bool>(
             let xb: [*const u8; T] = std::array::from_fn(|tt| x[tt].add(i * Q8K));
             // Scales 0..8, then mins 0..8.
             let u = unpack12(wb.add(4), k4_unpack);
-            let mn = vreinterpretq_s16_u16(vmovl_u8(vld1_u8(u.as_ptr().add(8))));
+            let both = vld1q_u8(u.as_ptr());
+            // Scale `c` is lane `c`: chunk `c` is sub-block `c` in both halves.
+            let sc = L::scales([
+                vreinterpretq_s16_u16(vmovl_u8(vget_low_u8(both))),
+                vdupq_n_s16(0),
+            ]);
+            let mn = vreinterpretq_s16_u16(vmovl_high_u8(both));
             // High bits (Q5_K): bits 2j and 2j+1 of each byte belong to chunks 2j and 2j+1;
             // shifted right by 2 per pair so they are always read from bits 0 and 1.
             let mut hb = if FIVE {
@@ -433,20 +525,21 @@ pub(super) unsafe fn q4k<L: Lanes, const T: usize, const FIVE: bool>(
                         hb[k] = vshrq_n_u8::<2>(hb[k]);
                     }
                 }
-                let (sl, sh) = (u[2 * j] as i16, u[2 * j + 1] as i16);
                 let (cl, ch) = (2 * j, 2 * j + 1);
                 for tt in 0..T {
                     L::chunk(
                         &mut s[tt][set::<T>(cl)],
                         s8(lo),
                         y_chunk(xb[tt], cl),
-                        [sl; 2],
+                        &sc,
+                        [cl; 2],
                     );
                     L::chunk(
                         &mut s[tt][set::<T>(ch)],
                         s8(hi),
                         y_chunk(xb[tt], ch),
-                        [sh; 2],
+                        &sc,
+                        [ch; 2],
                     );
                 }
             }
@@ -499,8 +592,8 @@ pub(super) unsafe fn q6k<L: Lanes, const T: usize>(
             let wb = w.add(i * Q6K);
             let xb: [*const u8; T] = std::array::from_fn(|tt| x[tt].add(i * Q8K));
             let scv = vreinterpretq_s8_u8(load(wb.add(192)));
-            let sc = bytes(load(wb.add(192)));
             let sc16 = [vmovl_s8(vget_low_s8(scv)), vmovl_high_s8(scv)];
+            let sc = L::scales(sc16);
             let mut s = [[zi; 2]; T];
             for h in 0..2 {
                 let ql0 = load2(wb.add(64 * h));
@@ -527,9 +620,15 @@ pub(super) unsafe fn q6k<L: Lanes, const T: usize>(
                 ];
                 for t in 0..4 {
                     let c = 4 * h + t;
-                    let scs = [sc[2 * c] as i8 as i16, sc[2 * c + 1] as i8 as i16];
+                    let g = [2 * c, 2 * c + 1];
                     for tt in 0..T {
-                        L::chunk(&mut s[tt][set::<T>(c)], s8(q[t]), y_chunk(xb[tt], c), scs);
+                        L::chunk(
+                            &mut s[tt][set::<T>(c)],
+                            s8(q[t]),
+                            y_chunk(xb[tt], c),
+                            &sc,
+                            g,
+                        );
                     }
                 }
             }
