@@ -646,3 +646,21 @@ pub(super) unsafe fn q6k<L: Lanes, const T: usize>(
         std::array::from_fn(|tt| finish(acc[tt], acc_m[tt]))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::f16_at;
+
+    #[test]
+    fn fcvt_equals_the_reference_conversion_for_every_f16() {
+        // The reference converts scales with the `half` crate (in software on CPUs without
+        // FP16); the kernels' `fcvt` must agree on every pattern, subnormals and NaNs included.
+        for bits in 0..=u16::MAX {
+            let b = bits.to_le_bytes();
+            // SAFETY: `b` holds the two bytes read.
+            let got = unsafe { f16_at(b.as_ptr()) };
+            let want = half::f16::from_bits(bits).to_f32();
+            assert_eq!(got.to_bits(), want.to_bits(), "f16 bits {bits:#06x}");
+        }
+    }
+}
