@@ -182,7 +182,7 @@ pub(crate) unsafe fn vec_dot_sdot(ty: GgmlType, nb: usize, w: &[u8], x: &[u8]) -
 /// # Safety
 /// Those blocks are readable, `ty` is a K-quant weight type, and the CPU has `L`'s features.
 #[inline(always)]
-pub(super) unsafe fn kernel<L: Lanes, const T: usize>(
+unsafe fn kernel<L: Lanes, const T: usize>(
     ty: GgmlType,
     nb: usize,
     w: *const u8,
