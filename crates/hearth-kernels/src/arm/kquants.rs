@@ -112,14 +112,27 @@ impl Lanes for Sdot {
     #[inline(always)]
     fn scales(v: [int16x8_t; 2]) -> Self::Scales {
         // SAFETY: NEON is baseline on aarch64; registers only.
-        unsafe {
+        let w = unsafe {
             [
                 vmovl_s16(vget_low_s16(v[0])),
                 vmovl_high_s16(v[0]),
                 vmovl_s16(vget_low_s16(v[1])),
                 vmovl_high_s16(v[1]),
             ]
-        }
+        };
+        // An empty `asm!` hides that these lanes are widened i16: the compiler would otherwise
+        // re-widen one duplicated i16 lane per chunk instead of multiplying by a 32-bit lane.
+        w.map(|mut x| {
+            // SAFETY: no instruction; the register keeps its value.
+            unsafe {
+                asm!(
+                    "/* {x:v} */",
+                    x = inout(vreg) x,
+                    options(pure, nomem, nostack, preserves_flags)
+                )
+            };
+            x
+        })
     }
 
     #[inline(always)]
