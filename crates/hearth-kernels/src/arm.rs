@@ -11,6 +11,8 @@
 pub(crate) mod exp;
 pub(crate) mod ext;
 pub(crate) mod float;
+pub(crate) mod kquants;
+pub(crate) mod kquants_tile;
 pub(crate) mod legacy;
 pub(crate) mod legacy_tile;
 pub(crate) mod packed_kquants;

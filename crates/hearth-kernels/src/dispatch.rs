@@ -162,7 +162,17 @@ pub(crate) fn kquant_dot(level: Level, ty: GgmlType, n: usize, w: &[u8], x: &[u8
         // SAFETY: as above, and `simd::detect` also checked AVX-512 VNNI, VL and BW for
         // `Level::Avx512Vnni`. Same bits as the AVX2 kernel (see `x86::kquants::vec_dot_vnni`).
         Level::Avx512Vnni => unsafe { crate::x86::kquants::vec_dot_vnni(ty, nb, w, x) },
-        // NEON: an aarch64 kernel slots in here, keeping the 8-lane layout of `formats::kquants`.
+        #[cfg(target_arch = "aarch64")]
+        // SAFETY: NEON is part of every aarch64 CPU (`Level::Neon` comes only from
+        // `simd::detect`); the assertion above guarantees `nb` whole blocks in both buffers.
+        Level::Neon => unsafe { crate::arm::kquants::vec_dot(ty, nb, w, x) },
+        #[cfg(target_arch = "aarch64")]
+        // SAFETY: as above, and `simd::detect` found the dot-product extension for both levels
+        // (the i8mm level runs the dot-product kernel: see `arm::kquants_tile`). Same bits as
+        // the NEON kernel.
+        Level::NeonDot | Level::NeonI8mm => unsafe {
+            crate::arm::kquants::vec_dot_sdot(ty, nb, w, x)
+        },
         _ => kquants::vec_dot_scalar(ty, n, w, x),
     }
 }
@@ -481,6 +491,14 @@ pub(crate) fn tile_kernel(level: Level, ty: GgmlType) -> Option<TileFn> {
         Level::Avx512Vnni if crate::x86::kquants_tile::supports(ty) => {
             Some(crate::x86::kquants_tile::dot_tile_vnni)
         }
+        #[cfg(target_arch = "aarch64")]
+        Level::Neon if crate::arm::kquants_tile::supports(ty) => {
+            Some(crate::arm::kquants_tile::dot_tile)
+        }
+        #[cfg(target_arch = "aarch64")]
+        Level::NeonDot | Level::NeonI8mm if crate::arm::kquants_tile::supports(ty) => {
+            Some(crate::arm::kquants_tile::dot_tile_sdot)
+        }
         _ => None,
     }
 }
@@ -566,12 +584,18 @@ mod kquants_tests {
         (w, xq)
     }
 
-    #[test]
-    fn avx2_and_scalar_give_identical_bits() {
-        if !crate::simd::detect().has_avx2() {
-            eprintln!("no AVX2 on this CPU: nothing to compare");
-            return;
+    /// The SIMD levels this CPU runs; prints a note when there are none.
+    fn levels() -> Vec<Level> {
+        let levels = crate::simd::simd_levels();
+        if levels.is_empty() {
+            eprintln!("no SIMD level on this CPU: nothing to compare with the scalar reference");
         }
+        levels
+    }
+
+    #[test]
+    fn every_level_and_scalar_give_identical_bits() {
+        let levels = levels();
         let mut rng = StdRng::seed_from_u64(42);
         for ty in K_TYPES {
             for nb in [1, 2, 5, 16] {
@@ -579,12 +603,66 @@ mod kquants_tests {
                     let (w, xq) = random_pair(ty, nb, &mut rng);
                     let n = nb * QK_K;
                     let scalar = kquant_dot(Level::Scalar, ty, n, &w, &xq);
-                    let fast = kquant_dot(Level::Avx2, ty, n, &w, &xq);
-                    assert_eq!(
-                        scalar.to_bits(),
-                        fast.to_bits(),
-                        "{ty} n={n}: {scalar} vs {fast}"
-                    );
+                    for &level in &levels {
+                        let fast = kquant_dot(level, ty, n, &w, &xq);
+                        assert_eq!(
+                            scalar.to_bits(),
+                            fast.to_bits(),
+                            "{ty} n={n} {level:?}: {scalar} vs {fast}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn every_level_tile_equals_scalar_for_every_token_count() {
+        // Tokens 1..=17 cover every tail of the tiles' token groups; each output must be the
+        // scalar `vec_dot` of its pair.
+        let levels = levels();
+        let mut rng = StdRng::seed_from_u64(43);
+        for ty in K_TYPES {
+            for &level in &levels {
+                let Some(kernel) = tile_kernel(level, ty) else {
+                    continue;
+                };
+                let nb = 3;
+                let (n, wrb, xrb) = (nb * QK_K, nb * ty.type_size(), nb * kquants::Q8K);
+                for (rows, tokens) in (1..=17).map(|t| (1 + t % 3, t)) {
+                    let (mut w, mut x) = (Vec::new(), Vec::new());
+                    for _ in 0..rows.max(tokens) {
+                        let (wr, xr) = random_pair(ty, nb, &mut rng);
+                        w.extend_from_slice(&wr);
+                        x.extend_from_slice(&xr);
+                    }
+                    w.truncate(rows * wrb);
+                    x.truncate(tokens * xrb);
+                    let mut out = vec![f32::NAN; rows * tokens];
+                    let t = Tile {
+                        w: w.as_ptr(),
+                        wrb,
+                        x: x.as_ptr(),
+                        xrb,
+                        out: out.as_mut_ptr(),
+                        ostride: rows,
+                    };
+                    // SAFETY: `level` is supported (from `simd_levels`) and the kernel is its
+                    // own; the buffers hold `rows` and `tokens` whole rows and every output.
+                    unsafe { kernel(ty, nb, &t, rows, tokens) };
+                    for k in 0..tokens {
+                        for r in 0..rows {
+                            let (wr, xr) = (&w[r * wrb..(r + 1) * wrb], &x[k * xrb..(k + 1) * xrb]);
+                            let want = kquant_dot(Level::Scalar, ty, n, wr, xr);
+                            let got = out[k * rows + r];
+                            assert_eq!(
+                                got.to_bits(),
+                                want.to_bits(),
+                                "{ty} {level:?}: row {r} of {rows}, token {k} of {tokens}: \
+                                 {got} vs {want}"
+                            );
+                        }
+                    }
                 }
             }
         }
@@ -626,7 +704,7 @@ mod kquants_tests {
                     .zip(&xf)
                     .map(|(&a, &b)| (a as f64 * b as f64).abs())
                     .sum();
-                for level in [Level::Scalar, crate::simd::detect()] {
+                for level in std::iter::once(Level::Scalar).chain(levels()) {
                     let got = kquant_dot(level, ty, n, &w, &xq) as f64;
                     assert!(
                         (got - want).abs() <= 2e-6 * mag,

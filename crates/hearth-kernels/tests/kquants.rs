@@ -3,6 +3,8 @@
 //! (`tests/kquants/ggml_ref.json`, written by `tests/kquants/gen_ggml_ref.py`).
 
 use hearth_gguf::QK_K;
+use hearth_kernels::simd::{self, Level};
+use hearth_kernels::testing::vec_dot_at;
 use hearth_kernels::{activation_type, dequantize_row, quantize_row, row_bytes, vec_dot, GgmlType};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -328,4 +330,53 @@ fn weight_quantizers_round_trip() {
             "{ty}: a zero block decodes to zeros"
         );
     }
+}
+
+#[test]
+fn every_level_equals_scalar_on_quantized_weights() {
+    // Weights as real models hold them (ggml's quantizers on Gaussian-ish rows, and ggml's own
+    // rows from the reference file) against real Q8_K activations: every SIMD level this CPU
+    // runs must give the scalar reference's bits.
+    let levels = simd::simd_levels();
+    if levels.is_empty() {
+        eprintln!("no SIMD level on this CPU: nothing to compare with the scalar reference");
+    }
+    let mut rng = StdRng::seed_from_u64(0x51_4d44);
+    let mut pairs: Vec<(GgmlType, usize, Vec<u8>, Vec<u8>)> = Vec::new();
+    for ty in K_TYPES {
+        for nb in [1, 3, 11] {
+            let n = nb * QK_K;
+            let mut w = vec![0u8; row_bytes(ty, n)];
+            quantize_row(ty, &random_activations(n, &mut rng), &mut w).unwrap();
+            pairs.push((ty, n, w, q8k(&random_activations(n, &mut rng))));
+        }
+    }
+    let doc = ggml_ref();
+    let n = doc["n"].as_u64().unwrap() as usize;
+    let xq: Vec<Vec<u8>> = doc["x_q8k"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| hex(q.as_str().unwrap()))
+        .collect();
+    for (name, t) in doc["types"].as_object().unwrap() {
+        let ty = ty_named(name);
+        for row in t["rows"].as_array().unwrap() {
+            for x in &xq {
+                pairs.push((ty, n, hex(row["w"].as_str().unwrap()), x.clone()));
+            }
+        }
+    }
+    for (ty, n, w, x) in &pairs {
+        let want = vec_dot_at(Level::Scalar, *ty, *n, w, x).unwrap();
+        for &level in &levels {
+            let got = vec_dot_at(level, *ty, *n, w, x).unwrap();
+            assert_eq!(
+                got.to_bits(),
+                want.to_bits(),
+                "{ty} n={n} {level:?}: {got} vs scalar {want}"
+            );
+        }
+    }
+    eprintln!("{} pairs checked on {levels:?}", pairs.len());
 }
