@@ -1,5 +1,6 @@
 //! The one place that maps a SIMD level to kernels. Every kernel family has a portable
-//! definition in `formats` and, per instruction set, kernels in a folder of their own (`x86/`);
+//! definition in `formats` and, per instruction set, kernels in a folder of their own (`x86/`,
+//! `arm/`);
 //! the functions here take the [`Level`] the process chose once ([`crate::simd::level`]) or,
 //! for tests, an explicit one, and call that level's kernel. Adding an instruction set means
 //! adding its folder and one arm per function here.
@@ -456,7 +457,8 @@ pub(crate) fn swiglu_at(level: Level, gate: &mut [f32], up: &[f32]) {
 // ---------------------------------------------------------------------------------------------
 
 /// A multi-token kernel: `(ty, blocks per row, operands, rows, tokens)`. Its safety contract
-/// is `x86::legacy_tile::dot_tile`'s.
+/// is `x86::legacy_tile::dot_tile`'s (and the same for the `arm::` tiles): the CPU runs the
+/// level the kernel was chosen for, and the operands hold `rows` and `tokens` whole rows.
 pub(crate) type TileFn = unsafe fn(GgmlType, usize, &Tile, usize, usize);
 
 /// The multi-token kernel for weights of type `ty` at `level`, if there is one. Each of its
@@ -509,7 +511,7 @@ pub(crate) fn tile_kernel(level: Level, ty: GgmlType) -> Option<TileFn> {
 
 /// A packed kernel: `(ty, blocks per row, operands, groups, tokens)`, where `Tile::w` points
 /// at the first group and `Tile::wrb` is the bytes of one group. Its safety contract is
-/// `x86::packed_legacy::tile_avx2`'s.
+/// `x86::packed_legacy::tile_avx2`'s (and the same for the `arm::` packed kernels).
 pub(crate) type PackedFn = unsafe fn(GgmlType, usize, &Tile, usize, usize);
 
 /// The packed kernel for `ty` at `level` (`None` for the portable level, which runs the

@@ -14,9 +14,10 @@
 //!
 //! # Tiles (prompt processing)
 //! One token at a time, every weight block is loaded, unpacked and its scale converted once
-//! per token. For batches, AVX2 tile kernels (`x86::legacy_tile` for Q4_0/Q4_1/Q5_0/Q5_1/Q8_0:
-//! 2 rows × 4 tokens; `x86::kquants_tile` for Q4_K/Q5_K/Q6_K: 1 row × 4 tokens) unpack each weight
-//! block once for all the tile's tokens. Each (row, token) pair keeps its own accumulators and
+//! per token. For batches, tile kernels (on x86 `x86::legacy_tile` for Q4_0/Q4_1/Q5_0/Q5_1/Q8_0:
+//! 2 rows × 4 tokens, `x86::kquants_tile` for Q4_K/Q5_K/Q6_K: 1 row × 4 tokens; on aarch64 the
+//! same shapes in `arm::legacy_tile` and `arm::kquants_tile`) unpack each weight block once for
+//! all the tile's tokens. Each (row, token) pair keeps its own accumulators and
 //! performs exactly the single-token kernel's integer products (exact) and float operations
 //! in the same order, which is why the bits do not change; tail tokens (`n % 4`) and the odd
 //! last row run as narrower tiles of the same code. `testing::dot_tile` exposes the tiles so
