@@ -3,9 +3,10 @@
 //! `erf`), computed by Hearth itself so that a model gives the same bits on every platform.
 //!
 //! Rust's `f32::sin_cos`, `powf`, `tanh`, `exp` and `ln` call the platform's C library, and
-//! glibc on x86-64, glibc on aarch64 and Apple's libm do not round alike in every case: one
-//! last bit in a RoPE angle moves a query, which can move a whole 8-bit activation block and
-//! then the logits. These are fixed sequences of f64 additions, multiplications and divisions
+//! those do not round alike in every case: glibc 2.36's `tanhf` gives other bits on aarch64 than
+//! on x86-64, Apple's libm is another library again, and glibc's `sinf`/`cosf` are off by one ulp
+//! on about 2.6% of RoPE's angles, where another library may round correctly. One last bit in a
+//! RoPE angle moves a query, which can move a whole 8-bit activation block and then the logits. These are fixed sequences of f64 additions, multiplications and divisions
 //! (exact IEEE operations, which Rust never contracts into fused ones), integer arithmetic and
 //! conversions, so every target computes the same bits. Working in f64 leaves the f32 results
 //! correctly rounded but for rare near-ties, where they are still off by at most one ulp.
