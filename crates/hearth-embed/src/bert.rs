@@ -15,7 +15,7 @@
 
 use std::sync::{Mutex, PoisonError};
 
-use hearth_kernels::{matmul, quantize_activations, GgmlType, QMatrix, ThreadPool};
+use hearth_kernels::{math, matmul, quantize_activations, GgmlType, QMatrix, ThreadPool};
 
 use crate::weights::{f32s, BertConfig, Weights};
 use crate::Result;
@@ -316,7 +316,7 @@ impl LayerNorm {
         let mean = row.iter().map(|&v| f64::from(v)).sum::<f64>() / len;
         let var = row
             .iter()
-            .map(|&v| (f64::from(v) - mean).powi(2))
+            .map(|&v| (f64::from(v) - mean) * (f64::from(v) - mean))
             .sum::<f64>()
             / len;
         let inv = 1.0 / (var + f64::from(eps)).sqrt();
@@ -392,7 +392,7 @@ fn softmax(v: &mut [f32]) {
     let max = v.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let mut sum = 0.0f32;
     for x in v.iter_mut() {
-        *x = (*x - max).exp();
+        *x = hearth_kernels::exp_f32(*x - max);
         sum += *x;
     }
     let inv = 1.0 / sum;
@@ -406,7 +406,8 @@ pub(crate) fn gelu(x: f32) -> f32 {
 }
 
 /// The error function to f32 precision (W. J. Cody's rational approximations for |x| < 4,
-/// evaluated in f64; Rust's standard library has no stable `erf`).
+/// evaluated in f64 with Hearth's own exponential, so it gives the same bits on every platform;
+/// Rust's standard library has no stable `erf`).
 // The coefficients are quoted digit for digit as Cody published them, so they can be checked
 // against the paper; some carry a digit more than f64 holds.
 #[allow(clippy::excessive_precision)]
@@ -429,6 +430,9 @@ pub(crate) fn erf(x: f32) -> f32 {
         return (x * p / q) as f32;
     } else if a < 4.0 {
         // erfc(a) = exp(-a²) · P(a)/Q(a)
+        let a2 = a * a;
+        let a4 = a2 * a2;
+        let a8 = a4 * a4;
         let p = (((((((5.641_884_969_886_700_9e-1 * a + 8.883_149_794_388_375_9) * a
             + 6.611_919_063_714_163e1)
             * a
@@ -441,7 +445,7 @@ pub(crate) fn erf(x: f32) -> f32 {
             + 2.051_078_377_826_071_5e3)
             * a
             + 1.230_339_354_797_997_2e3)
-            + 2.153_115_354_744_038_5e-8 * a.powi(8);
+            + 2.153_115_354_744_038_5e-8 * a8;
         let q = ((((((((a + 1.574_492_611_070_983_5e1) * a + 1.176_939_508_913_125e2) * a
             + 5.371_811_018_620_098_6e2)
             * a
@@ -454,7 +458,7 @@ pub(crate) fn erf(x: f32) -> f32 {
             + 3.439_367_674_143_721_6e3)
             * a)
             + 1.230_339_354_803_749_4e3;
-        1.0 - (-a * a).exp() * p / q
+        1.0 - math::exp_f64(-a * a) * p / q
     } else {
         // erfc(4) ≈ 1.5e-8, below half an f32 ulp of 1.
         1.0

@@ -264,7 +264,11 @@ impl Embedder {
 
 /// `v / max(‖v‖, 1e-12)`, as sentence-transformers' `Normalize` (`torch.nn.functional.normalize`).
 fn l2_normalize(v: &mut [f32]) {
-    let norm = v.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>().sqrt();
+    let norm = v
+        .iter()
+        .map(|&x| f64::from(x) * f64::from(x))
+        .sum::<f64>()
+        .sqrt();
     let inv = 1.0 / norm.max(1e-12);
     v.iter_mut().for_each(|x| *x = (f64::from(*x) * inv) as f32);
 }

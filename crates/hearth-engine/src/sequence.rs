@@ -1,5 +1,6 @@
 //! One sequence: its tokens, its KV view, its sampler and where it is in its life.
 
+use hearth_kernels::{exp_f32, math};
 use hearth_model::{Sampler, SamplerConfig, SeqKv, TokenConstraint};
 
 use crate::{Event, Request};
@@ -43,8 +44,8 @@ impl Logprob {
     /// Sums run in index order, so the result is as batch-invariant as the logits.
     pub fn from_logits(row: &[f32], token: u32, top: usize) -> Logprob {
         let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let sum: f32 = row.iter().map(|&l| (l - max).exp()).sum();
-        let log_z = max + sum.ln();
+        let sum: f32 = row.iter().map(|&l| exp_f32(l - max)).sum();
+        let log_z = max + math::ln_f64(f64::from(sum)) as f32;
         let mut best: Vec<(u32, f32)> = Vec::with_capacity(top + 1);
         if top > 0 {
             for (i, &l) in row.iter().enumerate() {

@@ -7,4 +7,5 @@ pub(crate) mod exp;
 pub(crate) mod float;
 pub(crate) mod kquants;
 pub(crate) mod legacy;
+pub mod math;
 pub(crate) mod packed;

@@ -19,7 +19,8 @@
 //!   bits every instruction set must reproduce: `legacy` (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 and the
 //!   Q8_0 / Q8_1 activations), `kquants` (Q2_K..Q6_K and Q8_K), `float` (F32, F16, BF16 and the
 //!   attention helpers), `exp` (the exponential), `packed/` (groups of eight interleaved rows,
-//!   for the legacy and K-quant formats).
+//!   for the legacy and K-quant formats), and [`math`], the elementary functions the rest of the
+//!   forward pass needs, Hearth's own so that every platform rounds alike.
 //! - `x86/`: the AVX2 and AVX-512 VNNI kernels of every format, the single-token ones
 //!   (`legacy`, `kquants`, `float`, `exp`), the multi-token tiles (`legacy_tile`,
 //!   `kquants_tile`) and the packed ones (`packed_legacy`, `packed_kquants`).
@@ -50,6 +51,7 @@ pub use dispatch::{axpy_keys, axpy_rows, dot_f32_rows, round_to_f16};
 pub use dispatch::{dequantize_row, quantize_row, vec_dot};
 pub use dispatch::{exp_sub, exp_sub_rows, swiglu};
 pub use formats::exp::exp_f32;
+pub use formats::math;
 pub use hearth_gguf::GgmlType;
 pub use matmul::{matmul, quantize_activations};
 pub use pool::{physical_cores, ThreadPool};

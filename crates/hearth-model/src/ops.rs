@@ -2,10 +2,13 @@
 //!
 //! These run once per token per layer on vectors of a few thousand floats: they are simple loops
 //! the compiler vectorises. Each works on one token's row, so results never depend on batching.
+//! Their sines, cosines, powers and `tanh` are Hearth's own (`hearth_kernels::math`), not the C
+//! library's, so a model gives the same bits on every platform.
 
 use std::sync::OnceLock;
 
 use half::f16;
+use hearth_kernels::math;
 
 use crate::config::RopeStyle;
 
@@ -47,7 +50,7 @@ impl Rope {
         Rope {
             style,
             rot_dim: rot_dim.min(MAX_ROPE_DIM),
-            theta_scale: base.powf(-2.0 / rot_dim as f32),
+            theta_scale: math::pow_f32(base, -2.0 / rot_dim as f32),
             scale,
         }
     }
@@ -60,7 +63,7 @@ impl Rope {
         // theta_i = pos * base^(-2i/d), built by repeated multiplication in f32 as ggml does.
         let mut theta = pos as f32 * self.scale;
         for i in 0..half {
-            (sin[i], cos[i]) = theta.sin_cos();
+            (sin[i], cos[i]) = math::sin_cos_f32(theta);
             theta *= self.theta_scale;
         }
         for head in x.chunks_exact_mut(head_dim) {
@@ -104,7 +107,7 @@ pub fn geglu(gate: &mut [f32], up: &[f32]) {
 fn gelu_tanh(x: f32) -> f32 {
     const SQRT_2_OVER_PI: f32 = 0.797_884_6;
     const COEF_A: f32 = 0.044_715;
-    0.5 * x * (1.0 + (SQRT_2_OVER_PI * x * (1.0 + COEF_A * x * x)).tanh())
+    0.5 * x * (1.0 + math::tanh_f32(SQRT_2_OVER_PI * x * (1.0 + COEF_A * x * x)))
 }
 
 fn gelu_table() -> &'static [f32] {

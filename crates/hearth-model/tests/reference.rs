@@ -115,8 +115,11 @@ fn check_tokenizer(name: &str) {
 const LOGIT_TOL: f32 = 1.5;
 /// A greedy divergence is accepted only where llama.cpp's top-2 margin is below this.
 const TIE_MARGIN: f64 = 0.5;
-/// Share of prompts whose 32 greedy tokens must all equal llama.cpp's.
-const MIN_IDENTICAL: f64 = 0.25;
+/// Share of prompts whose 32 greedy tokens must all equal llama.cpp's. Measured on SmolLM2:
+/// 6 of 20 while RoPE took its sines and cosines from glibc, as llama.cpp does; 4 of 20 since
+/// they are Hearth's own, correctly rounded and the same on every platform (glibc's `sinf` and
+/// `cosf` are off by one ulp on about 2.6% of RoPE's angles), every divergence at a near-tie.
+const MIN_IDENTICAL: f64 = 0.2;
 
 /// Compares one greedy run with llama.cpp's; returns whether all tokens matched, and panics if
 /// a divergence happens anywhere but at a near-tie.

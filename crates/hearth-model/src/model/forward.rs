@@ -101,7 +101,8 @@ impl Model {
             let out = &mut ws.logits[..n_out * c.n_vocab];
             self.project(pool, &self.output, &mut ws.act, &ws.xn, n_out, out)?;
             if let Some(cap) = c.final_logit_softcap {
-                out.iter_mut().for_each(|v| *v = (*v / cap).tanh() * cap);
+                out.iter_mut()
+                    .for_each(|v| *v = hearth_kernels::math::tanh_f32(*v / cap) * cap);
             }
         }
         Ok(&ws.logits[..n_out * c.n_vocab])

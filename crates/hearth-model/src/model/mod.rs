@@ -191,6 +191,13 @@ impl Model {
         &self.gguf
     }
 
+    /// Whether its matrices were packed at load (see `hearth_kernels::packed`): products over
+    /// packed rows round differently from row-major ones, so tests that compare bits across
+    /// machines need to know which layout ran.
+    pub fn packed(&self) -> bool {
+        self.arena.is_some()
+    }
+
     fn mat(&self, w: &Weight) -> QMatrix<'_> {
         let (data, packed) = match (&w.packed, &self.arena) {
             (Some(range), Some(arena)) => (&arena[range.clone()], true),
