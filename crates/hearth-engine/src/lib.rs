@@ -32,12 +32,14 @@
 
 mod prefix;
 mod sequence;
+mod speculative;
 
 use hearth_kernels::ThreadPool;
 use hearth_model::{BatchItem, KvCache, Model, SamplerConfig, SeqKv, TokenConstraint, Workspace};
 use prefix::PrefixCache;
 
 pub use sequence::{FinishReason, Logprob, SeqId, SeqState, Sequence};
+pub use speculative::{lookup, Speculation, MAX_DRAFT};
 
 /// Errors from the engine.
 #[derive(Debug, thiserror::Error)]
@@ -86,6 +88,9 @@ pub struct EngineOptions {
     pub kv_budget_bytes: Option<usize>,
     /// Reuse the KV blocks of cached prefixes (live sequences and removed ones).
     pub prefix_cache: bool,
+    /// Speculative decoding (exact: the same tokens as without it). Sequences that keep
+    /// per-token logits or logprobs decode one token per step regardless.
+    pub speculation: Speculation,
 }
 
 impl Default for EngineOptions {
@@ -99,8 +104,18 @@ impl Default for EngineOptions {
             keep_logits: false,
             kv_budget_bytes: None,
             prefix_cache: true,
+            speculation: Speculation::default(),
         }
     }
+}
+
+/// Speculation counts since the last [`Engine::take_spec_counts`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SpecCounts {
+    /// Tokens drafted and fed for verification.
+    pub drafted: u64,
+    /// Drafted tokens the model confirmed (each one a forward pass saved).
+    pub accepted: u64,
 }
 
 /// How the KV pool is used, in blocks of the full-attention layers (the group whose blocks
@@ -180,6 +195,8 @@ pub struct Engine {
     prefix: PrefixCache,
     /// The layer group reported by [`Engine::kv_stats`].
     stats_group: usize,
+    /// Speculation counts not yet taken.
+    spec_counts: SpecCounts,
 }
 
 impl Engine {
@@ -190,11 +207,15 @@ impl Engine {
         opts.prefill_chunk = opts.prefill_chunk.max(1);
         opts.max_batch_tokens = opts.max_batch_tokens.max(opts.max_seqs).max(1);
         let cfg = model.config();
+        // A verified draft is a run of up to MAX_DRAFT + 1 positions, like a prompt chunk: the
+        // sliding-window groups must hold the window plus the longer of the two.
+        let chunk = match opts.speculation {
+            Speculation::Off => opts.prefill_chunk,
+            Speculation::PromptLookup => opts.prefill_chunk.max(MAX_DRAFT + 1),
+        };
         let kv = match opts.kv_budget_bytes {
-            Some(bytes) => {
-                KvCache::with_budget(cfg, opts.ctx, opts.max_seqs, opts.prefill_chunk, bytes)
-            }
-            None => KvCache::new(cfg, opts.ctx, opts.max_seqs, opts.prefill_chunk),
+            Some(bytes) => KvCache::with_budget(cfg, opts.ctx, opts.max_seqs, chunk, bytes),
+            None => KvCache::new(cfg, opts.ctx, opts.max_seqs, chunk),
         };
         let stats_group = (0..kv.n_groups())
             .find(|&g| kv.group_window(g).is_none())
@@ -213,7 +234,13 @@ impl Engine {
             advanced: Vec::new(),
             prefix: PrefixCache::default(),
             stats_group,
+            spec_counts: SpecCounts::default(),
         }
+    }
+
+    /// Speculation counts since the last call (for a server's counters), reset to zero.
+    pub fn take_spec_counts(&mut self) -> SpecCounts {
+        std::mem::take(&mut self.spec_counts)
     }
 
     pub fn model(&self) -> &Model {
@@ -530,6 +557,13 @@ impl Engine {
         self.batch.clear();
         self.batch_owner.clear();
         let mut budget = self.opts.max_batch_tokens;
+        let speculate = self.opts.speculation != Speculation::Off && !self.opts.keep_logits;
+        // Decoding sequences not yet given their token: drafts never take their place.
+        let mut decoding_left = self
+            .seqs
+            .iter()
+            .filter(|s| s.state == SeqState::Decoding)
+            .count();
         // Decoding sequences first: one token each keeps every stream moving.
         for pass in 0..2 {
             for (i, seq) in self.seqs.iter_mut().enumerate() {
@@ -537,10 +571,28 @@ impl Engine {
                     break;
                 }
                 let want = match (&seq.state, pass) {
-                    (SeqState::Decoding, 0) => 1,
-                    (SeqState::Prefilling, 1) => (seq.tokens.len() - seq.kv.len())
-                        .min(self.opts.prefill_chunk)
-                        .min(budget),
+                    (SeqState::Decoding, 0) => {
+                        decoding_left -= 1;
+                        let drafted = if speculate && seq.may_speculate() {
+                            // Every drafted token may be accepted and one more sampled: stay
+                            // within the sequence's reservation, its `max_tokens` and the
+                            // context, which are all bounded by `reach`.
+                            let room = seq.reach.saturating_sub(seq.tokens.len());
+                            let cap = room.min(budget - 1 - decoding_left.min(budget - 1));
+                            let base = seq.tokens.len() - 1;
+                            seq.spec.propose(&seq.tokens, base, cap)
+                        } else {
+                            seq.spec.draft.clear();
+                            0
+                        };
+                        1 + drafted
+                    }
+                    (SeqState::Prefilling, 1) => {
+                        seq.spec.draft.clear();
+                        (seq.tokens.len() - seq.kv.len())
+                            .min(self.opts.prefill_chunk)
+                            .min(budget)
+                    }
                     _ => 0,
                 };
                 if want == 0 {
@@ -556,13 +608,18 @@ impl Engine {
                         return Err(e.into());
                     }
                 }
+                let n_tokens = seq.tokens.len();
                 for pos in start..end {
-                    let last = pos + 1 == seq.tokens.len();
+                    // Past the sequence's tokens come its drafted ones, each wanting logits.
+                    let token = match pos.checked_sub(n_tokens) {
+                        None => seq.tokens[pos],
+                        Some(j) => seq.spec.draft[j],
+                    };
                     self.batch.push(BatchItem {
-                        token: seq.tokens[pos],
+                        token,
                         pos,
                         seq: i,
-                        logits: last,
+                        logits: pos + 1 >= n_tokens,
                     });
                     self.batch_owner.push(i);
                 }
@@ -599,9 +656,34 @@ impl Engine {
             let row = &logits[out_row * n_vocab..(out_row + 1) * n_vocab];
             out_row += 1;
             let seq = &mut self.seqs[item.seq];
+            let drafted = !seq.spec.draft.is_empty();
+            // Rows after a rejected draft token were computed from a token that is not the
+            // sequence's: they are dropped.
+            if drafted && (seq.spec.done || !seq.is_active()) {
+                continue;
+            }
             let ctx = self.opts.ctx;
             let keep = self.opts.keep_logits;
             seq.on_logits(row, ctx, keep, events);
+            if drafted {
+                // A token that also ends the sequence still counts as accepted; the rows after
+                // it are dropped because the sequence is finished.
+                let token = seq.tokens[seq.tokens.len() - 1];
+                seq.spec.check(item.pos - seq.spec.base, token);
+            }
+        }
+        for (seq, &len) in self.seqs.iter_mut().zip(&self.advanced) {
+            if len == 0 {
+                continue;
+            }
+            if !seq.spec.draft.is_empty() {
+                // Roll the cache back to the accepted tokens: the last token sampled is not
+                // in it yet, as after any decoding step.
+                seq.kv.set_len(seq.tokens.len() - 1);
+                let (d, a) = seq.spec.finish();
+                self.spec_counts.drafted += d as u64;
+                self.spec_counts.accepted += a as u64;
+            }
             if !seq.is_active() {
                 // Blocks taken ahead for tokens it will not generate go back now.
                 self.kv.trim(&mut seq.kv);

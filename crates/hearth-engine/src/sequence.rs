@@ -3,6 +3,7 @@
 use hearth_kernels::{exp_f32, math};
 use hearth_model::{Sampler, SamplerConfig, SeqKv, TokenConstraint};
 
+use crate::speculative::SpecState;
 use crate::{Event, Request};
 
 /// Identifies a sequence inside one engine.
@@ -94,6 +95,8 @@ pub struct Sequence {
     /// `Some(n)`: compute each token's [`Logprob`] with `n` alternatives.
     logprobs: Option<usize>,
     last_logprob: Option<Logprob>,
+    /// Prompt lookup: draft length, the draft in flight, counts.
+    pub(crate) spec: SpecState,
 }
 
 impl AsRef<SeqKv> for Sequence {
@@ -122,6 +125,7 @@ impl Sequence {
             constraint: req.constraint.map(std::sync::Mutex::new),
             logprobs: req.logprobs,
             last_logprob: None,
+            spec: SpecState::default(),
         }
     }
 
@@ -176,6 +180,28 @@ impl Sequence {
     /// Prompt tokens served from the KV cache instead of being recomputed in this turn.
     pub fn reused_tokens(&self) -> usize {
         self.reused
+    }
+
+    /// Positions whose keys and values are in the KV cache: while decoding, every token but the
+    /// last (sampled, fed next step), whatever speculation drafted and rolled back.
+    pub fn kv_len(&self) -> usize {
+        self.kv.len()
+    }
+
+    /// Tokens drafted by speculation for this sequence so far (all turns).
+    pub fn drafted_tokens(&self) -> u64 {
+        self.spec.total_drafted
+    }
+
+    /// Drafted tokens the model confirmed, so far (all turns).
+    pub fn accepted_tokens(&self) -> u64 {
+        self.spec.total_accepted
+    }
+
+    /// Whether this sequence may speculate: a logprobs request reads one token's logprob per
+    /// step ([`last_logprob`](Self::last_logprob)), so it decodes one token at a time.
+    pub(crate) fn may_speculate(&self) -> bool {
+        self.logprobs.is_none()
     }
 
     /// The logits that produced the latest token (kept only with `keep_logits`).

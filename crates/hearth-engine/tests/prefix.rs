@@ -32,6 +32,7 @@ fn engine_with(
             keep_logits: true,
             kv_budget_bytes: budget,
             prefix_cache,
+            ..EngineOptions::default()
         },
     )
 }

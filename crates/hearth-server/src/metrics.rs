@@ -33,6 +33,8 @@ pub struct Metrics {
     tok_s: AtomicU64,
     step_seconds_micros: AtomicU64,
     in_flight: AtomicU64,
+    spec_drafted: AtomicU64,
+    spec_accepted: AtomicU64,
 }
 
 /// Counts a request as in flight until dropped.
@@ -105,6 +107,14 @@ impl Metrics {
         }
     }
 
+    /// Tokens speculation drafted and the model confirmed in one engine step.
+    pub fn speculation(&self, counts: hearth_engine::SpecCounts) {
+        self.spec_drafted
+            .fetch_add(counts.drafted, Ordering::Relaxed);
+        self.spec_accepted
+            .fetch_add(counts.accepted, Ordering::Relaxed);
+    }
+
     pub fn set_gauges(&self, queued: usize, running: usize, engine: &Engine) {
         self.queue_depth.store(queued as u64, Ordering::Relaxed);
         self.running.store(running as u64, Ordering::Relaxed);
@@ -157,6 +167,18 @@ impl Metrics {
             "counter",
             "Prompt tokens served from the prefix cache instead of being computed.",
             g(&self.prompt_cached).to_string(),
+        );
+        one(
+            "hearth_spec_drafted_tokens_total",
+            "counter",
+            "Tokens drafted by speculative decoding (prompt lookup) and verified by the model.",
+            g(&self.spec_drafted).to_string(),
+        );
+        one(
+            "hearth_spec_accepted_tokens_total",
+            "counter",
+            "Drafted tokens the model confirmed: each one a forward pass saved.",
+            g(&self.spec_accepted).to_string(),
         );
         one(
             "hearth_cancelled_total",

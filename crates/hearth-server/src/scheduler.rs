@@ -251,6 +251,7 @@ impl Loop {
         }
         self.metrics
             .step(active, generated, started.elapsed().as_secs_f64());
+        self.metrics.speculation(self.engine.take_spec_counts());
         // Clients that went away: cancel at once so their blocks return to the pool.
         for seq in self.gone.drain(..) {
             if self.running.remove(&seq).is_some() {

@@ -7,7 +7,7 @@ use std::sync::{Arc, OnceLock};
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use axum::Router;
-use hearth_engine::EngineOptions;
+use hearth_engine::{EngineOptions, Speculation};
 use hearth_model::chat::ChatTemplate;
 use hearth_model::tokenizer::Tokenizer;
 use hearth_model::{Model, SamplerConfig};
@@ -27,6 +27,7 @@ struct Setup {
     keys: Vec<String>,
     max_queue: usize,
     embeddings: bool,
+    speculation: Speculation,
 }
 
 impl Default for Setup {
@@ -36,6 +37,7 @@ impl Default for Setup {
             keys: Vec::new(),
             max_queue: 16,
             embeddings: false,
+            speculation: Speculation::PromptLookup,
         }
     }
 }
@@ -81,7 +83,10 @@ fn app_state(s: Setup) -> Arc<AppState> {
         smollm2(MODEL),
         embed,
         ServeOptions {
-            engine: engine_options(s.ctx),
+            engine: EngineOptions {
+                speculation: s.speculation,
+                ..engine_options(s.ctx)
+            },
             max_queue: s.max_queue,
             body_limit: 64 << 10,
             ..ServeOptions::default()
@@ -278,6 +283,45 @@ async fn completions_and_stop_strings() {
     let t2 = v2["choices"][0]["text"].as_str().unwrap();
     assert_eq!(v2["choices"][0]["finish_reason"], "stop");
     assert_eq!(t2, &text[..text.find(&cut).unwrap()]);
+}
+
+/// Serving speculates by default, reports what it drafted and what was accepted, and answers
+/// exactly what it answers without speculation.
+#[tokio::test]
+async fn speculation_is_exact_and_counted_in_metrics() {
+    let list = "apples, pears, plums, cherries, grapes, lemons, limes, figs, dates";
+    let req = json!({"model": MODEL, "max_tokens": 40, "temperature": 0,
+        "prompt": format!("Fruit: {list}.\nThe same fruit again: {list}.\nAnd once more: apples,")});
+    let mut texts = Vec::new();
+    for speculation in [Speculation::PromptLookup, Speculation::Off] {
+        let app = app(Setup {
+            speculation,
+            ..Setup::default()
+        });
+        let (s, v) = post_json(&app, "/v1/completions", &req).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        texts.push(v["choices"][0]["text"].as_str().unwrap().to_string());
+        let (_, _, body) = call(&app, Request::get("/metrics").body(Body::empty()).unwrap()).await;
+        let text = String::from_utf8(body).unwrap();
+        let counter = |name: &str| -> u64 {
+            let line = text
+                .lines()
+                .find(|l| l.starts_with(&format!("{name} ")))
+                .unwrap_or_else(|| panic!("/metrics lacks {name}:\n{text}"));
+            line[name.len() + 1..].parse().expect("a count")
+        };
+        let drafted = counter("hearth_spec_drafted_tokens_total");
+        let accepted = counter("hearth_spec_accepted_tokens_total");
+        if speculation == Speculation::Off {
+            assert_eq!((drafted, accepted), (0, 0));
+        } else {
+            assert!(
+                accepted > 10 && drafted >= accepted,
+                "{drafted} drafted, {accepted} accepted on a list said twice before"
+            );
+        }
+    }
+    assert_eq!(texts[0], texts[1], "speculation changed the greedy answer");
 }
 
 #[tokio::test]

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use clap::Args;
-use hearth_engine::{Engine, EngineOptions};
+use hearth_engine::{Engine, EngineOptions, Speculation};
 use hearth_fetch::lockfile::{self, TemplateSource};
 use hearth_fetch::{Catalog, CatalogEntry, Home};
 use hearth_gguf::Gguf;
@@ -48,6 +48,10 @@ pub struct GenOptions {
     /// Context window in tokens (capped at the model's trained context).
     #[arg(long, default_value_t = DEFAULT_CTX)]
     pub ctx: usize,
+    /// Decode one token per step instead of verifying tokens drafted from the text so far
+    /// (prompt lookup; exact, the same output either way).
+    #[arg(long)]
+    pub no_speculation: bool,
 }
 
 impl GenOptions {
@@ -64,6 +68,7 @@ impl GenOptions {
             threads: None,
             stop: Vec::new(),
             ctx: DEFAULT_CTX,
+            no_speculation: false,
         }
     }
 }
@@ -412,6 +417,11 @@ pub fn engine(model: Model, gen: &GenOptions, max_seqs: usize) -> Engine {
             ctx: gen.ctx,
             threads,
             max_seqs,
+            speculation: if gen.no_speculation {
+                Speculation::Off
+            } else {
+                Speculation::PromptLookup
+            },
             ..EngineOptions::default()
         },
     )

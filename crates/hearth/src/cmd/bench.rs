@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::Args;
-use hearth_engine::{Engine, EngineOptions, Request};
+use hearth_engine::{Engine, EngineOptions, Request, Speculation};
 use hearth_model::tokenizer::Tokenizer;
 use hearth_model::{Model, SamplerConfig};
 use serde_json::json;
@@ -70,6 +70,8 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
         keep_logits: false,
         // One prompt, measured alone: nothing to share.
         prefix_cache: false,
+        // tg is one forward pass per token, as llama-bench measures it.
+        speculation: Speculation::Off,
         ..EngineOptions::default()
     };
     let mut engine = Engine::new(model, opts);

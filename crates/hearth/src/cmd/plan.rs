@@ -17,7 +17,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 use clap::Args;
-use hearth_engine::{Engine, EngineOptions};
+use hearth_engine::{Engine, EngineOptions, Speculation};
 use hearth_fetch::{Catalog, Home, Source, UrlHeader};
 use hearth_model::{Model, SamplerConfig};
 use hearth_plan::advice;
@@ -394,6 +394,8 @@ fn measure_speed(path: &Path, threads: usize) -> anyhow::Result<Speed> {
             prefill_chunk: CAL_PROMPT,
             max_batch_tokens: CAL_PROMPT,
             prefix_cache: false,
+            // The calibration measures one forward pass per token.
+            speculation: Speculation::Off,
             ..EngineOptions::default()
         },
     );

@@ -126,8 +126,17 @@ fn generate(
         Some(FinishReason::ContextFull) => "context full",
         None => "stopped",
     };
+    let spec = engine.take_spec_counts();
+    let drafts = if spec.drafted > 0 {
+        format!(
+            ", {} of {} drafted tokens accepted",
+            spec.accepted, spec.drafted
+        )
+    } else {
+        String::new()
+    };
     eprintln!(
-        "\n[{}] prompt {} tokens ({:.1} tok/s), generated {} tokens ({:.1} tok/s), time to first token {:.3} s, load {:.2} s, seed {}, {}",
+        "\n[{}] prompt {} tokens ({:.1} tok/s), generated {} tokens ({:.1} tok/s), time to first token {:.3} s, load {:.2} s, seed {}, {}{}",
         loaded.name,
         n_prompt,
         n_prompt as f64 / ttft.max(1e-9),
@@ -136,7 +145,8 @@ fn generate(
         ttft,
         load_s,
         seed,
-        why
+        why,
+        drafts
     );
     Ok(())
 }

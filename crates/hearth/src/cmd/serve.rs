@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Args;
-use hearth_engine::EngineOptions;
+use hearth_engine::{EngineOptions, Speculation};
 use hearth_fetch::{Catalog, Home};
 use hearth_server::household::HouseholdOptions;
 use hearth_server::{AppState, Auth, EmbedModel, ServeModel, ServeOptions};
@@ -60,6 +60,10 @@ pub struct ServeArgs {
     /// Do not reuse the KV cache of identical prompt prefixes (for measuring what it buys).
     #[arg(long)]
     pub no_prefix_cache: bool,
+    /// Decode one token per step instead of verifying tokens drafted from the conversation
+    /// itself (prompt lookup; exact, the same output either way).
+    #[arg(long)]
+    pub no_speculation: bool,
     /// Another name people use to reach this machine (repeatable). Hearth always answers to
     /// its IP addresses, localhost, hearth.local and this machine's host name; any other name
     /// is refused, so a web page cannot reach Hearth by pointing its own name at it.
@@ -122,6 +126,11 @@ pub fn run(a: ServeArgs) -> anyhow::Result<()> {
         threads,
         prefill_chunk: a.prefill_chunk.max(1),
         prefix_cache: !a.no_prefix_cache,
+        speculation: if a.no_speculation {
+            Speculation::Off
+        } else {
+            Speculation::PromptLookup
+        },
     };
     let (kv_budget, planned) = check_plan(&model, &loaded.name, ctx, a.max_seqs, threads)?;
     let opts = ServeOptions {
@@ -233,6 +242,7 @@ struct Sizing {
     threads: usize,
     prefill_chunk: usize,
     prefix_cache: bool,
+    speculation: Speculation,
 }
 
 impl Sizing {
@@ -246,6 +256,7 @@ impl Sizing {
             keep_logits: false,
             prefix_cache: self.prefix_cache,
             kv_budget_bytes: Some(kv_budget),
+            speculation: self.speculation,
         }
     }
 }
