@@ -245,8 +245,9 @@ impl ThreadPool {
     /// Runs `f(i, n_threads)` once for every `i` in `0..n_threads` and returns when all calls
     /// have returned: [`ThreadPool::run_chunks`] with one chunk per thread. `i` names a piece
     /// of the work, not the thread that runs it: a running thread also takes the pieces of a
-    /// thread that is descheduled, so one thread may run several. If any call panics, the first
-    /// panic is re-raised here after all calls are done.
+    /// thread that is descheduled, so one thread may run several, one after another: the calls
+    /// must never wait for each other. If any call panics, the first panic is re-raised here
+    /// after all calls are done.
     pub fn run<F: Fn(usize, usize) + Sync>(&self, f: F) {
         let n = self.shared.n_threads;
         self.run_chunks(n, |_, i| f(i, n));
@@ -255,8 +256,9 @@ impl ThreadPool {
     /// Runs `f(thread, chunk)` once for every `chunk` in `0..n_chunks`, on whichever threads
     /// claim them, and returns when all calls have returned. `thread` (in `0..n_threads`, the
     /// caller is 0) is the thread running the call; no two calls run at the same time with the
-    /// same `thread`, so it can index per-thread scratch space. If any call panics, the first
-    /// panic is re-raised here after all calls are done.
+    /// same `thread`, so it can index per-thread scratch space. A chunk must never wait for
+    /// another chunk to start (it may not be claimed until this one ends). If any call panics,
+    /// the first panic is re-raised here after all calls are done.
     ///
     /// Split the work into a few chunks per thread: enough that the running threads can take
     /// over a descheduled one's share in small pieces, few enough that claiming (one atomic
