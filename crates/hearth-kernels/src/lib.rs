@@ -9,7 +9,9 @@
 //! (see the [`matmul`](mod@matmul) module docs). The SIMD level is chosen once per process
 //! ([`simd::level`]), so a given (row, token) pair produces the same bits whatever the batch
 //! size, the token's place in the batch or the thread count. Threads split output rows, never
-//! the reduction.
+//! the reduction: the rows are cut into chunks that threads claim as they come free
+//! ([`ThreadPool::run_chunks`]), so which thread computes a row varies from call to call and
+//! never matters.
 //!
 //! # Layout: by instruction set, imports pointing down
 //! - `types` (errors, [`QMatrix`], the multi-token operands `Tile` and `SharedOut`) and

@@ -9,8 +9,10 @@
 //! Each output element equals one [`crate::vec_dot`] call on one weight row and one activation
 //! row, bit for bit, so its bits depend on nothing but those two rows: not on how many tokens
 //! are in the batch, where the token sits, or how many threads run. Threads therefore split
-//! **rows** (contiguous ranges whose bounds depend only on `rows` and the thread count), never
-//! the reduction over `cols`.
+//! **rows**, never the reduction over `cols`: the rows are cut into a few chunks per thread
+//! (whole cache-blocking groups), which threads claim one at a time
+//! ([`ThreadPool::run_chunks`]), so a thread the OS has descheduled delays no one; which thread
+//! computes a row never changes its bits.
 //!
 //! # Tiles (prompt processing)
 //! One token at a time, every weight block is loaded, unpacked and its scale converted once
@@ -89,8 +91,11 @@ pub fn matmul(pool: &ThreadPool, w: &QMatrix<'_>, xq: &[u8], n_tokens: usize, ou
         None
     };
     let nb = w.cols / w.ty.block_size();
-    pool.run(|ti, nt| {
-        let (r0, r1) = (ti * rows / nt, (ti + 1) * rows / nt);
+    let groups = rows.div_ceil(group);
+    let n_chunks = chunks_for(pool, groups);
+    pool.run_chunks(n_chunks, |_, c| {
+        let r0 = (c * groups / n_chunks * group).min(rows);
+        let r1 = ((c + 1) * groups / n_chunks * group).min(rows);
         let out_ptr = &out_ptr;
         let mut g0 = r0;
         while g0 < r1 {
@@ -116,11 +121,11 @@ pub fn matmul(pool: &ThreadPool, w: &QMatrix<'_>, xq: &[u8], n_tokens: usize, ou
                     for r in g0..g1 {
                         let v = vec_dot(w.ty, w.cols, &w.data[r * wrb..(r + 1) * wrb], x);
                         // SAFETY: `t < n_tokens` and `r < rows`, so the index is inside
-                        // `out` (length checked above). Thread `ti` only writes rows in its
-                        // own range `[r0, r1)`, and the ranges of different threads are
-                        // disjoint, so no two threads write the same element; `out` is
-                        // borrowed mutably for the whole `run`, which returns only after
-                        // every thread is done.
+                        // `out` (length checked above). Chunk `c` only writes rows in its
+                        // own range `[r0, r1)`, the ranges of different chunks are disjoint,
+                        // and each chunk runs once, so no two threads write the same element;
+                        // `out` is borrowed mutably for the whole `run_chunks`, which returns
+                        // only after every chunk is done.
                         unsafe { *out_ptr.0.add(t * rows + r) = v };
                     }
                 }
@@ -128,6 +133,23 @@ pub fn matmul(pool: &ThreadPool, w: &QMatrix<'_>, xq: &[u8], n_tokens: usize, ou
             g0 = g1;
         }
     });
+}
+
+/// Chunks per thread a matmul's rows are cut into. More chunks let running threads take over
+/// a descheduled thread's share in smaller pieces; each costs one atomic claim (tens of ns),
+/// far below a chunk's work even for the smallest decode matmul.
+pub(crate) const CHUNKS_PER_THREAD: usize = 4;
+
+/// How many chunks to cut `units` indivisible pieces of work into on `pool`: one on a
+/// one-thread pool (no claiming at all), else a few per thread, never more than `units`.
+pub(crate) fn chunks_for(pool: &ThreadPool, units: usize) -> usize {
+    let nt = pool.n_threads();
+    if nt == 1 {
+        return 1;
+    }
+    (nt * CHUNKS_PER_THREAD)
+        .min(units)
+        .clamp(1, crate::pool::MAX_CHUNKS)
 }
 
 /// Encodes `x` (`x.len() / cols` rows of `cols` f32) as `act_ty`, one row after another, into

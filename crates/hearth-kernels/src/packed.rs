@@ -145,7 +145,7 @@ pub(crate) fn check_packable(ty: GgmlType, rows: usize, cols: usize, len: usize)
     Ok(())
 }
 
-/// [`crate::matmul`] on a packed matrix: threads split whole groups.
+/// [`crate::matmul`] on a packed matrix: threads claim chunks of whole groups.
 pub(crate) fn matmul_packed(
     pool: &ThreadPool,
     w: &QMatrix<'_>,
@@ -173,8 +173,9 @@ pub(crate) fn run(
     let chunk = (CHUNK_BYTES / gb).max(1);
     let kernel = crate::dispatch::packed_kernel(level, w.ty);
     let out_ptr = SharedOut(out.as_mut_ptr());
-    pool.run(|ti, nt| {
-        let (g0, g1) = (ti * groups / nt, (ti + 1) * groups / nt);
+    let n_chunks = crate::matmul::chunks_for(pool, groups);
+    pool.run_chunks(n_chunks, |_, c| {
+        let (g0, g1) = (c * groups / n_chunks, (c + 1) * groups / n_chunks);
         let out_ptr = &out_ptr;
         let mut c0 = g0;
         while c0 < g1 {
@@ -193,9 +194,9 @@ pub(crate) fn run(
                     // CPU has its features. Groups `c0..c1` lie inside `w.data` (its length
                     // is `rows * row_bytes`, checked by the caller), the `n_tokens`
                     // activation rows inside `xq`, and outputs `(8 g + r, t)` for `g` in
-                    // `c0..c1` inside `out`; they belong to this thread alone, since thread
-                    // ranges of groups are disjoint, and `run` returns only when every
-                    // thread is done.
+                    // `c0..c1` inside `out`; they belong to this chunk alone, since chunks'
+                    // ranges of groups are disjoint and each chunk runs once, and
+                    // `run_chunks` returns only when every chunk is done.
                     unsafe { kernel(w.ty, nb, &t, c1 - c0, n_tokens) };
                 }
                 None => {
@@ -205,7 +206,7 @@ pub(crate) fn run(
                             let v = dot_ref(w.ty, nb, group, &xq[t * xrb..(t + 1) * xrb]);
                             for (r, v) in v.into_iter().enumerate() {
                                 // SAFETY: `t < n_tokens` and `8 g + r < rows`, inside `out`;
-                                // disjoint per thread as above.
+                                // disjoint per chunk as above.
                                 unsafe { *out_ptr.0.add(t * w.rows + g * GROUP + r) = v };
                             }
                         }

@@ -1,32 +1,42 @@
-//! A persistent thread pool for fork–join kernels.
+//! A persistent thread pool for fork–join kernels, built to keep going on a busy machine.
 //!
-//! A decode step calls [`ThreadPool::run`] a few hundred times (every matmul), so a call must
-//! cost far less than the work it splits. The design:
+//! A decode step calls the pool a few hundred times (every matmul), so a call must cost far
+//! less than the work it splits. The design:
 //!
 //! - **Persistent workers.** `n - 1` threads live as long as the pool; the caller is thread 0
-//!   and does its share of every job, so no thread sits idle waiting for the others to start.
+//!   and works on every job too.
+//! - **Chunks that threads claim.** A job is `n_chunks` independent pieces of work. Threads
+//!   take the next unclaimed chunk from one atomic counter until none is left, so a thread the
+//!   operating system has descheduled (or one that has not even woken up yet) holds up nothing
+//!   but a chunk it already started: its share is done by whichever threads are running,
+//!   the caller included. With static halves, every job waited for the slowest thread, and on a
+//!   machine running other work that made each matmul wait for a whole OS time slice. The caller
+//!   only ever waits for chunks already claimed; it never waits while a chunk sits unclaimed.
+//!   Which thread runs a chunk never changes what the chunk computes (drivers split output
+//!   rows, never a reduction), so results do not depend on it.
 //! - **No allocation per call.** A job is published as a type-erased pointer to the caller's
-//!   closure plus a generation counter. Workers compare the generation with the one they last
-//!   served.
-//! - **Spin, then sleep.** Waiting threads spin on the counter (with `spin_loop`, yielding the
-//!   CPU between checks after a few µs in case the awaited thread shares this CPU) for a short
-//!   while, because the next job usually follows within microseconds; after that they sleep on
-//!   a `Condvar` so an idle pool costs no CPU. The publisher only takes the mutex and notifies
+//!   closure plus one 64-bit state word (job sequence number, chunk count, next chunk), which
+//!   threads claim chunks from with a compare-and-swap. A thread that wakes up late sees a new
+//!   sequence number or no chunk left and claims nothing, so it never touches a finished job.
+//! - **Spin, then sleep.** Waiting threads spin (with `spin_loop`, yielding the CPU between
+//!   checks after a few µs in case the awaited thread shares this CPU) for a short while,
+//!   because the next job usually follows within microseconds; after that they sleep on a
+//!   `Condvar` so an idle pool costs no CPU. The publisher only takes the mutex and notifies
 //!   when some thread actually sleeps (a `sleepers` count checked with sequentially consistent
 //!   ordering on both sides, so a wake-up cannot be lost).
-//! - **Scoped jobs.** The closure may borrow the caller's stack: `run` does not return, even
-//!   when a job panics, until every worker has finished with it.
-//! - **Panics propagate.** A panic on any thread is caught, the other threads finish, and
-//!   `run` re-raises the first payload on the caller.
+//! - **Scoped jobs.** The closure may borrow the caller's stack: a call does not return, even
+//!   when a chunk panics, until every chunk is finished, and no thread claims a chunk after
+//!   that.
+//! - **Panics propagate.** A panic in any chunk is caught, the other chunks still run, and the
+//!   call re-raises the first payload on the caller.
 //!
-//! `run` is not re-entrant: a job that calls `run` on its own pool (or two threads calling
-//! `run` at once) gets the closure executed serially on the calling thread instead of
-//! deadlocking.
+//! The pool is not re-entrant: a job that calls it again (or two threads calling it at once)
+//! gets the closure run serially on the calling thread instead of deadlocking.
 
 use std::any::Any;
 use std::cell::UnsafeCell;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, TryLockError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -35,13 +45,16 @@ use std::time::{Duration, Instant};
 /// few to a few tens of µs apart; a futex wake-up costs several µs, so spinning across the
 /// usual gap pays, while an idle pool still goes quiet almost at once.
 const WORKER_SPIN: Duration = Duration::from_micros(50);
-/// How long the caller spins waiting for the workers to finish before sleeping. Work is split
-/// evenly, so the others normally finish within microseconds of the caller.
+/// How long the caller spins waiting for claimed chunks to finish before sleeping. Chunks are
+/// small, so a running thread finishes its last one within microseconds of the caller.
 const CALLER_SPIN: Duration = Duration::from_micros(200);
 /// After this long, waiting threads yield the CPU between checks instead of only spinning:
 /// on an oversubscribed machine the thread being waited for may share this CPU, and a pure
 /// spin would keep it off until the time slice ends.
 const PURE_SPIN: Duration = Duration::from_micros(5);
+
+/// The most chunks one job may have (the state word holds the count in 16 bits).
+pub const MAX_CHUNKS: usize = 0xffff;
 
 /// Waits until `done()` holds or `limit` has passed (then returns false): a pure spin for
 /// [`PURE_SPIN`], then spinning with `yield_now` between checks.
@@ -68,19 +81,41 @@ fn spin_until(limit: Duration, done: impl Fn() -> bool) -> bool {
     }
 }
 
-/// The job as the workers see it: the caller's closure with its lifetime erased.
+/// The job as the workers see it: the caller's closure, `f(thread, chunk)`, with its lifetime
+/// erased.
 type Job = *const (dyn Fn(usize, usize) + Sync + 'static);
+
+/// The state word: job sequence number (high 32 bits), chunk count (16 bits), next unclaimed
+/// chunk (low 16 bits). One word, so a claim (a compare-and-swap) can only succeed on the job
+/// whose count it checked against.
+#[derive(Clone, Copy)]
+struct State(u64);
+
+impl State {
+    fn new(seq: u32, n_chunks: usize) -> State {
+        State((u64::from(seq) << 32) | ((n_chunks as u64) << 16))
+    }
+    fn seq(self) -> u32 {
+        (self.0 >> 32) as u32
+    }
+    fn n_chunks(self) -> usize {
+        ((self.0 >> 16) & 0xffff) as usize
+    }
+    fn next(self) -> usize {
+        (self.0 & 0xffff) as usize
+    }
+}
 
 struct Shared {
     n_threads: usize,
-    /// Bumped once per job (and once at shutdown). Workers run a job when it differs from
-    /// the value they last saw.
-    generation: AtomicUsize,
-    /// The current job; written by the caller before bumping `generation` (Release), read by
-    /// workers after seeing the new generation (Acquire).
+    /// The current job's [`State`]. Threads wait for its sequence number to change and claim
+    /// chunks by incrementing its low bits.
+    state: AtomicU64,
+    /// The current job; written by the caller before publishing a new state (Release), read
+    /// by a thread only after it claimed one of the job's chunks (Acquire).
     job: UnsafeCell<Option<Job>>,
-    /// Workers that have not yet finished the current job.
-    remaining: AtomicUsize,
+    /// Chunks of the current job finished (by any thread).
+    finished: AtomicUsize,
     shutdown: AtomicBool,
     /// Workers sleeping (or about to) on `wake`.
     sleepers: AtomicUsize,
@@ -95,24 +130,68 @@ struct Shared {
 }
 
 // SAFETY: `job` is the only non-Sync field. It is written only by the thread holding
-// `run_lock` while no worker reads it (all workers finished the previous job: `remaining`
-// was 0), and read by workers only between seeing a new `generation` (Acquire, pairing with
-// the writer's Release) and decrementing `remaining`. The closure it points to is `Sync`.
+// `run_lock`, while every chunk of the previous job is finished (`finished` equals its chunk
+// count, so no thread holds a claim and none can claim one), and read by a thread only between
+// claiming a chunk of the job (Acquire, pairing with the writer's Release publication) and
+// reporting that chunk finished. The closure it points to is `Sync`.
 unsafe impl Sync for Shared {}
 // SAFETY: the raw `Job` pointer is only dereferenced under the protocol above; the pointee is
 // `Sync`, so using it from other threads is sound.
 unsafe impl Send for Shared {}
 
+impl Shared {
+    /// Claims the next chunk of job `seq`, or `None` when that job has none left (or is no
+    /// longer the current job).
+    fn claim(&self, seq: u32) -> Option<usize> {
+        let mut cur = State(self.state.load(Ordering::Acquire));
+        loop {
+            if cur.seq() != seq || cur.next() >= cur.n_chunks() {
+                return None;
+            }
+            match self.state.compare_exchange_weak(
+                cur.0,
+                cur.0 + 1,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return Some(cur.next()),
+                Err(now) => cur = State(now),
+            }
+        }
+    }
+
+    /// Runs chunks of job `seq` as thread `thread` until none is left; a panic's payload is
+    /// kept for the caller (the first one wins) and the chunk still counts as finished.
+    fn work(&self, seq: u32, thread: usize, n_chunks: usize) {
+        while let Some(chunk) = self.claim(seq) {
+            // SAFETY: this thread holds an unfinished chunk of job `seq`, so the caller has
+            // published `job` for it (made visible by the claim's Acquire) and keeps both the
+            // pointer and the closure alive until `finished` reaches the chunk count.
+            let f = unsafe { &*(*self.job.get()).expect("a published job") };
+            if let Err(p) = catch_unwind(AssertUnwindSafe(|| f(thread, chunk))) {
+                lock(&self.panic).get_or_insert(p);
+            }
+            if self.finished.fetch_add(1, Ordering::SeqCst) + 1 == n_chunks
+                && thread != 0
+                && self.caller_sleeping.load(Ordering::SeqCst)
+            {
+                drop(lock(&self.done_lock));
+                self.done.notify_one();
+            }
+        }
+    }
+}
+
 /// A fixed set of worker threads that run one job at a time.
 pub struct ThreadPool {
     shared: Arc<Shared>,
     workers: Vec<JoinHandle<()>>,
-    /// Serialises `run`; `try_lock` failure means re-entrant or concurrent use.
+    /// Serialises jobs; `try_lock` failure means re-entrant or concurrent use.
     run_lock: Mutex<()>,
 }
 
-// A panicking job leaves no broken state behind: `run` waits for every thread, clears the job
-// and resets the counters at the next call, so the pool may be used across `catch_unwind`.
+// A panicking job leaves no broken state behind: the call waits for every chunk, clears the
+// job and the next call resets the counters, so the pool may be used across `catch_unwind`.
 impl std::panic::RefUnwindSafe for ThreadPool {}
 impl std::panic::UnwindSafe for ThreadPool {}
 
@@ -125,9 +204,9 @@ impl ThreadPool {
         let n_threads = n_threads.max(1);
         let shared = Arc::new(Shared {
             n_threads,
-            generation: AtomicUsize::new(0),
+            state: AtomicU64::new(State::new(0, 0).0),
             job: UnsafeCell::new(None),
-            remaining: AtomicUsize::new(0),
+            finished: AtomicUsize::new(0),
             shutdown: AtomicBool::new(false),
             sleepers: AtomicUsize::new(0),
             wake_lock: Mutex::new(()),
@@ -163,68 +242,91 @@ impl ThreadPool {
         self.shared.n_threads
     }
 
-    /// Runs `f(thread_index, n_threads)` once on every thread (the caller is thread 0) and
-    /// returns when all calls have returned. If any call panics, the first panic is re-raised
-    /// here after all threads are done.
+    /// Runs `f(i, n_threads)` once for every `i` in `0..n_threads` and returns when all calls
+    /// have returned: [`ThreadPool::run_chunks`] with one chunk per thread. `i` names a piece
+    /// of the work, not the thread that runs it: a running thread also takes the pieces of a
+    /// thread that is descheduled, so one thread may run several, one after another: the calls
+    /// must never wait for each other. If any call panics, the first panic is re-raised here
+    /// after all calls are done.
     pub fn run<F: Fn(usize, usize) + Sync>(&self, f: F) {
         let n = self.shared.n_threads;
-        if n == 1 {
-            f(0, 1);
+        self.run_chunks(n, |_, i| f(i, n));
+    }
+
+    /// Runs `f(thread, chunk)` once for every `chunk` in `0..n_chunks`, on whichever threads
+    /// claim them, and returns when all calls have returned. `thread` (in `0..n_threads`, the
+    /// caller is 0) is the thread running the call; no two calls run at the same time with the
+    /// same `thread`, so it can index per-thread scratch space. A chunk must never wait for
+    /// another chunk to start (it may not be claimed until this one ends). If any call panics,
+    /// the first panic is re-raised here after all calls are done.
+    ///
+    /// Split the work into a few chunks per thread: enough that the running threads can take
+    /// over a descheduled one's share in small pieces, few enough that claiming (one atomic
+    /// operation per chunk) stays negligible.
+    ///
+    /// # Panics
+    /// If `n_chunks` is over [`MAX_CHUNKS`].
+    pub fn run_chunks<F: Fn(usize, usize) + Sync>(&self, n_chunks: usize, f: F) {
+        assert!(
+            n_chunks <= MAX_CHUNKS,
+            "ThreadPool::run_chunks: {n_chunks} chunks, at most {MAX_CHUNKS}"
+        );
+        if n_chunks == 0 {
             return;
+        }
+        if self.shared.n_threads == 1 || n_chunks == 1 {
+            return (0..n_chunks).for_each(|c| f(0, c));
         }
         let _guard = match self.run_lock.try_lock() {
             Ok(g) => g,
-            // Re-entrant (a job calling `run`) or concurrent use: the workers are busy, so do
-            // the whole job here. Results are the same; only the parallelism is lost.
-            Err(TryLockError::WouldBlock) => {
-                for i in 0..n {
-                    f(i, n);
-                }
-                return;
-            }
-            // A poisoned lock only means an earlier `run` unwound; the pool state is reset
-            // at the start of every job, so carry on.
+            // Re-entrant (a job calling the pool) or concurrent use: the workers are busy, so
+            // do the whole job here. Results are the same; only the parallelism is lost.
+            Err(TryLockError::WouldBlock) => return (0..n_chunks).for_each(|c| f(0, c)),
+            // A poisoned lock only means an earlier job unwound; the pool state is reset at
+            // the start of every job, so carry on.
             Err(TryLockError::Poisoned(p)) => p.into_inner(),
         };
         let s = &*self.shared;
         let job: &(dyn Fn(usize, usize) + Sync) = &f;
         // SAFETY: erasing the lifetime is sound because this function does not return (or
-        // unwind) before every worker has decremented `remaining`, after which no worker
-        // touches the pointer again; `f` outlives this whole function.
+        // unwind) before every chunk is finished, after which no thread can claim a chunk of
+        // this job and so none dereferences the pointer again; `f` outlives this function.
         let job: Job = unsafe { std::mem::transmute::<&(dyn Fn(usize, usize) + Sync), Job>(job) };
-        // SAFETY: we hold `run_lock`, and the previous job finished (`remaining` reached 0
-        // before the previous `run` returned), so no worker reads `job` now.
+        // SAFETY: we hold `run_lock` and every chunk of the previous job finished before its
+        // call returned, so no thread holds a claim and none reads `job` now.
         unsafe { *s.job.get() = Some(job) };
-        s.remaining.store(n - 1, Ordering::Relaxed);
-        s.generation.fetch_add(1, Ordering::SeqCst);
+        s.finished.store(0, Ordering::Relaxed);
+        let seq = State(s.state.load(Ordering::Relaxed)).seq().wrapping_add(1);
+        s.state.store(State::new(seq, n_chunks).0, Ordering::SeqCst);
         if s.sleepers.load(Ordering::SeqCst) > 0 {
-            // Taking the lock orders this notify after any sleeper's check of `generation`.
+            // Taking the lock orders this notify after any sleeper's check of `state`.
             drop(lock(&s.wake_lock));
             s.wake.notify_all();
         }
 
-        let mine = catch_unwind(AssertUnwindSafe(|| f(0, n)));
-        self.wait_workers();
-        // SAFETY: all workers are done with this job; clear the pointer before `f` dies.
+        s.work(seq, 0, n_chunks);
+        self.wait_chunks(n_chunks);
+        // SAFETY: every chunk is finished; clear the pointer before `f` dies.
         unsafe { *s.job.get() = None };
 
-        let theirs = lock(&s.panic).take();
-        if let Err(p) = mine {
-            resume_unwind(p);
-        }
-        if let Some(p) = theirs {
+        if let Some(p) = lock(&s.panic).take() {
             resume_unwind(p);
         }
     }
 
-    fn wait_workers(&self) {
+    /// Waits until all `n_chunks` chunks of the current job are finished. Called once the
+    /// caller found no chunk left to claim, so every unfinished chunk is one a thread is
+    /// running.
+    fn wait_chunks(&self, n_chunks: usize) {
         let s = &*self.shared;
-        if spin_until(CALLER_SPIN, || s.remaining.load(Ordering::Acquire) == 0) {
+        if spin_until(CALLER_SPIN, || {
+            s.finished.load(Ordering::Acquire) == n_chunks
+        }) {
             return;
         }
         let mut g = lock(&s.done_lock);
         s.caller_sleeping.store(true, Ordering::SeqCst);
-        while s.remaining.load(Ordering::SeqCst) != 0 {
+        while s.finished.load(Ordering::SeqCst) != n_chunks {
             g = s.done.wait(g).unwrap_or_else(|p| p.into_inner());
         }
         s.caller_sleeping.store(false, Ordering::SeqCst);
@@ -235,11 +337,12 @@ impl Drop for ThreadPool {
     fn drop(&mut self) {
         let s = &*self.shared;
         s.shutdown.store(true, Ordering::SeqCst);
-        s.generation.fetch_add(1, Ordering::SeqCst);
+        let seq = State(s.state.load(Ordering::Relaxed)).seq().wrapping_add(1);
+        s.state.store(State::new(seq, 0).0, Ordering::SeqCst);
         drop(lock(&s.wake_lock));
         s.wake.notify_all();
         for w in self.workers.drain(..) {
-            // A worker never panics outside a job (jobs are caught), so there is nothing to
+            // A worker never panics outside a job (chunks are caught), so there is nothing to
             // report here.
             let _ = w.join();
         }
@@ -253,46 +356,35 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 fn worker_loop(s: &Shared, idx: usize) {
-    let mut seen = 0usize;
+    let mut seen = 0u32;
     loop {
-        seen = wait_generation(s, seen);
+        let state = wait_job(s, seen);
+        seen = state.seq();
         if s.shutdown.load(Ordering::Acquire) {
             return;
         }
-        // SAFETY: a new generation was observed with Acquire, so the caller's write of `job`
-        // is visible, and the caller keeps the closure alive until `remaining` reaches 0.
-        if let Some(job) = unsafe { *s.job.get() } {
-            // SAFETY: see above; the pointee is `Sync` and alive.
-            let f = unsafe { &*job };
-            if let Err(p) = catch_unwind(AssertUnwindSafe(|| f(idx, s.n_threads))) {
-                lock(&s.panic).get_or_insert(p);
-            }
-        }
-        if s.remaining.fetch_sub(1, Ordering::SeqCst) == 1
-            && s.caller_sleeping.load(Ordering::SeqCst)
-        {
-            drop(lock(&s.done_lock));
-            s.done.notify_one();
-        }
+        s.work(seen, idx, state.n_chunks());
     }
 }
 
-/// Spins, then sleeps, until `generation` differs from `seen`; returns the new value.
-fn wait_generation(s: &Shared, seen: usize) -> usize {
-    if spin_until(WORKER_SPIN, || s.generation.load(Ordering::Acquire) != seen) {
-        return s.generation.load(Ordering::Acquire);
+/// Spins, then sleeps, until the state's sequence number differs from `seen`; returns the new
+/// state. A worker that was descheduled across several jobs joins the current one.
+fn wait_job(s: &Shared, seen: u32) -> State {
+    let current = || State(s.state.load(Ordering::Acquire));
+    if spin_until(WORKER_SPIN, || current().seq() != seen) {
+        return current();
     }
     let mut guard = lock(&s.wake_lock);
     s.sleepers.fetch_add(1, Ordering::SeqCst);
-    let g = loop {
-        let g = s.generation.load(Ordering::SeqCst);
-        if g != seen {
-            break g;
+    let st = loop {
+        let st = State(s.state.load(Ordering::SeqCst));
+        if st.seq() != seen {
+            break st;
         }
         guard = s.wake.wait(guard).unwrap_or_else(|p| p.into_inner());
     };
     s.sleepers.fetch_sub(1, Ordering::SeqCst);
-    g
+    st
 }
 
 /// Number of physical CPU cores (the default thread count: hyper-threads share a core's

@@ -1,6 +1,7 @@
 //! Integration tests for `hearth-kernels` (one binary; one module per concern).
 
 mod common;
+mod contention;
 mod dot;
 mod fixtures;
 mod float_levels;

@@ -1,8 +1,9 @@
-//! Thread pool: every index runs once, borrows work, panics propagate, overhead is small.
+//! Thread pool: every index and chunk runs once, borrows work, panics propagate, a stuck thread
+//! holds up no one, overhead is small.
 
 use hearth_kernels::pool::{count_physical_cores, physical_cores};
 use hearth_kernels::ThreadPool;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 #[test]
@@ -126,4 +127,80 @@ fn run_overhead_with_two_threads() {
         per_call < Duration::from_millis(2),
         "{per_call:?} per run call"
     );
+}
+
+#[test]
+fn every_chunk_runs_once_and_threads_never_overlap() {
+    for n in 1..=4 {
+        let pool = ThreadPool::new(n);
+        let busy: Vec<AtomicBool> = (0..n).map(|_| AtomicBool::new(false)).collect();
+        for chunks in [0, 1, 2, 3, 7, 64, 500] {
+            for _ in 0..50 {
+                let hits: Vec<AtomicUsize> = (0..chunks).map(|_| AtomicUsize::new(0)).collect();
+                pool.run_chunks(chunks, |thread, c| {
+                    assert!(thread < n, "thread {thread} of {n}");
+                    assert!(
+                        !busy[thread].swap(true, Ordering::SeqCst),
+                        "two calls at once on thread {thread}"
+                    );
+                    hits[c].fetch_add(1, Ordering::Relaxed);
+                    busy[thread].store(false, Ordering::SeqCst);
+                });
+                assert!(
+                    hits.iter().all(|h| h.load(Ordering::Relaxed) == 1),
+                    "{n} threads, {chunks} chunks"
+                );
+            }
+        }
+    }
+}
+
+/// A thread stuck in one chunk (as a descheduled thread is) holds up nothing else: the other
+/// threads, the caller included, claim every other chunk while it waits for them.
+#[test]
+fn a_stuck_thread_leaves_the_other_chunks_to_the_rest() {
+    for n in 2..=3 {
+        let pool = ThreadPool::new(n);
+        for _ in 0..20 {
+            let chunks = 64;
+            let done = AtomicUsize::new(0);
+            let stuck = AtomicBool::new(false);
+            pool.run_chunks(chunks, |_, _| {
+                if !stuck.swap(true, Ordering::SeqCst) {
+                    let start = Instant::now();
+                    while done.load(Ordering::SeqCst) < chunks - 1 {
+                        assert!(
+                            start.elapsed() < Duration::from_secs(20),
+                            "the other chunks waited for the stuck thread ({} of {} done)",
+                            done.load(Ordering::SeqCst),
+                            chunks - 1
+                        );
+                        std::thread::yield_now();
+                    }
+                }
+                done.fetch_add(1, Ordering::SeqCst);
+            });
+            assert_eq!(done.load(Ordering::SeqCst), chunks);
+        }
+    }
+}
+
+#[test]
+fn a_panicking_chunk_reaches_the_caller_after_the_others_ran() {
+    let pool = ThreadPool::new(2);
+    let ran = AtomicUsize::new(0);
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        pool.run_chunks(16, |_, c| {
+            ran.fetch_add(1, Ordering::SeqCst);
+            if c == 5 {
+                panic!("chunk {c} failed");
+            }
+        })
+    }));
+    let msg = r.expect_err("panic must propagate");
+    assert_eq!(
+        msg.downcast_ref::<String>().map(String::as_str),
+        Some("chunk 5 failed")
+    );
+    assert_eq!(ran.load(Ordering::SeqCst), 16);
 }

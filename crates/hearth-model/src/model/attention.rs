@@ -81,9 +81,10 @@ impl Model {
     /// Work is split into units of (run, head): a run is up to [`ATTN_RUN`] consecutive batch
     /// tokens of one sequence at consecutive positions (a prompt chunk; a decoding sequence is
     /// a run of one). A unit widens each key and value row to f32 once and uses it for all of
-    /// the run's tokens that see it, instead of once per token. Units go to threads in
-    /// contiguous ranges of about equal cost (keys seen), because causal attention gives later
-    /// tokens more work than earlier ones.
+    /// the run's tokens that see it, instead of once per token. Units are cut into a few
+    /// pieces per thread, contiguous ranges of about equal cost (keys seen, because causal
+    /// attention gives later tokens more work than earlier ones), which threads claim one at a
+    /// time, so a descheduled thread's share goes to the running ones.
     ///
     /// Every token's arithmetic is the one-token arithmetic, in the same order: each score is
     /// the F32 dot of the widened key and the query rounded to f16 (the same operations as the
@@ -114,7 +115,7 @@ impl Model {
             .max(view.first_pos())
         };
 
-        // Runs, then units (run-major, head-minor) and their split between threads.
+        // Runs, then units (run-major, head-minor) and their split into pieces.
         ws.runs.clear();
         let mut i = 0;
         while i < batch.len() {
@@ -138,6 +139,12 @@ impl Model {
             i += len;
         }
         let nt = pool.n_threads();
+        let units = ws.runs.len() * c.n_head;
+        let np = if nt == 1 {
+            1
+        } else {
+            (nt * ATTN_PIECES_PER_THREAD).min(units).max(1)
+        };
         let total: usize = ws.runs.iter().map(|r| r.cost).sum::<usize>() * c.n_head;
         ws.unit_bounds.clear();
         ws.unit_bounds.push(0);
@@ -147,15 +154,20 @@ impl Model {
             for _ in 0..c.n_head {
                 acc += r.cost;
                 unit += 1;
-                // Thread k's range ends at the first unit where the running cost reaches
-                // k / nt of the total.
-                while ws.unit_bounds.len() < nt && acc * nt >= total * ws.unit_bounds.len() {
+                // Piece k's range ends at the first unit where the running cost reaches
+                // k / np of the total.
+                while ws.unit_bounds.len() < np && acc * np >= total * ws.unit_bounds.len() {
                     ws.unit_bounds.push(unit);
                 }
             }
         }
-        while ws.unit_bounds.len() <= nt {
+        while ws.unit_bounds.len() <= np {
             ws.unit_bounds.push(unit);
+        }
+        for m in ws.attn_scratch.iter_mut() {
+            let s = m.get_mut().unwrap_or_else(|e| e.into_inner());
+            s.out.clear();
+            s.pieces.clear();
         }
 
         let q = &ws.q;
@@ -163,12 +175,12 @@ impl Model {
         let runs = &ws.runs;
         let bounds = &ws.unit_bounds;
         let exact = self.exact;
-        pool.run(|ti, _| {
+        pool.run_chunks(np, |ti, piece| {
             // Each thread has its own scratch; the lock is never contended.
             let mut guard = scratch[ti].lock().unwrap_or_else(|e| e.into_inner());
             let s = &mut *guard;
-            s.out.clear();
-            for u in bounds[ti]..bounds[ti + 1] {
+            s.pieces.push(piece);
+            for u in bounds[piece]..bounds[piece + 1] {
                 let (run, h) = (&runs[u / c.n_head], u % c.n_head);
                 let g = h / group;
                 let items = &batch[run.start..run.start + run.len];
@@ -320,18 +332,18 @@ impl Model {
             }
         });
         // Put each unit's rows where they belong: token t, head h at (t * n_head + h) * vhd.
-        for ti in 0..nt {
-            let guard = ws.attn_scratch[ti]
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
+        for m in ws.attn_scratch.iter_mut().take(nt) {
+            let s = m.get_mut().unwrap_or_else(|e| e.into_inner());
             let mut at = 0;
-            for u in ws.unit_bounds[ti]..ws.unit_bounds[ti + 1] {
-                let (run, h) = (&ws.runs[u / c.n_head], u % c.n_head);
-                for r in 0..run.len {
-                    let t = run.start + r;
-                    let dst = (t * c.n_head + h) * vhd;
-                    ws.attn[dst..dst + vhd].copy_from_slice(&guard.out[at..at + vhd]);
-                    at += vhd;
+            for &piece in &s.pieces {
+                for u in ws.unit_bounds[piece]..ws.unit_bounds[piece + 1] {
+                    let (run, h) = (&ws.runs[u / c.n_head], u % c.n_head);
+                    for r in 0..run.len {
+                        let t = run.start + r;
+                        let dst = (t * c.n_head + h) * vhd;
+                        ws.attn[dst..dst + vhd].copy_from_slice(&s.out[at..at + vhd]);
+                        at += vhd;
+                    }
                 }
             }
         }
@@ -340,6 +352,10 @@ impl Model {
 
 /// Most tokens of one sequence whose attention one work unit computes together.
 const ATTN_RUN: usize = 16;
+
+/// Pieces per thread the units are cut into (see [`Model::attend`]): enough for running threads
+/// to take over a descheduled one's share, few enough that claiming them costs nothing.
+const ATTN_PIECES_PER_THREAD: usize = 4;
 
 /// Consecutive batch tokens of one sequence (see [`Model::attend`]).
 #[derive(Clone, Copy, Debug, Default)]
@@ -368,6 +384,9 @@ pub(super) struct AttnScratch {
     /// Per token of the run: the largest score, then the softmax sum and its inverse.
     maxs: Vec<f32>,
     sums: Vec<f32>,
-    /// Outputs of this thread's units in unit order, `[unit][token][vhd]`.
+    /// Outputs of the pieces this thread ran, in the order it ran them, each piece's units in
+    /// unit order: `[unit][token][vhd]`.
     out: Vec<f32>,
+    /// The pieces this thread ran, in order.
+    pieces: Vec<usize>,
 }

@@ -216,7 +216,7 @@ pub struct Workspace {
     logits: Vec<f32>,
     pub(super) act: ActCache,
     pub(super) attn_scratch: Vec<Mutex<AttnScratch>>,
-    /// Attention work: runs of tokens, and where each thread's units begin.
+    /// Attention work: runs of tokens, and where each piece's units begin.
     pub(super) runs: Vec<Run>,
     pub(super) unit_bounds: Vec<usize>,
     /// One packed embedding row gathered back into its original encoding.
