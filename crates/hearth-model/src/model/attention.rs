@@ -172,9 +172,8 @@ impl Model {
             ws.unit_bounds.push(unit);
         }
 
-        // A unit's query rows are `[token][head]` over its heads: the query heads of KV heads
-        // g0..g0 + hpu, adjacent in each token's q.
-        let hw = hpu * group;
+        // A unit's query rows are `[KV head][token][head of its group]`: for each of its KV
+        // heads, the rows of the tokens that see a key are then one contiguous range.
         let q = &ws.q;
         let scratch = &ws.attn_scratch;
         let runs = &ws.runs;
@@ -190,12 +189,15 @@ impl Model {
                 let items = &batch[run.start..run.start + run.len];
                 let view = kv.view(il, seqs[items[0].seq].as_ref());
                 let len = run.len;
-                let rows = len * hw;
+                let rows = hpu * len * group;
+                let row = |gi: usize, r: usize| (gi * len + r) * group;
                 // Queries meet f16 keys as f16, as in llama.cpp: rounded to f16 here.
                 s.qf.clear();
-                for t in run.start..run.start + len {
-                    let at = t * q_dim + g0 * group * hd;
-                    s.qf.extend_from_slice(&q[at..at + hw * hd]);
+                for gi in 0..hpu {
+                    for t in run.start..run.start + len {
+                        let at = t * q_dim + (g0 + gi) * group * hd;
+                        s.qf.extend_from_slice(&q[at..at + group * hd]);
+                    }
                 }
                 hearth_kernels::round_to_f16(&mut s.qf);
                 s.firsts.clear();
@@ -209,8 +211,19 @@ impl Model {
                 let firsts = &s.firsts;
                 let seen_by =
                     |j: usize| (j.saturating_sub(pos0), firsts.partition_point(|&f| f <= j));
-                // Scores, then probabilities, row-major `[row][position - lo]`, so each row's
-                // softmax and value sum walk its keys contiguously.
+                // Scores, then probabilities. A prompt run keeps them key-major,
+                // `[position - lo][row]`: the rows that see a key are contiguous there, so a
+                // key's dots land in place and its softmax steps run over the rows side by side.
+                // A decoding token keeps them row-major, `[row][position - lo]`, so each row's
+                // softmax walks its keys contiguously.
+                let key_major = len > 1;
+                let at_key = |row: usize, jj: usize| {
+                    if key_major {
+                        jj * rows + row
+                    } else {
+                        row * span + jj
+                    }
+                };
                 s.scores.clear();
                 s.scores.resize(rows * span, 0.0);
                 s.krow.resize(hpu * hd, 0.0);
@@ -223,56 +236,104 @@ impl Model {
                     let k: &[u8] = bytemuck::cast_slice(&view.k(j)[g0 * hd..(g0 + hpu) * hd]);
                     // Whole rows of f16 values always decode; the length is the rows' own.
                     let _ = hearth_kernels::dequantize_row(GgmlType::F16, k, &mut s.krow);
-                    if hpu == 1 {
-                        // One key against all of its tokens' queries at once.
-                        let (a, b) = (r0 * group, r1 * group);
-                        hearth_kernels::dot_f32_rows(
-                            hd,
-                            &s.krow,
-                            &s.qf[a * hd..b * hd],
-                            &mut s.dots[a..b],
-                        );
-                    } else {
-                        for r in r0..r1 {
-                            for gi in 0..hpu {
-                                let a = r * hw + gi * group;
-                                hearth_kernels::dot_f32_rows(
-                                    hd,
-                                    &s.krow[gi * hd..(gi + 1) * hd],
-                                    &s.qf[a * hd..(a + group) * hd],
-                                    &mut s.dots[a..a + group],
-                                );
+                    // One key against all of its tokens' queries at once, per KV head.
+                    for gi in 0..hpu {
+                        let (a, b) = (row(gi, r0), row(gi, r1));
+                        let krow = &s.krow[gi * hd..(gi + 1) * hd];
+                        let qs = &s.qf[a * hd..b * hd];
+                        if key_major {
+                            let at = at_key(a, j - lo);
+                            hearth_kernels::dot_f32_rows(
+                                hd,
+                                krow,
+                                qs,
+                                &mut s.scores[at..at + b - a],
+                            );
+                        } else {
+                            hearth_kernels::dot_f32_rows(hd, krow, qs, &mut s.dots[a..b]);
+                            for (r, &d) in (a..b).zip(&s.dots[a..b]) {
+                                s.scores[at_key(r, j - lo)] = d;
                             }
                         }
-                    }
-                    let (a, b) = (r0 * hw, r1 * hw);
-                    for (row, &d) in (a..b).zip(&s.dots[a..b]) {
-                        s.scores[row * span + (j - lo)] = d;
                     }
                 }
                 // Softmax per row over the keys its token sees, in key order: scale and
                 // maximum, then `exp_f32` and a running sum, then the probabilities, rounded to
                 // f16 as llama.cpp multiplies V by them (not in exact mode).
-                for (r, item) in items.iter().enumerate() {
-                    let (a, b) = (s.firsts[r] - lo, item.pos + 1 - lo);
-                    for row in r * hw..(r + 1) * hw {
-                        let ps = &mut s.scores[row * span + a..row * span + b];
-                        let mut m = f32::NEG_INFINITY;
-                        for sc in ps.iter_mut() {
-                            *sc *= c.attn_scale;
-                            m = m.max(*sc);
+                if key_major {
+                    // Every row still takes its own keys in order (scale and maximum, then
+                    // `exp_f32` and a running sum, then the probabilities): the one-token
+                    // numbers, computed key by key for the rows side by side.
+                    s.maxs.clear();
+                    s.maxs.resize(rows, f32::NEG_INFINITY);
+                    s.sums.clear();
+                    s.sums.resize(rows, 0.0);
+                    for j in lo..=hi {
+                        let (r0, r1) = seen_by(j);
+                        for gi in 0..hpu {
+                            let (a, b) = (row(gi, r0), row(gi, r1));
+                            let at = at_key(a, j - lo);
+                            for (sc, m) in
+                                s.scores[at..at + b - a].iter_mut().zip(&mut s.maxs[a..b])
+                            {
+                                *sc *= c.attn_scale;
+                                *m = m.max(*sc);
+                            }
                         }
-                        hearth_kernels::exp_sub(ps, m);
-                        let mut sum = 0f32;
-                        for &e in ps.iter() {
-                            sum += e;
+                    }
+                    for j in lo..=hi {
+                        let (r0, r1) = seen_by(j);
+                        for gi in 0..hpu {
+                            let (a, b) = (row(gi, r0), row(gi, r1));
+                            let at = at_key(a, j - lo);
+                            hearth_kernels::exp_sub_rows(
+                                &mut s.scores[at..at + b - a],
+                                &s.maxs[a..b],
+                                &mut s.sums[a..b],
+                            );
                         }
-                        let inv = 1.0 / sum;
-                        for p in ps.iter_mut() {
-                            *p *= inv;
+                    }
+                    for sum in s.sums.iter_mut() {
+                        *sum = 1.0 / *sum;
+                    }
+                    for j in lo..=hi {
+                        let (r0, r1) = seen_by(j);
+                        for gi in 0..hpu {
+                            let (a, b) = (row(gi, r0), row(gi, r1));
+                            let at = at_key(a, j - lo);
+                            let ps = &mut s.scores[at..at + b - a];
+                            for (p, inv) in ps.iter_mut().zip(&s.sums[a..b]) {
+                                *p *= inv;
+                            }
+                            if !exact {
+                                hearth_kernels::round_to_f16(ps);
+                            }
                         }
-                        if !exact {
-                            hearth_kernels::round_to_f16(ps);
+                    }
+                } else {
+                    for (r, item) in items.iter().enumerate() {
+                        let (a, b) = (s.firsts[r] - lo, item.pos + 1 - lo);
+                        for gi in 0..hpu {
+                            for at in row(gi, r)..row(gi, r + 1) {
+                                let ps = &mut s.scores[at * span + a..at * span + b];
+                                let mut m = f32::NEG_INFINITY;
+                                for sc in ps.iter_mut() {
+                                    *sc *= c.attn_scale;
+                                    m = m.max(*sc);
+                                }
+                                hearth_kernels::exp_sub(ps, m);
+                                let mut sum = 0f32;
+                                for &e in ps.iter() {
+                                    sum += e;
+                                }
+                                let inv = 1.0 / sum;
+                                for p in ps.iter_mut() {
+                                    *p *= inv;
+                                }
+                                if !exact {
+                                    hearth_kernels::round_to_f16(ps);
+                                }
+                            }
                         }
                     }
                 }
@@ -306,24 +367,25 @@ impl Model {
                         if a >= b {
                             continue;
                         }
-                        for h in 0..hw {
-                            let row = r * hw + h;
-                            let base = (h / group) * n;
-                            hearth_kernels::axpy_keys(
-                                &s.vrows[(base + a - c0) * vhd..(base + b - c0) * vhd],
-                                &s.scores[row * span + (a - lo)..],
-                                1,
-                                &mut s.out[o0 + row * vhd..o0 + (row + 1) * vhd],
-                            );
+                        for gi in 0..hpu {
+                            let base = gi * n;
+                            for at in row(gi, r)..row(gi, r + 1) {
+                                hearth_kernels::axpy_keys(
+                                    &s.vrows[(base + a - c0) * vhd..(base + b - c0) * vhd],
+                                    &s.scores[at_key(at, a - lo)..],
+                                    if key_major { rows } else { 1 },
+                                    &mut s.out[o0 + at * vhd..o0 + (at + 1) * vhd],
+                                );
+                            }
                         }
                     }
                     c0 = c1;
                 }
             }
         });
-        // Put each unit's rows where they belong: token t's heads of KV heads g0.. start at
-        // (t * n_head + g0 * group) * vhd, adjacent as in the unit.
-        let width = hw * vhd;
+        // Put each unit's rows where they belong: token t's heads of KV head g start at
+        // (t * n_head + g * group) * vhd, adjacent as in the unit.
+        let width = group * vhd;
         for ti in 0..nt {
             let guard = ws.attn_scratch[ti]
                 .lock()
@@ -331,11 +393,12 @@ impl Model {
             let mut at = 0;
             for u in ws.unit_bounds[ti]..ws.unit_bounds[ti + 1] {
                 let (run, g0) = (&ws.runs[u / per_run], (u % per_run) * hpu);
-                for r in 0..run.len {
-                    let t = run.start + r;
-                    let dst = (t * c.n_head + g0 * group) * vhd;
-                    ws.attn[dst..dst + width].copy_from_slice(&guard.out[at..at + width]);
-                    at += width;
+                for g in g0..g0 + hpu {
+                    for t in run.start..run.start + run.len {
+                        let dst = (t * c.n_head + g * group) * vhd;
+                        ws.attn[dst..dst + width].copy_from_slice(&guard.out[at..at + width]);
+                        at += width;
+                    }
                 }
             }
         }
@@ -364,10 +427,13 @@ pub(super) struct Run {
 
 #[derive(Default)]
 pub(super) struct AttnScratch {
-    /// The unit's queries, rounded to f16 and widened back: `[token][head][hd]`.
+    /// The unit's queries, rounded to f16 and widened back: `[KV head][token][head][hd]`.
     qf: Vec<f32>,
     /// One key's scores against the query rows that see it.
     dots: Vec<f32>,
+    /// Per row of a prompt run: the largest score, then the softmax sum and its inverse.
+    maxs: Vec<f32>,
+    sums: Vec<f32>,
     /// The first position each token of the run attends to.
     firsts: Vec<usize>,
     /// One key row of the unit's KV heads, widened to f32: `[KV head][hd]`.
@@ -376,6 +442,6 @@ pub(super) struct AttnScratch {
     vrows: Vec<f32>,
     /// Scores, then probabilities: `[row][position - lo]`.
     scores: Vec<f32>,
-    /// Outputs of this thread's units in unit order, `[unit][token][head][vhd]`.
+    /// Outputs of this thread's units in unit order, `[unit][KV head][token][head][vhd]`.
     out: Vec<f32>,
 }
