@@ -228,7 +228,7 @@ impl Workspace {
         Workspace::default()
     }
 
-    fn prepare(&mut self, c: &Config, n_tok: usize, n_threads: usize) {
+    pub(super) fn prepare(&mut self, c: &Config, n_tok: usize, n_threads: usize) {
         let grow = |v: &mut Vec<f32>, n: usize| {
             if v.len() < n {
                 v.resize(n, 0.0);
