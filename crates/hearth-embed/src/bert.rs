@@ -390,11 +390,10 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 
 fn softmax(v: &mut [f32]) {
     let max = v.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let mut sum = 0.0f32;
-    for x in v.iter_mut() {
-        *x = hearth_kernels::exp_f32(*x - max);
-        sum += *x;
-    }
+    // The dispatched kernel: each lane is `exp_f32(x - max)`, vectorized (the scalar
+    // `exp_f32` fuses with `mul_add`, a C library call per step without the FMA feature).
+    hearth_kernels::exp_sub(v, max);
+    let sum: f32 = v.iter().sum();
     let inv = 1.0 / sum;
     v.iter_mut().for_each(|x| *x *= inv);
 }

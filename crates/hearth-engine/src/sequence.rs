@@ -1,6 +1,6 @@
 //! One sequence: its tokens, its KV view, its sampler and where it is in its life.
 
-use hearth_kernels::{exp_f32, math};
+use hearth_kernels::math;
 use hearth_model::{Sampler, SamplerConfig, SeqKv, TokenConstraint};
 
 use crate::speculative::SpecState;
@@ -45,7 +45,10 @@ impl Logprob {
     /// Sums run in index order, so the result is as batch-invariant as the logits.
     pub fn from_logits(row: &[f32], token: u32, top: usize) -> Logprob {
         let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let sum: f32 = row.iter().map(|&l| exp_f32(l - max)).sum();
+        // `exp_sub` is `exp_f32(l - max)` lane by lane, vectorized: one per vocabulary entry.
+        let mut e = row.to_vec();
+        hearth_kernels::exp_sub(&mut e, max);
+        let sum: f32 = e.iter().sum();
         let log_z = max + math::ln_f64(f64::from(sum)) as f32;
         let mut best: Vec<(u32, f32)> = Vec::with_capacity(top + 1);
         if top > 0 {

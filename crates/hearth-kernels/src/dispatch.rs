@@ -518,15 +518,16 @@ pub(crate) type PackedFn = unsafe fn(GgmlType, usize, &Tile, usize, usize);
 /// scalar reference).
 pub(crate) fn packed_kernel(level: Level, ty: GgmlType) -> Option<PackedFn> {
     let legacy = crate::formats::packed::legacy::supports(ty);
+    let kquant = crate::formats::packed::kquants::supports(ty);
     match level {
         #[cfg(target_arch = "x86_64")]
         Level::Avx2 if legacy => Some(crate::x86::packed_legacy::tile_avx2),
         #[cfg(target_arch = "x86_64")]
         Level::Avx512Vnni if legacy => Some(crate::x86::packed_legacy::tile_vnni),
         #[cfg(target_arch = "x86_64")]
-        Level::Avx2 => Some(crate::x86::packed_kquants::tile_avx2),
+        Level::Avx2 if kquant => Some(crate::x86::packed_kquants::tile_avx2),
         #[cfg(target_arch = "x86_64")]
-        Level::Avx512Vnni => Some(crate::x86::packed_kquants::tile_vnni),
+        Level::Avx512Vnni if kquant => Some(crate::x86::packed_kquants::tile_vnni),
         // SAFETY (for the caller's call): `Level::Neon` comes only from `simd::detect`, which
         // found NEON; `NeonDot` also the dot-product extension, `NeonI8mm` also i8mm, what
         // each kernel's safety contract asks of the CPU.
@@ -537,11 +538,11 @@ pub(crate) fn packed_kernel(level: Level, ty: GgmlType) -> Option<PackedFn> {
         #[cfg(target_arch = "aarch64")]
         Level::NeonI8mm if legacy => Some(crate::arm::packed_legacy::tile_i8mm),
         #[cfg(target_arch = "aarch64")]
-        Level::Neon => Some(crate::arm::packed_kquants::tile_neon),
+        Level::Neon if kquant => Some(crate::arm::packed_kquants::tile_neon),
         #[cfg(target_arch = "aarch64")]
-        Level::NeonDot => Some(crate::arm::packed_kquants::tile_dot),
+        Level::NeonDot if kquant => Some(crate::arm::packed_kquants::tile_dot),
         #[cfg(target_arch = "aarch64")]
-        Level::NeonI8mm => Some(crate::arm::packed_kquants::tile_i8mm),
+        Level::NeonI8mm if kquant => Some(crate::arm::packed_kquants::tile_i8mm),
         _ => None,
     }
 }

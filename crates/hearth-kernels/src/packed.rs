@@ -165,6 +165,11 @@ pub(crate) fn run(
     n_tokens: usize,
     out: &mut [f32],
 ) {
+    // `QMatrix`'s fields are public, so a matrix marked packed may not be one the kernels can
+    // read: check it here, once per matmul, since the kernels' unchecked loads rely on it.
+    if let Err(e) = check_packable(w.ty, w.rows, w.cols, w.data.len()) {
+        panic!("matmul on a packed matrix: {e}");
+    }
     let act = activation_type(w.ty).unwrap_or_else(|e| panic!("matmul: {e}"));
     let xrb = row_bytes(act, w.cols);
     let gb = GROUP * w.row_bytes();

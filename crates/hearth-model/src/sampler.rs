@@ -6,7 +6,6 @@
 //! The RNG is ChaCha8 seeded per sequence: the same seed and settings give the same tokens on
 //! every platform and every release of the `rand` crate.
 
-use hearth_kernels::exp_f32;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -144,7 +143,10 @@ impl Sampler {
         cands.sort_unstable_by(by_logit);
         // Probabilities at temperature 1 for top-p / min-p, as llama.cpp's chain computes them.
         let max = cands[0].1;
-        let mut probs: Vec<f32> = cands.iter().map(|c| exp_f32(c.1 - max)).collect();
+        // `exp_sub` is `exp_f32(l - max)` lane by lane, vectorized (top_k = 0 keeps every
+        // vocabulary entry here).
+        let mut probs: Vec<f32> = cands.iter().map(|c| c.1).collect();
+        hearth_kernels::exp_sub(&mut probs, max);
         let sum: f32 = probs.iter().sum();
         probs.iter_mut().for_each(|p| *p /= sum);
         let mut keep = cands.len();
@@ -165,7 +167,8 @@ impl Sampler {
         cands.truncate(keep);
         let t = self.cfg.temperature;
         let max = cands[0].1 / t;
-        let weights: Vec<f32> = cands.iter().map(|c| exp_f32(c.1 / t - max)).collect();
+        let mut weights: Vec<f32> = cands.iter().map(|c| c.1 / t).collect();
+        hearth_kernels::exp_sub(&mut weights, max);
         let total: f32 = weights.iter().sum();
         let mut r = self.rng.gen::<f32>() * total;
         for (c, w) in cands.iter().zip(&weights) {

@@ -327,3 +327,24 @@ fn packed_matmul_is_batch_invariant() {
 fn every_simd_level_has_packed_kernels() {
     assert_eq!(packed::has_kernels(), simd::level() != Level::Scalar);
 }
+
+#[test]
+#[should_panic(expected = "matmul on a packed matrix")]
+fn a_matrix_marked_packed_that_cannot_be_is_refused() {
+    // `QMatrix`'s fields are public: a caller can mark any matrix packed. The packed kernels'
+    // unchecked loads must never see one they cannot read (Q5_1 has no packed layout; a K-quant
+    // kernel reading its rows would run far past the buffer), so matmul refuses it.
+    let (ty, rows, cols) = (GgmlType::Q5_1, 8, 256);
+    let data = vec![0u8; rows * row_bytes(ty, cols)];
+    let w = QMatrix {
+        ty,
+        data: &data,
+        rows,
+        cols,
+        packed: true,
+    };
+    let act = activation_type(ty).unwrap();
+    let xq = vec![0u8; row_bytes(act, cols)];
+    let mut out = vec![0f32; rows];
+    hearth_kernels::matmul(&ThreadPool::new(1), &w, &xq, 1, &mut out);
+}
