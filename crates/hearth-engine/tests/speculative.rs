@@ -1,7 +1,9 @@
 //! Speculative decoding by prompt lookup is exact: greedy output is the same tokens with and
 //! without it (alone and batched with other sequences), sampled output is the same for the same
 //! seed whatever was drafted, the sampled tokens follow the model's distribution, and the KV
-//! cache is rolled back past rejected drafts.
+//! cache is rolled back past rejected drafts. On the real SmolLM2, a stop token or `max_tokens`
+//! met inside an accepted draft, the sampler's penalties and a token constraint give the same
+//! tokens and finish reason as decoding without speculation.
 
 use hearth_engine::{Engine, EngineOptions, Event, Request, SeqId, SeqState, Speculation};
 use hearth_gguf::Gguf;
@@ -460,4 +462,277 @@ fn sampled_tokens_follow_the_model_distribution() {
         ks < 1.95 / n.sqrt(),
         "replacement tokens do not follow the residual distribution: KS = {ks:.4} over {n} samples"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Edge cases on a real model (SmolLM2): a stop token or `max_tokens` reached inside an accepted
+// draft, the sampler's penalties and a token constraint. Each run is compared with the same
+// request decoded without speculation: the tokens and the finish reason must be the same.
+
+mod real {
+    use super::*;
+    use hearth_engine::FinishReason;
+    use hearth_model::tokenizer::Tokenizer;
+    use hearth_model::TokenConstraint;
+    use std::path::PathBuf;
+    use std::sync::OnceLock;
+
+    fn smollm2() -> &'static (PathBuf, Vec<u32>) {
+        static M: OnceLock<(PathBuf, Vec<u32>)> = OnceLock::new();
+        M.get_or_init(|| {
+            let path = hearth_fetch::test_model("smollm2-135m").expect("SmolLM2 test model");
+            let gguf = Gguf::open(&path).expect("gguf");
+            let tok = Tokenizer::from_gguf(gguf.metadata()).expect("tokenizer");
+            // Text that repeats itself, so the lookup finds drafts and the model follows them.
+            let text = "The cat sat on the mat. The dog sat on the log. The bird sat on the \
+                        branch. The cat sat on the mat. The dog sat on the log. The bird sat on \
+                        the branch. The cat sat on the mat. The dog sat on the log. The bird sat \
+                        on the branch. The cat sat on the mat. The dog sat";
+            (path, tok.encode(text, true, false))
+        })
+    }
+
+    fn engine(speculation: Speculation) -> Engine {
+        let model = Model::open(&smollm2().0).expect("model");
+        Engine::new(
+            model,
+            EngineOptions {
+                ctx: 512,
+                threads: 2,
+                max_seqs: 2,
+                speculation,
+                ..EngineOptions::default()
+            },
+        )
+    }
+
+    /// One step of one sequence: the tokens it produced and its speculation counts.
+    #[derive(Debug)]
+    struct Step {
+        tokens: Vec<u32>,
+        drafted: u64,
+        accepted: u64,
+    }
+
+    struct Run {
+        steps: Vec<Step>,
+        /// Every `Finished` event: exactly one when the engine is right.
+        finish: Vec<FinishReason>,
+    }
+
+    impl Run {
+        fn tokens(&self) -> Vec<u32> {
+            self.steps
+                .iter()
+                .flat_map(|s| s.tokens.iter().copied())
+                .collect()
+        }
+        fn accepted(&self) -> u64 {
+            self.steps.iter().map(|s| s.accepted).sum()
+        }
+        fn drafted(&self) -> u64 {
+            self.steps.iter().map(|s| s.drafted).sum()
+        }
+    }
+
+    fn go(speculation: Speculation, r: Request) -> Run {
+        let mut e = engine(speculation);
+        let id = e.add(r).expect("add");
+        let mut run = Run {
+            steps: Vec::new(),
+            finish: Vec::new(),
+        };
+        while e.has_work() {
+            let mut tokens = Vec::new();
+            for ev in e.step().expect("step") {
+                match ev {
+                    Event::Token { seq, token } if seq == id => tokens.push(token),
+                    Event::Finished { seq, reason } if seq == id => run.finish.push(reason),
+                    _ => {}
+                }
+            }
+            let c = e.take_spec_counts();
+            if !tokens.is_empty() {
+                run.steps.push(Step {
+                    tokens,
+                    drafted: c.drafted,
+                    accepted: c.accepted,
+                });
+            }
+        }
+        let s = e.sequence(id).expect("seq");
+        assert_eq!(s.generated(), &run.tokens()[..]);
+        run
+    }
+
+    fn request(sampler: SamplerConfig, max_tokens: usize, stop: Vec<u32>) -> Request {
+        Request {
+            prompt: smollm2().1.clone(),
+            sampler,
+            max_tokens,
+            stop_tokens: stop,
+            ..Default::default()
+        }
+    }
+
+    /// Runs `make()` with and without speculation; they must agree on tokens and finish.
+    fn same(what: &str, make: impl Fn() -> Request) -> Run {
+        let plain = go(Speculation::Off, make());
+        let spec = go(Speculation::PromptLookup, make());
+        assert_eq!(plain.drafted(), 0);
+        assert_eq!(
+            spec.tokens(),
+            plain.tokens(),
+            "{what}: output changed with prompt lookup ({} drafted, {} accepted)",
+            spec.drafted(),
+            spec.accepted()
+        );
+        assert_eq!(spec.finish, plain.finish, "{what}: finish reason changed");
+        assert!(
+            spec.accepted() > 0,
+            "{what}: nothing accepted; the test would prove nothing"
+        );
+        spec
+    }
+
+    const LONG: usize = 60;
+
+    /// A stop token met at an accepted draft position: the sequence ends there, the rows after it
+    /// in the same pass are dropped, and the reason is `Stop`.
+    #[test]
+    fn stop_token_inside_an_accepted_draft() {
+        let free = go(
+            Speculation::PromptLookup,
+            request(SamplerConfig::greedy(), LONG, vec![]),
+        );
+        // A token whose first occurrence is an accepted draft token with rows after it.
+        let all = free.tokens();
+        let mut at = 0;
+        let mut stop = None;
+        for s in &free.steps {
+            for (j, &t) in s.tokens.iter().enumerate() {
+                if stop.is_none() && (j as u64) < s.accepted && !all[..at + j].contains(&t) {
+                    stop = Some(t);
+                }
+            }
+            at += s.tokens.len();
+        }
+        let stop = stop.expect("no token first met inside an accepted draft");
+        let spec = same("stop", || {
+            request(SamplerConfig::greedy(), LONG, vec![stop])
+        });
+        assert_eq!(spec.finish, [FinishReason::Stop]);
+        let last = spec.steps.last().expect("a step");
+        assert_eq!(*last.tokens.last().expect("a token"), stop);
+        assert!(
+            last.accepted == last.tokens.len() as u64 && last.drafted > last.accepted,
+            "the stop was not an accepted draft token with rows after it ({last:?})"
+        );
+    }
+
+    /// `max_tokens` reached at an accepted draft token: exactly that many tokens, `Length`.
+    #[test]
+    fn max_tokens_inside_an_accepted_draft() {
+        let free = go(
+            Speculation::PromptLookup,
+            request(SamplerConfig::greedy(), LONG, vec![]),
+        );
+        // Stop right after the most accepted draft tokens of one step.
+        let mut at = 0;
+        let mut best = (0, 0);
+        for s in &free.steps {
+            if s.accepted > best.0 {
+                best = (s.accepted, at + s.accepted as usize);
+            }
+            at += s.tokens.len();
+        }
+        assert!(best.0 >= 2, "no step accepted two draft tokens");
+        let n = best.1;
+        let spec = same("max_tokens", || request(SamplerConfig::greedy(), n, vec![]));
+        assert_eq!(spec.finish, [FinishReason::Length]);
+        assert_eq!(spec.tokens().len(), n);
+        let last = spec.steps.last().expect("a step");
+        assert!(
+            last.accepted >= 2
+                && last.accepted == last.drafted
+                && last.drafted == last.tokens.len() as u64,
+            "max_tokens was not reached inside an accepted draft ({last:?})"
+        );
+    }
+
+    fn penalised(temperature: f32, seed: u64) -> SamplerConfig {
+        SamplerConfig {
+            temperature,
+            top_k: 0,
+            top_p: 1.0,
+            min_p: 0.0,
+            // Mild enough that the model still follows the repetition the lookup drafts.
+            repeat_penalty: 1.05,
+            penalty_last_n: 16,
+            presence_penalty: 0.1,
+            frequency_penalty: 0.05,
+            logit_bias: vec![(13, -1.0)],
+            seed,
+        }
+    }
+
+    /// The penalties see exactly the tokens before each verified row, greedy or sampled.
+    #[test]
+    fn penalties_greedy_and_sampled() {
+        same("penalised greedy", || {
+            request(penalised(0.0, 0), LONG, vec![])
+        });
+        for seed in [1, 7] {
+            same(&format!("penalised sampled, seed {seed}"), || {
+                request(penalised(0.7, seed), LONG, vec![])
+            });
+        }
+    }
+
+    /// Bans one token and ends once `limit` tokens were accepted: the mask applies to every
+    /// verified row with the state of the tokens before it.
+    struct BanAndCount {
+        ban: u32,
+        seen: usize,
+        limit: usize,
+    }
+
+    impl TokenConstraint for BanAndCount {
+        fn mask(&mut self, logits: &mut [f32]) {
+            logits[self.ban as usize] = f32::NEG_INFINITY;
+        }
+        fn accept(&mut self, token: u32) -> Result<(), String> {
+            if token == self.ban {
+                return Err(format!("token {token} is banned"));
+            }
+            self.seen += 1;
+            Ok(())
+        }
+        fn is_finished(&self) -> bool {
+            self.seen >= self.limit
+        }
+    }
+
+    #[test]
+    fn constraint_inside_drafts() {
+        let free = go(
+            Speculation::PromptLookup,
+            request(SamplerConfig::greedy(), LONG, vec![]),
+        );
+        // Ban a token the model wrote late in the output, so drafting has begun by then.
+        let all = free.tokens();
+        let ban = all[all.len() * 2 / 3];
+        for sampler in [SamplerConfig::greedy(), penalised(0.7, 3)] {
+            let spec = same(&format!("constraint, {sampler:?}"), || Request {
+                constraint: Some(Box::new(BanAndCount {
+                    ban,
+                    seen: 0,
+                    limit: 45,
+                })),
+                ..request(sampler.clone(), LONG, vec![])
+            });
+            assert!(!spec.tokens().contains(&ban));
+            assert_eq!(spec.finish, [FinishReason::Stop]);
+        }
+    }
 }
