@@ -1,11 +1,89 @@
-//! The dot-product and matrix-multiply instructions, whose intrinsics (`vdotq_s32`,
-//! `vmmlaq_s32`) are unstable on the stable toolchain: each is one `asm!` instruction on
-//! registers, wrapped in a function the kernels inline. The `.arch_extension` directive lets
-//! the assembler accept the instruction without enabling the feature for the whole crate; the
-//! level check in `dispatch` is what makes running it sound.
+//! The instructions whose intrinsics are unstable on the stable toolchain, each one `asm!` on
+//! registers wrapped in a function the kernels inline:
+//! - the dot-product and matrix-multiply instructions (`vdotq_s32`, `vmmlaq_s32`). The
+//!   `.arch_extension` directive lets the assembler accept them without enabling the feature
+//!   for the whole crate; the level check in `dispatch` is what makes running them sound.
+//! - the f16 conversions (`fcvtl`, `fcvtl2`, `fcvtn`, scalar `fcvt`), whose intrinsics need
+//!   Rust's unstable f16 types. They are base Advanced SIMD and FP instructions, on every
+//!   aarch64 CPU, so these wrappers are safe functions. Widening is exact, as the reference's
+//!   software conversion is (a signalling NaN comes out quiet; no finite value differs).
 
-use std::arch::aarch64::{int32x4_t, int8x16_t};
+use std::arch::aarch64::{float32x4_t, int32x4_t, int8x16_t, uint16x4_t, uint16x8_t};
 use std::arch::asm;
+
+/// The four f16 (bits) of `h` widened to f32 (`fcvtl`).
+#[inline(always)]
+pub(crate) fn widen_f16(h: uint16x4_t) -> float32x4_t {
+    let out: float32x4_t;
+    // SAFETY: `fcvtl` is base Advanced SIMD (every aarch64 CPU); it reads and writes only the
+    // two vector registers named here.
+    unsafe {
+        asm!(
+            "fcvtl {out:v}.4s, {h:v}.4h",
+            out = lateout(vreg) out,
+            h = in(vreg) h,
+            options(pure, nomem, nostack, preserves_flags)
+        );
+    }
+    out
+}
+
+/// The four f16 in the high half of `h` widened to f32 (`fcvtl2`).
+#[inline(always)]
+pub(crate) fn widen_f16_high(h: uint16x8_t) -> float32x4_t {
+    let out: float32x4_t;
+    // SAFETY: as in `widen_f16` (`fcvtl2` is its high-half form).
+    unsafe {
+        asm!(
+            "fcvtl2 {out:v}.4s, {h:v}.8h",
+            out = lateout(vreg) out,
+            h = in(vreg) h,
+            options(pure, nomem, nostack, preserves_flags)
+        );
+    }
+    out
+}
+
+/// Each lane rounded to the nearest f16 (ties to even, the FPCR's default mode, which no code
+/// in this process changes) and widened back: `fcvtn` then `fcvtl`.
+#[inline(always)]
+pub(crate) fn round_f16(x: float32x4_t) -> float32x4_t {
+    let out: float32x4_t;
+    // SAFETY: base Advanced SIMD instructions on registers only, as in `widen_f16`; `t` is a
+    // scratch register.
+    unsafe {
+        asm!(
+            "fcvtn {t:v}.4h, {x:v}.4s",
+            "fcvtl {out:v}.4s, {t:v}.4h",
+            x = in(vreg) x,
+            t = out(vreg) _,
+            out = lateout(vreg) out,
+            options(pure, nomem, nostack, preserves_flags)
+        );
+    }
+    out
+}
+
+/// One f16 (bits) as f32, with the FP unit's scalar `fcvt` (only f16 *arithmetic* needs the
+/// FP16 extension). The `half` crate would check for that extension at run time and call out
+/// of line, spilling a kernel's vector registers once per block.
+#[inline(always)]
+pub(crate) fn f16_to_f32(bits: u16) -> f32 {
+    let out: f32;
+    // SAFETY: `fmov` and `fcvt` (single from half) are in every aarch64 CPU's FP unit; they
+    // read and write only the registers named here.
+    unsafe {
+        asm!(
+            "fmov {t:s}, {b:w}",
+            "fcvt {o:s}, {t:h}",
+            b = in(reg) u32::from(bits),
+            t = out(vreg) _,
+            o = out(vreg) out,
+            options(pure, nomem, nostack, preserves_flags)
+        );
+    }
+    out
+}
 
 /// `acc[i] + Σ_{j<4} a[4i+j]·b[4i+j]` for each of the four i32 lanes, products of signed
 /// bytes (`sdot`). The sums are exact: four products of at most 128² fit easily in an i32.

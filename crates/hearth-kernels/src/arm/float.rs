@@ -4,13 +4,12 @@
 //! `vfmaq_f32` where the reference fuses and a separate multiply and add where it does not.
 //! They have no integer dot, so every ARM level runs them.
 //!
-//! The f16 conversions (`fcvtl`, `fcvtn`) are in every aarch64 CPU's Advanced SIMD, but their
-//! intrinsics take `float16x4_t`, unstable on the stable toolchain: they are `asm!` here, on
-//! integer vectors holding the f16 bits.
+//! The f16 conversions (`fcvtl`, `fcvtn`) come from `arm::ext`: their intrinsics take
+//! `float16x4_t`, unstable on the stable toolchain.
 
+use super::ext::{round_f16, widen_f16, widen_f16_high as widen_hi};
 use crate::formats::float::{bf16_to_f32, f16_to_f32};
 use std::arch::aarch64::*;
-use std::arch::asm;
 
 /// Eight f32 lanes: lanes 0–3, then 4–7.
 type V8 = [float32x4_t; 2];
@@ -18,54 +17,8 @@ type V8 = [float32x4_t; 2];
 /// The four f16 in the low half of `h` widened to f32 (exact).
 #[inline(always)]
 fn widen_lo(h: uint16x8_t) -> float32x4_t {
-    let out: float32x4_t;
-    // SAFETY: `fcvtl` is base Advanced SIMD (every aarch64 CPU); it reads and writes only the
-    // two vector registers named here.
-    unsafe {
-        asm!(
-            "fcvtl {out:v}.4s, {h:v}.4h",
-            out = lateout(vreg) out,
-            h = in(vreg) h,
-            options(pure, nomem, nostack, preserves_flags)
-        );
-    }
-    out
-}
-
-/// The four f16 in the high half of `h` widened to f32 (exact).
-#[inline(always)]
-fn widen_hi(h: uint16x8_t) -> float32x4_t {
-    let out: float32x4_t;
-    // SAFETY: as in `widen_lo` (`fcvtl2` is its high-half form).
-    unsafe {
-        asm!(
-            "fcvtl2 {out:v}.4s, {h:v}.8h",
-            out = lateout(vreg) out,
-            h = in(vreg) h,
-            options(pure, nomem, nostack, preserves_flags)
-        );
-    }
-    out
-}
-
-/// Each lane rounded to the nearest f16 (ties to even, the FPCR's default mode, which no code
-/// in this process changes) and widened back: `fcvtn` then `fcvtl`.
-#[inline(always)]
-fn round_f16(x: float32x4_t) -> float32x4_t {
-    let out: float32x4_t;
-    // SAFETY: base Advanced SIMD instructions on registers only, as in `widen_lo`; `t` is a
-    // scratch register.
-    unsafe {
-        asm!(
-            "fcvtn {t:v}.4h, {x:v}.4s",
-            "fcvtl {out:v}.4s, {t:v}.4h",
-            x = in(vreg) x,
-            t = out(vreg) _,
-            out = lateout(vreg) out,
-            options(pure, nomem, nostack, preserves_flags)
-        );
-    }
-    out
+    // SAFETY: NEON is part of every aarch64 target.
+    widen_f16(unsafe { vget_low_u16(h) })
 }
 
 #[inline(always)]

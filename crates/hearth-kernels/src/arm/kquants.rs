@@ -247,28 +247,14 @@ fn s8(v: [uint8x16_t; 2]) -> [int8x16_t; 2] {
     unsafe { [vreinterpretq_s8_u8(v[0]), vreinterpretq_s8_u8(v[1])] }
 }
 
-/// An f16 field as f32 with the base instruction set's `fcvt` (exact, like the reference's
-/// conversion; only f16 arithmetic needs the FP16 extension). The `half` crate would check for
-/// that extension at run time and call out of line, spilling the kernel's vector registers once
-/// per block.
+/// An f16 field as f32 (`arm::ext::f16_to_f32`, the base instruction set's `fcvt`).
+///
+/// # Safety
+/// `p` points at two readable bytes.
 #[inline(always)]
 unsafe fn f16_at(p: *const u8) -> f32 {
     // SAFETY: the caller's 2 readable bytes at `p`.
-    let bits = unsafe { u16::from_le_bytes([*p, *p.add(1)]) } as u32;
-    let out: f32;
-    // SAFETY: `fmov` and `fcvt` (single from half) are in every aarch64 CPU's FP unit; they
-    // read and write only the registers named here.
-    unsafe {
-        asm!(
-            "fmov {t:s}, {b:w}",
-            "fcvt {o:s}, {t:h}",
-            b = in(reg) bits,
-            t = out(vreg) _,
-            o = out(vreg) out,
-            options(pure, nomem, nostack, preserves_flags)
-        );
-    }
-    out
+    super::ext::f16_to_f32(unsafe { u16::from_le_bytes([*p, *p.add(1)]) })
 }
 
 #[inline(always)]

@@ -13,7 +13,6 @@
 
 use crate::simd::Level;
 use std::arch::aarch64::*;
-use std::arch::asm;
 
 /// Four f16 values (bits) widened to f32 with `fcvtl`, which every aarch64 CPU has: exact, like
 /// the reference's software conversion, and one instruction for four scales.
@@ -22,19 +21,7 @@ use std::arch::asm;
 pub(super) fn f16x4(h: [u16; 4]) -> float32x4_t {
     let bits =
         u64::from(h[0]) | u64::from(h[1]) << 16 | u64::from(h[2]) << 32 | u64::from(h[3]) << 48;
-    let v = vcreate_u16(bits);
-    let out: float32x4_t;
-    // SAFETY: `fcvtl` is part of the base Advanced SIMD set of every aarch64 CPU; it reads and
-    // writes only the two vector registers named here.
-    unsafe {
-        asm!(
-            "fcvtl {o:v}.4s, {i:v}.4h",
-            o = lateout(vreg) out,
-            i = in(vreg) v,
-            options(pure, nomem, nostack, preserves_flags)
-        );
-    }
-    out
+    super::ext::widen_f16(vcreate_u16(bits))
 }
 
 /// The little-endian u16 at `p`.
@@ -54,7 +41,7 @@ pub(super) unsafe fn u16_at(p: *const u8) -> u16 {
 #[inline(always)]
 pub(super) unsafe fn f16_at(p: *const u8) -> f32 {
     // SAFETY: forwarded from the caller.
-    vgetq_lane_f32::<0>(f16x4([unsafe { u16_at(p) }, 0, 0, 0]))
+    super::ext::f16_to_f32(unsafe { u16_at(p) })
 }
 
 /// The integer dot at the heart of every kernel here: lane `k` of the result is the exact sum

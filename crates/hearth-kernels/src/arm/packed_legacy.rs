@@ -17,7 +17,6 @@ use crate::formats::packed::{GROUP, MAX_BLOCKS};
 use crate::types::Tile;
 use hearth_gguf::GgmlType;
 use std::arch::aarch64::*;
-use std::arch::asm;
 use std::mem::MaybeUninit;
 
 const Q4_0: u8 = 0;
@@ -59,7 +58,7 @@ impl Dot for DotProd {
 
 /// Eight f16 at `p` as two f32 halves (lanes 0–3, 4–7), exactly: `fcvtl` widens f16 to f32
 /// without rounding (subnormals included: conversions ignore the flush-to-zero control), as
-/// `f16_to_f32` does. Its intrinsic needs the unstable f16 types, hence `asm!`.
+/// `f16_to_f32` does (`arm::ext`, since its intrinsic needs the unstable f16 types).
 ///
 /// # Safety
 /// 16 bytes at `p` are readable.
@@ -67,21 +66,10 @@ impl Dot for DotProd {
 pub(super) unsafe fn f16x8(p: *const u8) -> [float32x4_t; 2] {
     // SAFETY: the caller's contract covers the load.
     let h = vreinterpretq_u16_u8(unsafe { vld1q_u8(p) });
-    let (lo, hi): (float32x4_t, float32x4_t);
-    // SAFETY: `fcvtl`/`fcvtl2` are base Advanced SIMD instructions (every aarch64 CPU) and
-    // touch only the registers named here.
-    unsafe {
-        asm!(
-            "fcvtl {lo:v}.4s, {h:v}.4h",
-            "fcvtl2 {hi:v}.4s, {h:v}.8h",
-            h = in(vreg) h,
-            // `out`, not `lateout`: `h` is still read after `lo` is written.
-            lo = out(vreg) lo,
-            hi = lateout(vreg) hi,
-            options(pure, nomem, nostack, preserves_flags)
-        );
-    }
-    [lo, hi]
+    [
+        super::ext::widen_f16(vget_low_u16(h)),
+        super::ext::widen_f16_high(h),
+    ]
 }
 
 /// The i32 at `p` (any alignment) in every lane, as bytes: four activation quants for
