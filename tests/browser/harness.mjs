@@ -7,6 +7,8 @@
 //   HEARTH_BROWSER_NODE   the folder where playwright-core is installed (node_modules inside)
 //   CHROMIUM              the chromium executable
 //   HEARTH_SHOTS          where screenshots and server logs go
+//   HEARTH_PAGE_DIR       (optional, when working on the page) serve app.js, app.css and
+//                         page/*.js from this folder rather than from the binary
 
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -131,7 +133,7 @@ export async function stopServer(child) {
  * resolves to this machine, the origin is plain HTTP (not a secure context). Playwright gives
  * each launch a fresh temporary --user-data-dir and passes --headless itself. */
 export async function launchBrowser() {
-  return chromium.launch({
+  const browser = await chromium.launch({
     executablePath: need('CHROMIUM'),
     headless: true,
     args: [
@@ -148,6 +150,23 @@ export async function launchBrowser() {
       '--disable-sync',
     ],
   });
+  const dir = process.env.HEARTH_PAGE_DIR;
+  if (dir) {
+    // Working on the page: its scripts and styles come from this folder (the assets folder of a
+    // work tree) instead of the binary, so an edit needs no rebuild. Never set in CI.
+    const newContext = browser.newContext.bind(browser);
+    browser.newContext = async (...args) => {
+      const context = await newContext(...args);
+      await context.route(/\/(app\.js|app\.css|page\/[\w-]+\.js)$/, (route) => {
+        const file = path.join(dir, new URL(route.request().url()).pathname);
+        const type = file.endsWith('.css') ? 'text/css; charset=utf-8' : 'text/javascript; charset=utf-8';
+        if (!fs.existsSync(file)) return route.fulfill({ status: 404, body: 'no such file' });
+        return route.fulfill({ status: 200, contentType: type, body: fs.readFileSync(file) });
+      });
+      return context;
+    };
+  }
+  return browser;
 }
 
 export function shot(page, name) {

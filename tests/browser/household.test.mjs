@@ -11,6 +11,7 @@ import fs from 'node:fs';
 import {
   SHOTS, THINKING, freePort, installTwin, launchBrowser, makeHome, seenReplies, setupUrl, shot, startServer, stopServer, watchReplies,
 } from './harness.mjs';
+import { assertNoAxeViolations } from './steps.mjs';
 
 const OWNER = { household: 'The Rivera family', name: 'Maria', password: 'marigold-kitchen-42' };
 
@@ -63,6 +64,7 @@ async function logOut(page) {
 
 async function addPerson(page, person) {
   await page.getByRole('button', { name: 'Settings' }).click();
+  await page.getByRole('link', { name: 'Household' }).click();
   await page.getByRole('heading', { name: 'People' }).waitFor();
   await page.getByLabel('Name', { exact: true }).fill(person.name);
   if (person.pin) {
@@ -337,10 +339,12 @@ test('settings: a key for apps (shown once, copied over plain HTTP, revoked), a 
     await sendAndStop(page, 'Say hello to the family.');
 
     await page.getByRole('button', { name: 'Settings' }).click();
+    await page.getByRole('link', { name: 'Household' }).click();
     await page.getByLabel('Household name').fill('The Rivera-Lopez family');
     await page.getByRole('button', { name: 'Save', exact: true }).click();
     await page.locator('.brand', { hasText: 'The Rivera-Lopez family' }).waitFor();
 
+    await page.getByRole('link', { name: 'Apps' }).click();
     await page.getByLabel('Name of the app').fill('Kitchen tablet');
     await page.getByRole('button', { name: 'Create key' }).click();
     const key = (await page.locator('#new-key').innerText()).trim();
@@ -358,6 +362,7 @@ test('settings: a key for apps (shown once, copied over plain HTTP, revoked), a 
     await page.locator('#keys li', { hasText: 'No keys yet.' }).waitFor();
     assert.equal((await models(key)).status, 401, 'a revoked key no longer opens /v1');
 
+    await page.getByRole('link', { name: 'You', exact: true }).click();
     const download = page.waitForEvent('download');
     await page.getByRole('link', { name: 'Download (JSON)' }).click();
     const file = await (await download).path();
@@ -514,8 +519,11 @@ test('settings: download a catalog model with a progress bar, then switch models
   try {
     await setUp(page, url);
     await page.getByRole('button', { name: 'Settings' }).click();
+    await page.getByRole('link', { name: 'AI model' }).click();
     const installed = page.locator('#installed');
     await installed.locator('li', { hasText: 'smollm2-135m' }).locator('.pill', { hasText: 'In use' }).waitFor();
+    // "Use" for the other model: its visible word is part of its name for screen readers.
+    await assertNoAxeViolations(page, 'the AI model tab with another model to switch to');
 
     // Download: the bar shows bytes as they arrive (pip fetches the wheels, Hearth joins and
     // checks them), then the model is on this machine, marked as one that cannot chat.

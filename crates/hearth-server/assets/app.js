@@ -13,11 +13,13 @@
 //
 // Modules: api.js (state, requests), dom.js (elements, dialogs, formatting), markdown.js
 // (replies as DOM), login.js (start-up, setup, login), shell.js (header and chat list),
-// chat.js (a conversation), settings.js.
+// chat.js (a conversation), settings.js, theme.js (light and dark).
 
 import { onSessionLost } from './page/api.js';
 import { boot, sessionLost } from './page/login.js';
+import { applyTheme } from './page/theme.js';
 
+applyTheme();
 onSessionLost(sessionLost);
 boot();
 

@@ -96,7 +96,7 @@ fn household() -> Router<Arc<AppState>> {
 
 /// The household page's routes, as a list so that a test can hold them against Ollama's.
 fn household_routes() -> Vec<(&'static str, MethodRouter<Arc<AppState>>)> {
-    use crate::household::assets::{app_css, app_js, index, page_module};
+    use crate::household::assets::{app_css, app_js, icon, index, index_at, manifest, page_module};
     use crate::household::{admin, chat, session};
 
     vec![
@@ -104,6 +104,11 @@ fn household_routes() -> Vec<(&'static str, MethodRouter<Arc<AppState>>)> {
         ("/app.js", get(app_js)),
         ("/app.css", get(app_css)),
         ("/page/{name}", get(page_module)),
+        ("/manifest.webmanifest", get(manifest)),
+        ("/icons/{name}", get(icon)),
+        ("/c/{id}", get(index_at)),
+        ("/settings", get(index_at)),
+        ("/settings/{tab}", get(index_at)),
         ("/api/state", get(session::state)),
         ("/api/setup", post(session::setup)),
         ("/api/login", post(session::login)),

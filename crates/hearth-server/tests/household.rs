@@ -257,6 +257,50 @@ async fn the_page_and_its_modules_are_served_with_their_types() {
     }
 }
 
+/// A phone can put Hearth on its home screen (manifest and icons with their types), and every
+/// address the page puts in the bar (a chat, a Settings tab) opens the page on a reload.
+#[tokio::test]
+async fn the_page_has_a_manifest_icons_and_an_address_per_screen() {
+    let app = app("127.0.0.1:0", None);
+    let mut anon = Browser::default();
+    let r = anon.send(&app, "GET", "/manifest.webmanifest", None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.headers[header::CONTENT_TYPE], "application/manifest+json");
+    let m = r.json();
+    assert_eq!(m["start_url"], "/");
+    assert_eq!(m["display"], "standalone");
+    let icons = m["icons"].as_array().expect("icons");
+    assert!(icons.iter().any(|i| i["sizes"] == "192x192"));
+    assert!(icons.iter().any(|i| i["sizes"] == "512x512"));
+    for i in icons {
+        let src = i["src"].as_str().expect("src");
+        let r = anon.send(&app, "GET", src, None).await;
+        assert_eq!(r.status, StatusCode::OK, "{src}");
+        assert_eq!(
+            r.headers[header::CONTENT_TYPE],
+            i["type"].as_str().unwrap(),
+            "{src}"
+        );
+        if src.ends_with(".png") {
+            assert!(r.body.starts_with(b"\x89PNG\r\n"), "{src}");
+        }
+    }
+    let page = anon.send(&app, "GET", "/", None).await.body;
+    for p in ["/c/12", "/settings", "/settings/people"] {
+        let r = anon.send(&app, "GET", p, None).await;
+        assert_eq!(r.status, StatusCode::OK, "{p}");
+        assert_eq!(r.body, page, "{p}");
+        assert!(
+            r.headers.contains_key(header::CONTENT_SECURITY_POLICY),
+            "{p}"
+        );
+    }
+    assert_eq!(
+        anon.send(&app, "GET", "/icons/nope.png", None).await.status,
+        StatusCode::NOT_FOUND
+    );
+}
+
 #[tokio::test]
 async fn people_see_only_their_own_conversations() {
     let app = app("127.0.0.1:0", None);
@@ -490,6 +534,42 @@ async fn api_keys_and_sessions_open_v1_and_revoked_keys_fail() {
     );
 }
 
+/// A wrong login says, in its code, when the next wrong try is the last before the lockout and
+/// when this one started it, so the page can warn in time.
+#[tokio::test]
+async fn wrong_logins_warn_before_the_last_try() {
+    let app = app("127.0.0.1:0", None);
+    let _owner = setup(&app).await;
+    let mut b = Browser::default();
+    let mut codes = Vec::new();
+    for _ in 0..6 {
+        let r = b
+            .send(
+                &app,
+                "POST",
+                "/api/login",
+                Some(json!({"name": "Ann", "secret": "guess1234"})),
+            )
+            .await;
+        codes.push(if r.status == StatusCode::TOO_MANY_REQUESTS {
+            "429".to_string()
+        } else {
+            r.json()["error"]["code"].as_str().unwrap_or("").to_string()
+        });
+    }
+    assert_eq!(
+        codes,
+        [
+            "wrong_login",
+            "wrong_login",
+            "wrong_login",
+            "last_try",
+            "locked_now",
+            "429"
+        ]
+    );
+}
+
 #[tokio::test]
 async fn wrong_logins_are_rate_limited() {
     let app = app("127.0.0.1:0", None);
@@ -522,6 +602,61 @@ async fn wrong_logins_are_rate_limited() {
         "the right password waits too"
     );
     assert!(r.headers.contains_key(header::RETRY_AFTER));
+}
+
+/// The list says which chats have a reply being written (a page opened meanwhile shows it),
+/// and a first reply that was stopped still names the chat after the question.
+#[tokio::test]
+async fn a_stopped_first_reply_titles_the_chat_and_the_list_shows_it_running() {
+    let app = app("127.0.0.1:0", None);
+    let mut owner = setup(&app).await;
+    let id = owner
+        .send(&app, "POST", "/api/conversations", Some(json!({})))
+        .await
+        .json()["id"]
+        .as_i64()
+        .unwrap();
+    let r = owner
+        .send(
+            &app,
+            "POST",
+            &format!("/api/conversations/{id}/messages"),
+            Some(json!({"content": "Write a long story about a dragon who bakes."})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let list = owner
+        .send(&app, "GET", "/api/conversations", None)
+        .await
+        .json();
+    assert_eq!(list[0]["id"], id);
+    assert_eq!(list[0]["running"], true, "{list}");
+    let r = owner
+        .send(&app, "POST", &format!("/api/conversations/{id}/stop"), None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let mut conv = Value::Null;
+    for _ in 0..100 {
+        conv = owner
+            .send(&app, "GET", &format!("/api/conversations/{id}"), None)
+            .await
+            .json();
+        if conv["running"] == false {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(conv["messages"][1]["status"], "stopped");
+    assert_eq!(
+        conv["title"],
+        "Write a long story about a dragon who bakes."
+    );
+    let list = owner
+        .send(&app, "GET", "/api/conversations", None)
+        .await
+        .json();
+    assert_eq!(list[0]["running"], false, "{list}");
+    assert_eq!(list[0]["title"], conv["title"]);
 }
 
 #[tokio::test]

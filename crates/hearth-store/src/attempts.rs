@@ -74,6 +74,20 @@ impl Store {
         Ok(())
     }
 
+    /// How many tries `l.key` has left in its current window (`l.max` when none are counted),
+    /// so a login form can warn before the last one.
+    pub fn tries_left(&self, l: &Limit) -> Result<u32> {
+        let used: Option<u32> = self
+            .conn()
+            .query_row(
+                "SELECT tries FROM attempts WHERE key = ?1 AND until > ?2",
+                params![l.key, self.now()],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(l.max.saturating_sub(used.unwrap_or(0)))
+    }
+
     /// Forgets every try of `key` (a person who logged in correctly starts afresh).
     pub fn clear_tries(&self, key: &str) -> Result<()> {
         self.conn()

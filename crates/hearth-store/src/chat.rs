@@ -88,8 +88,10 @@ fn touch(conn: &Connection, id: i64, now: i64) -> Result<()> {
     Ok(())
 }
 
-/// The start of `text` on one line, at most [`PREVIEW_CHARS`] characters.
+/// The start of `text` on one line, at most [`PREVIEW_CHARS`] characters, as plain words:
+/// replies are Markdown, and the list shows a line of text, not `## **Steps**`.
 fn preview(text: &str) -> String {
+    let text = plain(text);
     let mut out = String::new();
     for (i, word) in text.split_whitespace().enumerate() {
         if i > 0 {
@@ -108,6 +110,94 @@ fn preview(text: &str) -> String {
         }
         None => out,
     }
+}
+
+/// `text` without its Markdown marks: headings, quotes, list bullets, code fences, table
+/// rules and pipes, emphasis, inline code ticks, and links (their text is kept).
+fn plain(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        let mut l = line.trim();
+        if l.starts_with("```") || l.starts_with("~~~") {
+            continue;
+        }
+        if l.contains('-') && l.chars().all(|c| matches!(c, '|' | '-' | ':' | ' ')) {
+            continue; // a table's rule, or a horizontal rule
+        }
+        loop {
+            let before = l;
+            l = l.trim_start_matches('>').trim_start();
+            let hashes = l.len() - l.trim_start_matches('#').len();
+            if (1..=6).contains(&hashes) && l[hashes..].starts_with(' ') {
+                l = l[hashes..].trim_start();
+            }
+            for bullet in ["- ", "* ", "+ "] {
+                if let Some(rest) = l.strip_prefix(bullet) {
+                    l = rest.trim_start();
+                }
+            }
+            let digits = l.len() - l.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+            if (1..=9).contains(&digits)
+                && (l[digits..].starts_with(". ") || l[digits..].starts_with(") "))
+            {
+                l = l[digits + 2..].trim_start();
+            }
+            if l == before {
+                break;
+            }
+        }
+        out.push_str(&inline_plain(l));
+        out.push('\n');
+    }
+    out
+}
+
+/// One line's inline Markdown as text.
+fn inline_plain(line: &str) -> String {
+    let chars: Vec<char> = line.chars().collect();
+    let mut out = String::with_capacity(line.len());
+    let mut i = 0;
+    let word = |c: Option<&char>| c.is_some_and(|c| c.is_alphanumeric());
+    while i < chars.len() {
+        let c = chars[i];
+        match c {
+            '`' => {}
+            '|' => out.push(' '),
+            '!' if chars.get(i + 1) == Some(&'[') => {}
+            '[' => {
+                // [text](address): the text stays, the address goes.
+                let close = chars[i..].iter().position(|&c| c == ']').map(|p| i + p);
+                if let Some(close) = close.filter(|&e| chars.get(e + 1) == Some(&'(')) {
+                    if let Some(end) = chars[close..].iter().position(|&c| c == ')') {
+                        out.extend(&chars[i + 1..close]);
+                        i = close + end + 1;
+                        continue;
+                    }
+                }
+                out.push(c);
+            }
+            '*' | '_' | '~' => {
+                // Emphasis marks touch a word on one side and not on the other;
+                // `2 * 3` and `snake_case` keep theirs.
+                let mut j = i;
+                while j < chars.len() && chars[j] == c {
+                    j += 1;
+                }
+                let (prev, next) = (i.checked_sub(1).and_then(|p| chars.get(p)), chars.get(j));
+                let opens = !word(prev) && next.is_some_and(|n| !n.is_whitespace());
+                let closes = prev.is_some_and(|p| !p.is_whitespace()) && !word(next);
+                let run = j - i;
+                if !(opens || closes) || (c == '~' && run != 2) {
+                    out.extend(&chars[i..j]);
+                }
+                i = j;
+                continue;
+            }
+            _ => out.push(c),
+        }
+        i += 1;
+    }
+    out
 }
 
 /// `user`'s conversation summaries, newest first: those matching the lowercased `needle` if
@@ -490,5 +580,16 @@ mod tests {
         assert_eq!(p.chars().count(), PREVIEW_CHARS + 1);
         assert!(p.ends_with('…'));
         assert_eq!(preview(""), "");
+    }
+
+    #[test]
+    fn preview_is_plain_text_not_markdown() {
+        let reply = "## **Steps** to bake\n\n1. Mix the *flour* and `water`.\n- See [the recipe](https://example.org/r).\n> Quoted _gently_.\n\n| Amount | Item |\n|---:|---|\n| 2 | eggs |\n\n```python\nprint(1)\n```\n~~old~~ 2 * 3 = snake_case";
+        assert_eq!(
+            preview(reply),
+            "Steps to bake Mix the flour and water. See the recipe. Quoted gently. Amount Item 2 eggs print(1) old 2 * 3 = snake_case"
+        );
+        // Text without Markdown is untouched.
+        assert_eq!(preview("Hello, how are you?"), "Hello, how are you?");
     }
 }

@@ -20,11 +20,37 @@ let lost = () => {};
 export function onSessionLost(fn) { lost = fn; }
 
 class ApiError extends Error {
-  constructor(status, message, retryAfter) {
+  constructor(status, message, retryAfter, code) {
     super(message);
     this.status = status;
     this.retryAfter = retryAfter;
+    this.code = code || null;
   }
+}
+
+/** "about 15 minutes" for a wait in seconds. */
+export function aboutWait(secs) {
+  const s = parseInt(secs, 10);
+  if (!(s > 0)) return 'a little while';
+  if (s < 60) return 'about a minute';
+  const m = Math.ceil(s / 60);
+  return m === 1 ? 'about a minute' : `about ${m} minutes`;
+}
+
+/** What the server said, as a sentence for the family: its own message where it is already
+ * written for people, plain words where it is technical (a parser's complaint, a storage
+ * failure, a status code). */
+function plainError(status, message, retryAfter) {
+  if (status === 429) return `Too many tries. Please wait ${aboutWait(retryAfter)} and try again.`;
+  if (status === 413) return 'That is too long for Hearth to take in one go.';
+  if (status === 503) return 'Hearth is busy or still starting. Please try again in a moment.';
+  if (status >= 500) return 'Something went wrong inside Hearth. Please try again; if it keeps happening, restart Hearth.';
+  if (status === 404 && !message) return 'That is no longer there.';
+  if (!message || /[`{}<>]|\bline \d|\bcolumn \d|\bjson\b|\bserde\b|\bexpected\b|\bfield\b|\bparse|\bUTF-8|\bheader\b/i.test(message)) {
+    return 'Hearth did not understand that. Please reload the page and try again.';
+  }
+  const text = message.trim();
+  return text.charAt(0).toUpperCase() + text.slice(1) + (/[.!?…]$/.test(text) ? '' : '.');
 }
 
 export async function api(method, path, body) {
@@ -44,11 +70,12 @@ export async function api(method, path, body) {
   let data = null;
   try { data = text ? JSON.parse(text) : null; } catch { data = null; }
   if (!r.ok) {
-    const msg = (data && data.error && data.error.message) || `Something went wrong (error ${r.status}).`;
+    const err = (data && data.error) || {};
     if (r.status === 401 && S.me && path !== '/api/login' && path !== '/api/me/password') {
       lost();
     }
-    throw new ApiError(r.status, msg, r.headers.get('Retry-After'));
+    const retryAfter = r.headers.get('Retry-After');
+    throw new ApiError(r.status, plainError(r.status, err.message, retryAfter), retryAfter, err.code);
   }
   return data;
 }

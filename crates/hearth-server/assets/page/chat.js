@@ -3,15 +3,24 @@
 import { S, api } from './api.js';
 import { ask, copyButton, h, toast } from './dom.js';
 import { renderMarkdown } from './markdown.js';
-import { loadList, renderList, setListOpen } from './shell.js';
+import { loadList, renderList, setListOpen, setUrl, updateTopBar } from './shell.js';
 
-export async function openConversation(id) {
+/** A chat's name as the page shows it (a chat not yet named is a "New chat"). */
+export function titleOf(c) {
+  const t = c && typeof c.title === 'string' ? c.title.trim() : '';
+  return t || 'New chat';
+}
+
+/** Opens chat `id` (null: a new chat). `push`: a new entry in the browser's history (false
+ * for Back and Forward, and for start-up); `focus`: move keyboard focus to the chat's heading,
+ * as when it was picked from the list. */
+export async function openConversation(id, { push = true, focus = false } = {}) {
   stopFollowing();
   S.view = 'chat';
   setListOpen(false);
   if (id == null) {
     S.conv = null;
-    history.replaceState(null, '', '/');
+    setUrl('/', push);
     renderChat();
     renderList();
     document.getElementById('composer-input')?.focus();
@@ -22,15 +31,16 @@ export async function openConversation(id) {
   } catch (e) {
     if (e.status === 401) return;
     S.conv = null;
-    history.replaceState(null, '', '/');
+    setUrl('/', false);
     renderChat();
     toast(e.status === 404 ? 'That chat no longer exists.' : e.message);
     return;
   }
-  history.replaceState(null, '', `#/c/${id}`);
+  setUrl(`/c/${id}`, push);
   renderChat();
   renderList();
   followIfRunning();
+  if (focus) document.getElementById('chat-title')?.focus();
 }
 
 /** Asks the server for the open conversation again (after a reply ends, the page comes back
@@ -66,7 +76,7 @@ function renderChat() {
   const main = document.getElementById('main');
   if (!main) return;
   const input = h('textarea', {
-    id: 'composer-input', rows: '1', placeholder: 'Message Hearth', enterkeyhint: 'send', autocomplete: 'off',
+    id: 'composer-input', rows: '1', dir: 'auto', placeholder: 'Message Hearth', enterkeyhint: 'send', autocomplete: 'off',
   });
   input.value = S.failedDraft ?? '';
   input.addEventListener('input', () => grow(input));
@@ -95,11 +105,14 @@ function renderChat() {
 function renderHead() {
   const head = document.getElementById('chat-head');
   if (!head) return;
-  head.replaceChildren(
-    h('h1', { id: 'chat-title' }, S.conv ? (S.conv.title || 'New chat') : 'New chat'),
+  updateTopBar();
+  // (replaceChildren would write a null as the text "null": a new chat has no buttons at all.)
+  head.replaceChildren(...[
+    h('h1', { id: 'chat-title', tabindex: '-1', dir: 'auto' }, titleOf(S.conv)),
     S.conv ? h('div', { class: 'row' },
       h('button', { type: 'button', class: 'small ghost', id: 'rename', onclick: rename }, 'Rename'),
-      h('button', { type: 'button', class: 'small ghost', id: 'delete', onclick: removeConversation }, 'Delete')) : null);
+      h('button', { type: 'button', class: 'small ghost', id: 'delete', onclick: removeConversation }, 'Delete')) : null,
+  ].filter(Boolean));
 }
 
 function grow(ta) {
@@ -142,7 +155,7 @@ function renderMessages() {
 
 function messageView(m, { hidden, editable, regenerable }) {
   const mine = m.role === 'user';
-  const body = h('div', { class: 'body' });
+  const body = h('div', { class: 'body', dir: 'auto' });
   fillBody(body, m);
   const actions = h('div', { class: 'actions' });
   if (!mine && m.content) actions.append(copyButton(() => m.content));
@@ -158,7 +171,7 @@ function messageView(m, { hidden, editable, regenerable }) {
     'data-id': m.id, 'data-status': m.status, 'aria-busy': m.status === 'streaming' ? 'true' : 'false',
     'aria-label': mine ? 'You said' : 'Hearth said',
   },
-  h('p', { class: 'who', 'aria-hidden': 'true' }, mine ? (S.me ? S.me.name : 'You') : 'Hearth'),
+  h('h2', { class: 'who' }, mine ? (S.me ? S.me.name : 'You') : 'Hearth'),
   hidden ? h('p', { class: 'tag' }, 'Hearth no longer sees this message') : null,
   body,
   note ? h('p', { class: `note ${m.status}` }, note) : null,
@@ -224,7 +237,7 @@ async function send(text) {
     if (!S.conv) {
       const c = await api('POST', '/api/conversations', {});
       S.conv = { id: c.id, title: c.title, messages: [], hidden_from_model: [] };
-      history.replaceState(null, '', `#/c/${c.id}`);
+      setUrl(`/c/${c.id}`, false);
     }
     const r = await api('POST', `/api/conversations/${S.conv.id}/messages`, { content: text });
     S.failedDraft = null;
@@ -269,7 +282,7 @@ async function editLast(m) {
   const v = await ask({
     title: 'Edit your message',
     text: 'Hearth will answer the changed message instead. Its earlier answer will be replaced.',
-    fields: [{ name: 'content', label: 'Your message', input: { tag: 'textarea', value: m.content, required: true, rows: '5' } }],
+    fields: [{ name: 'content', label: 'Your message', input: { tag: 'textarea', value: m.content, required: true, rows: '5', dir: 'auto' } }],
     ok: 'Send',
   });
   if (!v || !v.content.trim()) return;
@@ -304,7 +317,7 @@ async function removeConversation() {
   if (!S.conv) return;
   const v = await ask({
     title: 'Delete this chat?',
-    text: `“${S.conv.title || 'New chat'}” will be deleted for good.`,
+    text: `“${titleOf(S.conv)}” will be deleted for good.`,
     ok: 'Delete', danger: true,
   });
   if (!v) return;
@@ -312,7 +325,7 @@ async function removeConversation() {
     await api('DELETE', `/api/conversations/${S.conv.id}`);
     toast('Chat deleted.');
     await loadList();
-    openConversation(null);
+    openConversation(null, { push: false });
   } catch (e) { toast(e.message); }
 }
 

@@ -133,3 +133,19 @@ export function copyButton(getText, label = 'Copy') {
   });
   return b;
 }
+
+// The browser's own complaints ("Please match the requested format", "Please lengthen this
+// text to 8 characters or more") become Hearth's words: a field's `data-mismatch` says what
+// its pattern wants. Cleared as soon as the person types again.
+document.addEventListener('invalid', (e) => {
+  const el = e.target;
+  if (!el.validity) return;
+  let msg = '';
+  if (el.validity.patternMismatch) msg = el.dataset.mismatch || 'This is not in the form Hearth expects.';
+  else if (el.validity.tooShort) msg = `At least ${el.minLength} characters, please.`;
+  else if (el.validity.valueMissing) msg = 'Please fill this in.';
+  if (msg && el.validationMessage !== msg) el.setCustomValidity(msg);
+}, true);
+document.addEventListener('input', (e) => {
+  if (e.target.setCustomValidity) e.target.setCustomValidity('');
+}, true);

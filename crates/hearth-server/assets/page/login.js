@@ -1,8 +1,8 @@
 // Start-up, first run (setup) and login.
 
-import { S, api } from './api.js';
+import { S, aboutWait, api } from './api.js';
 import { stopFollowing } from './chat.js';
-import { app, errorBox, field, h, plural, showError } from './dom.js';
+import { app, errorBox, field, h, showError } from './dom.js';
 import { enterApp } from './shell.js';
 
 export async function boot() {
@@ -70,13 +70,30 @@ function renderSetup() {
   form.querySelector('input').focus();
 }
 
+/** Whether this device's login shows a number pad (a child's tablet with a PIN); remembered
+ * here, since the page cannot know who will log in before they do. */
+function pinPad(set) {
+  if (set === undefined) {
+    try { return localStorage.getItem('hearth-login-pin') === '1'; } catch { return false; }
+  }
+  try { if (set) localStorage.setItem('hearth-login-pin', '1'); else localStorage.removeItem('hearth-login-pin'); } catch { /* not kept */ }
+  const input = document.getElementById('login-secret');
+  if (input) {
+    if (set) input.setAttribute('inputmode', 'numeric'); else input.removeAttribute('inputmode');
+  }
+  return set;
+}
+
 function renderLogin(notice) {
   // A notice meant for whoever was logged in does not stay for the next person.
   document.getElementById('toast').classList.remove('show');
   const err = errorBox();
   const form = h('form', { class: 'stack', 'aria-labelledby': 'login-title' },
     field('Your name', { name: 'name', required: true, autocomplete: 'username', autocapitalize: 'words' }),
-    field('Password or PIN', { name: 'secret', type: 'password', required: true, autocomplete: 'current-password' }),
+    field('Password or PIN', { name: 'secret', id: 'login-secret', type: 'password', required: true, autocomplete: 'current-password', inputmode: pinPad() ? 'numeric' : null }),
+    h('div', { class: 'choice' },
+      h('input', { type: 'checkbox', id: 'login-pin', checked: pinPad(), onchange: (e) => pinPad(e.target.checked) }),
+      h('label', { for: 'login-pin' }, 'I use a PIN (show the number pad)')),
     err,
     h('button', { type: 'submit', class: 'primary' }, 'Log in'));
   form.addEventListener('submit', async (e) => {
@@ -93,8 +110,11 @@ function renderLogin(notice) {
       enterApp();
     } catch (ex) {
       if (ex.status === 429) {
-        const wait = parseInt(ex.retryAfter, 10);
-        showError(err, new Error(`Too many tries. Please wait${wait ? ` ${plural(wait, 'second', 'seconds')}` : ' a little'} and try again.`));
+        showError(err, new Error(`Too many wrong tries. To keep your household safe, please wait ${aboutWait(ex.retryAfter)} and try again.`));
+      } else if (ex.status === 401 && ex.code === 'last_try') {
+        showError(err, new Error("That name and password or PIN don't match. Careful: after one more wrong try, you will have to wait about 15 minutes."));
+      } else if (ex.status === 401 && ex.code === 'locked_now') {
+        showError(err, new Error("That name and password or PIN don't match. To keep your household safe, please wait about 15 minutes before trying again."));
       } else if (ex.status === 401) {
         showError(err, new Error("That name and password or PIN don't match. Please try again."));
       } else showError(err, ex);

@@ -9,7 +9,13 @@ const QUOTE = /^ {0,3}> ?(.*)$/;
 const ITEM = /^( *)([-*+]|\d{1,9}[.)])\s+(.*)$/;
 const TABLE_SEP = /^\s*\|?\s*:?-+:?\s*(\|\s*:?-+:?\s*)*\|?\s*$/;
 
+// The level of the last heading written: a reply sits under its message's h2, and each of its
+// headings is at most one level below the one before, whatever the reply's `#`s say (a reply
+// that starts at `###` must not jump from h2 to h5 for screen readers).
+let lastLevel = 2;
+
 export function renderMarkdown(src) {
+  lastLevel = 2;
   const frag = document.createDocumentFragment();
   blocks(src.replace(/\r\n?/g, '\n').split('\n'), frag);
   return frag;
@@ -53,8 +59,9 @@ function blocks(lines, parent) {
       continue;
     }
     if ((m = HEADING.exec(line))) {
-      // Replies sit under the page's h1/h2, so their headings start at h3.
-      const level = Math.min(6, m[1].length + 2);
+      // Replies sit under the page's h1 and the message's h2, so their headings start at h3.
+      const level = Math.min(6, m[1].length + 2, lastLevel + 1);
+      lastLevel = level;
       parent.append(inline(m[2], h(`h${level}`, { class: 'md-h' })));
       i++;
       continue;

@@ -4,32 +4,70 @@ import { S, api, readEvents } from './api.js';
 import { openConversation, stopFollowing } from './chat.js';
 import { ask, bytes, copyButton, errorBox, field, h, nextId, showError, toast, when } from './dom.js';
 import { logout } from './login.js';
-import { loadList, renderList, setListOpen } from './shell.js';
+import { loadList, renderList, setListOpen, setUrl } from './shell.js';
+import { appearanceFieldset } from './theme.js';
 
 function section(title, ...kids) {
   const id = nextId('s');
   return h('section', { class: 'card', 'aria-labelledby': id }, h('h2', { id }, title), kids);
 }
 
-export function openSettings() {
+const PIN_WORDS = 'A PIN is 4 to 8 digits, numbers only.';
+
+// The tabs, each with its own address (`/settings/{id}`); the keeper's only for the keeper.
+const TABS = [
+  { id: 'you', label: 'You' },
+  { id: 'household', label: 'Household', owner: true },
+  { id: 'model', label: 'AI model', owner: true },
+  { id: 'apps', label: 'Apps', owner: true },
+];
+
+/** Opens Settings on `tab` (its first tab when none or one this person cannot see). */
+export function openSettings(tab = null, { push = true } = {}) {
   stopFollowing();
   S.view = 'settings';
   S.conv = null;
   setListOpen(false);
-  history.replaceState(null, '', '#/settings');
+  const owner = S.me.role === 'owner';
+  const tabs = TABS.filter((t) => owner || !t.owner);
+  const current = tabs.find((t) => t.id === tab) || tabs[0];
+  // An address for a tab this person cannot see becomes plain `/settings`, their first tab.
+  setUrl(tab === current.id ? `/settings/${current.id}` : '/settings', push);
   renderList();
   const main = document.getElementById('main');
-  const owner = S.me.role === 'owner';
-  const ownerSlot = h('div', { class: 'stack' });
+  const nav = tabs.length > 1
+    ? h('nav', { 'aria-label': 'Settings' }, h('ul', { class: 'tabs' }, tabs.map((t) => h('li', {},
+      h('a', {
+        href: `/settings/${t.id}`, 'aria-current': t === current ? 'page' : null,
+        onclick: (e) => { e.preventDefault(); if (t !== current) openSettings(t.id); },
+      }, t.label)))))
+    : null;
+  const slot = h('div', { class: 'stack', 'data-tab': current.id });
   main.replaceChildren(h('div', { class: 'settings' },
     h('div', { class: 'row between' },
-      h('h1', {}, 'Settings'),
+      h('h1', { id: 'settings-title', tabindex: '-1' }, 'Settings'),
       h('button', { type: 'button', class: 'ghost', onclick: () => openConversation(null) }, 'Back to chat')),
-    accountSection(),
-    conversationsSection(),
-    owner ? ownerSlot : null));
+    nav,
+    slot));
+  if (current.id === 'you') slot.replaceChildren(accountSection(), appearanceSection(), conversationsSection());
+  else loadOwnerSettings(slot);
   main.focus();
-  if (owner) loadOwnerSettings(ownerSlot);
+}
+
+/** Technical words for the keeper, folded away behind "Details". */
+function details(...kids) {
+  return h('details', { class: 'tech' }, h('summary', {}, 'Details'), h('p', { class: 'muted' }, kids));
+}
+
+/** About how many words fit in `n` tokens (a token is about three quarters of a word). */
+function words(n) {
+  const w = Math.round((n * 0.75) / 100) * 100;
+  return (w || Math.round(n * 0.75)).toLocaleString();
+}
+
+function appearanceSection() {
+  return section('Appearance', appearanceFieldset(),
+    h('p', { class: 'hint' }, 'On a phone or tablet, open the browser’s menu and choose “Add to Home screen”: Hearth then opens from its own icon, like an app.'));
 }
 
 function accountSection() {
@@ -37,9 +75,9 @@ function accountSection() {
   const pin = S.me.kind === 'pin';
   const word = pin ? 'PIN' : 'password';
   const form = h('form', { class: 'stack' },
-    field(`Current ${word}`, { name: 'old', type: 'password', required: true, autocomplete: 'current-password' }),
+    field(`Current ${word}`, { name: 'old', type: 'password', required: true, autocomplete: 'current-password', inputmode: pin ? 'numeric' : null }),
     field(`New ${word}`, pin
-      ? { name: 'new', type: 'password', required: true, inputmode: 'numeric', pattern: '[0-9]{4,8}', autocomplete: 'new-password' }
+      ? { name: 'new', type: 'password', required: true, inputmode: 'numeric', pattern: '[0-9]{4,8}', 'data-mismatch': PIN_WORDS, autocomplete: 'new-password' }
       : { name: 'new', type: 'password', required: true, minlength: '8', autocomplete: 'new-password' },
     pin ? '4 to 8 digits.' : 'At least 8 characters.'),
     err,
@@ -58,7 +96,7 @@ function accountSection() {
   });
   return section(`You: ${S.me.name}`,
     h('div', { class: 'row between wrap' },
-      h('p', {}, S.me.role === 'owner' ? 'You look after this household.' : 'Member of this household.'),
+      h('p', {}, S.me.role === 'owner' ? 'You look after Hearth for this household.' : 'Your chats here are yours alone.'),
       h('button', { type: 'button', class: 'ghost', id: 'logout', onclick: logout }, 'Log out')),
     h('details', {}, h('summary', {}, `Change my ${word}`), form));
 }
@@ -79,16 +117,15 @@ function conversationsSection() {
       }, 'Delete all my chats')));
 }
 
+/** Fills a keeper's tab (`slot.dataset.tab`) from the household settings. */
 async function loadOwnerSettings(slot) {
+  const tab = slot.dataset.tab;
   slot.replaceChildren(h('p', {}, 'Loading the household settings…'));
   let s;
   try { s = await api('GET', '/api/settings'); } catch (e) { slot.replaceChildren(h('p', { class: 'error' }, e.message)); return; }
-  slot.replaceChildren(
-    lockSection(slot),
-    householdSection(s),
-    peopleSection(),
-    modelSection(s, slot),
-    keysSection());
+  if (tab === 'household') slot.replaceChildren(householdSection(s), peopleSection());
+  else if (tab === 'model') slot.replaceChildren(lockSection(slot), modelSection(s, slot));
+  else slot.replaceChildren(keysSection());
 }
 
 // hearth.lock: this Hearth would serve a model with another template or other defaults than
@@ -150,7 +187,7 @@ function peopleSection() {
     try { people = await api('GET', '/api/people'); } catch (e) { listEl.replaceChildren(h('li', { class: 'error' }, e.message)); return; }
     listEl.replaceChildren(...people.map((p) => h('li', {},
       h('div', {}, h('strong', {}, p.name), ' ',
-        h('span', { class: 'muted' }, `${p.role === 'owner' ? 'keeper' : 'member'} · ${p.kind === 'pin' ? 'PIN' : 'password'}`)),
+        h('span', { class: 'muted' }, `${p.role === 'owner' ? 'looks after Hearth' : 'can chat'} · logs in with a ${p.kind === 'pin' ? 'PIN' : 'password'}`)),
       h('div', { class: 'row' },
         h('button', { type: 'button', class: 'small ghost', onclick: () => resetPerson(p) }, 'Reset'),
         p.id !== S.me.id ? h('button', { type: 'button', class: 'small danger', onclick: () => removePerson(p) }, 'Remove') : null))));
@@ -159,7 +196,7 @@ function peopleSection() {
     const pin = p.kind === 'pin';
     const v = await ask({
       title: `New ${pin ? 'PIN' : 'password'} for ${p.name}`,
-      fields: [{ name: 'secret', label: pin ? 'New PIN (4 to 8 digits)' : 'New password (at least 8 characters)', input: pin ? { type: 'text', inputmode: 'numeric', pattern: '[0-9]{4,8}', required: true, autocomplete: 'off' } : { type: 'text', minlength: '8', required: true, autocomplete: 'off' } }],
+      fields: [{ name: 'secret', label: pin ? 'New PIN (4 to 8 digits)' : 'New password (at least 8 characters)', input: pin ? { type: 'text', inputmode: 'numeric', pattern: '[0-9]{4,8}', 'data-mismatch': PIN_WORDS, required: true, autocomplete: 'off' } : { type: 'text', minlength: '8', required: true, autocomplete: 'off' } }],
       ok: 'Set it',
     });
     if (!v) return;
@@ -181,7 +218,7 @@ function peopleSection() {
     const pin = kind === 'pin';
     secretLabel.textContent = pin ? 'PIN' : 'Password';
     secretHint.textContent = pin ? '4 to 8 digits: easy for children to remember.' : 'At least 8 characters.';
-    if (pin) { secret.setAttribute('pattern', '[0-9]{4,8}'); secret.setAttribute('inputmode', 'numeric'); secret.removeAttribute('minlength'); } else { secret.removeAttribute('pattern'); secret.removeAttribute('inputmode'); secret.setAttribute('minlength', '8'); }
+    if (pin) { secret.setAttribute('pattern', '[0-9]{4,8}'); secret.setAttribute('inputmode', 'numeric'); secret.dataset.mismatch = PIN_WORDS; secret.removeAttribute('minlength'); } else { secret.removeAttribute('pattern'); secret.removeAttribute('inputmode'); secret.setAttribute('minlength', '8'); }
   };
   const radio = (value, label, checked) => {
     const id = nextId('k');
@@ -239,7 +276,8 @@ function modelSection(s, slot) {
         h('div', {}, h('strong', {}, m.name), ' ', h('span', { class: 'muted' }, bytes(m.size)),
           h('p', { class: 'muted' }, 'Continues text only: it cannot chat, so this page cannot use it.')));
     }
-    const btn = h('button', { type: 'button', class: 'small ghost', 'aria-label': `Use ${m.name}` }, 'Use this one');
+    // The visible word is part of the name a screen reader gives (WCAG's label in name).
+    const btn = h('button', { type: 'button', class: 'small ghost' }, 'Use', h('span', { class: 'sr-only' }, ` ${m.name}`));
     btn.addEventListener('click', () => useModel(m.name, btn));
     return h('li', {},
       h('div', {}, h('strong', {}, m.name), ' ', h('span', { class: 'muted' }, bytes(m.size))),
@@ -256,7 +294,8 @@ function modelSection(s, slot) {
       btn);
   });
   return section('AI model',
-    h('p', {}, 'In use: ', h('strong', {}, model.id || 'none'), model.ctx ? ` (remembers about ${model.ctx.toLocaleString()} tokens of a chat)` : ''),
+    h('p', {}, 'In use: ', h('strong', {}, model.id || 'none'), model.ctx ? `. It keeps roughly the last ${words(model.ctx)} words of a chat in mind.` : ''),
+    model.ctx ? details(`Context: ${model.ctx.toLocaleString()} tokens.`) : null,
     h('h3', {}, 'On this machine'),
     h('ul', { class: 'rows', id: 'installed' }, installed.length ? installed : h('li', {}, 'None.')),
     catalog.length ? [h('h3', {}, 'More you can download'), h('ul', { class: 'rows', id: 'catalog' }, catalog)] : null,
@@ -341,7 +380,7 @@ function keysSection() {
   });
   load();
   return section('Keys for apps',
-    h('p', {}, 'Apps that speak the OpenAI API (editors, scripts, home automation) use a key to talk to Hearth at ',
-      h('code', {}, `${location.origin}/v1`), '.'),
+    h('p', {}, 'Apps on your computers and phones (writing tools, scripts, home automation) can use Hearth too. Each one needs a key of its own, made here.'),
+    details(h('span', {}, 'They speak the OpenAI API, at ', h('code', {}, `${location.origin}/v1`), '.')),
     form, err, shown, listEl);
 }

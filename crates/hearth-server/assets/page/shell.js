@@ -1,16 +1,52 @@
-// The app shell: header, conversation list, main area.
+// The app shell: header, conversation list, main area, and the page's addresses.
+//
+// Addresses: `/` is a new chat, `/c/{id}` a chat, `/settings/{tab}` a Settings tab. Opening a
+// screen pushes its address, so the browser's Back and Forward move between Hearth's screens
+// (and a reload or a bookmark opens the same one); the server serves the page at each of them.
+// The fragment is left to the skip link and the setup link.
 
 import { S, api } from './api.js';
 import { openConversation } from './chat.js';
 import { app, h, toast, when } from './dom.js';
 import { openSettings } from './settings.js';
 
+/** The screen the address bar names. (`#/c/12` and `#/settings` are older bookmarks.) */
+export function currentRoute() {
+  const legacy = /^#\/c\/(\d+)$/.exec(location.hash);
+  if (legacy) return { view: 'chat', id: Number(legacy[1]) };
+  if (location.hash === '#/settings') return { view: 'settings', tab: null };
+  let m;
+  if ((m = /^\/c\/(\d+)\/?$/.exec(location.pathname))) return { view: 'chat', id: Number(m[1]) };
+  if ((m = /^\/settings(?:\/([a-z-]+))?\/?$/.exec(location.pathname))) return { view: 'settings', tab: m[1] || null };
+  return { view: 'chat', id: null };
+}
+
+/** Puts `path` in the address bar: a new history entry when `push`, else in place. */
+export function setUrl(path, push) {
+  const same = location.pathname === path && !location.hash;
+  if (push && !same) history.pushState(null, '', path);
+  else if (!same) history.replaceState(null, '', path);
+  S.shownPath = path;
+}
+
+function showRoute(r, how) {
+  if (r.view === 'settings') openSettings(r.tab, how);
+  else openConversation(r.id, how);
+}
+
+// Back and Forward: show the screen of that entry, without adding one.
+window.addEventListener('popstate', () => {
+  if (!S.me || !document.getElementById('main')) return;
+  if (location.pathname === S.shownPath) return; // only the fragment changed
+  showRoute(currentRoute(), { push: false, focus: true });
+});
+
 export function enterApp() {
   const listBtn = h('button', {
     type: 'button', class: 'ghost only-narrow', id: 'list-toggle', 'aria-controls': 'side', 'aria-expanded': 'false',
     onclick: () => setListOpen(!S.listOpen),
   }, 'Chats');
-  const search = h('input', { type: 'search', id: 'search', placeholder: 'Search chats', autocomplete: 'off' });
+  const search = h('input', { type: 'search', id: 'search', placeholder: 'Search chats', autocomplete: 'off', dir: 'auto' });
   let timer;
   search.addEventListener('input', () => {
     clearTimeout(timer);
@@ -31,10 +67,10 @@ export function enterApp() {
   app().className = '';
   app().replaceChildren(shell);
   loadList();
-  const m = /^#\/c\/(\d+)$/.exec(location.hash);
-  if (m) openConversation(Number(m[1]));
-  else if (location.hash === '#/settings') openSettings();
-  else openConversation(null);
+  const r = currentRoute();
+  // Old `#/...` bookmarks become the address of their screen.
+  if (location.hash.startsWith('#/')) history.replaceState(null, '', '/');
+  showRoute(r, { push: false });
 }
 
 export function setListOpen(open) {
@@ -45,8 +81,18 @@ export function setListOpen(open) {
     b.setAttribute('aria-expanded', String(open));
     b.textContent = open ? 'Close chats' : 'Chats';
   }
+  updateTopBar();
   if (open) document.getElementById('new-chat')?.focus();
 }
+
+/** The phone's header offers "New chat" only where it is not already in sight: not on a new
+ * chat (its heading says so) and not with the list open (which has its own button). */
+export function updateTopBar() {
+  const b = document.getElementById('new-chat-top');
+  if (b) b.hidden = S.listOpen || (S.view === 'chat' && !S.conv);
+}
+
+let listTimer = null;
 
 export async function loadList() {
   try {
@@ -57,6 +103,10 @@ export async function loadList() {
     return;
   }
   renderList();
+  // A reply being written in another chat than the open one (another tab, a reply left
+  // running): look again until it ends, so the list does not keep saying it is writing.
+  clearTimeout(listTimer);
+  if (S.convs.some((c) => c.running && c.id !== S.following)) listTimer = setTimeout(() => { if (S.me) loadList(); }, 3000);
 }
 
 export function renderList() {
@@ -70,10 +120,12 @@ export function renderList() {
   ul.replaceChildren(...S.convs.map((c) => h('li', {},
     h('button', {
       type: 'button', class: 'conv', 'aria-current': c.id === current ? 'page' : null, 'data-id': c.id,
-      onclick: () => openConversation(c.id),
+      onclick: () => openConversation(c.id, { focus: true }),
     },
-    h('span', { class: 'title' }, c.title || 'New chat'),
-    c.preview ? h('span', { class: 'preview' }, c.preview) : null,
+    h('span', { class: 'title', dir: 'auto' }, c.title || 'New chat'),
+    c.running
+      ? h('span', { class: 'writing' }, 'Hearth is writing a reply…')
+      : (c.preview ? h('span', { class: 'preview', dir: 'auto' }, c.preview) : null),
     h('span', { class: 'when' }, when(c.updated))))));
 }
 
@@ -83,4 +135,14 @@ document.addEventListener('keydown', (e) => {
     setListOpen(false);
     document.getElementById('list-toggle')?.focus();
   }
+});
+
+// The skip link moves focus to the conversation without touching the address, so a reload
+// after using it opens the same chat.
+document.addEventListener('click', (e) => {
+  const skip = e.target.closest && e.target.closest('a.skip');
+  if (!skip) return;
+  e.preventDefault();
+  const target = document.getElementById('composer-input') || document.getElementById('main');
+  if (target) target.focus();
 });

@@ -1,5 +1,8 @@
-//! The page's own files, compiled into the binary: `/` (index.html), `/app.js` (the entry
-//! module), `/app.css`, and the ES modules it imports under `/page/{name}`.
+//! The page's own files, compiled into the binary: `/` (index.html, also at each of the page's
+//! own addresses: `/c/{id}` for a chat, `/settings/{tab}`, so a reload or a bookmark opens the
+//! same screen), `/app.js` (the entry module), `/app.css`, the ES modules it imports under
+//! `/page/{name}`, and the web app manifest with its icons (`/icons/{name}`, drawn by
+//! `scripts/gen-icons.py`).
 //!
 //! Every file is served `no-cache` (the browser revalidates, so a new Hearth never runs an old
 //! page), with its exact type and `nosniff`; the page itself carries a Content-Security-Policy
@@ -27,10 +30,42 @@ const PAGE_MODULES: &[(&str, &str)] = &[
     ("markdown.js", include_str!("../../assets/page/markdown.js")),
     ("settings.js", include_str!("../../assets/page/settings.js")),
     ("shell.js", include_str!("../../assets/page/shell.js")),
+    ("theme.js", include_str!("../../assets/page/theme.js")),
 ];
 
-fn asset(body: &'static str, kind: &'static str) -> Response {
-    let mut r = (StatusCode::OK, body).into_response();
+const MANIFEST: &str = include_str!("../../assets/manifest.webmanifest");
+
+/// The icons under `/icons/`: name, bytes, type.
+const ICONS: &[(&str, &[u8], &str)] = &[
+    (
+        "icon.svg",
+        include_bytes!("../../assets/icons/icon.svg"),
+        "image/svg+xml",
+    ),
+    (
+        "icon-192.png",
+        include_bytes!("../../assets/icons/icon-192.png"),
+        "image/png",
+    ),
+    (
+        "icon-512.png",
+        include_bytes!("../../assets/icons/icon-512.png"),
+        "image/png",
+    ),
+    (
+        "maskable-512.png",
+        include_bytes!("../../assets/icons/maskable-512.png"),
+        "image/png",
+    ),
+    (
+        "apple-touch-icon.png",
+        include_bytes!("../../assets/icons/apple-touch-icon.png"),
+        "image/png",
+    ),
+];
+
+fn asset(body: impl Into<axum::body::Body>, kind: &'static str) -> Response {
+    let mut r = (StatusCode::OK, body.into()).into_response();
     let h = r.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(kind));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
@@ -56,6 +91,25 @@ pub(crate) async fn index() -> Response {
     r
 }
 
+/// `/c/{id}`, `/settings`, `/settings/{tab}`: the page, which opens that screen itself (it checks
+/// the session and the chat's owner through the API like any other screen).
+pub(crate) async fn index_at() -> Response {
+    index().await
+}
+
+/// `/manifest.webmanifest`: what a phone needs to put Hearth on its home screen.
+pub(crate) async fn manifest() -> Response {
+    asset(MANIFEST, "application/manifest+json")
+}
+
+/// `/icons/{name}`.
+pub(crate) async fn icon(Path(name): Path<String>) -> Response {
+    match ICONS.iter().find(|(n, _, _)| *n == name) {
+        Some((_, body, kind)) => asset(*body, kind),
+        None => ApiError::not_found("no such page").into_response(),
+    }
+}
+
 /// `/app.js`.
 pub(crate) async fn app_js() -> Response {
     asset(APP_JS, JS)
@@ -69,7 +123,7 @@ pub(crate) async fn app_css() -> Response {
 /// `/page/{name}`: one of the page's modules.
 pub(crate) async fn page_module(Path(name): Path<String>) -> Response {
     match PAGE_MODULES.iter().find(|(n, _)| *n == name) {
-        Some((_, body)) => asset(body, JS),
+        Some((_, body)) => asset(*body, JS),
         None => ApiError::not_found("no such page").into_response(),
     }
 }

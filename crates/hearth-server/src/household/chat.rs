@@ -81,6 +81,17 @@ pub async fn list(
     let h = household(&state)?;
     let search = q.q.as_deref().map(str::trim).filter(|s| !s.is_empty());
     let list = h.store.conversations(me.user.id, search).map_err(db)?;
+    // Whether a reply is being written in each, so a page opened meanwhile can say so in the
+    // list (the saved preview lags behind the reply, and is empty at its start).
+    let list: Vec<Value> = list
+        .into_iter()
+        .map(|c| {
+            let busy = running(h, me.user.id, c.id).is_some();
+            let mut v = json!(c);
+            v["running"] = json!(busy);
+            v
+        })
+        .collect();
     Ok(Json(json!(list)))
 }
 
@@ -454,9 +465,9 @@ fn begin_reply(state: &Arc<AppState>, user: i64, conv: i64) -> Result<Message, A
         }
         let status = drive(&state, &reply, gen).await;
         if let Ok(h) = household(&state) {
-            if status == Status::Complete {
-                auto_title(h, user, conv);
-            }
+            // However the first reply ended (stopped or failed too), the chat is named after
+            // the person's first message rather than staying "New chat".
+            auto_title(h, user, conv);
             let mut replies = h.replies.lock().unwrap_or_else(|p| p.into_inner());
             // The conversation may have been deleted and its id given to a new one, with a
             // reply of its own: only this reply leaves.

@@ -156,6 +156,16 @@ impl LoginTry {
         }
     }
 
+    /// Tries left before this name or this address is locked out, after this one.
+    pub(crate) fn left(&self, store: &Store) -> u32 {
+        let left = |key: &str, max| {
+            store
+                .tries_left(&limit(key.to_string(), max))
+                .unwrap_or(max)
+        };
+        left(&self.name_key, PER_NAME).min(left(&self.addr_key, PER_ADDR))
+    }
+
     /// The password was right: the person starts afresh and the address gets its try back.
     /// A wrong password keeps both tries (nothing to call).
     pub(crate) fn succeeded(self, store: &Store) {

@@ -265,9 +265,15 @@ pub async fn login(
             attempt.succeeded(&h.store);
             logged_in(h, &u, &headers)
         }
-        None => Err(
-            ApiError::unauthorized("that name and password do not match").with_code("wrong_login"),
-        ),
+        None => {
+            // The page warns before the last try and says when this one locked the name.
+            let code = match attempt.left(&h.store) {
+                0 => "locked_now",
+                1 => "last_try",
+                _ => "wrong_login",
+            };
+            Err(ApiError::unauthorized("that name and password do not match").with_code(code))
+        }
     }
 }
 
