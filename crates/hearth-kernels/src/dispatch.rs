@@ -722,3 +722,27 @@ mod kquants_tests {
 /// The float kernels and the exponential on every level against their scalar definitions.
 #[cfg(test)]
 mod float_tests;
+
+// ---------------------------------------------------------------------------------------------
+// The read-bandwidth probe
+// ---------------------------------------------------------------------------------------------
+
+/// The xor of `buf`'s little-endian 64-bit words (a last partial word zero-padded): the read
+/// loop of the bandwidth probe (`hearth bench --bandwidth`), 32-byte loads on x86-64 like the
+/// decode kernels', so the probe streams memory as fast as plain SIMD reads can. The value is
+/// the same on every level.
+pub fn xor_words(buf: &[u8]) -> u64 {
+    xor_words_at(crate::simd::level(), buf)
+}
+
+/// [`xor_words`] on an explicit level.
+pub(crate) fn xor_words_at(level: Level, buf: &[u8]) -> u64 {
+    match level {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: these levels are only produced by `simd::detect`, which found AVX2.
+        Level::Avx2 | Level::Avx512Vnni => unsafe { crate::x86::read::xor_words(buf) },
+        // Elsewhere the portable loop: on aarch64 the compiler vectorizes it with NEON, which
+        // every aarch64 CPU has.
+        _ => crate::formats::read::xor_words(buf),
+    }
+}

@@ -9,3 +9,4 @@ pub(crate) mod kquants;
 pub(crate) mod legacy;
 pub mod math;
 pub(crate) mod packed;
+pub(crate) mod read;

@@ -51,7 +51,7 @@ mod x86;
 
 pub use dispatch::{axpy_keys, axpy_rows, dot_f32_rows, round_to_f16};
 pub use dispatch::{dequantize_row, quantize_row, vec_dot};
-pub use dispatch::{exp_sub, exp_sub_rows, swiglu};
+pub use dispatch::{exp_sub, exp_sub_rows, swiglu, xor_words};
 pub use formats::exp::exp_f32;
 pub use formats::math;
 pub use hearth_gguf::GgmlType;

@@ -199,3 +199,14 @@ pub fn packed_dot_reference(ty: GgmlType, cols: usize, data: &[u8], r: usize, x:
     let group = &data[g * GROUP * rb..(g + 1) * GROUP * rb];
     crate::formats::packed::dot_ref(ty, cols / ty.block_size(), group, x)[r % GROUP]
 }
+
+/// [`crate::xor_words`] on an explicit level; `None` when this CPU does not
+/// [support](crate::simd::supported) `level`.
+pub fn xor_words_at(level: Level, buf: &[u8]) -> Option<u64> {
+    crate::simd::supported(level).then(|| crate::dispatch::xor_words_at(level, buf))
+}
+
+/// The portable reference of [`crate::xor_words`].
+pub fn xor_words_reference(buf: &[u8]) -> u64 {
+    crate::formats::read::xor_words(buf)
+}

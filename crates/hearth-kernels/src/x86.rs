@@ -12,3 +12,4 @@ pub(crate) mod legacy;
 pub(crate) mod legacy_tile;
 pub(crate) mod packed_kquants;
 pub(crate) mod packed_legacy;
+pub(crate) mod read;

@@ -187,9 +187,13 @@ impl ModelFacts {
         let (n_matmul_params, read_bytes_per_token) = if tied {
             (n_params, weights_bytes)
         } else {
+            // A lookup reads one row of the table: its bytes over its rows (`dims[1]`; a
+            // one-dimensional table is one row).
+            let rows = embd.dims.get(1).copied().unwrap_or(1).max(1);
+            let embd_bytes = embd.n_bytes.min(weights_bytes);
             (
                 n_params - embd.n_elements(),
-                weights_bytes - embd.n_bytes.min(weights_bytes),
+                weights_bytes - embd_bytes + embd_bytes / rows,
             )
         };
         Ok(ModelFacts {

@@ -80,6 +80,48 @@ fn weights_are_the_sum_of_tensor_bytes() {
 }
 
 #[test]
+fn a_step_reads_every_matrix_and_one_row_of_an_untied_embedding() {
+    // The tiny llama by hand: 6 layers of 7 matrices cycling through Q8_0, Q4_0, Q4_K, Q6_K,
+    // F16, Q5_0 (bytes per 256 values: 272, 144, 144, 210, 512, 176), two f32 norms of 256
+    // per layer, the output norm, and a Q8_0 embedding of 300 rows of 256 (272 bytes a row).
+    let spec = TinySpec::new("llama");
+    let per_256 = [272u64, 144, 144, 210, 512, 176];
+    let shapes = [
+        256 * 256, // attn_q: 4 heads of 64
+        256 * 128, // attn_k: 2 heads of 64
+        256 * 128, // attn_v
+        256 * 256, // attn_output
+        256 * 512, // ffn_gate
+        256 * 512, // ffn_up
+        512 * 256, // ffn_down
+    ];
+    let mut matrices = 0u64;
+    for (i, n) in shapes.iter().cycle().take(6 * 7).enumerate() {
+        matrices += n / 256 * per_256[i % per_256.len()];
+    }
+    let norms = (6 * 2 * 256 + 256) * 4;
+    let embd = 300 * 272;
+    let mut header = Header::parse(&spec.build()).unwrap();
+    // Tied: the output head is the embedding table, read whole each step.
+    let tied = ModelFacts::from_header(&header).unwrap();
+    assert_eq!(tied.weights_bytes, matrices + norms + embd);
+    assert_eq!(tied.read_bytes_per_token, matrices + norms + embd);
+    // Untied: a Q4_K output head of 300 × 256 (144 bytes a row) is read whole, and of the
+    // embedding only the one row the step looks up.
+    let mut output = header.tensors[0].clone();
+    output.name = "output.weight".to_string();
+    output.ty = hearth_gguf::GgmlType::Q4_K;
+    output.n_bytes = 300 * 144;
+    header.tensors.push(output);
+    let untied = ModelFacts::from_header(&header).unwrap();
+    assert_eq!(untied.weights_bytes, matrices + norms + embd + 300 * 144);
+    assert_eq!(
+        untied.read_bytes_per_token,
+        matrices + norms + 300 * 144 + 272
+    );
+}
+
+#[test]
 fn fit_and_limits_follow_the_memory() {
     let f = facts(&TinySpec::new("llama"));
     let req = Request::new(512, 2);

@@ -229,6 +229,50 @@ fn bench_json_has_the_documented_fields() {
 }
 
 #[test]
+fn bench_bandwidth_sets_generation_against_the_measured_memory_bandwidth() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let m = model("smollm2-135m");
+    let out = hearth(
+        &[
+            "bench",
+            m.to_str().expect("utf-8 path"),
+            "-p",
+            "8",
+            "-n",
+            "4",
+            "-r",
+            "1",
+            "-t",
+            "1",
+            "--bandwidth",
+            "--json",
+        ],
+        home.path(),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value =
+        serde_json::from_str(text(&out.stdout).trim()).expect("one JSON object");
+    // SmolLM2 ties its output head to the embedding table: a token reads every tensor.
+    let gguf = hearth_gguf::Gguf::open(&m).expect("open the model");
+    let all: u64 = gguf.tensors().iter().map(|t| t.n_bytes).sum();
+    assert_eq!(v["read_bytes_per_token"].as_u64(), Some(all), "{v}");
+    let tg = v["tg_tok_s"].as_f64().expect("tg_tok_s");
+    let probe = v["probe_bytes_per_s"].as_f64().expect("probe_bytes_per_s");
+    let eff = v["tg_bytes_per_s"].as_f64().expect("tg_bytes_per_s");
+    assert!(probe > 0.0 && tg > 0.0, "{v}");
+    assert!((eff - tg * all as f64).abs() <= 1e-6 * eff, "{v}");
+    let share = v["bandwidth_share"].as_f64().expect("bandwidth_share");
+    assert!((share - eff / probe).abs() <= 1e-9 * share.max(1.0), "{v}");
+    assert!(
+        v["probe_buffer_bytes"]
+            .as_u64()
+            .is_some_and(|b| b >= 64 << 20),
+        "{v}"
+    );
+    assert_eq!(v["threads"].as_u64(), Some(1));
+}
+
+#[test]
 fn prompt_longer_than_context_states_both_numbers() {
     let home = tempfile::tempdir().expect("tempdir");
     let m = model("smollm2-135m");

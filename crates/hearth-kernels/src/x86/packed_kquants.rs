@@ -89,6 +89,27 @@ pub(crate) unsafe fn tile_vnni(ty: GgmlType, nb: usize, t: &Tile, groups: usize,
     }
 }
 
+/// How far ahead of the block being computed each block prefetches its own size in cache
+/// lines. Decode on one token is bound by memory, and a profile puts most of the kernel's time
+/// on the first use of a weight load: the core waits on lines the hardware prefetchers have
+/// not brought (they start over at every 4 KiB page). One kilobyte (about a block) ahead
+/// streamed 5 to 10 points closer to the read probe than none, for Q4_K and Q6_K alike, on the
+/// same 1.5 GB of weights alternating in one process; 4–8 KiB ahead was slower than none. A
+/// prefetch is a hint: it changes no result.
+const PREFETCH_AHEAD: usize = 1024;
+
+/// Prefetches the cache lines of `len` bytes [`PREFETCH_AHEAD`] bytes past `wb`. The address may
+/// lie past the weights (the last blocks of a matrix): a prefetch never faults, and
+/// `wrapping_add` makes no claim that it is in bounds.
+#[inline(always)]
+unsafe fn prefetch_ahead(wb: *const u8, len: usize) {
+    let mut at = 0;
+    while at < len {
+        _mm_prefetch::<_MM_HINT_T0>(wb.wrapping_add(PREFETCH_AHEAD + at) as *const i8);
+        at += 64;
+    }
+}
+
 /// Tokens in the next pass: the largest power of two up to `widest` and `left`.
 #[inline(always)]
 fn pass_width(left: usize, widest: usize) -> usize {
@@ -256,6 +277,7 @@ unsafe fn q4k_avx2<const T: usize>(p: &Pass) {
     let mut acc = [_mm256_setzero_ps(); T];
     for b in 0..p.nb {
         let wb = p.w.add(b * Q4_BLOCK);
+        prefetch_ahead(wb, Q4_BLOCK);
         let (mut sc, mn) = q4k_scales_mins(wb);
         for j in 0..8 {
             sc[j] = dup16(sc[j]);
@@ -312,6 +334,7 @@ unsafe fn q4k_vnni<const T: usize>(p: &Pass) {
     let mut acc = [_mm256_setzero_ps(); T];
     for b in 0..p.nb {
         let wb = p.w.add(b * Q4_BLOCK);
+        prefetch_ahead(wb, Q4_BLOCK);
         let (mut sc, mn) = q4k_scales_mins(wb);
         // Even sub-blocks come from low nibbles (q), odd ones from `q & 0xf0` (16q).
         for j in (0..8).step_by(2) {
@@ -414,6 +437,7 @@ unsafe fn q6k_avx2<const T: usize>(p: &Pass) {
     let mut acc = [_mm256_setzero_ps(); T];
     for b in 0..p.nb {
         let wb = p.w.add(b * Q6_BLOCK);
+        prefetch_ahead(wb, Q6_BLOCK);
         let mut isum = [zero; T];
         let mut sc = [zero; 16];
         for i in 0..8 {
@@ -476,6 +500,7 @@ unsafe fn q6k_vnni<const T: usize>(p: &Pass) {
     let mut bias = [[0i32; 16]; T];
     for b in 0..p.nb {
         let wb = p.w.add(b * Q6_BLOCK);
+        prefetch_ahead(wb, Q6_BLOCK);
         for k in 0..T {
             let bs = p.xb(k, b).add(Q8K_BSUMS);
             let lo = _mm256_cvtepi16_epi32(_mm_loadu_si128(bs as *const __m128i));

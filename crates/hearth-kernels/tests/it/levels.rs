@@ -404,3 +404,33 @@ fn encode(ty: GgmlType, values: &[f32]) -> Vec<u8> {
 fn same(a: f32, b: f32) -> bool {
     a.to_bits() == b.to_bits()
 }
+
+#[test]
+fn every_level_reads_a_buffer_to_the_xor_of_its_words() {
+    // The reference against a hand count: words xor to the known value, a partial last word
+    // is zero-padded, and nothing is no words.
+    let words: Vec<u64> = (0..37u64)
+        .map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+        .collect();
+    let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+    let want = words.iter().fold(0, |a, w| a ^ w);
+    assert_eq!(testing::xor_words_reference(&bytes), want);
+    assert_eq!(testing::xor_words_reference(&[1, 2, 3]), 0x03_02_01);
+    assert_eq!(testing::xor_words_reference(&[]), 0);
+    // Every level against the reference, at every length around the 256-byte step and at
+    // every alignment of the start.
+    let mut r = rng(73);
+    let buf: Vec<u8> = (0..4096 + 64).map(|_| r.gen()).collect();
+    for level in levels() {
+        for start in 0..64 {
+            for len in (0..600).chain([4000, 4096]) {
+                let b = &buf[start..start + len];
+                assert_eq!(
+                    testing::xor_words_at(level, b),
+                    Some(testing::xor_words_reference(b)),
+                    "{level:?} start {start} len {len}"
+                );
+            }
+        }
+    }
+}

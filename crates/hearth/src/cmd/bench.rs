@@ -1,6 +1,11 @@
 //! `hearth bench`: prompt processing (pp) and generation (tg) speed, load time and peak memory,
 //! measured the way llama.cpp's `llama-bench` does so the two can be compared side by side.
 //!
+//! `--bandwidth` also measures the machine's read bandwidth, in the same run and with the same
+//! threads, and sets generation against it: the bytes of weights a generated token reads, the
+//! effective GB/s that makes, and its share of the probe. Decode of a large model is bound by
+//! memory, so that share says how much speed is left before the memory wall.
+//!
 //! `--fill` measures memory instead: it loads the model as `run` and `serve` do (weights,
 //! tokenizer, template), fills `--users` sequences of `--ctx` tokens with distinct prompts
 //! (so the prefix cache shares nothing), generates one token each and reports the peak resident
@@ -45,6 +50,47 @@ pub struct BenchArgs {
     /// Sequences filled at once with `--fill`, each with its own prompt.
     #[arg(long, default_value_t = 1)]
     pub users: usize,
+    /// Also measure the machine's read bandwidth with the same threads and report generation
+    /// against it: weight bytes read per token, effective GB/s, share of the measured
+    /// bandwidth.
+    #[arg(long, conflicts_with = "fill")]
+    pub bandwidth: bool,
+}
+
+/// Generation speed set against the measured read bandwidth.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct BandwidthUse {
+    /// Generated tokens per second.
+    tg_tok_s: f64,
+    /// Weight bytes one generated token reads (every matrix, and one row of an untied
+    /// embedding table).
+    read_bytes_per_token: u64,
+    /// The probe's read bandwidth, bytes per second.
+    probe_bytes_per_s: f64,
+}
+
+impl BandwidthUse {
+    /// Bytes of weights per second that generation streams.
+    fn effective_bytes_per_s(&self) -> f64 {
+        self.tg_tok_s * self.read_bytes_per_token as f64
+    }
+
+    /// The effective bandwidth's share of the probe's (1.0 = at the measured memory wall).
+    fn share(&self) -> f64 {
+        if self.probe_bytes_per_s > 0.0 {
+            self.effective_bytes_per_s() / self.probe_bytes_per_s
+        } else {
+            0.0
+        }
+    }
+}
+
+/// The 1, 5 and 15 minute load averages (`/proc/loadavg`), `None` where the OS does not say:
+/// a figure taken on a busy machine says so beside it.
+fn load_average() -> Option<[f64; 3]> {
+    let text = std::fs::read_to_string("/proc/loadavg").ok()?;
+    let mut it = text.split_whitespace().map(|v| v.parse::<f64>().ok());
+    Some([it.next()??, it.next()??, it.next()??])
 }
 
 pub fn run(a: BenchArgs) -> anyhow::Result<()> {
@@ -56,6 +102,13 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
         return fill(&a, threads);
     }
     let (gguf, _entry) = load::open_gguf(Some(&a.model))?;
+    let read_bytes_per_token = if a.bandwidth {
+        hearth_plan::ModelFacts::from_header(gguf.header())
+            .context("cannot count the weight bytes a generated token reads")?
+            .read_bytes_per_token
+    } else {
+        0
+    };
     let t0 = Instant::now();
     let model = Model::from_gguf(gguf).context("cannot load the model")?;
     let load_s = t0.elapsed().as_secs_f64();
@@ -116,16 +169,37 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
         engine.remove(id)?;
     }
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    // Before the probe, whose buffer would count in the peak otherwise.
     let peak = peak_rss_bytes();
+    // Right after generation, with the model still loaded and the same threads: the two
+    // figures meet the same machine and the same load.
+    let probe = if a.bandwidth {
+        Some(hearth_host::measure_bandwidth(threads)?)
+    } else {
+        None
+    };
+    let load = load_average();
+    let usage = probe.map(|p| BandwidthUse {
+        tg_tok_s: mean(&tg),
+        read_bytes_per_token,
+        probe_bytes_per_s: p.bytes_per_s,
+    });
     if a.json {
-        println!(
-            "{}",
-            json!({
-                "model": a.model, "arch": arch, "threads": threads, "n_prompt": a.prompt, "n_gen": a.gen,
-                "pp_tok_s": mean(&pp), "tg_tok_s": mean(&tg), "load_s": load_s, "peak_rss_bytes": peak,
-                "simd": format!("{:?}", hearth_kernels::simd::level()),
-            })
-        );
+        let mut v = json!({
+            "model": a.model, "arch": arch, "threads": threads, "n_prompt": a.prompt, "n_gen": a.gen,
+            "pp_tok_s": mean(&pp), "tg_tok_s": mean(&tg), "load_s": load_s, "peak_rss_bytes": peak,
+            "simd": format!("{:?}", hearth_kernels::simd::level()),
+        });
+        if let (Some(p), Some(u)) = (probe, usage) {
+            v["probe_bytes_per_s"] = json!(p.bytes_per_s);
+            v["probe_buffer_bytes"] = json!(p.buffer_bytes);
+            v["probe_passes"] = json!(p.passes);
+            v["read_bytes_per_token"] = json!(u.read_bytes_per_token);
+            v["tg_bytes_per_s"] = json!(u.effective_bytes_per_s());
+            v["bandwidth_share"] = json!(u.share());
+            v["load_average"] = json!(load);
+        }
+        println!("{v}");
     } else {
         println!("model     {} ({arch})", a.model);
         println!(
@@ -136,6 +210,30 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
         println!("pp{}     {:.1} tok/s", a.prompt, mean(&pp));
         println!("tg{}     {:.1} tok/s", a.gen, mean(&tg));
         println!("peak RSS  {:.1} MiB", peak as f64 / 1048576.0);
+        if let (Some(p), Some(u)) = (probe, usage) {
+            println!(
+                "memory    {:.1} GB/s read by {} threads ({} MiB buffer, median of {} passes)",
+                p.bytes_per_s / 1e9,
+                p.threads,
+                p.buffer_bytes >> 20,
+                p.passes
+            );
+            println!(
+                "weights   {:.3} GB read per generated token",
+                u.read_bytes_per_token as f64 / 1e9
+            );
+            println!(
+                "tg{}     {:.1} tok/s × {:.3} GB = {:.1} GB/s, {:.0}% of the measured bandwidth",
+                a.gen,
+                u.tg_tok_s,
+                u.read_bytes_per_token as f64 / 1e9,
+                u.effective_bytes_per_s() / 1e9,
+                100.0 * u.share()
+            );
+            if let Some([l1, l5, l15]) = load {
+                println!("load      {l1:.2} {l5:.2} {l15:.2} (1, 5, 15 min)");
+            }
+        }
     }
     Ok(())
 }
@@ -273,4 +371,48 @@ fn run_once(
 /// Peak resident memory of this process (`VmHWM`), 0 where the OS does not say.
 fn peak_rss_bytes() -> u64 {
     rss_bytes("VmHWM:")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        bench: BenchArgs,
+    }
+
+    #[test]
+    fn bandwidth_is_a_flag_beside_the_speed_tests_not_the_memory_fill() {
+        let a = Cli::try_parse_from(["bench", "m.gguf", "--bandwidth", "-t", "2"]).unwrap();
+        assert!(a.bench.bandwidth && !a.bench.fill);
+        assert_eq!(a.bench.threads, Some(2));
+        assert!(
+            !Cli::try_parse_from(["bench", "m.gguf"])
+                .unwrap()
+                .bench
+                .bandwidth
+        );
+        assert!(Cli::try_parse_from(["bench", "m.gguf", "--bandwidth", "--fill"]).is_err());
+    }
+
+    #[test]
+    fn effective_bandwidth_is_tokens_times_bytes_against_the_probe() {
+        // The synthetic 7B's figures: 4.37 GB a token at 10 tok/s against a 60 GB/s probe.
+        let u = BandwidthUse {
+            tg_tok_s: 10.0,
+            read_bytes_per_token: 4_370_000_000,
+            probe_bytes_per_s: 60e9,
+        };
+        assert_eq!(u.effective_bytes_per_s(), 43.7e9);
+        assert!((u.share() - 43.7 / 60.0).abs() < 1e-12);
+        // No probe figure: no share rather than infinity.
+        let none = BandwidthUse {
+            probe_bytes_per_s: 0.0,
+            ..u
+        };
+        assert_eq!(none.share(), 0.0);
+    }
 }
