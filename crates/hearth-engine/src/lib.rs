@@ -113,6 +113,13 @@ impl Default for EngineOptions {
     }
 }
 
+/// Checks that `draft` can draft for `target` ([`Engine::set_draft`]): the same tokens, token
+/// for token, the same control and special tokens. Fails with [`Error::DraftVocabulary`] saying
+/// the first difference.
+pub fn check_draft(target: &Model, draft: &Model) -> Result<()> {
+    draft::check_vocab(target, draft)
+}
+
 /// Speculation counts since the last [`Engine::take_spec_counts`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SpecCounts {
