@@ -30,6 +30,7 @@
 //! count as cached, not used: admission evicts them, least recently used first, when it needs
 //! the room.
 
+mod draft;
 mod prefix;
 mod sequence;
 mod speculative;
@@ -64,6 +65,9 @@ pub enum Error {
     /// that is short). It may fit once other sequences are removed.
     #[error("the KV cache cannot hold this request now: it needs {needed} blocks, {free} are free or evictable")]
     NoKvSpace { needed: usize, free: usize },
+    /// A draft model must share the target's vocabulary, token for token.
+    #[error("the draft model's vocabulary is not the target's: {0}")]
+    DraftVocabulary(String),
 }
 
 /// Result alias for this crate.
@@ -109,6 +113,13 @@ impl Default for EngineOptions {
     }
 }
 
+/// Checks that `draft` can draft for `target` ([`Engine::set_draft`]): the same tokens, token
+/// for token, the same control and special tokens. Fails with [`Error::DraftVocabulary`] saying
+/// the first difference.
+pub fn check_draft(target: &Model, draft: &Model) -> Result<()> {
+    draft::check_vocab(target, draft)
+}
+
 /// Speculation counts since the last [`Engine::take_spec_counts`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SpecCounts {
@@ -116,6 +127,10 @@ pub struct SpecCounts {
     pub drafted: u64,
     /// Drafted tokens the model confirmed (each one a forward pass saved).
     pub accepted: u64,
+    /// Of `drafted`, the tokens a draft model drafted (the rest came from prompt lookup).
+    pub model_drafted: u64,
+    /// Of `accepted`, the tokens a draft model drafted.
+    pub model_accepted: u64,
 }
 
 /// How the KV pool is used, in blocks of the full-attention layers (the group whose blocks
@@ -197,6 +212,8 @@ pub struct Engine {
     stats_group: usize,
     /// Speculation counts not yet taken.
     spec_counts: SpecCounts,
+    /// The draft model, when one drafts.
+    drafter: Option<draft::Drafter>,
 }
 
 impl Engine {
@@ -235,7 +252,36 @@ impl Engine {
             prefix: PrefixCache::default(),
             stats_group,
             spec_counts: SpecCounts::default(),
+            drafter: None,
         }
+    }
+
+    /// Drafts with `draft`, a smaller model with this one's vocabulary (see the `draft`
+    /// module): each step it drafts up to [`MAX_DRAFT`] tokens per decoding sequence, which this
+    /// model verifies in its batched pass, exactly. It drafts only while speculation is on
+    /// (prompt lookup still drafts where it has a long match). The batch budget grows to hold
+    /// every sequence's longest draft, so a draft is never cut short by other sequences.
+    ///
+    /// Fails with [`Error::DraftVocabulary`], saying the first difference, when the vocabularies
+    /// (token texts, control and special tokens) are not the same.
+    pub fn set_draft(&mut self, draft: Model) -> Result<()> {
+        draft::check_vocab(&self.model, &draft)?;
+        self.drafter = Some(draft::Drafter::new(
+            draft,
+            self.opts.ctx,
+            self.opts.max_seqs,
+            self.opts.prefill_chunk,
+        ));
+        self.opts.max_batch_tokens = self
+            .opts
+            .max_batch_tokens
+            .max(self.opts.max_seqs * (MAX_DRAFT + 1));
+        Ok(())
+    }
+
+    /// The draft model, when one drafts.
+    pub fn draft_model(&self) -> Option<&Model> {
+        self.drafter.as_ref().map(|d| d.model())
     }
 
     /// Speculation counts since the last call (for a server's counters), reset to zero.
@@ -558,6 +604,9 @@ impl Engine {
         self.batch_owner.clear();
         let mut budget = self.opts.max_batch_tokens;
         let speculate = self.opts.speculation != Speculation::Off && !self.opts.keep_logits;
+        if let (true, Some(drafter)) = (speculate, self.drafter.as_mut()) {
+            drafter.draft(&mut self.seqs, &self.pool)?;
+        }
         // Decoding sequences not yet given their token: drafts never take their place.
         let mut decoding_left = self
             .seqs
@@ -680,9 +729,14 @@ impl Engine {
                 // Roll the cache back to the accepted tokens: the last token sampled is not
                 // in it yet, as after any decoding step.
                 seq.kv.set_len(seq.tokens.len() - 1);
+                let model = seq.spec.source == speculative::Source::Model;
                 let (d, a) = seq.spec.finish();
                 self.spec_counts.drafted += d as u64;
                 self.spec_counts.accepted += a as u64;
+                if model {
+                    self.spec_counts.model_drafted += d as u64;
+                    self.spec_counts.model_accepted += a as u64;
+                }
             }
             if !seq.is_active() {
                 // Blocks taken ahead for tokens it will not generate go back now.

@@ -3,7 +3,7 @@
 use hearth_kernels::math;
 use hearth_model::{Sampler, SamplerConfig, SeqKv, TokenConstraint};
 
-use crate::speculative::SpecState;
+use crate::speculative::{Source, SpecState};
 use crate::{Event, Request};
 
 /// Identifies a sequence inside one engine.
@@ -98,7 +98,7 @@ pub struct Sequence {
     /// `Some(n)`: compute each token's [`Logprob`] with `n` alternatives.
     logprobs: Option<usize>,
     last_logprob: Option<Logprob>,
-    /// Prompt lookup: draft length, the draft in flight, counts.
+    /// Speculation: draft lengths, the draft in flight, counts.
     pub(crate) spec: SpecState,
 }
 
@@ -207,6 +207,24 @@ impl Sequence {
         self.logprobs.is_none()
     }
 
+    pub(crate) fn sampler_config(&self) -> &SamplerConfig {
+        self.sampler.config()
+    }
+
+    pub(crate) fn has_constraint(&self) -> bool {
+        self.constraint.is_some()
+    }
+
+    /// Of [`drafted_tokens`](Self::drafted_tokens), those the draft model drafted.
+    pub fn model_drafted_tokens(&self) -> u64 {
+        self.spec.model_drafted
+    }
+
+    /// Of [`accepted_tokens`](Self::accepted_tokens), those the draft model drafted.
+    pub fn model_accepted_tokens(&self) -> u64 {
+        self.spec.model_accepted
+    }
+
     /// The logits that produced the latest token (kept only with `keep_logits`).
     pub fn last_logits(&self) -> &[f32] {
         &self.last_logits
@@ -238,7 +256,13 @@ impl Sequence {
         if let Some(c) = constraint.as_mut() {
             c.mask(&mut logits);
         }
-        let token = self.sampler.sample(&mut logits);
+        // Row `j` of a verified draft comes after the `j` draft tokens accepted before it.
+        let j = self.spec.accepted;
+        let token = if self.spec.source == Source::Model && j < self.spec.draft.len() {
+            crate::draft::verify(&mut self.sampler, &mut logits, &mut self.spec, j)
+        } else {
+            self.sampler.sample(&mut logits)
+        };
         self.scratch = logits;
         self.sampler.accept(token);
         if let Some(top) = self.logprobs {

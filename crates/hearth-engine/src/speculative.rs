@@ -37,6 +37,8 @@
 //! misses pause drafting for a number of steps that doubles with each miss, so text the lookup
 //! cannot predict costs almost nothing.
 
+use hearth_model::Distribution;
+
 /// How the engine speculates.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Speculation {
@@ -64,21 +66,35 @@ const MAX_PAUSE: usize = 32;
 /// earlier. Leaves `out` empty when no suffix recurs.
 pub fn lookup(tokens: &[u32], k: usize, out: &mut Vec<u32>) {
     out.clear();
-    let len = tokens.len();
     if k == 0 {
         return;
     }
+    if let Some((from, _)) = find(tokens) {
+        out.extend_from_slice(&tokens[from..(from + k).min(tokens.len())]);
+    }
+}
+
+/// Where the lookup's continuation starts and how long the matched suffix is.
+fn find(tokens: &[u32]) -> Option<(usize, usize)> {
+    let len = tokens.len();
     for n in (NGRAM_MIN..=NGRAM_MAX.min(len.saturating_sub(1))).rev() {
         let tail = &tokens[len - n..];
         // Latest first: recent context predicts best. `i + n < len` keeps at least one token
         // after the match.
         let found = (0..len - n).rev().find(|&i| tokens[i..i + n] == *tail);
         if let Some(i) = found {
-            let from = i + n;
-            out.extend_from_slice(&tokens[from..(from + k).min(len)]);
-            return;
+            return Some((i + n, n));
         }
     }
+    None
+}
+
+/// Where a step's draft came from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum Source {
+    #[default]
+    Lookup,
+    Model,
 }
 
 /// One sequence's speculation: its adaptive draft length, the draft of the step in flight and
@@ -91,6 +107,18 @@ pub(crate) struct SpecState {
     pause: usize,
     /// Consecutive drafts rejected at their first token.
     misses: u32,
+    /// Draft length for the next step the draft model drafts.
+    pub(crate) k_model: usize,
+    /// Where the draft of the step in flight came from.
+    pub(crate) source: Source,
+    /// The draft model's law for each drafted token of the step in flight (slots past the
+    /// draft's length are stale, kept for their allocations).
+    pub(crate) qs: Vec<Distribution>,
+    /// The target's law for the row being verified (reused).
+    pub(crate) p: Distribution,
+    /// Per vocabulary entry: a draft law's probabilities while a residual is drawn (reused,
+    /// zero between uses).
+    pub(crate) dense: Vec<f64>,
     /// Tokens drafted for the step in flight (fed after the sequence's last token).
     pub(crate) draft: Vec<u32>,
     /// Position of the sequence's last token in the step in flight: row `j` of its logits
@@ -103,6 +131,9 @@ pub(crate) struct SpecState {
     /// Totals over the sequence's life.
     pub(crate) total_drafted: u64,
     pub(crate) total_accepted: u64,
+    /// The share of the totals drafted by the draft model.
+    pub(crate) model_drafted: u64,
+    pub(crate) model_accepted: u64,
 }
 
 impl Default for SpecState {
@@ -111,12 +142,19 @@ impl Default for SpecState {
             k: START_DRAFT,
             pause: 0,
             misses: 0,
+            k_model: START_DRAFT,
+            source: Source::Lookup,
+            qs: Vec::new(),
+            p: Distribution::default(),
+            dense: Vec::new(),
             draft: Vec::new(),
             base: 0,
             accepted: 0,
             done: false,
             total_drafted: 0,
             total_accepted: 0,
+            model_drafted: 0,
+            model_accepted: 0,
         }
     }
 }
@@ -124,7 +162,13 @@ impl Default for SpecState {
 impl SpecState {
     /// Drafts at most `cap` tokens after `tokens` for a step whose first fed position is
     /// `base`; returns how many were drafted.
+    /// A draft the draft model made this step ([`start_model`](Self::start_model)) is only cut
+    /// to `cap`.
     pub(crate) fn propose(&mut self, tokens: &[u32], base: usize, cap: usize) -> usize {
+        if self.source == Source::Model {
+            self.draft.truncate(cap);
+            return self.draft.len();
+        }
         self.draft.clear();
         self.accepted = 0;
         self.done = false;
@@ -135,6 +179,27 @@ impl SpecState {
         }
         lookup(tokens, self.k.min(cap), &mut self.draft);
         self.draft.len()
+    }
+
+    /// With a draft model loaded, whether this step drafts by prompt lookup instead: when the
+    /// lookup is not paused and its match is the longest it tries. A long match in the text so
+    /// far (a document being quoted, code being edited) predicts as well as a model, for free.
+    pub(crate) fn prefers_lookup(&mut self, tokens: &[u32]) -> bool {
+        if self.pause > 0 {
+            self.pause -= 1;
+            return false;
+        }
+        find(tokens).is_some_and(|(_, n)| n >= NGRAM_MAX)
+    }
+
+    /// Starts a step whose draft the draft model makes, after the sequence's last token at
+    /// position `base`.
+    pub(crate) fn start_model(&mut self, base: usize) {
+        self.source = Source::Model;
+        self.draft.clear();
+        self.accepted = 0;
+        self.done = false;
+        self.base = base;
     }
 
     /// Row `j` of the step in flight sampled `token`: returns whether the next row is still
@@ -153,10 +218,21 @@ impl SpecState {
     /// (drafted, accepted).
     pub(crate) fn finish(&mut self) -> (usize, usize) {
         let (d, a) = (self.draft.len(), self.accepted);
+        let source = std::mem::take(&mut self.source);
         if d == 0 {
             return (0, 0);
         }
-        if a == d {
+        if source == Source::Model {
+            // A model always has a draft to offer, so there is no pause: a draft rejected at
+            // once shrinks to one token, which costs one small forward pass.
+            self.k_model = if a == d {
+                (self.k_model + 2).min(MAX_DRAFT)
+            } else {
+                a + 1
+            };
+            self.model_drafted += d as u64;
+            self.model_accepted += a as u64;
+        } else if a == d {
             self.k = (self.k + 2).min(MAX_DRAFT);
             self.misses = 0;
         } else if a > 0 {

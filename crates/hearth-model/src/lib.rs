@@ -25,5 +25,5 @@ pub mod tokenizer;
 pub use error::{Error, Result};
 pub use kv::{KvCache, SeqKv};
 pub use model::{BatchItem, Model, Workspace};
-pub use sampler::{Sampler, SamplerConfig, TokenConstraint};
+pub use sampler::{Distribution, Sampler, SamplerConfig, TokenConstraint};
 pub use stop::StopStrings;

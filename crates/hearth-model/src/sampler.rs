@@ -83,7 +83,58 @@ pub struct Sampler {
     cfg: SamplerConfig,
     rng: ChaCha8Rng,
     history: Vec<u32>,
+    /// Reused for the candidates of each draw.
     candidates: Vec<(u32, f32)>,
+    /// Reused by [`sample`](Self::sample).
+    dist: Distribution,
+}
+
+/// The law [`Sampler::sample`] draws from, as [`Sampler::distribution`] leaves it: the tokens
+/// that can come next with unnormalised weights, so speculative decoding can compare the
+/// target's law with a draft's.
+#[derive(Clone, Debug, Default)]
+pub struct Distribution {
+    /// Candidate tokens, most likely first (ties to the lower id).
+    pub tokens: Vec<u32>,
+    /// Their weights (unnormalised, not all zero).
+    pub weights: Vec<f32>,
+    /// The sum of `weights`.
+    pub total: f32,
+    /// Whether drawing from it takes a random number: false for greedy decoding, whose law is
+    /// the one most likely token.
+    pub random: bool,
+}
+
+impl Distribution {
+    /// The probability of `token` (0 outside the candidates).
+    pub fn prob(&self, token: u32) -> f64 {
+        self.tokens
+            .iter()
+            .position(|&t| t == token)
+            .map_or(0.0, |i| f64::from(self.weights[i]) / f64::from(self.total))
+    }
+
+    /// The token a uniform number `u` in [0, 1) picks: walking the candidates in order, the one
+    /// whose share of the total holds `u · total`.
+    pub fn draw(&self, u: f32) -> u32 {
+        let mut r = u * self.total;
+        for (&t, w) in self.tokens.iter().zip(&self.weights) {
+            if r < *w {
+                return t;
+            }
+            r -= w;
+        }
+        self.tokens[self.tokens.len() - 1]
+    }
+
+    fn point(&mut self, token: u32) {
+        self.tokens.clear();
+        self.weights.clear();
+        self.tokens.push(token);
+        self.weights.push(1.0);
+        self.total = 1.0;
+        self.random = false;
+    }
 }
 
 impl Sampler {
@@ -94,6 +145,7 @@ impl Sampler {
             rng,
             history: Vec::new(),
             candidates: Vec::new(),
+            dist: Distribution::default(),
         }
     }
 
@@ -106,8 +158,38 @@ impl Sampler {
         self.history.push(token);
     }
 
+    /// The tokens recorded as seen, oldest first.
+    pub fn history(&self) -> &[u32] {
+        &self.history
+    }
+
+    /// Forgets all but the first `len` tokens seen (a draft model's sampler takes back the
+    /// tokens it drafted and the target rejected).
+    pub fn truncate_history(&mut self, len: usize) {
+        self.history.truncate(len);
+    }
+
+    /// A uniform number in [0, 1) from this sampler's own stream.
+    pub fn uniform(&mut self) -> f32 {
+        self.rng.gen::<f32>()
+    }
+
     /// Picks the next token from `logits` (modified in place by penalties and bias).
     pub fn sample(&mut self, logits: &mut [f32]) -> u32 {
+        let mut dist = std::mem::take(&mut self.dist);
+        self.distribution(logits, &mut dist);
+        let token = if dist.random {
+            dist.draw(self.rng.gen::<f32>())
+        } else {
+            dist.tokens[0]
+        };
+        self.dist = dist;
+        token
+    }
+
+    /// The law [`sample`](Self::sample) would draw the next token from, into `out`, without
+    /// drawing (`logits` are modified in place by penalties and bias).
+    pub fn distribution(&mut self, logits: &mut [f32], out: &mut Distribution) {
         self.apply_penalties(logits);
         for &(id, bias) in &self.cfg.logit_bias {
             if let Some(l) = logits.get_mut(id as usize) {
@@ -115,41 +197,46 @@ impl Sampler {
             }
         }
         if self.cfg.temperature <= 0.0 {
-            return argmax(logits);
+            out.point(argmax(logits));
+            return;
         }
-        let cands = &mut self.candidates;
-        cands.clear();
-        cands.extend(
+        let cands = &mut out.tokens;
+        let weights = &mut out.weights;
+        let mut pairs = std::mem::take(&mut self.candidates);
+        pairs.clear();
+        pairs.extend(
             logits
                 .iter()
                 .enumerate()
                 .filter(|(_, l)| l.is_finite())
                 .map(|(i, &l)| (i as u32, l)),
         );
-        if cands.is_empty() {
-            return argmax(logits);
+        if pairs.is_empty() {
+            self.candidates = pairs;
+            out.point(argmax(logits));
+            return;
         }
         // Sorted by logit, ties by id, so every filter below is deterministic.
         let by_logit = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
         let k = if self.cfg.top_k > 0 {
-            self.cfg.top_k.min(cands.len())
+            self.cfg.top_k.min(pairs.len())
         } else {
-            cands.len()
+            pairs.len()
         };
-        if k < cands.len() {
-            cands.select_nth_unstable_by(k - 1, by_logit);
-            cands.truncate(k);
+        if k < pairs.len() {
+            pairs.select_nth_unstable_by(k - 1, by_logit);
+            pairs.truncate(k);
         }
-        cands.sort_unstable_by(by_logit);
+        pairs.sort_unstable_by(by_logit);
         // Probabilities at temperature 1 for top-p / min-p, as llama.cpp's chain computes them.
-        let max = cands[0].1;
+        let max = pairs[0].1;
         // `exp_sub` is `exp_f32(l - max)` lane by lane, vectorized (top_k = 0 keeps every
         // vocabulary entry here).
-        let mut probs: Vec<f32> = cands.iter().map(|c| c.1).collect();
+        let mut probs: Vec<f32> = pairs.iter().map(|c| c.1).collect();
         hearth_kernels::exp_sub(&mut probs, max);
         let sum: f32 = probs.iter().sum();
         probs.iter_mut().for_each(|p| *p /= sum);
-        let mut keep = cands.len();
+        let mut keep = pairs.len();
         if self.cfg.top_p < 1.0 {
             let mut cum = 0.0;
             for (i, p) in probs.iter().enumerate() {
@@ -164,20 +251,17 @@ impl Sampler {
             let floor = probs[0] * self.cfg.min_p;
             keep = keep.min(probs.iter().take_while(|&&p| p >= floor).count().max(1));
         }
-        cands.truncate(keep);
+        pairs.truncate(keep);
         let t = self.cfg.temperature;
-        let max = cands[0].1 / t;
-        let mut weights: Vec<f32> = cands.iter().map(|c| c.1 / t).collect();
-        hearth_kernels::exp_sub(&mut weights, max);
-        let total: f32 = weights.iter().sum();
-        let mut r = self.rng.gen::<f32>() * total;
-        for (c, w) in cands.iter().zip(&weights) {
-            if r < *w {
-                return c.0;
-            }
-            r -= w;
-        }
-        cands[cands.len() - 1].0
+        let max = pairs[0].1 / t;
+        cands.clear();
+        weights.clear();
+        cands.extend(pairs.iter().map(|c| c.0));
+        weights.extend(pairs.iter().map(|c| c.1 / t));
+        hearth_kernels::exp_sub(weights, max);
+        out.total = weights.iter().sum();
+        out.random = true;
+        self.candidates = pairs;
     }
 
     fn apply_penalties(&mut self, logits: &mut [f32]) {

@@ -69,6 +69,9 @@ pub struct ServeModel {
     pub template: Option<ChatTemplate>,
     /// Sampling settings when a request leaves a field out (the catalog's recommendation).
     pub defaults: SamplerConfig,
+    /// A smaller model with the same vocabulary that drafts for this one (speculative
+    /// decoding; the replies are the same without it).
+    pub draft: Option<Model>,
 }
 
 /// The sentence-embedding model for `/v1/embeddings`, with the id clients use for it.
@@ -132,7 +135,14 @@ impl Served {
     ) -> Served {
         let n_vocab = m.model.config().n_vocab;
         let facts = ModelFacts::of(&m.model);
-        let engine = Engine::new(m.model, engine);
+        let mut engine = Engine::new(m.model, engine);
+        if let Some(draft) = m.draft {
+            // The command line checked the vocabularies before loading; if they differ after
+            // all, serving goes on without the draft.
+            if let Err(e) = engine.set_draft(draft) {
+                tracing::warn!("serving {} without its draft model: {e}", m.id);
+            }
+        }
         let ctx = engine.ctx();
         let scheduler = Scheduler::start(engine, metrics, max_queue);
         Served {

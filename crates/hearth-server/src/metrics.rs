@@ -35,6 +35,9 @@ pub struct Metrics {
     in_flight: AtomicU64,
     spec_drafted: AtomicU64,
     spec_accepted: AtomicU64,
+    /// The draft model's share of the two above.
+    spec_model_drafted: AtomicU64,
+    spec_model_accepted: AtomicU64,
 }
 
 /// Counts a request as in flight until dropped.
@@ -113,6 +116,10 @@ impl Metrics {
             .fetch_add(counts.drafted, Ordering::Relaxed);
         self.spec_accepted
             .fetch_add(counts.accepted, Ordering::Relaxed);
+        self.spec_model_drafted
+            .fetch_add(counts.model_drafted, Ordering::Relaxed);
+        self.spec_model_accepted
+            .fetch_add(counts.model_accepted, Ordering::Relaxed);
     }
 
     pub fn set_gauges(&self, queued: usize, running: usize, engine: &Engine) {
@@ -171,7 +178,7 @@ impl Metrics {
         one(
             "hearth_spec_drafted_tokens_total",
             "counter",
-            "Tokens drafted by speculative decoding (prompt lookup) and verified by the model.",
+            "Tokens drafted by speculative decoding (prompt lookup and any draft model) and verified by the model.",
             g(&self.spec_drafted).to_string(),
         );
         one(
@@ -179,6 +186,18 @@ impl Metrics {
             "counter",
             "Drafted tokens the model confirmed: each one a forward pass saved.",
             g(&self.spec_accepted).to_string(),
+        );
+        one(
+            "hearth_spec_draft_model_drafted_tokens_total",
+            "counter",
+            "Of the drafted tokens, those the draft model (--draft) drafted; the rest came from prompt lookup.",
+            g(&self.spec_model_drafted).to_string(),
+        );
+        one(
+            "hearth_spec_draft_model_accepted_tokens_total",
+            "counter",
+            "Of the accepted tokens, those the draft model drafted.",
+            g(&self.spec_model_accepted).to_string(),
         );
         one(
             "hearth_cancelled_total",

@@ -28,6 +28,8 @@ struct Setup {
     max_queue: usize,
     embeddings: bool,
     speculation: Speculation,
+    /// SmolLM2 also drafts for itself (a draft model with the same vocabulary, as `--draft`).
+    draft: bool,
 }
 
 impl Default for Setup {
@@ -38,6 +40,7 @@ impl Default for Setup {
             max_queue: 16,
             embeddings: false,
             speculation: Speculation::PromptLookup,
+            draft: false,
         }
     }
 }
@@ -55,6 +58,7 @@ fn smollm2(id: &str) -> ServeModel {
         tokenizer,
         template,
         defaults: SamplerConfig::default(),
+        draft: None,
     }
 }
 
@@ -79,8 +83,13 @@ fn app_state(s: Setup) -> Arc<AppState> {
             embedder: hearth_embed::Embedder::open(&dir).expect("embedder"),
         }
     });
+    let mut served = smollm2(MODEL);
+    if s.draft {
+        let path = hearth_fetch::test_model(MODEL).expect("SmolLM2 for tests");
+        served.draft = Some(Model::open(&path).expect("draft loads"));
+    }
     AppState::new(
-        smollm2(MODEL),
+        served,
         embed,
         ServeOptions {
             engine: EngineOptions {
@@ -322,6 +331,67 @@ async fn speculation_is_exact_and_counted_in_metrics() {
         }
     }
     assert_eq!(texts[0], texts[1], "speculation changed the greedy answer");
+}
+
+/// With a draft model, two replies generated at once are the same text as without speculation,
+/// and /metrics counts the draft model's share. SmolLM2 drafts for itself here (no smaller model
+/// shares its vocabulary): under greedy decoding its drafts must then all be accepted, which
+/// holds only if the draft's cache follows each reply exactly (batched, rolled back, caught up).
+#[tokio::test]
+async fn a_draft_model_is_exact_under_serve_and_counted() {
+    let prompts = [
+        "Write a short story about a lighthouse keeper and a storm.",
+        "Explain why the sky is blue to a child.",
+    ];
+    let req = |p: &str| {
+        json!({"model": MODEL, "max_tokens": 32, "temperature": 0,
+            "messages": [{"role": "user", "content": p}]})
+    };
+    let mut answers = Vec::new();
+    for (speculation, draft) in [(Speculation::PromptLookup, true), (Speculation::Off, false)] {
+        let app = app(Setup {
+            speculation,
+            draft,
+            ..Setup::default()
+        });
+        let (r0, r1) = (req(prompts[0]), req(prompts[1]));
+        let (a, b) = tokio::join!(
+            post_json(&app, "/v1/chat/completions", &r0),
+            post_json(&app, "/v1/chat/completions", &r1)
+        );
+        let text = |(s, v): (StatusCode, Value)| {
+            assert_eq!(s, StatusCode::OK, "{v}");
+            v["choices"][0]["message"]["content"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        };
+        answers.push([text(a), text(b)]);
+        if !draft {
+            continue;
+        }
+        let (_, _, body) = call(&app, Request::get("/metrics").body(Body::empty()).unwrap()).await;
+        let text = String::from_utf8(body).unwrap();
+        let counter = |name: &str| -> u64 {
+            let line = text
+                .lines()
+                .find(|l| l.starts_with(&format!("{name} ")))
+                .unwrap_or_else(|| panic!("/metrics lacks {name}:\n{text}"));
+            line[name.len() + 1..].parse().expect("a count")
+        };
+        let drafted = counter("hearth_spec_draft_model_drafted_tokens_total");
+        let accepted = counter("hearth_spec_draft_model_accepted_tokens_total");
+        assert!(drafted > 10, "the draft model drafted {drafted} tokens");
+        assert_eq!(
+            accepted, drafted,
+            "a model drafting for itself must be accepted every time"
+        );
+        assert!(counter("hearth_spec_drafted_tokens_total") >= drafted);
+    }
+    assert_eq!(
+        answers[0], answers[1],
+        "the draft model changed the greedy answers"
+    );
 }
 
 #[tokio::test]
@@ -640,6 +710,7 @@ async fn a_base_model_refuses_chat_but_completes() {
             tokenizer,
             template: None,
             defaults: SamplerConfig::default(),
+            draft: None,
         },
         None,
         ServeOptions::default(),

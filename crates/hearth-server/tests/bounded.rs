@@ -40,6 +40,7 @@ fn tiny_model(template: Option<ChatTemplate>) -> ServeModel {
         tokenizer,
         template: template.or(own),
         defaults: SamplerConfig::default(),
+        draft: None,
     }
 }
 

@@ -35,6 +35,7 @@ fn serve_model() -> ServeModel {
         tokenizer,
         template,
         defaults: SamplerConfig::greedy(),
+        draft: None,
     }
 }
 

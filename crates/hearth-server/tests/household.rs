@@ -33,6 +33,7 @@ fn app(listen: &str, setup_code: Option<&str>) -> Router {
             tokenizer,
             template,
             defaults: SamplerConfig::greedy(),
+            draft: None,
         },
         None,
         ServeOptions {

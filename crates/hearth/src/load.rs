@@ -52,6 +52,10 @@ pub struct GenOptions {
     /// (prompt lookup; exact, the same output either way).
     #[arg(long)]
     pub no_speculation: bool,
+    /// A small model with the same tokenizer (catalog name or .gguf path) that drafts tokens
+    /// for this one to verify several at a time; the output is the same as without it.
+    #[arg(long, value_name = "MODEL")]
+    pub draft: Option<String>,
 }
 
 impl GenOptions {
@@ -69,6 +73,7 @@ impl GenOptions {
             stop: Vec::new(),
             ctx: DEFAULT_CTX,
             no_speculation: false,
+            draft: None,
         }
     }
 }
@@ -402,6 +407,51 @@ impl Loaded {
         }
         c
     }
+}
+
+/// Opens the draft model `spec` (a catalog name, pulled if missing, or a path) for `target`,
+/// refusing one whose vocabulary differs. `no_speculation` is the command's own flag.
+pub fn open_draft(
+    spec: &str,
+    target_name: &str,
+    target: &Model,
+    no_speculation: bool,
+) -> anyhow::Result<Model> {
+    if no_speculation {
+        bail!("--draft drafts tokens for speculative decoding, which --no-speculation turns off; give one or the other");
+    }
+    let (gguf, r) = open_gguf(Some(spec))?;
+    let draft = Model::from_gguf(gguf)
+        .with_context(|| format!("cannot load the draft model {}", r.path.display()))?;
+    if let Err(e) = hearth_engine::check_draft(target, &draft) {
+        let why = match e {
+            hearth_engine::Error::DraftVocabulary(why) => why,
+            other => other.to_string(),
+        };
+        bail!(
+            "{} cannot draft for {target_name}: their vocabularies differ ({why}). A draft model must use the same tokenizer as the model it drafts for, such as a smaller model of the same family",
+            r.name
+        );
+    }
+    Ok(draft)
+}
+
+/// The engine for `run` and `chat`: [`engine`] with the draft model `--draft` names.
+pub fn engine_for(
+    model: Model,
+    loaded: &Loaded,
+    gen: &GenOptions,
+    max_seqs: usize,
+) -> anyhow::Result<Engine> {
+    let draft = match &gen.draft {
+        Some(spec) => Some(open_draft(spec, &loaded.name, &model, gen.no_speculation)?),
+        None => None,
+    };
+    let mut engine = engine(model, gen, max_seqs);
+    if let Some(d) = draft {
+        engine.set_draft(d)?;
+    }
+    Ok(engine)
 }
 
 /// An engine over `model` sized for `max_seqs` sequences with the command line's context and

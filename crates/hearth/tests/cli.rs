@@ -296,6 +296,40 @@ fn prompt_longer_than_context_states_both_numbers() {
     );
 }
 
+/// `--draft`: a model with the same vocabulary (here SmolLM2 drafting for itself) leaves a
+/// greedy answer the same, bit for bit; a draft with another vocabulary is refused in one line
+/// naming both models.
+#[test]
+fn draft_model_same_answer_or_refused_by_name() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let m = model("smollm2-135m");
+    let p = m.to_str().expect("utf-8 path");
+    let args = [
+        "run",
+        p,
+        "Write a poem about winter.",
+        "-n",
+        "24",
+        "--temperature",
+        "0",
+    ];
+    let plain = hearth(&args, home.path());
+    assert!(plain.status.success(), "{}", text(&plain.stderr));
+    let mut with = args.to_vec();
+    with.extend(["--draft", p]);
+    let drafted = hearth(&with, home.path());
+    assert!(drafted.status.success(), "{}", text(&drafted.stderr));
+    assert_eq!(text(&drafted.stdout), text(&plain.stdout));
+
+    let g = model("gemma3-270m");
+    let mut other = args.to_vec();
+    other.extend(["--draft", g.to_str().expect("utf-8 path")]);
+    let out = hearth(&other, home.path());
+    assert_clean_failure(&out, "cannot draft for SmolLM2");
+    assert_clean_failure(&out, "vocabularies differ");
+    assert_clean_failure(&out, "gemma-3-270m");
+}
+
 #[test]
 fn missing_file_is_one_clear_line() {
     let home = tempfile::tempdir().expect("tempdir");

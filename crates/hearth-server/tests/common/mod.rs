@@ -51,6 +51,7 @@ pub fn app(store: Arc<Store>, ctx: usize) -> Router {
                 logit_bias: never_ends,
                 ..SamplerConfig::greedy()
             },
+            draft: None,
         },
         None,
         ServeOptions {

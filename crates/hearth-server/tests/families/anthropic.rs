@@ -32,6 +32,7 @@ fn app(keys: Vec<String>, max_queue: usize) -> Router {
         tokenizer,
         template,
         defaults: SamplerConfig::default(),
+        draft: None,
     };
     let loopback: SocketAddr = "127.0.0.1:0".parse().expect("addr");
     let state: Arc<AppState> = AppState::new(

@@ -55,6 +55,7 @@ fn app(s: Setup) -> Router {
             tokenizer,
             template,
             defaults: SamplerConfig::default(),
+            draft: None,
         },
         embed,
         ServeOptions {

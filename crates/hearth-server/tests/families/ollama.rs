@@ -33,6 +33,7 @@ fn smollm2() -> ServeModel {
         tokenizer,
         template,
         defaults: SamplerConfig::default(),
+        draft: None,
     }
 }
 

@@ -30,6 +30,7 @@ fn app() -> Router {
         tokenizer,
         template,
         defaults: SamplerConfig::default(),
+        draft: None,
     };
     let loopback: SocketAddr = "127.0.0.1:0".parse().expect("addr");
     let state = AppState::new(

@@ -33,7 +33,7 @@ pub fn run(a: ChatArgs) -> anyhow::Result<()> {
             loaded.name
         );
     }
-    let mut engine = load::engine(model, &a.gen, 1);
+    let mut engine = load::engine_for(model, &loaded, &a.gen, 1)?;
     let interactive = std::io::stdin().is_terminal();
     let mut messages: Vec<ChatMessage> = Vec::new();
     if let Some(s) = &a.system {

@@ -48,7 +48,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<()> {
         messages.push(load::msg("user", &prompt));
         loaded.chat_tokens(&messages)?
     };
-    let mut engine = load::engine(model, &a.gen, 1);
+    let mut engine = load::engine_for(model, &loaded, &a.gen, 1)?;
     generate(&loaded, &mut engine, tokens, &a.gen, load_s)
 }
 

@@ -64,6 +64,11 @@ pub struct ServeArgs {
     /// itself (prompt lookup; exact, the same output either way).
     #[arg(long)]
     pub no_speculation: bool,
+    /// A small model with the same tokenizer (catalog name or .gguf path) that drafts tokens
+    /// for the served model to verify several at a time; replies are the same as without it.
+    /// Kept for the model served at start only.
+    #[arg(long, value_name = "MODEL")]
+    pub draft: Option<String>,
     /// Another name people use to reach this machine (repeatable). Hearth always answers to
     /// its IP addresses, localhost, hearth.local and this machine's host name; any other name
     /// is refused, so a web page cannot reach Hearth by pointing its own name at it.
@@ -111,6 +116,15 @@ pub fn run(a: ServeArgs) -> anyhow::Result<()> {
         pending,
     } = load::load_served(chosen.as_deref(), a.ctx)?;
     note_pending(&loaded.name, &pending);
+    let draft = match &a.draft {
+        Some(spec) => Some(load::open_draft(
+            spec,
+            &loaded.name,
+            &model,
+            a.no_speculation,
+        )?),
+        None => None,
+    };
     let gen = GenOptions {
         ctx,
         ..GenOptions::defaults()
@@ -152,6 +166,7 @@ pub fn run(a: ServeArgs) -> anyhow::Result<()> {
             tokenizer: loaded.tokenizer,
             template: loaded.template,
             defaults,
+            draft,
         },
         embed,
         opts,
@@ -392,6 +407,8 @@ impl hearth_server::household::Admin for Admin {
                 tokenizer: loaded.tokenizer,
                 template: loaded.template,
                 defaults,
+                // A draft is for the model it was checked against.
+                draft: None,
             },
             z.engine(kv_budget, ctx),
         ))
