@@ -102,6 +102,44 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE INDEX responses_owner ON responses (owner);
     CREATE INDEX responses_created ON responses (created);
     "#,
+    // 4: children and per-person settings (issue 18), and replies that hit the length cap.
+    // A child is a member with `child = 1` (the role column's CHECK cannot grow without
+    // rebuilding `users`, which sessions and conversations point at). Everyone's own
+    // `instructions` and display `language` (NULL: follow the browser). For a child, what the
+    // keeper set: `child_prompt` (NULL: Hearth's default), allowed hours as minutes after
+    // local midnight with the keeper's UTC offset (all NULL: any time), `topics` to steer away
+    // from (a JSON array of strings), and whether the keeper may read their chats.
+    // `messages` is rebuilt for the new status 'cut_short' (nothing references it).
+    r#"
+    ALTER TABLE users ADD COLUMN child INTEGER NOT NULL DEFAULT 0
+        CHECK (child IN (0, 1) AND (child = 0 OR role = 'member'));
+    ALTER TABLE users ADD COLUMN instructions TEXT NOT NULL DEFAULT '';
+    ALTER TABLE users ADD COLUMN language TEXT;
+    ALTER TABLE users ADD COLUMN child_prompt TEXT;
+    ALTER TABLE users ADD COLUMN hours_from INTEGER;
+    ALTER TABLE users ADD COLUMN hours_to INTEGER;
+    ALTER TABLE users ADD COLUMN utc_offset INTEGER;
+    ALTER TABLE users ADD COLUMN topics TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE users ADD COLUMN keeper_sees INTEGER NOT NULL DEFAULT 0
+        CHECK (keeper_sees IN (0, 1));
+
+    CREATE TABLE messages_v4 (
+        id              INTEGER PRIMARY KEY,
+        conversation_id INTEGER NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
+        role            TEXT NOT NULL CHECK (role IN ('user', 'assistant')),
+        content         TEXT NOT NULL,
+        status          TEXT NOT NULL
+            CHECK (status IN ('complete', 'streaming', 'interrupted', 'failed', 'stopped',
+                              'cut_short')),
+        created         INTEGER NOT NULL
+    );
+    INSERT INTO messages_v4 (id, conversation_id, role, content, status, created)
+        SELECT id, conversation_id, role, content, status, created FROM messages;
+    DROP TABLE messages;
+    ALTER TABLE messages_v4 RENAME TO messages;
+    CREATE INDEX messages_conversation ON messages (conversation_id, id);
+    CREATE INDEX messages_streaming ON messages (status) WHERE status = 'streaming';
+    "#,
 ];
 
 /// The schema version this code writes.
