@@ -96,12 +96,14 @@ fn household() -> Router<Arc<AppState>> {
 
 /// The household page's routes, as a list so that a test can hold them against Ollama's.
 fn household_routes() -> Vec<(&'static str, MethodRouter<Arc<AppState>>)> {
-    use crate::household::{admin, app_css, app_js, chat, family, index, session};
+    use crate::household::assets::{app_css, app_js, index, page_module};
+    use crate::household::{admin, chat, family, session};
 
     vec![
         ("/", get(index)),
         ("/app.js", get(app_js)),
         ("/app.css", get(app_css)),
+        ("/page/{name}", get(page_module)),
         ("/api/state", get(session::state)),
         ("/api/setup", post(session::setup)),
         ("/api/login", post(session::login)),

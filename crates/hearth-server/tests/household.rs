@@ -227,6 +227,37 @@ async fn nothing_private_works_without_a_session() {
     assert_eq!(r.status, StatusCode::CONFLICT);
 }
 
+/// The page's files come with their exact types, `nosniff` and `no-cache`, without a session;
+/// a module that does not exist is a 404, not the page.
+#[tokio::test]
+async fn the_page_and_its_modules_are_served_with_their_types() {
+    let app = app("127.0.0.1:0", None);
+    let mut anon = Browser::default();
+    for (p, kind) in [
+        ("/", "text/html; charset=utf-8"),
+        ("/app.js", "text/javascript; charset=utf-8"),
+        ("/app.css", "text/css; charset=utf-8"),
+        ("/page/api.js", "text/javascript; charset=utf-8"),
+        ("/page/chat.js", "text/javascript; charset=utf-8"),
+        ("/page/markdown.js", "text/javascript; charset=utf-8"),
+    ] {
+        let r = anon.send(&app, "GET", p, None).await;
+        assert_eq!(r.status, StatusCode::OK, "{p}");
+        assert_eq!(r.headers[header::CONTENT_TYPE], kind, "{p}");
+        assert_eq!(r.headers["x-content-type-options"], "nosniff", "{p}");
+        assert_eq!(r.headers[header::CACHE_CONTROL], "no-cache", "{p}");
+    }
+    let csp = anon.send(&app, "GET", "/", None).await.headers[header::CONTENT_SECURITY_POLICY]
+        .to_str()
+        .expect("ascii")
+        .to_string();
+    assert!(csp.contains("script-src 'self';"), "{csp}");
+    for p in ["/page/nope.js", "/page/..%2fapp.js", "/page/"] {
+        let r = anon.send(&app, "GET", p, None).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{p}");
+    }
+}
+
 #[tokio::test]
 async fn people_see_only_their_own_conversations() {
     let app = app("127.0.0.1:0", None);

@@ -18,6 +18,7 @@
 //! the page follows a reply through `/api/conversations/{id}/events`.
 
 pub(crate) mod admin;
+pub(crate) mod assets;
 pub(crate) mod chat;
 pub(crate) mod family;
 mod limits;
@@ -27,8 +28,8 @@ pub mod topics;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use axum::http::{header, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::{header, HeaderValue};
+use axum::response::Response;
 use hearth_store::Store;
 use serde_json::Value;
 
@@ -145,46 +146,6 @@ pub(crate) fn db(e: hearth_store::Error) -> ApiError {
             ApiError::internal("Hearth could not read or write its data; see its log")
         }
     }
-}
-
-const INDEX_HTML: &str = include_str!("../../assets/index.html");
-const APP_JS: &str = include_str!("../../assets/app.js");
-const APP_CSS: &str = include_str!("../../assets/app.css");
-
-fn asset(body: &'static str, kind: &'static str) -> Response {
-    let mut r = (StatusCode::OK, body).into_response();
-    let h = r.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(kind));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    r
-}
-
-pub(crate) async fn index() -> Response {
-    let mut r = asset(INDEX_HTML, "text/html; charset=utf-8");
-    // The page runs only its own script and styles; model text is never HTML.
-    r.headers_mut().insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
-        ),
-    );
-    r.headers_mut().insert(
-        "x-content-type-options",
-        HeaderValue::from_static("nosniff"),
-    );
-    r.headers_mut()
-        .insert("referrer-policy", HeaderValue::from_static("no-referrer"));
-    r
-}
-
-/// `/app.js`.
-pub(crate) async fn app_js() -> Response {
-    asset(APP_JS, "text/javascript; charset=utf-8")
-}
-
-/// `/app.css`.
-pub(crate) async fn app_css() -> Response {
-    asset(APP_CSS, "text/css; charset=utf-8")
 }
 
 /// API answers hold private data: never cached by the browser or a proxy.

@@ -1,0 +1,82 @@
+// Talking to the server: the page's state, JSON requests with the CSRF token, and event
+// streams read from a POST's body.
+
+export const S = {
+  state: null, // GET /api/state
+  csrf: null,
+  me: null,
+  convs: [], // the list on the left
+  query: '',
+  conv: null, // the open conversation (GET /api/conversations/{id}), null for a new chat
+  view: 'chat', // 'chat' | 'settings'
+  es: null, // EventSource of the reply being followed
+  following: null, // conversation id the event stream belongs to
+  listOpen: false, // the conversation list on narrow screens
+  failedDraft: null, // text of a message that could not be sent
+};
+
+let lost = () => {};
+/** What the page does when the server says the session is gone (the login module sets it). */
+export function onSessionLost(fn) { lost = fn; }
+
+class ApiError extends Error {
+  constructor(status, message, retryAfter) {
+    super(message);
+    this.status = status;
+    this.retryAfter = retryAfter;
+  }
+}
+
+export async function api(method, path, body) {
+  const headers = {};
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  if (method !== 'GET' && S.csrf) headers['X-CSRF-Token'] = S.csrf;
+  let r;
+  try {
+    r = await fetch(path, {
+      method, headers, credentials: 'same-origin',
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+  } catch {
+    throw new ApiError(0, "Hearth can't be reached right now. Check that it is running and that you are on the home network.");
+  }
+  const text = await r.text();
+  let data = null;
+  try { data = text ? JSON.parse(text) : null; } catch { data = null; }
+  if (!r.ok) {
+    const msg = (data && data.error && data.error.message) || `Something went wrong (error ${r.status}).`;
+    if (r.status === 401 && S.me && path !== '/api/login' && path !== '/api/me/password') {
+      lost();
+    }
+    throw new ApiError(r.status, msg, r.headers.get('Retry-After'));
+  }
+  return data;
+}
+
+/** Reads a text/event-stream response body (for POSTs, which EventSource cannot make). */
+export async function readEvents(response, onEvent) {
+  const reader = response.body.getReader();
+  const dec = new TextDecoder();
+  let buf = '';
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    buf += dec.decode(value, { stream: true }).replace(/\r\n?/g, '\n');
+    let cut;
+    while ((cut = buf.indexOf('\n\n')) >= 0) {
+      const block = buf.slice(0, cut);
+      buf = buf.slice(cut + 2);
+      let name = 'message';
+      const data = [];
+      for (const line of block.split('\n')) {
+        if (line.startsWith('event:')) name = line.slice(6).trim();
+        else if (line.startsWith('data:')) data.push(line.slice(5).replace(/^ /, ''));
+      }
+      if (data.length) {
+        let parsed = null;
+        try { parsed = JSON.parse(data.join('\n')); } catch { parsed = null; }
+        onEvent(name, parsed);
+      }
+    }
+  }
+}

@@ -1,0 +1,424 @@
+// A conversation: its messages, the composer, and following a reply as it is written.
+
+import { S, api } from './api.js';
+import { ask, copyButton, h, toast } from './dom.js';
+import { renderMarkdown } from './markdown.js';
+import { loadList, renderList, setListOpen } from './shell.js';
+
+export async function openConversation(id) {
+  stopFollowing();
+  S.view = 'chat';
+  setListOpen(false);
+  if (id == null) {
+    S.conv = null;
+    history.replaceState(null, '', '/');
+    renderChat();
+    renderList();
+    document.getElementById('composer-input')?.focus();
+    return;
+  }
+  try {
+    S.conv = await api('GET', `/api/conversations/${id}`);
+  } catch (e) {
+    if (e.status === 401) return;
+    S.conv = null;
+    history.replaceState(null, '', '/');
+    renderChat();
+    toast(e.status === 404 ? 'That chat no longer exists.' : e.message);
+    return;
+  }
+  history.replaceState(null, '', `#/c/${id}`);
+  renderChat();
+  renderList();
+  followIfRunning();
+}
+
+/** Asks the server for the open conversation again (after a reply ends, the page comes back
+ * into view, or the event stream was lost). */
+async function refreshConversation() {
+  if (!S.conv || S.view !== 'chat') return;
+  const id = S.conv.id;
+  let conv;
+  try { conv = await api('GET', `/api/conversations/${id}`); } catch { return; }
+  if (!S.conv || S.conv.id !== id) return;
+  S.conv = conv;
+  renderMessages();
+  followIfRunning();
+}
+
+function lastOf(role) {
+  const ms = S.conv ? S.conv.messages : [];
+  for (let i = ms.length - 1; i >= 0; i--) if (ms[i].role === role) return ms[i];
+  return null;
+}
+
+function running() {
+  const last = S.conv && S.conv.messages[S.conv.messages.length - 1];
+  return last && last.role === 'assistant' && last.status === 'streaming' ? last : null;
+}
+
+function followIfRunning() {
+  if (running()) follow(S.conv.id);
+  else { stopFollowing(); setBusy(null); }
+}
+
+function renderChat() {
+  const main = document.getElementById('main');
+  if (!main) return;
+  const input = h('textarea', {
+    id: 'composer-input', rows: '1', placeholder: 'Message Hearth', enterkeyhint: 'send', autocomplete: 'off',
+  });
+  input.value = S.failedDraft ?? '';
+  input.addEventListener('input', () => grow(input));
+  input.addEventListener('keydown', (e) => {
+    if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) { e.preventDefault(); composer.requestSubmit(); }
+  });
+  const composer = h('form', { class: 'composer', id: 'composer' },
+    h('label', { for: 'composer-input', class: 'sr-only' }, 'Your message'),
+    input,
+    h('button', { type: 'button', class: 'danger', id: 'stop', hidden: true, onclick: stop }, 'Stop'),
+    h('button', { type: 'submit', class: 'primary', id: 'send' }, 'Send'));
+  composer.addEventListener('submit', (e) => { e.preventDefault(); send(input.value); });
+  main.replaceChildren(h('section', { class: 'chat', 'aria-labelledby': 'chat-title' },
+    h('div', { class: 'chat-head', id: 'chat-head' }),
+    h('div', { id: 'context-notice' }),
+    h('div', {
+      class: 'messages', id: 'messages', role: 'log', 'aria-live': 'polite', 'aria-label': 'Messages', tabindex: '0',
+    }),
+    h('p', { class: 'busy', id: 'busy', role: 'status', 'aria-live': 'polite' }),
+    h('div', { id: 'send-error' }),
+    composer));
+  renderMessages();
+  if (S.failedDraft != null) showSendError(S.failedDraftError);
+}
+
+function renderHead() {
+  const head = document.getElementById('chat-head');
+  if (!head) return;
+  head.replaceChildren(
+    h('h1', { id: 'chat-title' }, S.conv ? (S.conv.title || 'New chat') : 'New chat'),
+    S.conv ? h('div', { class: 'row' },
+      h('button', { type: 'button', class: 'small ghost', id: 'rename', onclick: rename }, 'Rename'),
+      h('button', { type: 'button', class: 'small ghost', id: 'delete', onclick: removeConversation }, 'Delete')) : null);
+}
+
+function grow(ta) {
+  ta.style.height = 'auto';
+  ta.style.height = `${Math.min(ta.scrollHeight, 200)}px`;
+}
+
+const STATUS_NOTE = {
+  interrupted: 'Interrupted: Hearth stopped before this reply was finished.',
+  stopped: 'Stopped before the end.',
+  failed: "This reply didn't work.",
+};
+
+function renderMessages() {
+  const box = document.getElementById('messages');
+  if (!box) return;
+  const ms = S.conv ? S.conv.messages : [];
+  const hidden = new Set((S.conv && S.conv.hidden_from_model) || []);
+  renderHead();
+  renderContextNotice();
+  if (!ms.length) {
+    const name = S.me ? S.me.name : '';
+    box.replaceChildren(h('div', { class: 'welcome' },
+      h('p', { class: 'big' }, `Hi ${name}! What would you like to talk about?`),
+      h('p', {}, 'Ask a question, ask for help with homework or a letter, or just chat. Your chats are private to you.')));
+    updateControls();
+    return;
+  }
+  const lastUser = lastOf('user');
+  const lastAssistant = lastOf('assistant');
+  const busy = !!running();
+  box.replaceChildren(...ms.map((m) => messageView(m, {
+    hidden: hidden.has(m.id),
+    editable: !busy && m === lastUser,
+    regenerable: !busy && m === lastAssistant && m === ms[ms.length - 1],
+  })));
+  updateControls();
+  box.scrollTop = box.scrollHeight;
+}
+
+function messageView(m, { hidden, editable, regenerable }) {
+  const mine = m.role === 'user';
+  const body = h('div', { class: 'body' });
+  fillBody(body, m);
+  const actions = h('div', { class: 'actions' });
+  if (!mine && m.content) actions.append(copyButton(() => m.content));
+  if (editable) actions.append(h('button', { type: 'button', class: 'small ghost', onclick: () => editLast(m) }, 'Edit'));
+  if (regenerable && m.status === 'failed') {
+    actions.append(h('button', { type: 'button', class: 'small primary', onclick: regenerate }, 'Retry'));
+  } else if (regenerable) {
+    actions.append(h('button', { type: 'button', class: 'small ghost', onclick: regenerate }, 'Try another answer'));
+  }
+  const note = STATUS_NOTE[m.status];
+  return h('article', {
+    class: `msg ${mine ? 'user' : 'assistant'} ${hidden ? 'unseen' : ''} st-${m.status}`,
+    'data-id': m.id, 'data-status': m.status, 'aria-busy': m.status === 'streaming' ? 'true' : 'false',
+    'aria-label': mine ? 'You said' : 'Hearth said',
+  },
+  h('p', { class: 'who', 'aria-hidden': 'true' }, mine ? (S.me ? S.me.name : 'You') : 'Hearth'),
+  hidden ? h('p', { class: 'tag' }, 'Hearth no longer sees this message') : null,
+  body,
+  note ? h('p', { class: `note ${m.status}` }, note) : null,
+  actions.childNodes.length ? actions : null);
+}
+
+function fillBody(body, m) {
+  if (m.role === 'user') {
+    body.replaceChildren(...m.content.split('\n').flatMap((l, k) => (k ? [h('br'), l] : [l])));
+  } else if (!m.content && m.status === 'streaming') {
+    body.replaceChildren(h('p', { class: 'thinking' }, 'Hearth is thinking…'));
+  } else {
+    body.replaceChildren(renderMarkdown(m.content));
+  }
+}
+
+function renderContextNotice() {
+  const slot = document.getElementById('context-notice');
+  if (!slot) return;
+  const ids = (S.conv && S.conv.hidden_from_model) || [];
+  if (!ids.length) { slot.replaceChildren(); return; }
+  const byId = new Map(S.conv.messages.map((m) => [m.id, m]));
+  const items = ids.map((id) => byId.get(id)).filter(Boolean);
+  const excerpt = (m) => {
+    const t = m.content.replace(/\s+/g, ' ').trim();
+    return `${m.role === 'user' ? 'You' : 'Hearth'}: “${t.length > 70 ? `${t.slice(0, 70)}…` : t}”`;
+  };
+  slot.replaceChildren(h('details', { class: 'notice context' },
+    h('summary', {}, `This chat has grown too long for Hearth to keep all of it in mind. Hearth no longer sees ${ids.length === 1 ? 'the earliest message' : `the ${ids.length} earliest messages`}.`),
+    h('p', {}, 'Those messages are still saved here, marked below, but Hearth will not remember them in its replies. Start a new chat for a fresh start.'),
+    h('ul', {}, items.map((m) => h('li', {}, excerpt(m))))));
+}
+
+function updateControls() {
+  const busy = !!running();
+  const stopBtn = document.getElementById('stop');
+  const sendBtn = document.getElementById('send');
+  if (stopBtn) stopBtn.hidden = !busy;
+  if (sendBtn) sendBtn.disabled = busy;
+}
+
+function setBusy(text) {
+  const el = document.getElementById('busy');
+  if (el && el.textContent !== (text || '')) el.textContent = text || '';
+}
+
+function showSendError(err) {
+  const slot = document.getElementById('send-error');
+  if (!slot) return;
+  if (!err) { slot.replaceChildren(); return; }
+  slot.replaceChildren(h('div', { class: 'error-row', role: 'alert' },
+    h('p', {}, `Your message was not sent. ${err.message}`),
+    h('button', { type: 'button', class: 'small primary', onclick: () => send(document.getElementById('composer-input').value) }, 'Retry')));
+}
+
+async function send(text) {
+  text = text.trim();
+  if (!text || running()) return;
+  const input = document.getElementById('composer-input');
+  const sendBtn = document.getElementById('send');
+  if (sendBtn) sendBtn.disabled = true;
+  try {
+    if (!S.conv) {
+      const c = await api('POST', '/api/conversations', {});
+      S.conv = { id: c.id, title: c.title, messages: [], hidden_from_model: [] };
+      history.replaceState(null, '', `#/c/${c.id}`);
+    }
+    const r = await api('POST', `/api/conversations/${S.conv.id}/messages`, { content: text });
+    S.failedDraft = null;
+    S.failedDraftError = null;
+    if (input) { input.value = ''; grow(input); }
+    showSendError(null);
+    S.conv.messages.push(r.user, r.assistant);
+    renderMessages();
+    setBusy('Hearth is thinking…');
+    follow(S.conv.id);
+    loadList();
+  } catch (e) {
+    if (e.status === 401) return;
+    S.failedDraft = text;
+    S.failedDraftError = e;
+    showSendError(e);
+    updateControls();
+  } finally {
+    if (sendBtn) sendBtn.disabled = !!running();
+  }
+}
+
+async function stop() {
+  if (!S.conv) return;
+  try { await api('POST', `/api/conversations/${S.conv.id}/stop`); } catch (e) { toast(e.message); }
+}
+
+async function regenerate() {
+  if (!S.conv) return;
+  try {
+    const r = await api('POST', `/api/conversations/${S.conv.id}/regenerate`);
+    const ms = S.conv.messages;
+    if (ms.length && ms[ms.length - 1].role === 'assistant') ms.pop();
+    ms.push(r.assistant);
+    renderMessages();
+    setBusy('Hearth is thinking…');
+    follow(S.conv.id);
+  } catch (e) { toast(e.message); }
+}
+
+async function editLast(m) {
+  const v = await ask({
+    title: 'Edit your message',
+    text: 'Hearth will answer the changed message instead. Its earlier answer will be replaced.',
+    fields: [{ name: 'content', label: 'Your message', input: { tag: 'textarea', value: m.content, required: true, rows: '5' } }],
+    ok: 'Send',
+  });
+  if (!v || !v.content.trim()) return;
+  try {
+    const r = await api('POST', `/api/conversations/${S.conv.id}/edit`, { content: v.content.trim() });
+    const ms = S.conv.messages;
+    const at = ms.indexOf(m);
+    ms.splice(at < 0 ? ms.length : at, ms.length, r.user, r.assistant);
+    renderMessages();
+    setBusy('Hearth is thinking…');
+    follow(S.conv.id);
+  } catch (e) { toast(e.message); }
+}
+
+async function rename() {
+  if (!S.conv) return;
+  const v = await ask({
+    title: 'Rename this chat',
+    fields: [{ name: 'title', label: 'Name', input: { value: S.conv.title || '', required: true, maxlength: '200' } }],
+    ok: 'Rename',
+  });
+  if (!v) return;
+  try {
+    const c = await api('PATCH', `/api/conversations/${S.conv.id}`, { title: v.title.trim() });
+    S.conv.title = c.title;
+    renderHead();
+    loadList();
+  } catch (e) { toast(e.message); }
+}
+
+async function removeConversation() {
+  if (!S.conv) return;
+  const v = await ask({
+    title: 'Delete this chat?',
+    text: `“${S.conv.title || 'New chat'}” will be deleted for good.`,
+    ok: 'Delete', danger: true,
+  });
+  if (!v) return;
+  try {
+    await api('DELETE', `/api/conversations/${S.conv.id}`);
+    toast('Chat deleted.');
+    await loadList();
+    openConversation(null);
+  } catch (e) { toast(e.message); }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Following a reply as it is written (server-sent events)
+
+export function stopFollowing() {
+  if (S.es) S.es.close();
+  S.es = null;
+  S.following = null;
+  clearTimeout(S.retryTimer);
+}
+
+function follow(id) {
+  if (S.es && S.following === id && S.es.readyState !== EventSource.CLOSED) return;
+  stopFollowing();
+  const es = new EventSource(`/api/conversations/${id}/events`);
+  S.es = es;
+  S.following = id;
+  const mine = () => S.es === es && S.conv && S.conv.id === id;
+  const data = (e) => { try { return JSON.parse(e.data); } catch { return {}; } };
+  const msg = (mid) => S.conv.messages.find((m) => m.id === mid);
+  let pending = new Set();
+  const paint = (m) => {
+    pending.add(m);
+    if (pending.size > 1) return;
+    requestAnimationFrame(() => {
+      const box = document.getElementById('messages');
+      const stick = box && box.scrollHeight - box.scrollTop - box.clientHeight < 80;
+      for (const p of pending) {
+        const body = document.querySelector(`.msg[data-id="${p.id}"] .body`);
+        if (body) fillBody(body, p);
+      }
+      pending = new Set();
+      if (box && stick) box.scrollTop = box.scrollHeight;
+    });
+  };
+  es.addEventListener('snapshot', (e) => {
+    if (!mine()) return;
+    const d = data(e);
+    const m = msg(d.message_id);
+    if (m) {
+      m.content = d.content || '';
+      m.status = 'streaming';
+      paint(m);
+      setBusy(m.content ? 'Hearth is writing…' : 'Hearth is thinking…');
+    } else refreshConversation();
+  });
+  es.addEventListener('queued', (e) => {
+    if (!mine()) return;
+    const n = data(e).ahead || 0;
+    setBusy(n > 0
+      ? `Hearth is busy with other people. ${n === 1 ? '1 person is' : `${n} people are`} ahead of you.`
+      : 'Hearth is thinking…');
+  });
+  es.addEventListener('delta', (e) => {
+    if (!mine()) return;
+    const d = data(e);
+    const m = msg(d.message_id);
+    if (!m) { refreshConversation(); return; }
+    m.content += d.text || '';
+    setBusy('Hearth is writing…');
+    paint(m);
+  });
+  es.addEventListener('context', (e) => {
+    if (!mine()) return;
+    S.conv.hidden_from_model = data(e).hidden_from_model || [];
+    renderMessages();
+  });
+  es.addEventListener('done', () => {
+    if (!mine()) return;
+    stopFollowing();
+    setBusy('');
+    refreshConversation();
+    loadList();
+  });
+  es.addEventListener('idle', () => {
+    if (!mine()) return;
+    stopFollowing();
+    setBusy('');
+    // Nothing runs: whatever the page believed, the saved conversation says how it ended.
+    if (running()) refreshConversation();
+  });
+  es.addEventListener('error', (e) => {
+    if (!mine()) return;
+    if (e instanceof MessageEvent && e.data) {
+      // The server's `error` event: the reply failed. Its `done` follows and brings the saved
+      // state; until then the page already says so.
+      setBusy("This reply didn't work.");
+      return;
+    }
+    // The connection itself: the browser retries on its own unless the server refused.
+    if (es.readyState === EventSource.CLOSED) {
+      stopFollowing();
+      S.retryTimer = setTimeout(refreshConversation, 2000);
+    } else {
+      setBusy('Lost touch with Hearth. Trying again…');
+    }
+  });
+}
+
+// A phone that was locked, or a tab that was in the background, may have lost its stream;
+// the reply went on being written on the server, so ask for it again.
+document.addEventListener('visibilitychange', () => {
+  if (document.visibilityState === 'visible' && S.me && S.view === 'chat' && S.conv) {
+    stopFollowing();
+    refreshConversation();
+  }
+});

@@ -1,0 +1,347 @@
+// Settings: the person's own account and chats, and the keeper's household settings.
+
+import { S, api, readEvents } from './api.js';
+import { openConversation, stopFollowing } from './chat.js';
+import { ask, bytes, copyButton, errorBox, field, h, nextId, showError, toast, when } from './dom.js';
+import { logout } from './login.js';
+import { loadList, renderList, setListOpen } from './shell.js';
+
+function section(title, ...kids) {
+  const id = nextId('s');
+  return h('section', { class: 'card', 'aria-labelledby': id }, h('h2', { id }, title), kids);
+}
+
+export function openSettings() {
+  stopFollowing();
+  S.view = 'settings';
+  S.conv = null;
+  setListOpen(false);
+  history.replaceState(null, '', '#/settings');
+  renderList();
+  const main = document.getElementById('main');
+  const owner = S.me.role === 'owner';
+  const ownerSlot = h('div', { class: 'stack' });
+  main.replaceChildren(h('div', { class: 'settings' },
+    h('div', { class: 'row between' },
+      h('h1', {}, 'Settings'),
+      h('button', { type: 'button', class: 'ghost', onclick: () => openConversation(null) }, 'Back to chat')),
+    accountSection(),
+    conversationsSection(),
+    owner ? ownerSlot : null));
+  main.focus();
+  if (owner) loadOwnerSettings(ownerSlot);
+}
+
+function accountSection() {
+  const err = errorBox();
+  const pin = S.me.kind === 'pin';
+  const word = pin ? 'PIN' : 'password';
+  const form = h('form', { class: 'stack' },
+    field(`Current ${word}`, { name: 'old', type: 'password', required: true, autocomplete: 'current-password' }),
+    field(`New ${word}`, pin
+      ? { name: 'new', type: 'password', required: true, inputmode: 'numeric', pattern: '[0-9]{4,8}', autocomplete: 'new-password' }
+      : { name: 'new', type: 'password', required: true, minlength: '8', autocomplete: 'new-password' },
+    pin ? '4 to 8 digits.' : 'At least 8 characters.'),
+    err,
+    h('button', { type: 'submit', class: 'primary' }, `Change my ${word}`));
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const v = Object.fromEntries(new FormData(form));
+    try {
+      await api('POST', '/api/me/password', { old: v.old, new: v.new });
+      form.reset();
+      showError(err, null);
+      toast(`Your ${word} is changed.`);
+    } catch (ex) {
+      showError(err, ex.status === 401 ? new Error(`Your current ${word} is not right.`) : ex);
+    }
+  });
+  return section(`You: ${S.me.name}`,
+    h('div', { class: 'row between wrap' },
+      h('p', {}, S.me.role === 'owner' ? 'You look after this household.' : 'Member of this household.'),
+      h('button', { type: 'button', class: 'ghost', id: 'logout', onclick: logout }, 'Log out')),
+    h('details', {}, h('summary', {}, `Change my ${word}`), form));
+}
+
+function conversationsSection() {
+  return section('Your chats',
+    h('p', {}, 'Download all your chats to keep them, or delete them all from Hearth.'),
+    h('div', { class: 'row wrap' },
+      h('a', { class: 'button ghost', href: '/api/export?format=json', download: 'hearth-chats.json' }, 'Download (JSON)'),
+      h('a', { class: 'button ghost', href: '/api/export?format=markdown', download: 'hearth-chats.md' }, 'Download (text)'),
+      h('button', {
+        type: 'button', class: 'danger',
+        onclick: async () => {
+          const v = await ask({ title: 'Delete all your chats?', text: 'Every chat you have had with Hearth will be deleted for good. This cannot be undone.', ok: 'Delete all', danger: true });
+          if (!v) return;
+          try { await api('DELETE', '/api/conversations'); toast('All your chats are deleted.'); loadList(); } catch (e) { toast(e.message); }
+        },
+      }, 'Delete all my chats')));
+}
+
+async function loadOwnerSettings(slot) {
+  slot.replaceChildren(h('p', {}, 'Loading the household settings…'));
+  let s;
+  try { s = await api('GET', '/api/settings'); } catch (e) { slot.replaceChildren(h('p', { class: 'error' }, e.message)); return; }
+  slot.replaceChildren(
+    lockSection(slot),
+    householdSection(s),
+    peopleSection(),
+    modelSection(s, slot),
+    keysSection());
+}
+
+// hearth.lock: this Hearth would serve a model with another template or other defaults than
+// the lock pins. Hearth keeps the locked ones until the keeper accepts the change here.
+function lockSection(slot) {
+  const box = h('div', { id: 'lock-pending' });
+  (async () => {
+    let r;
+    try { r = await api('GET', '/api/lock'); } catch (e) { box.replaceChildren(h('p', { class: 'error' }, e.message)); return; }
+    const pending = r.pending || [];
+    if (!pending.length) return;
+    const accept = async (model, btn) => {
+      btn.disabled = true;
+      btn.textContent = 'Accepting…';
+      try {
+        await api('POST', '/api/lock/accept', { model });
+        toast(`${model} now uses what this Hearth serves.`);
+      } catch (e) { toast(e.message); }
+      loadOwnerSettings(slot);
+    };
+    const items = pending.map((p) => {
+      if (p.error) return h('li', {}, h('div', {}, h('strong', {}, p.model), ' ', h('span', { class: 'error' }, p.error)));
+      const btn = h('button', { type: 'button', class: 'small primary', onclick: () => accept(p.model, btn) }, 'Accept');
+      return h('li', {},
+        h('div', {}, h('strong', {}, p.model),
+          h('ul', {}, ...p.changes.map((c) => h('li', {}, `${c.what}: using ${c.locked}; this Hearth would use ${c.now}`)))),
+        btn);
+    });
+    box.replaceChildren(section('Changes waiting for you',
+      h('p', {}, 'This version of Hearth would answer with a different chat template or different settings than the ones your household has been using. Until you accept, Hearth keeps using the old ones.'),
+      h('ul', { class: 'rows' }, ...items)));
+  })();
+  return box;
+}
+
+function householdSection(s) {
+  const err = errorBox();
+  const form = h('form', { class: 'row wrap end-items' },
+    field('Household name', { name: 'household', value: s.household || '', required: true }),
+    h('button', { type: 'submit', class: 'primary' }, 'Save'));
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const name = new FormData(form).get('household').trim();
+    try {
+      await api('PUT', '/api/settings', { household: name });
+      S.state.household = name;
+      document.querySelector('.brand').lastChild.textContent = name;
+      showError(err, null);
+      toast('Saved.');
+    } catch (ex) { showError(err, ex); }
+  });
+  return section('Household', form, err);
+}
+
+function peopleSection() {
+  const listEl = h('ul', { class: 'rows', id: 'people' });
+  const load = async () => {
+    let people;
+    try { people = await api('GET', '/api/people'); } catch (e) { listEl.replaceChildren(h('li', { class: 'error' }, e.message)); return; }
+    listEl.replaceChildren(...people.map((p) => h('li', {},
+      h('div', {}, h('strong', {}, p.name), ' ',
+        h('span', { class: 'muted' }, `${p.role === 'owner' ? 'keeper' : 'member'} · ${p.kind === 'pin' ? 'PIN' : 'password'}`)),
+      h('div', { class: 'row' },
+        h('button', { type: 'button', class: 'small ghost', onclick: () => resetPerson(p) }, 'Reset'),
+        p.id !== S.me.id ? h('button', { type: 'button', class: 'small danger', onclick: () => removePerson(p) }, 'Remove') : null))));
+  };
+  const resetPerson = async (p) => {
+    const pin = p.kind === 'pin';
+    const v = await ask({
+      title: `New ${pin ? 'PIN' : 'password'} for ${p.name}`,
+      fields: [{ name: 'secret', label: pin ? 'New PIN (4 to 8 digits)' : 'New password (at least 8 characters)', input: pin ? { type: 'text', inputmode: 'numeric', pattern: '[0-9]{4,8}', required: true, autocomplete: 'off' } : { type: 'text', minlength: '8', required: true, autocomplete: 'off' } }],
+      ok: 'Set it',
+    });
+    if (!v) return;
+    try {
+      await api('POST', `/api/people/${p.id}/reset`, pin ? { pin: v.secret } : { password: v.secret });
+      toast(`${p.name} can log in with the new ${pin ? 'PIN' : 'password'}.`);
+    } catch (e) { toast(e.message); }
+  };
+  const removePerson = async (p) => {
+    const v = await ask({ title: `Remove ${p.name}?`, text: `${p.name} will no longer be able to log in, and their chats will be deleted.`, ok: 'Remove', danger: true });
+    if (!v) return;
+    try { await api('DELETE', `/api/people/${p.id}`); toast(`${p.name} is removed.`); load(); } catch (e) { toast(e.message); }
+  };
+  const err = errorBox();
+  const secretHint = h('p', { class: 'hint', id: 'add-secret-hint' }, 'At least 8 characters.');
+  const secret = h('input', { type: 'text', id: 'add-secret', name: 'secret', required: true, autocomplete: 'off', minlength: '8', 'aria-describedby': 'add-secret-hint' });
+  const secretLabel = h('label', { for: 'add-secret' }, 'Password');
+  const setKind = (kind) => {
+    const pin = kind === 'pin';
+    secretLabel.textContent = pin ? 'PIN' : 'Password';
+    secretHint.textContent = pin ? '4 to 8 digits: easy for children to remember.' : 'At least 8 characters.';
+    if (pin) { secret.setAttribute('pattern', '[0-9]{4,8}'); secret.setAttribute('inputmode', 'numeric'); secret.removeAttribute('minlength'); } else { secret.removeAttribute('pattern'); secret.removeAttribute('inputmode'); secret.setAttribute('minlength', '8'); }
+  };
+  const radio = (value, label, checked) => {
+    const id = nextId('k');
+    return h('span', { class: 'choice' },
+      h('input', { type: 'radio', name: 'kind', id, value, checked, onchange: () => setKind(value) }),
+      h('label', { for: id }, label));
+  };
+  const form = h('form', { class: 'stack', id: 'add-person' },
+    h('h3', {}, 'Add someone'),
+    field('Name', { name: 'name', id: 'add-name', required: true, autocomplete: 'off' }),
+    h('fieldset', {}, h('legend', {}, 'How will they log in?'),
+      radio('password', 'With a password', true), radio('pin', 'With a PIN (for children)', false)),
+    h('div', { class: 'field' }, secretLabel, secret, secretHint),
+    err,
+    h('button', { type: 'submit', class: 'primary' }, 'Add'));
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const v = Object.fromEntries(new FormData(form));
+    const body = { name: v.name.trim() };
+    body[v.kind === 'pin' ? 'pin' : 'password'] = v.secret;
+    try {
+      await api('POST', '/api/people', body);
+      toast(`${body.name} is added. They can log in now.`);
+      form.reset();
+      setKind('password');
+      showError(err, null);
+      load();
+    } catch (ex) { showError(err, ex); }
+  });
+  load();
+  return section('People', h('p', {}, 'Everyone logs in as themselves and sees only their own chats.'), listEl, form);
+}
+
+function modelSection(s, slot) {
+  const model = s.model || {};
+  const useModel = async (name, btn) => {
+    // Loading a model takes a few seconds (longer for a large one); replies being written
+    // finish on the model that began them.
+    for (const b of document.querySelectorAll('#installed button')) b.disabled = true;
+    btn.textContent = 'Loading…';
+    try {
+      await api('POST', '/api/models/use', { name });
+      toast(`Hearth now uses ${name}.`);
+    } catch (e) { toast(e.message); }
+    loadOwnerSettings(slot);
+  };
+  const installed = (s.installed || []).map((m) => {
+    if (m.name === model.id) {
+      return h('li', {},
+        h('div', {}, h('strong', {}, m.name), ' ', h('span', { class: 'muted' }, bytes(m.size))),
+        h('span', { class: 'pill' }, 'In use'));
+    }
+    if (m.chat === false) {
+      return h('li', {},
+        h('div', {}, h('strong', {}, m.name), ' ', h('span', { class: 'muted' }, bytes(m.size)),
+          h('p', { class: 'muted' }, 'Continues text only: it cannot chat, so this page cannot use it.')));
+    }
+    const btn = h('button', { type: 'button', class: 'small ghost', 'aria-label': `Use ${m.name}` }, 'Use this one');
+    btn.addEventListener('click', () => useModel(m.name, btn));
+    return h('li', {},
+      h('div', {}, h('strong', {}, m.name), ' ', h('span', { class: 'muted' }, bytes(m.size))),
+      btn);
+  });
+  const catalog = (s.catalog || []).filter((c) => !c.installed).map((c) => {
+    const bar = h('progress', { max: '1', hidden: true, 'aria-label': `Downloading ${c.name}` });
+    const label = h('span', { class: 'muted', 'aria-live': 'polite' });
+    const btn = h('button', { type: 'button', class: 'small ghost' }, 'Download');
+    btn.addEventListener('click', () => pull(c.name, btn, bar, label, slot));
+    return h('li', {},
+      h('div', {}, h('strong', {}, c.name), ' ', h('span', { class: 'muted' }, bytes(c.size)),
+        c.description ? h('p', { class: 'muted' }, c.description) : null, bar, label),
+      btn);
+  });
+  return section('AI model',
+    h('p', {}, 'In use: ', h('strong', {}, model.id || 'none'), model.ctx ? ` (remembers about ${model.ctx.toLocaleString()} tokens of a chat)` : ''),
+    h('h3', {}, 'On this machine'),
+    h('ul', { class: 'rows', id: 'installed' }, installed.length ? installed : h('li', {}, 'None.')),
+    catalog.length ? [h('h3', {}, 'More you can download'), h('ul', { class: 'rows', id: 'catalog' }, catalog)] : null,
+    h('h3', {}, 'What this machine can run'),
+    s.plan
+      ? h('details', {}, h('summary', {}, 'Show the plan'), h('pre', { class: 'plan', tabindex: '0' }, JSON.stringify(s.plan, null, 2)))
+      : h('p', { class: 'muted' }, 'No plan is available for this machine yet.'));
+}
+
+async function pull(name, btn, bar, label, slot) {
+  btn.disabled = true;
+  bar.hidden = false;
+  bar.removeAttribute('value');
+  label.textContent = 'Starting…';
+  let failed = null;
+  try {
+    const r = await fetch('/api/models/pull', {
+      method: 'POST', credentials: 'same-origin',
+      headers: { 'Content-Type': 'application/json', 'X-CSRF-Token': S.csrf || '' },
+      body: JSON.stringify({ name }),
+    });
+    if (!r.ok) {
+      let msg = `Download failed (error ${r.status}).`;
+      try { msg = (await r.json()).error.message; } catch { /* keep the generic words */ }
+      throw new Error(msg);
+    }
+    let finished = false;
+    await readEvents(r, (ev, d) => {
+      if (ev === 'progress' && d) {
+        if (d.total) { bar.max = d.total; bar.value = d.done; label.textContent = `${bytes(d.done)} of ${bytes(d.total)}`; } else label.textContent = `${bytes(d.done)}`;
+      } else if (ev === 'done') finished = true;
+      else if (ev === 'error') failed = new Error((d && d.message) || 'Download failed.');
+    });
+    if (!failed && !finished) failed = new Error('The download stopped before the end.');
+  } catch (e) { failed = e; }
+  if (failed) {
+    label.textContent = failed.message;
+    bar.hidden = true;
+    btn.disabled = false;
+    btn.textContent = 'Try again';
+    return;
+  }
+  toast(`${name} is downloaded.`);
+  loadOwnerSettings(slot);
+}
+
+function keysSection() {
+  const listEl = h('ul', { class: 'rows', id: 'keys' });
+  const shown = h('div', { 'aria-live': 'polite' });
+  const load = async () => {
+    let keys;
+    try { keys = await api('GET', '/api/keys'); } catch (e) { listEl.replaceChildren(h('li', { class: 'error' }, e.message)); return; }
+    if (!keys.length) { listEl.replaceChildren(h('li', { class: 'muted' }, 'No keys yet.')); return; }
+    listEl.replaceChildren(...keys.map((k) => h('li', {},
+      h('div', {}, h('strong', {}, k.name), ' ',
+        h('span', { class: 'muted' }, `made ${when(k.created)} · ${k.last_used ? `last used ${when(k.last_used)}` : 'never used'}`)),
+      h('button', {
+        type: 'button', class: 'small danger',
+        onclick: async () => {
+          const v = await ask({ title: `Revoke “${k.name}”?`, text: 'Apps using this key will stop working.', ok: 'Revoke', danger: true });
+          if (!v) return;
+          try { await api('DELETE', `/api/keys/${k.id}`); toast('Key revoked.'); load(); } catch (e) { toast(e.message); }
+        },
+      }, 'Revoke'))));
+  };
+  const err = errorBox();
+  const form = h('form', { class: 'row wrap end-items' },
+    field('Name of the app', { name: 'name', required: true, autocomplete: 'off', placeholder: 'Kitchen tablet' }),
+    h('button', { type: 'submit', class: 'primary' }, 'Create key'));
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const name = new FormData(form).get('name').trim();
+    try {
+      const k = await api('POST', '/api/keys', { name });
+      form.reset();
+      showError(err, null);
+      shown.replaceChildren(h('div', { class: 'notice' },
+        h('p', {}, `The key for “${k.name}”. Copy it now: Hearth keeps only a fingerprint and cannot show it again.`),
+        h('div', { class: 'row wrap' }, h('code', { class: 'key', id: 'new-key' }, k.key), copyButton(() => k.key, 'Copy key'))));
+      load();
+    } catch (ex) { showError(err, ex); }
+  });
+  load();
+  return section('Keys for apps',
+    h('p', {}, 'Apps that speak the OpenAI API (editors, scripts, home automation) use a key to talk to Hearth at ',
+      h('code', {}, `${location.origin}/v1`), '.'),
+    form, err, shown, listEl);
+}

@@ -1,0 +1,133 @@
+//! The page's own files, compiled into the binary: `/` (index.html), `/app.js` (the entry
+//! module), `/app.css`, and the ES modules it imports under `/page/{name}`.
+//!
+//! Every file is served `no-cache` (the browser revalidates, so a new Hearth never runs an old
+//! page), with its exact type and `nosniff`; the page itself carries a Content-Security-Policy
+//! that lets only these files run.
+
+use axum::extract::Path;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use crate::error::ApiError;
+
+const INDEX_HTML: &str = include_str!("../../assets/index.html");
+const APP_JS: &str = include_str!("../../assets/app.js");
+const APP_CSS: &str = include_str!("../../assets/app.css");
+
+const JS: &str = "text/javascript; charset=utf-8";
+
+/// The modules under `/page/`, by file name. A module the page imports but that is missing here
+/// would leave the page blank; `every_module_the_page_imports_is_served` checks the list.
+const PAGE_MODULES: &[(&str, &str)] = &[
+    ("api.js", include_str!("../../assets/page/api.js")),
+    ("chat.js", include_str!("../../assets/page/chat.js")),
+    ("dom.js", include_str!("../../assets/page/dom.js")),
+    ("login.js", include_str!("../../assets/page/login.js")),
+    ("markdown.js", include_str!("../../assets/page/markdown.js")),
+    ("settings.js", include_str!("../../assets/page/settings.js")),
+    ("shell.js", include_str!("../../assets/page/shell.js")),
+];
+
+fn asset(body: &'static str, kind: &'static str) -> Response {
+    let mut r = (StatusCode::OK, body).into_response();
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(kind));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    r
+}
+
+/// `/`.
+pub(crate) async fn index() -> Response {
+    let mut r = asset(INDEX_HTML, "text/html; charset=utf-8");
+    // The page runs only its own scripts and styles; model text is never HTML.
+    r.headers_mut().insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+        ),
+    );
+    r.headers_mut()
+        .insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    r
+}
+
+/// `/app.js`.
+pub(crate) async fn app_js() -> Response {
+    asset(APP_JS, JS)
+}
+
+/// `/app.css`.
+pub(crate) async fn app_css() -> Response {
+    asset(APP_CSS, "text/css; charset=utf-8")
+}
+
+/// `/page/{name}`: one of the page's modules.
+pub(crate) async fn page_module(Path(name): Path<String>) -> Response {
+    match PAGE_MODULES.iter().find(|(n, _)| *n == name) {
+        Some((_, body)) => asset(body, JS),
+        None => ApiError::not_found("no such page").into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The relative module paths (`'./x.js'`, `'./page/x.js'`) that `src` imports or re-exports.
+    fn imports(src: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        for line in src.lines() {
+            let line = line.trim_start();
+            if !(line.starts_with("import ") || line.starts_with("export ")) {
+                continue;
+            }
+            if let Some(at) = line.find(" from '") {
+                let rest = &line[at + " from '".len()..];
+                if let Some(end) = rest.find('\'') {
+                    out.push(rest[..end].to_string());
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn every_module_the_page_imports_is_served() {
+        let mut seen = 0;
+        let mut check = |from: &str, src: &str, prefix: &str| {
+            for path in imports(src) {
+                let name = path
+                    .strip_prefix(prefix)
+                    .unwrap_or_else(|| panic!("{from} imports {path}, outside /page/"));
+                assert!(
+                    PAGE_MODULES.iter().any(|(n, _)| *n == name),
+                    "{from} imports {path}, which PAGE_MODULES does not serve"
+                );
+                seen += 1;
+            }
+        };
+        check("app.js", APP_JS, "./page/");
+        for (name, src) in PAGE_MODULES {
+            check(name, src, "./");
+        }
+        assert!(
+            seen >= PAGE_MODULES.len(),
+            "the import scan found too little"
+        );
+        // And nothing is served that no module imports.
+        let all: String = std::iter::once(APP_JS)
+            .chain(PAGE_MODULES.iter().map(|(_, s)| *s))
+            .collect();
+        for (name, _) in PAGE_MODULES {
+            assert!(
+                all.contains(&format!("/{name}'")),
+                "{name} is served but never imported"
+            );
+        }
+    }
+}
