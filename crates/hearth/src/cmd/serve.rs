@@ -76,7 +76,7 @@ pub struct ServeArgs {
     /// The longest reply on the household page, in tokens; a longer one stops there as "cut
     /// short" and the page offers Continue.
     #[arg(long, default_value_t = hearth_server::household::DEFAULT_REPLY_TOKENS,
-          value_parser = clap::value_parser!(u64).range(1..=65536).map(|n| n as usize))]
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=65536))]
     pub reply_tokens: usize,
 }
 
