@@ -109,7 +109,8 @@ pub const MIGRATIONS: &[&str] = &[
     // keeper set: `child_prompt` (NULL: Hearth's default), allowed hours as minutes after
     // local midnight with the keeper's UTC offset (all NULL: any time), `topics` to steer away
     // from (a JSON array of strings), and whether the keeper may read their chats.
-    // `messages` is rebuilt for the new status 'cut_short' (nothing references it).
+    // `messages` takes the new status 'cut_short' (`migrate` bumps `schema_version` after every
+    // migration, so this connection and any other reread the edited definition).
     r#"
     ALTER TABLE users ADD COLUMN child INTEGER NOT NULL DEFAULT 0
         CHECK (child IN (0, 1) AND (child = 0 OR role = 'member'));
@@ -123,22 +124,14 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE users ADD COLUMN keeper_sees INTEGER NOT NULL DEFAULT 0
         CHECK (keeper_sees IN (0, 1));
 
-    CREATE TABLE messages_v4 (
-        id              INTEGER PRIMARY KEY,
-        conversation_id INTEGER NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
-        role            TEXT NOT NULL CHECK (role IN ('user', 'assistant')),
-        content         TEXT NOT NULL,
-        status          TEXT NOT NULL
-            CHECK (status IN ('complete', 'streaming', 'interrupted', 'failed', 'stopped',
-                              'cut_short')),
-        created         INTEGER NOT NULL
-    );
-    INSERT INTO messages_v4 (id, conversation_id, role, content, status, created)
-        SELECT id, conversation_id, role, content, status, created FROM messages;
-    DROP TABLE messages;
-    ALTER TABLE messages_v4 RENAME TO messages;
-    CREATE INDEX messages_conversation ON messages (conversation_id, id);
-    CREATE INDEX messages_streaming ON messages (status) WHERE status = 'streaming';
+    -- The status CHECK grows by one value, so every stored row still meets it: SQLite's own
+    -- documented way to loosen a CHECK is to edit the table's definition, rather than copy every
+    -- message into a new table (slow for a big household, and it moves every page).
+    PRAGMA writable_schema = ON;
+    UPDATE sqlite_schema
+        SET sql = replace(sql, '''failed'', ''stopped'')', '''failed'', ''stopped'', ''cut_short'')')
+        WHERE type = 'table' AND name = 'messages';
+    PRAGMA writable_schema = OFF;
     "#,
 ];
 
@@ -157,6 +150,10 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
     for (version, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
         let tx = conn.transaction()?;
         tx.execute_batch(sql)?;
+        // A migration may edit a table's definition in place (4 does): a new schema_version
+        // makes every connection parse the schema again.
+        let schema: i64 = tx.query_row("PRAGMA schema_version", [], |r| r.get(0))?;
+        tx.pragma_update(None, "schema_version", schema + 1)?;
         // user_version lives in the file header, which is written with the transaction.
         tx.pragma_update(None, "user_version", version as i64 + 1)?;
         tx.commit()?;
