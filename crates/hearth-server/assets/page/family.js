@@ -171,7 +171,7 @@ export function mySettingsSection() {
     instructions,
     h('div', { class: 'field' }, h('label', { for: langId }, 'Language of this page'), lang),
     err,
-    h('button', { type: 'submit', class: 'primary' }, 'Save my settings'));
+    h('button', { type: 'submit', class: 'primary' }, 'Save instructions and language'));
   api('GET', '/api/me/settings').then((s) => {
     form.querySelector('[name="instructions"]').value = s.instructions || '';
     lang.value = s.language || '';
