@@ -82,11 +82,12 @@ export async function freePort() {
 }
 
 /** Starts `hearth serve` on host:port (with `extraArgs`; `model` null leaves the choice to
- * Hearth) and waits until /health answers on 127.0.0.1. A listener beyond loopback gets --no-mdns and the API key such a listener needs. */
-export async function startServer(home, port, logName, extraArgs = [], host = '127.0.0.1', model = 'smollm2-135m') {
+ * Hearth) and waits until /health answers on 127.0.0.1. A listener beyond loopback gets --no-mdns and the API key such a listener needs.
+ * The embedding model stays unloaded unless `embeddings` (the children's topic check needs it). */
+export async function startServer(home, port, logName, extraArgs = [], host = '127.0.0.1', model = 'smollm2-135m', { embeddings = false } = {}) {
   const log = fs.openSync(path.join(SHOTS, `${logName}.log`), 'a');
   const child = spawn(need('HEARTH_BIN'), [
-    'serve', '--listen', `${host}:${port}`, ...(model ? ['--model', model] : []), '--no-embeddings',
+    'serve', '--listen', `${host}:${port}`, ...(model ? ['--model', model] : []), ...(embeddings ? [] : ['--no-embeddings']),
     ...(host === '127.0.0.1' ? [] : ['--no-mdns', '--api-key', 'browser-test-key']), ...extraArgs,
   ], { env: { ...process.env, HEARTH_HOME: home }, stdio: ['ignore', log, log] });
   fs.closeSync(log);

@@ -97,7 +97,7 @@ fn household() -> Router<Arc<AppState>> {
 /// The household page's routes, as a list so that a test can hold them against Ollama's.
 fn household_routes() -> Vec<(&'static str, MethodRouter<Arc<AppState>>)> {
     use crate::household::assets::{app_css, app_js, icon, index, index_at, manifest, page_module};
-    use crate::household::{admin, chat, session};
+    use crate::household::{admin, chat, family, session};
 
     vec![
         ("/", get(index)),
@@ -117,6 +117,22 @@ fn household_routes() -> Vec<(&'static str, MethodRouter<Arc<AppState>>)> {
         ("/api/people", get(admin::people).post(admin::add_person)),
         ("/api/people/{id}/reset", post(admin::reset_person)),
         ("/api/people/{id}", delete(admin::remove_person)),
+        (
+            "/api/people/{id}/limits",
+            get(family::child_limits).put(family::put_child_limits),
+        ),
+        (
+            "/api/people/{id}/conversations",
+            get(family::child_conversations),
+        ),
+        (
+            "/api/people/{id}/conversations/{conv}",
+            get(family::child_conversation),
+        ),
+        (
+            "/api/me/settings",
+            get(family::my_settings).put(family::put_my_settings),
+        ),
         ("/api/keys", get(admin::keys).post(admin::create_key)),
         ("/api/keys/{id}", delete(admin::revoke_key)),
         (
@@ -141,6 +157,10 @@ fn household_routes() -> Vec<(&'static str, MethodRouter<Arc<AppState>>)> {
         ("/api/conversations/{id}/regenerate", post(chat::regenerate)),
         ("/api/conversations/{id}/edit", post(chat::edit)),
         ("/api/conversations/{id}/stop", post(chat::stop)),
+        (
+            "/api/conversations/{id}/continue",
+            post(chat::continue_reply),
+        ),
         ("/api/conversations/{id}/events", get(chat::events)),
         ("/api/export", get(chat::export)),
     ]
@@ -195,6 +215,19 @@ async fn require_key(
         req.extensions_mut().insert(caller);
         return next.run(req).await;
     }
+    if child_session(&state, req.headers()) {
+        let e = ApiError {
+            status: axum::http::StatusCode::FORBIDDEN,
+            ..ApiError::bad_request(
+                "Apps and the API are for the grown-ups of this household; chat on Hearth's page instead.",
+            )
+            .with_code("child")
+        };
+        if req.uri().path().starts_with("/v1/messages") {
+            return anthropic::error_response(&e);
+        }
+        return e.into_response();
+    }
     let message = match (crate::auth::api_key(req.headers()).is_some(), state.household.is_some()) {
         (true, _) => "Incorrect API key provided.",
         (false, false) => "This server requires an API key: send it as `Authorization: Bearer KEY`.",
@@ -226,13 +259,25 @@ fn v1_caller(state: &AppState, headers: &axum::http::HeaderMap) -> Option<Caller
     }
     // The page's session works too, with its CSRF token: a cookie alone would let any page
     // the person visits use the API in their name.
-    if let Some(user) = crate::household::session_with_csrf(h, headers) {
+    // A child's session is not a caller: see `child_session`.
+    if let Some(user) = crate::household::session_with_csrf(h, headers)
+        .filter(|u| u.role != hearth_store::PersonRole::Child)
+    {
         return Some(Caller::Person {
             id: user.id,
             keeper: user.role == hearth_store::PersonRole::Owner,
         });
     }
     (!h.is_set_up() && state.auth.open()).then_some(Caller::Open)
+}
+
+/// Whether the request comes from a child's page session (with its CSRF token): the API would
+/// skip a child's prompt, hours and topics, so a child's session never reaches it.
+fn child_session(state: &AppState, headers: &axum::http::HeaderMap) -> bool {
+    state.household.as_ref().is_some_and(|h| {
+        crate::household::session_with_csrf(h, headers)
+            .is_some_and(|u| u.role == hearth_store::PersonRole::Child)
+    })
 }
 
 async fn not_found(req: HttpRequest) -> ApiError {

@@ -63,6 +63,7 @@ fn app_with(store: Arc<Store>, access: Access) -> Router {
             store,
             setup_code: Some(CODE.into()),
             admin: None,
+            reply_tokens: hearth_server::household::DEFAULT_REPLY_TOKENS,
         }),
     );
     hearth_server::router(state)

@@ -50,6 +50,7 @@ fn app(listen: &str, setup_code: Option<&str>) -> Router {
             store: Arc::new(Store::open_in_memory().expect("store")),
             setup_code: setup_code.map(str::to_string),
             admin: None,
+            reply_tokens: hearth_server::household::DEFAULT_REPLY_TOKENS,
         }),
     );
     hearth_server::router(state)

@@ -25,6 +25,7 @@ fn conversation_routes() -> Vec<(&'static str, &'static str, Option<Value>)> {
         ("POST", "/regenerate", None),
         ("POST", "/edit", Some(json!({"content": "something else"}))),
         ("POST", "/stop", None),
+        ("POST", "/continue", None),
         ("GET", "/events", None),
         ("DELETE", "", None),
     ]
@@ -219,6 +220,18 @@ async fn a_member_cannot_act_on_people_or_keys_by_id() {
                 Some(json!({"pin": "1111"})),
             ),
             ("DELETE", format!("/api/people/{id}"), None),
+            ("GET", format!("/api/people/{id}/limits"), None),
+            (
+                "PUT",
+                format!("/api/people/{id}/limits"),
+                Some(json!({"keeper_sees": true, "topics": []})),
+            ),
+            ("GET", format!("/api/people/{id}/conversations"), None),
+            (
+                "GET",
+                format!("/api/people/{id}/conversations/{MISSING}"),
+                None,
+            ),
         ] {
             let r = bob.send(&app, method, &path, body).await;
             assert_eq!(

@@ -536,6 +536,35 @@ impl Store {
         Ok(())
     }
 
+    /// Marks `user`'s cut-short reply `id`, the last message of conversation `conv`, as
+    /// streaming again so its continuation is appended to it. [`Error::NotFound`] for anything
+    /// else (another person's, not cut short, not the last).
+    pub fn resume_cut_short(&self, user: i64, conv: i64, id: i64) -> Result<Message> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        check_owner(&tx, user, conv)?;
+        let changed = tx.execute(
+            "UPDATE messages SET status = 'streaming'
+             WHERE id = ?1 AND conversation_id = ?2 AND status = 'cut_short' AND role = 'assistant'
+               AND id = (SELECT MAX(id) FROM messages WHERE conversation_id = ?2)",
+            [id, conv],
+        )?;
+        if changed == 0 {
+            return Err(Error::NotFound {
+                what: "message",
+                id,
+            });
+        }
+        let m = tx.query_row(
+            &format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = ?1"),
+            [id],
+            message_from_row,
+        )?;
+        touch(&tx, conv, self.now())?;
+        tx.commit()?;
+        Ok(m)
+    }
+
     /// Turns every reply still marked streaming into interrupted. Call once at startup, before
     /// anything streams: any reply marked streaming then was cut off by a crash or power cut.
     /// Returns how many there were.

@@ -128,6 +128,7 @@ impl Store {
                     Status::Interrupted => " (interrupted)",
                     Status::Failed => " (failed)",
                     Status::Stopped => " (stopped)",
+                    Status::CutShort => " (cut short)",
                 };
                 out.push_str(&format!(
                     "\n### {who} · {}{note}\n\n{}\n",

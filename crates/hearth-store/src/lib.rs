@@ -51,6 +51,7 @@ mod chat;
 mod export;
 mod keys;
 mod people;
+mod profile;
 mod responses;
 pub mod schema;
 mod secret;
@@ -66,6 +67,9 @@ pub use chat::MAX_TITLE_CHARS;
 pub use export::{format_utc, EXPORT_FORMAT, EXPORT_VERSION};
 pub use keys::{KEY_PREFIX, MAX_KEY_NAME_CHARS};
 pub use people::SESSION_IDLE_SECS;
+pub use profile::{
+    ChildLimits, Hours, Profile, MAX_INSTRUCTIONS_CHARS, MAX_TOPICS, MAX_TOPIC_CHARS,
+};
 pub use responses::{api_key_owner, person_owner, StoredResponse, RESPONSE_KEEP_SECS};
 pub use secret::{
     name_key, Secret, MAX_NAME_CHARS, MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARS, PIN_DIGITS,
@@ -131,6 +135,8 @@ pub enum PersonRole {
     Owner,
     /// Talks to Hearth and manages their own conversations.
     Member,
+    /// A member whose chats follow the limits the keeper set ([`ChildLimits`]).
+    Child,
 }
 
 /// How a person logs in.
@@ -152,7 +158,7 @@ pub enum MessageRole {
 
 /// Where a message stands. Only assistant replies are ever anything but `Complete`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum Status {
     /// Written in full.
     Complete,
@@ -164,6 +170,8 @@ pub enum Status {
     Failed,
     /// The person pressed stop.
     Stopped,
+    /// The reply reached the longest a reply may be before it ended; it can be continued.
+    CutShort,
 }
 
 /// Lowercase names stored in the database and sent over the wire, and their parsing.
@@ -199,13 +207,16 @@ macro_rules! text_enum {
     };
 }
 
-text_enum!(PersonRole, "person role", Owner => "owner", Member => "member");
+text_enum!(
+    PersonRole, "person role",
+    Owner => "owner", Member => "member", Child => "child",
+);
 text_enum!(SecretKind, "secret kind", Password => "password", Pin => "pin");
 text_enum!(MessageRole, "message role", User => "user", Assistant => "assistant");
 text_enum!(
     Status, "message status",
     Complete => "complete", Streaming => "streaming", Interrupted => "interrupted",
-    Failed => "failed", Stopped => "stopped",
+    Failed => "failed", Stopped => "stopped", CutShort => "cut_short",
 );
 
 /// A person in the household.
@@ -356,7 +367,9 @@ impl Store {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn now(&self) -> i64 {
+    /// Now, in Unix seconds, by the store's clock (which tests can move: see
+    /// [`Store::with_clock`]); the server judges a child's hours by it.
+    pub fn now(&self) -> i64 {
         (self.clock)()
     }
 
@@ -448,11 +461,17 @@ mod tests {
             Status::Interrupted,
             Status::Failed,
             Status::Stopped,
+            Status::CutShort,
         ] {
             assert_eq!(Status::parse(s.as_str()), Some(s));
         }
         assert_eq!(Status::parse("Complete"), None);
         assert_eq!(PersonRole::parse("owner"), Some(PersonRole::Owner));
+        assert_eq!(PersonRole::parse("child"), Some(PersonRole::Child));
+        assert_eq!(
+            serde_json::to_string(&Status::CutShort).unwrap(),
+            "\"cut_short\""
+        );
         assert_eq!(
             serde_json::to_string(&MessageRole::Assistant).unwrap(),
             "\"assistant\""

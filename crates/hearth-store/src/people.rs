@@ -16,7 +16,9 @@ pub const SESSION_IDLE_SECS: i64 = 30 * 24 * 60 * 60;
 /// not turn every read into a write.
 const TOUCH_EVERY_SECS: i64 = 60;
 
-pub(crate) const USER_COLUMNS: &str = "id, name, role, kind, created";
+/// A child is stored as a member with `child = 1`; everyone else reads as their role.
+pub(crate) const USER_COLUMNS: &str =
+    "id, name, CASE WHEN child = 1 THEN 'child' ELSE role END, kind, created";
 
 pub(crate) fn user_from_row(r: &Row<'_>) -> rusqlite::Result<User> {
     Ok(User {
@@ -57,10 +59,16 @@ fn insert_user(
     if taken {
         return Err(Error::NameTaken { name: name.into() });
     }
+    // A child is a member with the child flag. The keeper may read a new child's chats until
+    // they turn it off (a young child's safety first; the child's page says so plainly).
+    let (stored_role, child) = match role {
+        PersonRole::Child => (PersonRole::Member, true),
+        other => (other, false),
+    };
     conn.execute(
-        "INSERT INTO users (name, name_key, role, kind, secret_hash, created)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![name, key, role, secret.kind(), hash, now],
+        "INSERT INTO users (name, name_key, role, kind, secret_hash, created, child, keeper_sees)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
+        params![name, key, stored_role, secret.kind(), hash, now, child],
     )?;
     Ok(User {
         id: conn.last_insert_rowid(),
@@ -111,11 +119,22 @@ impl Store {
 
     /// Adds a member with a password or PIN. Names are unique ignoring case.
     pub fn add_person(&self, name: &str, secret: &Secret) -> Result<User> {
+        self.add_person_as(name, secret, PersonRole::Member)
+    }
+
+    /// Adds a member or a child (a household has one way to get an owner: setup).
+    pub fn add_person_as(&self, name: &str, secret: &Secret, role: PersonRole) -> Result<User> {
+        if role == PersonRole::Owner {
+            return Err(Error::Invalid {
+                field: "role",
+                why: "a person is added as a member or a child".into(),
+            });
+        }
         let name = secret::check_name(name)?;
         let hash = secret::hash(secret.check()?)?;
         let now = self.now();
         let conn = self.conn();
-        insert_user(&conn, name, PersonRole::Member, secret, &hash, now)
+        insert_user(&conn, name, role, secret, &hash, now)
     }
 
     /// Everyone in the household, in the order they were added.
@@ -267,7 +286,8 @@ impl Store {
         let conn = self.conn();
         let found = conn
             .query_row(
-                "SELECT u.id, u.name, u.role, u.kind, u.created, s.id, s.csrf, s.last_seen
+                "SELECT u.id, u.name, CASE WHEN u.child = 1 THEN 'child' ELSE u.role END, u.kind,
+                        u.created, s.id, s.csrf, s.last_seen
                  FROM sessions s JOIN users u ON u.id = s.user_id
                  WHERE s.token_hash = ?1",
                 [hash],

@@ -102,6 +102,37 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE INDEX responses_owner ON responses (owner);
     CREATE INDEX responses_created ON responses (created);
     "#,
+    // 4: children and per-person settings (issue 18), and replies that hit the length cap.
+    // A child is a member with `child = 1` (the role column's CHECK cannot grow without
+    // rebuilding `users`, which sessions and conversations point at). Everyone's own
+    // `instructions` and display `language` (NULL: follow the browser). For a child, what the
+    // keeper set: `child_prompt` (NULL: Hearth's default), allowed hours as minutes after
+    // local midnight with the keeper's UTC offset (all NULL: any time), `topics` to steer away
+    // from (a JSON array of strings), and whether the keeper may read their chats.
+    // `messages` takes the new status 'cut_short' (`migrate` bumps `schema_version` after every
+    // migration, so this connection and any other reread the edited definition).
+    r#"
+    ALTER TABLE users ADD COLUMN child INTEGER NOT NULL DEFAULT 0
+        CHECK (child IN (0, 1) AND (child = 0 OR role = 'member'));
+    ALTER TABLE users ADD COLUMN instructions TEXT NOT NULL DEFAULT '';
+    ALTER TABLE users ADD COLUMN language TEXT;
+    ALTER TABLE users ADD COLUMN child_prompt TEXT;
+    ALTER TABLE users ADD COLUMN hours_from INTEGER;
+    ALTER TABLE users ADD COLUMN hours_to INTEGER;
+    ALTER TABLE users ADD COLUMN utc_offset INTEGER;
+    ALTER TABLE users ADD COLUMN topics TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE users ADD COLUMN keeper_sees INTEGER NOT NULL DEFAULT 0
+        CHECK (keeper_sees IN (0, 1));
+
+    -- The status CHECK grows by one value, so every stored row still meets it: SQLite's own
+    -- documented way to loosen a CHECK is to edit the table's definition, rather than copy every
+    -- message into a new table (slow for a big household, and it moves every page).
+    PRAGMA writable_schema = ON;
+    UPDATE sqlite_schema
+        SET sql = replace(sql, '''failed'', ''stopped'')', '''failed'', ''stopped'', ''cut_short'')')
+        WHERE type = 'table' AND name = 'messages';
+    PRAGMA writable_schema = OFF;
+    "#,
 ];
 
 /// The schema version this code writes.
@@ -119,6 +150,10 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
     for (version, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
         let tx = conn.transaction()?;
         tx.execute_batch(sql)?;
+        // A migration may edit a table's definition in place (4 does): a new schema_version
+        // makes every connection parse the schema again.
+        let schema: i64 = tx.query_row("PRAGMA schema_version", [], |r| r.get(0))?;
+        tx.pragma_update(None, "schema_version", schema + 1)?;
         // user_version lives in the file header, which is written with the transaction.
         tx.pragma_update(None, "user_version", version as i64 + 1)?;
         tx.commit()?;

@@ -1,5 +1,7 @@
 // A conversation: its messages, the composer, and following a reply as it is written.
 
+import { privacyNote, privacySentence } from './family.js';
+import { CUT_SHORT_NOTE, continueReply, forgetUnsentChat } from './lengths.js';
 import { S, api } from './api.js';
 import { ask, copyButton, h, toast } from './dom.js';
 import { renderMarkdown } from './markdown.js';
@@ -97,7 +99,8 @@ function renderChat() {
     }),
     h('p', { class: 'busy', id: 'busy', role: 'status', 'aria-live': 'polite' }),
     h('div', { id: 'send-error' }),
-    composer));
+    composer,
+    privacyNote(S.me)));
   renderMessages();
   if (S.failedDraft != null) showSendError(S.failedDraftError);
 }
@@ -124,6 +127,7 @@ const STATUS_NOTE = {
   interrupted: 'Interrupted: Hearth stopped before this reply was finished.',
   stopped: 'Stopped before the end.',
   failed: "This reply didn't work.",
+  cut_short: CUT_SHORT_NOTE,
 };
 
 function renderMessages() {
@@ -137,7 +141,7 @@ function renderMessages() {
     const name = S.me ? S.me.name : '';
     box.replaceChildren(h('div', { class: 'welcome' },
       h('p', { class: 'big' }, `Hi ${name}! What would you like to talk about?`),
-      h('p', {}, 'Ask a question, ask for help with homework or a letter, or just chat. Your chats are private to you.')));
+      h('p', {}, `Ask a question, ask for help with homework or a letter, or just chat. ${privacySentence(S.me)}`)));
     updateControls();
     return;
   }
@@ -160,6 +164,9 @@ function messageView(m, { hidden, editable, regenerable }) {
   const actions = h('div', { class: 'actions' });
   if (!mine && m.content) actions.append(copyButton(() => m.content));
   if (editable) actions.append(h('button', { type: 'button', class: 'small ghost', onclick: () => editLast(m) }, 'Edit'));
+  if (regenerable && m.status === 'cut_short') {
+    actions.append(h('button', { type: 'button', class: 'small primary', onclick: goOn }, 'Continue'));
+  }
   if (regenerable && m.status === 'failed') {
     actions.append(h('button', { type: 'button', class: 'small primary', onclick: regenerate }, 'Retry'));
   } else if (regenerable) {
@@ -233,10 +240,12 @@ async function send(text) {
   const input = document.getElementById('composer-input');
   const sendBtn = document.getElementById('send');
   if (sendBtn) sendBtn.disabled = true;
+  let made = null;
   try {
     if (!S.conv) {
       const c = await api('POST', '/api/conversations', {});
       S.conv = { id: c.id, title: c.title, messages: [], hidden_from_model: [] };
+      made = c.id;
       setUrl(`/c/${c.id}`, false);
     }
     const r = await api('POST', `/api/conversations/${S.conv.id}/messages`, { content: text });
@@ -250,6 +259,13 @@ async function send(text) {
     follow(S.conv.id);
     loadList();
   } catch (e) {
+    if (made != null && S.conv && S.conv.id === made) {
+      // The chat made for this message holds nothing: it goes with the message.
+      await forgetUnsentChat(made);
+      S.conv = null;
+      setUrl('/', false);
+      loadList();
+    }
     if (e.status === 401) return;
     S.failedDraft = text;
     S.failedDraftError = e;
@@ -258,6 +274,17 @@ async function send(text) {
   } finally {
     if (sendBtn) sendBtn.disabled = !!running();
   }
+}
+
+async function goOn() {
+  if (!S.conv) return;
+  try {
+    await continueReply(S.conv, () => {
+      renderMessages();
+      setBusy('Hearth is writing…');
+      follow(S.conv.id);
+    });
+  } catch (e) { toast(e.message); }
 }
 
 async function stop() {

@@ -3,6 +3,7 @@
 import { S, api, readEvents } from './api.js';
 import { openConversation, stopFollowing } from './chat.js';
 import { ask, bytes, copyButton, errorBox, field, h, nextId, showError, toast, when } from './dom.js';
+import { childControls, mySettingsSection, roleChoice } from './family.js';
 import { logout } from './login.js';
 import { loadList, renderList, setListOpen, setUrl } from './shell.js';
 import { appearanceFieldset } from './theme.js';
@@ -49,7 +50,7 @@ export function openSettings(tab = null, { push = true } = {}) {
       h('button', { type: 'button', class: 'ghost', onclick: () => openConversation(null) }, 'Back to chat')),
     nav,
     slot));
-  if (current.id === 'you') slot.replaceChildren(accountSection(), appearanceSection(), conversationsSection());
+  if (current.id === 'you') slot.replaceChildren(accountSection(), mySettingsSection(), appearanceSection(), conversationsSection());
   else loadOwnerSettings(slot);
   main.focus();
 }
@@ -96,7 +97,7 @@ function accountSection() {
   });
   return section(`You: ${S.me.name}`,
     h('div', { class: 'row between wrap' },
-      h('p', {}, S.me.role === 'owner' ? 'You look after Hearth for this household.' : 'Your chats here are yours alone.'),
+      h('p', {}, S.me.role === 'owner' ? 'You look after Hearth for this household.' : (S.me.role === 'child' ? 'You are one of the children of this household.' : 'Your chats here are yours alone.')),
       h('button', { type: 'button', class: 'ghost', id: 'logout', onclick: logout }, 'Log out')),
     h('details', {}, h('summary', {}, `Change my ${word}`), form));
 }
@@ -187,10 +188,11 @@ function peopleSection() {
     try { people = await api('GET', '/api/people'); } catch (e) { listEl.replaceChildren(h('li', { class: 'error' }, e.message)); return; }
     listEl.replaceChildren(...people.map((p) => h('li', {},
       h('div', {}, h('strong', {}, p.name), ' ',
-        h('span', { class: 'muted' }, `${p.role === 'owner' ? 'looks after Hearth' : 'can chat'} · logs in with a ${p.kind === 'pin' ? 'PIN' : 'password'}`)),
+        h('span', { class: 'muted' }, `${{ owner: 'looks after Hearth', child: 'a child' }[p.role] || 'can chat'} · logs in with a ${p.kind === 'pin' ? 'PIN' : 'password'}`)),
       h('div', { class: 'row' },
         h('button', { type: 'button', class: 'small ghost', onclick: () => resetPerson(p) }, 'Reset'),
-        p.id !== S.me.id ? h('button', { type: 'button', class: 'small danger', onclick: () => removePerson(p) }, 'Remove') : null))));
+        p.id !== S.me.id ? h('button', { type: 'button', class: 'small danger', onclick: () => removePerson(p) }, 'Remove') : null),
+      p.role === 'child' ? childControls(p, load) : null)));
   };
   const resetPerson = async (p) => {
     const pin = p.kind === 'pin';
@@ -229,6 +231,7 @@ function peopleSection() {
   const form = h('form', { class: 'stack', id: 'add-person' },
     h('h3', {}, 'Add someone'),
     field('Name', { name: 'name', id: 'add-name', required: true, autocomplete: 'off' }),
+    roleChoice(() => form),
     h('fieldset', {}, h('legend', {}, 'How will they log in?'),
       radio('password', 'With a password', true), radio('pin', 'With a PIN (for children)', false)),
     h('div', { class: 'field' }, secretLabel, secret, secretHint),
@@ -237,7 +240,7 @@ function peopleSection() {
   form.addEventListener('submit', async (e) => {
     e.preventDefault();
     const v = Object.fromEntries(new FormData(form));
-    const body = { name: v.name.trim() };
+    const body = { name: v.name.trim(), role: v.role || 'member' };
     body[v.kind === 'pin' ? 'pin' : 'password'] = v.secret;
     try {
       await api('POST', '/api/people', body);
@@ -249,7 +252,7 @@ function peopleSection() {
     } catch (ex) { showError(err, ex); }
   });
   load();
-  return section('People', h('p', {}, 'Everyone logs in as themselves and sees only their own chats.'), listEl, form);
+  return section('People', h('p', {}, 'Everyone logs in as themselves. Grown-ups\' chats are theirs alone; for each child, you choose whether you can read theirs.'), listEl, form);
 }
 
 function modelSection(s, slot) {

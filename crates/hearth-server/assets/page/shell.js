@@ -8,6 +8,7 @@
 import { S, api } from './api.js';
 import { openConversation } from './chat.js';
 import { app, h, toast, when } from './dom.js';
+import { restingView } from './family.js';
 import { openSettings } from './settings.js';
 
 /** The screen the address bar names. (`#/c/12` and `#/settings` are older bookmarks.) */
@@ -42,6 +43,8 @@ window.addEventListener('popstate', () => {
 });
 
 export function enterApp() {
+  // A child outside their hours sees only when they can come back (the server refuses the rest).
+  if (S.me && S.me.resting) { app().className = ''; app().replaceChildren(restingView(S.me)); return; }
   const listBtn = h('button', {
     type: 'button', class: 'ghost only-narrow', id: 'list-toggle', 'aria-controls': 'side', 'aria-expanded': 'false',
     onclick: () => setListOpen(!S.listOpen),

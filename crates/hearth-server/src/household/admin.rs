@@ -7,7 +7,7 @@ use axum::extract::{Path, State};
 use axum::response::sse::Event as SseEvent;
 use axum::response::Response;
 use axum::Json;
-use hearth_store::Secret;
+use hearth_store::{PersonRole, Secret};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -19,7 +19,16 @@ use crate::AppState;
 pub async fn people(State(state): State<Arc<AppState>>, me: Me) -> Result<Json<Value>, ApiError> {
     me.require_owner()?;
     let h = household(&state)?;
-    Ok(Json(json!(h.store.people().map_err(db)?)))
+    let mut people = json!(h.store.people().map_err(db)?);
+    // Each child with their limits, so the keeper's page shows them without a request each.
+    for p in people.as_array_mut().into_iter().flatten() {
+        if p["role"] == "child" {
+            if let Some(id) = p["id"].as_i64() {
+                p["limits"] = super::family::child_limits_json(&state, h, id)?;
+            }
+        }
+    }
+    Ok(Json(people))
 }
 
 #[derive(Deserialize)]
@@ -30,6 +39,9 @@ pub struct SecretBody {
     password: Option<String>,
     #[serde(default)]
     pin: Option<String>,
+    /// "member" (the default) or "child", when adding a person.
+    #[serde(default)]
+    role: Option<String>,
 }
 
 impl SecretBody {
@@ -59,9 +71,19 @@ pub async fn add_person(
         .map(|n| n.trim().to_string())
         .filter(|n| !n.is_empty())
         .ok_or_else(|| ApiError::invalid("name", "give the person a name"))?;
+    let role = match b.role.take().as_deref() {
+        None | Some("member") => PersonRole::Member,
+        Some("child") => PersonRole::Child,
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "role",
+                "a person is added as a grown-up (member) or a child",
+            ))
+        }
+    };
     let secret = b.secret()?;
     let store = h.store.clone();
-    let p = tokio::task::spawn_blocking(move || store.add_person(&name, &secret))
+    let p = tokio::task::spawn_blocking(move || store.add_person_as(&name, &secret, role))
         .await
         .map_err(|e| ApiError::internal(e.to_string()))?
         .map_err(db)?;

@@ -26,6 +26,8 @@ const PAGE_MODULES: &[(&str, &str)] = &[
     ("api.js", include_str!("../../assets/page/api.js")),
     ("chat.js", include_str!("../../assets/page/chat.js")),
     ("dom.js", include_str!("../../assets/page/dom.js")),
+    ("family.js", include_str!("../../assets/page/family.js")),
+    ("lengths.js", include_str!("../../assets/page/lengths.js")),
     ("login.js", include_str!("../../assets/page/login.js")),
     ("markdown.js", include_str!("../../assets/page/markdown.js")),
     ("settings.js", include_str!("../../assets/page/settings.js")),

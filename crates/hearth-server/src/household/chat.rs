@@ -16,7 +16,7 @@ use axum::response::sse::Event as SseEvent;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use hearth_model::chat::ChatMessage;
-use hearth_store::{Message, MessageRole, Status};
+use hearth_store::{Message, MessageRole, Status, User};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::{broadcast, Notify};
@@ -29,10 +29,13 @@ use crate::{AppState, Served};
 
 mod saver;
 
-/// Longest reply on the page, in tokens.
-const MAX_REPLY_TOKENS: usize = 1024;
-/// Longest message a person may send, in characters.
+/// Longest message a person may send, in characters, whatever the model: about 16 pages.
 const MAX_MESSAGE: usize = 32_000;
+/// How much of a child's reply the topic check looks at each time: the newest part, so a reply
+/// that drifts onto a topic is caught where it drifts.
+const REPLY_WINDOW_CHARS: usize = 600;
+/// New text of a child's reply between two topic checks.
+const REPLY_CHECK_EVERY_CHARS: usize = 160;
 
 /// What the page hears about a running reply.
 #[derive(Clone, Debug)]
@@ -126,7 +129,7 @@ pub async fn get_one(
 ) -> Result<Json<Value>, ApiError> {
     let h = household(&state)?;
     let c = owned(h, me.user.id, id)?;
-    let hidden = build_prompt(&state.served(), h, &c.messages, None)
+    let hidden = build_prompt(&state.served(), h, &me.user, &c.messages, None, false)
         .map(|(_, hidden)| hidden)
         .unwrap_or_default();
     let mut v = json!(c);
@@ -196,13 +199,47 @@ fn check_content(s: &str) -> Result<&str, ApiError> {
     if t.is_empty() {
         return Err(ApiError::invalid("content", "write a message first"));
     }
-    if t.chars().count() > MAX_MESSAGE {
-        return Err(ApiError::invalid(
-            "content",
-            format!("a message can be at most {MAX_MESSAGE} characters"),
-        ));
+    let chars = t.chars().count();
+    if chars > MAX_MESSAGE {
+        // About four characters make a token in most languages' text.
+        return Err(too_long(chars / 4, MAX_MESSAGE / 4));
     }
     Ok(t)
+}
+
+/// A message longer than the model takes, said in pages; nothing of it is stored.
+fn too_long(tokens: usize, most: usize) -> ApiError {
+    ApiError::invalid(
+        "content",
+        format!(
+            "This message is too long: it is {}, and Hearth can take {} at most with this model. Shorten it, or send it in parts.",
+            super::family::in_pages(tokens),
+            super::family::in_pages(most)
+        ),
+    )
+    .with_code("too_long")
+}
+
+/// Room kept for the answer in the context: a quarter of it, at most 1024 tokens.
+fn answer_room(ctx: usize) -> usize {
+    (ctx / 4).clamp(1, 1024)
+}
+
+/// About how much one message can hold with the served model, in words for the page ("about 6
+/// pages at most with this model"): the context less the room for the answer and the system
+/// message.
+pub(crate) fn message_limit(served: &Served) -> String {
+    format!(
+        "{} at most with this model",
+        super::family::in_pages(most_message_tokens(served.ctx))
+    )
+}
+
+/// The system message and the template's markup take about this many tokens.
+const PROMPT_OVERHEAD: usize = 100;
+
+fn most_message_tokens(ctx: usize) -> usize {
+    ctx.saturating_sub(answer_room(ctx) + PROMPT_OVERHEAD)
 }
 
 fn busy() -> ApiError {
@@ -227,7 +264,22 @@ pub async fn send(
     if running(h, me.user.id, id).is_some() {
         return Err(busy());
     }
-    ask(&state, me.user.id, id, content)
+    steer_question(&state, &me.user, content).await?;
+    let c = owned(h, me.user.id, id)?;
+    start_reply(&state, &me.user, id, &c.messages, Some(content), None)
+}
+
+/// A child's question on one of their keeper's topics: a kind refusal, and nothing stored or
+/// sent to the model.
+async fn steer_question(state: &Arc<AppState>, user: &User, text: &str) -> Result<(), ApiError> {
+    let h = household(state)?;
+    let topics = super::family::topics_of(h, user);
+    if super::topics::check(state, &topics, text).await?.is_some() {
+        return Err(
+            ApiError::invalid("content", super::family::STEERED_QUESTION).with_code("steered"),
+        );
+    }
+    Ok(())
 }
 
 pub async fn regenerate(
@@ -240,17 +292,46 @@ pub async fn regenerate(
     if running(h, me.user.id, id).is_some() {
         return Err(busy());
     }
-    match c.messages.last() {
+    // The reply it replaces goes only once the new one has started.
+    let (keep, replace) = match c.messages.last() {
         Some(m) if m.role == MessageRole::Assistant => {
-            h.store
-                .delete_messages_from(me.user.id, id, m.id)
-                .map_err(db)?;
+            (&c.messages[..c.messages.len() - 1], Some(m.id))
         }
-        Some(_) => {}
+        Some(_) => (&c.messages[..], None),
         None => return Err(ApiError::bad_request("there is nothing to answer yet")),
+    };
+    start_reply(&state, &me.user, id, keep, None, replace)
+}
+
+/// Continues a reply that was cut short, in the same message.
+pub async fn continue_reply(
+    State(state): State<Arc<AppState>>,
+    me: Me,
+    Path(id): Path<i64>,
+) -> Result<Json<Value>, ApiError> {
+    let h = household(&state)?;
+    let c = owned(h, me.user.id, id)?;
+    if running(h, me.user.id, id).is_some() {
+        return Err(busy());
     }
-    let assistant = begin_reply(&state, me.user.id, id)?;
-    Ok(Json(json!({"assistant": assistant})))
+    let Some(last) = c
+        .messages
+        .last()
+        .filter(|m| m.role == MessageRole::Assistant && m.status == Status::CutShort)
+    else {
+        return Err(ApiError::bad_request(
+            "only a reply that was cut short can be continued",
+        ));
+    };
+    let served = state.served();
+    let (prompt, hidden) = build_prompt(&served, h, &me.user, &c.messages, None, true)?;
+    let gen = generate(&state, &served, h, prompt)?;
+    let msg = h
+        .store
+        .resume_cut_short(me.user.id, id, last.id)
+        .map_err(db)?;
+    spawn_reply(&state, &me.user, id, &msg, gen, hidden);
+    Ok(Json(json!({"assistant": msg})))
 }
 
 pub async fn edit(
@@ -266,16 +347,22 @@ pub async fn edit(
     if running(h, me.user.id, id).is_some() {
         return Err(busy());
     }
-    let last_user = c
+    let at = c
         .messages
         .iter()
-        .rev()
-        .find(|m| m.role == MessageRole::User)
+        .rposition(|m| m.role == MessageRole::User)
         .ok_or_else(|| ApiError::bad_request("there is no message to edit"))?;
-    h.store
-        .delete_messages_from(me.user.id, id, last_user.id)
-        .map_err(db)?;
-    ask(&state, me.user.id, id, content)
+    steer_question(&state, &me.user, content).await?;
+    // The old message and what followed it go only once the new one is sure to be sent.
+    let replace = c.messages[at].id;
+    start_reply(
+        &state,
+        &me.user,
+        id,
+        &c.messages[..at],
+        Some(content),
+        Some(replace),
+    )
 }
 
 pub async fn stop(
@@ -341,14 +428,19 @@ fn request_stop(r: &Reply) {
     r.stop_notify.notify_one();
 }
 
-/// The conversation as the model sees it: the household's system message and as many of the
-/// latest messages as fit in the context with room to answer. Returns the prompt tokens and the
-/// ids of the messages that had to be left out.
+/// The conversation as the model sees it: the person's system message (household, their own
+/// instructions, a child's limits) and as many of the latest messages as fit in the context
+/// with room to answer, then `pending` (a message not stored yet). With `cont`, the last
+/// message is a reply to continue: the prompt ends inside it. Returns the prompt tokens and the
+/// ids of the messages that had to be left out; a `pending` message that cannot fit even
+/// alone is refused in words, before anything is stored.
 fn build_prompt(
     state: &Served,
     h: &Household,
+    user: &User,
     messages: &[Message],
-    skip: Option<i64>,
+    pending: Option<&str>,
+    cont: bool,
 ) -> Result<(Vec<u32>, Vec<i64>), ApiError> {
     let template = state.template.as_ref().ok_or_else(|| {
         ApiError::bad_request(format!(
@@ -356,79 +448,78 @@ fn build_prompt(
             state.model_id
         ))
     })?;
-    let household = h.store.household().ok().flatten().unwrap_or_default();
-    let system = ChatMessage::new(
-        "system",
-        &format!("You are Hearth, a friendly and helpful assistant for the {household} household. Answer clearly and kindly."),
-    );
-    let usable: Vec<&Message> = messages
+    let system = ChatMessage::new("system", &super::family::system_prompt(h, user));
+    let mut usable: Vec<(Option<i64>, &str, &str)> = messages
         .iter()
-        .filter(|m| Some(m.id) != skip)
         .filter(|m| !(m.role == MessageRole::Assistant && m.content.is_empty()))
+        .map(|m| {
+            let role = if m.role == MessageRole::User {
+                "user"
+            } else {
+                "assistant"
+            };
+            (Some(m.id), role, m.content.as_str())
+        })
         .collect();
-    // Room for the answer: a quarter of the context, at most 1024 tokens.
-    let room = (state.ctx / 4).clamp(1, 1024);
+    if let Some(p) = pending {
+        usable.push((None, "user", p));
+    }
+    let room = answer_room(state.ctx);
     let mut first = 0;
     loop {
         let mut msgs = vec![system.clone()];
-        msgs.extend(usable[first..].iter().map(|m| {
-            ChatMessage::new(
-                if m.role == MessageRole::User {
-                    "user"
-                } else {
-                    "assistant"
-                },
-                &m.content,
-            )
-        }));
-        let rendered = crate::generation::offload::render_blocking(template, &msgs, true, None)
-            .map_err(|e| ApiError::internal(format!("the chat template failed: {e}")))?;
+        msgs.extend(
+            usable[first..]
+                .iter()
+                .map(|(_, role, content)| ChatMessage::new(role, content)),
+        );
+        let mut rendered =
+            crate::generation::offload::render_blocking(template, &msgs, !cont, None)
+                .map_err(|e| ApiError::internal(format!("the chat template failed: {e}")))?;
+        if cont {
+            // Whatever the template puts after the reply (its end of turn) goes: the model
+            // goes on writing the reply itself.
+            if let Some(at) = rendered.segments.iter().rposition(|s| !s.trusted) {
+                rendered.segments.truncate(at + 1);
+            }
+        }
         let tokens = state
             .tokenizer
             .encode_rendered(&rendered, state.tokenizer.add_bos());
         let last = usable.len().saturating_sub(1);
         if tokens.len() + room <= state.ctx || first >= last {
+            if pending.is_some() && tokens.len() + room > state.ctx {
+                return Err(too_long(
+                    tokens.len().saturating_sub(PROMPT_OVERHEAD),
+                    most_message_tokens(state.ctx),
+                ));
+            }
             if tokens.len() >= state.ctx {
                 return Err(ApiError::context_overflow(tokens.len(), state.ctx));
             }
-            let hidden = usable[..first].iter().map(|m| m.id).collect();
+            let hidden = usable[..first].iter().filter_map(|m| m.0).collect();
             return Ok((tokens, hidden));
         }
         first += 1;
     }
 }
 
-/// Adds the person's message and starts the reply to it.
-fn ask(
+/// Starts generating on the served model: the reply runs to its end, the context's or the
+/// household's longest reply.
+fn generate(
     state: &Arc<AppState>,
-    user: i64,
-    conv: i64,
-    content: &str,
-) -> Result<Json<Value>, ApiError> {
-    let h = household(state)?;
-    let message = h
-        .store
-        .add_message(user, conv, MessageRole::User, content, Status::Complete)
-        .map_err(db)?;
-    let assistant = begin_reply(state, user, conv)?;
-    Ok(Json(json!({"user": message, "assistant": assistant})))
-}
-
-/// Adds the (empty) assistant message and starts generating it in the background.
-fn begin_reply(state: &Arc<AppState>, user: i64, conv: i64) -> Result<Message, ApiError> {
-    let h = household(state)?;
-    let c = owned(h, user, conv)?;
-    let served = state.served();
-    let (prompt, hidden) = build_prompt(&served, h, &c.messages, None)?;
-    // A small model can ramble on; a reply on the page is a chat answer, not a book.
-    let max_tokens = (served.ctx - prompt.len()).min(MAX_REPLY_TOKENS);
+    served: &Arc<Served>,
+    h: &Household,
+    prompt: Vec<u32>,
+) -> Result<crate::generation::Generation, ApiError> {
+    let max_tokens = (served.ctx - prompt.len()).min(h.reply_tokens);
     let sampler = hearth_model::SamplerConfig {
         seed: rand::random(),
         ..served.defaults.clone()
     };
-    let gen = start_generation(
+    start_generation(
         state,
-        &served,
+        served,
         Plan {
             prompt,
             max_tokens,
@@ -437,16 +528,68 @@ fn begin_reply(state: &Arc<AppState>, user: i64, conv: i64) -> Result<Message, A
             logprobs: None,
             constraint: None,
         },
-    )?;
+    )
+}
+
+/// Starts a reply in `conv` to `keep` and then `pending`, the person's new message. Nothing is
+/// stored until the model has taken the request: then the messages from `replace` on go
+/// (regenerate, edit), `pending` is stored, and the reply with it. A message that was not sent
+/// is never stored, so sending it again cannot make a copy.
+fn start_reply(
+    state: &Arc<AppState>,
+    user: &User,
+    conv: i64,
+    keep: &[Message],
+    pending: Option<&str>,
+    replace: Option<i64>,
+) -> Result<Json<Value>, ApiError> {
+    let h = household(state)?;
+    let served = state.served();
+    let (prompt, hidden) = build_prompt(&served, h, user, keep, pending, false)?;
+    let gen = generate(state, &served, h, prompt)?;
+    // On a failure from here on, dropping `gen` cancels the generation.
+    if let Some(first) = replace {
+        h.store
+            .delete_messages_from(user.id, conv, first)
+            .map_err(db)?;
+    }
+    let message = match pending {
+        Some(content) => Some(
+            h.store
+                .add_message(user.id, conv, MessageRole::User, content, Status::Complete)
+                .map_err(db)?,
+        ),
+        None => None,
+    };
     let msg = h
         .store
-        .add_message(user, conv, MessageRole::Assistant, "", Status::Streaming)
+        .add_message(user.id, conv, MessageRole::Assistant, "", Status::Streaming)
         .map_err(db)?;
+    spawn_reply(state, user, conv, &msg, gen, hidden);
+    Ok(Json(match message {
+        Some(m) => json!({"user": m, "assistant": msg}),
+        None => json!({"assistant": msg}),
+    }))
+}
+
+/// Follows `gen` into reply `msg` in the background (its text so far is kept: a continued
+/// reply grows).
+fn spawn_reply(
+    state: &Arc<AppState>,
+    user: &User,
+    conv: i64,
+    msg: &Message,
+    gen: crate::generation::Generation,
+    hidden: Vec<i64>,
+) {
+    let Ok(h) = household(state) else {
+        return;
+    };
     let (tx, _) = broadcast::channel(256);
     let reply = Arc::new(Reply {
-        user,
+        user: user.id,
         message_id: msg.id,
-        content: Mutex::new(String::new()),
+        content: Mutex::new(msg.content.clone()),
         queued: Mutex::new(None),
         tx,
         stop: AtomicBool::new(false),
@@ -458,16 +601,17 @@ fn begin_reply(state: &Arc<AppState>, user: i64, conv: i64) -> Result<Message, A
         .insert(conv, reply.clone());
     let state = state.clone();
     let guard = state.metrics.enter();
+    let user = user.clone();
     tokio::spawn(async move {
         let _guard = guard;
         if !hidden.is_empty() {
             let _ = reply.tx.send(PageEvent::Context(hidden));
         }
-        let status = drive(&state, &reply, gen).await;
+        let status = drive(&state, &user, &reply, gen).await;
         if let Ok(h) = household(&state) {
             // However the first reply ended (stopped or failed too), the chat is named after
             // the person's first message rather than staying "New chat".
-            auto_title(h, user, conv);
+            auto_title(h, user.id, conv);
             let mut replies = h.replies.lock().unwrap_or_else(|p| p.into_inner());
             // The conversation may have been deleted and its id given to a new one, with a
             // reply of its own: only this reply leaves.
@@ -477,15 +621,24 @@ fn begin_reply(state: &Arc<AppState>, user: i64, conv: i64) -> Result<Message, A
         }
         let _ = reply.tx.send(PageEvent::Done(status));
     });
-    Ok(msg)
 }
 
 /// Streams a generation into the reply and the database; returns how it ended, as stored
-/// (only once all of its text is).
-async fn drive(state: &AppState, reply: &Reply, mut gen: crate::generation::Generation) -> Status {
+/// (only once all of its text is). A child's reply is checked against their keeper's topics as
+/// it grows; one that goes there is stopped and replaced by a kind note.
+async fn drive(
+    state: &Arc<AppState>,
+    user: &User,
+    reply: &Reply,
+    mut gen: crate::generation::Generation,
+) -> Status {
     let Ok(h) = household(state) else {
         return Status::Failed;
     };
+    let topics = super::family::topics_of(h, user);
+    let mut written = String::new();
+    let mut checked = 0;
+    let mut steered = false;
     let mut saver = saver::Saver::new(&h.store, reply.message_id);
     let mut last_queue = None;
     let status = loop {
@@ -504,6 +657,10 @@ async fn drive(state: &AppState, reply: &Reply, mut gen: crate::generation::Gene
                     let _ = reply.tx.send(PageEvent::Queued(ahead));
                 }
             }
+            // The longest reply was reached before the model ended it: not complete.
+            Some(Ok(Piece::Done {
+                finish_reason: "length",
+            })) => break Status::CutShort,
             None | Some(Ok(Piece::Done { .. })) => break Status::Complete,
             Some(Err(e)) => {
                 let _ = reply.tx.send(PageEvent::Error(e.message.clone()));
@@ -520,15 +677,63 @@ async fn drive(state: &AppState, reply: &Reply, mut gen: crate::generation::Gene
                     .unwrap_or_else(|p| p.into_inner())
                     .push_str(&text);
                 saver.push(&text);
+                if !topics.is_empty() {
+                    written.push_str(&text);
+                }
                 let _ = reply.tx.send(PageEvent::Delta(text));
+                if !topics.is_empty() && written.len() - checked >= REPLY_CHECK_EVERY_CHARS {
+                    checked = written.len();
+                    if on_topic(state, &topics, &written).await {
+                        steered = true;
+                        break Status::Stopped;
+                    }
+                }
             }
         }
     };
     // Dropping the generation (on Stop) cancels it in the engine at its next step.
     drop(gen);
+    if !steered && checked < written.len() && on_topic(state, &topics, &written).await {
+        steered = true;
+    }
     // Until all of the text is stored the reply stays running: the page keeps showing it from
     // memory, and it reads as finished only once the database has every word.
-    saver.finish(status, saver::KEEP_TRYING_FOR).await
+    let status = saver.finish(status, saver::KEEP_TRYING_FOR).await;
+    if !steered {
+        return status;
+    }
+    // The caught reply is replaced, in memory and stored, before the page hears it ended.
+    let note = super::family::STEERED_REPLY;
+    *reply.content.lock().unwrap_or_else(|p| p.into_inner()) = note.to_string();
+    let stored = h
+        .store
+        .set_message_content(user.id, reply.message_id, note)
+        .and_then(|()| {
+            h.store
+                .set_message_status(reply.message_id, Status::Stopped)
+        });
+    if let Err(e) = stored {
+        tracing::error!("cannot replace a reply the topic check caught: {e}");
+    }
+    Status::Stopped
+}
+
+/// Whether the newest part of a child's reply is on one of their keeper's topics.
+async fn on_topic(state: &Arc<AppState>, topics: &[String], written: &str) -> bool {
+    let start = written
+        .char_indices()
+        .rev()
+        .nth(REPLY_WINDOW_CHARS)
+        .map_or(0, |(i, _)| i);
+    match super::topics::check(state, topics, &written[start..]).await {
+        Ok(hit) => hit.is_some(),
+        Err(e) => {
+            // A check that cannot run must not end the reply for nothing; the prompt still
+            // steers.
+            tracing::warn!("{}", e.message);
+            false
+        }
+    }
 }
 
 /// Names an untitled conversation after the person's first message.

@@ -20,8 +20,10 @@
 pub(crate) mod admin;
 pub(crate) mod assets;
 pub(crate) mod chat;
+pub(crate) mod family;
 mod limits;
 pub(crate) mod session;
+pub mod topics;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -81,7 +83,15 @@ pub struct HouseholdOptions {
     /// Printed in the terminal and required by first-run setup on a non-loopback listener.
     pub setup_code: Option<String>,
     pub admin: Option<Arc<dyn Admin>>,
+    /// The longest reply on the page, in tokens ([`DEFAULT_REPLY_TOKENS`] unless the keeper
+    /// started Hearth with another): a reply that reaches it is "cut short" and can be
+    /// continued.
+    pub reply_tokens: usize,
 }
+
+/// The longest reply on the page unless `hearth serve --reply-tokens` says otherwise: a chat
+/// answer, not a book; Continue goes on from there.
+pub const DEFAULT_REPLY_TOKENS: usize = 1024;
 
 /// Household state shared by the page's handlers.
 pub struct Household {
@@ -92,6 +102,9 @@ pub struct Household {
     pub(crate) checks: limits::Checks,
     /// Replies being generated, by conversation id.
     pub(crate) replies: Mutex<HashMap<i64, Arc<chat::Reply>>>,
+    pub(crate) reply_tokens: usize,
+    /// The children's topics as vectors, for the topic check.
+    pub(crate) topics: topics::TopicCache,
 }
 
 impl Household {
@@ -106,6 +119,8 @@ impl Household {
             admin: o.admin,
             checks: limits::Checks::default(),
             replies: Mutex::new(HashMap::new()),
+            reply_tokens: o.reply_tokens.max(1),
+            topics: topics::TopicCache::default(),
         }
     }
 

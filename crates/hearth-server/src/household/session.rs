@@ -94,12 +94,15 @@ impl FromRequestParts<Arc<AppState>> for Me {
                     .with_code("csrf")
             });
         }
+        // A child outside their hours may still log out and stop a reply, nothing else.
+        let path = parts.uri.path();
+        if path != "/api/logout" && !path.ends_with("/stop") {
+            if let Some(back_at) = super::family::resting(h, &user) {
+                return Err(super::family::outside_hours(&back_at));
+            }
+        }
         Ok(Me { user, csrf })
     }
-}
-
-fn me_json(u: &User) -> Value {
-    json!({"id": u.id, "name": u.name, "role": u.role, "kind": u.kind})
 }
 
 fn secure(headers: &HeaderMap) -> bool {
@@ -122,7 +125,8 @@ fn set_cookie(resp: &mut Response, token: &str, secure: bool, max_age: u64) {
 /// Logs `user` in: a new session, its cookie, and the CSRF token in the body.
 fn logged_in(h: &Household, user: &User, headers: &HeaderMap) -> Result<Response, ApiError> {
     let s = h.store.create_session(user.id).map_err(db)?;
-    let mut resp = Json(json!({"me": me_json(user), "csrf": s.csrf})).into_response();
+    let me = super::family::me_json(h, user);
+    let mut resp = Json(json!({"me": me, "csrf": s.csrf})).into_response();
     set_cookie(&mut resp, &s.token, secure(headers), 30 * 24 * 3600);
     Ok(resp)
 }
@@ -140,9 +144,13 @@ pub async fn state(
         "setup_needed": !set_up,
         "setup_code_required": !set_up && h.setup_code.is_some(),
         "household": name,
-        "me": me.as_ref().map(|(u, _)| me_json(u)),
+        "me": me.as_ref().map(|(u, _)| super::family::me_json(h, u)),
         "csrf": me.map(|(_, c)| c),
-        "model": {"id": served.model_id, "ctx": served.ctx},
+        "model": {
+            "id": served.model_id,
+            "ctx": served.ctx,
+            "message_limit": super::chat::message_limit(&served),
+        },
     })))
 }
 

@@ -30,16 +30,61 @@ pub const PATIENCE: Duration = Duration::from_secs(180);
 /// reply on its own (its end-of-turn tokens are banned), so every reply runs to its full length
 /// unless someone stops it: a test can count on it still running while it probes.
 pub fn app(store: Arc<Store>, ctx: usize) -> Router {
+    app_with(
+        store,
+        Opts {
+            ctx,
+            ..Opts::default()
+        },
+    )
+}
+
+/// How [`app_with`] sets up its server.
+pub struct Opts {
+    pub ctx: usize,
+    /// Whether the model may end a reply on its own (else every reply runs to the cap).
+    pub ends: bool,
+    /// The longest reply, in tokens.
+    pub reply_tokens: usize,
+    /// Whether the embedding model (all-MiniLM) is loaded, for the children's topic check.
+    pub embeddings: bool,
+}
+
+impl Default for Opts {
+    fn default() -> Opts {
+        Opts {
+            ctx: 512,
+            ends: false,
+            reply_tokens: 1024,
+            embeddings: false,
+        }
+    }
+}
+
+/// [`app`] with other options.
+pub fn app_with(store: Arc<Store>, o: Opts) -> Router {
+    let ctx = o.ctx;
     let path = hearth_fetch::test_model("smollm2-135m").expect("SmolLM2 for tests");
     let model = Model::open(&path).expect("model");
     let md = model.gguf().metadata();
     let tokenizer = Tokenizer::from_gguf(md).expect("tokenizer");
     let template = ChatTemplate::from_gguf(md, &tokenizer).expect("template");
-    let never_ends = tokenizer
-        .eog_ids()
-        .iter()
-        .map(|&id| (id, f32::NEG_INFINITY))
-        .collect();
+    let never_ends = if o.ends {
+        Vec::new()
+    } else {
+        tokenizer
+            .eog_ids()
+            .iter()
+            .map(|&id| (id, f32::NEG_INFINITY))
+            .collect()
+    };
+    let embed = o.embeddings.then(|| {
+        let dir = hearth_fetch::test_model("all-minilm-l6-v2").expect("embedding model");
+        hearth_server::EmbedModel {
+            id: "all-minilm-l6-v2".into(),
+            embedder: hearth_embed::Embedder::open(&dir).expect("embedder"),
+        }
+    });
     let listen: SocketAddr = "127.0.0.1:0".parse().expect("addr");
     let state = AppState::with_household(
         ServeModel {
@@ -53,7 +98,7 @@ pub fn app(store: Arc<Store>, ctx: usize) -> Router {
             },
             draft: None,
         },
-        None,
+        embed,
         ServeOptions {
             engine: EngineOptions {
                 ctx,
@@ -69,6 +114,7 @@ pub fn app(store: Arc<Store>, ctx: usize) -> Router {
             store,
             setup_code: None,
             admin: None,
+            reply_tokens: o.reply_tokens,
         }),
     );
     hearth_server::router(state)

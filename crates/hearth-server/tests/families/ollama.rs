@@ -74,6 +74,7 @@ fn with_household(store: Arc<Store>, keys: Vec<String>) -> Router {
             store,
             setup_code: None,
             admin: None,
+            reply_tokens: hearth_server::household::DEFAULT_REPLY_TOKENS,
         }),
     );
     hearth_server::router(state)

@@ -6,6 +6,7 @@ mod chat;
 mod files;
 mod keys;
 mod people;
+mod profile;
 mod responses;
 
 use std::sync::atomic::{AtomicI64, Ordering};

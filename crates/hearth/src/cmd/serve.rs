@@ -78,6 +78,11 @@ pub struct ServeArgs {
     /// an API key (repeatable). Requests from any other page are refused.
     #[arg(long = "cors-origin", value_name = "ORIGIN")]
     pub cors_origins: Vec<String>,
+    /// The longest reply on the household page, in tokens; a longer one stops there as "cut
+    /// short" and the page offers Continue.
+    #[arg(long, default_value_t = hearth_server::household::DEFAULT_REPLY_TOKENS,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=65536))]
+    pub reply_tokens: usize,
 }
 
 pub fn run(a: ServeArgs) -> anyhow::Result<()> {
@@ -154,7 +159,7 @@ pub fn run(a: ServeArgs) -> anyhow::Result<()> {
         ..ServeOptions::default()
     };
     let household = match store {
-        Some(store) => Some(household(store, a.listen, planned, sizing)?),
+        Some(store) => Some(household(store, a.listen, planned, sizing, a.reply_tokens)?),
         None => None,
     };
     let id = loaded.name.clone();
@@ -219,6 +224,7 @@ fn household(
     listen: SocketAddr,
     planned: Planned,
     sizing: Sizing,
+    reply_tokens: usize,
 ) -> anyhow::Result<HouseholdOptions> {
     // Setup needs the code on loopback too: any web page the keeper has open could otherwise
     // reach a fresh Hearth first and make itself the owner.
@@ -244,6 +250,7 @@ fn household(
             planned: std::sync::Mutex::new(planned),
             sizing,
         })),
+        reply_tokens,
     })
 }
 

@@ -1,0 +1,222 @@
+// Children and everyone's own settings: the keeper's choice of grown-up or child when adding
+// someone, a child's limits (their prompt, hours, topics, whether the keeper reads their chats),
+// the keeper reading a child's chats, each person's own instructions and language, and what a
+// child sees: who can read their chats, and when Hearth is resting.
+//
+// The server enforces all of it; this only shows it and asks for it.
+
+import { api, S } from './api.js';
+import { errorBox, field, h, nextId, showError, toast, when } from './dom.js';
+
+function card(title, ...kids) {
+  const id = nextId('s');
+  return h('section', { class: 'card', 'aria-labelledby': id }, h('h2', { id }, title), kids);
+}
+
+function check(label, checked, props = {}) {
+  const id = nextId('c');
+  return h('div', { class: 'choice' },
+    h('input', { type: 'checkbox', id, checked: checked || null, ...props }),
+    h('label', { for: id }, label));
+}
+
+function textArea(label, value, props = {}, hint) {
+  const id = nextId('t');
+  const hintId = hint ? `${id}-hint` : null;
+  const ta = h('textarea', { id, rows: '4', 'aria-describedby': hintId, ...props });
+  ta.value = value || '';
+  return h('div', { class: 'field' }, h('label', { for: id }, label), ta, hint ? h('p', { class: 'hint', id: hintId }, hint) : null);
+}
+
+const hhmm = (minutes) => `${String(Math.floor(minutes / 60)).padStart(2, '0')}:${String(minutes % 60).padStart(2, '0')}`;
+const minutesOf = (text) => {
+  const m = /^(\d{1,2}):(\d{2})/.exec(text || '');
+  return m ? Number(m[1]) * 60 + Number(m[2]) : null;
+};
+
+// ---- adding someone ----
+
+/** The "Who is this?" choice for the form that adds a person (`formOf()` gives the form). A
+ * child usually logs in with a PIN, so choosing a child also chooses the PIN (the keeper can
+ * still pick a password). */
+export function roleChoice(formOf) {
+  const radio = (value, label, checked) => {
+    const id = nextId('r');
+    return h('span', { class: 'choice' },
+      h('input', {
+        type: 'radio', name: 'role', id, value, checked: checked || null,
+        onchange: () => {
+          if (value !== 'child') return;
+          const pin = formOf().querySelector('input[name="kind"][value="pin"]');
+          if (pin && !pin.checked) { pin.checked = true; pin.dispatchEvent(new Event('change')); }
+        },
+      }),
+      h('label', { for: id }, label));
+  };
+  return h('fieldset', {}, h('legend', {}, 'Who is this?'),
+    radio('member', 'A grown-up', true), radio('child', 'A child', false),
+    h('p', { class: 'hint' }, 'A child gets answers suited to children, and you can set their hours and topics to avoid.'));
+}
+
+// ---- a child's row in People ----
+
+/** What the keeper can do for a child in the People list: their limits, and their chats when
+ * the keeper may read them. `reload` redraws the list after a change. */
+export function childControls(p, reload) {
+  const limits = p.limits || {};
+  const details = h('details', { class: 'limits-box' }, h('summary', {}, `${p.name}'s limits`));
+  details.addEventListener('toggle', () => {
+    if (details.open && !details.querySelector('form')) details.append(limitsForm(p, limits, reload));
+  }, { once: false });
+  const read = limits.keeper_sees
+    ? h('button', { type: 'button', class: 'small ghost', onclick: () => showChildChats(p) }, `Read ${p.name}'s chats`)
+    : null;
+  return h('div', { class: 'stack child-controls' }, details, read);
+}
+
+function limitsForm(p, limits, reload) {
+  const err = errorBox();
+  const prompt = textArea(`What Hearth is told when ${p.name} chats`, limits.prompt, { name: 'prompt', rows: '6' },
+    'Hearth follows this in every chat with them. It starts as Hearth\'s own words for children.');
+  const useDefault = h('button', {
+    type: 'button', class: 'small ghost',
+    onclick: () => { prompt.querySelector('textarea').value = limits.default_prompt || ''; },
+  }, 'Use Hearth\'s default');
+  const hours = limits.hours;
+  const from = field('From', { name: 'from', type: 'time', value: hours ? hhmm(hours.from) : '08:00' });
+  const until = field('Until', { name: 'until', type: 'time', value: hours ? hhmm(hours.to) : '19:30' });
+  const times = h('div', { class: 'row wrap', hidden: !hours }, from, until);
+  const someHours = check('Only at certain hours', !!hours, {
+    name: 'some_hours', onchange: (e) => { times.hidden = !e.target.checked; },
+  });
+  const topicsNote = limits.topic_check
+    ? limits.topics_note
+    : `${limits.topics_note} On this Hearth only what Hearth is told steers: the check of each question needs the all-MiniLM model, which is not installed.`;
+  const topics = textArea('Topics to steer away from', (limits.topics || []).join('\n'), { name: 'topics' },
+    `One per line, such as "horror films". ${topicsNote}`);
+  const sees = check(`Let me read ${p.name}'s chats`, !!limits.keeper_sees, { name: 'keeper_sees' });
+  const form = h('form', { class: 'stack limits' },
+    prompt, h('div', { class: 'row' }, useDefault),
+    h('fieldset', {}, h('legend', {}, 'Hours'), someHours, times,
+      h('p', { class: 'hint' }, `In your time. Outside them ${p.name} is told kindly when to come back.`)),
+    topics,
+    sees,
+    h('p', { class: 'hint' }, `${p.name}'s page always says whether you can read their chats.`),
+    err,
+    h('button', { type: 'submit', class: 'primary' }, `Save ${p.name}'s limits`));
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const el = (name) => form.querySelector(`[name="${name}"]`);
+    const on = el('some_hours').checked;
+    const body = {
+      prompt: el('prompt').value,
+      hours: on ? {
+        from: minutesOf(el('from').value) ?? 0,
+        to: minutesOf(el('until').value) ?? 0,
+        // The server knows no time zone: hours are in the keeper's, as their browser says now.
+        utc_offset: -new Date().getTimezoneOffset(),
+      } : null,
+      topics: el('topics').value.split('\n').map((t) => t.trim()).filter(Boolean),
+      keeper_sees: el('keeper_sees').checked,
+    };
+    try {
+      await api('PUT', `/api/people/${p.id}/limits`, body);
+      showError(err, null);
+      toast('Saved.');
+      reload();
+    } catch (ex) { showError(err, ex); }
+  });
+  return form;
+}
+
+/** The keeper reads a child's chats, read-only, in a dialog. */
+async function showChildChats(p) {
+  let list;
+  try { list = await api('GET', `/api/people/${p.id}/conversations`); } catch (e) { toast(e.message); return; }
+  const titleId = nextId('d');
+  const body = h('div', { class: 'stack' });
+  const dlg = h('dialog', { class: 'child-chats', 'aria-labelledby': titleId },
+    h('h2', { id: titleId }, `${p.name}'s chats`),
+    h('p', { class: 'hint' }, `${p.name}'s page says that you can read them.`),
+    body,
+    h('div', { class: 'row' }, h('button', { type: 'button', class: 'primary', onclick: () => dlg.close() }, 'Close')));
+  dlg.addEventListener('close', () => dlg.remove());
+  if (!list.length) body.append(h('p', {}, `${p.name} has no chats yet.`));
+  for (const c of list) {
+    let full;
+    try { full = await api('GET', `/api/people/${p.id}/conversations/${c.id}`); } catch { continue; }
+    body.append(h('section', { class: 'card' },
+      h('h3', {}, c.title || 'New chat'),
+      h('p', { class: 'hint' }, when(c.updated)),
+      ...full.messages.map((m) => h('p', { class: `said ${m.role}`, dir: 'auto' },
+        h('strong', {}, m.role === 'user' ? `${p.name}: ` : 'Hearth: '), m.content))));
+  }
+  document.body.append(dlg);
+  dlg.showModal();
+}
+
+// ---- everyone's own settings ----
+
+const LANGUAGES = [['', 'The same as this browser'], ['en', 'English'], ['fr', 'Français']];
+
+/** "Your settings": instructions Hearth keeps in mind for you, and the page's language. */
+export function mySettingsSection() {
+  const err = errorBox();
+  const instructions = textArea('Instructions for Hearth', '', { name: 'instructions' },
+    'Hearth keeps these in mind in all your chats, for example "Answer in French" or "I am a nurse, be precise".');
+  const langId = nextId('l');
+  const lang = h('select', { id: langId, name: 'language' },
+    ...LANGUAGES.map(([v, label]) => h('option', { value: v }, label)));
+  const form = h('form', { class: 'stack', id: 'my-settings' },
+    instructions,
+    h('div', { class: 'field' }, h('label', { for: langId }, 'Language of this page'), lang),
+    err,
+    h('button', { type: 'submit', class: 'primary' }, 'Save instructions and language'));
+  api('GET', '/api/me/settings').then((s) => {
+    form.querySelector('[name="instructions"]').value = s.instructions || '';
+    lang.value = s.language || '';
+  }).catch((e) => showError(err, e));
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    try {
+      const s = await api('PUT', '/api/me/settings', {
+        instructions: form.querySelector('[name="instructions"]').value,
+        language: lang.value || null,
+      });
+      if (S.me) S.me.language = s.language;
+      showError(err, null);
+      toast('Saved.');
+    } catch (ex) { showError(err, ex); }
+  });
+  return card('Your settings', form);
+}
+
+// ---- what a child sees ----
+
+/** In plain words, who can read this person's chats: for a child, what the keeper chose;
+ * grown-ups' chats nobody else can read. */
+export function privacySentence(me) {
+  if (me && me.role === 'child' && me.keeper_sees) return 'The grown-up who looks after Hearth can read your chats.';
+  if (me && me.role === 'child') return 'Your chats are private: nobody else can read them.';
+  return 'Your chats are private to you.';
+}
+
+/** For a child, always in view under the message box: whether their chats can be read. */
+export function privacyNote(me) {
+  if (!me || me.role !== 'child') return null;
+  return h('p', { id: 'privacy-note', class: 'hint privacy' }, privacySentence(me));
+}
+
+/** The whole page for a child outside their hours: when they can come back. */
+export function restingView(me) {
+  const back = me.resting ? me.resting.back_at : '';
+  const logOut = async () => {
+    try { await api('POST', '/api/logout'); } catch { /* logged out either way */ }
+    location.reload();
+  };
+  return h('main', { id: 'main', class: 'resting', tabindex: '-1' },
+    h('div', { class: 'card stack' },
+      h('h1', {}, 'Hearth is resting'),
+      h('p', {}, `You can come back at ${back}. Those are the hours your grown-up chose.`),
+      h('button', { type: 'button', class: 'ghost', onclick: logOut }, 'Log out')));
+}

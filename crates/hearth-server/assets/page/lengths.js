@@ -1,0 +1,23 @@
+// Long messages and long replies, honestly: a reply that reached the longest a reply can be is
+// "cut short" and goes on in the same message with Continue; a message the server refused is
+// kept nowhere, not even as an empty chat made for it.
+
+import { api } from './api.js';
+
+/** What the page says under a reply that was cut short. */
+export const CUT_SHORT_NOTE = 'Cut short: this reply reached the longest a reply can be here. Continue to read on.';
+
+/** Asks the server to go on with conversation `conv`'s cut-short reply, in place; `then`
+ * follows it (the reply's event stream starts with its text so far). */
+export async function continueReply(conv, then) {
+  const r = await api('POST', `/api/conversations/${conv.id}/continue`);
+  const i = conv.messages.findIndex((m) => m.id === r.assistant.id);
+  if (i >= 0) conv.messages[i] = r.assistant;
+  then();
+}
+
+/** Deletes the chat that was made for a first message the server then refused: nothing of a
+ * message that was not sent stays, and trying again cannot leave empty chats behind. */
+export async function forgetUnsentChat(id) {
+  try { await api('DELETE', `/api/conversations/${id}`); } catch { /* gone already */ }
+}

@@ -1,0 +1,608 @@
+//! Children, per-person settings, and honest limits on the page (issue 18), on the real SmolLM2
+//! (and all-MiniLM for the topic check) through `Router::oneshot`.
+
+mod common;
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+
+use axum::http::StatusCode;
+use axum::Router;
+use common::{app_with, household, Browser, Opts};
+use hearth_store::{MessageRole, Status, Store};
+use serde_json::{json, Value};
+
+/// A store whose clock the test sets (Unix seconds).
+fn store_at(now: &Arc<AtomicI64>) -> Arc<Store> {
+    let now = now.clone();
+    Arc::new(
+        Store::open_in_memory()
+            .expect("store")
+            .with_clock(move || now.load(Ordering::SeqCst)),
+    )
+}
+
+/// Ann the keeper adds Leo, a child with PIN 2468; returns Leo's id.
+async fn add_leo(app: &Router, ann: &mut Browser) -> i64 {
+    let r = ann
+        .send(
+            app,
+            "POST",
+            "/api/people",
+            Some(json!({"name": "Leo", "pin": "2468", "role": "child"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.json()["role"], "child", "{}", r.text());
+    r.json()["id"].as_i64().expect("id")
+}
+
+async fn set_limits(app: &Router, ann: &mut Browser, id: i64, limits: Value) -> Value {
+    let r = ann
+        .send(
+            app,
+            "PUT",
+            &format!("/api/people/{id}/limits"),
+            Some(limits),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    r.json()
+}
+
+/// Starts a conversation, asks `question` and waits for the reply; returns the conversation.
+async fn ask(app: &Router, b: &mut Browser, question: &str) -> Value {
+    let c = b
+        .send(app, "POST", "/api/conversations", Some(json!({})))
+        .await;
+    assert_eq!(c.status, StatusCode::OK, "{}", c.text());
+    let id = c.json()["id"].as_i64().expect("id");
+    let r = b
+        .send(
+            app,
+            "POST",
+            &format!("/api/conversations/{id}/messages"),
+            Some(json!({ "content": question })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    b.events(app, id).await.until_done().await;
+    b.send(app, "GET", &format!("/api/conversations/{id}"), None)
+        .await
+        .json()
+}
+
+fn last_reply(c: &Value) -> String {
+    c["messages"]
+        .as_array()
+        .and_then(|m| m.last())
+        .map(|m| m["content"].as_str().unwrap_or("").to_string())
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_childs_prompt_is_the_one_the_model_reads() {
+    let store = Arc::new(Store::open_in_memory().expect("store"));
+    household(&store);
+    let app = app_with(
+        store.clone(),
+        Opts {
+            ctx: 1024,
+            ends: true,
+            reply_tokens: 40,
+            ..Opts::default()
+        },
+    );
+    let mut ann = Browser::login(&app, "Ann", "correct horse").await;
+    let leo = add_leo(&app, &mut ann).await;
+    // A new child starts with Hearth's default prompt for children, which the keeper can read.
+    let limits = ann
+        .send(&app, "GET", &format!("/api/people/{leo}/limits"), None)
+        .await
+        .json();
+    let default = limits["default_prompt"].as_str().expect("default prompt");
+    assert!(default.contains("child"), "{limits}");
+    assert_eq!(limits["prompt"], default, "{limits}");
+    set_limits(
+        &app,
+        &mut ann,
+        leo,
+        json!({"prompt": "The secret word is PINEAPPLE. When asked for the secret word, answer PINEAPPLE.",
+               "hours": null, "topics": [], "keeper_sees": true}),
+    )
+    .await;
+    let question = "What is the secret word?";
+    let mut kid = Browser::login(&app, "Leo", "2468").await;
+    let leos = ask(&app, &mut kid, question).await;
+    assert!(
+        last_reply(&leos).to_lowercase().contains("pineapple"),
+        "{leos}"
+    );
+    // A grown-up asking the same gets the household's prompt, not the child's.
+    let mut bob = Browser::login(&app, "Bob", "4321").await;
+    let bobs = ask(&app, &mut bob, question).await;
+    assert!(
+        !last_reply(&bobs).to_lowercase().contains("pineapple"),
+        "{bobs}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_child_outside_their_hours_is_told_when_to_come_back_on_every_route() {
+    // 21:00 UTC on some day; the keeper's offset is UTC+1, so 22:00 there.
+    let now = Arc::new(AtomicI64::new(20_000 * 86_400 + 21 * 3600));
+    let store = store_at(&now);
+    household(&store);
+    let app = app_with(store.clone(), Opts::default());
+    let mut ann = Browser::login(&app, "Ann", "correct horse").await;
+    let leo = add_leo(&app, &mut ann).await;
+    let saved = set_limits(
+        &app,
+        &mut ann,
+        leo,
+        json!({"prompt": null, "hours": {"from": 480, "to": 1170, "utc_offset": 60},
+               "topics": [], "keeper_sees": true}),
+    )
+    .await;
+    assert_eq!(saved["hours"]["from"], 480, "{saved}");
+    let mut kid = Browser::login(&app, "Leo", "2468").await;
+    let state = kid.send(&app, "GET", "/api/state", None).await.json();
+    assert_eq!(state["me"]["resting"]["back_at"], "08:00", "{state}");
+    for (method, path, body) in [
+        ("GET", "/api/conversations".to_string(), None),
+        ("POST", "/api/conversations".to_string(), Some(json!({}))),
+        ("GET", "/api/me/settings".to_string(), None),
+        ("GET", "/api/export".to_string(), None),
+    ] {
+        let r = kid.send(&app, method, &path, body).await;
+        assert_eq!(
+            r.status,
+            StatusCode::FORBIDDEN,
+            "{method} {path}: {}",
+            r.text()
+        );
+        assert!(r.text().contains("08:00"), "{method} {path}: {}", r.text());
+        assert!(r.text().contains("outside_hours"), "{}", r.text());
+    }
+    // The API the page's session could reach is closed to children at any hour: it would
+    // bypass their prompt, hours and topics.
+    let api = kid
+        .send(
+            &app,
+            "POST",
+            "/v1/chat/completions",
+            Some(json!({"model": "smollm2-135m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1})),
+        )
+        .await;
+    assert_eq!(api.status, StatusCode::FORBIDDEN, "{}", api.text());
+    // Grown-ups have no hours.
+    let mut bob = Browser::login(&app, "Bob", "4321").await;
+    let r = bob.send(&app, "GET", "/api/conversations", None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    // 08:30 at the keeper's: Leo may come in, but still not through the API.
+    now.store(20_001 * 86_400 + 7 * 3600 + 30 * 60, Ordering::SeqCst);
+    let r = kid
+        .send(&app, "POST", "/api/conversations", Some(json!({})))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let state = kid.send(&app, "GET", "/api/state", None).await.json();
+    assert_eq!(state["me"]["resting"], Value::Null, "{state}");
+    let api = kid.send(&app, "GET", "/v1/models", None).await;
+    assert_eq!(api.status, StatusCode::FORBIDDEN, "{}", api.text());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_childs_question_on_a_keepers_topic_is_refused_kindly_and_stored_nowhere() {
+    let store = Arc::new(Store::open_in_memory().expect("store"));
+    household(&store);
+    let app = app_with(
+        store.clone(),
+        Opts {
+            ends: true,
+            reply_tokens: 24,
+            embeddings: true,
+            ..Opts::default()
+        },
+    );
+    let mut ann = Browser::login(&app, "Ann", "correct horse").await;
+    let leo = add_leo(&app, &mut ann).await;
+    let limits = set_limits(
+        &app,
+        &mut ann,
+        leo,
+        json!({"prompt": null, "hours": null, "topics": ["horror films"], "keeper_sees": true}),
+    )
+    .await;
+    assert_eq!(limits["topic_check"], true, "{limits}");
+    let mut kid = Browser::login(&app, "Leo", "2468").await;
+    let c = kid
+        .send(&app, "POST", "/api/conversations", Some(json!({})))
+        .await
+        .json();
+    let id = c["id"].as_i64().expect("id");
+    let path = format!("/api/conversations/{id}/messages");
+    let r = kid
+        .send(
+            &app,
+            "POST",
+            &path,
+            Some(json!({"content": "Can you recommend a really scary zombie movie to watch tonight?"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
+    assert!(r.text().contains("steered"), "{}", r.text());
+    let c = kid
+        .send(&app, "GET", &format!("/api/conversations/{id}"), None)
+        .await
+        .json();
+    assert_eq!(c["messages"], json!([]), "{c}");
+    assert_eq!(c["running"], false, "{c}");
+    // Another question goes through.
+    let r = kid
+        .send(
+            &app,
+            "POST",
+            &path,
+            Some(json!({"content": "How do bees make honey?"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    kid.events(&app, id).await.until_done().await;
+    // The keeper's topics are for the child only.
+    let mut bob = Browser::login(&app, "Bob", "4321").await;
+    let bobs = ask(
+        &app,
+        &mut bob,
+        "Can you recommend a really scary zombie movie?",
+    )
+    .await;
+    assert_eq!(bobs["messages"].as_array().map(Vec::len), Some(2), "{bobs}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_on_a_keepers_topic_is_replaced_by_a_kind_note() {
+    let store = Arc::new(Store::open_in_memory().expect("store"));
+    household(&store);
+    let app = app_with(
+        store.clone(),
+        Opts {
+            ends: true,
+            reply_tokens: 60,
+            embeddings: true,
+            ..Opts::default()
+        },
+    );
+    let mut ann = Browser::login(&app, "Ann", "correct horse").await;
+    let leo = add_leo(&app, &mut ann).await;
+    // A prompt that pulls every reply onto the topic: the reply check must catch it even
+    // though the question is far from it.
+    set_limits(
+        &app,
+        &mut ann,
+        leo,
+        json!({"prompt": "You love volcanoes. Every answer talks about volcanoes, lava and eruptions.",
+               "hours": null, "topics": ["volcanoes and eruptions"], "keeper_sees": true}),
+    )
+    .await;
+    let mut kid = Browser::login(&app, "Leo", "2468").await;
+    let c = ask(&app, &mut kid, "Tell me about your favourite thing.").await;
+    let reply = c["messages"][1].clone();
+    assert_eq!(reply["role"], "assistant", "{c}");
+    let text = reply["content"].as_str().expect("text").to_lowercase();
+    assert!(!text.contains("lava") && !text.contains("erupt"), "{c}");
+    assert!(text.contains("something else"), "{c}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_keeper_reads_a_childs_chats_only_when_allowed_and_never_a_grown_ups() {
+    let store = Arc::new(Store::open_in_memory().expect("store"));
+    let (_ann, bob, _cat) = household(&store);
+    let app = app_with(store.clone(), Opts::default());
+    let mut ann = Browser::login(&app, "Ann", "correct horse").await;
+    let leo = add_leo(&app, &mut ann).await;
+    let mut chats = Vec::new();
+    for (who, words) in [(leo, "leo's words"), (bob.id, "bob's private words")] {
+        let c = store
+            .create_conversation(who, Some("A chat"))
+            .expect("chat");
+        store
+            .add_message(who, c.id, MessageRole::User, words, Status::Complete)
+            .expect("message");
+        chats.push(c.id);
+    }
+    let mut kid = Browser::login(&app, "Leo", "2468").await;
+    let state = kid.send(&app, "GET", "/api/state", None).await.json();
+    assert_eq!(state["me"]["keeper_sees"], true, "{state}");
+    // New children: the keeper may read, and the child is told so.
+    let list = ann
+        .send(
+            &app,
+            "GET",
+            &format!("/api/people/{leo}/conversations"),
+            None,
+        )
+        .await;
+    assert_eq!(list.status, StatusCode::OK, "{}", list.text());
+    assert_eq!(list.json()[0]["id"], chats[0]);
+    let one = ann
+        .send(
+            &app,
+            "GET",
+            &format!("/api/people/{leo}/conversations/{}", chats[0]),
+            None,
+        )
+        .await;
+    assert!(one.text().contains("leo's words"), "{}", one.text());
+    // A grown-up's chats: never, by their id or under the child's.
+    let mut probes = vec![
+        format!("/api/people/{}/conversations", bob.id),
+        format!("/api/people/{}/conversations/{}", bob.id, chats[1]),
+        format!("/api/people/{leo}/conversations/{}", chats[1]),
+    ];
+    for p in &probes {
+        let r = ann.send(&app, "GET", p, None).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{p}: {}", r.text());
+        assert!(!r.text().contains("bob's"), "{p}: {}", r.text());
+    }
+    // Nobody but the keeper reads anyone's chats, not even a child's.
+    let mut bobs = Browser::login(&app, "Bob", "4321").await;
+    probes.push(format!("/api/people/{leo}/conversations"));
+    for p in &probes {
+        for b in [&mut bobs, &mut kid] {
+            let r = b.send(&app, "GET", p, None).await;
+            assert_eq!(r.status, StatusCode::FORBIDDEN, "{p}: {}", r.text());
+            assert!(!r.text().contains("words"), "{p}: {}", r.text());
+        }
+    }
+    // The keeper turns it off: the child's chats are private, and the child's page says so.
+    set_limits(
+        &app,
+        &mut ann,
+        leo,
+        json!({"prompt": null, "hours": null, "topics": [], "keeper_sees": false}),
+    )
+    .await;
+    let r = ann
+        .send(
+            &app,
+            "GET",
+            &format!("/api/people/{leo}/conversations"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text());
+    let state = kid.send(&app, "GET", "/api/state", None).await.json();
+    assert_eq!(state["me"]["keeper_sees"], false, "{state}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn everyone_sets_their_own_instructions_and_language() {
+    let store = Arc::new(Store::open_in_memory().expect("store"));
+    household(&store);
+    let app = app_with(store.clone(), Opts::default());
+    let mut bob = Browser::login(&app, "Bob", "4321").await;
+    let r = bob
+        .send(
+            &app,
+            "PUT",
+            "/api/me/settings",
+            Some(json!({"instructions": "I am a nurse, be precise.", "language": "fr"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let state = bob.send(&app, "GET", "/api/state", None).await.json();
+    assert_eq!(state["me"]["language"], "fr", "{state}");
+    let mine = bob.send(&app, "GET", "/api/me/settings", None).await.json();
+    assert_eq!(mine["instructions"], "I am a nurse, be precise.", "{mine}");
+    let r = bob
+        .send(
+            &app,
+            "PUT",
+            "/api/me/settings",
+            Some(json!({"instructions": "", "language": "xx"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
+    let r = bob
+        .send(
+            &app,
+            "PUT",
+            "/api/me/settings",
+            Some(json!({"instructions": "", "language": null})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let state = bob.send(&app, "GET", "/api/state", None).await.json();
+    assert_eq!(state["me"]["language"], Value::Null, "{state}");
+    // The household's prompt stays the keeper's: a member cannot reach it.
+    let r = bob
+        .send(
+            &app,
+            "PUT",
+            "/api/settings",
+            Some(json!({"household": "Bob's"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_too_long_for_the_model_is_stored_nowhere_and_retry_cannot_duplicate() {
+    let store = Arc::new(Store::open_in_memory().expect("store"));
+    let (_ann, bob, _cat) = household(&store);
+    let app = app_with(store.clone(), Opts::default());
+    let mut b = Browser::login(&app, "Bob", "4321").await;
+    let state = b.send(&app, "GET", "/api/state", None).await.json();
+    assert!(
+        state["model"]["message_limit"]
+            .as_str()
+            .expect("limit in words")
+            .contains("page"),
+        "{state}"
+    );
+    let c = b
+        .send(&app, "POST", "/api/conversations", Some(json!({})))
+        .await
+        .json();
+    let id = c["id"].as_i64().expect("id");
+    let path = format!("/api/conversations/{id}/messages");
+    // Too long for this model's context (512 tokens), though short of the character cap.
+    let long = "The quick brown fox jumps over the lazy dog. ".repeat(300);
+    // And one over the character cap.
+    let huge = "x".repeat(40_000);
+    for text in [&long, &long, &huge, &huge] {
+        let r = b
+            .send(&app, "POST", &path, Some(json!({ "content": text })))
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
+        assert!(r.text().contains("too_long"), "{}", r.text());
+        assert!(r.text().contains("page"), "{}", r.text());
+        assert!(!r.text().contains("token"), "no jargon: {}", r.text());
+    }
+    for c in store.conversations(bob.id, None).expect("list") {
+        let c = store
+            .conversation(bob.id, c.id)
+            .expect("read")
+            .expect("chat");
+        assert!(c.messages.is_empty(), "stored: {:?}", c.messages.len());
+    }
+    // Editing the last message into one too long keeps the conversation as it was.
+    store
+        .add_message(bob.id, id, MessageRole::User, "Hi", Status::Complete)
+        .expect("message");
+    store
+        .add_message(
+            bob.id,
+            id,
+            MessageRole::Assistant,
+            "Hello!",
+            Status::Complete,
+        )
+        .expect("message");
+    let r = b
+        .send(
+            &app,
+            "POST",
+            &format!("/api/conversations/{id}/edit"),
+            Some(json!({ "content": long })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
+    let c = store.conversation(bob.id, id).expect("read").expect("chat");
+    let texts: Vec<&str> = c.messages.iter().map(|m| m.content.as_str()).collect();
+    assert_eq!(texts, ["Hi", "Hello!"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_that_hits_the_cap_is_cut_short_and_continues_in_place() {
+    let store = Arc::new(Store::open_in_memory().expect("store"));
+    household(&store);
+    let app = app_with(
+        store.clone(),
+        Opts {
+            reply_tokens: 8,
+            ..Opts::default()
+        },
+    );
+    let mut b = Browser::login(&app, "Bob", "4321").await;
+    let c = ask(&app, &mut b, "Tell me a long story about a dragon.").await;
+    let id = c["id"].as_i64().expect("id");
+    let first = c["messages"][1].clone();
+    assert_eq!(first["status"], "cut_short", "{c}");
+    let before = first["content"].as_str().expect("text").to_string();
+    assert!(!before.is_empty());
+    let r = b
+        .send(
+            &app,
+            "POST",
+            &format!("/api/conversations/{id}/continue"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.json()["assistant"]["id"], first["id"], "{}", r.text());
+    let status = b.events(&app, id).await.until_done().await;
+    assert_eq!(status, "cut_short");
+    let c = b
+        .send(&app, "GET", &format!("/api/conversations/{id}"), None)
+        .await
+        .json();
+    let messages = c["messages"].as_array().expect("messages");
+    assert_eq!(messages.len(), 2, "the same reply goes on: {c}");
+    let after = messages[1]["content"].as_str().expect("text");
+    assert!(
+        after.starts_with(&before) && after.len() > before.len(),
+        "{before:?} then {after:?}"
+    );
+    // Only a cut-short reply can be continued.
+    store
+        .set_message_status(first["id"].as_i64().expect("id"), Status::Complete)
+        .expect("status");
+    let r = b
+        .send(
+            &app,
+            "POST",
+            &format!("/api/conversations/{id}/continue"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
+}
+
+/// The topic check's threshold against the labelled set committed beside this file: every
+/// question compared with all five topics, as a child's would be with their keeper's list.
+/// Prints the precision and recall at each threshold around the chosen one (run with
+/// `--nocapture`), and fails if the chosen one falls below what was measured.
+#[test]
+fn topic_threshold() {
+    use hearth_server::household::topics::{closest, topic_vectors, THRESHOLD};
+    let dir = hearth_fetch::test_model("all-minilm-l6-v2").expect("embedding model");
+    let e = hearth_embed::Embedder::open(&dir).expect("embedder");
+    let pool = hearth_kernels::ThreadPool::new(2);
+    let set = include_str!("topics/labelled.tsv");
+    let rows: Vec<(&str, &str)> = set
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| l.split_once('\t').expect("topic<TAB>question"))
+        .collect();
+    let mut topics: Vec<String> = rows
+        .iter()
+        .map(|r| r.0.to_string())
+        .filter(|t| t != "-")
+        .collect();
+    topics.dedup();
+    assert_eq!(topics.len(), 5, "{topics:?}");
+    let vectors = topic_vectors(&e, &pool, &topics).expect("topics");
+    let scored: Vec<(bool, f32, String)> = rows
+        .iter()
+        .map(|(label, q)| {
+            let (topic, s) = closest(&e, &pool, &vectors, q)
+                .expect("embed")
+                .expect("a topic");
+            if *label != "-" && topic != *label {
+                eprintln!("closest topic {topic:?} ({s:.2}) is not the label {label:?}: {q}");
+            }
+            (*label != "-", s, format!("{s:.2} {label}: {q}"))
+        })
+        .collect();
+    let measure = |t: f32| {
+        let tp = scored.iter().filter(|s| s.0 && s.1 >= t).count() as f32;
+        let fp = scored.iter().filter(|s| !s.0 && s.1 >= t).count() as f32;
+        let pos = scored.iter().filter(|s| s.0).count() as f32;
+        (if tp + fp > 0.0 { tp / (tp + fp) } else { 1.0 }, tp / pos)
+    };
+    let mut sorted: Vec<&(bool, f32, String)> = scored.iter().collect();
+    sorted.sort_by(|a, b| b.1.total_cmp(&a.1));
+    for s in sorted {
+        eprintln!("{}", s.2);
+    }
+    for t in [0.26, 0.28, 0.30, 0.32, 0.34, 0.36, 0.40] {
+        let (p, r) = measure(t);
+        eprintln!("threshold {t:.2}: precision {p:.2}, recall {r:.2}");
+    }
+    let (p, r) = measure(THRESHOLD);
+    assert!(
+        p >= 0.94 && r >= 0.87,
+        "at {THRESHOLD}: precision {p:.2}, recall {r:.2}"
+    );
+}
