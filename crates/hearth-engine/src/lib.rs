@@ -214,6 +214,45 @@ pub struct Engine {
     spec_counts: SpecCounts,
     /// The draft model, when one drafts.
     drafter: Option<draft::Drafter>,
+    /// Per step: each sequence's rows of logits (reused).
+    sample_jobs: Vec<SampleJob>,
+    /// Per sampling job: the events it produced (reused).
+    sample_events: Vec<Vec<Event>>,
+}
+
+/// One sequence's rows of a step's logits.
+struct SampleJob {
+    /// Index into the engine's sequences.
+    seq: usize,
+    /// Its first row among the step's logits rows.
+    first_row: usize,
+    /// The position the first row was computed at.
+    first_pos: usize,
+    rows: usize,
+}
+
+/// Samples one row of logits computed at `pos` for `seq`: the next token, or the check of a
+/// drafted one. Rows after a rejected draft token were computed from a token that is not the
+/// sequence's: they are dropped.
+fn sample_row(
+    seq: &mut Sequence,
+    row: &[f32],
+    pos: usize,
+    ctx: usize,
+    keep: bool,
+    events: &mut Vec<Event>,
+) {
+    let drafted = !seq.spec.draft.is_empty();
+    if drafted && (seq.spec.done || !seq.is_active()) {
+        return;
+    }
+    seq.on_logits(row, ctx, keep, events);
+    if drafted {
+        // A token that also ends the sequence still counts as accepted; the rows after it are
+        // dropped because the sequence is finished.
+        let token = seq.tokens[seq.tokens.len() - 1];
+        seq.spec.check(pos - seq.spec.base, token);
+    }
 }
 
 impl Engine {
@@ -253,6 +292,8 @@ impl Engine {
             stats_group,
             spec_counts: SpecCounts::default(),
             drafter: None,
+            sample_jobs: Vec::new(),
+            sample_events: Vec::new(),
         }
     }
 
@@ -698,28 +739,69 @@ impl Engine {
                 seq.kv.set_len(len);
             }
         }
-        for item in &self.batch {
-            if !item.logits {
-                continue;
+        // Each sequence's rows of logits: the batch holds a sequence's items together, so its
+        // rows are contiguous, in the order the sequences appear in the batch.
+        self.sample_jobs.clear();
+        for item in self.batch.iter().filter(|item| item.logits) {
+            match self.sample_jobs.last_mut() {
+                Some(job) if job.seq == item.seq => job.rows += 1,
+                _ => self.sample_jobs.push(SampleJob {
+                    seq: item.seq,
+                    first_row: out_row,
+                    first_pos: item.pos,
+                    rows: 1,
+                }),
             }
-            let row = &logits[out_row * n_vocab..(out_row + 1) * n_vocab];
             out_row += 1;
-            let seq = &mut self.seqs[item.seq];
-            let drafted = !seq.spec.draft.is_empty();
-            // Rows after a rejected draft token were computed from a token that is not the
-            // sequence's: they are dropped.
-            if drafted && (seq.spec.done || !seq.is_active()) {
-                continue;
+        }
+        // Sampling is each sequence's own business (its sampler, random state, constraint and
+        // draft), so the sequences are sampled side by side on the pool rather than one after
+        // another on this thread: with eight chats at a non-zero temperature, eight sorts of the
+        // whole vocabulary otherwise run while the other threads wait. Each sequence writes its
+        // own events, appended below in batch order, so the events and tokens are the same as
+        // sampling in turn.
+        let ctx = self.opts.ctx;
+        let keep = self.opts.keep_logits;
+        self.sample_events.resize_with(
+            self.sample_jobs.len().max(self.sample_events.len()),
+            Vec::new,
+        );
+        {
+            let mut seqs: Vec<Option<&mut Sequence>> = self.seqs.iter_mut().map(Some).collect();
+            let work: Vec<std::sync::Mutex<(&mut Sequence, &mut Vec<Event>, &SampleJob)>> = self
+                .sample_jobs
+                .iter()
+                .zip(self.sample_events.iter_mut())
+                .map(|(job, ev)| {
+                    ev.clear();
+                    let seq = seqs[job.seq].take().expect("one sampling job per sequence");
+                    std::sync::Mutex::new((seq, ev, job))
+                })
+                .collect();
+            let sample = |w: &std::sync::Mutex<(&mut Sequence, &mut Vec<Event>, &SampleJob)>| {
+                // Each job is claimed once, so the lock is never contended.
+                let mut guard = w.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                let (seq, ev, job) = &mut *guard;
+                for j in 0..job.rows {
+                    let r = job.first_row + j;
+                    sample_row(
+                        seq,
+                        &logits[r * n_vocab..(r + 1) * n_vocab],
+                        job.first_pos + j,
+                        ctx,
+                        keep,
+                        ev,
+                    );
+                }
+            };
+            if work.len() > 1 {
+                self.pool.run_chunks(work.len(), |_, c| sample(&work[c]));
+            } else {
+                work.iter().for_each(sample);
             }
-            let ctx = self.opts.ctx;
-            let keep = self.opts.keep_logits;
-            seq.on_logits(row, ctx, keep, events);
-            if drafted {
-                // A token that also ends the sequence still counts as accepted; the rows after
-                // it are dropped because the sequence is finished.
-                let token = seq.tokens[seq.tokens.len() - 1];
-                seq.spec.check(item.pos - seq.spec.base, token);
-            }
+        }
+        for ev in &mut self.sample_events[..self.sample_jobs.len()] {
+            events.append(ev);
         }
         for (seq, &len) in self.seqs.iter_mut().zip(&self.advanced) {
             if len == 0 {

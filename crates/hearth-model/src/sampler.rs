@@ -203,23 +203,14 @@ impl Sampler {
         let cands = &mut out.tokens;
         let weights = &mut out.weights;
         let mut pairs = std::mem::take(&mut self.candidates);
-        pairs.clear();
-        pairs.extend(
-            logits
-                .iter()
-                .enumerate()
-                .filter(|(_, l)| l.is_finite())
-                .map(|(i, &l)| (i as u32, l)),
-        );
+        let finite = gather_candidates(logits, self.cfg.top_k, &mut pairs);
         if pairs.is_empty() {
             self.candidates = pairs;
             out.point(argmax(logits));
             return;
         }
-        // Sorted by logit, ties by id, so every filter below is deterministic.
-        let by_logit = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
         let k = if self.cfg.top_k > 0 {
-            self.cfg.top_k.min(pairs.len())
+            self.cfg.top_k.min(finite)
         } else {
             pairs.len()
         };
@@ -291,6 +282,56 @@ impl Sampler {
     }
 }
 
+/// Candidate order: larger logit first, ties to the lower id. A total order, so the top k and
+/// every filter after it are deterministic.
+fn by_logit(a: &(u32, f32), b: &(u32, f32)) -> std::cmp::Ordering {
+    b.1.total_cmp(&a.1).then(a.0.cmp(&b.0))
+}
+
+/// Fills `cands` with the finite logits that can be among the `top_k` best in [`by_logit`]
+/// order (every finite one when `top_k` is 0) and returns how many logits are finite. The
+/// caller selects the `top_k` from `cands` as it would from all of them: the result is the
+/// same, since only entries that `top_k` others already beat are left out.
+///
+/// Collecting the whole vocabulary (49,152 entries for SmolLM2, 262,144 for Gemma 3) and
+/// selecting from it was most of a sampled token's time, paid per sequence per step; one pass
+/// that skips what falls below the running k-th best keeps a few hundred entries instead.
+fn gather_candidates(logits: &[f32], top_k: usize, cands: &mut Vec<(u32, f32)>) -> usize {
+    cands.clear();
+    if top_k == 0 {
+        cands.extend(
+            logits
+                .iter()
+                .enumerate()
+                .filter(|(_, l)| l.is_finite())
+                .map(|(i, &l)| (i as u32, l)),
+        );
+        return cands.len();
+    }
+    // Pruned back to top_k whenever it holds this many.
+    let cap = top_k.saturating_mul(2).max(256);
+    // Entries at or below the k-th best seen so far have top_k better ones (an equal logit
+    // loses the tie: ids are visited in increasing order): they cannot be chosen.
+    let mut floor = f32::NEG_INFINITY;
+    let mut finite = 0;
+    for (i, &l) in logits.iter().enumerate() {
+        if !l.is_finite() {
+            continue;
+        }
+        finite += 1;
+        if l <= floor {
+            continue;
+        }
+        cands.push((i as u32, l));
+        if cands.len() >= cap {
+            cands.select_nth_unstable_by(top_k - 1, by_logit);
+            cands.truncate(top_k);
+            floor = cands[top_k - 1].1;
+        }
+    }
+    finite
+}
+
 /// Index of the largest logit, the lowest index on ties (NaN never wins).
 pub fn argmax(logits: &[f32]) -> u32 {
     let mut best = 0usize;
@@ -342,6 +383,47 @@ mod tests {
                 .collect::<Vec<_>>()
         };
         assert_ne!(run(), other);
+    }
+
+    /// The pruned candidate pass gives the same top k, in the same order, as collecting every
+    /// finite logit and selecting from all of them: with many ties (logits on a coarse grid,
+    /// so the k-th best is shared by many ids), infinities and NaN, and k below, near and above
+    /// the pruning size and the vocabulary.
+    #[test]
+    fn pruned_top_k_is_the_plain_top_k() {
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        for vocab in [1usize, 7, 300, 5000, 49_152] {
+            let logits: Vec<f32> = (0..vocab)
+                .map(|_| match rng.gen_range(0..50) {
+                    0 => f32::NEG_INFINITY,
+                    1 => f32::NAN,
+                    2 => f32::INFINITY,
+                    _ => (rng.gen_range(-40..40) as f32) * 0.25,
+                })
+                .collect();
+            for top_k in [1usize, 2, 40, 127, 128, 129, 256, 1000, vocab, vocab + 3] {
+                let mut all: Vec<(u32, f32)> = logits
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, l)| l.is_finite())
+                    .map(|(i, &l)| (i as u32, l))
+                    .collect();
+                let finite = all.len();
+                let k = top_k.min(finite);
+                all.sort_unstable_by(by_logit);
+                all.truncate(k);
+                let mut got = Vec::new();
+                assert_eq!(gather_candidates(&logits, top_k, &mut got), finite);
+                if k > 0 && k < got.len() {
+                    got.select_nth_unstable_by(k - 1, by_logit);
+                    got.truncate(k);
+                }
+                got.sort_unstable_by(by_logit);
+                let bits =
+                    |v: &[(u32, f32)]| v.iter().map(|&(i, l)| (i, l.to_bits())).collect::<Vec<_>>();
+                assert_eq!(bits(&got), bits(&all), "vocab {vocab}, top_k {top_k}");
+            }
+        }
     }
 
     #[test]
