@@ -335,10 +335,12 @@ pub(crate) fn verify(
     let p = &mut spec.p;
     sampler.distribution(logits, p);
     let (pd, qd) = (p.prob(d), q.prob(d));
-    let accept = if pd >= qd {
-        true
-    } else if pd <= 0.0 {
+    // A token the target never draws is rejected first, even when q gave it no weight either:
+    // the draft's draw can round onto a weight-0 candidate, and `0 >= 0` would accept it.
+    let accept = if pd <= 0.0 {
         false
+    } else if pd >= qd {
+        true
     } else {
         f64::from(sampler.uniform()) < pd / qd
     };
@@ -543,6 +545,36 @@ mod tests {
         for (a, b) in seqs[0].spec.qs.iter().zip(&alone[0].spec.qs) {
             assert_eq!(a.tokens, b.tokens);
             assert_eq!(a.weights, b.weights);
+        }
+    }
+
+    /// A drafted token the target's law gives no weight is rejected, even when the draft's law
+    /// gave it none either (a draw can round onto a weight-0 candidate).
+    #[test]
+    fn a_token_the_target_never_draws_is_rejected() {
+        let mut sampler = Sampler::new(SamplerConfig {
+            temperature: 1.0,
+            top_k: 2,
+            top_p: 1.0,
+            min_p: 0.0,
+            seed: 1,
+            ..SamplerConfig::default()
+        });
+        let mut spec = SpecState::default();
+        spec.draft = vec![5];
+        spec.qs = vec![Distribution {
+            tokens: vec![1, 5],
+            weights: vec![1.0, 0.0],
+            total: 1.0,
+            random: true,
+        }];
+        // Top-k keeps tokens 1 and 2: the target never draws 5.
+        let mut logits = vec![0.0f32; 8];
+        logits[1] = 5.0;
+        logits[2] = 4.0;
+        for _ in 0..20 {
+            let token = verify(&mut sampler, &mut logits.clone(), &mut spec, 0);
+            assert!(token == 1 || token == 2, "drew {token}");
         }
     }
 
