@@ -31,8 +31,9 @@
 //! like the target's: one context per sequence slot, resident only as written). It follows the
 //! sequence by its tokens: each step the draft cache is cut back to the longest prefix it
 //! shares with the sequence (which rolls back rejected drafts, or a new turn's history), then
-//! catches up on the tokens it lacks, at most one prefill chunk per step, in the same batched
-//! pass that yields its first draft. A prompt is caught up while the target prefills it.
+//! catches up on the tokens it lacks before it drafts, a prefill chunk per pass (the last chunk in
+//! the pass that yields the first draft). A prompt is caught up while the target prefills it;
+//! what the target did not compute (a reused prefix) is caught up at the first decoding step.
 //! Sequences that keep logprobs or follow a token constraint (whose state cannot be copied to
 //! mask the draft) use prompt lookup only.
 
@@ -80,6 +81,8 @@ struct DraftSeq {
     target: usize,
     /// Tokens this sequence drafts this step.
     want: usize,
+    /// Whether it is still catching up on the sequence's tokens before this step's draft.
+    catching: bool,
 }
 
 impl AsRef<SeqKv> for DraftSeq {
@@ -137,6 +140,8 @@ impl Drafter {
             live
         });
         batch.clear();
+        // A pass that failed last step may have left some catching up.
+        dseqs.iter_mut().for_each(|d| d.catching = false);
         for (i, seq) in seqs.iter_mut().enumerate() {
             seq.spec.source = Default::default();
             if !seq.may_draft_with_model() {
@@ -160,6 +165,7 @@ impl Drafter {
                         sampler: Sampler::new(draft_config(seq)),
                         target: i,
                         want: 0,
+                        catching: false,
                     });
                     dseqs.len() - 1
                 }
@@ -183,11 +189,12 @@ impl Drafter {
                 if k == 0 {
                     continue;
                 }
-                if n - d.held.len() > *chunk {
-                    (d.held.len() + *chunk, 0)
-                } else {
-                    (n, k)
-                }
+                // A draft more than a chunk behind (the target reused a cached prefix, or
+                // prompt lookup drafted for a while) catches up fully in this step's passes, a
+                // chunk per pass: every decoding step drafts, so the step where drafting starts,
+                // and with it how the random streams are spent, never depends on what the
+                // target reused.
+                (n.min(d.held.len() + *chunk), k)
             } else {
                 // Its prompt, but for the last token, which the first decoding step feeds.
                 ((n - 1).min(d.held.len() + *chunk).min(*ctx), 0)
@@ -205,14 +212,8 @@ impl Drafter {
                 sync_history(&mut d.sampler, &seq.tokens);
             }
             d.want = want;
-            for (pos, &token) in seq.tokens.iter().enumerate().take(end).skip(start) {
-                batch.push(BatchItem {
-                    token,
-                    pos,
-                    seq: di,
-                    logits: want > 0 && pos + 1 == end,
-                });
-            }
+            d.catching = want > 0 && end < n;
+            push_tokens(batch, di, &seq.tokens, start, end, want > 0);
         }
         let n_vocab = model.config().n_vocab;
         while !batch.is_empty() {
@@ -223,6 +224,20 @@ impl Drafter {
                 d.kv.set_len(d.held.len());
             }
             next.clear();
+            for (di, d) in dseqs.iter_mut().enumerate() {
+                if !d.catching {
+                    continue;
+                }
+                let tokens = &seqs[d.target].tokens;
+                let (start, n) = (d.held.len(), tokens.len());
+                let end = n.min(start + *chunk);
+                if kv.reserve(&mut d.kv, end).is_err() {
+                    d.catching = false;
+                    continue;
+                }
+                d.catching = end < n;
+                push_tokens(next, di, tokens, start, end, true);
+            }
             for (row, item) in batch.iter().filter(|item| item.logits).enumerate() {
                 let d = &mut dseqs[item.seq];
                 let spec = &mut seqs[d.target].spec;
@@ -244,6 +259,26 @@ impl Drafter {
             std::mem::swap(batch, next);
         }
         Ok(())
+    }
+}
+
+/// Feeds `tokens[start..end]` of draft sequence `di`, asking for logits at the sequence's last
+/// token when `draws` (the first draft's law).
+fn push_tokens(
+    batch: &mut Vec<BatchItem>,
+    di: usize,
+    tokens: &[u32],
+    start: usize,
+    end: usize,
+    draws: bool,
+) {
+    for (pos, &token) in tokens.iter().enumerate().take(end).skip(start) {
+        batch.push(BatchItem {
+            token,
+            pos,
+            seq: di,
+            logits: draws && pos + 1 == tokens.len(),
+        });
     }
 }
 
@@ -592,6 +627,7 @@ mod tests {
                 sampler: Sampler::new(cfg),
                 target: 0,
                 want: 0,
+                catching: false,
             });
         }
         &mut d.seqs[0].sampler
