@@ -83,6 +83,8 @@ struct DraftSeq {
     want: usize,
     /// Whether it is still catching up on the sequence's tokens before this step's draft.
     catching: bool,
+    /// The sequence's turn the sampler was made for ([`SpecState::turn`]).
+    turn: u64,
 }
 
 impl AsRef<SeqKv> for DraftSeq {
@@ -166,6 +168,7 @@ impl Drafter {
                         target: i,
                         want: 0,
                         catching: false,
+                        turn: seq.spec.turn,
                     });
                     dseqs.len() - 1
                 }
@@ -173,6 +176,11 @@ impl Drafter {
             let d = &mut dseqs[di];
             d.target = i;
             d.want = 0;
+            if d.turn != seq.spec.turn {
+                // A new turn draws afresh, as a new sequence with the same history would.
+                d.sampler = Sampler::new(draft_config(seq));
+                d.turn = seq.spec.turn;
+            }
             follow(kv, d, &seq.tokens);
             let n = seq.tokens.len();
             if d.held.len() >= n {
@@ -204,11 +212,6 @@ impl Drafter {
                 continue;
             }
             if want > 0 {
-                let cfg = draft_config(seq);
-                if *d.sampler.config() != cfg {
-                    // A new turn with other settings.
-                    d.sampler = Sampler::new(cfg);
-                }
                 sync_history(&mut d.sampler, &seq.tokens);
             }
             d.want = want;
@@ -628,6 +631,7 @@ mod tests {
                 target: 0,
                 want: 0,
                 catching: false,
+                turn: 0,
             });
         }
         &mut d.seqs[0].sampler

@@ -397,6 +397,32 @@ fn same_seed_same_output_when_the_prefix_is_reused() {
     }
 }
 
+/// A new turn of a sequence (continue_with) samples as a sequence started fresh with the same
+/// history and settings would: the draft length learnt in the earlier turn and the draft
+/// sampler's random stream start afresh with the turn, as the target's sampler does.
+#[test]
+fn a_new_turn_samples_like_a_fresh_sequence() {
+    let (t, d) = (target("llama"), draft("llama"));
+    let setup = Setup::new(Some(d));
+    for seed in [2, 9] {
+        let mut e = setup.engine(&t);
+        let id = e.add(req(prompt(7, 40), sampled(seed), 60)).expect("add");
+        let first = run(&mut e, &[id]);
+        assert!(first.accepted > 0, "seed {seed}: no draft token accepted");
+        let mut history = e.sequence(id).expect("seq").tokens().to_vec();
+        history.extend(prompt(8, 6));
+        e.continue_with(id, history.clone(), sampled(seed), GEN)
+            .expect("continue");
+        let continued = run(&mut e, &[id]);
+        let fresh = alone(&setup, &t, history, sampled(seed), GEN);
+        assert!(fresh.accepted > 0, "seed {seed}: no draft token accepted");
+        assert_eq!(
+            continued.tokens, fresh.tokens,
+            "seed {seed}: a continued turn sampled otherwise than a fresh sequence"
+        );
+    }
+}
+
 /// The target's and the draft's laws of the token after `prompt`, at temperature `t`.
 fn law(bytes: &[u8], prompt: &[u32], t: f32) -> Vec<f64> {
     let mut e = Engine::new(
