@@ -616,6 +616,45 @@ mod tests {
         }
     }
 
+    /// A draft model that fails (here one that cannot embed the upper half of the vocabulary)
+    /// costs its drafts, never the sequences' steps: the output is what decoding without it
+    /// gives.
+    #[test]
+    fn a_failing_draft_model_only_skips_drafting() {
+        let mut small = TinySpec::new("llama");
+        small.n_vocab = 32;
+        small.window = 8;
+        small.n_layer = 2;
+        let small =
+            Model::from_gguf(Gguf::from_bytes(small.build()).expect("gguf")).expect("model");
+        let opts = |speculation| crate::EngineOptions {
+            ctx: 256,
+            threads: 1,
+            speculation,
+            ..crate::EngineOptions::default()
+        };
+        let prompt: Vec<u32> = (0..30u32).map(|i| 3 + (i * 37 + i * i * 7) % 61).collect();
+        assert!(prompt.iter().any(|&t| t >= 32));
+        let generate = |e: &mut crate::Engine| {
+            let id = e
+                .add(Request {
+                    prompt: prompt.clone(),
+                    sampler: SamplerConfig::greedy(),
+                    max_tokens: 20,
+                    ..Default::default()
+                })
+                .expect("add");
+            while e.has_work() {
+                e.step().expect("a draft failure failed the step");
+            }
+            e.sequence(id).expect("seq").generated().to_vec()
+        };
+        let mut plain = crate::Engine::new(tiny(3), opts(crate::Speculation::Off));
+        let mut drafting = crate::Engine::new(tiny(3), opts(crate::Speculation::PromptLookup));
+        drafting.drafter = Some(Drafter::new(small, 256, 1, 256));
+        assert_eq!(generate(&mut drafting), generate(&mut plain));
+    }
+
     /// The draft state of `seq` in `d`, made now if it has none.
     fn fresh_sampler<'a>(
         d: &'a mut Drafter,

@@ -214,6 +214,9 @@ pub struct Engine {
     spec_counts: SpecCounts,
     /// The draft model, when one drafts.
     drafter: Option<draft::Drafter>,
+    /// Steps whose drafting failed (logged at powers of two, so a broken draft cannot flood
+    /// the log).
+    draft_failures: u64,
 }
 
 impl Engine {
@@ -253,6 +256,7 @@ impl Engine {
             stats_group,
             spec_counts: SpecCounts::default(),
             drafter: None,
+            draft_failures: 0,
         }
     }
 
@@ -605,7 +609,23 @@ impl Engine {
         let mut budget = self.opts.max_batch_tokens;
         let speculate = self.opts.speculation != Speculation::Off && !self.opts.keep_logits;
         if let (true, Some(drafter)) = (speculate, self.drafter.as_mut()) {
-            drafter.draft(&mut self.seqs, &self.pool)?;
+            if let Err(e) = drafter.draft(&mut self.seqs, &self.pool) {
+                // Drafting only saves time: a failing draft model costs this step its drafts,
+                // never the sequences their step.
+                self.draft_failures += 1;
+                if self.draft_failures.is_power_of_two() {
+                    tracing::warn!(
+                        "the draft model failed ({e}); this step decodes without its drafts \
+                         ({} failed steps so far)",
+                        self.draft_failures
+                    );
+                }
+                for seq in &mut self.seqs {
+                    if seq.spec.source == speculative::Source::Model {
+                        seq.spec.draft.clear();
+                    }
+                }
+            }
         }
         // Decoding sequences not yet given their token: drafts never take their place.
         let mut decoding_left = self
