@@ -92,8 +92,10 @@ pub struct EngineOptions {
     pub kv_budget_bytes: Option<usize>,
     /// Reuse the KV blocks of cached prefixes (live sequences and removed ones).
     pub prefix_cache: bool,
-    /// Speculative decoding (exact: the same tokens as without it). Sequences that keep
-    /// per-token logits or logprobs decode one token per step regardless.
+    /// Speculative decoding. Prompt lookup alone is exact: the same tokens as without it. With
+    /// a draft model ([`Engine::set_draft`]) greedy output is identical and sampled output
+    /// follows the same distribution (not the same tokens). Sequences that keep per-token
+    /// logits or logprobs decode one token per step regardless.
     pub speculation: Speculation,
 }
 
