@@ -31,8 +31,9 @@
 //! like the target's: one context per sequence slot, resident only as written). It follows the
 //! sequence by its tokens: each step the draft cache is cut back to the longest prefix it
 //! shares with the sequence (which rolls back rejected drafts, or a new turn's history), then
-//! catches up on the tokens it lacks, at most one prefill chunk per step, in the same batched
-//! pass that yields its first draft. A prompt is caught up while the target prefills it.
+//! catches up on the tokens it lacks before it drafts, a prefill chunk per pass (the last chunk in
+//! the pass that yields the first draft). A prompt is caught up while the target prefills it;
+//! what the target did not compute (a reused prefix) is caught up at the first decoding step.
 //! Sequences that keep logprobs or follow a token constraint (whose state cannot be copied to
 //! mask the draft) use prompt lookup only.
 
@@ -80,6 +81,10 @@ struct DraftSeq {
     target: usize,
     /// Tokens this sequence drafts this step.
     want: usize,
+    /// Whether it is still catching up on the sequence's tokens before this step's draft.
+    catching: bool,
+    /// The sequence's turn the sampler was made for ([`SpecState::turn`]).
+    turn: u64,
 }
 
 impl AsRef<SeqKv> for DraftSeq {
@@ -137,6 +142,8 @@ impl Drafter {
             live
         });
         batch.clear();
+        // A pass that failed last step may have left some catching up.
+        dseqs.iter_mut().for_each(|d| d.catching = false);
         for (i, seq) in seqs.iter_mut().enumerate() {
             seq.spec.source = Default::default();
             if !seq.may_draft_with_model() {
@@ -160,6 +167,8 @@ impl Drafter {
                         sampler: Sampler::new(draft_config(seq)),
                         target: i,
                         want: 0,
+                        catching: false,
+                        turn: seq.spec.turn,
                     });
                     dseqs.len() - 1
                 }
@@ -167,6 +176,11 @@ impl Drafter {
             let d = &mut dseqs[di];
             d.target = i;
             d.want = 0;
+            if d.turn != seq.spec.turn {
+                // A new turn draws afresh, as a new sequence with the same history would.
+                d.sampler = Sampler::new(draft_config(seq));
+                d.turn = seq.spec.turn;
+            }
             follow(kv, d, &seq.tokens);
             let n = seq.tokens.len();
             if d.held.len() >= n {
@@ -183,11 +197,12 @@ impl Drafter {
                 if k == 0 {
                     continue;
                 }
-                if n - d.held.len() > *chunk {
-                    (d.held.len() + *chunk, 0)
-                } else {
-                    (n, k)
-                }
+                // A draft more than a chunk behind (the target reused a cached prefix, or
+                // prompt lookup drafted for a while) catches up fully in this step's passes, a
+                // chunk per pass: every decoding step drafts, so the step where drafting starts,
+                // and with it how the random streams are spent, never depends on what the
+                // target reused.
+                (n.min(d.held.len() + *chunk), k)
             } else {
                 // Its prompt, but for the last token, which the first decoding step feeds.
                 ((n - 1).min(d.held.len() + *chunk).min(*ctx), 0)
@@ -197,22 +212,11 @@ impl Drafter {
                 continue;
             }
             if want > 0 {
-                let cfg = draft_config(seq);
-                if *d.sampler.config() != cfg {
-                    // A new turn with other settings.
-                    d.sampler = Sampler::new(cfg);
-                }
                 sync_history(&mut d.sampler, &seq.tokens);
             }
             d.want = want;
-            for (pos, &token) in seq.tokens.iter().enumerate().take(end).skip(start) {
-                batch.push(BatchItem {
-                    token,
-                    pos,
-                    seq: di,
-                    logits: want > 0 && pos + 1 == end,
-                });
-            }
+            d.catching = want > 0 && end < n;
+            push_tokens(batch, di, &seq.tokens, start, end, want > 0);
         }
         let n_vocab = model.config().n_vocab;
         while !batch.is_empty() {
@@ -223,6 +227,20 @@ impl Drafter {
                 d.kv.set_len(d.held.len());
             }
             next.clear();
+            for (di, d) in dseqs.iter_mut().enumerate() {
+                if !d.catching {
+                    continue;
+                }
+                let tokens = &seqs[d.target].tokens;
+                let (start, n) = (d.held.len(), tokens.len());
+                let end = n.min(start + *chunk);
+                if kv.reserve(&mut d.kv, end).is_err() {
+                    d.catching = false;
+                    continue;
+                }
+                d.catching = end < n;
+                push_tokens(next, di, tokens, start, end, true);
+            }
             for (row, item) in batch.iter().filter(|item| item.logits).enumerate() {
                 let d = &mut dseqs[item.seq];
                 let spec = &mut seqs[d.target].spec;
@@ -244,6 +262,26 @@ impl Drafter {
             std::mem::swap(batch, next);
         }
         Ok(())
+    }
+}
+
+/// Feeds `tokens[start..end]` of draft sequence `di`, asking for logits at the sequence's last
+/// token when `draws` (the first draft's law).
+fn push_tokens(
+    batch: &mut Vec<BatchItem>,
+    di: usize,
+    tokens: &[u32],
+    start: usize,
+    end: usize,
+    draws: bool,
+) {
+    for (pos, &token) in tokens.iter().enumerate().take(end).skip(start) {
+        batch.push(BatchItem {
+            token,
+            pos,
+            seq: di,
+            logits: draws && pos + 1 == tokens.len(),
+        });
     }
 }
 
@@ -335,10 +373,12 @@ pub(crate) fn verify(
     let p = &mut spec.p;
     sampler.distribution(logits, p);
     let (pd, qd) = (p.prob(d), q.prob(d));
-    let accept = if pd >= qd {
-        true
-    } else if pd <= 0.0 {
+    // A token the target never draws is rejected first, even when q gave it no weight either:
+    // the draft's draw can round onto a weight-0 candidate, and `0 >= 0` would accept it.
+    let accept = if pd <= 0.0 {
         false
+    } else if pd >= qd {
+        true
     } else {
         f64::from(sampler.uniform()) < pd / qd
     };
@@ -546,6 +586,75 @@ mod tests {
         }
     }
 
+    /// A drafted token the target's law gives no weight is rejected, even when the draft's law
+    /// gave it none either (a draw can round onto a weight-0 candidate).
+    #[test]
+    fn a_token_the_target_never_draws_is_rejected() {
+        let mut sampler = Sampler::new(SamplerConfig {
+            temperature: 1.0,
+            top_k: 2,
+            top_p: 1.0,
+            min_p: 0.0,
+            seed: 1,
+            ..SamplerConfig::default()
+        });
+        let mut spec = SpecState::default();
+        spec.draft = vec![5];
+        spec.qs = vec![Distribution {
+            tokens: vec![1, 5],
+            weights: vec![1.0, 0.0],
+            total: 1.0,
+            random: true,
+        }];
+        // Top-k keeps tokens 1 and 2: the target never draws 5.
+        let mut logits = vec![0.0f32; 8];
+        logits[1] = 5.0;
+        logits[2] = 4.0;
+        for _ in 0..20 {
+            let token = verify(&mut sampler, &mut logits.clone(), &mut spec, 0);
+            assert!(token == 1 || token == 2, "drew {token}");
+        }
+    }
+
+    /// A draft model that fails (here one that cannot embed the upper half of the vocabulary)
+    /// costs its drafts, never the sequences' steps: the output is what decoding without it
+    /// gives.
+    #[test]
+    fn a_failing_draft_model_only_skips_drafting() {
+        let mut small = TinySpec::new("llama");
+        small.n_vocab = 32;
+        small.window = 8;
+        small.n_layer = 2;
+        let small =
+            Model::from_gguf(Gguf::from_bytes(small.build()).expect("gguf")).expect("model");
+        let opts = |speculation| crate::EngineOptions {
+            ctx: 256,
+            threads: 1,
+            speculation,
+            ..crate::EngineOptions::default()
+        };
+        let prompt: Vec<u32> = (0..30u32).map(|i| 3 + (i * 37 + i * i * 7) % 61).collect();
+        assert!(prompt.iter().any(|&t| t >= 32));
+        let generate = |e: &mut crate::Engine| {
+            let id = e
+                .add(Request {
+                    prompt: prompt.clone(),
+                    sampler: SamplerConfig::greedy(),
+                    max_tokens: 20,
+                    ..Default::default()
+                })
+                .expect("add");
+            while e.has_work() {
+                e.step().expect("a draft failure failed the step");
+            }
+            e.sequence(id).expect("seq").generated().to_vec()
+        };
+        let mut plain = crate::Engine::new(tiny(3), opts(crate::Speculation::Off));
+        let mut drafting = crate::Engine::new(tiny(3), opts(crate::Speculation::PromptLookup));
+        drafting.drafter = Some(Drafter::new(small, 256, 1, 256));
+        assert_eq!(generate(&mut drafting), generate(&mut plain));
+    }
+
     /// The draft state of `seq` in `d`, made now if it has none.
     fn fresh_sampler<'a>(
         d: &'a mut Drafter,
@@ -560,6 +669,8 @@ mod tests {
                 sampler: Sampler::new(cfg),
                 target: 0,
                 want: 0,
+                catching: false,
+                turn: 0,
             });
         }
         &mut d.seqs[0].sampler

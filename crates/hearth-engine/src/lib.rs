@@ -92,8 +92,10 @@ pub struct EngineOptions {
     pub kv_budget_bytes: Option<usize>,
     /// Reuse the KV blocks of cached prefixes (live sequences and removed ones).
     pub prefix_cache: bool,
-    /// Speculative decoding (exact: the same tokens as without it). Sequences that keep
-    /// per-token logits or logprobs decode one token per step regardless.
+    /// Speculative decoding. Prompt lookup alone is exact: the same tokens as without it. With
+    /// a draft model ([`Engine::set_draft`]) greedy output is identical and sampled output
+    /// follows the same distribution (not the same tokens). Sequences that keep per-token
+    /// logits or logprobs decode one token per step regardless.
     pub speculation: Speculation,
 }
 
@@ -214,6 +216,9 @@ pub struct Engine {
     spec_counts: SpecCounts,
     /// The draft model, when one drafts.
     drafter: Option<draft::Drafter>,
+    /// Steps whose drafting failed (logged at powers of two, so a broken draft cannot flood
+    /// the log).
+    draft_failures: u64,
     /// Per step: each sequence's rows of logits (reused).
     sample_jobs: Vec<SampleJob>,
     /// Per sampling job: the events it produced (reused).
@@ -292,6 +297,7 @@ impl Engine {
             stats_group,
             spec_counts: SpecCounts::default(),
             drafter: None,
+            draft_failures: 0,
             sample_jobs: Vec::new(),
             sample_events: Vec::new(),
         }
@@ -646,7 +652,23 @@ impl Engine {
         let mut budget = self.opts.max_batch_tokens;
         let speculate = self.opts.speculation != Speculation::Off && !self.opts.keep_logits;
         if let (true, Some(drafter)) = (speculate, self.drafter.as_mut()) {
-            drafter.draft(&mut self.seqs, &self.pool)?;
+            if let Err(e) = drafter.draft(&mut self.seqs, &self.pool) {
+                // Drafting only saves time: a failing draft model costs this step its drafts,
+                // never the sequences their step.
+                self.draft_failures += 1;
+                if self.draft_failures.is_power_of_two() {
+                    tracing::warn!(
+                        "the draft model failed ({e}); this step decodes without its drafts \
+                         ({} failed steps so far)",
+                        self.draft_failures
+                    );
+                }
+                for seq in &mut self.seqs {
+                    if seq.spec.source == speculative::Source::Model {
+                        seq.spec.draft.clear();
+                    }
+                }
+            }
         }
         // Decoding sequences not yet given their token: drafts never take their place.
         let mut decoding_left = self

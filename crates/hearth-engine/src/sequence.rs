@@ -151,6 +151,7 @@ impl Sequence {
         self.state = SeqState::Prefilling;
         self.constraint = None;
         self.last_logprob = None;
+        self.spec.new_turn();
     }
 
     pub fn id(&self) -> SeqId {

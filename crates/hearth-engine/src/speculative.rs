@@ -109,6 +109,9 @@ pub(crate) struct SpecState {
     misses: u32,
     /// Draft length for the next step the draft model drafts.
     pub(crate) k_model: usize,
+    /// The sequence's turn (counts [`new_turn`](Self::new_turn)s): the draft sampler is
+    /// rebuilt when it changes.
+    pub(crate) turn: u64,
     /// Where the draft of the step in flight came from.
     pub(crate) source: Source,
     /// The draft model's law for each drafted token of the step in flight (slots past the
@@ -143,6 +146,7 @@ impl Default for SpecState {
             pause: 0,
             misses: 0,
             k_model: START_DRAFT,
+            turn: 0,
             source: Source::Lookup,
             qs: Vec::new(),
             p: Distribution::default(),
@@ -160,6 +164,20 @@ impl Default for SpecState {
 }
 
 impl SpecState {
+    /// Starts a new turn: the adaptive lengths and pauses start afresh, as in a new sequence
+    /// (a turn's output must not depend on whether its history came from earlier turns or a
+    /// fresh prompt); the totals go on.
+    pub(crate) fn new_turn(&mut self) {
+        let fresh = SpecState::default();
+        self.k = fresh.k;
+        self.pause = fresh.pause;
+        self.misses = fresh.misses;
+        self.k_model = fresh.k_model;
+        self.source = fresh.source;
+        self.draft.clear();
+        self.turn += 1;
+    }
+
     /// Drafts at most `cap` tokens after `tokens` for a step whose first fed position is
     /// `base`; returns how many were drafted.
     /// A draft the draft model made this step ([`start_model`](Self::start_model)) is only cut

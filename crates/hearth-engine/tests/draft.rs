@@ -7,7 +7,9 @@
 //! layers (the same embeddings and first layers, as a layer-skipping draft is), so its guesses
 //! are often right and sometimes wrong: both paths of the verification run.
 
-use hearth_engine::{Engine, EngineOptions, Error, Event, Request, SeqId, SeqState, Speculation};
+use hearth_engine::{
+    Engine, EngineOptions, Error, Event, Request, SeqId, SeqState, Speculation, MAX_DRAFT,
+};
 use hearth_gguf::{Array, Gguf, Value};
 use hearth_model::testing::TinySpec;
 use hearth_model::{Model, SamplerConfig};
@@ -107,6 +109,13 @@ struct Outcome {
 /// cache holds exactly its tokens but the last (the target's KV rollback).
 fn run(e: &mut Engine, ids: &[SeqId]) -> Outcome {
     let mut tokens = vec![Vec::new(); ids.len()];
+    // Counts from steps before this run are not this run's.
+    e.take_spec_counts();
+    // A continued sequence's counts cover its earlier turns too.
+    let (drafted0, accepted0) = ids.iter().fold((0, 0), |(d, a), &id| {
+        let s = e.sequence(id).expect("seq");
+        (d + s.model_drafted_tokens(), a + s.model_accepted_tokens())
+    });
     while e.has_work() {
         for ev in e.step().expect("step") {
             if let Event::Token { seq, token } = ev {
@@ -130,6 +139,7 @@ fn run(e: &mut Engine, ids: &[SeqId]) -> Outcome {
         let s = e.sequence(id).expect("seq");
         (d + s.model_drafted_tokens(), a + s.model_accepted_tokens())
     });
+    let (drafted, accepted) = (drafted - drafted0, accepted - accepted0);
     assert_eq!(
         (counts.model_drafted, counts.model_accepted),
         (drafted, accepted)
@@ -277,47 +287,138 @@ fn sampled(seed: u64) -> SamplerConfig {
     }
 }
 
-/// The same seed and settings give the same tokens, alone or beside other sequences with a
-/// narrow batch budget and the prefix cache.
+/// The same seed and settings give the same tokens, alone or beside other sequences: one
+/// decoding with another seed, one with the same prompt and another seed (forked from the first
+/// by the prefix cache) and one long prompt prefilling in small chunks meanwhile, in the
+/// narrowest batch budget a draft model allows (every sequence's longest draft).
 #[test]
 fn same_seed_same_output_with_a_draft_model() {
     let (t, d) = (target("llama"), draft("llama"));
+    let wide = Setup::new(Some(d.clone()));
+    let setup = Setup {
+        max_batch_tokens: 4 * (MAX_DRAFT + 1),
+        prefill_chunk: 8,
+        prefix_cache: true,
+        ..Setup::new(Some(d.clone()))
+    };
     for seed in [3, 11] {
-        let p = prompt(4, 40);
-        let a = alone(
-            &Setup::new(Some(d.clone())),
-            &t,
-            p.clone(),
-            sampled(seed),
-            GEN,
-        );
-        let b = alone(
-            &Setup::new(Some(d.clone())),
-            &t,
-            p.clone(),
-            sampled(seed),
-            GEN,
-        );
-        assert!(a.accepted > 0, "seed {seed}: no draft token accepted");
+        let jobs = [
+            (prompt(4, 40), seed, GEN),
+            (prompt(9, 30), seed + 1, 60),
+            (prompt(4, 40), seed + 2, 50),
+            (prompt(5, 120), seed + 3, 30),
+        ];
+        let cold: Vec<Outcome> = jobs
+            .iter()
+            .map(|(p, s, n)| alone(&wide, &t, p.clone(), sampled(*s), *n))
+            .collect();
+        let again = alone(&wide, &t, jobs[0].0.clone(), sampled(seed), GEN);
+        assert!(cold[0].accepted > 0, "seed {seed}: no draft token accepted");
         assert_eq!(
-            a.tokens, b.tokens,
+            again.tokens, cold[0].tokens,
             "seed {seed}: same settings, different output"
         );
-        let setup = Setup {
-            max_batch_tokens: 4,
-            prefill_chunk: 8,
-            prefix_cache: true,
-            ..Setup::new(Some(d.clone()))
-        };
+
         let mut e = setup.engine(&t);
-        let other = e
-            .add(req(prompt(9, 30), sampled(seed + 1), 60))
-            .expect("companion");
-        let id = e.add(req(p, sampled(seed), GEN)).expect("add");
-        let batched = run(&mut e, &[id, other]);
+        assert_eq!(e.options().max_batch_tokens, 4 * (MAX_DRAFT + 1));
+        let add = |e: &mut Engine, k: usize| {
+            let (p, s, n) = &jobs[k];
+            e.add(req(p.clone(), sampled(*s), *n)).expect("add")
+        };
+        let mut ids = vec![add(&mut e, 0), add(&mut e, 1)];
+        let mut early = vec![Vec::new(); jobs.len()];
+        // The others join once the first decodes: the third forks its prompt, the fourth
+        // prefills beside the drafting ones.
+        while e.sequence(ids[0]).expect("seq").generated().len() < 3 {
+            for ev in e.step().expect("step") {
+                if let Event::Token { seq, token } = ev {
+                    early[ids.iter().position(|&id| id == seq).expect("known")].push(token);
+                }
+            }
+        }
+        ids.push(add(&mut e, 2));
+        ids.push(add(&mut e, 3));
+        assert!(
+            e.sequence(ids[2]).expect("seq").reused_tokens() >= 32,
+            "seed {seed}: the prefix cache was not used"
+        );
+        let mut batched = run(&mut e, &ids);
+        for (all, first) in batched.tokens.iter_mut().zip(early) {
+            all.splice(0..0, first);
+        }
+        for (k, c) in cold.iter().enumerate() {
+            assert_eq!(
+                batched.tokens[k], c.tokens[0],
+                "seed {seed}, sequence {k}: batching changed the output"
+            );
+        }
+    }
+}
+
+/// A prompt whose prefix the target reuses, from a removed sequence's retained blocks or forked
+/// from a live one, gives the same sampled tokens for the same seed as in a fresh engine: the
+/// draft must not still be catching up on the prompt when the first draft would be made, or
+/// drafting would start at another step and the random streams would be spent otherwise.
+#[test]
+fn same_seed_same_output_when_the_prefix_is_reused() {
+    let (t, d) = (target("llama"), draft("llama"));
+    let setup = Setup {
+        prefill_chunk: 16,
+        prefix_cache: true,
+        ..Setup::new(Some(d))
+    };
+    for seed in [5, 17] {
+        // Over twice the chunk, so a draft catching up a chunk per step is behind for steps.
+        let p = prompt(6, 100);
+        let cold = alone(&setup, &t, p.clone(), sampled(seed), GEN);
+        assert!(cold.accepted > 0, "seed {seed}: no draft token accepted");
+        let mut e = setup.engine(&t);
+        let first = e.add(req(p.clone(), sampled(seed), GEN)).expect("add");
+        assert_eq!(run(&mut e, &[first]).tokens, cold.tokens);
+        e.remove(first).expect("remove");
+        let retained = e.add(req(p.clone(), sampled(seed), GEN)).expect("add");
+        assert!(
+            e.sequence(retained).expect("seq").reused_tokens() > 2 * 16,
+            "the retained prefix was not reused"
+        );
         assert_eq!(
-            batched.tokens[0], a.tokens[0],
-            "seed {seed}: batching changed the output"
+            run(&mut e, &[retained]).tokens,
+            cold.tokens,
+            "seed {seed}: reusing a retained prefix changed the output"
+        );
+        // `retained` is finished but live: the next one forks its blocks.
+        let forked = e.add(req(p.clone(), sampled(seed), GEN)).expect("add");
+        assert!(e.sequence(forked).expect("seq").reused_tokens() > 2 * 16);
+        assert_eq!(
+            run(&mut e, &[forked]).tokens,
+            cold.tokens,
+            "seed {seed}: forking a live sequence's prefix changed the output"
+        );
+    }
+}
+
+/// A new turn of a sequence (continue_with) samples as a sequence started fresh with the same
+/// history and settings would: the draft length learnt in the earlier turn and the draft
+/// sampler's random stream start afresh with the turn, as the target's sampler does.
+#[test]
+fn a_new_turn_samples_like_a_fresh_sequence() {
+    let (t, d) = (target("llama"), draft("llama"));
+    let setup = Setup::new(Some(d));
+    for seed in [2, 9] {
+        let mut e = setup.engine(&t);
+        let id = e.add(req(prompt(7, 40), sampled(seed), 60)).expect("add");
+        let first = run(&mut e, &[id]);
+        assert!(first.accepted > 0, "seed {seed}: no draft token accepted");
+        let mut history = e.sequence(id).expect("seq").tokens().to_vec();
+        history.extend(prompt(8, 6));
+        e.continue_with(id, history.clone(), sampled(seed), GEN)
+            .expect("continue");
+        let continued = run(&mut e, &[id]);
+        let fresh = alone(&setup, &t, history, sampled(seed), GEN);
+        assert!(fresh.accepted > 0, "seed {seed}: no draft token accepted");
+        assert_eq!(
+            continued.tokens, fresh.tokens,
+            "seed {seed}: a continued turn sampled otherwise than a fresh sequence"
         );
     }
 }

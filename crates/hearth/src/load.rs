@@ -53,7 +53,8 @@ pub struct GenOptions {
     #[arg(long)]
     pub no_speculation: bool,
     /// A small model with the same tokenizer (catalog name or .gguf path) that drafts tokens
-    /// for this one to verify several at a time; the output is the same as without it.
+    /// for this one to verify several at a time. Greedy output is identical to that without it;
+    /// sampled output follows the same distribution (not the same tokens).
     #[arg(long, value_name = "MODEL")]
     pub draft: Option<String>,
 }

@@ -65,7 +65,8 @@ pub struct ServeArgs {
     #[arg(long)]
     pub no_speculation: bool,
     /// A small model with the same tokenizer (catalog name or .gguf path) that drafts tokens
-    /// for the served model to verify several at a time; replies are the same as without it.
+    /// for the served model to verify several at a time. Greedy replies are identical to those
+    /// without it; sampled replies follow the same distribution (not the same tokens).
     /// Kept for the model served at start only.
     #[arg(long, value_name = "MODEL")]
     pub draft: Option<String>,
