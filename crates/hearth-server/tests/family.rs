@@ -606,3 +606,167 @@ fn topic_threshold() {
         "at {THRESHOLD}: precision {p:.2}, recall {r:.2}"
     );
 }
+
+/// A child's reply is shown (on the page, in the store) only once the topic check has passed
+/// it: each piece the page receives passed the check, as the server checked it, and the store
+/// never holds more than the page received. A reply the check catches ends as the kind note.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_on_a_keepers_topic_never_reaches_the_page_or_the_store() {
+    use hearth_server::household::topics::{closest, reply_window, topic_vectors, THRESHOLD};
+    let store = Arc::new(Store::open_in_memory().expect("store"));
+    household(&store);
+    let app = app_with(
+        store.clone(),
+        Opts {
+            ends: true,
+            reply_tokens: 60,
+            embeddings: true,
+            ..Opts::default()
+        },
+    );
+    let mut ann = Browser::login(&app, "Ann", "correct horse").await;
+    let leo = add_leo(&app, &mut ann).await;
+    let topic = "volcanoes and eruptions";
+    set_limits(
+        &app,
+        &mut ann,
+        leo,
+        json!({"prompt": "You love volcanoes. Every answer talks about volcanoes, lava and eruptions.",
+               "hours": null, "topics": [topic], "keeper_sees": true}),
+    )
+    .await;
+    let mut kid = Browser::login(&app, "Leo", "2468").await;
+    let c = kid
+        .send(&app, "POST", "/api/conversations", Some(json!({})))
+        .await;
+    let id = c.json()["id"].as_i64().expect("id");
+    let r = kid
+        .send(
+            &app,
+            "POST",
+            &format!("/api/conversations/{id}/messages"),
+            Some(json!({"content": "Tell me about your favourite thing."})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let reply_id = r.json()["assistant"]["id"].as_i64().expect("reply id");
+    // The store is read while the reply is written, as a crash at any moment would leave it.
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let (store, done) = (store.clone(), done.clone());
+        tokio::spawn(async move {
+            let mut seen = Vec::new();
+            while !done.load(Ordering::SeqCst) {
+                if let Ok(Some(c)) = store.conversation(leo, id) {
+                    if let Some(m) = c.messages.iter().find(|m| m.id == reply_id) {
+                        seen.push(m.content.clone());
+                    }
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            seen
+        })
+    };
+    let mut events = kid.events(&app, id).await;
+    let mut pieces = Vec::new();
+    loop {
+        match events.next().await {
+            Some((name, data)) if name == "done" => {
+                assert_eq!(data["status"], "stopped", "{data}");
+                break;
+            }
+            Some((name, data)) if name == "snapshot" => {
+                let text = data["content"].as_str().expect("text");
+                assert!(text.is_empty(), "{data}");
+            }
+            Some((name, data)) if name == "delta" => {
+                pieces.push(data["text"].as_str().expect("text").to_string());
+            }
+            Some(_) => {}
+            None => panic!("the event stream ended without `done`"),
+        }
+    }
+    done.store(true, Ordering::SeqCst);
+    let c = kid
+        .send(&app, "GET", &format!("/api/conversations/{id}"), None)
+        .await
+        .json();
+    let note = last_reply(&c);
+    assert!(note.contains("something else"), "{c}");
+    let dir = hearth_fetch::test_model("all-minilm-l6-v2").expect("embedding model");
+    let e = hearth_embed::Embedder::open(&dir).expect("embedder");
+    let pool = hearth_kernels::ThreadPool::new(2);
+    let vectors = topic_vectors(&e, &pool, &[topic.to_string()]).expect("topic");
+    let mut shown = String::new();
+    for piece in &pieces {
+        let window = reply_window(
+            &shown,
+            piece,
+            hearth_server::household::topics::REPLY_WINDOW_CHARS,
+        );
+        let (_, s) = closest(&e, &pool, &vectors, &window)
+            .expect("embed")
+            .expect("a topic");
+        assert!(s < THRESHOLD, "shown before it passed ({s:.2}): {window:?}");
+        shown.push_str(piece);
+    }
+    for text in watcher.await.expect("watcher") {
+        assert!(
+            text == note || shown.starts_with(&text),
+            "stored but never shown: {text:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_quick_sends_start_one_reply_and_the_other_is_told_to_wait() {
+    let store = Arc::new(Store::open_in_memory().expect("store"));
+    household(&store);
+    let app = app_with(
+        store.clone(),
+        Opts {
+            reply_tokens: 16,
+            embeddings: true,
+            ..Opts::default()
+        },
+    );
+    let mut ann = Browser::login(&app, "Ann", "correct horse").await;
+    let leo = add_leo(&app, &mut ann).await;
+    // With topics, each send waits for the question check: the window two sends can meet in.
+    set_limits(
+        &app,
+        &mut ann,
+        leo,
+        json!({"prompt": null, "hours": null, "topics": ["horror films"], "keeper_sees": true}),
+    )
+    .await;
+    let mut kid = Browser::login(&app, "Leo", "2468").await;
+    let c = kid
+        .send(&app, "POST", "/api/conversations", Some(json!({})))
+        .await;
+    let id = c.json()["id"].as_i64().expect("id");
+    let path = format!("/api/conversations/{id}/messages");
+    let sends = ["What do cats eat?", "Why is the sky blue?"].map(|q| {
+        let (app, mut kid, path) = (app.clone(), kid.clone(), path.clone());
+        tokio::spawn(async move {
+            kid.send(&app, "POST", &path, Some(json!({"content": q})))
+                .await
+        })
+    });
+    let mut statuses = Vec::new();
+    for s in sends {
+        let r = s.await.expect("send");
+        statuses.push((r.status, r.text()));
+    }
+    let ok = statuses.iter().filter(|s| s.0 == StatusCode::OK).count();
+    let busy = statuses
+        .iter()
+        .filter(|s| s.0 == StatusCode::CONFLICT)
+        .count();
+    assert_eq!((ok, busy), (1, 1), "{statuses:?}");
+    kid.events(&app, id).await.until_done().await;
+    let c = store.conversation(leo, id).expect("read").expect("chat");
+    let roles: Vec<MessageRole> = c.messages.iter().map(|m| m.role).collect();
+    assert_eq!(roles, [MessageRole::User, MessageRole::Assistant], "{c:?}");
+    assert_ne!(c.messages[1].status, Status::Streaming, "{c:?}");
+}

@@ -43,6 +43,14 @@ pub const STEERED_QUESTION: &str = "That is something to talk about with a grown
 /// What replaces a reply the topic check caught while it was written.
 pub const STEERED_REPLY: &str = "I started to answer, but this is something to talk about with a grown-up you trust. Let's talk about something else!";
 
+/// What replaces a child's reply when it could not be checked (the cause goes to the log).
+pub const CHECK_FAILED: &str =
+    "Sorry, I could not finish this answer just now. Please try again in a little while.";
+
+/// What a child is told when their message could not be checked; it was not sent.
+pub const QUESTION_CHECK_FAILED: &str =
+    "Hearth could not send this message just now. Please try again in a little while.";
+
 /// What the keeper is told about the topic check, in plain words.
 const TOPICS_ARE_BEST_EFFORT: &str = "Hearth tries to steer away from these topics, in what it is told and by checking each question and answer. This is best effort, not a guarantee: a question worded differently can get through.";
 
@@ -79,17 +87,16 @@ pub(crate) fn system_prompt(h: &Household, user: &User) -> String {
     s
 }
 
-/// The keeper's topics for `user` if they are a child with some.
-pub(crate) fn topics_of(h: &Household, user: &User) -> Vec<String> {
+/// The keeper's topics for `user` if they are a child with some. An error (the limits cannot be
+/// read) is for the caller to fail closed on: a child's checks never pass by accident.
+pub(crate) fn topics_of(h: &Household, user: &User) -> Result<Vec<String>, hearth_store::Error> {
     if user.role != PersonRole::Child {
-        return Vec::new();
+        return Ok(Vec::new());
     }
-    h.store
-        .child_limits(user.id)
-        .ok()
-        .flatten()
+    Ok(h.store
+        .child_limits(user.id)?
         .map(|l| l.topics)
-        .unwrap_or_default()
+        .unwrap_or_default())
 }
 
 /// Outside a child's hours: when they can come back ("08:00", the keeper's local time).
