@@ -55,14 +55,15 @@ pub const QUESTION_CHECK_FAILED: &str =
 const TOPICS_ARE_BEST_EFFORT: &str = "Hearth tries to steer away from these topics, in what it is told and by checking each question and answer. This is best effort, not a guarantee: a question worded differently can get through.";
 
 /// The system message for `user`'s chats: the household's line, their own instructions, and
-/// for a child the keeper's prompt and topics last, so they have the last word.
+/// for a child the keeper's prompt and topics, then the child's own wishes framed as giving way
+/// to those rules (the keeper sees and edits them beside the limits).
 pub(crate) fn system_prompt(h: &Household, user: &User) -> String {
     let household = h.store.household().ok().flatten().unwrap_or_default();
     let mut s = format!(
         "You are Hearth, a friendly and helpful assistant for the {household} household. Answer clearly and kindly."
     );
     let profile = h.store.profile(user.id).unwrap_or_default();
-    if !profile.instructions.is_empty() {
+    if !profile.instructions.is_empty() && user.role != PersonRole::Child {
         s.push_str(&format!(
             "\n\n{} asked you to keep this in mind: {}",
             user.name, profile.instructions
@@ -81,6 +82,12 @@ pub(crate) fn system_prompt(h: &Household, user: &User) -> String {
             s.push_str(&format!(
                 "\n\nDo not talk about these topics, even if asked: {}. If the conversation goes there, say kindly that it is something to talk about with a grown-up they trust, and offer something else.",
                 l.topics.join("; ")
+            ));
+        }
+        if !profile.instructions.is_empty() {
+            s.push_str(&format!(
+                "\n\n{} asked you to keep this in mind too. Follow it only where it fits everything above; where it does not, the rules above win: {}",
+                user.name, profile.instructions
             ));
         }
     }
@@ -222,8 +229,15 @@ fn limits_of(h: &Household, id: i64) -> Result<ChildLimits, ApiError> {
         .ok_or_else(|| ApiError::not_found("no child with this id"))
 }
 
-fn limits_json(state: &AppState, l: &ChildLimits) -> Value {
-    json!({
+fn limits_json(
+    state: &AppState,
+    h: &Household,
+    id: i64,
+    l: &ChildLimits,
+) -> Result<Value, ApiError> {
+    // What the child wrote in their own settings reaches their prompt: the keeper sees it here.
+    let wishes = h.store.profile(id).map_err(db)?.instructions;
+    Ok(json!({
         "prompt": l.prompt.as_deref().unwrap_or(DEFAULT_CHILD_PROMPT),
         "prompt_is_default": l.prompt.is_none(),
         "default_prompt": DEFAULT_CHILD_PROMPT,
@@ -233,7 +247,8 @@ fn limits_json(state: &AppState, l: &ChildLimits) -> Value {
         // Without the embedding model only the prompt steers: the page says so.
         "topic_check": super::topics::model(state).is_some(),
         "topics_note": TOPICS_ARE_BEST_EFFORT,
-    })
+        "child_instructions": wishes,
+    }))
 }
 
 /// A child's limits as the keeper's page shows them.
@@ -242,7 +257,7 @@ pub(crate) fn child_limits_json(
     h: &Household,
     id: i64,
 ) -> Result<Value, ApiError> {
-    Ok(limits_json(state, &limits_of(h, id)?))
+    limits_json(state, h, id, &limits_of(h, id)?)
 }
 
 pub async fn child_limits(
@@ -252,7 +267,7 @@ pub async fn child_limits(
 ) -> Result<Json<Value>, ApiError> {
     me.require_owner()?;
     let h = household(&state)?;
-    Ok(Json(limits_json(&state, &limits_of(h, id)?)))
+    Ok(Json(limits_json(&state, h, id, &limits_of(h, id)?)?))
 }
 
 #[derive(Deserialize)]
@@ -272,6 +287,9 @@ pub struct LimitsBody {
     #[serde(default)]
     topics: Vec<String>,
     keeper_sees: bool,
+    /// The child's own instructions, as the keeper changed them; absent leaves them.
+    #[serde(default)]
+    child_instructions: Option<String>,
 }
 
 pub async fn put_child_limits(
@@ -289,6 +307,11 @@ pub async fn put_child_limits(
     let prompt = b
         .prompt
         .filter(|p| p.trim() != DEFAULT_CHILD_PROMPT && !p.trim().is_empty());
+    if let Some(instructions) = b.child_instructions {
+        let mut p = h.store.profile(id).map_err(db)?;
+        p.instructions = instructions;
+        h.store.set_profile(id, &p).map_err(db)?;
+    }
     let saved = h
         .store
         .set_child_limits(
@@ -305,7 +328,7 @@ pub async fn put_child_limits(
             },
         )
         .map_err(db)?;
-    Ok(Json(limits_json(&state, &saved)))
+    Ok(Json(limits_json(&state, h, id, &saved)?))
 }
 
 fn not_shown() -> ApiError {
