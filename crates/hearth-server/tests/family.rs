@@ -830,3 +830,50 @@ async fn the_keeper_sees_and_clears_a_childs_own_instructions() {
     assert_eq!(theirs["instructions"], "", "{theirs}");
     assert_eq!(theirs["language"], "fr", "{theirs}");
 }
+
+/// The limit the page states is the one a refused message is told, whichever stops it (the
+/// character cap or the model's context), and it counts this person's own system prompt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stated_message_limit_is_the_real_one_for_each_person() {
+    let store = Arc::new(Store::open_in_memory().expect("store"));
+    household(&store);
+    let app = app_with(store.clone(), Opts::default());
+    let limit_of = |state: Value| {
+        state["model"]["message_limit"]
+            .as_str()
+            .expect("limit in words")
+            .to_string()
+    };
+    let mut bob = Browser::login(&app, "Bob", "4321").await;
+    let bobs = limit_of(bob.send(&app, "GET", "/api/state", None).await.json());
+    let c = bob
+        .send(&app, "POST", "/api/conversations", Some(json!({})))
+        .await
+        .json();
+    let id = c["id"].as_i64().expect("id");
+    // Over the character cap, on a model whose context allows far less: the smaller is said.
+    let r = bob
+        .send(
+            &app,
+            "POST",
+            &format!("/api/conversations/{id}/messages"),
+            Some(json!({ "content": "x".repeat(40_000) })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
+    assert!(r.text().contains(&bobs), "{bobs:?} in {}", r.text());
+    // A child whose keeper wrote a long prompt has less room, and is told so.
+    let mut ann = Browser::login(&app, "Ann", "correct horse").await;
+    let leo = add_leo(&app, &mut ann).await;
+    let long_prompt = "Be kind and patient, use simple words, and check twice. ".repeat(20);
+    set_limits(
+        &app,
+        &mut ann,
+        leo,
+        json!({"prompt": long_prompt, "hours": null, "topics": [], "keeper_sees": true}),
+    )
+    .await;
+    let mut kid = Browser::login(&app, "Leo", "2468").await;
+    let leos = limit_of(kid.send(&app, "GET", "/api/state", None).await.json());
+    assert_ne!(leos, bobs);
+}

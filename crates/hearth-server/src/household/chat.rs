@@ -191,7 +191,9 @@ pub struct SendBody {
     content: String,
 }
 
-fn check_content(s: &str) -> Result<&str, ApiError> {
+/// The message, trimmed, or why it cannot be sent; `most` is the most this person can send
+/// (see [`most_message_tokens`]).
+fn check_content(s: &str, most: usize) -> Result<&str, ApiError> {
     let t = s.trim();
     if t.is_empty() {
         return Err(ApiError::invalid("content", "write a message first"));
@@ -199,7 +201,7 @@ fn check_content(s: &str) -> Result<&str, ApiError> {
     let chars = t.chars().count();
     if chars > MAX_MESSAGE {
         // About four characters make a token in most languages' text.
-        return Err(too_long(chars / 4, MAX_MESSAGE / 4));
+        return Err(too_long(chars / 4, most));
     }
     Ok(t)
 }
@@ -222,21 +224,40 @@ fn answer_room(ctx: usize) -> usize {
     (ctx / 4).clamp(1, 1024)
 }
 
-/// About how much one message can hold with the served model, in words for the page ("about 6
-/// pages at most with this model"): the context less the room for the answer and the system
-/// message.
-pub(crate) fn message_limit(served: &Served) -> String {
+/// About how much one message from `user` can hold with the served model, in words for the page
+/// ("about 6 pages at most with this model").
+pub(crate) fn message_limit(served: &Served, h: &Household, user: &User) -> String {
     format!(
         "{} at most with this model",
-        super::family::in_pages(most_message_tokens(served.ctx))
+        super::family::in_pages(most_message_tokens(served, h, user))
     )
 }
 
-/// The system message and the template's markup take about this many tokens.
-const PROMPT_OVERHEAD: usize = 100;
+/// What the prompt takes besides the person's message: their system message (the household's
+/// line, their instructions, a child's prompt and topics) and the template's markup, measured.
+fn prompt_overhead(served: &Served, h: &Household, user: &User) -> usize {
+    let Some(template) = served.template.as_ref() else {
+        return 0;
+    };
+    let msgs = [
+        ChatMessage::new("system", &super::family::system_prompt(h, user)),
+        ChatMessage::new("user", ""),
+    ];
+    match crate::generation::offload::render_blocking(template, &msgs, true, None) {
+        Ok(r) => served
+            .tokenizer
+            .encode_rendered(&r, served.tokenizer.add_bos())
+            .len(),
+        Err(_) => 0,
+    }
+}
 
-fn most_message_tokens(ctx: usize) -> usize {
-    ctx.saturating_sub(answer_room(ctx) + PROMPT_OVERHEAD)
+/// The longest message `user` can send, in tokens: the smaller of the character cap and what
+/// the context leaves once their system message and the room for the answer are taken.
+fn most_message_tokens(served: &Served, h: &Household, user: &User) -> usize {
+    let ctx = served.ctx;
+    let fits = ctx.saturating_sub(answer_room(ctx) + prompt_overhead(served, h, user));
+    fits.min(MAX_MESSAGE / 4)
 }
 
 fn busy() -> ApiError {
@@ -257,7 +278,10 @@ pub async fn send(
     let h = household(&state)?;
     check_owned(h, me.user.id, id)?;
     let b: SendBody = crate::body::parse_body_async(body).await?;
-    let content = check_content(&b.content)?;
+    let content = check_content(
+        &b.content,
+        most_message_tokens(&state.served(), h, &me.user),
+    )?;
     let slot = reserve(h, me.user.id, id)?;
     steer_question(&state, &me.user, content).await?;
     let c = owned(h, me.user.id, id)?;
@@ -346,7 +370,10 @@ pub async fn edit(
     let h = household(&state)?;
     check_owned(h, me.user.id, id)?;
     let b: SendBody = crate::body::parse_body_async(body).await?;
-    let content = check_content(&b.content)?;
+    let content = check_content(
+        &b.content,
+        most_message_tokens(&state.served(), h, &me.user),
+    )?;
     let slot = reserve(h, me.user.id, id)?;
     steer_question(&state, &me.user, content).await?;
     // Read only now, with the slot held: nothing can have changed it since.
@@ -524,9 +551,10 @@ fn build_prompt(
         let last = usable.len().saturating_sub(1);
         if tokens.len() + room <= state.ctx || first >= last {
             if pending.is_some() && tokens.len() + room > state.ctx {
+                let overhead = prompt_overhead(state, h, user);
                 return Err(too_long(
-                    tokens.len().saturating_sub(PROMPT_OVERHEAD),
-                    most_message_tokens(state.ctx),
+                    tokens.len().saturating_sub(overhead),
+                    most_message_tokens(state, h, user),
                 ));
             }
             if tokens.len() >= state.ctx {
