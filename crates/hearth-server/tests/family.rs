@@ -877,3 +877,55 @@ async fn the_stated_message_limit_is_the_real_one_for_each_person() {
     let leos = limit_of(kid.send(&app, "GET", "/api/state", None).await.json());
     assert_ne!(leos, bobs);
 }
+
+/// A reply too long to go on with this model: Continue says so in plain words, and nothing
+/// changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn continuing_a_reply_the_model_cannot_hold_says_so_plainly() {
+    let store = Arc::new(Store::open_in_memory().expect("store"));
+    let (_ann, bob, _cat) = household(&store);
+    let app = app_with(store.clone(), Opts::default());
+    let mut b = Browser::login(&app, "Bob", "4321").await;
+    let c = store.create_conversation(bob.id, None).expect("chat");
+    store
+        .add_message(
+            bob.id,
+            c.id,
+            MessageRole::User,
+            "Tell me a story.",
+            Status::Complete,
+        )
+        .expect("message");
+    let long = "Once upon a time there was a dragon who loved to bake bread. ".repeat(60);
+    let reply = store
+        .add_message(
+            bob.id,
+            c.id,
+            MessageRole::Assistant,
+            &long,
+            Status::CutShort,
+        )
+        .expect("reply");
+    let r = b
+        .send(
+            &app,
+            "POST",
+            &format!("/api/conversations/{}/continue", c.id),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
+    let text = r.text();
+    assert!(text.contains("new chat"), "{text}");
+    for jargon in ["token", "--ctx", "context length"] {
+        assert!(!text.contains(jargon), "no jargon: {text}");
+    }
+    let c = store
+        .conversation(bob.id, c.id)
+        .expect("read")
+        .expect("chat");
+    assert_eq!(c.messages.len(), 2);
+    assert_eq!(c.messages[1].id, reply.id);
+    assert_eq!(c.messages[1].content, long);
+    assert_eq!(c.messages[1].status, Status::CutShort);
+}

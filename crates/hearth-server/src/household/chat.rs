@@ -260,6 +260,9 @@ fn most_message_tokens(served: &Served, h: &Household, user: &User) -> usize {
     fits.min(MAX_MESSAGE / 4)
 }
 
+/// A reply that has grown past what the model can read at once cannot go on in place.
+const NO_ROOM_TO_CONTINUE: &str = "This reply is already as long as Hearth can read at once with this model, so it cannot go on here. Ask for the rest in a new chat.";
+
 fn busy() -> ApiError {
     ApiError {
         status: axum::http::StatusCode::CONFLICT,
@@ -558,6 +561,9 @@ fn build_prompt(
                 ));
             }
             if tokens.len() >= state.ctx {
+                if cont {
+                    return Err(ApiError::bad_request(NO_ROOM_TO_CONTINUE).with_code("too_long"));
+                }
                 return Err(ApiError::context_overflow(tokens.len(), state.ctx));
             }
             let hidden = usable[..first].iter().filter_map(|m| m.0).collect();
