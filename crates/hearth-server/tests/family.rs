@@ -929,3 +929,19 @@ async fn continuing_a_reply_the_model_cannot_hold_says_so_plainly() {
     assert_eq!(c.messages[1].content, long);
     assert_eq!(c.messages[1].status, Status::CutShort);
 }
+
+/// A reply the model's context stopped (not the household's longest reply) is not called cut
+/// short, which offers Continue: it ran out of room, and says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_the_context_stopped_ran_out_of_room_and_is_not_cut_short() {
+    let store = Arc::new(Store::open_in_memory().expect("store"));
+    household(&store);
+    // The model never ends a reply, and the longest reply (1024) is more than the context
+    // (512) leaves: the context stops it.
+    let app = app_with(store.clone(), Opts::default());
+    let mut b = Browser::login(&app, "Bob", "4321").await;
+    let c = ask(&app, &mut b, "Tell me a long story about a dragon.").await;
+    let reply = c["messages"][1].clone();
+    assert_eq!(reply["status"], "out_of_room", "{c}");
+    assert!(!reply["content"].as_str().expect("text").is_empty(), "{c}");
+}

@@ -355,12 +355,12 @@ pub async fn continue_reply(
     };
     let served = state.served();
     let (prompt, hidden) = build_prompt(&served, h, &me.user, &c.messages, None, true)?;
-    let gen = generate(&state, &served, h, prompt)?;
+    let (gen, capped) = generate(&state, &served, h, prompt)?;
     let msg = h
         .store
         .resume_cut_short(me.user.id, id, last.id)
         .map_err(db)?;
-    spawn_reply(&state, slot, &me.user, &msg, gen, hidden);
+    spawn_reply(&state, slot, &me.user, &msg, gen, capped, hidden);
     Ok(Json(json!({"assistant": msg})))
 }
 
@@ -574,14 +574,17 @@ fn build_prompt(
 }
 
 /// Starts generating on the served model: the reply runs to its end, the context's or the
-/// household's longest reply.
+/// household's longest reply. Also says which of the two limits it: `true` for the household's
+/// (a reply that reaches it is cut short and can be continued).
 fn generate(
     state: &Arc<AppState>,
     served: &Arc<Served>,
     h: &Household,
     prompt: Vec<u32>,
-) -> Result<crate::generation::Generation, ApiError> {
-    let max_tokens = (served.ctx - prompt.len()).min(h.reply_tokens);
+) -> Result<(crate::generation::Generation, bool), ApiError> {
+    let room = served.ctx - prompt.len();
+    let capped = h.reply_tokens <= room;
+    let max_tokens = room.min(h.reply_tokens);
     let sampler = hearth_model::SamplerConfig {
         seed: rand::random(),
         ..served.defaults.clone()
@@ -598,6 +601,7 @@ fn generate(
             constraint: None,
         },
     )
+    .map(|g| (g, capped))
 }
 
 /// Starts a reply in `conv` to `keep` and then `pending`, the person's new message. Nothing is
@@ -616,7 +620,7 @@ fn start_reply(
     let conv = slot.conv;
     let served = state.served();
     let (prompt, hidden) = build_prompt(&served, h, user, keep, pending, false)?;
-    let gen = generate(state, &served, h, prompt)?;
+    let (gen, capped) = generate(state, &served, h, prompt)?;
     // On a failure from here on, dropping `gen` cancels the generation.
     if let Some(first) = replace {
         h.store
@@ -635,7 +639,7 @@ fn start_reply(
         .store
         .add_message(user.id, conv, MessageRole::Assistant, "", Status::Streaming)
         .map_err(db)?;
-    spawn_reply(state, slot, user, &msg, gen, hidden);
+    spawn_reply(state, slot, user, &msg, gen, capped, hidden);
     Ok(Json(match message {
         Some(m) => json!({"user": m, "assistant": msg}),
         None => json!({"assistant": msg}),
@@ -650,6 +654,7 @@ fn spawn_reply(
     user: &User,
     msg: &Message,
     gen: crate::generation::Generation,
+    capped: bool,
     hidden: Vec<i64>,
 ) {
     let conv = slot.conv;
@@ -680,7 +685,7 @@ fn spawn_reply(
         if !hidden.is_empty() {
             let _ = reply.tx.send(PageEvent::Context(hidden));
         }
-        let status = drive(&state, &user, &reply, gen).await;
+        let status = drive(&state, &user, &reply, gen, capped).await;
         if let Ok(h) = household(&state) {
             // However the first reply ended (stopped or failed too), the chat is named after
             // the person's first message rather than staying "New chat".
@@ -708,6 +713,7 @@ async fn drive(
     user: &User,
     reply: &Reply,
     mut gen: crate::generation::Generation,
+    capped: bool,
 ) -> Status {
     let Ok(h) = household(state) else {
         return Status::Failed;
@@ -743,10 +749,17 @@ async fn drive(
                     let _ = reply.tx.send(PageEvent::Queued(ahead));
                 }
             }
-            // The longest reply was reached before the model ended it: not complete.
+            // The longest reply was reached before the model ended it: not complete. Only the
+            // household's longest reply can be gone past (Continue); a full context cannot.
             Some(Ok(Piece::Done {
                 finish_reason: "length",
-            })) => break Status::CutShort,
+            })) => {
+                break if capped {
+                    Status::CutShort
+                } else {
+                    Status::OutOfRoom
+                }
+            }
             None | Some(Ok(Piece::Done { .. })) => break Status::Complete,
             Some(Err(e)) => {
                 let _ = reply.tx.send(PageEvent::Error(e.message.clone()));

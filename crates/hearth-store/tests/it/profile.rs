@@ -312,3 +312,27 @@ fn version_3_files_keep_their_messages_and_people_through_version_4() {
         .add_message(2, a.id, MessageRole::Assistant, "x", Status::CutShort)
         .unwrap();
 }
+
+#[test]
+fn a_reply_that_ran_out_of_room_is_stored_as_such_and_is_not_continued() {
+    let (store, ana, _ben) = household();
+    let c = store.create_conversation(ana.id, None).unwrap();
+    let a = store
+        .add_message(
+            ana.id,
+            c.id,
+            MessageRole::Assistant,
+            "Once",
+            Status::Streaming,
+        )
+        .unwrap();
+    store
+        .finish_message(a.id, " upon", Status::OutOfRoom)
+        .unwrap();
+    let m = &store.conversation(ana.id, c.id).unwrap().unwrap().messages[0];
+    assert_eq!(
+        (m.content.as_str(), m.status),
+        ("Once upon", Status::OutOfRoom)
+    );
+    assert!(store.resume_cut_short(ana.id, c.id, a.id).is_err());
+}
