@@ -945,3 +945,34 @@ async fn a_reply_the_context_stopped_ran_out_of_room_and_is_not_cut_short() {
     assert_eq!(reply["status"], "out_of_room", "{c}");
     assert!(!reply["content"].as_str().expect("text").is_empty(), "{c}");
 }
+
+/// Hours without the time zone they are in are refused in words, not read as UTC.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hours_need_their_time_zone_and_an_end_after_the_start() {
+    let store = Arc::new(Store::open_in_memory().expect("store"));
+    household(&store);
+    let app = app_with(store.clone(), Opts::default());
+    let mut ann = Browser::login(&app, "Ann", "correct horse").await;
+    let leo = add_leo(&app, &mut ann).await;
+    let path = format!("/api/people/{leo}/limits");
+    for hours in [
+        json!({"from": 480, "to": 1170}),
+        json!({"from": 480, "to": 480, "utc_offset": 60}),
+    ] {
+        let r = ann
+            .send(
+                &app,
+                "PUT",
+                &path,
+                Some(json!({"prompt": null, "hours": hours, "topics": [], "keeper_sees": true})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
+        assert!(!r.text().contains("missing field"), "{}", r.text());
+        assert!(r.text().contains("hours"), "{}", r.text());
+    }
+    assert_eq!(
+        store.child_limits(leo).expect("read").expect("child").hours,
+        None
+    );
+}

@@ -274,8 +274,9 @@ pub async fn child_limits(
 pub struct HoursBody {
     from: u32,
     to: u32,
+    /// Required: hours read in the wrong zone would open or close at the wrong time.
     #[serde(default)]
-    utc_offset: i32,
+    utc_offset: Option<i32>,
 }
 
 #[derive(Deserialize)]
@@ -302,6 +303,19 @@ pub async fn put_child_limits(
     let h = household(&state)?;
     limits_of(h, id)?;
     let b: LimitsBody = crate::body::parse_body_async(body).await?;
+    let hours = match b.hours {
+        None => None,
+        Some(x) => Some(Hours {
+            from: x.from,
+            to: x.to,
+            utc_offset: x.utc_offset.ok_or_else(|| {
+                ApiError::invalid(
+                    "hours",
+                    "hours need the time zone they are in; reload the page and save again",
+                )
+            })?,
+        }),
+    };
     // The default's own text saved back is the default, so a later, better default reaches
     // this child too.
     let prompt = b
@@ -318,11 +332,7 @@ pub async fn put_child_limits(
             id,
             &ChildLimits {
                 prompt,
-                hours: b.hours.map(|x| Hours {
-                    from: x.from,
-                    to: x.to,
-                    utc_offset: x.utc_offset,
-                }),
+                hours,
                 topics: b.topics,
                 keeper_sees: b.keeper_sees,
             },

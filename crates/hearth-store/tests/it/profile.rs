@@ -336,3 +336,38 @@ fn a_reply_that_ran_out_of_room_is_stored_as_such_and_is_not_continued() {
     );
     assert!(store.resume_cut_short(ana.id, c.id, a.id).is_err());
 }
+
+#[test]
+fn hours_that_start_when_they_end_or_in_no_time_zone_are_refused() {
+    let (store, _ana, _ben) = household();
+    let leo = store
+        .add_person_as("Leo", &Secret::Pin("2468".into()), PersonRole::Child)
+        .unwrap();
+    let mut l = limits();
+    // The same start and end read as "any time" before: refused in words instead.
+    l.hours = Some(Hours {
+        from: 9 * 60,
+        to: 9 * 60,
+        utc_offset: 0,
+    });
+    assert!(matches!(
+        store.set_child_limits(leo.id, &l),
+        Err(Error::Invalid { field: "hours", .. })
+    ));
+    // An offset no time zone has, even the one whose absolute value overflows.
+    for utc_offset in [i32::MIN, -15 * 60, 15 * 60, i32::MAX] {
+        l.hours = Some(Hours {
+            from: 8 * 60,
+            to: 9 * 60,
+            utc_offset,
+        });
+        assert!(
+            matches!(
+                store.set_child_limits(leo.id, &l),
+                Err(Error::Invalid { field: "hours", .. })
+            ),
+            "{utc_offset}"
+        );
+    }
+    assert_eq!(store.child_limits(leo.id).unwrap().unwrap().hours, None);
+}
