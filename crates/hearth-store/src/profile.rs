@@ -178,8 +178,12 @@ impl Store {
             }),
             _ => None,
         };
-        // Written only by `set_child_limits`, as a JSON array of strings.
-        let topics = serde_json::from_str(&topics).unwrap_or_default();
+        // Written only by `set_child_limits`, as a JSON array of strings. Anything else is an
+        // error, never "no topics": the child's checks fail closed on it.
+        let topics = serde_json::from_str(&topics).map_err(|e| Error::Invalid {
+            field: "topics",
+            why: format!("the saved list cannot be read ({e})"),
+        })?;
         Ok(Some(ChildLimits {
             prompt,
             hours,

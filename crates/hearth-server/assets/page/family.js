@@ -224,6 +224,6 @@ export function restingView(me) {
   return h('main', { id: 'main', class: 'resting', tabindex: '-1' },
     h('div', { class: 'card stack' },
       h('h1', {}, 'Hearth is resting'),
-      h('p', {}, `You can come back at ${back}. Those are the hours your grown-up chose.`),
+      h('p', {}, back ? `You can come back at ${back}. Those are the hours your grown-up chose.` : me.resting.message),
       h('button', { type: 'button', class: 'ghost', onclick: logOut }, 'Log out')));
 }

@@ -106,13 +106,36 @@ pub(crate) fn topics_of(h: &Household, user: &User) -> Result<Vec<String>, heart
         .unwrap_or_default())
 }
 
-/// Outside a child's hours: when they can come back ("08:00", the keeper's local time).
-pub(crate) fn resting(h: &Household, user: &User) -> Option<String> {
+/// Outside a child's hours: when they can come back ("08:00", the keeper's local time), or
+/// `Some(None)` when their limits cannot be read: a child is kept out rather than let in past
+/// hours that could not be checked (the cause goes to the log).
+pub(crate) fn resting(h: &Household, user: &User) -> Option<Option<String>> {
     if user.role != PersonRole::Child {
         return None;
     }
-    let hours = h.store.child_limits(user.id).ok().flatten()?.hours?;
-    (!hours.allows(h.store.now())).then(|| clock(hours.from))
+    let limits = match h.store.child_limits(user.id) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!("cannot read a child's limits, so they are kept out for now: {e}");
+            return Some(None);
+        }
+    };
+    let hours = limits?.hours?;
+    (!hours.allows(h.store.now())).then(|| Some(clock(hours.from)))
+}
+
+/// What a child who is [`resting`] is told, on every route they try.
+pub(crate) fn rest_error(back_at: Option<&str>) -> ApiError {
+    match back_at {
+        Some(at) => outside_hours(at),
+        None => ApiError {
+            status: axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            ..ApiError::bad_request(
+                "Hearth cannot open just now. Please try again in a little while, or ask your grown-up.",
+            )
+            .with_code("outside_hours")
+        },
+    }
 }
 
 fn clock(minutes: u32) -> String {
@@ -145,8 +168,8 @@ pub(crate) fn me_json(h: &Household, u: &User) -> Value {
         v["keeper_sees"] = json!(sees);
         v["resting"] = match resting(h, u) {
             Some(back_at) => json!({
+                "message": rest_error(back_at.as_deref()).message,
                 "back_at": back_at,
-                "message": outside_hours(&back_at).message,
             }),
             None => Value::Null,
         };
@@ -301,7 +324,15 @@ pub async fn put_child_limits(
 ) -> Result<Json<Value>, ApiError> {
     me.require_owner()?;
     let h = household(&state)?;
-    limits_of(h, id)?;
+    // Saving new limits over a topics list that cannot be read mends it.
+    match h.store.child_limits(id) {
+        Ok(Some(_))
+        | Err(hearth_store::Error::Invalid {
+            field: "topics", ..
+        }) => {}
+        Ok(None) => return Err(ApiError::not_found("no child with this id")),
+        Err(e) => return Err(db(e)),
+    }
     let b: LimitsBody = crate::body::parse_body_async(body).await?;
     let hours = match b.hours {
         None => None,

@@ -98,7 +98,7 @@ impl FromRequestParts<Arc<AppState>> for Me {
         let path = parts.uri.path();
         if path != "/api/logout" && !path.ends_with("/stop") {
             if let Some(back_at) = super::family::resting(h, &user) {
-                return Err(super::family::outside_hours(&back_at));
+                return Err(super::family::rest_error(back_at.as_deref()));
             }
         }
         Ok(Me { user, csrf })

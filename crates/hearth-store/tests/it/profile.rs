@@ -371,3 +371,29 @@ fn hours_that_start_when_they_end_or_in_no_time_zone_are_refused() {
     }
     assert_eq!(store.child_limits(leo.id).unwrap().unwrap().hours, None);
 }
+
+/// A child's topics that cannot be read are an error, never "no topics": the checks that use
+/// them fail closed.
+#[test]
+fn unreadable_topics_are_an_error_not_an_empty_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hearth.db");
+    let leo = {
+        let store = Store::open(&path).unwrap();
+        store.setup("Smiths", "Ana", "correct horse").unwrap();
+        let leo = store
+            .add_person_as("Leo", &Secret::Pin("2468".into()), PersonRole::Child)
+            .unwrap();
+        store.set_child_limits(leo.id, &limits()).unwrap();
+        leo
+    };
+    Connection::open(&path)
+        .unwrap()
+        .execute(
+            "UPDATE users SET topics = 'horror films' WHERE id = ?1",
+            [leo.id],
+        )
+        .unwrap();
+    let store = Store::open(&path).unwrap();
+    assert!(store.child_limits(leo.id).is_err());
+}
