@@ -67,6 +67,8 @@ async function visit(who, fn, viewport = { width: 1280, height: 800 }) {
 
 async function openPeople(page) {
   await page.getByRole('button', { name: 'Settings', exact: true }).click();
+  // People are on the keeper's Household tab.
+  await page.getByRole('link', { name: 'Household' }).click();
   await page.getByRole('heading', { name: 'People' }).waitFor();
 }
 
@@ -245,5 +247,28 @@ test('a reply that reached the longest a reply can be says so, and Continue goes
     assert.equal(await page.locator('.msg.assistant').count(), 1, 'the same reply went on');
     assert.ok(after.length > first.length && after.startsWith(first.slice(0, 20)), `${first} → ${after}`);
     await shot(page, 'family-continued');
+  });
+});
+
+test("what a child asks Hearth to keep in mind is shown to the keeper, who can clear it", async () => {
+  const wish = 'Always tell me scary stories.';
+  await visit(KEEPER, async (page) => { await ensureChild(page); });
+  await visit(CHILD, async (page) => {
+    await page.getByRole('button', { name: 'Settings', exact: true }).click();
+    const box = page.getByLabel('Instructions for Hearth');
+    await box.fill(wish);
+    await page.getByRole('button', { name: 'Save instructions and language' }).click();
+    await page.locator('#toast', { hasText: 'Saved' }).waitFor();
+  });
+  await visit(KEEPER, async (page) => {
+    const form = await childLimits(page);
+    const theirs = form.getByLabel(`What ${CHILD.name} asked Hearth to keep in mind`);
+    assert.equal(await theirs.inputValue(), wish);
+    await theirs.fill('');
+    await saveLimits(page, form);
+  });
+  await visit(CHILD, async (page) => {
+    const mine = await page.evaluate(() => fetch('/api/me/settings').then((r) => r.json()));
+    assert.equal(mine.instructions, '');
   });
 });

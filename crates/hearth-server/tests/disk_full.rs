@@ -103,10 +103,10 @@ async fn brief_disk_full_loses_no_reply_text() {
     // The disk frees up while the reply is still being written.
     store.set_disk_full_for_tests(false).expect("freed");
     // This server's model never ends a reply itself: it runs to the end of the context, which
-    // the page calls cut short (all of it written and stored, and more could follow).
-    assert_eq!(events.until_done().await, "cut_short");
+    // the page says it ran out of room (all of it written and stored).
+    assert_eq!(events.until_done().await, "out_of_room");
     let stored = stored_reply(&store, bob_user.id, id);
-    assert_eq!(stored.status, Status::CutShort);
+    assert_eq!(stored.status, Status::OutOfRoom);
     assert_eq!(
         stored.content.len(),
         events.text.len(),

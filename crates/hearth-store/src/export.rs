@@ -129,6 +129,7 @@ impl Store {
                     Status::Failed => " (failed)",
                     Status::Stopped => " (stopped)",
                     Status::CutShort => " (cut short)",
+                    Status::OutOfRoom => " (ran out of room)",
                 };
                 out.push_str(&format!(
                     "\n### {who} · {}{note}\n\n{}\n",

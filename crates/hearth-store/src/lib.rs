@@ -172,6 +172,9 @@ pub enum Status {
     Stopped,
     /// The reply reached the longest a reply may be before it ended; it can be continued.
     CutShort,
+    /// The model's context was full before the reply ended: the model cannot read more of this
+    /// chat at once, so it cannot be continued in place.
+    OutOfRoom,
 }
 
 /// Lowercase names stored in the database and sent over the wire, and their parsing.
@@ -217,6 +220,7 @@ text_enum!(
     Status, "message status",
     Complete => "complete", Streaming => "streaming", Interrupted => "interrupted",
     Failed => "failed", Stopped => "stopped", CutShort => "cut_short",
+    OutOfRoom => "out_of_room",
 );
 
 /// A person in the household.

@@ -178,8 +178,12 @@ impl Store {
             }),
             _ => None,
         };
-        // Written only by `set_child_limits`, as a JSON array of strings.
-        let topics = serde_json::from_str(&topics).unwrap_or_default();
+        // Written only by `set_child_limits`, as a JSON array of strings. Anything else is an
+        // error, never "no topics": the child's checks fail closed on it.
+        let topics = serde_json::from_str(&topics).map_err(|e| Error::Invalid {
+            field: "topics",
+            why: format!("the saved list cannot be read ({e})"),
+        })?;
         Ok(Some(ChildLimits {
             prompt,
             hours,
@@ -197,10 +201,18 @@ impl Store {
             None => None,
         };
         if let Some(h) = &limits.hours {
-            if h.from >= 24 * 60 || h.to >= 24 * 60 || h.utc_offset.abs() > 14 * 60 {
+            // Time zones run from UTC-12 to UTC+14; a range, so no value can overflow.
+            if h.from >= 24 * 60 || h.to >= 24 * 60 || !(-14 * 60..=14 * 60).contains(&h.utc_offset)
+            {
                 return Err(Error::Invalid {
                     field: "hours",
                     why: "are times of day, from 00:00 to 23:59".into(),
+                });
+            }
+            if h.from == h.to {
+                return Err(Error::Invalid {
+                    field: "hours",
+                    why: "they start and end at the same time; choose when they end, or turn hours off to allow any time".into(),
                 });
             }
         }

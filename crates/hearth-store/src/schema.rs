@@ -133,6 +133,16 @@ pub const MIGRATIONS: &[&str] = &[
         WHERE type = 'table' AND name = 'messages';
     PRAGMA writable_schema = OFF;
     "#,
+    // 5: replies the model's context stopped ('out_of_room'), told apart from those the
+    // household's longest reply stopped ('cut_short', which can be continued). The CHECK grows
+    // in place as in 4.
+    r#"
+    PRAGMA writable_schema = ON;
+    UPDATE sqlite_schema
+        SET sql = replace(sql, '''stopped'', ''cut_short'')', '''stopped'', ''cut_short'', ''out_of_room'')')
+        WHERE type = 'table' AND name = 'messages';
+    PRAGMA writable_schema = OFF;
+    "#,
 ];
 
 /// The schema version this code writes.

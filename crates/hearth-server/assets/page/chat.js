@@ -128,6 +128,7 @@ const STATUS_NOTE = {
   stopped: 'Stopped before the end.',
   failed: "This reply didn't work.",
   cut_short: CUT_SHORT_NOTE,
+  out_of_room: 'This reply ran out of room: Hearth can read only so much of a chat at once with this model. Ask for the rest in a new chat.',
 };
 
 function renderMessages() {

@@ -95,11 +95,15 @@ function limitsForm(p, limits, reload) {
   const topics = textArea('Topics to steer away from', (limits.topics || []).join('\n'), { name: 'topics' },
     `One per line, such as "horror films". ${topicsNote}`);
   const sees = check(`Let me read ${p.name}'s chats`, !!limits.keeper_sees, { name: 'keeper_sees' });
+  const wishes = textArea(`What ${p.name} asked Hearth to keep in mind`, limits.child_instructions || '',
+    { name: 'child_instructions' },
+    `${p.name} wrote this in their own settings. Hearth follows it only where it fits your limits above. You can change it or clear it.`);
   const form = h('form', { class: 'stack limits' },
     prompt, h('div', { class: 'row' }, useDefault),
     h('fieldset', {}, h('legend', {}, 'Hours'), someHours, times,
       h('p', { class: 'hint' }, `In your time. Outside them ${p.name} is told kindly when to come back.`)),
     topics,
+    wishes,
     sees,
     h('p', { class: 'hint' }, `${p.name}'s page always says whether you can read their chats.`),
     err,
@@ -118,6 +122,7 @@ function limitsForm(p, limits, reload) {
       } : null,
       topics: el('topics').value.split('\n').map((t) => t.trim()).filter(Boolean),
       keeper_sees: el('keeper_sees').checked,
+      child_instructions: el('child_instructions').value,
     };
     try {
       await api('PUT', `/api/people/${p.id}/limits`, body);
@@ -162,8 +167,10 @@ const LANGUAGES = [['', 'The same as this browser'], ['en', 'English'], ['fr', '
 /** "Your settings": instructions Hearth keeps in mind for you, and the page's language. */
 export function mySettingsSection() {
   const err = errorBox();
-  const instructions = textArea('Instructions for Hearth', '', { name: 'instructions' },
-    'Hearth keeps these in mind in all your chats, for example "Answer in French" or "I am a nurse, be precise".');
+  const hint = S.me?.role === 'child'
+    ? 'Hearth keeps these in mind in all your chats, as long as they fit the rules your grown-up chose. Your grown-up can read and change them.'
+    : 'Hearth keeps these in mind in all your chats, for example "Answer in French" or "I am a nurse, be precise".';
+  const instructions = textArea('Instructions for Hearth', '', { name: 'instructions' }, hint);
   const langId = nextId('l');
   const lang = h('select', { id: langId, name: 'language' },
     ...LANGUAGES.map(([v, label]) => h('option', { value: v }, label)));
@@ -217,6 +224,6 @@ export function restingView(me) {
   return h('main', { id: 'main', class: 'resting', tabindex: '-1' },
     h('div', { class: 'card stack' },
       h('h1', {}, 'Hearth is resting'),
-      h('p', {}, `You can come back at ${back}. Those are the hours your grown-up chose.`),
+      h('p', {}, back ? `You can come back at ${back}. Those are the hours your grown-up chose.` : me.resting.message),
       h('button', { type: 'button', class: 'ghost', onclick: logOut }, 'Log out')));
 }

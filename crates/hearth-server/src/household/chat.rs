@@ -31,9 +31,6 @@ mod saver;
 
 /// Longest message a person may send, in characters, whatever the model: about 16 pages.
 const MAX_MESSAGE: usize = 32_000;
-/// How much of a child's reply the topic check looks at each time: the newest part, so a reply
-/// that drifts onto a topic is caught where it drifts.
-const REPLY_WINDOW_CHARS: usize = 600;
 /// New text of a child's reply between two topic checks.
 const REPLY_CHECK_EVERY_CHARS: usize = 160;
 
@@ -194,7 +191,9 @@ pub struct SendBody {
     content: String,
 }
 
-fn check_content(s: &str) -> Result<&str, ApiError> {
+/// The message, trimmed, or why it cannot be sent; `most` is the most this person can send
+/// (see [`most_message_tokens`]).
+fn check_content(s: &str, most: usize) -> Result<&str, ApiError> {
     let t = s.trim();
     if t.is_empty() {
         return Err(ApiError::invalid("content", "write a message first"));
@@ -202,7 +201,7 @@ fn check_content(s: &str) -> Result<&str, ApiError> {
     let chars = t.chars().count();
     if chars > MAX_MESSAGE {
         // About four characters make a token in most languages' text.
-        return Err(too_long(chars / 4, MAX_MESSAGE / 4));
+        return Err(too_long(chars / 4, most));
     }
     Ok(t)
 }
@@ -225,22 +224,44 @@ fn answer_room(ctx: usize) -> usize {
     (ctx / 4).clamp(1, 1024)
 }
 
-/// About how much one message can hold with the served model, in words for the page ("about 6
-/// pages at most with this model"): the context less the room for the answer and the system
-/// message.
-pub(crate) fn message_limit(served: &Served) -> String {
+/// About how much one message from `user` can hold with the served model, in words for the page
+/// ("about 6 pages at most with this model").
+pub(crate) fn message_limit(served: &Served, h: &Household, user: &User) -> String {
     format!(
         "{} at most with this model",
-        super::family::in_pages(most_message_tokens(served.ctx))
+        super::family::in_pages(most_message_tokens(served, h, user))
     )
 }
 
-/// The system message and the template's markup take about this many tokens.
-const PROMPT_OVERHEAD: usize = 100;
-
-fn most_message_tokens(ctx: usize) -> usize {
-    ctx.saturating_sub(answer_room(ctx) + PROMPT_OVERHEAD)
+/// What the prompt takes besides the person's message: their system message (the household's
+/// line, their instructions, a child's prompt and topics) and the template's markup, measured.
+fn prompt_overhead(served: &Served, h: &Household, user: &User) -> usize {
+    let Some(template) = served.template.as_ref() else {
+        return 0;
+    };
+    let msgs = [
+        ChatMessage::new("system", &super::family::system_prompt(h, user)),
+        ChatMessage::new("user", ""),
+    ];
+    match crate::generation::offload::render_blocking(template, &msgs, true, None) {
+        Ok(r) => served
+            .tokenizer
+            .encode_rendered(&r, served.tokenizer.add_bos())
+            .len(),
+        Err(_) => 0,
+    }
 }
+
+/// The longest message `user` can send, in tokens: the smaller of the character cap and what
+/// the context leaves once their system message and the room for the answer are taken.
+fn most_message_tokens(served: &Served, h: &Household, user: &User) -> usize {
+    let ctx = served.ctx;
+    let fits = ctx.saturating_sub(answer_room(ctx) + prompt_overhead(served, h, user));
+    fits.min(MAX_MESSAGE / 4)
+}
+
+/// A reply that has grown past what the model can read at once cannot go on in place.
+const NO_ROOM_TO_CONTINUE: &str = "This reply is already as long as Hearth can read at once with this model, so it cannot go on here. Ask for the rest in a new chat.";
 
 fn busy() -> ApiError {
     ApiError {
@@ -260,26 +281,39 @@ pub async fn send(
     let h = household(&state)?;
     check_owned(h, me.user.id, id)?;
     let b: SendBody = crate::body::parse_body_async(body).await?;
-    let content = check_content(&b.content)?;
-    if running(h, me.user.id, id).is_some() {
-        return Err(busy());
-    }
+    let content = check_content(
+        &b.content,
+        most_message_tokens(&state.served(), h, &me.user),
+    )?;
+    let slot = reserve(h, me.user.id, id)?;
     steer_question(&state, &me.user, content).await?;
     let c = owned(h, me.user.id, id)?;
-    start_reply(&state, &me.user, id, &c.messages, Some(content), None)
+    start_reply(&state, slot, &me.user, &c.messages, Some(content), None)
 }
 
 /// A child's question on one of their keeper's topics: a kind refusal, and nothing stored or
 /// sent to the model.
 async fn steer_question(state: &Arc<AppState>, user: &User, text: &str) -> Result<(), ApiError> {
     let h = household(state)?;
-    let topics = super::family::topics_of(h, user);
-    if super::topics::check(state, &topics, text).await?.is_some() {
-        return Err(
-            ApiError::invalid("content", super::family::STEERED_QUESTION).with_code("steered"),
-        );
+    let hit = match super::family::topics_of(h, user) {
+        Ok(topics) => super::topics::check(state, &topics, text).await,
+        Err(e) => Err(db(e)),
+    };
+    match hit {
+        Ok(None) => Ok(()),
+        Ok(Some(_)) => {
+            Err(ApiError::invalid("content", super::family::STEERED_QUESTION).with_code("steered"))
+        }
+        Err(e) => {
+            // A child is safe by default: a message that cannot be checked is not sent.
+            tracing::error!("the topic check of a child's message failed: {}", e.message);
+            Err(ApiError {
+                status: axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                ..ApiError::bad_request(super::family::QUESTION_CHECK_FAILED)
+                    .with_code("check_failed")
+            })
+        }
     }
-    Ok(())
 }
 
 pub async fn regenerate(
@@ -289,9 +323,7 @@ pub async fn regenerate(
 ) -> Result<Json<Value>, ApiError> {
     let h = household(&state)?;
     let c = owned(h, me.user.id, id)?;
-    if running(h, me.user.id, id).is_some() {
-        return Err(busy());
-    }
+    let slot = reserve(h, me.user.id, id)?;
     // The reply it replaces goes only once the new one has started.
     let (keep, replace) = match c.messages.last() {
         Some(m) if m.role == MessageRole::Assistant => {
@@ -300,7 +332,7 @@ pub async fn regenerate(
         Some(_) => (&c.messages[..], None),
         None => return Err(ApiError::bad_request("there is nothing to answer yet")),
     };
-    start_reply(&state, &me.user, id, keep, None, replace)
+    start_reply(&state, slot, &me.user, keep, None, replace)
 }
 
 /// Continues a reply that was cut short, in the same message.
@@ -311,9 +343,7 @@ pub async fn continue_reply(
 ) -> Result<Json<Value>, ApiError> {
     let h = household(&state)?;
     let c = owned(h, me.user.id, id)?;
-    if running(h, me.user.id, id).is_some() {
-        return Err(busy());
-    }
+    let slot = reserve(h, me.user.id, id)?;
     let Some(last) = c
         .messages
         .last()
@@ -325,12 +355,12 @@ pub async fn continue_reply(
     };
     let served = state.served();
     let (prompt, hidden) = build_prompt(&served, h, &me.user, &c.messages, None, true)?;
-    let gen = generate(&state, &served, h, prompt)?;
+    let (gen, capped) = generate(&state, &served, h, prompt)?;
     let msg = h
         .store
         .resume_cut_short(me.user.id, id, last.id)
         .map_err(db)?;
-    spawn_reply(&state, &me.user, id, &msg, gen, hidden);
+    spawn_reply(&state, slot, &me.user, &msg, gen, capped, hidden);
     Ok(Json(json!({"assistant": msg})))
 }
 
@@ -341,24 +371,27 @@ pub async fn edit(
     body: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let h = household(&state)?;
-    let c = owned(h, me.user.id, id)?;
+    check_owned(h, me.user.id, id)?;
     let b: SendBody = crate::body::parse_body_async(body).await?;
-    let content = check_content(&b.content)?;
-    if running(h, me.user.id, id).is_some() {
-        return Err(busy());
-    }
+    let content = check_content(
+        &b.content,
+        most_message_tokens(&state.served(), h, &me.user),
+    )?;
+    let slot = reserve(h, me.user.id, id)?;
+    steer_question(&state, &me.user, content).await?;
+    // Read only now, with the slot held: nothing can have changed it since.
+    let c = owned(h, me.user.id, id)?;
     let at = c
         .messages
         .iter()
         .rposition(|m| m.role == MessageRole::User)
         .ok_or_else(|| ApiError::bad_request("there is no message to edit"))?;
-    steer_question(&state, &me.user, content).await?;
     // The old message and what followed it go only once the new one is sure to be sent.
     let replace = c.messages[at].id;
     start_reply(
         &state,
+        slot,
         &me.user,
-        id,
         &c.messages[..at],
         Some(content),
         Some(replace),
@@ -412,6 +445,38 @@ fn running(h: &Household, user: i64, conv: i64) -> Option<Arc<Reply>> {
         .get(&conv)
         .filter(|r| r.user == user)
         .cloned()
+}
+
+/// A conversation's one reply slot, held from the first check of a send (or edit, regenerate,
+/// continue) until its reply runs, so two quick sends cannot both start one: the second is
+/// told the chat is busy. Dropping it (any refusal or failure on the way) frees the slot.
+struct Slot<'a> {
+    h: &'a Household,
+    conv: i64,
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.h
+            .starting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.conv);
+    }
+}
+
+/// Takes conversation `conv`'s reply slot, or answers busy if a reply runs or is starting.
+fn reserve(h: &Household, user: i64, conv: i64) -> Result<Slot<'_>, ApiError> {
+    // Always the replies first, then `starting`: the order `spawn_reply` takes them in too.
+    let replies = h.replies.lock().unwrap_or_else(|p| p.into_inner());
+    if replies.get(&conv).is_some_and(|r| r.user == user) {
+        return Err(busy());
+    }
+    let mut starting = h.starting.lock().unwrap_or_else(|p| p.into_inner());
+    if !starting.insert(conv) {
+        return Err(busy());
+    }
+    Ok(Slot { h, conv })
 }
 
 /// Stops every reply running for `user` (they deleted all their conversations, or the owner
@@ -489,12 +554,16 @@ fn build_prompt(
         let last = usable.len().saturating_sub(1);
         if tokens.len() + room <= state.ctx || first >= last {
             if pending.is_some() && tokens.len() + room > state.ctx {
+                let overhead = prompt_overhead(state, h, user);
                 return Err(too_long(
-                    tokens.len().saturating_sub(PROMPT_OVERHEAD),
-                    most_message_tokens(state.ctx),
+                    tokens.len().saturating_sub(overhead),
+                    most_message_tokens(state, h, user),
                 ));
             }
             if tokens.len() >= state.ctx {
+                if cont {
+                    return Err(ApiError::bad_request(NO_ROOM_TO_CONTINUE).with_code("too_long"));
+                }
                 return Err(ApiError::context_overflow(tokens.len(), state.ctx));
             }
             let hidden = usable[..first].iter().filter_map(|m| m.0).collect();
@@ -505,14 +574,17 @@ fn build_prompt(
 }
 
 /// Starts generating on the served model: the reply runs to its end, the context's or the
-/// household's longest reply.
+/// household's longest reply. Also says which of the two limits it: `true` for the household's
+/// (a reply that reaches it is cut short and can be continued).
 fn generate(
     state: &Arc<AppState>,
     served: &Arc<Served>,
     h: &Household,
     prompt: Vec<u32>,
-) -> Result<crate::generation::Generation, ApiError> {
-    let max_tokens = (served.ctx - prompt.len()).min(h.reply_tokens);
+) -> Result<(crate::generation::Generation, bool), ApiError> {
+    let room = served.ctx - prompt.len();
+    let capped = h.reply_tokens <= room;
+    let max_tokens = room.min(h.reply_tokens);
     let sampler = hearth_model::SamplerConfig {
         seed: rand::random(),
         ..served.defaults.clone()
@@ -529,6 +601,7 @@ fn generate(
             constraint: None,
         },
     )
+    .map(|g| (g, capped))
 }
 
 /// Starts a reply in `conv` to `keep` and then `pending`, the person's new message. Nothing is
@@ -537,16 +610,17 @@ fn generate(
 /// is never stored, so sending it again cannot make a copy.
 fn start_reply(
     state: &Arc<AppState>,
+    slot: Slot<'_>,
     user: &User,
-    conv: i64,
     keep: &[Message],
     pending: Option<&str>,
     replace: Option<i64>,
 ) -> Result<Json<Value>, ApiError> {
     let h = household(state)?;
+    let conv = slot.conv;
     let served = state.served();
     let (prompt, hidden) = build_prompt(&served, h, user, keep, pending, false)?;
-    let gen = generate(state, &served, h, prompt)?;
+    let (gen, capped) = generate(state, &served, h, prompt)?;
     // On a failure from here on, dropping `gen` cancels the generation.
     if let Some(first) = replace {
         h.store
@@ -565,7 +639,7 @@ fn start_reply(
         .store
         .add_message(user.id, conv, MessageRole::Assistant, "", Status::Streaming)
         .map_err(db)?;
-    spawn_reply(state, user, conv, &msg, gen, hidden);
+    spawn_reply(state, slot, user, &msg, gen, capped, hidden);
     Ok(Json(match message {
         Some(m) => json!({"user": m, "assistant": msg}),
         None => json!({"assistant": msg}),
@@ -576,12 +650,14 @@ fn start_reply(
 /// reply grows).
 fn spawn_reply(
     state: &Arc<AppState>,
+    slot: Slot<'_>,
     user: &User,
-    conv: i64,
     msg: &Message,
     gen: crate::generation::Generation,
+    capped: bool,
     hidden: Vec<i64>,
 ) {
+    let conv = slot.conv;
     let Ok(h) = household(state) else {
         return;
     };
@@ -599,6 +675,8 @@ fn spawn_reply(
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .insert(conv, reply.clone());
+    // The reply runs: the slot is now its entry among the replies.
+    drop(slot);
     let state = state.clone();
     let guard = state.metrics.enter();
     let user = user.clone();
@@ -607,7 +685,7 @@ fn spawn_reply(
         if !hidden.is_empty() {
             let _ = reply.tx.send(PageEvent::Context(hidden));
         }
-        let status = drive(&state, &user, &reply, gen).await;
+        let status = drive(&state, &user, &reply, gen, capped).await;
         if let Ok(h) = household(&state) {
             // However the first reply ended (stopped or failed too), the chat is named after
             // the person's first message rather than staying "New chat".
@@ -624,21 +702,35 @@ fn spawn_reply(
 }
 
 /// Streams a generation into the reply and the database; returns how it ended, as stored
-/// (only once all of its text is). A child's reply is checked against their keeper's topics as
-/// it grows; one that goes there is stopped and replaced by a kind note.
+/// (only once all of its text is).
+///
+/// A child's reply is checked against their keeper's topics as it grows, and held back until it
+/// is: only text that passed a check reaches the page, the reply's content and the database.
+/// One that goes onto a topic (or that cannot be checked) is stopped, what was held back is
+/// dropped unseen, and the message becomes a kind note.
 async fn drive(
     state: &Arc<AppState>,
     user: &User,
     reply: &Reply,
     mut gen: crate::generation::Generation,
+    capped: bool,
 ) -> Status {
     let Ok(h) = household(state) else {
         return Status::Failed;
     };
-    let topics = super::family::topics_of(h, user);
-    let mut written = String::new();
-    let mut checked = 0;
-    let mut steered = false;
+    let topics = match super::family::topics_of(h, user) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!("cannot read a child's topics, so their reply is not written: {e}");
+            drop(gen);
+            return replace_with_note(h, user, reply, super::family::CHECK_FAILED);
+        }
+    };
+    // Released text (what the page and the database have), for the check's window; and text
+    // written by the model but not checked yet.
+    let mut passed = reply.snapshot();
+    let mut held = String::new();
+    let mut caught: Option<&str> = None;
     let mut saver = saver::Saver::new(&h.store, reply.message_id);
     let mut last_queue = None;
     let status = loop {
@@ -657,10 +749,17 @@ async fn drive(
                     let _ = reply.tx.send(PageEvent::Queued(ahead));
                 }
             }
-            // The longest reply was reached before the model ended it: not complete.
+            // The longest reply was reached before the model ended it: not complete. Only the
+            // household's longest reply can be gone past (Continue); a full context cannot.
             Some(Ok(Piece::Done {
                 finish_reason: "length",
-            })) => break Status::CutShort,
+            })) => {
+                break if capped {
+                    Status::CutShort
+                } else {
+                    Status::OutOfRoom
+                }
+            }
             None | Some(Ok(Piece::Done { .. })) => break Status::Complete,
             Some(Err(e)) => {
                 let _ = reply.tx.send(PageEvent::Error(e.message.clone()));
@@ -671,39 +770,57 @@ async fn drive(
                 if text.is_empty() {
                     continue;
                 }
-                reply
-                    .content
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push_str(&text);
-                saver.push(&text);
-                if !topics.is_empty() {
-                    written.push_str(&text);
+                if topics.is_empty() {
+                    release(reply, &mut saver, &text);
+                    continue;
                 }
-                let _ = reply.tx.send(PageEvent::Delta(text));
-                if !topics.is_empty() && written.len() - checked >= REPLY_CHECK_EVERY_CHARS {
-                    checked = written.len();
-                    if on_topic(state, &topics, &written).await {
-                        steered = true;
+                held.push_str(&text);
+                if held.len() >= REPLY_CHECK_EVERY_CHARS {
+                    caught = check_reply(state, &topics, &passed, &held).await;
+                    if caught.is_some() {
                         break Status::Stopped;
                     }
+                    release(reply, &mut saver, &held);
+                    passed.push_str(&held);
+                    held.clear();
                 }
             }
         }
     };
     // Dropping the generation (on Stop) cancels it in the engine at its next step.
     drop(gen);
-    if !steered && checked < written.len() && on_topic(state, &topics, &written).await {
-        steered = true;
+    // What is still held back is checked before the reply ends, however it ended.
+    if caught.is_none() && !held.is_empty() {
+        caught = check_reply(state, &topics, &passed, &held).await;
+        if caught.is_none() {
+            release(reply, &mut saver, &held);
+        }
+    }
+    if let Some(note) = caught {
+        // Only checked text was ever saved; it goes too, and the note takes its place.
+        drop(saver);
+        return replace_with_note(h, user, reply, note);
     }
     // Until all of the text is stored the reply stays running: the page keeps showing it from
     // memory, and it reads as finished only once the database has every word.
-    let status = saver.finish(status, saver::KEEP_TRYING_FOR).await;
-    if !steered {
-        return status;
-    }
-    // The caught reply is replaced, in memory and stored, before the page hears it ended.
-    let note = super::family::STEERED_REPLY;
+    saver.finish(status, saver::KEEP_TRYING_FOR).await
+}
+
+/// Text that may be shown: to the reply's content (for pages that join later), the database
+/// and the page.
+fn release(reply: &Reply, saver: &mut saver::Saver<'_>, text: &str) {
+    reply
+        .content
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push_str(text);
+    saver.push(text);
+    let _ = reply.tx.send(PageEvent::Delta(text.to_string()));
+}
+
+/// A child's reply that must not be shown becomes `note`, in memory and stored, before the page
+/// hears it ended (the page then reads the stored message).
+fn replace_with_note(h: &Household, user: &User, reply: &Reply, note: &str) -> Status {
     *reply.content.lock().unwrap_or_else(|p| p.into_inner()) = note.to_string();
     let stored = h
         .store
@@ -713,25 +830,30 @@ async fn drive(
                 .set_message_status(reply.message_id, Status::Stopped)
         });
     if let Err(e) = stored {
-        tracing::error!("cannot replace a reply the topic check caught: {e}");
+        tracing::error!("cannot replace a child's reply with its note: {e}");
     }
     Status::Stopped
 }
 
-/// Whether the newest part of a child's reply is on one of their keeper's topics.
-async fn on_topic(state: &Arc<AppState>, topics: &[String], written: &str) -> bool {
-    let start = written
-        .char_indices()
-        .rev()
-        .nth(REPLY_WINDOW_CHARS)
-        .map_or(0, |(i, _)| i);
-    match super::topics::check(state, topics, &written[start..]).await {
-        Ok(hit) => hit.is_some(),
+/// Checks `held`, the newest text of a child's reply, with the end of what was released before
+/// it for context; the note to show instead if it must not be shown. A check that cannot run
+/// keeps the text back too (children are safe by default), with its own note.
+async fn check_reply(
+    state: &Arc<AppState>,
+    topics: &[String],
+    passed: &str,
+    held: &str,
+) -> Option<&'static str> {
+    let window = super::topics::reply_window(passed, held, super::topics::REPLY_WINDOW_CHARS);
+    match super::topics::check(state, topics, &window).await {
+        Ok(None) => None,
+        Ok(Some(_)) => Some(super::family::STEERED_REPLY),
         Err(e) => {
-            // A check that cannot run must not end the reply for nothing; the prompt still
-            // steers.
-            tracing::warn!("{}", e.message);
-            false
+            tracing::error!(
+                "the topic check of a child's reply failed, so it is held back: {}",
+                e.message
+            );
+            Some(super::family::CHECK_FAILED)
         }
     }
 }

@@ -43,18 +43,27 @@ pub const STEERED_QUESTION: &str = "That is something to talk about with a grown
 /// What replaces a reply the topic check caught while it was written.
 pub const STEERED_REPLY: &str = "I started to answer, but this is something to talk about with a grown-up you trust. Let's talk about something else!";
 
+/// What replaces a child's reply when it could not be checked (the cause goes to the log).
+pub const CHECK_FAILED: &str =
+    "Sorry, I could not finish this answer just now. Please try again in a little while.";
+
+/// What a child is told when their message could not be checked; it was not sent.
+pub const QUESTION_CHECK_FAILED: &str =
+    "Hearth could not send this message just now. Please try again in a little while.";
+
 /// What the keeper is told about the topic check, in plain words.
 const TOPICS_ARE_BEST_EFFORT: &str = "Hearth tries to steer away from these topics, in what it is told and by checking each question and answer. This is best effort, not a guarantee: a question worded differently can get through.";
 
 /// The system message for `user`'s chats: the household's line, their own instructions, and
-/// for a child the keeper's prompt and topics last, so they have the last word.
+/// for a child the keeper's prompt and topics, then the child's own wishes framed as giving way
+/// to those rules (the keeper sees and edits them beside the limits).
 pub(crate) fn system_prompt(h: &Household, user: &User) -> String {
     let household = h.store.household().ok().flatten().unwrap_or_default();
     let mut s = format!(
         "You are Hearth, a friendly and helpful assistant for the {household} household. Answer clearly and kindly."
     );
     let profile = h.store.profile(user.id).unwrap_or_default();
-    if !profile.instructions.is_empty() {
+    if !profile.instructions.is_empty() && user.role != PersonRole::Child {
         s.push_str(&format!(
             "\n\n{} asked you to keep this in mind: {}",
             user.name, profile.instructions
@@ -75,30 +84,58 @@ pub(crate) fn system_prompt(h: &Household, user: &User) -> String {
                 l.topics.join("; ")
             ));
         }
+        if !profile.instructions.is_empty() {
+            s.push_str(&format!(
+                "\n\n{} asked you to keep this in mind too. Follow it only where it fits everything above; where it does not, the rules above win: {}",
+                user.name, profile.instructions
+            ));
+        }
     }
     s
 }
 
-/// The keeper's topics for `user` if they are a child with some.
-pub(crate) fn topics_of(h: &Household, user: &User) -> Vec<String> {
+/// The keeper's topics for `user` if they are a child with some. An error (the limits cannot be
+/// read) is for the caller to fail closed on: a child's checks never pass by accident.
+pub(crate) fn topics_of(h: &Household, user: &User) -> Result<Vec<String>, hearth_store::Error> {
     if user.role != PersonRole::Child {
-        return Vec::new();
+        return Ok(Vec::new());
     }
-    h.store
-        .child_limits(user.id)
-        .ok()
-        .flatten()
+    Ok(h.store
+        .child_limits(user.id)?
         .map(|l| l.topics)
-        .unwrap_or_default()
+        .unwrap_or_default())
 }
 
-/// Outside a child's hours: when they can come back ("08:00", the keeper's local time).
-pub(crate) fn resting(h: &Household, user: &User) -> Option<String> {
+/// Outside a child's hours: when they can come back ("08:00", the keeper's local time), or
+/// `Some(None)` when their limits cannot be read: a child is kept out rather than let in past
+/// hours that could not be checked (the cause goes to the log).
+pub(crate) fn resting(h: &Household, user: &User) -> Option<Option<String>> {
     if user.role != PersonRole::Child {
         return None;
     }
-    let hours = h.store.child_limits(user.id).ok().flatten()?.hours?;
-    (!hours.allows(h.store.now())).then(|| clock(hours.from))
+    let limits = match h.store.child_limits(user.id) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!("cannot read a child's limits, so they are kept out for now: {e}");
+            return Some(None);
+        }
+    };
+    let hours = limits?.hours?;
+    (!hours.allows(h.store.now())).then(|| Some(clock(hours.from)))
+}
+
+/// What a child who is [`resting`] is told, on every route they try.
+pub(crate) fn rest_error(back_at: Option<&str>) -> ApiError {
+    match back_at {
+        Some(at) => outside_hours(at),
+        None => ApiError {
+            status: axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            ..ApiError::bad_request(
+                "Hearth cannot open just now. Please try again in a little while, or ask your grown-up.",
+            )
+            .with_code("outside_hours")
+        },
+    }
 }
 
 fn clock(minutes: u32) -> String {
@@ -131,8 +168,8 @@ pub(crate) fn me_json(h: &Household, u: &User) -> Value {
         v["keeper_sees"] = json!(sees);
         v["resting"] = match resting(h, u) {
             Some(back_at) => json!({
+                "message": rest_error(back_at.as_deref()).message,
                 "back_at": back_at,
-                "message": outside_hours(&back_at).message,
             }),
             None => Value::Null,
         };
@@ -215,8 +252,15 @@ fn limits_of(h: &Household, id: i64) -> Result<ChildLimits, ApiError> {
         .ok_or_else(|| ApiError::not_found("no child with this id"))
 }
 
-fn limits_json(state: &AppState, l: &ChildLimits) -> Value {
-    json!({
+fn limits_json(
+    state: &AppState,
+    h: &Household,
+    id: i64,
+    l: &ChildLimits,
+) -> Result<Value, ApiError> {
+    // What the child wrote in their own settings reaches their prompt: the keeper sees it here.
+    let wishes = h.store.profile(id).map_err(db)?.instructions;
+    Ok(json!({
         "prompt": l.prompt.as_deref().unwrap_or(DEFAULT_CHILD_PROMPT),
         "prompt_is_default": l.prompt.is_none(),
         "default_prompt": DEFAULT_CHILD_PROMPT,
@@ -226,7 +270,8 @@ fn limits_json(state: &AppState, l: &ChildLimits) -> Value {
         // Without the embedding model only the prompt steers: the page says so.
         "topic_check": super::topics::model(state).is_some(),
         "topics_note": TOPICS_ARE_BEST_EFFORT,
-    })
+        "child_instructions": wishes,
+    }))
 }
 
 /// A child's limits as the keeper's page shows them.
@@ -235,7 +280,7 @@ pub(crate) fn child_limits_json(
     h: &Household,
     id: i64,
 ) -> Result<Value, ApiError> {
-    Ok(limits_json(state, &limits_of(h, id)?))
+    limits_json(state, h, id, &limits_of(h, id)?)
 }
 
 pub async fn child_limits(
@@ -245,15 +290,16 @@ pub async fn child_limits(
 ) -> Result<Json<Value>, ApiError> {
     me.require_owner()?;
     let h = household(&state)?;
-    Ok(Json(limits_json(&state, &limits_of(h, id)?)))
+    Ok(Json(limits_json(&state, h, id, &limits_of(h, id)?)?))
 }
 
 #[derive(Deserialize)]
 pub struct HoursBody {
     from: u32,
     to: u32,
+    /// Required: hours read in the wrong zone would open or close at the wrong time.
     #[serde(default)]
-    utc_offset: i32,
+    utc_offset: Option<i32>,
 }
 
 #[derive(Deserialize)]
@@ -265,6 +311,9 @@ pub struct LimitsBody {
     #[serde(default)]
     topics: Vec<String>,
     keeper_sees: bool,
+    /// The child's own instructions, as the keeper changed them; absent leaves them.
+    #[serde(default)]
+    child_instructions: Option<String>,
 }
 
 pub async fn put_child_limits(
@@ -275,30 +324,52 @@ pub async fn put_child_limits(
 ) -> Result<Json<Value>, ApiError> {
     me.require_owner()?;
     let h = household(&state)?;
-    limits_of(h, id)?;
+    // Saving new limits over a topics list that cannot be read mends it.
+    match h.store.child_limits(id) {
+        Ok(Some(_))
+        | Err(hearth_store::Error::Invalid {
+            field: "topics", ..
+        }) => {}
+        Ok(None) => return Err(ApiError::not_found("no child with this id")),
+        Err(e) => return Err(db(e)),
+    }
     let b: LimitsBody = crate::body::parse_body_async(body).await?;
+    let hours = match b.hours {
+        None => None,
+        Some(x) => Some(Hours {
+            from: x.from,
+            to: x.to,
+            utc_offset: x.utc_offset.ok_or_else(|| {
+                ApiError::invalid(
+                    "hours",
+                    "hours need the time zone they are in; reload the page and save again",
+                )
+            })?,
+        }),
+    };
     // The default's own text saved back is the default, so a later, better default reaches
     // this child too.
     let prompt = b
         .prompt
         .filter(|p| p.trim() != DEFAULT_CHILD_PROMPT && !p.trim().is_empty());
+    if let Some(instructions) = b.child_instructions {
+        let mut p = h.store.profile(id).map_err(db)?;
+        p.instructions = instructions;
+        h.store.set_profile(id, &p).map_err(db)?;
+    }
     let saved = h
         .store
         .set_child_limits(
             id,
             &ChildLimits {
                 prompt,
-                hours: b.hours.map(|x| Hours {
-                    from: x.from,
-                    to: x.to,
-                    utc_offset: x.utc_offset,
-                }),
+                hours,
                 topics: b.topics,
                 keeper_sees: b.keeper_sees,
             },
         )
         .map_err(db)?;
-    Ok(Json(limits_json(&state, &saved)))
+    Ok(Json(limits_json(&state, h, id, &saved)?))
 }
 
 fn not_shown() -> ApiError {

@@ -25,7 +25,7 @@ mod limits;
 pub(crate) mod session;
 pub mod topics;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use axum::http::{header, HeaderValue};
@@ -102,6 +102,8 @@ pub struct Household {
     pub(crate) checks: limits::Checks,
     /// Replies being generated, by conversation id.
     pub(crate) replies: Mutex<HashMap<i64, Arc<chat::Reply>>>,
+    /// Conversations whose reply is starting (checks under way, not yet in `replies`).
+    pub(crate) starting: Mutex<HashSet<i64>>,
     pub(crate) reply_tokens: usize,
     /// The children's topics as vectors, for the topic check.
     pub(crate) topics: topics::TopicCache,
@@ -119,6 +121,7 @@ impl Household {
             admin: o.admin,
             checks: limits::Checks::default(),
             replies: Mutex::new(HashMap::new()),
+            starting: Mutex::new(HashSet::new()),
             reply_tokens: o.reply_tokens.max(1),
             topics: topics::TopicCache::default(),
         }

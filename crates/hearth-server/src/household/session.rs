@@ -98,7 +98,7 @@ impl FromRequestParts<Arc<AppState>> for Me {
         let path = parts.uri.path();
         if path != "/api/logout" && !path.ends_with("/stop") {
             if let Some(back_at) = super::family::resting(h, &user) {
-                return Err(super::family::outside_hours(&back_at));
+                return Err(super::family::rest_error(back_at.as_deref()));
             }
         }
         Ok(Me { user, csrf })
@@ -140,6 +140,10 @@ pub async fn state(
     let set_up = h.store.is_set_up().map_err(db)?;
     let me = session_of(h, &headers);
     let served = state.served();
+    // The limit depends on the person's own system message; before login, the household's.
+    let limit = me
+        .as_ref()
+        .map(|(u, _)| super::chat::message_limit(&served, h, u));
     Ok(Json(json!({
         "setup_needed": !set_up,
         "setup_code_required": !set_up && h.setup_code.is_some(),
@@ -149,7 +153,7 @@ pub async fn state(
         "model": {
             "id": served.model_id,
             "ctx": served.ctx,
-            "message_limit": super::chat::message_limit(&served),
+            "message_limit": limit,
         },
     })))
 }

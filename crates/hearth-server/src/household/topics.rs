@@ -184,6 +184,24 @@ impl TopicCache {
     }
 }
 
+/// How much of a child's reply the topic check looks at each time: the newest part, so a reply
+/// that drifts onto a topic is caught where it drifts.
+pub const REPLY_WINDOW_CHARS: usize = 600;
+
+/// What a child's reply is checked as when `held`, its newest text, is about to be shown: all of
+/// `held`, after as much of the text shown before it (`passed`) as fits in `window` characters,
+/// so a reply that drifts onto a topic is caught where it drifts.
+pub fn reply_window(passed: &str, held: &str, window: usize) -> String {
+    let room = window.saturating_sub(held.chars().count());
+    let start = passed
+        .char_indices()
+        .rev()
+        .take(room)
+        .last()
+        .map_or(passed.len(), |(i, _)| i);
+    format!("{}{held}", &passed[start..])
+}
+
 /// The embedding model, if this server has one: the topic check needs it.
 pub(crate) fn model(state: &AppState) -> Option<Arc<EmbedModel>> {
     state.embed.clone()

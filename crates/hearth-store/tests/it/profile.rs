@@ -312,3 +312,88 @@ fn version_3_files_keep_their_messages_and_people_through_version_4() {
         .add_message(2, a.id, MessageRole::Assistant, "x", Status::CutShort)
         .unwrap();
 }
+
+#[test]
+fn a_reply_that_ran_out_of_room_is_stored_as_such_and_is_not_continued() {
+    let (store, ana, _ben) = household();
+    let c = store.create_conversation(ana.id, None).unwrap();
+    let a = store
+        .add_message(
+            ana.id,
+            c.id,
+            MessageRole::Assistant,
+            "Once",
+            Status::Streaming,
+        )
+        .unwrap();
+    store
+        .finish_message(a.id, " upon", Status::OutOfRoom)
+        .unwrap();
+    let m = &store.conversation(ana.id, c.id).unwrap().unwrap().messages[0];
+    assert_eq!(
+        (m.content.as_str(), m.status),
+        ("Once upon", Status::OutOfRoom)
+    );
+    assert!(store.resume_cut_short(ana.id, c.id, a.id).is_err());
+}
+
+#[test]
+fn hours_that_start_when_they_end_or_in_no_time_zone_are_refused() {
+    let (store, _ana, _ben) = household();
+    let leo = store
+        .add_person_as("Leo", &Secret::Pin("2468".into()), PersonRole::Child)
+        .unwrap();
+    let mut l = limits();
+    // The same start and end read as "any time" before: refused in words instead.
+    l.hours = Some(Hours {
+        from: 9 * 60,
+        to: 9 * 60,
+        utc_offset: 0,
+    });
+    assert!(matches!(
+        store.set_child_limits(leo.id, &l),
+        Err(Error::Invalid { field: "hours", .. })
+    ));
+    // An offset no time zone has, even the one whose absolute value overflows.
+    for utc_offset in [i32::MIN, -15 * 60, 15 * 60, i32::MAX] {
+        l.hours = Some(Hours {
+            from: 8 * 60,
+            to: 9 * 60,
+            utc_offset,
+        });
+        assert!(
+            matches!(
+                store.set_child_limits(leo.id, &l),
+                Err(Error::Invalid { field: "hours", .. })
+            ),
+            "{utc_offset}"
+        );
+    }
+    assert_eq!(store.child_limits(leo.id).unwrap().unwrap().hours, None);
+}
+
+/// A child's topics that cannot be read are an error, never "no topics": the checks that use
+/// them fail closed.
+#[test]
+fn unreadable_topics_are_an_error_not_an_empty_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hearth.db");
+    let leo = {
+        let store = Store::open(&path).unwrap();
+        store.setup("Smiths", "Ana", "correct horse").unwrap();
+        let leo = store
+            .add_person_as("Leo", &Secret::Pin("2468".into()), PersonRole::Child)
+            .unwrap();
+        store.set_child_limits(leo.id, &limits()).unwrap();
+        leo
+    };
+    Connection::open(&path)
+        .unwrap()
+        .execute(
+            "UPDATE users SET topics = 'horror films' WHERE id = ?1",
+            [leo.id],
+        )
+        .unwrap();
+    let store = Store::open(&path).unwrap();
+    assert!(store.child_limits(leo.id).is_err());
+}
