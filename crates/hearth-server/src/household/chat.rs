@@ -27,8 +27,12 @@ use crate::error::ApiError;
 use crate::generation::{start_generation, Piece, Plan};
 use crate::{AppState, Served};
 
+mod guard;
 mod lengths;
 mod saver;
+
+pub(super) use guard::stop_replies_of;
+use guard::{check_owned, owned, request_stop, reserve, running, Slot};
 
 pub(crate) use lengths::message_limit;
 use lengths::{
@@ -341,88 +345,6 @@ pub async fn stop(
         request_stop(&r);
     }
     Ok(Json(json!({})))
-}
-
-// Every route that takes a conversation id checks first of all that it is one of this
-// person's, with `owned` or `check_owned`: before reading the body, before looking at replies,
-// before changing anything. Another person's conversation then gets exactly the answer a
-// missing one gets, whatever it is doing, and nothing of theirs is touched.
-
-/// One of this person's conversations, or 404 (another person's is as absent as a missing one).
-fn owned(h: &Household, user: i64, id: i64) -> Result<hearth_store::Conversation, ApiError> {
-    h.store
-        .conversation(user, id)
-        .map_err(db)?
-        .ok_or_else(not_found)
-}
-
-/// `Ok` if conversation `id` is this person's, else the same 404 as [`owned`].
-fn check_owned(h: &Household, user: i64, id: i64) -> Result<(), ApiError> {
-    if h.store.has_conversation(user, id).map_err(db)? {
-        Ok(())
-    } else {
-        Err(not_found())
-    }
-}
-
-fn not_found() -> ApiError {
-    ApiError::not_found("no such conversation")
-}
-
-/// The reply running in `user`'s conversation `conv`, if any.
-fn running(h: &Household, user: i64, conv: i64) -> Option<Arc<Reply>> {
-    h.replies
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .get(&conv)
-        .filter(|r| r.user == user)
-        .cloned()
-}
-
-/// A conversation's one reply slot, held from the first check of a send (or edit, regenerate,
-/// continue) until its reply runs, so two quick sends cannot both start one: the second is
-/// told the chat is busy. Dropping it (any refusal or failure on the way) frees the slot.
-struct Slot<'a> {
-    h: &'a Household,
-    conv: i64,
-}
-
-impl Drop for Slot<'_> {
-    fn drop(&mut self) {
-        self.h
-            .starting
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&self.conv);
-    }
-}
-
-/// Takes conversation `conv`'s reply slot, or answers busy if a reply runs or is starting.
-fn reserve(h: &Household, user: i64, conv: i64) -> Result<Slot<'_>, ApiError> {
-    // Always the replies first, then `starting`: the order `spawn_reply` takes them in too.
-    let replies = h.replies.lock().unwrap_or_else(|p| p.into_inner());
-    if replies.get(&conv).is_some_and(|r| r.user == user) {
-        return Err(busy());
-    }
-    let mut starting = h.starting.lock().unwrap_or_else(|p| p.into_inner());
-    if !starting.insert(conv) {
-        return Err(busy());
-    }
-    Ok(Slot { h, conv })
-}
-
-/// Stops every reply running for `user` (they deleted all their conversations, or the owner
-/// removed them), and no one else's.
-pub(super) fn stop_replies_of(h: &Household, user: i64) {
-    let replies = h.replies.lock().unwrap_or_else(|p| p.into_inner());
-    for r in replies.values().filter(|r| r.user == user) {
-        request_stop(r);
-    }
-}
-
-fn request_stop(r: &Reply) {
-    r.stop.store(true, Ordering::Relaxed);
-    r.stop_notify.notify_one();
 }
 
 /// The conversation as the model sees it: the person's system message (household, their own
