@@ -27,7 +27,9 @@ before(async () => {
   browser = await launchBrowser();
   home = makeHome();
   const port = await freePort();
-  server = await startServer(home, port, 'family', ['--ctx', '2048', '--reply-tokens', '24'], '127.0.0.1', 'smollm2-135m', { embeddings: true });
+  // Temperature 0: the same question gets the same reply, so a reply the tests read (the
+  // child's secret word) does not depend on a random draw.
+  server = await startServer(home, port, 'family', ['--ctx', '2048', '--reply-tokens', '24', '--temperature', '0'], '127.0.0.1', 'smollm2-135m', { embeddings: true });
   url = `http://hearth.local:${port}/`;
   // The household, set up through the page once; every test logs in as someone.
   const context = await browser.newContext();

@@ -338,6 +338,22 @@ fn missing_file_is_one_clear_line() {
 }
 
 #[test]
+fn a_temperature_outside_zero_to_two_is_refused_in_words() {
+    let home = tempfile::tempdir().expect("tempdir");
+    // Refused by the argument parser, before any model loads: its first line says why.
+    for (value, why) in [
+        ("3", "3 is outside 0 to 2"),
+        ("warm", "\"warm\" is not a number"),
+    ] {
+        let out = hearth(&["serve", "--temperature", value], home.path());
+        let err = text(&out.stderr);
+        assert!(!out.status.success(), "accepted --temperature {value}");
+        let first = err.lines().next().unwrap_or_default();
+        assert!(first.contains(why), "{err}");
+    }
+}
+
+#[test]
 fn not_a_gguf_is_one_clear_line() {
     let home = tempfile::tempdir().expect("tempdir");
     let path = home.path().join("notes.gguf");

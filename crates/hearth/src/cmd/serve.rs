@@ -84,6 +84,25 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = hearth_server::household::DEFAULT_REPLY_TOKENS,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=65536))]
     pub reply_tokens: usize,
+    /// Sampling temperature for the household page's replies and for API requests that set
+    /// none (default: the model's recommended value, else 0.8). 0 always picks the most
+    /// likely next word, so the same question gets the same reply.
+    #[arg(long, value_parser = parse_temperature)]
+    pub temperature: Option<f32>,
+}
+
+/// A temperature from 0 to 2, said in words otherwise.
+fn parse_temperature(s: &str) -> Result<f32, String> {
+    let t: f32 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number; use 0 to 2, e.g. 0.7"))?;
+    if (0.0..=2.0).contains(&t) {
+        Ok(t)
+    } else {
+        Err(format!(
+            "{t} is outside 0 to 2; 0 is the most predictable, 1 the model's own"
+        ))
+    }
 }
 
 pub fn run(a: ServeArgs) -> anyhow::Result<()> {
@@ -133,6 +152,7 @@ pub fn run(a: ServeArgs) -> anyhow::Result<()> {
     };
     let gen = GenOptions {
         ctx,
+        temperature: a.temperature,
         ..GenOptions::defaults()
     };
     let defaults = loaded.sampler_config(&gen);
@@ -151,6 +171,7 @@ pub fn run(a: ServeArgs) -> anyhow::Result<()> {
         } else {
             Speculation::PromptLookup
         },
+        temperature: a.temperature,
     };
     let (kv_budget, planned) = check_plan(&model, &loaded.name, ctx, a.max_seqs, threads)?;
     let opts = ServeOptions {
@@ -266,6 +287,8 @@ struct Sizing {
     prefill_chunk: usize,
     prefix_cache: bool,
     speculation: Speculation,
+    /// `--temperature`, kept for every model switched to.
+    temperature: Option<f32>,
 }
 
 impl Sizing {
@@ -401,6 +424,7 @@ impl hearth_server::household::Admin for Admin {
         note_pending(&loaded.name, &pending);
         let gen = GenOptions {
             ctx,
+            temperature: z.temperature,
             ..GenOptions::defaults()
         };
         // Planned against the memory available now, with the current model still loaded.
