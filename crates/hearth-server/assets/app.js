@@ -13,12 +13,16 @@
 //
 // Modules: api.js (state, requests), dom.js (elements, dialogs, formatting), markdown.js
 // (replies as DOM), login.js (start-up, setup, login), shell.js (header and chat list),
-// chat.js (a conversation), settings.js, theme.js (light and dark).
+// chat.js (a conversation), settings.js, theme.js (light and dark), i18n.js (the page's words
+// in English or French, from messages-en.js and messages-fr.js).
 
 import { onSessionLost } from './page/api.js';
 import { boot, sessionLost } from './page/login.js';
 import { applyTheme } from './page/theme.js';
+import { useLanguage } from './page/i18n.js';
 
+// The browser's language until the server says whether the person chose another.
+useLanguage(null);
 applyTheme();
 onSessionLost(sessionLost);
 boot();

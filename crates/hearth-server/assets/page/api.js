@@ -1,6 +1,8 @@
 // Talking to the server: the page's state, JSON requests with the CSRF token, and event
 // streams read from a POST's body.
 
+import { t } from './i18n.js';
+
 export const S = {
   state: null, // GET /api/state
   csrf: null,
@@ -31,23 +33,21 @@ class ApiError extends Error {
 /** "about 15 minutes" for a wait in seconds. */
 export function aboutWait(secs) {
   const s = parseInt(secs, 10);
-  if (!(s > 0)) return 'a little while';
-  if (s < 60) return 'about a minute';
-  const m = Math.ceil(s / 60);
-  return m === 1 ? 'about a minute' : `about ${m} minutes`;
+  if (!(s > 0)) return t('wait.little');
+  return t('wait.minutes', { count: Math.max(1, Math.ceil(s / 60)) });
 }
 
 /** What the server said, as a sentence for the family: its own message where it is already
  * written for people, plain words where it is technical (a parser's complaint, a storage
  * failure, a status code). */
 function plainError(status, message, retryAfter) {
-  if (status === 429) return `Too many tries. Please wait ${aboutWait(retryAfter)} and try again.`;
-  if (status === 413) return 'That is too long for Hearth to take in one go.';
-  if (status === 503) return 'Hearth is busy or still starting. Please try again in a moment.';
-  if (status >= 500) return 'Something went wrong inside Hearth. Please try again; if it keeps happening, restart Hearth.';
-  if (status === 404 && !message) return 'That is no longer there.';
+  if (status === 429) return t('error.too_many', { wait: aboutWait(retryAfter) });
+  if (status === 413) return t('error.too_long');
+  if (status === 503) return t('error.busy');
+  if (status >= 500) return t('error.inside');
+  if (status === 404 && !message) return t('error.gone');
   if (!message || /[`{}<>]|\bline \d|\bcolumn \d|\bjson\b|\bserde\b|\bexpected\b|\bfield\b|\bparse|\bUTF-8|\bheader\b/i.test(message)) {
-    return 'Hearth did not understand that. Please reload the page and try again.';
+    return t('error.not_understood');
   }
   const text = message.trim();
   return text.charAt(0).toUpperCase() + text.slice(1) + (/[.!?…]$/.test(text) ? '' : '.');
@@ -64,7 +64,7 @@ export async function api(method, path, body) {
       body: body === undefined ? undefined : JSON.stringify(body),
     });
   } catch {
-    throw new ApiError(0, "Hearth can't be reached right now. Check that it is running and that you are on the home network.");
+    throw new ApiError(0, t('error.unreachable'));
   }
   const text = await r.text();
   let data = null;

@@ -1,7 +1,7 @@
 // A conversation: its messages, the composer, and following a reply as it is written.
 
 import { privacyNote, privacySentence } from './family.js';
-import { CUT_SHORT_NOTE, continueReply, forgetUnsentChat } from './lengths.js';
+import { continueReply, cutShortNote, forgetUnsentChat } from './lengths.js';
 import { S, api } from './api.js';
 import { ask, copyButton, h, toast } from './dom.js';
 import { renderMarkdown } from './markdown.js';
@@ -9,8 +9,8 @@ import { loadList, renderList, setListOpen, setUrl, updateTopBar } from './shell
 
 /** A chat's name as the page shows it (a chat not yet named is a "New chat"). */
 export function titleOf(c) {
-  const t = c && typeof c.title === 'string' ? c.title.trim() : '';
-  return t || 'New chat';
+  const title = c && typeof c.title === 'string' ? c.title.trim() : '';
+  return title || t('chat.new');
 }
 
 /** Opens chat `id` (null: a new chat). `push`: a new entry in the browser's history (false
@@ -35,7 +35,7 @@ export async function openConversation(id, { push = true, focus = false } = {}) 
     S.conv = null;
     setUrl('/', false);
     renderChat();
-    toast(e.status === 404 ? 'That chat no longer exists.' : e.message);
+    toast(e.status === 404 ? t('chat.gone') : e.message);
     return;
   }
   setUrl(`/c/${id}`, push);
@@ -78,7 +78,7 @@ function renderChat() {
   const main = document.getElementById('main');
   if (!main) return;
   const input = h('textarea', {
-    id: 'composer-input', rows: '1', dir: 'auto', placeholder: 'Message Hearth', enterkeyhint: 'send', autocomplete: 'off',
+    id: 'composer-input', rows: '1', dir: 'auto', placeholder: t('chat.placeholder'), enterkeyhint: 'send', autocomplete: 'off',
   });
   input.value = S.failedDraft ?? '';
   input.addEventListener('input', () => grow(input));
@@ -86,16 +86,16 @@ function renderChat() {
     if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) { e.preventDefault(); composer.requestSubmit(); }
   });
   const composer = h('form', { class: 'composer', id: 'composer' },
-    h('label', { for: 'composer-input', class: 'sr-only' }, 'Your message'),
+    h('label', { for: 'composer-input', class: 'sr-only' }, t('chat.your_message')),
     input,
-    h('button', { type: 'button', class: 'danger', id: 'stop', hidden: true, onclick: stop }, 'Stop'),
-    h('button', { type: 'submit', class: 'primary', id: 'send' }, 'Send'));
+    h('button', { type: 'button', class: 'danger', id: 'stop', hidden: true, onclick: stop }, t('chat.stop')),
+    h('button', { type: 'submit', class: 'primary', id: 'send' }, t('chat.send')));
   composer.addEventListener('submit', (e) => { e.preventDefault(); send(input.value); });
   main.replaceChildren(h('section', { class: 'chat', 'aria-labelledby': 'chat-title' },
     h('div', { class: 'chat-head', id: 'chat-head' }),
     h('div', { id: 'context-notice' }),
     h('div', {
-      class: 'messages', id: 'messages', role: 'log', 'aria-live': 'polite', 'aria-label': 'Messages', tabindex: '0',
+      class: 'messages', id: 'messages', role: 'log', 'aria-live': 'polite', 'aria-label': t('chat.messages'), tabindex: '0',
     }),
     h('p', { class: 'busy', id: 'busy', role: 'status', 'aria-live': 'polite' }),
     h('div', { id: 'send-error' }),
@@ -113,8 +113,8 @@ function renderHead() {
   head.replaceChildren(...[
     h('h1', { id: 'chat-title', tabindex: '-1', dir: 'auto' }, titleOf(S.conv)),
     S.conv ? h('div', { class: 'row' },
-      h('button', { type: 'button', class: 'small ghost', id: 'rename', onclick: rename }, 'Rename'),
-      h('button', { type: 'button', class: 'small ghost', id: 'delete', onclick: removeConversation }, 'Delete')) : null,
+      h('button', { type: 'button', class: 'small ghost', id: 'rename', onclick: rename }, t('chat.rename')),
+      h('button', { type: 'button', class: 'small ghost', id: 'delete', onclick: removeConversation }, t('chat.delete'))) : null,
   ].filter(Boolean));
 }
 
@@ -123,13 +123,14 @@ function grow(ta) {
   ta.style.height = `${Math.min(ta.scrollHeight, 200)}px`;
 }
 
-const STATUS_NOTE = {
-  interrupted: 'Interrupted: Hearth stopped before this reply was finished.',
-  stopped: 'Stopped before the end.',
-  failed: "This reply didn't work.",
-  cut_short: CUT_SHORT_NOTE,
-  out_of_room: 'This reply ran out of room: Hearth can read only so much of a chat at once with this model. Ask for the rest in a new chat.',
-};
+/** What the page says under a reply that did not end normally (none for the others). */
+function statusNote(status) {
+  if (status === 'cut_short') return cutShortNote();
+  const key = {
+    interrupted: 'chat.interrupted', stopped: 'chat.stopped', failed: 'chat.failed', out_of_room: 'chat.out_of_room',
+  }[status];
+  return key ? t(key) : null;
+}
 
 function renderMessages() {
   const box = document.getElementById('messages');
@@ -141,8 +142,8 @@ function renderMessages() {
   if (!ms.length) {
     const name = S.me ? S.me.name : '';
     box.replaceChildren(h('div', { class: 'welcome' },
-      h('p', { class: 'big' }, `Hi ${name}! What would you like to talk about?`),
-      h('p', {}, `Ask a question, ask for help with homework or a letter, or just chat. ${privacySentence(S.me)}`)));
+      h('p', { class: 'big' }, t('chat.hello', { name })),
+      h('p', {}, t('chat.hello_more', { privacy: privacySentence(S.me) }))));
     updateControls();
     return;
   }
@@ -164,23 +165,23 @@ function messageView(m, { hidden, editable, regenerable }) {
   fillBody(body, m);
   const actions = h('div', { class: 'actions' });
   if (!mine && m.content) actions.append(copyButton(() => m.content));
-  if (editable) actions.append(h('button', { type: 'button', class: 'small ghost', onclick: () => editLast(m) }, 'Edit'));
+  if (editable) actions.append(h('button', { type: 'button', class: 'small ghost', onclick: () => editLast(m) }, t('chat.edit')));
   if (regenerable && m.status === 'cut_short') {
-    actions.append(h('button', { type: 'button', class: 'small primary', onclick: goOn }, 'Continue'));
+    actions.append(h('button', { type: 'button', class: 'small primary', onclick: goOn }, t('chat.continue')));
   }
   if (regenerable && m.status === 'failed') {
-    actions.append(h('button', { type: 'button', class: 'small primary', onclick: regenerate }, 'Retry'));
+    actions.append(h('button', { type: 'button', class: 'small primary', onclick: regenerate }, t('chat.retry')));
   } else if (regenerable) {
-    actions.append(h('button', { type: 'button', class: 'small ghost', onclick: regenerate }, 'Try another answer'));
+    actions.append(h('button', { type: 'button', class: 'small ghost', onclick: regenerate }, t('chat.another')));
   }
-  const note = STATUS_NOTE[m.status];
+  const note = statusNote(m.status);
   return h('article', {
     class: `msg ${mine ? 'user' : 'assistant'} ${hidden ? 'unseen' : ''} st-${m.status}`,
     'data-id': m.id, 'data-status': m.status, 'aria-busy': m.status === 'streaming' ? 'true' : 'false',
-    'aria-label': mine ? 'You said' : 'Hearth said',
+    'aria-label': mine ? t('chat.you_said') : t('chat.hearth_said'),
   },
-  h('h2', { class: 'who' }, mine ? (S.me ? S.me.name : 'You') : 'Hearth'),
-  hidden ? h('p', { class: 'tag' }, 'Hearth no longer sees this message') : null,
+  h('h2', { class: 'who' }, mine ? (S.me ? S.me.name : t('chat.you')) : 'Hearth'),
+  hidden ? h('p', { class: 'tag' }, t('chat.unseen')) : null,
   body,
   note ? h('p', { class: `note ${m.status}` }, note) : null,
   actions.childNodes.length ? actions : null);
@@ -190,7 +191,7 @@ function fillBody(body, m) {
   if (m.role === 'user') {
     body.replaceChildren(...m.content.split('\n').flatMap((l, k) => (k ? [h('br'), l] : [l])));
   } else if (!m.content && m.status === 'streaming') {
-    body.replaceChildren(h('p', { class: 'thinking' }, 'Hearth is thinking…'));
+    body.replaceChildren(h('p', { class: 'thinking' }, t('chat.thinking')));
   } else {
     body.replaceChildren(renderMarkdown(m.content));
   }
@@ -204,12 +205,12 @@ function renderContextNotice() {
   const byId = new Map(S.conv.messages.map((m) => [m.id, m]));
   const items = ids.map((id) => byId.get(id)).filter(Boolean);
   const excerpt = (m) => {
-    const t = m.content.replace(/\s+/g, ' ').trim();
-    return `${m.role === 'user' ? 'You' : 'Hearth'}: “${t.length > 70 ? `${t.slice(0, 70)}…` : t}”`;
+    const text = m.content.replace(/\s+/g, ' ').trim();
+    return t(m.role === 'user' ? 'chat.excerpt_you' : 'chat.excerpt_hearth', { text: text.length > 70 ? `${text.slice(0, 70)}…` : text });
   };
   slot.replaceChildren(h('details', { class: 'notice context' },
-    h('summary', {}, `This chat has grown too long for Hearth to keep all of it in mind. Hearth no longer sees ${ids.length === 1 ? 'the earliest message' : `the ${ids.length} earliest messages`}.`),
-    h('p', {}, 'Those messages are still saved here, marked below, but Hearth will not remember them in its replies. Start a new chat for a fresh start.'),
+    h('summary', {}, t('chat.too_long', { count: ids.length })),
+    h('p', {}, t('chat.too_long_more')),
     h('ul', {}, items.map((m) => h('li', {}, excerpt(m))))));
 }
 
@@ -231,8 +232,8 @@ function showSendError(err) {
   if (!slot) return;
   if (!err) { slot.replaceChildren(); return; }
   slot.replaceChildren(h('div', { class: 'error-row', role: 'alert' },
-    h('p', {}, `Your message was not sent. ${err.message}`),
-    h('button', { type: 'button', class: 'small primary', onclick: () => send(document.getElementById('composer-input').value) }, 'Retry')));
+    h('p', {}, t('chat.not_sent', { why: err.message })),
+    h('button', { type: 'button', class: 'small primary', onclick: () => send(document.getElementById('composer-input').value) }, t('chat.retry'))));
 }
 
 async function send(text) {
@@ -256,7 +257,7 @@ async function send(text) {
     showSendError(null);
     S.conv.messages.push(r.user, r.assistant);
     renderMessages();
-    setBusy('Hearth is thinking…');
+    setBusy(t('chat.thinking'));
     follow(S.conv.id);
     loadList();
   } catch (e) {
@@ -282,7 +283,7 @@ async function goOn() {
   try {
     await continueReply(S.conv, () => {
       renderMessages();
-      setBusy('Hearth is writing…');
+      setBusy(t('chat.writing'));
       follow(S.conv.id);
     });
   } catch (e) { toast(e.message); }
@@ -301,17 +302,17 @@ async function regenerate() {
     if (ms.length && ms[ms.length - 1].role === 'assistant') ms.pop();
     ms.push(r.assistant);
     renderMessages();
-    setBusy('Hearth is thinking…');
+    setBusy(t('chat.thinking'));
     follow(S.conv.id);
   } catch (e) { toast(e.message); }
 }
 
 async function editLast(m) {
   const v = await ask({
-    title: 'Edit your message',
-    text: 'Hearth will answer the changed message instead. Its earlier answer will be replaced.',
-    fields: [{ name: 'content', label: 'Your message', input: { tag: 'textarea', value: m.content, required: true, rows: '5', dir: 'auto' } }],
-    ok: 'Send',
+    title: t('chat.edit_title'),
+    text: t('chat.edit_text'),
+    fields: [{ name: 'content', label: t('chat.your_message'), input: { tag: 'textarea', value: m.content, required: true, rows: '5', dir: 'auto' } }],
+    ok: t('chat.send'),
   });
   if (!v || !v.content.trim()) return;
   try {
@@ -320,7 +321,7 @@ async function editLast(m) {
     const at = ms.indexOf(m);
     ms.splice(at < 0 ? ms.length : at, ms.length, r.user, r.assistant);
     renderMessages();
-    setBusy('Hearth is thinking…');
+    setBusy(t('chat.thinking'));
     follow(S.conv.id);
   } catch (e) { toast(e.message); }
 }
@@ -328,9 +329,9 @@ async function editLast(m) {
 async function rename() {
   if (!S.conv) return;
   const v = await ask({
-    title: 'Rename this chat',
-    fields: [{ name: 'title', label: 'Name', input: { value: S.conv.title || '', required: true, maxlength: '200' } }],
-    ok: 'Rename',
+    title: t('chat.rename_title'),
+    fields: [{ name: 'title', label: t('chat.rename_label'), input: { value: S.conv.title || '', required: true, maxlength: '200' } }],
+    ok: t('chat.rename'),
   });
   if (!v) return;
   try {
@@ -344,14 +345,14 @@ async function rename() {
 async function removeConversation() {
   if (!S.conv) return;
   const v = await ask({
-    title: 'Delete this chat?',
-    text: `“${titleOf(S.conv)}” will be deleted for good.`,
-    ok: 'Delete', danger: true,
+    title: t('chat.delete_title'),
+    text: t('chat.delete_text', { title: titleOf(S.conv) }),
+    ok: t('chat.delete'), danger: true,
   });
   if (!v) return;
   try {
     await api('DELETE', `/api/conversations/${S.conv.id}`);
-    toast('Chat deleted.');
+    toast(t('chat.deleted'));
     await loadList();
     openConversation(null, { push: false });
   } catch (e) { toast(e.message); }
@@ -399,15 +400,13 @@ function follow(id) {
       m.content = d.content || '';
       m.status = 'streaming';
       paint(m);
-      setBusy(m.content ? 'Hearth is writing…' : 'Hearth is thinking…');
+      setBusy(m.content ? t('chat.writing') : t('chat.thinking'));
     } else refreshConversation();
   });
   es.addEventListener('queued', (e) => {
     if (!mine()) return;
     const n = data(e).ahead || 0;
-    setBusy(n > 0
-      ? `Hearth is busy with other people. ${n === 1 ? '1 person is' : `${n} people are`} ahead of you.`
-      : 'Hearth is thinking…');
+    setBusy(n > 0 ? t('chat.queued', { count: n }) : t('chat.thinking'));
   });
   es.addEventListener('delta', (e) => {
     if (!mine()) return;
@@ -415,7 +414,7 @@ function follow(id) {
     const m = msg(d.message_id);
     if (!m) { refreshConversation(); return; }
     m.content += d.text || '';
-    setBusy('Hearth is writing…');
+    setBusy(t('chat.writing'));
     paint(m);
   });
   es.addEventListener('context', (e) => {
@@ -442,7 +441,7 @@ function follow(id) {
     if (e instanceof MessageEvent && e.data) {
       // The server's `error` event: the reply failed. Its `done` follows and brings the saved
       // state; until then the page already says so.
-      setBusy("This reply didn't work.");
+      setBusy(t('chat.failed'));
       return;
     }
     // The connection itself: the browser retries on its own unless the server refused.
@@ -450,7 +449,7 @@ function follow(id) {
       stopFollowing();
       S.retryTimer = setTimeout(refreshConversation, 2000);
     } else {
-      setBusy('Lost touch with Hearth. Trying again…');
+      setBusy(t('chat.lost_touch'));
     }
   });
 }

@@ -1,6 +1,8 @@
 // Building the page: elements from `h()` (text only, never HTML), form fields, dialogs, notices,
 // and small formatting helpers.
 
+import { language, num, t } from './i18n.js';
+
 /** Builds an element. Children that are strings become text nodes (never HTML). */
 export function h(tag, props, ...kids) {
   const el = document.createElement(tag);
@@ -38,11 +40,11 @@ export function field(label, opts = {}, hint) {
 }
 
 export function toast(text) {
-  const t = document.getElementById('toast');
-  t.textContent = text;
-  t.classList.add('show');
+  const box = document.getElementById('toast');
+  box.textContent = text;
+  box.classList.add('show');
   clearTimeout(toast.timer);
-  toast.timer = setTimeout(() => t.classList.remove('show'), 3000);
+  toast.timer = setTimeout(() => box.classList.remove('show'), 3000);
 }
 
 /** An inline error area for a form (announced when it changes). */
@@ -55,7 +57,7 @@ export function showError(box, err) {
 }
 
 /** A modal question built on <dialog>. Resolves to the field values, or null when cancelled. */
-export function ask({ title, text, fields = [], ok = 'OK', danger = false }) {
+export function ask({ title, text, fields = [], ok = t('common.ok'), danger = false }) {
   return new Promise((resolve) => {
     const inputs = fields.map((f) => field(f.label, { name: f.name, ...f.input }, f.hint));
     const form = h('form', { method: 'dialog' },
@@ -63,7 +65,7 @@ export function ask({ title, text, fields = [], ok = 'OK', danger = false }) {
       text ? h('p', { text }) : null,
       inputs,
       h('div', { class: 'row end' },
-        h('button', { type: 'button', class: 'ghost', value: 'cancel', onclick: () => dlg.close('cancel') }, 'Cancel'),
+        h('button', { type: 'button', class: 'ghost', value: 'cancel', onclick: () => dlg.close('cancel') }, t('common.cancel')),
         h('button', { type: 'submit', value: 'ok', class: danger ? 'danger' : 'primary' }, ok)));
     const dlg = h('dialog', { 'aria-label': title }, form);
     form.addEventListener('submit', (e) => {
@@ -91,19 +93,19 @@ export function when(v) {
   if (Number.isNaN(d.getTime())) return String(v);
   const today = new Date();
   return d.toDateString() === today.toDateString()
-    ? d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' })
-    : d.toLocaleDateString([], { day: 'numeric', month: 'short', year: 'numeric' });
+    ? d.toLocaleTimeString(language(), { hour: '2-digit', minute: '2-digit' })
+    : d.toLocaleDateString(language(), { day: 'numeric', month: 'short', year: 'numeric' });
 }
 
+/** A size in the language's units ("1.2 GB", "1,2 Go"). */
 export function bytes(n) {
   if (typeof n !== 'number') return '';
-  const units = ['bytes', 'KB', 'MB', 'GB', 'TB'];
+  const units = ['bytes.b', 'bytes.kb', 'bytes.mb', 'bytes.gb', 'bytes.tb'];
   let i = 0;
   while (n >= 1000 && i < units.length - 1) { n /= 1000; i++; }
-  return `${n >= 100 || i === 0 ? Math.round(n) : n.toFixed(1)} ${units[i]}`;
+  const size = n >= 100 || i === 0 ? Math.round(n) : Math.round(n * 10) / 10;
+  return t(units[i], { count: size, size: num(size) });
 }
-
-export function plural(n, one, many) { return `${n} ${n === 1 ? one : many}`; }
 
 /** Copies text; the clipboard API exists only on HTTPS or localhost, so plain HTTP on the home
  * network falls back to selecting a hidden textarea and the older copy command. */
@@ -123,12 +125,12 @@ async function copyText(text) {
   return ok;
 }
 
-export function copyButton(getText, label = 'Copy') {
+export function copyButton(getText, label = t('copy.copy')) {
   const b = h('button', { type: 'button', class: 'small ghost' }, label);
   b.addEventListener('click', async () => {
     const ok = await copyText(getText());
-    b.textContent = ok ? 'Copied' : 'Copy failed';
-    toast(ok ? 'Copied.' : 'This browser did not allow copying; select the text and copy it yourself.');
+    b.textContent = ok ? t('copy.copied') : t('copy.failed');
+    toast(ok ? t('copy.copied_toast') : t('copy.refused'));
     setTimeout(() => { b.textContent = label; }, 2000);
   });
   return b;
@@ -141,9 +143,9 @@ document.addEventListener('invalid', (e) => {
   const el = e.target;
   if (!el.validity) return;
   let msg = '';
-  if (el.validity.patternMismatch) msg = el.dataset.mismatch || 'This is not in the form Hearth expects.';
-  else if (el.validity.tooShort) msg = `At least ${el.minLength} characters, please.`;
-  else if (el.validity.valueMissing) msg = 'Please fill this in.';
+  if (el.validity.patternMismatch) msg = el.dataset.mismatch || t('form.mismatch');
+  else if (el.validity.tooShort) msg = t('form.too_short', { count: el.minLength });
+  else if (el.validity.valueMissing) msg = t('form.missing');
   if (msg && el.validationMessage !== msg) el.setCustomValidity(msg);
 }, true);
 document.addEventListener('input', (e) => {

@@ -3,9 +3,10 @@
 // kept nowhere, not even as an empty chat made for it.
 
 import { api } from './api.js';
+import { t } from './i18n.js';
 
 /** What the page says under a reply that was cut short. */
-export const CUT_SHORT_NOTE = 'Cut short: this reply reached the longest a reply can be here. Continue to read on.';
+export const cutShortNote = () => t('chat.cut_short');
 
 /** Asks the server to go on with conversation `conv`'s cut-short reply, in place; `then`
  * follows it (the reply's event stream starts with its text so far). */

@@ -3,6 +3,7 @@
 import { S, aboutWait, api } from './api.js';
 import { stopFollowing } from './chat.js';
 import { app, errorBox, field, h, showError } from './dom.js';
+import { t, useLanguage } from './i18n.js';
 import { enterApp } from './shell.js';
 
 export async function boot() {
@@ -11,11 +12,12 @@ export async function boot() {
   } catch (e) {
     app().replaceChildren(h('main', { class: 'card narrow', id: 'main' },
       h('h1', {}, 'Hearth'), h('p', { class: 'error', role: 'alert' }, e.message),
-      h('button', { type: 'button', class: 'primary', onclick: () => location.reload() }, 'Try again')));
+      h('button', { type: 'button', class: 'primary', onclick: () => location.reload() }, t('common.try_again'))));
     return;
   }
   S.csrf = S.state.csrf;
   S.me = S.state.me;
+  useLanguage(S.me && S.me.language);
   if (S.state.setup_needed) renderSetup();
   else if (!S.me) renderLogin();
   else enterApp();
@@ -31,21 +33,21 @@ function setupCodeFromLink() {
 function renderSetup() {
   const err = errorBox();
   const form = h('form', { class: 'stack', 'aria-labelledby': 'setup-title' },
-    field('What should we call your household?', { name: 'household', required: true, autocomplete: 'off', placeholder: 'The Garcia family' }),
-    field('Your name', { name: 'name', required: true, autocomplete: 'username' }),
-    field('Choose a password', { name: 'password', type: 'password', required: true, autocomplete: 'new-password', minlength: '8' },
-      'At least 8 characters. You will use it to log in and to look after Hearth.'),
-    field('Type the password again', { name: 'confirm', type: 'password', required: true, autocomplete: 'new-password' }),
+    field(t('setup.household'), { name: 'household', required: true, autocomplete: 'off', placeholder: t('setup.household_example') }),
+    field(t('login.name'), { name: 'name', required: true, autocomplete: 'username' }),
+    field(t('setup.password'), { name: 'password', type: 'password', required: true, autocomplete: 'new-password', minlength: '8' },
+      t('setup.password_hint')),
+    field(t('setup.confirm'), { name: 'confirm', type: 'password', required: true, autocomplete: 'new-password' }),
     S.state.setup_code_required
-      ? field('Setup code', { name: 'setup_code', required: true, autocomplete: 'one-time-code', inputmode: 'numeric', value: setupCodeFromLink() },
-        'Hearth printed this code in the window where it was started (the link it printed fills it in). It proves you are the one setting it up.')
+      ? field(t('setup.code'), { name: 'setup_code', required: true, autocomplete: 'one-time-code', inputmode: 'numeric', value: setupCodeFromLink() },
+        t('setup.code_hint'))
       : null,
     err,
-    h('button', { type: 'submit', class: 'primary' }, 'Create my household'));
+    h('button', { type: 'submit', class: 'primary' }, t('setup.create')));
   form.addEventListener('submit', async (e) => {
     e.preventDefault();
     const v = Object.fromEntries(new FormData(form));
-    if (v.password !== v.confirm) { showError(err, new Error('The two passwords are not the same.')); return; }
+    if (v.password !== v.confirm) { showError(err, new Error(t('setup.mismatch'))); return; }
     const body = { household: v.household.trim(), name: v.name.trim(), password: v.password };
     if (v.setup_code != null) body.setup_code = v.setup_code.trim();
     const btn = form.querySelector('button[type=submit]');
@@ -57,6 +59,7 @@ function renderSetup() {
       S.csrf = r.csrf;
       S.state = await api('GET', '/api/state');
       S.csrf = S.state.csrf || S.csrf;
+      useLanguage(S.me && S.me.language);
       enterApp();
     } catch (ex) {
       showError(err, ex);
@@ -64,8 +67,8 @@ function renderSetup() {
     }
   });
   app().replaceChildren(h('main', { class: 'card narrow', id: 'main' },
-    h('h1', { id: 'setup-title' }, 'Welcome to Hearth'),
-    h('p', {}, 'Hearth is an assistant that lives on this computer, so what your family says to it stays at home. First, name your household and create your own account. You will be able to add everyone else afterwards.'),
+    h('h1', { id: 'setup-title' }, t('setup.title')),
+    h('p', {}, t('setup.intro')),
     form));
   form.querySelector('input').focus();
 }
@@ -84,18 +87,21 @@ function pinPad(set) {
   return set;
 }
 
+/** The login screen; `notice` is the key of a message to show above it. */
 function renderLogin(notice) {
   // A notice meant for whoever was logged in does not stay for the next person.
   document.getElementById('toast').classList.remove('show');
+  // The next person to log in gets the browser's language until the server says theirs.
+  useLanguage(null);
   const err = errorBox();
   const form = h('form', { class: 'stack', 'aria-labelledby': 'login-title' },
-    field('Your name', { name: 'name', required: true, autocomplete: 'username', autocapitalize: 'words' }),
-    field('Password or PIN', { name: 'secret', id: 'login-secret', type: 'password', required: true, autocomplete: 'current-password', inputmode: pinPad() ? 'numeric' : null }),
+    field(t('login.name'), { name: 'name', required: true, autocomplete: 'username', autocapitalize: 'words' }),
+    field(t('login.secret'), { name: 'secret', id: 'login-secret', type: 'password', required: true, autocomplete: 'current-password', inputmode: pinPad() ? 'numeric' : null }),
     h('div', { class: 'choice' },
       h('input', { type: 'checkbox', id: 'login-pin', checked: pinPad(), onchange: (e) => pinPad(e.target.checked) }),
-      h('label', { for: 'login-pin' }, 'I use a PIN (show the number pad)')),
+      h('label', { for: 'login-pin' }, t('login.pin_pad'))),
     err,
-    h('button', { type: 'submit', class: 'primary' }, 'Log in'));
+    h('button', { type: 'submit', class: 'primary' }, t('login.submit')));
   form.addEventListener('submit', async (e) => {
     e.preventDefault();
     const v = Object.fromEntries(new FormData(form));
@@ -107,16 +113,17 @@ function renderLogin(notice) {
       S.csrf = r.csrf;
       S.state = await api('GET', '/api/state');
       S.csrf = S.state.csrf || S.csrf;
+      useLanguage(S.me && S.me.language);
       enterApp();
     } catch (ex) {
       if (ex.status === 429) {
-        showError(err, new Error(`Too many wrong tries. To keep your household safe, please wait ${aboutWait(ex.retryAfter)} and try again.`));
+        showError(err, new Error(t('login.locked', { wait: aboutWait(ex.retryAfter) })));
       } else if (ex.status === 401 && ex.code === 'last_try') {
-        showError(err, new Error("That name and password or PIN don't match. Careful: after one more wrong try, you will have to wait about 15 minutes."));
+        showError(err, new Error(t('login.last_try', { wait: aboutWait(900) })));
       } else if (ex.status === 401 && ex.code === 'locked_now') {
-        showError(err, new Error("That name and password or PIN don't match. To keep your household safe, please wait about 15 minutes before trying again."));
+        showError(err, new Error(t('login.locked_now', { wait: aboutWait(900) })));
       } else if (ex.status === 401) {
-        showError(err, new Error("That name and password or PIN don't match. Please try again."));
+        showError(err, new Error(t('login.wrong')));
       } else showError(err, ex);
       btn.disabled = false;
     }
@@ -124,8 +131,8 @@ function renderLogin(notice) {
   const household = S.state && S.state.household;
   app().replaceChildren(h('main', { class: 'card narrow', id: 'main' },
     h('h1', { id: 'login-title' }, household ? `${household} · Hearth` : 'Hearth'),
-    notice ? h('p', { class: 'notice', role: 'status' }, notice) : null,
-    h('p', {}, 'Log in to talk with Hearth. Your conversations are yours alone.'),
+    notice ? h('p', { class: 'notice', role: 'status' }, t(notice)) : null,
+    h('p', {}, t('login.intro')),
     form));
   form.querySelector('input').focus();
 }
@@ -139,12 +146,12 @@ export async function logout() {
   S.csrf = null;
   history.replaceState(null, '', '/');
   try { S.state = await api('GET', '/api/state'); } catch { /* keep the old state */ }
-  renderLogin('You are logged out.');
+  renderLogin('login.logged_out');
 }
 
 export function sessionLost() {
   stopFollowing();
   S.me = null;
   S.conv = null;
-  renderLogin('You have been logged out. Please log in again.');
+  renderLogin('login.session_lost');
 }

@@ -1,6 +1,7 @@
 // Markdown from a reply, rendered into DOM nodes (never through innerHTML).
 
 import { copyButton, h } from './dom.js';
+import { t } from './i18n.js';
 
 const FENCE = /^ {0,3}(`{3,}|~{3,})\s*([^\s`]*)/;
 const HEADING = /^ {0,3}(#{1,6})\s+(.*?)\s*#*\s*$/;
@@ -85,7 +86,7 @@ function blocks(lines, parent) {
       const table = h('table', {},
         h('thead', {}, h('tr', {}, head.map((c, k) => cell('th', c, k)))),
         h('tbody', {}, rows.map((r) => h('tr', {}, head.map((_, k) => cell('td', r[k] || '', k))))));
-      parent.append(h('div', { class: 'scroll', tabindex: '0', role: 'region', 'aria-label': 'Table' }, table));
+      parent.append(h('div', { class: 'scroll', tabindex: '0', role: 'region', 'aria-label': t('md.table') }, table));
       continue;
     }
     if ((m = ITEM.exec(line))) { i = list(lines, i, parent); continue; }
@@ -204,7 +205,7 @@ function codeBlock(text, lang) {
   const code = h('code', { text });
   return h('div', { class: 'code' },
     h('div', { class: 'code-bar' },
-      h('span', { class: 'lang' }, lang || 'code'),
-      copyButton(() => text, 'Copy code')),
-    h('pre', { tabindex: '0', 'aria-label': lang ? `${lang} code` : 'Code' }, code));
+      h('span', { class: 'lang' }, lang || t('md.code_tag')),
+      copyButton(() => text, t('md.copy_code'))),
+    h('pre', { tabindex: '0', 'aria-label': lang ? t('md.code_in', { lang }) : t('md.code') }, code));
 }

@@ -2,6 +2,7 @@
 // (kept in this browser, like the device's own setting). The styles read `data-theme` on <html>.
 
 import { h, nextId } from './dom.js';
+import { t } from './i18n.js';
 
 const KEY = 'hearth-theme';
 
@@ -33,8 +34,8 @@ export function appearanceFieldset() {
       h('label', { for: id }, label));
   };
   return h('fieldset', {},
-    h('legend', {}, 'Colours on this device'),
-    radio('system', 'Like the rest of this device'),
-    radio('light', 'Light'),
-    radio('dark', 'Dark'));
+    h('legend', {}, t('theme.legend')),
+    radio('system', t('theme.system')),
+    radio('light', t('theme.light')),
+    radio('dark', t('theme.dark')));
 }
