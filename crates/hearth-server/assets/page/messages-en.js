@@ -118,4 +118,15 @@ export default {
     other: 'Hearth is busy with other people. {count} people are ahead of you.',
   },
   'chat.lost_touch': 'Lost touch with Hearth. Trying again…',
+
+  // ---- the header and the chat list ----
+  'shell.chats': 'Chats',
+  'shell.close_chats': 'Close chats',
+  'shell.search': 'Search chats',
+  'shell.search_label': 'Search your chats',
+  'shell.your_chats': 'Your chats',
+  'shell.new_chat': '+ New chat',
+  'shell.no_match': 'No chats match your search.',
+  'shell.empty': 'Your chats will appear here.',
+  'shell.writing': 'Hearth is writing a reply…',
 };

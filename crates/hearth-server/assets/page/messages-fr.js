@@ -118,4 +118,15 @@ export default {
     other: 'Hearth est occupé avec d’autres personnes. {count} personnes passent avant vous.',
   },
   'chat.lost_touch': 'Contact perdu avec Hearth. Nouvelle tentative…',
+
+  // ---- the header and the chat list ----
+  'shell.chats': 'Discussions',
+  'shell.close_chats': 'Fermer les discussions',
+  'shell.search': 'Rechercher',
+  'shell.search_label': 'Rechercher dans vos discussions',
+  'shell.your_chats': 'Vos discussions',
+  'shell.new_chat': '+ Nouvelle discussion',
+  'shell.no_match': 'Aucune discussion ne correspond à votre recherche.',
+  'shell.empty': 'Vos discussions apparaîtront ici.',
+  'shell.writing': 'Hearth est en train de répondre…',
 };

@@ -9,6 +9,7 @@ import { S, api } from './api.js';
 import { openConversation } from './chat.js';
 import { app, h, toast, when } from './dom.js';
 import { restingView } from './family.js';
+import { t } from './i18n.js';
 import { openSettings } from './settings.js';
 
 /** The screen the address bar names. (`#/c/12` and `#/settings` are older bookmarks.) */
@@ -48,8 +49,8 @@ export function enterApp() {
   const listBtn = h('button', {
     type: 'button', class: 'ghost only-narrow', id: 'list-toggle', 'aria-controls': 'side', 'aria-expanded': 'false',
     onclick: () => setListOpen(!S.listOpen),
-  }, 'Chats');
-  const search = h('input', { type: 'search', id: 'search', placeholder: 'Search chats', autocomplete: 'off', dir: 'auto' });
+  }, t('shell.chats'));
+  const search = h('input', { type: 'search', id: 'search', placeholder: t('shell.search'), autocomplete: 'off', dir: 'auto' });
   let timer;
   search.addEventListener('input', () => {
     clearTimeout(timer);
@@ -60,11 +61,11 @@ export function enterApp() {
       listBtn,
       h('p', { class: 'brand' }, h('span', { class: 'logo', 'aria-hidden': 'true' }), h('span', { class: 'name' }, S.state.household || 'Hearth')),
       h('div', { class: 'row tools' },
-        h('button', { type: 'button', class: 'ghost only-narrow', id: 'new-chat-top', onclick: () => openConversation(null) }, 'New chat'),
-        h('button', { type: 'button', class: 'ghost', id: 'settings-btn', onclick: () => openSettings() }, 'Settings'))),
-    h('nav', { class: 'side', id: 'side', 'aria-label': 'Your chats' },
-      h('button', { type: 'button', class: 'primary wide', id: 'new-chat', onclick: () => openConversation(null) }, '+ New chat'),
-      h('div', { class: 'field' }, h('label', { for: 'search', class: 'sr-only' }, 'Search your chats'), search),
+        h('button', { type: 'button', class: 'ghost only-narrow', id: 'new-chat-top', onclick: () => openConversation(null) }, t('chat.new')),
+        h('button', { type: 'button', class: 'ghost', id: 'settings-btn', onclick: () => openSettings() }, t('settings.title')))),
+    h('nav', { class: 'side', id: 'side', 'aria-label': t('shell.your_chats') },
+      h('button', { type: 'button', class: 'primary wide', id: 'new-chat', onclick: () => openConversation(null) }, t('shell.new_chat')),
+      h('div', { class: 'field' }, h('label', { for: 'search', class: 'sr-only' }, t('shell.search_label')), search),
       h('ul', { class: 'convs', id: 'convs' })),
     h('main', { id: 'main', class: 'main', tabindex: '-1' }));
   app().className = '';
@@ -82,7 +83,7 @@ export function setListOpen(open) {
   const b = document.getElementById('list-toggle');
   if (b) {
     b.setAttribute('aria-expanded', String(open));
-    b.textContent = open ? 'Close chats' : 'Chats';
+    b.textContent = open ? t('shell.close_chats') : t('shell.chats');
   }
   updateTopBar();
   if (open) document.getElementById('new-chat')?.focus();
@@ -117,7 +118,7 @@ export function renderList() {
   if (!ul) return;
   const current = S.view === 'chat' && S.conv ? S.conv.id : null;
   if (!S.convs.length) {
-    ul.replaceChildren(h('li', { class: 'empty' }, S.query ? 'No chats match your search.' : 'Your chats will appear here.'));
+    ul.replaceChildren(h('li', { class: 'empty' }, S.query ? t('shell.no_match') : t('shell.empty')));
     return;
   }
   ul.replaceChildren(...S.convs.map((c) => h('li', {},
@@ -125,9 +126,9 @@ export function renderList() {
       type: 'button', class: 'conv', 'aria-current': c.id === current ? 'page' : null, 'data-id': c.id,
       onclick: () => openConversation(c.id, { focus: true }),
     },
-    h('span', { class: 'title', dir: 'auto' }, c.title || 'New chat'),
+    h('span', { class: 'title', dir: 'auto' }, c.title || t('chat.new')),
     c.running
-      ? h('span', { class: 'writing' }, 'Hearth is writing a reply…')
+      ? h('span', { class: 'writing' }, t('shell.writing'))
       : (c.preview ? h('span', { class: 'preview', dir: 'auto' }, c.preview) : null),
     h('span', { class: 'when' }, when(c.updated))))));
 }
