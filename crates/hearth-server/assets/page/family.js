@@ -7,6 +7,8 @@
 
 import { api, S } from './api.js';
 import { errorBox, field, h, nextId, showError, toast, when } from './dom.js';
+import { t, useLanguage } from './i18n.js';
+import { enterApp } from './shell.js';
 
 function card(title, ...kids) {
   const id = nextId('s');
@@ -53,9 +55,9 @@ export function roleChoice(formOf) {
       }),
       h('label', { for: id }, label));
   };
-  return h('fieldset', {}, h('legend', {}, 'Who is this?'),
-    radio('member', 'A grown-up', true), radio('child', 'A child', false),
-    h('p', { class: 'hint' }, 'A child gets answers suited to children, and you can set their hours and topics to avoid.'));
+  return h('fieldset', {}, h('legend', {}, t('family.who')),
+    radio('member', t('family.grown_up'), true), radio('child', t('family.child'), false),
+    h('p', { class: 'hint' }, t('family.child_hint')));
 }
 
 // ---- a child's row in People ----
@@ -64,50 +66,50 @@ export function roleChoice(formOf) {
  * the keeper may read them. `reload` redraws the list after a change. */
 export function childControls(p, reload) {
   const limits = p.limits || {};
-  const details = h('details', { class: 'limits-box' }, h('summary', {}, `${p.name}'s limits`));
+  const details = h('details', { class: 'limits-box' }, h('summary', {}, t('family.limits_of', { name: p.name })));
   details.addEventListener('toggle', () => {
     if (details.open && !details.querySelector('form')) details.append(limitsForm(p, limits, reload));
   }, { once: false });
   const read = limits.keeper_sees
-    ? h('button', { type: 'button', class: 'small ghost', onclick: () => showChildChats(p) }, `Read ${p.name}'s chats`)
+    ? h('button', { type: 'button', class: 'small ghost', onclick: () => showChildChats(p) }, t('family.read_chats', { name: p.name }))
     : null;
   return h('div', { class: 'stack child-controls' }, details, read);
 }
 
 function limitsForm(p, limits, reload) {
   const err = errorBox();
-  const prompt = textArea(`What Hearth is told when ${p.name} chats`, limits.prompt, { name: 'prompt', rows: '6' },
-    'Hearth follows this in every chat with them. It starts as Hearth\'s own words for children.');
+  const prompt = textArea(t('family.prompt', { name: p.name }), limits.prompt, { name: 'prompt', rows: '6' },
+    t('family.prompt_hint'));
   const useDefault = h('button', {
     type: 'button', class: 'small ghost',
     onclick: () => { prompt.querySelector('textarea').value = limits.default_prompt || ''; },
-  }, 'Use Hearth\'s default');
+  }, t('family.use_default'));
   const hours = limits.hours;
-  const from = field('From', { name: 'from', type: 'time', value: hours ? hhmm(hours.from) : '08:00' });
-  const until = field('Until', { name: 'until', type: 'time', value: hours ? hhmm(hours.to) : '19:30' });
+  const from = field(t('family.from'), { name: 'from', type: 'time', value: hours ? hhmm(hours.from) : '08:00' });
+  const until = field(t('family.until'), { name: 'until', type: 'time', value: hours ? hhmm(hours.to) : '19:30' });
   const times = h('div', { class: 'row wrap', hidden: !hours }, from, until);
-  const someHours = check('Only at certain hours', !!hours, {
+  const someHours = check(t('family.some_hours'), !!hours, {
     name: 'some_hours', onchange: (e) => { times.hidden = !e.target.checked; },
   });
   const topicsNote = limits.topic_check
     ? limits.topics_note
-    : `${limits.topics_note} On this Hearth only what Hearth is told steers: the check of each question needs the all-MiniLM model, which is not installed.`;
-  const topics = textArea('Topics to steer away from', (limits.topics || []).join('\n'), { name: 'topics' },
-    `One per line, such as "horror films". ${topicsNote}`);
-  const sees = check(`Let me read ${p.name}'s chats`, !!limits.keeper_sees, { name: 'keeper_sees' });
-  const wishes = textArea(`What ${p.name} asked Hearth to keep in mind`, limits.child_instructions || '',
+    : t('family.no_topic_check', { note: limits.topics_note });
+  const topics = textArea(t('family.topics'), (limits.topics || []).join('\n'), { name: 'topics' },
+    t('family.topics_hint', { note: topicsNote }));
+  const sees = check(t('family.let_me_read', { name: p.name }), !!limits.keeper_sees, { name: 'keeper_sees' });
+  const wishes = textArea(t('family.wishes', { name: p.name }), limits.child_instructions || '',
     { name: 'child_instructions' },
-    `${p.name} wrote this in their own settings. Hearth follows it only where it fits your limits above. You can change it or clear it.`);
+    t('family.wishes_hint', { name: p.name }));
   const form = h('form', { class: 'stack limits' },
     prompt, h('div', { class: 'row' }, useDefault),
-    h('fieldset', {}, h('legend', {}, 'Hours'), someHours, times,
-      h('p', { class: 'hint' }, `In your time. Outside them ${p.name} is told kindly when to come back.`)),
+    h('fieldset', {}, h('legend', {}, t('family.hours')), someHours, times,
+      h('p', { class: 'hint' }, t('family.hours_hint', { name: p.name }))),
     topics,
     wishes,
     sees,
-    h('p', { class: 'hint' }, `${p.name}'s page always says whether you can read their chats.`),
+    h('p', { class: 'hint' }, t('family.page_says', { name: p.name })),
     err,
-    h('button', { type: 'submit', class: 'primary' }, `Save ${p.name}'s limits`));
+    h('button', { type: 'submit', class: 'primary' }, t('family.save_limits', { name: p.name })));
   form.addEventListener('submit', async (e) => {
     e.preventDefault();
     const el = (name) => form.querySelector(`[name="${name}"]`);
@@ -120,14 +122,14 @@ function limitsForm(p, limits, reload) {
         // The server knows no time zone: hours are in the keeper's, as their browser says now.
         utc_offset: -new Date().getTimezoneOffset(),
       } : null,
-      topics: el('topics').value.split('\n').map((t) => t.trim()).filter(Boolean),
+      topics: el('topics').value.split('\n').map((line) => line.trim()).filter(Boolean),
       keeper_sees: el('keeper_sees').checked,
       child_instructions: el('child_instructions').value,
     };
     try {
       await api('PUT', `/api/people/${p.id}/limits`, body);
       showError(err, null);
-      toast('Saved.');
+      toast(t('common.saved'));
       reload();
     } catch (ex) { showError(err, ex); }
   });
@@ -141,20 +143,20 @@ async function showChildChats(p) {
   const titleId = nextId('d');
   const body = h('div', { class: 'stack' });
   const dlg = h('dialog', { class: 'child-chats', 'aria-labelledby': titleId },
-    h('h2', { id: titleId }, `${p.name}'s chats`),
-    h('p', { class: 'hint' }, `${p.name}'s page says that you can read them.`),
+    h('h2', { id: titleId }, t('family.chats_of', { name: p.name })),
+    h('p', { class: 'hint' }, t('family.page_says_you_can', { name: p.name })),
     body,
-    h('div', { class: 'row' }, h('button', { type: 'button', class: 'primary', onclick: () => dlg.close() }, 'Close')));
+    h('div', { class: 'row' }, h('button', { type: 'button', class: 'primary', onclick: () => dlg.close() }, t('common.close'))));
   dlg.addEventListener('close', () => dlg.remove());
-  if (!list.length) body.append(h('p', {}, `${p.name} has no chats yet.`));
+  if (!list.length) body.append(h('p', {}, t('family.no_chats', { name: p.name })));
   for (const c of list) {
     let full;
     try { full = await api('GET', `/api/people/${p.id}/conversations/${c.id}`); } catch { continue; }
     body.append(h('section', { class: 'card' },
-      h('h3', {}, c.title || 'New chat'),
+      h('h3', {}, c.title || t('chat.new')),
       h('p', { class: 'hint' }, when(c.updated)),
       ...full.messages.map((m) => h('p', { class: `said ${m.role}`, dir: 'auto' },
-        h('strong', {}, m.role === 'user' ? `${p.name}: ` : 'Hearth: '), m.content))));
+        h('strong', {}, t('family.said_by', { name: m.role === 'user' ? p.name : 'Hearth' })), m.content))));
   }
   document.body.append(dlg);
   dlg.showModal();
@@ -162,23 +164,25 @@ async function showChildChats(p) {
 
 // ---- everyone's own settings ----
 
-const LANGUAGES = [['', 'The same as this browser'], ['en', 'English'], ['fr', 'Français']];
+// Each language named in its own words, as language menus do.
+const LANGUAGE_NAMES = [['en', 'English'], ['fr', 'Français']];
 
 /** "Your settings": instructions Hearth keeps in mind for you, and the page's language. */
 export function mySettingsSection() {
   const err = errorBox();
   const hint = S.me?.role === 'child'
-    ? 'Hearth keeps these in mind in all your chats, as long as they fit the rules your grown-up chose. Your grown-up can read and change them.'
-    : 'Hearth keeps these in mind in all your chats, for example "Answer in French" or "I am a nurse, be precise".';
-  const instructions = textArea('Instructions for Hearth', '', { name: 'instructions' }, hint);
+    ? t('family.instructions_hint_child')
+    : t('family.instructions_hint');
+  const instructions = textArea(t('family.instructions'), '', { name: 'instructions' }, hint);
   const langId = nextId('l');
   const lang = h('select', { id: langId, name: 'language' },
-    ...LANGUAGES.map(([v, label]) => h('option', { value: v }, label)));
+    h('option', { value: '' }, t('family.lang_browser')),
+    ...LANGUAGE_NAMES.map(([v, label]) => h('option', { value: v, lang: v }, label)));
   const form = h('form', { class: 'stack', id: 'my-settings' },
     instructions,
-    h('div', { class: 'field' }, h('label', { for: langId }, 'Language of this page'), lang),
+    h('div', { class: 'field' }, h('label', { for: langId }, t('family.language')), lang),
     err,
-    h('button', { type: 'submit', class: 'primary' }, 'Save instructions and language'));
+    h('button', { type: 'submit', class: 'primary' }, t('family.save_mine')));
   api('GET', '/api/me/settings').then((s) => {
     form.querySelector('[name="instructions"]').value = s.instructions || '';
     lang.value = s.language || '';
@@ -190,12 +194,19 @@ export function mySettingsSection() {
         instructions: form.querySelector('[name="instructions"]').value,
         language: lang.value || null,
       });
+      const before = S.me ? S.me.language : null;
       if (S.me) S.me.language = s.language;
       showError(err, null);
-      toast('Saved.');
+      // Another language: the whole page is drawn again in it, on the same screen.
+      if ((before || null) !== (s.language || null)) {
+        useLanguage(s.language);
+        enterApp();
+        document.getElementById('settings-title')?.focus();
+      }
+      toast(t('common.saved'));
     } catch (ex) { showError(err, ex); }
   });
-  return card('Your settings', form);
+  return card(t('family.your_settings'), form);
 }
 
 // ---- what a child sees ----
@@ -203,9 +214,9 @@ export function mySettingsSection() {
 /** In plain words, who can read this person's chats: for a child, what the keeper chose;
  * grown-ups' chats nobody else can read. */
 export function privacySentence(me) {
-  if (me && me.role === 'child' && me.keeper_sees) return 'The grown-up who looks after Hearth can read your chats.';
-  if (me && me.role === 'child') return 'Your chats are private: nobody else can read them.';
-  return 'Your chats are private to you.';
+  if (me && me.role === 'child' && me.keeper_sees) return t('family.privacy_seen');
+  if (me && me.role === 'child') return t('family.privacy_child');
+  return t('family.privacy');
 }
 
 /** For a child, always in view under the message box: whether their chats can be read. */
@@ -223,7 +234,7 @@ export function restingView(me) {
   };
   return h('main', { id: 'main', class: 'resting', tabindex: '-1' },
     h('div', { class: 'card stack' },
-      h('h1', {}, 'Hearth is resting'),
-      h('p', {}, back ? `You can come back at ${back}. Those are the hours your grown-up chose.` : me.resting.message),
-      h('button', { type: 'button', class: 'ghost', onclick: logOut }, 'Log out')));
+      h('h1', {}, t('family.resting')),
+      h('p', {}, back ? t('family.come_back', { time: back }) : me.resting.message),
+      h('button', { type: 'button', class: 'ghost', onclick: logOut }, t('settings.log_out'))));
 }
