@@ -1,7 +1,7 @@
 // Building the page: elements from `h()` (text only, never HTML), form fields, dialogs, notices,
 // and small formatting helpers.
 
-import { language, num, t } from './i18n.js';
+import { language, t } from './i18n.js';
 
 /** Builds an element. Children that are strings become text nodes (never HTML). */
 export function h(tag, props, ...kids) {
@@ -104,7 +104,7 @@ export function bytes(n) {
   let i = 0;
   while (n >= 1000 && i < units.length - 1) { n /= 1000; i++; }
   const size = n >= 100 || i === 0 ? Math.round(n) : Math.round(n * 10) / 10;
-  return t(units[i], { count: size, size: num(size) });
+  return t(units[i], { count: size });
 }
 
 /** Copies text; the clipboard API exists only on HTTPS or localhost, so plain HTTP on the home
