@@ -63,6 +63,9 @@ test('every message the page asks for exists, and every message is used', async 
   const en = await catalog('en');
   const used = new Set();
   for (const { file, src } of CODE) {
+    if (/[^\w.]t\(/.test(src) && !file.endsWith('i18n.js')) {
+      assert.match(src, /^import \{[^}]*\bt\b[^}]*\} from '\.\/(page\/)?i18n\.js';$/m, `${file} calls t() without importing it`);
+    }
     for (const m of src.matchAll(/\bt\(\s*'([^']+)'/g)) {
       assert.ok(m[1] in en, `${file} asks for the message "${m[1]}", which the catalog does not have`);
       used.add(m[1]);

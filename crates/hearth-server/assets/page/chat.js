@@ -4,6 +4,7 @@ import { privacyNote, privacySentence } from './family.js';
 import { continueReply, cutShortNote, forgetUnsentChat } from './lengths.js';
 import { S, api } from './api.js';
 import { ask, copyButton, h, toast } from './dom.js';
+import { t } from './i18n.js';
 import { renderMarkdown } from './markdown.js';
 import { loadList, renderList, setListOpen, setUrl, updateTopBar } from './shell.js';
 
