@@ -189,6 +189,15 @@ test('a chat in French: the reply\'s notes, the list, a plural, and the dialogs'
     await assertNoAxeViolations(page, 'the delete dialog, in French');
     await dialog.getByRole('button', { name: 'Annuler' }).click();
 
+    // A message too long for the model: refused in French, its size said in pages.
+    await page.locator('#new-chat-top', { hasText: 'Nouvelle discussion' }).click();
+    await box.fill('Le renard brun saute par-dessus le chien paresseux. '.repeat(400));
+    await box.press('Enter');
+    const error = page.locator('#send-error');
+    await error.getByText('Votre message n’a pas été envoyé.').waitFor();
+    assert.match(await error.innerText(), /Ce message est trop long : il fait environ \d+ pages, et Hearth peut en prendre (environ \d+ pages?|environ une demi-page|quelques lignes) au maximum avec ce modèle\./);
+    await error.getByRole('button', { name: 'Réessayer' }).waitFor();
+
     // Plural forms and numbers follow French rules (the page's own t(), inside the page).
     const said = await page.evaluate(async () => {
       const { t } = await import('/page/i18n.js');

@@ -2,6 +2,7 @@
 // streams read from a POST's body.
 
 import { t } from './i18n.js';
+import { ownWords } from './server-words.js';
 
 export const S = {
   state: null, // GET /api/state
@@ -40,8 +41,10 @@ export function aboutWait(secs) {
 /** What the server said, as a sentence for the family: its own message where it is already
  * written for people, plain words where it is technical (a parser's complaint, a storage
  * failure, a status code). */
-function plainError(status, message, retryAfter) {
+function plainError(status, message, retryAfter, code, param) {
   if (status === 429) return t('error.too_many', { wait: aboutWait(retryAfter) });
+  const own = ownWords(code, param, message);
+  if (own) return own;
   if (status === 413) return t('error.too_long');
   if (status === 503) return t('error.busy');
   if (status >= 500) return t('error.inside');
@@ -75,7 +78,7 @@ export async function api(method, path, body) {
       lost();
     }
     const retryAfter = r.headers.get('Retry-After');
-    throw new ApiError(r.status, plainError(r.status, err.message, retryAfter), retryAfter, err.code);
+    throw new ApiError(r.status, plainError(r.status, err.message, retryAfter, err.code, err.param), retryAfter, err.code);
   }
   return data;
 }

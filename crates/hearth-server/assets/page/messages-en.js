@@ -286,4 +286,17 @@ export default {
   'keys.title': 'Keys for apps',
   'keys.intro': 'Apps on your computers and phones (writing tools, scripts, home automation) can use Hearth too. Each one needs a key of its own, made here.',
   'keys.api': 'They speak the OpenAI API, at {address}.',
+
+  // ---- the server's refusals, where their words are fixed (server-words.js) ----
+  'pages.few_lines': 'a few lines',
+  'pages.half': 'about half a page',
+  'pages.about': { one: 'about {count} page', other: 'about {count} pages' },
+  'server.steered': 'That is something to talk about with a grown-up you trust, so I will not answer it here. Shall we talk about something else?',
+  'server.check_failed': 'Hearth could not send this message just now. Please try again in a little while.',
+  'server.login_busy': 'Hearth is busy checking other logins. Please try again in a moment.',
+  'server.csrf': 'This page is out of date. Please reload it.',
+  'server.log_in': 'Please log in.',
+  'server.cannot_open': 'Hearth cannot open just now. Please try again in a little while, or ask your grown-up.',
+  'server.no_room': 'This reply is already as long as Hearth can read at once with this model, so it cannot go on here. Ask for the rest in a new chat.',
+  'server.too_long': 'This message is too long: it is {size}, and Hearth can take {most} at most with this model. Shorten it, or send it in parts.',
 };

@@ -286,4 +286,17 @@ export default {
   'keys.title': 'Clés pour les applications',
   'keys.intro': 'Les applications de vos ordinateurs et téléphones (outils d’écriture, scripts, domotique) peuvent aussi utiliser Hearth. Chacune a besoin de sa propre clé, créée ici.',
   'keys.api': 'Elles parlent l’API d’OpenAI, à l’adresse {address}.',
+
+  // ---- the server's refusals, where their words are fixed (server-words.js) ----
+  'pages.few_lines': 'quelques lignes',
+  'pages.half': 'environ une demi-page',
+  'pages.about': { one: 'environ {count} page', other: 'environ {count} pages' },
+  'server.steered': 'C’est un sujet à aborder avec un adulte de confiance, alors je ne vais pas y répondre ici. Et si on parlait d’autre chose ?',
+  'server.check_failed': 'Hearth n’a pas pu envoyer ce message pour le moment. Réessayez dans un petit moment.',
+  'server.login_busy': 'Hearth est occupé à vérifier d’autres connexions. Réessayez dans un instant.',
+  'server.csrf': 'Cette page n’est plus à jour. Veuillez la recharger.',
+  'server.log_in': 'Veuillez vous connecter.',
+  'server.cannot_open': 'Hearth ne peut pas ouvrir pour le moment. Réessayez dans un petit moment, ou demandez à l’adulte qui s’occupe de vous.',
+  'server.no_room': 'Cette réponse est déjà aussi longue que ce que Hearth peut lire d’un coup avec ce modèle : elle ne peut pas continuer ici. Demandez la suite dans une nouvelle discussion.',
+  'server.too_long': 'Ce message est trop long : il fait {size}, et Hearth peut en prendre {most} au maximum avec ce modèle. Raccourcissez-le, ou envoyez-le en plusieurs parties.',
 };

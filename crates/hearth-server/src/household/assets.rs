@@ -33,6 +33,7 @@ const PAGE_MODULES: &[(&str, &str)] = &[
     ("markdown.js", include_str!("../../assets/page/markdown.js")),
     ("messages-en.js", include_str!("../../assets/page/messages-en.js")),
     ("messages-fr.js", include_str!("../../assets/page/messages-fr.js")),
+    ("server-words.js", include_str!("../../assets/page/server-words.js")),
     ("settings.js", include_str!("../../assets/page/settings.js")),
     ("shell.js", include_str!("../../assets/page/shell.js")),
     ("theme.js", include_str!("../../assets/page/theme.js")),
