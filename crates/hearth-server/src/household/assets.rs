@@ -31,9 +31,18 @@ const PAGE_MODULES: &[(&str, &str)] = &[
     ("lengths.js", include_str!("../../assets/page/lengths.js")),
     ("login.js", include_str!("../../assets/page/login.js")),
     ("markdown.js", include_str!("../../assets/page/markdown.js")),
-    ("messages-en.js", include_str!("../../assets/page/messages-en.js")),
-    ("messages-fr.js", include_str!("../../assets/page/messages-fr.js")),
-    ("server-words.js", include_str!("../../assets/page/server-words.js")),
+    (
+        "messages-en.js",
+        include_str!("../../assets/page/messages-en.js"),
+    ),
+    (
+        "messages-fr.js",
+        include_str!("../../assets/page/messages-fr.js"),
+    ),
+    (
+        "server-words.js",
+        include_str!("../../assets/page/server-words.js"),
+    ),
     ("settings.js", include_str!("../../assets/page/settings.js")),
     ("shell.js", include_str!("../../assets/page/shell.js")),
     ("theme.js", include_str!("../../assets/page/theme.js")),
