@@ -92,7 +92,7 @@ test('a French browser gets the page in French; a person\'s own language setting
     await page.getByLabel('Mot de passe', { exact: true }).fill(GRAND.password);
     await page.getByRole('button', { name: 'Ajouter', exact: true }).click();
     await page.locator('#people li', { hasText: GRAND.name }).waitFor();
-    await page.locator('#toast', { hasText: `${GRAND.name} a été ajouté` }).waitFor();
+    await page.locator('#toast', { hasText: `${GRAND.name} peut se connecter` }).waitFor();
     await assertNoAxeViolations(page, 'Settings, Household, in French');
 
     // Logged out: the login screen.
