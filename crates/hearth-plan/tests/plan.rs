@@ -298,3 +298,39 @@ fn the_planner_refuses_a_file_that_lies_about_its_shape() {
         assert!(e.to_string().contains(says), "{e}");
     }
 }
+
+#[test]
+fn a_draft_model_is_counted_with_its_own_cache_and_scratch() {
+    let target = facts(&TinySpec::new("llama"));
+    let mut small = TinySpec::new("llama");
+    small.ctx = 256;
+    let draft = facts(&small);
+    let big = Machine::custom(1 << 30, 100e9, 1e12);
+    let alone = plan(&target, &big, &Request::new(512, 2)).unwrap();
+    let mut req = Request::new(512, 2);
+    req.draft = Some(std::sync::Arc::new(draft.clone()));
+    let both = plan(&target, &big, &req).unwrap();
+    // The draft's file, text tables, KV cache (one context per user, at most its own trained
+    // context: the engine's drafter caps it so) and scratch, and the binary only once.
+    let draft_kv = KvCache::new(&draft.config, 256, 2, req.chunk).capacity_bytes() as u64;
+    let draft_compute =
+        hearth_plan::compute_bytes(&draft.config, 256, 2, req.chunk, req.batch, req.threads);
+    let expected = draft.file_bytes + draft.text_bytes + draft_kv + draft_compute;
+    assert_eq!(both.draft_bytes, expected);
+    assert_eq!(both.total_bytes, alone.total_bytes + expected);
+    assert_eq!(alone.draft_bytes, 0);
+    // Fits alone, not with the draft: the plan says so, and that it fits without it.
+    let tight = Machine::custom(alone.total_bytes, 100e9, 1e12);
+    assert!(plan(&target, &tight, &Request::new(512, 2)).unwrap().fits);
+    let p = plan(&target, &tight, &req).unwrap();
+    assert!(!p.fits);
+    assert!(
+        p.advice
+            .iter()
+            .any(|a| a.contains("without the draft model")),
+        "{:?}",
+        p.advice
+    );
+    // The limits it reports count the draft too.
+    assert!(p.max_ctx_per_user < 512);
+}

@@ -173,7 +173,14 @@ pub fn run(a: ServeArgs) -> anyhow::Result<()> {
         },
         temperature: a.temperature,
     };
-    let (kv_budget, planned) = check_plan(&model, &loaded.name, ctx, a.max_seqs, threads)?;
+    let (kv_budget, planned) = check_plan(
+        &model,
+        &loaded.name,
+        draft.as_ref(),
+        ctx,
+        a.max_seqs,
+        threads,
+    )?;
     let opts = ServeOptions {
         engine: sizing.engine(kv_budget, ctx),
         max_queue: a.max_queue,
@@ -428,8 +435,9 @@ impl hearth_server::household::Admin for Admin {
             ..GenOptions::defaults()
         };
         // Planned against the memory available now, with the current model still loaded.
-        let (kv_budget, planned) = check_plan(&model, &loaded.name, ctx, z.max_seqs, z.threads)
-            .map_err(|e| format!("{e:#}"))?;
+        let (kv_budget, planned) =
+            check_plan(&model, &loaded.name, None, ctx, z.max_seqs, z.threads)
+                .map_err(|e| format!("{e:#}"))?;
         *self.planned.lock().unwrap_or_else(|p| p.into_inner()) = planned;
         let defaults = loaded.sampler_config(&gen);
         Ok((
@@ -475,6 +483,7 @@ fn note_pending(name: &str, pending: &[hearth_fetch::lockfile::Change]) {
 fn check_plan(
     model: &hearth_model::Model,
     name: &str,
+    draft: Option<&hearth_model::Model>,
     ctx: usize,
     users: usize,
     threads: usize,
@@ -484,12 +493,22 @@ fn check_plan(
     let ctx = ctx.clamp(1, facts.config.ctx_train.max(1));
     let mut req = hearth_plan::Request::new(ctx, users);
     req.threads = threads;
+    if let Some(d) = draft {
+        let facts = hearth_plan::ModelFacts::from_header(d.gguf().header())
+            .context("cannot plan the draft model")?;
+        req.draft = Some(std::sync::Arc::new(facts));
+    }
     let machine = hearth_host::detect(false)?;
     let plan = hearth_plan::plan(&facts, &machine, &req)?;
     if !plan.fits {
         let gib = |b: u64| format!("{:.2} GiB", b as f64 / (1u64 << 30) as f64);
+        let with_draft = if plan.draft_bytes > 0 {
+            format!(", draft model {}", gib(plan.draft_bytes))
+        } else {
+            String::new()
+        };
         let mut msg = format!(
-            "{name} with a {ctx}-token context for {users} conversations needs {} (weights {}, KV cache {}), but this machine has {} available",
+            "{name} with a {ctx}-token context for {users} conversations needs {} (weights {}, KV cache {}{with_draft}), but this machine has {} available",
             gib(plan.total_bytes),
             gib(plan.weights_bytes),
             gib(plan.kv_bytes),
