@@ -4,6 +4,7 @@ pub mod chat;
 pub mod discover;
 pub mod lock;
 pub mod models;
+pub mod perplexity;
 pub mod plan;
 pub mod pull;
 pub mod run;
