@@ -156,6 +156,7 @@ fn household_routes() -> Vec<(&'static str, MethodRouter<Arc<AppState>>)> {
         ("/api/conversations/{id}/messages", post(chat::send)),
         ("/api/conversations/{id}/regenerate", post(chat::regenerate)),
         ("/api/conversations/{id}/edit", post(chat::edit)),
+        ("/api/conversations/{id}/branch", post(chat::switch_branch)),
         ("/api/conversations/{id}/stop", post(chat::stop)),
         (
             "/api/conversations/{id}/continue",

@@ -47,6 +47,7 @@
 //! ```
 
 mod attempts;
+mod branches;
 mod chat;
 mod export;
 mod keys;
@@ -257,7 +258,7 @@ pub struct ConversationSummary {
 /// How many characters of the last message a [`ConversationSummary`] previews.
 pub const PREVIEW_CHARS: usize = 120;
 
-/// A conversation with its messages in the order they were written.
+/// A conversation with the messages of its branch in view, in the order they were written.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Conversation {
     pub id: i64,
@@ -265,6 +266,17 @@ pub struct Conversation {
     pub created: i64,
     pub updated: i64,
     pub messages: Vec<Message>,
+    /// The messages in view that have other versions (edits, other answers), with all of them.
+    pub versions: Vec<Versions>,
+}
+
+/// The versions of one message in view ("2 of 3"): its siblings of the same role, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Versions {
+    /// The version in view.
+    pub message: i64,
+    /// Every version, `message` among them.
+    pub ids: Vec<i64>,
 }
 
 /// One message of a conversation.
@@ -272,6 +284,8 @@ pub struct Conversation {
 pub struct Message {
     pub id: i64,
     pub conversation_id: i64,
+    /// The message it follows (`None`: one of the first); see [`Store::switch_branch`].
+    pub parent_id: Option<i64>,
     pub role: MessageRole,
     pub content: String,
     pub status: Status,

@@ -1,5 +1,6 @@
 // A conversation: its messages, the composer, and following a reply as it is written.
 
+import { versionControls } from './branches.js';
 import { privacyNote, privacySentence } from './family.js';
 import { CUT_SHORT_NOTE, continueReply, forgetUnsentChat } from './lengths.js';
 import { S, api } from './api.js';
@@ -146,25 +147,27 @@ function renderMessages() {
     updateControls();
     return;
   }
-  const lastUser = lastOf('user');
   const lastAssistant = lastOf('assistant');
   const busy = !!running();
   box.replaceChildren(...ms.map((m) => messageView(m, {
     hidden: hidden.has(m.id),
-    editable: !busy && m === lastUser,
+    busy,
+    editable: !busy && m.role === 'user',
     regenerable: !busy && m === lastAssistant && m === ms[ms.length - 1],
   })));
   updateControls();
   box.scrollTop = box.scrollHeight;
 }
 
-function messageView(m, { hidden, editable, regenerable }) {
+function messageView(m, { hidden, busy, editable, regenerable }) {
   const mine = m.role === 'user';
   const body = h('div', { class: 'body', dir: 'auto' });
   fillBody(body, m);
   const actions = h('div', { class: 'actions' });
+  const versions = versionControls(m, { busy, shown: showBranch });
+  if (versions) actions.append(versions);
   if (!mine && m.content) actions.append(copyButton(() => m.content));
-  if (editable) actions.append(h('button', { type: 'button', class: 'small ghost', onclick: () => editLast(m) }, 'Edit'));
+  if (editable) actions.append(h('button', { type: 'button', class: 'small ghost', onclick: () => editMessage(m) }, 'Edit'));
   if (regenerable && m.status === 'cut_short') {
     actions.append(h('button', { type: 'button', class: 'small primary', onclick: goOn }, 'Continue'));
   }
@@ -293,35 +296,53 @@ async function stop() {
   try { await api('POST', `/api/conversations/${S.conv.id}/stop`); } catch (e) { toast(e.message); }
 }
 
+/** Another version was chosen: the chat as the server now reads it. */
+function showBranch(conv) {
+  S.conv = conv;
+  renderMessages();
+  followIfRunning();
+  loadList();
+}
+
+/** A reply started on a new branch (another answer, an edit): the chat is read again, for the
+ * versions it now has, and the reply followed. */
+async function followNewBranch(id, r) {
+  try {
+    const conv = await api('GET', `/api/conversations/${id}`);
+    if (S.conv && S.conv.id === id) S.conv = conv;
+  } catch {
+    // Its events bring the reply anyway; until then the page shows what it was told.
+    const ms = S.conv.messages;
+    const at = r.user ? ms.findIndex((m) => m.id === r.user.parent_id) : ms.findIndex((m) => m.id === r.assistant.parent_id);
+    ms.splice(at + 1, ms.length, ...[r.user, r.assistant].filter(Boolean));
+  }
+  renderMessages();
+  setBusy('Hearth is thinking…');
+  follow(id);
+  loadList();
+}
+
 async function regenerate() {
   if (!S.conv) return;
+  const id = S.conv.id;
   try {
-    const r = await api('POST', `/api/conversations/${S.conv.id}/regenerate`);
-    const ms = S.conv.messages;
-    if (ms.length && ms[ms.length - 1].role === 'assistant') ms.pop();
-    ms.push(r.assistant);
-    renderMessages();
-    setBusy('Hearth is thinking…');
-    follow(S.conv.id);
+    const r = await api('POST', `/api/conversations/${id}/regenerate`);
+    await followNewBranch(id, r);
   } catch (e) { toast(e.message); }
 }
 
-async function editLast(m) {
+async function editMessage(m) {
   const v = await ask({
     title: 'Edit your message',
-    text: 'Hearth will answer the changed message instead. Its earlier answer will be replaced.',
+    text: 'Hearth will answer the changed message. Your earlier message and everything after it are kept: the arrows under the message go back to them.',
     fields: [{ name: 'content', label: 'Your message', input: { tag: 'textarea', value: m.content, required: true, rows: '5', dir: 'auto' } }],
     ok: 'Send',
   });
-  if (!v || !v.content.trim()) return;
+  if (!v || !v.content.trim() || !S.conv) return;
+  const id = S.conv.id;
   try {
-    const r = await api('POST', `/api/conversations/${S.conv.id}/edit`, { content: v.content.trim() });
-    const ms = S.conv.messages;
-    const at = ms.indexOf(m);
-    ms.splice(at < 0 ? ms.length : at, ms.length, r.user, r.assistant);
-    renderMessages();
-    setBusy('Hearth is thinking…');
-    follow(S.conv.id);
+    const r = await api('POST', `/api/conversations/${id}/edit`, { content: v.content.trim(), message_id: m.id });
+    await followNewBranch(id, r);
   } catch (e) { toast(e.message); }
 }
 

@@ -24,6 +24,7 @@ const JS: &str = "text/javascript; charset=utf-8";
 /// would leave the page blank; `every_module_the_page_imports_is_served` checks the list.
 const PAGE_MODULES: &[(&str, &str)] = &[
     ("api.js", include_str!("../../assets/page/api.js")),
+    ("branches.js", include_str!("../../assets/page/branches.js")),
     ("chat.js", include_str!("../../assets/page/chat.js")),
     ("dom.js", include_str!("../../assets/page/dom.js")),
     ("family.js", include_str!("../../assets/page/family.js")),

@@ -27,9 +27,12 @@ use crate::error::ApiError;
 use crate::generation::{start_generation, Piece, Plan};
 use crate::{AppState, Served};
 
+mod branches;
 mod guard;
 mod lengths;
 mod saver;
+
+pub use branches::{edit, regenerate, switch_branch};
 
 pub(super) use guard::stop_replies_of;
 use guard::{check_owned, owned, request_stop, reserve, running, Slot};
@@ -134,13 +137,25 @@ pub async fn get_one(
 ) -> Result<Json<Value>, ApiError> {
     let h = household(&state)?;
     let c = owned(h, me.user.id, id)?;
-    let hidden = build_prompt(&state.served(), h, &me.user, &c.messages, None, false)
+    Ok(Json(conversation_json(&state, h, &me.user, c)))
+}
+
+/// A conversation as the page reads it: the branch in view, which of its messages the model no
+/// longer sees, and whether a reply is being written.
+fn conversation_json(
+    state: &Arc<AppState>,
+    h: &Household,
+    user: &User,
+    c: hearth_store::Conversation,
+) -> Value {
+    let hidden = build_prompt(&state.served(), h, user, &c.messages, None, false)
         .map(|(_, hidden)| hidden)
         .unwrap_or_default();
+    let busy = running(h, user.id, c.id).is_some();
     let mut v = json!(c);
     v["hidden_from_model"] = json!(hidden);
-    v["running"] = json!(running(h, me.user.id, id).is_some());
-    Ok(Json(v))
+    v["running"] = json!(busy);
+    v
 }
 
 #[derive(Deserialize)]
@@ -224,7 +239,8 @@ pub async fn send(
     let slot = reserve(h, me.user.id, id)?;
     steer_question(&state, &me.user, content).await?;
     let c = owned(h, me.user.id, id)?;
-    start_reply(&state, slot, &me.user, &c.messages, Some(content), None)
+    let after = c.messages.last().map(|m| m.id);
+    start_reply(&state, slot, &me.user, &c.messages, Some(content), after)
 }
 
 /// A child's question on one of their keeper's topics: a kind refusal, and nothing stored or
@@ -250,25 +266,6 @@ async fn steer_question(state: &Arc<AppState>, user: &User, text: &str) -> Resul
             })
         }
     }
-}
-
-pub async fn regenerate(
-    State(state): State<Arc<AppState>>,
-    me: Me,
-    Path(id): Path<i64>,
-) -> Result<Json<Value>, ApiError> {
-    let h = household(&state)?;
-    let c = owned(h, me.user.id, id)?;
-    let slot = reserve(h, me.user.id, id)?;
-    // The reply it replaces goes only once the new one has started.
-    let (keep, replace) = match c.messages.last() {
-        Some(m) if m.role == MessageRole::Assistant => {
-            (&c.messages[..c.messages.len() - 1], Some(m.id))
-        }
-        Some(_) => (&c.messages[..], None),
-        None => return Err(ApiError::bad_request("there is nothing to answer yet")),
-    };
-    start_reply(&state, slot, &me.user, keep, None, replace)
 }
 
 /// Continues a reply that was cut short, in the same message.
@@ -298,40 +295,6 @@ pub async fn continue_reply(
         .map_err(db)?;
     spawn_reply(&state, slot, &me.user, &msg, gen, capped, hidden);
     Ok(Json(json!({"assistant": msg})))
-}
-
-pub async fn edit(
-    State(state): State<Arc<AppState>>,
-    me: Me,
-    Path(id): Path<i64>,
-    body: axum::body::Bytes,
-) -> Result<Json<Value>, ApiError> {
-    let h = household(&state)?;
-    check_owned(h, me.user.id, id)?;
-    let b: SendBody = crate::body::parse_body_async(body).await?;
-    let content = check_content(
-        &b.content,
-        most_message_tokens(&state.served(), h, &me.user),
-    )?;
-    let slot = reserve(h, me.user.id, id)?;
-    steer_question(&state, &me.user, content).await?;
-    // Read only now, with the slot held: nothing can have changed it since.
-    let c = owned(h, me.user.id, id)?;
-    let at = c
-        .messages
-        .iter()
-        .rposition(|m| m.role == MessageRole::User)
-        .ok_or_else(|| ApiError::bad_request("there is no message to edit"))?;
-    // The old message and what followed it go only once the new one is sure to be sent.
-    let replace = c.messages[at].id;
-    start_reply(
-        &state,
-        slot,
-        &me.user,
-        &c.messages[..at],
-        Some(content),
-        Some(replace),
-    )
 }
 
 pub async fn stop(
@@ -458,17 +421,18 @@ fn generate(
     .map(|g| (g, capped))
 }
 
-/// Starts a reply in `conv` to `keep` and then `pending`, the person's new message. Nothing is
-/// stored until the model has taken the request: then the messages from `replace` on go
-/// (regenerate, edit), `pending` is stored, and the reply with it. A message that was not sent
-/// is never stored, so sending it again cannot make a copy.
+/// Starts a reply in `conv` to `keep` (the branch it continues) and then `pending`, the
+/// person's new message. Nothing is stored until the model has taken the request: then
+/// `pending` is stored under message `after` (the end of `keep`), and the reply under it (or
+/// under `after`, for another answer). What was there stays as another branch. A message that
+/// was not sent is never stored, so sending it again cannot make a copy.
 fn start_reply(
     state: &Arc<AppState>,
     slot: Slot<'_>,
     user: &User,
     keep: &[Message],
     pending: Option<&str>,
-    replace: Option<i64>,
+    after: Option<i64>,
 ) -> Result<Json<Value>, ApiError> {
     let h = household(state)?;
     let conv = slot.conv;
@@ -476,22 +440,32 @@ fn start_reply(
     let (prompt, hidden) = build_prompt(&served, h, user, keep, pending, false)?;
     let (gen, capped) = generate(state, &served, h, prompt)?;
     // On a failure from here on, dropping `gen` cancels the generation.
-    if let Some(first) = replace {
-        h.store
-            .delete_messages_from(user.id, conv, first)
-            .map_err(db)?;
-    }
     let message = match pending {
         Some(content) => Some(
             h.store
-                .add_message(user.id, conv, MessageRole::User, content, Status::Complete)
+                .add_message_after(
+                    user.id,
+                    conv,
+                    after,
+                    MessageRole::User,
+                    content,
+                    Status::Complete,
+                )
                 .map_err(db)?,
         ),
         None => None,
     };
+    let parent = message.as_ref().map(|m| m.id).or(after);
     let msg = h
         .store
-        .add_message(user.id, conv, MessageRole::Assistant, "", Status::Streaming)
+        .add_message_after(
+            user.id,
+            conv,
+            parent,
+            MessageRole::Assistant,
+            "",
+            Status::Streaming,
+        )
         .map_err(db)?;
     spawn_reply(state, slot, user, &msg, gen, capped, hidden);
     Ok(Json(match message {
