@@ -46,7 +46,7 @@ pub(crate) fn register_functions(conn: &Connection) -> Result<()> {
     Ok(())
 }
 
-const MESSAGE_COLUMNS: &str = "id, conversation_id, role, content, status, created";
+const MESSAGE_COLUMNS: &str = "id, conversation_id, role, content, status, created, model";
 
 fn message_from_row(r: &Row<'_>) -> rusqlite::Result<Message> {
     Ok(Message {
@@ -56,6 +56,7 @@ fn message_from_row(r: &Row<'_>) -> rusqlite::Result<Message> {
         content: r.get(3)?,
         status: r.get(4)?,
         created: r.get(5)?,
+        model: r.get(6)?,
     })
 }
 
@@ -412,14 +413,39 @@ impl Store {
         content: &str,
         status: Status,
     ) -> Result<Message> {
+        self.insert_message(user, conv, role, content, status, None)
+    }
+
+    /// Adds an empty reply, about to stream, written by `model` (kept with it, so the page can
+    /// say which model answered even after the keeper switched).
+    pub fn add_reply(&self, user: i64, conv: i64, model: &str) -> Result<Message> {
+        self.insert_message(
+            user,
+            conv,
+            MessageRole::Assistant,
+            "",
+            Status::Streaming,
+            Some(model),
+        )
+    }
+
+    fn insert_message(
+        &self,
+        user: i64,
+        conv: i64,
+        role: MessageRole,
+        content: &str,
+        status: Status,
+        model: Option<&str>,
+    ) -> Result<Message> {
         let now = self.now();
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         check_owner(&tx, user, conv)?;
         tx.execute(
-            "INSERT INTO messages (conversation_id, role, content, status, created)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![conv, role, content, status, now],
+            "INSERT INTO messages (conversation_id, role, content, status, created, model)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![conv, role, content, status, now, model],
         )?;
         let id = tx.last_insert_rowid();
         touch(&tx, conv, now)?;
@@ -431,6 +457,7 @@ impl Store {
             content: content.into(),
             status,
             created: now,
+            model: model.map(String::from),
         })
     }
 

@@ -143,6 +143,16 @@ pub const MIGRATIONS: &[&str] = &[
         WHERE type = 'table' AND name = 'messages';
     PRAGMA writable_schema = OFF;
     "#,
+    // 6: PLACEHOLDER, reserved for branches of a conversation (issue 18, item 7, another
+    // branch). It changes nothing here; at the merge the real migration 6 takes its place, so
+    // that 7 below stays the seventh.
+    "",
+    // 7: the model that wrote each reply (issue 18, item 7), so the page can say which one
+    // answered after the keeper switched models. NULL: the person's own messages, and replies
+    // written before Hearth kept it.
+    r#"
+    ALTER TABLE messages ADD COLUMN model TEXT;
+    "#,
 ];
 
 /// The schema version this code writes.
