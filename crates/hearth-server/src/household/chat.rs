@@ -27,6 +27,7 @@ use crate::error::ApiError;
 use crate::generation::{start_generation, Piece, Plan};
 use crate::{AppState, Served};
 
+pub(crate) mod export;
 mod guard;
 mod lengths;
 mod saver;
@@ -491,7 +492,7 @@ fn start_reply(
     };
     let msg = h
         .store
-        .add_message(user.id, conv, MessageRole::Assistant, "", Status::Streaming)
+        .add_reply(user.id, conv, &served.model_id)
         .map_err(db)?;
     spawn_reply(state, slot, user, &msg, gen, capped, hidden);
     Ok(Json(match message {
