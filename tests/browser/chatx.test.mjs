@@ -96,6 +96,10 @@ test('a chat downloads as text and as data, with who wrote each message and when
   assert.match(md, /\n### Hearth \(smollm2-135m\) · \d{4}-\d\d-\d\d/);
   assert.equal(await page.locator('#download').evaluate((d) => d.open), false, 'the menu folds after a pick');
 
+  // A click elsewhere folds the menu too.
+  await page.getByText('Download', { exact: true }).click();
+  await page.locator('#chat-title').click();
+  assert.equal(await page.locator('#download').evaluate((d) => d.open), false, 'a click elsewhere folds the menu');
   await page.getByText('Download', { exact: true }).click();
   const [data] = await Promise.all([page.waitForEvent('download'), page.getByRole('link', { name: 'As data (.json)' }).click()]);
   const v = JSON.parse(fs.readFileSync(await data.path(), 'utf8'));

@@ -61,6 +61,8 @@ export function messageHead(m, who) {
 // A tap (or click) on a message shows or hides its time; not when it lands on a control, or
 // ends a selection of text.
 document.addEventListener('click', (e) => {
+  // A click anywhere else folds an open Download menu, as menus do.
+  for (const d of document.querySelectorAll('details.menu[open]')) if (!d.contains(e.target)) d.open = false;
   const msg = e.target.closest && e.target.closest('.msg');
   if (!msg) return;
   const control = e.target.closest('button, a, summary, input, textarea, pre, .scroll');
