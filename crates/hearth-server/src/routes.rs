@@ -163,6 +163,14 @@ fn household_routes() -> Vec<(&'static str, MethodRouter<Arc<AppState>>)> {
             post(chat::continue_reply),
         ),
         ("/api/conversations/{id}/events", get(chat::events)),
+        (
+            "/api/conversations/{id}/export",
+            get(chat::export::export_chat),
+        ),
+        (
+            "/api/people/{id}/conversations/{conv}/export",
+            get(chat::export::export_child_chat),
+        ),
         ("/api/export", get(chat::export)),
     ]
 }

@@ -28,6 +28,7 @@ fn conversation_routes() -> Vec<(&'static str, &'static str, Option<Value>)> {
         ("POST", "/stop", None),
         ("POST", "/continue", None),
         ("GET", "/events", None),
+        ("GET", "/export", None),
         ("DELETE", "", None),
     ]
 }

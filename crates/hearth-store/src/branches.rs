@@ -105,12 +105,13 @@ pub(crate) fn insert_under(
     role: MessageRole,
     content: &str,
     status: Status,
+    model: Option<&str>,
     now: i64,
 ) -> Result<Message> {
     conn.execute(
-        "INSERT INTO messages (conversation_id, parent_id, role, content, status, created)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![conv, parent, role, content, status, now],
+        "INSERT INTO messages (conversation_id, parent_id, role, content, status, created, model)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![conv, parent, role, content, status, now, model],
     )?;
     let id = conn.last_insert_rowid();
     conn.execute(
@@ -126,6 +127,7 @@ pub(crate) fn insert_under(
         content: content.into(),
         status,
         created: now,
+        model: model.map(String::from),
     })
 }
 
@@ -157,6 +159,7 @@ impl Store {
         role: MessageRole,
         content: &str,
         status: Status,
+        model: Option<&str>,
     ) -> Result<Message> {
         let now = self.now();
         let mut conn = self.conn();
@@ -165,7 +168,7 @@ impl Store {
         if let Some(p) = parent {
             in_conversation(&tx, conv, p)?;
         }
-        let m = insert_under(&tx, conv, parent, role, content, status, now)?;
+        let m = insert_under(&tx, conv, parent, role, content, status, model, now)?;
         tx.commit()?;
         Ok(m)
     }

@@ -48,7 +48,7 @@ pub(crate) fn register_functions(conn: &Connection) -> Result<()> {
 }
 
 pub(crate) const MESSAGE_COLUMNS: &str =
-    "id, conversation_id, role, content, status, created, parent_id";
+    "id, conversation_id, role, content, status, created, parent_id, model";
 
 pub(crate) fn message_from_row(r: &Row<'_>) -> rusqlite::Result<Message> {
     Ok(Message {
@@ -59,6 +59,7 @@ pub(crate) fn message_from_row(r: &Row<'_>) -> rusqlite::Result<Message> {
         content: r.get(3)?,
         status: r.get(4)?,
         created: r.get(5)?,
+        model: r.get(7)?,
     })
 }
 
@@ -430,12 +431,37 @@ impl Store {
         content: &str,
         status: Status,
     ) -> Result<Message> {
+        self.insert_message(user, conv, role, content, status, None)
+    }
+
+    /// Adds an empty reply, about to stream, written by `model` (kept with it, so the page can
+    /// say which model answered even after the keeper switched).
+    pub fn add_reply(&self, user: i64, conv: i64, model: &str) -> Result<Message> {
+        self.insert_message(
+            user,
+            conv,
+            MessageRole::Assistant,
+            "",
+            Status::Streaming,
+            Some(model),
+        )
+    }
+
+    fn insert_message(
+        &self,
+        user: i64,
+        conv: i64,
+        role: MessageRole,
+        content: &str,
+        status: Status,
+        model: Option<&str>,
+    ) -> Result<Message> {
         let now = self.now();
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         check_owner(&tx, user, conv)?;
         let parent = branches::leaf_of(&tx, conv)?;
-        let m = branches::insert_under(&tx, conv, parent, role, content, status, now)?;
+        let m = branches::insert_under(&tx, conv, parent, role, content, status, model, now)?;
         tx.commit()?;
         Ok(m)
     }

@@ -65,7 +65,10 @@ use serde::Serialize;
 
 pub use attempts::{Limit, Reserved};
 pub use chat::MAX_TITLE_CHARS;
-pub use export::{format_utc, EXPORT_FORMAT, EXPORT_VERSION};
+pub use export::{
+    conversation_json, conversation_markdown, format_at_offset, format_utc, CHAT_EXPORT_FORMAT,
+    EXPORT_FORMAT, EXPORT_VERSION,
+};
 pub use keys::{KEY_PREFIX, MAX_KEY_NAME_CHARS};
 pub use people::SESSION_IDLE_SECS;
 pub use profile::{
@@ -290,6 +293,9 @@ pub struct Message {
     pub content: String,
     pub status: Status,
     pub created: i64,
+    /// The model that wrote a reply; `None` for the person's own messages and for replies
+    /// stored before Hearth kept it.
+    pub model: Option<String>,
 }
 
 /// An API key as listed to the owner (never the key itself, which only its hash remembers).

@@ -158,6 +158,12 @@ pub const MIGRATIONS: &[&str] = &[
         SELECT MAX(m.id) FROM messages m WHERE m.conversation_id = conversations.id);
     CREATE INDEX messages_parent ON messages (parent_id);
     "#,
+    // 7: the model that wrote each reply (issue 18, item 7), so the page can say which one
+    // answered after the keeper switched models. NULL: the person's own messages, and replies
+    // written before Hearth kept it.
+    r#"
+    ALTER TABLE messages ADD COLUMN model TEXT;
+    "#,
 ];
 
 /// The schema version this code writes.

@@ -4,6 +4,7 @@ import { versionControls } from './branches.js';
 import { privacyNote, privacySentence } from './family.js';
 import { CUT_SHORT_NOTE, continueReply, forgetUnsentChat } from './lengths.js';
 import { S, api } from './api.js';
+import { chatTools, messageHead } from './chatx.js';
 import { ask, copyButton, h, toast } from './dom.js';
 import { renderMarkdown } from './markdown.js';
 import { loadList, renderList, setListOpen, setUrl, updateTopBar } from './shell.js';
@@ -114,6 +115,7 @@ function renderHead() {
   head.replaceChildren(...[
     h('h1', { id: 'chat-title', tabindex: '-1', dir: 'auto' }, titleOf(S.conv)),
     S.conv ? h('div', { class: 'row' },
+      ...chatTools(S.conv),
       h('button', { type: 'button', class: 'small ghost', id: 'rename', onclick: rename }, 'Rename'),
       h('button', { type: 'button', class: 'small ghost', id: 'delete', onclick: removeConversation }, 'Delete')) : null,
   ].filter(Boolean));
@@ -182,7 +184,7 @@ function messageView(m, { hidden, busy, editable, regenerable }) {
     'data-id': m.id, 'data-status': m.status, 'aria-busy': m.status === 'streaming' ? 'true' : 'false',
     'aria-label': mine ? 'You said' : 'Hearth said',
   },
-  h('h2', { class: 'who' }, mine ? (S.me ? S.me.name : 'You') : 'Hearth'),
+  messageHead(m, mine ? (S.me ? S.me.name : 'You') : 'Hearth'),
   hidden ? h('p', { class: 'tag' }, 'Hearth no longer sees this message') : null,
   body,
   note ? h('p', { class: `note ${m.status}` }, note) : null,

@@ -153,6 +153,10 @@ async function showChildChats(p) {
     body.append(h('section', { class: 'card' },
       h('h3', {}, c.title || 'New chat'),
       h('p', { class: 'hint' }, when(c.updated)),
+      h('a', {
+        class: 'button small ghost', download: '',
+        href: `/api/people/${p.id}/conversations/${c.id}/export?format=markdown&offset=${-new Date().getTimezoneOffset()}`,
+      }, `Download “${c.title || 'New chat'}”`),
       ...full.messages.map((m) => h('p', { class: `said ${m.role}`, dir: 'auto' },
         h('strong', {}, m.role === 'user' ? `${p.name}: ` : 'Hearth: '), m.content))));
   }

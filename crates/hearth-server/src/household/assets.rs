@@ -26,8 +26,13 @@ const PAGE_MODULES: &[(&str, &str)] = &[
     ("api.js", include_str!("../../assets/page/api.js")),
     ("branches.js", include_str!("../../assets/page/branches.js")),
     ("chat.js", include_str!("../../assets/page/chat.js")),
+    ("chatx.js", include_str!("../../assets/page/chatx.js")),
     ("dom.js", include_str!("../../assets/page/dom.js")),
     ("family.js", include_str!("../../assets/page/family.js")),
+    (
+        "highlight.js",
+        include_str!("../../assets/page/highlight.js"),
+    ),
     ("lengths.js", include_str!("../../assets/page/lengths.js")),
     ("login.js", include_str!("../../assets/page/login.js")),
     ("markdown.js", include_str!("../../assets/page/markdown.js")),

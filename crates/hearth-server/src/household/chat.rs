@@ -28,6 +28,7 @@ use crate::generation::{start_generation, Piece, Plan};
 use crate::{AppState, Served};
 
 mod branches;
+pub(crate) mod export;
 mod guard;
 mod lengths;
 mod saver;
@@ -450,6 +451,7 @@ fn start_reply(
                     MessageRole::User,
                     content,
                     Status::Complete,
+                    None,
                 )
                 .map_err(db)?,
         ),
@@ -465,6 +467,7 @@ fn start_reply(
             MessageRole::Assistant,
             "",
             Status::Streaming,
+            Some(&served.model_id),
         )
         .map_err(db)?;
     spawn_reply(state, slot, user, &msg, gen, capped, hidden);

@@ -142,7 +142,7 @@ fn versions_are_kept_and_a_switch_shows_the_newest_branch_below() {
     let c = store.create_conversation(ana.id, None).unwrap();
     let say = |parent: Option<i64>, role, text: &str| {
         store
-            .add_message_after(ana.id, c.id, parent, role, text, Status::Complete)
+            .add_message_after(ana.id, c.id, parent, role, text, Status::Complete, None)
             .unwrap()
             .id
     };
@@ -194,7 +194,8 @@ fn versions_are_kept_and_a_switch_shows_the_newest_branch_below() {
             Some(u1),
             MessageRole::User,
             "x",
-            Status::Complete
+            Status::Complete,
+            None
         )
         .is_err());
     assert!(store.current_path(ben.id, c.id).unwrap().is_none());
@@ -219,3 +220,4 @@ fn versions_are_kept_and_a_switch_shows_the_newest_branch_below() {
         "four, again"
     );
 }
+
