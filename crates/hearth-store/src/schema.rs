@@ -147,9 +147,12 @@ pub const MIGRATIONS: &[&str] = &[
     // for the first ones), so an edit or another answer is a sibling and what was there stays;
     // `leaf_id` is the message a conversation shows last (NULL: its newest). Every stored chat
     // becomes one path: each message under the one before it, the last one shown. A message's
-    // parent is always written before it, so it has the smaller id.
+    // parent is always written before it, so it has the smaller id. No ON DELETE CASCADE on
+    // the parent: a long chat is one chain of parents, and SQLite stops cascading after 1,000
+    // levels; messages go with their conversation, and nothing deletes a message whose
+    // descendants stay.
     r#"
-    ALTER TABLE messages ADD COLUMN parent_id INTEGER REFERENCES messages (id) ON DELETE CASCADE;
+    ALTER TABLE messages ADD COLUMN parent_id INTEGER REFERENCES messages (id);
     ALTER TABLE conversations ADD COLUMN leaf_id INTEGER;
     UPDATE messages SET parent_id = (
         SELECT MAX(p.id) FROM messages p

@@ -221,3 +221,32 @@ fn versions_are_kept_and_a_switch_shows_the_newest_branch_below() {
     );
 }
 
+/// A long chat is one chain of parents (every message under the one before it): deleting the
+/// chat, all chats or the person must not walk that chain one trigger level per message
+/// (SQLite stops at 1,000 levels).
+#[test]
+fn a_chat_of_thousands_of_messages_is_deleted_whole() {
+    let (store, ana, ben) = crate::household();
+    let mut chats = Vec::new();
+    for who in [&ana, &ana, &ben] {
+        let c = store.create_conversation(who.id, None).unwrap();
+        let mut parent = None;
+        for i in 0..1500 {
+            let role = if i % 2 == 0 {
+                MessageRole::User
+            } else {
+                MessageRole::Assistant
+            };
+            let m = store
+                .add_message_after(who.id, c.id, parent, role, "x", Status::Complete, None)
+                .unwrap();
+            parent = Some(m.id);
+        }
+        chats.push(c.id);
+    }
+    store.delete_conversation(ana.id, chats[0]).unwrap();
+    assert!(store.conversation(ana.id, chats[0]).unwrap().is_none());
+    store.delete_all_conversations(ana.id).unwrap();
+    assert!(store.conversation(ana.id, chats[1]).unwrap().is_none());
+    store.remove_person(ben.id).unwrap();
+}
