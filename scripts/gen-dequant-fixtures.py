@@ -2,9 +2,14 @@
 """Writes crates/hearth-kernels/tests/data/dequant.json: dequantization fixtures from the
 `gguf` Python package (gguf-py, maintained with llama.cpp), replayed by the kernels' tests.
 
-Run by hand (not in CI) from anywhere, after `pip install gguf numpy`:
+Run by hand (not in CI) from anywhere:
 
-    python3 scripts/gen-dequant-fixtures.py [MODEL.gguf ...]
+    python3 scripts/gen-dequant-fixtures.py [--cache DIR] [MODEL.gguf ...]
+
+It makes a virtual environment in DIR (default $HEARTH_DEQUANT_VENV_CACHE, else
+~/.cache/hearth-dequant-fixtures), installs the pinned `gguf` and `numpy` wheels there with pip's
+`--require-hashes` (their sha256 are in PINNED below, so a changed wheel stops the run), and runs
+itself inside it. The i-quant and MXFP4 decoders need gguf 0.19.0 or later.
 
 For every weight type Hearth supports it stores a few blocks of random valid bytes: random
 bytes everywhere except the f16 scale fields, which are set to finite, normal, modest values
@@ -28,22 +33,31 @@ import json
 import os
 import sys
 
-import numpy as np
-from gguf import GGMLQuantizationType as T
-from gguf import GGUFReader
-from gguf.constants import GGML_QUANT_SIZES
-from gguf.quants import dequantize
+import subprocess
 
 SEED = 20261127
 
+# The wheels the fixtures were made with, by sha256 (pip refuses any other bytes). numpy's hash
+# and PyYAML's are those of their CPython 3.11 manylinux x86-64 wheels; add a hash for another
+# platform's wheel. gguf imports yaml at import time; its other dependencies are not needed here.
+PINNED = [
+    "gguf==0.19.0 --hash=sha256:70bcd10edfe697fb2dad6e40af2234b9d8ece9a41a99761405121ebda1c3c1cd",
+    "numpy==2.2.6 --hash=sha256:ba10f8411898fc418a521833e014a77d3ca01c15b0c6cdcce6a0d2897e6dbbdf",
+    "pyyaml==6.0.2 --hash=sha256:3ad2a3decf9aaba3d29c8f537ac4b243e36bef957511b4766cb0057d32b0be85",
+]
+
 # Hearth's SUPPORTED list (crates/hearth-kernels/src/lib.rs), in the same order.
+# New types go at the end, so the random draws of the earlier ones stay the same.
 SUPPORTED = ["F32", "F16", "BF16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0",
-             "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K"]
+             "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "IQ4_NL", "IQ4_XS", "MXFP4"]
 
 # Byte offsets of the f16 scale fields inside one block (ggml-common.h).
 F16_FIELDS = {
     "Q4_0": [0], "Q4_1": [0, 2], "Q5_0": [0], "Q5_1": [0, 2], "Q8_0": [0],
     "Q2_K": [80, 82], "Q3_K": [108], "Q4_K": [0, 2], "Q5_K": [0, 2], "Q6_K": [208],
+    "IQ4_NL": [0], "IQ4_XS": [0],
+    # MXFP4's scale is one E8M0 byte: every value of it decodes to a finite power of two.
+    "MXFP4": [],
 }
 
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "crates",
@@ -127,11 +141,37 @@ def activation_entries(lib_path, rng):
     return out
 
 
+def bootstrap(args, argv):
+    """Runs this script again inside a virtual environment holding the pinned wheels."""
+    venv = os.path.join(args.cache, "venv")
+    py = os.path.join(venv, "bin", "python")
+    if not os.path.exists(py):
+        subprocess.run([sys.executable, "-m", "venv", venv], check=True)
+    req = os.path.join(args.cache, "requirements.txt")
+    with open(req, "w") as f:
+        f.write("\n".join(PINNED) + "\n")
+    subprocess.run([py, "-m", "pip", "install", "--quiet", "--no-deps", "--require-hashes",
+                    "-r", req], check=True)
+    sys.exit(subprocess.run([py, os.path.abspath(__file__), "--in-venv", *argv]).returncode)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("models", nargs="*", help="GGUF model files to take real blocks from")
     ap.add_argument("--ggml-cpu", help="path of llama.cpp's libggml-cpu shared library")
+    ap.add_argument("--cache", default=os.environ.get("HEARTH_DEQUANT_VENV_CACHE")
+                    or os.path.join(os.path.expanduser("~"), ".cache", "hearth-dequant-fixtures"))
+    ap.add_argument("--in-venv", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if not args.in_venv:
+        bootstrap(args, sys.argv[1:])
+
+    global np, T, GGUFReader, GGML_QUANT_SIZES, dequantize
+    import numpy as np
+    from gguf import GGMLQuantizationType as T
+    from gguf import GGUFReader
+    from gguf.constants import GGML_QUANT_SIZES
+    from gguf.quants import dequantize
 
     rng = np.random.default_rng(SEED)
     entries = []

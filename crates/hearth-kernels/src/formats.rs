@@ -5,6 +5,7 @@
 
 pub(crate) mod exp;
 pub(crate) mod float;
+pub(crate) mod iquants;
 pub(crate) mod kquants;
 pub(crate) mod legacy;
 pub mod math;
