@@ -34,6 +34,9 @@ pub fn vec_dot_at(level: Level, weight: GgmlType, n: usize, w: &[u8], x: &[u8]) 
             Some(crate::dispatch::kquant_dot(level, weight, n, w, x))
         }
         IQ4_NL | IQ4_XS | MXFP4 => Some(crate::dispatch::iquant_dot(level, weight, n, w, x)),
+        IQ2_XXS | IQ2_XS | IQ3_XXS | IQ3_S => {
+            Some(crate::dispatch::iq23_dot(level, weight, n, w, x))
+        }
         _ => None,
     }
 }

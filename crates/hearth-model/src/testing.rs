@@ -209,6 +209,10 @@ pub fn random_blocks(rng: &mut ChaCha8Rng, ty: GgmlType, n: usize) -> Vec<u8> {
         // Levels up to 127, and IQ4_XS's group scales up to 32 times its `d`.
         IQ4_NL => &[(0, 0.0005)],
         IQ4_XS => &[(0, 0.00002)],
+        // Points up to 43 (IQ2) or 62 (IQ3) times scales up to 31/8, 31/4 or 31.
+        IQ2_XXS | IQ2_XS => &[(0, 0.0003)],
+        IQ3_XXS => &[(0, 0.0001)],
+        IQ3_S => &[(0, 0.0001)],
         MXFP4 => {
             // The E8M0 scale byte: 2^-9 .. 2^-7 times levels up to 12.
             for block in out.chunks_exact_mut(bs) {

@@ -1,4 +1,5 @@
-//! Models whose matrices are IQ4_NL, IQ4_XS or MXFP4 load and run. Each tiny random-weight file
+//! Models whose matrices are IQ4_NL, IQ4_XS, MXFP4, IQ2_XXS, IQ2_XS, IQ3_XXS or IQ3_S load and
+//! run. Each tiny random-weight file
 //! is compared with the same file whose matrices of that type were decoded to F32 (the scalar
 //! reference decoding, itself checked bit for bit against the `gguf` package by the kernels'
 //! fixtures): the only difference left is the activations' 8-bit encoding, so the logits agree
@@ -71,7 +72,15 @@ fn logits(model: &Model, prompt: usize, tokens: &[u32], pool: &ThreadPool) -> Ve
 fn models_of_the_new_types_match_their_f32_decoding() {
     let pool = ThreadPool::new(2);
     for arch in ["llama", "qwen3"] {
-        for ty in [GgmlType::IQ4_NL, GgmlType::IQ4_XS, GgmlType::MXFP4] {
+        for ty in [
+            GgmlType::IQ4_NL,
+            GgmlType::IQ4_XS,
+            GgmlType::MXFP4,
+            GgmlType::IQ2_XXS,
+            GgmlType::IQ2_XS,
+            GgmlType::IQ3_XXS,
+            GgmlType::IQ3_S,
+        ] {
             let spec = TinySpec {
                 weight_types: vec![ty],
                 seed: 7,
@@ -123,14 +132,14 @@ fn models_of_the_new_types_match_their_f32_decoding() {
 #[test]
 fn an_i_quant_without_kernels_is_refused_naming_the_tensor() {
     let spec = TinySpec {
-        weight_types: vec![GgmlType::IQ3_S],
+        weight_types: vec![GgmlType::IQ2_S],
         ..TinySpec::new("llama")
     };
     let err = Model::from_gguf(Gguf::from_bytes(spec.build()).unwrap())
         .err()
-        .expect("IQ3_S has no kernels yet");
+        .expect("IQ2_S has no kernels yet");
     assert!(
-        matches!(&err, Error::UnsupportedTensorType { name, ty: GgmlType::IQ3_S, .. }
+        matches!(&err, Error::UnsupportedTensorType { name, ty: GgmlType::IQ2_S, .. }
             if name == "blk.0.attn_q.weight"),
         "{err}"
     );

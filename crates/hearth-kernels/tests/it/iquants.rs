@@ -1,5 +1,6 @@
-//! IQ4_NL, IQ4_XS and MXFP4: every SIMD level against the scalar reference, bit for bit, the
-//! reference against an f64 dot of the decoded rows, the extreme codes, and the test encoder.
+//! The i-quants and MXFP4: every SIMD level against the scalar reference, bit for bit, the
+//! reference against an f64 dot of the decoded rows, the extreme codes, and the test encoder
+//! (IQ4_NL, IQ4_XS and MXFP4 have one; the lattice types are tested on random bytes only).
 //! (Decoding against the `gguf` package is in `fixtures`, batch invariance in `matmul`.)
 
 use crate::common::*;
@@ -7,7 +8,25 @@ use hearth_kernels::simd::{self, Level};
 use hearth_kernels::testing;
 use hearth_kernels::{activation_type, dequantize_row, quantize_row, row_bytes, vec_dot, GgmlType};
 
-const TYPES: [GgmlType; 3] = [GgmlType::IQ4_NL, GgmlType::IQ4_XS, GgmlType::MXFP4];
+const ENCODED: [GgmlType; 3] = [GgmlType::IQ4_NL, GgmlType::IQ4_XS, GgmlType::MXFP4];
+const TYPES: [GgmlType; 7] = [
+    GgmlType::IQ4_NL,
+    GgmlType::IQ4_XS,
+    GgmlType::MXFP4,
+    GgmlType::IQ2_XXS,
+    GgmlType::IQ2_XS,
+    GgmlType::IQ3_XXS,
+    GgmlType::IQ3_S,
+];
+
+/// Row kinds to test: encoded values where the type has an encoder, and random bytes.
+fn kinds(ty: GgmlType) -> &'static [bool] {
+    if ENCODED.contains(&ty) {
+        &[false, true]
+    } else {
+        &[true]
+    }
+}
 
 /// Row lengths: one block, odd block counts (the 8-block and 4-block loops' tails), and a
 /// model's width.
@@ -35,7 +54,7 @@ fn every_level_equals_the_scalar_reference_bit_for_bit() {
     let levels = simd::simd_levels();
     for (k, &ty) in TYPES.iter().enumerate() {
         for n in sizes(ty) {
-            for raw in [false, true] {
+            for &raw in kinds(ty) {
                 let (w, x) = rows_for(ty, 300 + 13 * k as u64 + n as u64, n, raw);
                 let s = testing::vec_dot_at(Level::Scalar, ty, n, &w, &x).unwrap();
                 for &level in &levels {
@@ -63,7 +82,7 @@ fn dot_equals_the_decoded_rows_dot() {
     for (k, &ty) in TYPES.iter().enumerate() {
         let act = activation_type(ty).unwrap();
         for n in sizes(ty) {
-            for raw in [false, true] {
+            for &raw in kinds(ty) {
                 let (w, x) = rows_for(ty, 900 + 7 * k as u64 + n as u64, n, raw);
                 let (wf, xf) = (dequant(ty, &w, n), dequant(act, &x, n));
                 let dot: f64 = wf.iter().zip(&xf).map(|(&a, &b)| a as f64 * b as f64).sum();
@@ -85,9 +104,9 @@ fn dot_equals_the_decoded_rows_dot() {
 
 #[test]
 fn extreme_codes_and_activations_do_not_saturate() {
-    // The level of largest magnitude (-127 for the i-quants, -12 for MXFP4) everywhere, IQ4_XS's
-    // scale at -32, against activations of ±127 (and -128 where a Q8 block allows it): the
-    // largest integer products every level must sum exactly.
+    // The level of largest magnitude (-127 for IQ4, -12 for MXFP4, the last lattice point with
+    // every sign negative and the scale 15 for IQ2 / IQ3) everywhere, IQ4_XS's scale at -32,
+    // against activations of ±127: the largest integer products every level must sum exactly.
     let levels = simd::simd_levels();
     for ty in TYPES {
         let act = activation_type(ty).unwrap();
@@ -104,9 +123,13 @@ fn extreme_codes_and_activations_do_not_saturate() {
                     b[2..8].fill(0x00); // every 6-bit scale 0, i.e. -32
                     b[8..].fill(0x00);
                 }
-                _ => {
+                GgmlType::MXFP4 => {
                     b[0] = 120;
                     b[1..].fill(0xff); // code 15, level -12
+                }
+                _ => {
+                    b[0..2].copy_from_slice(&half::f16::from_f32(0.01).to_le_bytes());
+                    b[2..].fill(0xff);
                 }
             }
         }
@@ -133,10 +156,15 @@ fn extreme_codes_and_activations_do_not_saturate() {
 
 #[test]
 fn the_encoder_round_trips_within_the_formats_precision() {
+    for ty in [GgmlType::IQ2_XXS, GgmlType::IQ3_S] {
+        // No encoder for the lattice types (ggml's needs an importance search): said plainly.
+        let err = quantize_row(ty, &[0.0; 256], &mut vec![0u8; row_bytes(ty, 256)]);
+        assert!(err.is_err(), "{ty}");
+    }
     // A 4-bit non-linear code keeps a row to about a tenth of its RMS (MXFP4, with a
     // power-of-two scale and only three magnitude bits, to about 0.14); a broken encoder (wrong
     // nibble order, scale or table) is off by about the whole RMS.
-    for ty in TYPES {
+    for ty in ENCODED {
         let n = 1024;
         let x = random_values(&mut rng(44), n);
         let mut b = vec![0u8; row_bytes(ty, n)];
@@ -154,8 +182,15 @@ fn the_encoder_round_trips_within_the_formats_precision() {
 fn a_zero_row_gives_zero() {
     for ty in TYPES {
         let n = 512;
-        let w = vec![0u8; row_bytes(ty, n)];
-        let (_, x) = rows_for(ty, 5, n, false);
+        let mut w = vec![0u8; row_bytes(ty, n)];
+        if !ENCODED.contains(&ty) {
+            // Lattice points are never zero: a zero row is one whose scale `d` is zero.
+            w = random_bytes_row(&mut rng(6), ty, n);
+            for b in w.chunks_exact_mut(ty.type_size()) {
+                b[0..2].fill(0);
+            }
+        }
+        let (_, x) = rows_for(ty, 5, n, true);
         // IQ4_NL / IQ4_XS with d = 0 and MXFP4 with codes 0 (its level 0).
         assert_eq!(vec_dot(ty, n, &w, &x), 0.0, "{ty}");
     }
