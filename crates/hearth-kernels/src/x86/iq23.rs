@@ -29,71 +29,90 @@ static SIGN_BYTES: [u64; 256] = {
     t
 };
 
-#[inline(always)]
-fn u32_at(b: &[u8], off: usize) -> u32 {
-    u32::from_le_bytes([b[off], b[off + 1], b[off + 2], b[off + 3]])
-}
+/// [`SIGN_BYTES`] of each 7-bit sign index's pattern (`KSIGNS`), one lookup instead of two.
+static KSIGN_BYTES: [u64; 128] = {
+    let mut t = [0u64; 128];
+    let mut i = 0;
+    while i < 128 {
+        t[i] = SIGN_BYTES[KSIGNS[i] as usize];
+        i += 1;
+    }
+    t
+};
 
-/// Chunk `c` of block `b`: its points as unsigned bytes, its signs as ±1 bytes, and the
+/// Chunk `c` of the block at `b`: its points as unsigned bytes, its signs as ±1 bytes, and the
 /// integer scales `2s + 1` of its two halves.
+///
+/// # Safety
+/// `b` points at a whole block of `ty`, and `c < 8`.
 #[inline(always)]
-fn chunk(ty: GgmlType, b: &[u8], c: usize) -> ([i64; 4], [i64; 4], [i16; 2]) {
-    let sb = |pattern: u8| SIGN_BYTES[pattern as usize] as i64;
-    let ks = |bits: u32, l: usize| sb(KSIGNS[((bits >> (7 * l)) & 127) as usize]);
-    let pair = |lo: u32, hi: u32| (lo as u64 | (hi as u64) << 32) as i64;
-    match ty {
-        GgmlType::IQ2_XXS => {
-            let (a, s) = (u32_at(b, 2 + 8 * c), u32_at(b, 6 + 8 * c));
-            let g = |l: usize| IQ2XXS_GRID[(a >> (8 * l)) as u8 as usize] as i64;
-            let sc = (2 * (s >> 28) + 1) as i16;
-            (
-                [g(0), g(1), g(2), g(3)],
-                [ks(s, 0), ks(s, 1), ks(s, 2), ks(s, 3)],
-                [sc; 2],
-            )
-        }
-        GgmlType::IQ2_XS => {
-            let q = |l: usize| u16::from_le_bytes([b[2 + 8 * c + 2 * l], b[3 + 8 * c + 2 * l]]);
-            let g = |l: usize| IQ2XS_GRID[(q(l) & 511) as usize] as i64;
-            let s = |l: usize| sb(KSIGNS[(q(l) >> 9) as usize]);
-            let sc = b[66 + c] as i16;
-            (
-                [g(0), g(1), g(2), g(3)],
-                [s(0), s(1), s(2), s(3)],
-                [2 * (sc & 0x0f) + 1, 2 * (sc >> 4) + 1],
-            )
-        }
-        GgmlType::IQ3_XXS => {
-            let g = |k: usize| IQ3XXS_GRID[b[2 + 8 * c + k] as usize];
-            let s = u32_at(b, 66 + 4 * c);
-            let sc = (2 * (s >> 28) + 1) as i16;
-            (
-                [
-                    pair(g(0), g(1)),
-                    pair(g(2), g(3)),
-                    pair(g(4), g(5)),
-                    pair(g(6), g(7)),
-                ],
-                [ks(s, 0), ks(s, 1), ks(s, 2), ks(s, 3)],
-                [sc; 2],
-            )
-        }
-        _ => {
-            // IQ3_S
-            let qh = b[66 + c] as usize;
-            let g = |k: usize| IQ3S_GRID[b[2 + 8 * c + k] as usize | (((qh >> k) & 1) << 8)];
-            let s = |l: usize| sb(b[74 + 4 * c + l]);
-            let sc = 2 * ((b[106 + c / 2] >> (4 * (c % 2))) & 0x0f) as i16 + 1;
-            (
-                [
-                    pair(g(0), g(1)),
-                    pair(g(2), g(3)),
-                    pair(g(4), g(5)),
-                    pair(g(6), g(7)),
-                ],
-                [s(0), s(1), s(2), s(3)],
-                [sc; 2],
-            )
+unsafe fn chunk(ty: GgmlType, b: *const u8, c: usize) -> ([i64; 4], [i64; 4], [i16; 2]) {
+    // SAFETY (all reads): offsets within the block's layout for chunk `c < 8` (see
+    // `formats::iq23`); the table indices are masked or at most 8 or 9 bits, within the tables.
+    unsafe {
+        let u8_at = |off: usize| *b.add(off);
+        let u16_at = |off: usize| u16::from_le((b.add(off) as *const u16).read_unaligned());
+        let u32_at = |off: usize| u32::from_le((b.add(off) as *const u32).read_unaligned());
+        let ks = |bits: u32, l: usize| {
+            *KSIGN_BYTES.get_unchecked(((bits >> (7 * l)) & 127) as usize) as i64
+        };
+        let pair = |lo: u32, hi: u32| (lo as u64 | (hi as u64) << 32) as i64;
+        match ty {
+            GgmlType::IQ2_XXS => {
+                let (a, s) = (u32_at(2 + 8 * c), u32_at(6 + 8 * c));
+                let g = |l: usize| *IQ2XXS_GRID.get_unchecked((a >> (8 * l)) as u8 as usize) as i64;
+                let sc = (2 * (s >> 28) + 1) as i16;
+                (
+                    [g(0), g(1), g(2), g(3)],
+                    [ks(s, 0), ks(s, 1), ks(s, 2), ks(s, 3)],
+                    [sc; 2],
+                )
+            }
+            GgmlType::IQ2_XS => {
+                let q: [u16; 4] = std::array::from_fn(|l| u16_at(2 + 8 * c + 2 * l));
+                let g = |l: usize| *IQ2XS_GRID.get_unchecked((q[l] & 511) as usize) as i64;
+                let s = |l: usize| *KSIGN_BYTES.get_unchecked((q[l] >> 9) as usize) as i64;
+                let sc = u8_at(66 + c) as i16;
+                (
+                    [g(0), g(1), g(2), g(3)],
+                    [s(0), s(1), s(2), s(3)],
+                    [2 * (sc & 0x0f) + 1, 2 * (sc >> 4) + 1],
+                )
+            }
+            GgmlType::IQ3_XXS => {
+                let g = |k: usize| *IQ3XXS_GRID.get_unchecked(u8_at(2 + 8 * c + k) as usize);
+                let s = u32_at(66 + 4 * c);
+                let sc = (2 * (s >> 28) + 1) as i16;
+                (
+                    [
+                        pair(g(0), g(1)),
+                        pair(g(2), g(3)),
+                        pair(g(4), g(5)),
+                        pair(g(6), g(7)),
+                    ],
+                    [ks(s, 0), ks(s, 1), ks(s, 2), ks(s, 3)],
+                    [sc; 2],
+                )
+            }
+            _ => {
+                // IQ3_S
+                let qh = u8_at(66 + c) as usize;
+                let g = |k: usize| {
+                    *IQ3S_GRID.get_unchecked(u8_at(2 + 8 * c + k) as usize | (((qh >> k) & 1) << 8))
+                };
+                let s = |l: usize| *SIGN_BYTES.get_unchecked(u8_at(74 + 4 * c + l) as usize) as i64;
+                let sc = 2 * ((u8_at(106 + c / 2) >> (4 * (c % 2))) & 0x0f) as i16 + 1;
+                (
+                    [
+                        pair(g(0), g(1)),
+                        pair(g(2), g(3)),
+                        pair(g(4), g(5)),
+                        pair(g(6), g(7)),
+                    ],
+                    [s(0), s(1), s(2), s(3)],
+                    [sc; 2],
+                )
+            }
         }
     }
 }
@@ -117,7 +136,8 @@ pub(crate) unsafe fn vec_dot(ty: GgmlType, nb: usize, w: &[u8], x: &[u8]) -> f32
         let d = yd * unsafe { f16_at(wb.as_ptr()) } * f;
         let mut lanes = _mm256_setzero_si256();
         for c in 0..8 {
-            let (g, s, sc) = chunk(ty, wb, c);
+            // SAFETY: `wb` is a whole block of `ty` and `c < 8`.
+            let (g, s, sc) = unsafe { chunk(ty, wb.as_ptr(), c) };
             let g = _mm256_setr_epi64x(g[0], g[1], g[2], g[3]);
             let s = _mm256_setr_epi64x(s[0], s[1], s[2], s[3]);
             // SAFETY: chunk `c`'s 32 activation quants start at byte 4 + 32c of the 292-byte
