@@ -9,11 +9,16 @@
 //! matrix (default 4096 x 4096, 8-14 MB of weights: larger than the caches, as in a model) and
 //! prints the fastest and the median pass in GB/s of weight bytes and in elements per
 //! nanosecond. Levels alternate pass by pass, so load on a shared machine hits them alike; the
-//! fastest pass is the figure least disturbed by it.
+//! fastest pass is the figure least disturbed by it. Then, at the process's level, a 64-token
+//! `matmul` on one thread (the prompt path: tile kernels for Q4_0 and Q4_K, one `vec_dot` per
+//! pair for the i-quants and MXFP4), in weight-row products per nanosecond.
 
 use hearth_kernels::simd::{self, Level};
 use hearth_kernels::testing::vec_dot_at;
-use hearth_kernels::{activation_type, quantize_row, row_bytes, GgmlType};
+use hearth_kernels::matmul::quantize_activations;
+use hearth_kernels::{
+    activation_type, matmul, quantize_row, row_bytes, GgmlType, QMatrix, ThreadPool,
+};
 use std::time::{Duration, Instant};
 
 /// Deterministic pseudo-random values in [-1, 1) (no dependency on `rand` here).
@@ -48,6 +53,7 @@ fn main() {
         .chain(simd::simd_levels())
         .collect();
     println!("{rows} x {cols}, one thread; GB/s of weights (best / median of 15 passes)");
+    let mut batches = Vec::new();
     for ty in [
         GgmlType::Q4_0,
         GgmlType::Q4_K,
@@ -107,5 +113,25 @@ fn main() {
             );
         }
         println!("{line}  [{:.1} MB; sink {sink:.1}]", bytes / 1e6);
+        batches.push((ty, w, act));
+    }
+    let pool = ThreadPool::new(1);
+    let tokens = 64;
+    let mut xq = Vec::new();
+    println!("{tokens}-token matmul, one thread: element products per ns (best / median of 5)");
+    for (ty, w, act) in &batches {
+        quantize_activations(*act, &values(tokens * cols, 5), cols, &mut xq).unwrap();
+        let m = QMatrix::new(*ty, w, rows, cols).unwrap();
+        let mut out = vec![0f32; tokens * rows];
+        let mut t: Vec<Duration> = (0..5)
+            .map(|_| {
+                let t0 = Instant::now();
+                matmul(&pool, &m, &xq, tokens, &mut out);
+                t0.elapsed()
+            })
+            .collect();
+        t.sort();
+        let rate = |d: Duration| (rows * cols * tokens) as f64 / d.as_nanos() as f64;
+        println!("{:<7} {:6.2} / {:6.2}", ty.name(), rate(t[0]), rate(t[2]));
     }
 }
