@@ -13,9 +13,9 @@
 //! `matmul` on one thread (the prompt path: tile kernels for Q4_0 and Q4_K, one `vec_dot` per
 //! pair for the i-quants and MXFP4), in weight-row products per nanosecond.
 
+use hearth_kernels::matmul::quantize_activations;
 use hearth_kernels::simd::{self, Level};
 use hearth_kernels::testing::vec_dot_at;
-use hearth_kernels::matmul::quantize_activations;
 use hearth_kernels::{
     activation_type, matmul, quantize_row, row_bytes, GgmlType, QMatrix, ThreadPool,
 };

@@ -554,6 +554,10 @@ pub(crate) fn tile_kernel(level: Level, ty: GgmlType) -> Option<TileFn> {
         Level::NeonDot | Level::NeonI8mm if crate::arm::kquants_tile::supports(ty) => {
             Some(crate::arm::kquants_tile::dot_tile_sdot)
         }
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx2 | Level::Avx512Vnni if crate::x86::iq_tile::supports(ty) => {
+            Some(crate::x86::iq_tile::dot_tile)
+        }
         _ => None,
     }
 }

@@ -46,7 +46,7 @@ static KSIGN_BYTES: [u64; 128] = {
 /// # Safety
 /// `b` points at a whole block of `ty`, and `c < 8`.
 #[inline(always)]
-unsafe fn chunk(ty: GgmlType, b: *const u8, c: usize) -> ([i64; 4], [i64; 4], [i16; 2]) {
+pub(super) unsafe fn chunk(ty: GgmlType, b: *const u8, c: usize) -> ([i64; 4], [i64; 4], [i16; 2]) {
     // SAFETY (all reads): offsets within the block's layout for chunk `c < 8` (see
     // `formats::iq23`); the table indices are masked or at most 8 or 9 bits, within the tables.
     unsafe {

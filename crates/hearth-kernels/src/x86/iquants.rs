@@ -16,7 +16,7 @@ use crate::formats::iquants::{e8m0_half, iq4xs_scale, KV_IQ4NL, KV_MXFP4};
 /// The 16 levels of `table` in both 128-bit halves, for `pshufb`.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn table(t: &[i8; 16]) -> __m256i {
+pub(super) fn table(t: &[i8; 16]) -> __m256i {
     // SAFETY: `t` is 16 readable bytes.
     _mm256_broadcastsi128_si256(unsafe { _mm_loadu_si128(t.as_ptr() as *const __m128i) })
 }
@@ -27,7 +27,7 @@ fn table(t: &[i8; 16]) -> __m256i {
 /// `p` points at 16 readable bytes.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn levels(table: __m256i, p: *const u8) -> __m256i {
+pub(super) unsafe fn levels(table: __m256i, p: *const u8) -> __m256i {
     // SAFETY: forwarded from the caller.
     _mm256_shuffle_epi8(table, unsafe { nibbles(p) })
 }

@@ -201,3 +201,53 @@ fn encode(ty: GgmlType, values: &[f32]) -> Vec<u8> {
     quantize_row(ty, values, &mut out).expect("encode activations");
     out
 }
+
+#[test]
+fn q8_k_i_quant_tiles_equal_vec_dot_bit_for_bit() {
+    // The multi-token tiles (x86-64) of the i-quants that multiply Q8_K activations: every
+    // (row, token) output is the single-token `vec_dot`'s bits, for every tile width and tail.
+    let has_tiles = simd::level() != Level::Scalar && cfg!(target_arch = "x86_64");
+    let mut r = rng(62);
+    for ty in [
+        GgmlType::IQ4_XS,
+        GgmlType::IQ2_XXS,
+        GgmlType::IQ2_XS,
+        GgmlType::IQ3_XXS,
+        GgmlType::IQ3_S,
+    ] {
+        let act = activation_type(ty).unwrap();
+        for nb in [1usize, 2, 5] {
+            let n = nb * ty.block_size();
+            let (wrb, xrb) = (row_bytes(ty, n), row_bytes(act, n));
+            let rows = 3;
+            let w: Vec<u8> = (0..rows)
+                .flat_map(|_| random_bytes_row(&mut r, ty, n))
+                .collect();
+            for tokens in 1..=9usize {
+                let x: Vec<u8> = (0..tokens)
+                    .flat_map(|_| activation_row(&mut r, ty, n))
+                    .collect();
+                let mut out = vec![f32::NAN; rows * tokens];
+                let ran = testing::dot_tile(ty, n, &w, rows, &x, tokens, &mut out);
+                assert_eq!(
+                    ran, has_tiles,
+                    "{ty}: a tile kernel on x86-64's SIMD levels"
+                );
+                if !ran {
+                    continue;
+                }
+                for t in 0..tokens {
+                    for row in 0..rows {
+                        let want = vec_dot(ty, n, &w[row * wrb..][..wrb], &x[t * xrb..][..xrb]);
+                        let got = out[t * rows + row];
+                        assert_eq!(
+                            got.to_bits(),
+                            want.to_bits(),
+                            "{ty} nb={nb}: row {row}, token {t} of {tokens}: {got} vs {want}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
