@@ -122,6 +122,26 @@ fn a_step_reads_every_matrix_and_one_row_of_an_untied_embedding() {
 }
 
 #[test]
+fn the_table_coded_4_bit_types_count_their_block_bytes() {
+    // The tiny llama of the test above with every matrix in one type. Per 256 values: IQ4_NL
+    // 8 blocks of 18 bytes, IQ4_XS one block of 136, MXFP4 8 blocks of 17 (one E8M0 byte).
+    use hearth_gguf::GgmlType::*;
+    for (ty, per_256) in [(IQ4_NL, 144u64), (IQ4_XS, 136), (MXFP4, 136)] {
+        let spec = TinySpec {
+            weight_types: vec![ty],
+            ..TinySpec::new("llama")
+        };
+        let per_layer = 256 * 256 + 2 * 256 * 128 + 256 * 256 + 3 * 256 * 512;
+        let matrices = 6 * per_layer / 256 * per_256;
+        let norms = (6 * 2 * 256 + 256) * 4;
+        let embd = 300 * 272;
+        let f = facts(&spec);
+        assert_eq!(f.weights_bytes, matrices + norms + embd, "{ty}");
+        assert_eq!(f.read_bytes_per_token, matrices + norms + embd, "{ty}");
+    }
+}
+
+#[test]
 fn fit_and_limits_follow_the_memory() {
     let f = facts(&TinySpec::new("llama"));
     let req = Request::new(512, 2);
