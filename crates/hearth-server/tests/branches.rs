@@ -369,6 +369,14 @@ async fn a_childs_edits_are_checked_and_the_keeper_reads_the_branch_in_view() {
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     assert_eq!(ids(&r.json()), ids(&edited));
+    // ...and what the child edited away, which is out of their view but not gone.
+    let others: Vec<i64> = r.json()["other_versions"]
+        .as_array()
+        .expect("other versions")
+        .iter()
+        .map(|m| m["id"].as_i64().expect("id"))
+        .collect();
+    assert!(old.iter().all(|id| others.contains(id)), "{}", r.text());
     let r = ann
         .send(
             &app,
@@ -383,4 +391,90 @@ async fn a_childs_edits_are_checked_and_the_keeper_reads_the_branch_in_view() {
     // The keeper cannot switch the child's branches: only the child can.
     let (status, _) = switch(&app, &mut ann, id, old[0]).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+/// Two windows on one chat: what one window asks is answered only if the chat still ends where
+/// that window saw it end; otherwise 409, nothing stored, and the window reloads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_window_that_saw_an_older_branch_is_told_the_chat_changed() {
+    let store = Arc::new(Store::open_in_memory().expect("store"));
+    household(&store);
+    let app = app_with(
+        store.clone(),
+        Opts {
+            reply_tokens: 4,
+            ..Opts::default()
+        },
+    );
+    let mut bob = Browser::login(&app, "Bob", "4321").await;
+    let id = bob
+        .send(&app, "POST", "/api/conversations", Some(json!({})))
+        .await
+        .json()["id"]
+        .as_i64()
+        .expect("id");
+    // An empty chat is seen as 0.
+    reply_to(
+        &app,
+        &mut bob,
+        id,
+        "messages",
+        Some(json!({"content": "Hello.", "last_seen": 0})),
+    )
+    .await;
+    let seen = get(&app, &mut bob, id).await;
+    let last = *ids(&seen).last().expect("a reply");
+    // The phone moves on: another answer.
+    reply_to(
+        &app,
+        &mut bob,
+        id,
+        "regenerate",
+        Some(json!({"last_seen": last})),
+    )
+    .await;
+    let now = get(&app, &mut bob, id).await;
+    assert_ne!(ids(&now).last(), Some(&last));
+    // The laptop still shows the first answer: its send, another answer and Continue are
+    // refused, and nothing is stored.
+    for (route, body) in [
+        (
+            "messages",
+            json!({"content": "And then?", "last_seen": last}),
+        ),
+        ("regenerate", json!({"last_seen": last})),
+        ("continue", json!({"last_seen": last})),
+    ] {
+        let r = bob
+            .send(
+                &app,
+                "POST",
+                &format!("/api/conversations/{id}/{route}"),
+                Some(body),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CONFLICT, "{route}: {}", r.text());
+        assert_eq!(
+            r.json()["error"]["code"],
+            "changed",
+            "{route}: {}",
+            r.text()
+        );
+    }
+    let after = get(&app, &mut bob, id).await;
+    assert_eq!(ids(&after), ids(&now));
+    assert_eq!(
+        after["other_versions"].as_array().map(Vec::len),
+        Some(1),
+        "only the first answer is off the branch: {after}"
+    );
+    // A client that does not say what it saw acts on the branch in view, as before.
+    reply_to(
+        &app,
+        &mut bob,
+        id,
+        "messages",
+        Some(json!({"content": "And then?"})),
+    )
+    .await;
 }

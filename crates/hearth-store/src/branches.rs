@@ -97,6 +97,21 @@ pub(crate) fn versions_of(conn: &Connection, conv: i64, path: &[Message]) -> Res
     Ok(out)
 }
 
+/// Every message of `conv` not on `path`, oldest first.
+pub(crate) fn others_of(conn: &Connection, conv: i64, path: &[Message]) -> Result<Vec<Message>> {
+    let on_path: std::collections::HashSet<i64> = path.iter().map(|m| m.id).collect();
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ?1 ORDER BY id"
+    ))?;
+    let all = stmt
+        .query_map([conv], message_from_row)?
+        .collect::<rusqlite::Result<Vec<Message>>>()?;
+    Ok(all
+        .into_iter()
+        .filter(|m| !on_path.contains(&m.id))
+        .collect())
+}
+
 /// Inserts a message under `parent` (already checked to be in `conv`) and makes it the leaf.
 pub(crate) fn insert_under(
     conn: &Connection,

@@ -281,6 +281,7 @@ pub(crate) fn all_conversations(conn: &Connection, user: i64) -> Result<Vec<Conv
                 created,
                 updated,
                 versions: branches::versions_of(conn, id, &messages)?,
+                other_versions: branches::others_of(conn, id, &messages)?,
                 messages,
             })
         })
@@ -366,6 +367,7 @@ impl Store {
             created,
             updated,
             versions: branches::versions_of(&conn, id, &messages)?,
+            other_versions: branches::others_of(&conn, id, &messages)?,
             messages,
         }))
     }

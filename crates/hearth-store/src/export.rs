@@ -136,6 +136,7 @@ impl Store {
                 format_utc(c.updated)
             ));
             push_messages(&mut out, &person, &c.messages, 0);
+            push_others(&mut out, &person, c, 0);
         }
         Ok(out)
     }
@@ -183,7 +184,19 @@ pub fn conversation_markdown(person: &str, c: &Conversation, exported: i64, offs
         format_at_offset(exported, offset)
     );
     push_messages(&mut out, person, &c.messages, offset);
+    push_others(&mut out, person, c, offset);
     out
+}
+
+/// The messages of other branches, after the branch in view, so an export loses nothing.
+fn push_others(out: &mut String, person: &str, c: &Conversation, offset: i32) {
+    if c.other_versions.is_empty() {
+        return;
+    }
+    out.push_str(
+        "\n#### Other versions in this chat\n\nEarlier wordings of a message, other answers, and what followed them, oldest first.\n",
+    );
+    push_messages(out, person, &c.other_versions, offset);
 }
 
 #[derive(Serialize)]

@@ -271,6 +271,10 @@ pub struct Conversation {
     pub messages: Vec<Message>,
     /// The messages in view that have other versions (edits, other answers), with all of them.
     pub versions: Vec<Versions>,
+    /// Every message not on the branch in view (earlier wordings, other answers and what
+    /// followed them), oldest first, each with its parent: out of view is not gone, so exports
+    /// and the keeper's view of a child's chat hold them too.
+    pub other_versions: Vec<Message>,
 }
 
 /// The versions of one message in view ("2 of 3"): its siblings of the same role, oldest first.

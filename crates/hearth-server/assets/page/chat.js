@@ -47,6 +47,12 @@ export async function openConversation(id, { push = true, focus = false } = {}) 
   if (focus) document.getElementById('chat-title')?.focus();
 }
 
+/** The last message the page shows of the open chat (0: none), sent with every request that
+ * answers it, so a chat another window moved on is reloaded instead of answered blind. */
+function lastSeen() {
+  return S.conv?.messages?.at(-1)?.id ?? 0;
+}
+
 /** Asks the server for the open conversation again (after a reply ends, the page comes back
  * into view, or the event stream was lost). */
 async function refreshConversation() {
@@ -254,7 +260,7 @@ async function send(text) {
       made = c.id;
       setUrl(`/c/${c.id}`, false);
     }
-    const r = await api('POST', `/api/conversations/${S.conv.id}/messages`, { content: text });
+    const r = await api('POST', `/api/conversations/${S.conv.id}/messages`, { content: text, last_seen: lastSeen() });
     S.failedDraft = null;
     S.failedDraftError = null;
     if (input) { input.value = ''; grow(input); }
@@ -273,6 +279,7 @@ async function send(text) {
       loadList();
     }
     if (e.status === 401) return;
+    if (e.code === 'changed') await refreshConversation();
     S.failedDraft = text;
     S.failedDraftError = e;
     showSendError(e);
@@ -290,7 +297,10 @@ async function goOn() {
       setBusy('Hearth is writing…');
       follow(S.conv.id);
     });
-  } catch (e) { toast(e.message); }
+  } catch (e) {
+    if (e.code === 'changed') await refreshConversation();
+    toast(e.message);
+  }
 }
 
 async function stop() {
@@ -328,9 +338,12 @@ async function regenerate() {
   if (!S.conv) return;
   const id = S.conv.id;
   try {
-    const r = await api('POST', `/api/conversations/${id}/regenerate`);
+    const r = await api('POST', `/api/conversations/${id}/regenerate`, { last_seen: lastSeen() });
     await followNewBranch(id, r);
-  } catch (e) { toast(e.message); }
+  } catch (e) {
+    if (e.code === 'changed') await refreshConversation();
+    toast(e.message);
+  }
 }
 
 async function editMessage(m) {

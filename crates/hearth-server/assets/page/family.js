@@ -147,6 +147,8 @@ async function showChildChats(p) {
     h('div', { class: 'row' }, h('button', { type: 'button', class: 'primary', onclick: () => dlg.close() }, 'Close')));
   dlg.addEventListener('close', () => dlg.remove());
   if (!list.length) body.append(h('p', {}, `${p.name} has no chats yet.`));
+  const said = (m) => h('p', { class: `said ${m.role}`, dir: 'auto' },
+    h('strong', {}, m.role === 'user' ? `${p.name}: ` : 'Hearth: '), m.content);
   for (const c of list) {
     let full;
     try { full = await api('GET', `/api/people/${p.id}/conversations/${c.id}`); } catch { continue; }
@@ -157,8 +159,14 @@ async function showChildChats(p) {
         class: 'button small ghost', download: '',
         href: `/api/people/${p.id}/conversations/${c.id}/export?format=markdown&offset=${-new Date().getTimezoneOffset()}`,
       }, `Download “${c.title || 'New chat'}”`),
-      ...full.messages.map((m) => h('p', { class: `said ${m.role}`, dir: 'auto' },
-        h('strong', {}, m.role === 'user' ? `${p.name}: ` : 'Hearth: '), m.content))));
+      ...full.messages.map(said),
+      // What the child edited away or asked again is out of their view, not gone: the keeper
+      // can read it too.
+      ...(full.other_versions?.length
+        ? [h('details', {},
+          h('summary', {}, `Earlier versions and other answers (${full.other_versions.length})`),
+          ...full.other_versions.map(said))]
+        : [])));
   }
   document.body.append(dlg);
   dlg.showModal();

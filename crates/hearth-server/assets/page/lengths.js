@@ -10,7 +10,7 @@ export const CUT_SHORT_NOTE = 'Cut short: this reply reached the longest a reply
 /** Asks the server to go on with conversation `conv`'s cut-short reply, in place; `then`
  * follows it (the reply's event stream starts with its text so far). */
 export async function continueReply(conv, then) {
-  const r = await api('POST', `/api/conversations/${conv.id}/continue`);
+  const r = await api('POST', `/api/conversations/${conv.id}/continue`, { last_seen: conv.messages.at(-1)?.id ?? 0 });
   const i = conv.messages.findIndex((m) => m.id === r.assistant.id);
   if (i >= 0) conv.messages[i] = r.assistant;
   then();

@@ -213,6 +213,8 @@ pub async fn delete_all(
 #[derive(Deserialize)]
 pub struct SendBody {
     content: String,
+    #[serde(flatten)]
+    seen: guard::Seen,
 }
 
 fn busy() -> ApiError {
@@ -240,6 +242,7 @@ pub async fn send(
     let slot = reserve(h, me.user.id, id)?;
     steer_question(&state, &me.user, content).await?;
     let c = owned(h, me.user.id, id)?;
+    guard::check_in_view(&c, b.seen.last_seen)?;
     let after = c.messages.last().map(|m| m.id);
     start_reply(&state, slot, &me.user, &c.messages, Some(content), after)
 }
@@ -274,10 +277,15 @@ pub async fn continue_reply(
     State(state): State<Arc<AppState>>,
     me: Me,
     Path(id): Path<i64>,
+    body: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let h = household(&state)?;
-    let c = owned(h, me.user.id, id)?;
+    check_owned(h, me.user.id, id)?;
+    let seen = guard::Seen::from_body(body).await?;
     let slot = reserve(h, me.user.id, id)?;
+    // Read with the slot held: nothing can change it now.
+    let c = owned(h, me.user.id, id)?;
+    guard::check_in_view(&c, seen.last_seen)?;
     let Some(last) = c
         .messages
         .last()

@@ -250,3 +250,65 @@ fn a_chat_of_thousands_of_messages_is_deleted_whole() {
     assert!(store.conversation(ana.id, chats[1]).unwrap().is_none());
     store.remove_person(ben.id).unwrap();
 }
+
+/// Another branch is out of view, not gone: a person's export (both forms, and one chat's) and
+/// the conversation as read (the keeper's view of a child's chat is this) hold every message.
+#[test]
+fn exports_and_the_conversation_hold_every_branch() {
+    let (store, ana, _) = crate::household();
+    let c = store.create_conversation(ana.id, Some("Soup")).unwrap();
+    let say = |parent: Option<i64>, role, text: &str| {
+        store
+            .add_message_after(ana.id, c.id, parent, role, text, Status::Complete, None)
+            .unwrap()
+            .id
+    };
+    let u1 = say(None, MessageRole::User, "leek soup?");
+    say(Some(u1), MessageRole::Assistant, "first answer");
+    say(Some(u1), MessageRole::Assistant, "second answer");
+    let u1b = say(None, MessageRole::User, "onion soup?");
+    let a1b = say(Some(u1b), MessageRole::Assistant, "onion answer");
+    let all = [
+        "leek soup?",
+        "first answer",
+        "second answer",
+        "onion soup?",
+        "onion answer",
+    ];
+
+    let conv = store.conversation(ana.id, c.id).unwrap().unwrap();
+    assert_eq!(
+        conv.messages.iter().map(|m| m.id).collect::<Vec<_>>(),
+        [u1b, a1b]
+    );
+    let mut seen: Vec<&str> = conv
+        .messages
+        .iter()
+        .chain(&conv.other_versions)
+        .map(|m| m.content.as_str())
+        .collect();
+    seen.sort();
+    let mut want = all.to_vec();
+    want.sort();
+    assert_eq!(seen, want);
+
+    let json: serde_json::Value =
+        serde_json::from_str(&store.export_json(ana.id).unwrap()).unwrap();
+    let text = json.to_string();
+    let md = store.export_markdown(ana.id).unwrap();
+    let one = hearth_store::conversation_markdown("Ana", &conv, 0, 0);
+    for t in all {
+        assert!(text.contains(t), "{t} missing from the JSON export");
+        assert!(md.contains(t), "{t} missing from the Markdown export");
+        assert!(one.contains(t), "{t} missing from the chat's Markdown");
+    }
+    // The other versions keep their parents, so a program can rebuild the tree.
+    let others = json["conversations"][0]["other_versions"]
+        .as_array()
+        .unwrap();
+    assert!(
+        others.iter().all(|m| m.get("parent_id").is_some()),
+        "{others:?}"
+    );
+    assert!(md.contains("Other versions in this chat"), "{md}");
+}

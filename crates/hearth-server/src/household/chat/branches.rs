@@ -24,12 +24,15 @@ pub async fn regenerate(
     State(state): State<Arc<AppState>>,
     me: Me,
     Path(id): Path<i64>,
+    body: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let h = household(&state)?;
     check_owned(h, me.user.id, id)?;
+    let seen = super::guard::Seen::from_body(body).await?;
     let slot = reserve(h, me.user.id, id)?;
     // Read with the slot held: nothing can change it now.
     let c = owned(h, me.user.id, id)?;
+    super::guard::check_in_view(&c, seen.last_seen)?;
     let (keep, parent) = match c.messages.last() {
         Some(m) if m.role == MessageRole::Assistant => {
             (&c.messages[..c.messages.len() - 1], m.parent_id)
