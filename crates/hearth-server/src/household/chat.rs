@@ -36,7 +36,8 @@ use guard::{check_owned, owned, request_stop, reserve, running, Slot};
 
 pub(crate) use lengths::message_limit;
 use lengths::{
-    answer_room, check_content, most_message_tokens, prompt_overhead, too_long, NO_ROOM_TO_CONTINUE,
+    answer_room, check_content, most_message_tokens, most_message_tokens_offloaded,
+    prompt_overhead, too_long, NO_ROOM_TO_CONTINUE,
 };
 
 /// New text of a child's reply between two topic checks.
@@ -217,10 +218,8 @@ pub async fn send(
     let h = household(&state)?;
     check_owned(h, me.user.id, id)?;
     let b: SendBody = crate::body::parse_body_async(body).await?;
-    let content = check_content(
-        &b.content,
-        most_message_tokens(&state.served(), h, &me.user),
-    )?;
+    let most = most_message_tokens_offloaded(state.served(), h, &me.user).await?;
+    let content = check_content(&b.content, most)?;
     let slot = reserve(h, me.user.id, id)?;
     steer_question(&state, &me.user, content).await?;
     let c = owned(h, me.user.id, id)?;
@@ -309,10 +308,8 @@ pub async fn edit(
     let h = household(&state)?;
     check_owned(h, me.user.id, id)?;
     let b: SendBody = crate::body::parse_body_async(body).await?;
-    let content = check_content(
-        &b.content,
-        most_message_tokens(&state.served(), h, &me.user),
-    )?;
+    let most = most_message_tokens_offloaded(state.served(), h, &me.user).await?;
+    let content = check_content(&b.content, most)?;
     let slot = reserve(h, me.user.id, id)?;
     steer_question(&state, &me.user, content).await?;
     // Read only now, with the slot held: nothing can have changed it since.
