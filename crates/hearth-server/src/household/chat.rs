@@ -27,6 +27,7 @@ use crate::error::ApiError;
 use crate::generation::{start_generation, Piece, Plan};
 use crate::{AppState, Served};
 
+mod first;
 mod guard;
 mod lengths;
 mod saver;
@@ -108,6 +109,9 @@ pub async fn list(
 pub struct CreateBody {
     #[serde(default)]
     title: Option<String>,
+    /// The first message: the chat is made only if it is sent (`chat/first.rs`).
+    #[serde(default)]
+    content: Option<String>,
 }
 
 pub async fn create(
@@ -121,6 +125,9 @@ pub async fn create(
     } else {
         crate::body::parse_body_async(body).await?
     };
+    if let Some(content) = &b.content {
+        return first::create_with_message(&state, &me, content).await;
+    }
     let c = h
         .store
         .create_conversation(me.user.id, b.title.as_deref().map(str::trim))
