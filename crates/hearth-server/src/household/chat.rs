@@ -126,7 +126,8 @@ pub async fn create(
         crate::body::parse_body_async(body).await?
     };
     if let Some(content) = &b.content {
-        return first::create_with_message(&state, &me, content).await;
+        let title = b.title.as_deref().map(str::trim);
+        return first::create_with_message(&state, &me, title, content).await;
     }
     let c = h
         .store

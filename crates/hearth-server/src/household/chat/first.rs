@@ -16,11 +16,13 @@ use super::lengths::{check_content, most_message_tokens_offloaded};
 use crate::error::ApiError;
 use crate::AppState;
 
-/// Checks `content` as a message to a new chat, starts the reply, and only then makes the chat
-/// and stores the message and the reply: `{"conversation", "user", "assistant"}`.
+/// Checks `content` as a message to a new chat (titled `title`, if given), starts the reply,
+/// and only then makes the chat and stores the message and the reply: `{"conversation",
+/// "user", "assistant"}`.
 pub(super) async fn create_with_message(
     state: &Arc<AppState>,
     me: &Me,
+    title: Option<&str>,
     content: &str,
 ) -> Result<Json<Value>, ApiError> {
     let h = household(state)?;
@@ -31,7 +33,7 @@ pub(super) async fn create_with_message(
     let (prompt, hidden) = super::build_prompt(&served, h, &me.user, &[], Some(content), false)?;
     // On a failure from here on, dropping `gen` cancels the generation.
     let (gen, capped) = super::generate(state, &served, h, prompt)?;
-    let conv = h.store.create_conversation(me.user.id, None).map_err(db)?;
+    let conv = h.store.create_conversation(me.user.id, title).map_err(db)?;
     let stored = (|| {
         // Nobody else knows the new chat yet: the slot is free.
         let slot = reserve(h, me.user.id, conv.id)?;
