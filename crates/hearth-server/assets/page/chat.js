@@ -2,7 +2,7 @@
 
 import { versionControls } from './branches.js';
 import { privacyNote, privacySentence } from './family.js';
-import { CUT_SHORT_NOTE, continueReply, forgetUnsentChat } from './lengths.js';
+import { CUT_SHORT_NOTE, continueReply } from './lengths.js';
 import { S, api } from './api.js';
 import { chatTools, messageHead } from './chatx.js';
 import { ask, copyButton, h, toast } from './dom.js';
@@ -252,15 +252,18 @@ async function send(text) {
   const input = document.getElementById('composer-input');
   const sendBtn = document.getElementById('send');
   if (sendBtn) sendBtn.disabled = true;
-  let made = null;
   try {
+    let r;
     if (!S.conv) {
-      const c = await api('POST', '/api/conversations', {});
+      // A new chat and its first message in one request: the server makes the chat only if
+      // the message is sent, so a refused one leaves no empty chat behind.
+      r = await api('POST', '/api/conversations', { content: text });
+      const c = r.conversation;
       S.conv = { id: c.id, title: c.title, messages: [], hidden_from_model: [] };
-      made = c.id;
       setUrl(`/c/${c.id}`, false);
+    } else {
+      r = await api('POST', `/api/conversations/${S.conv.id}/messages`, { content: text, last_seen: lastSeen() });
     }
-    const r = await api('POST', `/api/conversations/${S.conv.id}/messages`, { content: text, last_seen: lastSeen() });
     S.failedDraft = null;
     S.failedDraftError = null;
     if (input) { input.value = ''; grow(input); }
@@ -271,13 +274,6 @@ async function send(text) {
     follow(S.conv.id);
     loadList();
   } catch (e) {
-    if (made != null && S.conv && S.conv.id === made) {
-      // The chat made for this message holds nothing: it goes with the message.
-      await forgetUnsentChat(made);
-      S.conv = null;
-      setUrl('/', false);
-      loadList();
-    }
     if (e.status === 401) return;
     if (e.code === 'changed') await refreshConversation();
     S.failedDraft = text;

@@ -117,8 +117,10 @@ function limitsForm(p, limits, reload) {
       hours: on ? {
         from: minutesOf(el('from').value) ?? 0,
         to: minutesOf(el('until').value) ?? 0,
-        // The server knows no time zone: hours are in the keeper's, as their browser says now.
+        // Hours are in the keeper's time: the zone their browser names, so the hours follow
+        // the clocks when they change for summer, and the offset now for an older server.
         utc_offset: -new Date().getTimezoneOffset(),
+        time_zone: Intl.DateTimeFormat().resolvedOptions().timeZone || null,
       } : null,
       topics: el('topics').value.split('\n').map((t) => t.trim()).filter(Boolean),
       keeper_sees: el('keeper_sees').checked,

@@ -1,5 +1,6 @@
 // Settings: the person's own account and chats, and the keeper's household settings.
 
+import { adviceBlock, adviceFor, modelNote, planSentences } from './advice.js';
 import { S, api, readEvents } from './api.js';
 import { openConversation, stopFollowing } from './chat.js';
 import { ask, bytes, copyButton, errorBox, field, h, nextId, showError, toast, when } from './dom.js';
@@ -279,11 +280,12 @@ function modelSection(s, slot) {
         h('div', {}, h('strong', {}, m.name), ' ', h('span', { class: 'muted' }, bytes(m.size)),
           h('p', { class: 'muted' }, 'Continues text only: it cannot chat, so this page cannot use it.')));
     }
+    const note = modelNote(adviceFor(s.advice, m.name));
     // The visible word is part of the name a screen reader gives (WCAG's label in name).
     const btn = h('button', { type: 'button', class: 'small ghost' }, 'Use', h('span', { class: 'sr-only' }, ` ${m.name}`));
     btn.addEventListener('click', () => useModel(m.name, btn));
     return h('li', {},
-      h('div', {}, h('strong', {}, m.name), ' ', h('span', { class: 'muted' }, bytes(m.size))),
+      h('div', {}, h('strong', {}, m.name), ' ', h('span', { class: 'muted' }, bytes(m.size)), note),
       btn);
   });
   const catalog = (s.catalog || []).filter((c) => !c.installed).map((c) => {
@@ -293,19 +295,20 @@ function modelSection(s, slot) {
     btn.addEventListener('click', () => pull(c.name, btn, bar, label, slot));
     return h('li', {},
       h('div', {}, h('strong', {}, c.name), ' ', h('span', { class: 'muted' }, bytes(c.size)),
-        c.description ? h('p', { class: 'muted' }, c.description) : null, bar, label),
+        c.description ? h('p', { class: 'muted' }, c.description) : null,
+        modelNote(adviceFor(s.advice, c.name)), bar, label),
       btn);
   });
   return section('AI model',
     h('p', {}, 'In use: ', h('strong', {}, model.id || 'none'), model.ctx ? `. It keeps roughly the last ${words(model.ctx)} words of a chat in mind.` : ''),
     model.ctx ? details(`Context: ${model.ctx.toLocaleString()} tokens.`) : null,
+    h('h3', {}, 'Recommended for this machine'),
+    adviceBlock(s.advice),
     h('h3', {}, 'On this machine'),
     h('ul', { class: 'rows', id: 'installed' }, installed.length ? installed : h('li', {}, 'None.')),
     catalog.length ? [h('h3', {}, 'More you can download'), h('ul', { class: 'rows', id: 'catalog' }, catalog)] : null,
-    h('h3', {}, 'What this machine can run'),
-    s.plan
-      ? h('details', {}, h('summary', {}, 'Show the plan'), h('pre', { class: 'plan', tabindex: '0' }, JSON.stringify(s.plan, null, 2)))
-      : h('p', { class: 'muted' }, 'No plan is available for this machine yet.'));
+    h('h3', {}, 'What the model in use needs'),
+    planSentences(s.plan, model, adviceFor(s.advice, model.id), details));
 }
 
 async function pull(name, btn, bar, label, slot) {

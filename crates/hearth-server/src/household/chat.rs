@@ -29,6 +29,7 @@ use crate::{AppState, Served};
 
 mod branches;
 pub(crate) mod export;
+mod first;
 mod guard;
 mod lengths;
 mod saver;
@@ -40,7 +41,8 @@ use guard::{check_owned, owned, request_stop, reserve, running, Slot};
 
 pub(crate) use lengths::message_limit;
 use lengths::{
-    answer_room, check_content, most_message_tokens, prompt_overhead, too_long, NO_ROOM_TO_CONTINUE,
+    answer_room, check_content, most_message_tokens, most_message_tokens_offloaded,
+    prompt_overhead, too_long, NO_ROOM_TO_CONTINUE,
 };
 
 /// New text of a child's reply between two topic checks.
@@ -111,6 +113,9 @@ pub async fn list(
 pub struct CreateBody {
     #[serde(default)]
     title: Option<String>,
+    /// The first message: the chat is made only if it is sent (`chat/first.rs`).
+    #[serde(default)]
+    content: Option<String>,
 }
 
 pub async fn create(
@@ -124,6 +129,10 @@ pub async fn create(
     } else {
         crate::body::parse_body_async(body).await?
     };
+    if let Some(content) = &b.content {
+        let title = b.title.as_deref().map(str::trim);
+        return first::create_with_message(&state, &me, title, content).await;
+    }
     let c = h
         .store
         .create_conversation(me.user.id, b.title.as_deref().map(str::trim))
@@ -235,10 +244,8 @@ pub async fn send(
     let h = household(&state)?;
     check_owned(h, me.user.id, id)?;
     let b: SendBody = crate::body::parse_body_async(body).await?;
-    let content = check_content(
-        &b.content,
-        most_message_tokens(&state.served(), h, &me.user),
-    )?;
+    let most = most_message_tokens_offloaded(state.served(), h, &me.user).await?;
+    let content = check_content(&b.content, most)?;
     let slot = reserve(h, me.user.id, id)?;
     steer_question(&state, &me.user, content).await?;
     let c = owned(h, me.user.id, id)?;

@@ -1,4 +1,5 @@
-//! One module per subcommand.
+//! One module per subcommand, and `advise`, the household page's model advice.
+pub mod advise;
 pub mod bench;
 pub mod chat;
 pub mod discover;

@@ -341,15 +341,10 @@ impl hearth_server::household::Admin for Admin {
                 .filter(|m| m.name != hearth_server::EMBED_MODEL)
                 .filter(|m| m.full_path(&home).exists())
                 .map(|m| {
-                    // A chat template in the file or pinned by the catalog; without one it is
-                    // a base model, which continues text but cannot hold a conversation.
-                    let pinned = catalog
-                        .as_ref()
-                        .and_then(|c| c.get(&m.name))
-                        .is_some_and(|e| e.template.is_some());
-                    let chat = pinned
-                        || hearth_fetch::inspect(&m.full_path(&home))
-                            .is_ok_and(|i| i.chat_template);
+                    // Without a chat template it is a base model, which continues text but
+                    // cannot hold a conversation.
+                    let entry = catalog.as_ref().and_then(|c| c.get(&m.name));
+                    let chat = super::advise::can_chat(entry, Some(&m.full_path(&home)));
                     serde_json::json!({"name": m.name, "size": m.size, "chat": chat})
                 })
                 .collect(),
@@ -388,6 +383,19 @@ impl hearth_server::household::Admin for Admin {
         let mut v = serde_json::to_value(&plan).ok()?;
         v["machine"] = serde_json::json!(machine.label);
         Some(v)
+    }
+
+    fn advice(&self, in_use: &str) -> Option<serde_json::Value> {
+        // The household's request: the context models are served with unless the keeper gave
+        // --ctx (the context the lock pins a model with first), for every conversation at once.
+        let ctx = self.sizing.ctx.unwrap_or(crate::load::DEFAULT_CTX);
+        match super::advise::household_advice(ctx, self.sizing.max_seqs, in_use) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                tracing::warn!("no model advice for Settings: {e:#}");
+                None
+            }
+        }
     }
 
     fn pull(&self, name: &str, progress: &(dyn Fn(u64, Option<u64>) + Sync)) -> Result<(), String> {

@@ -14,7 +14,7 @@ use serde_json::Value;
 use super::super::db;
 use super::super::session::{household, Me};
 use super::guard::{check_owned, owned, reserve};
-use super::lengths::{check_content, most_message_tokens};
+use super::lengths::{check_content, most_message_tokens_offloaded};
 use super::{conversation_json, start_reply, steer_question};
 use crate::error::ApiError;
 use crate::AppState;
@@ -62,10 +62,8 @@ pub async fn edit(
     let h = household(&state)?;
     check_owned(h, me.user.id, id)?;
     let b: EditBody = crate::body::parse_body_async(body).await?;
-    let content = check_content(
-        &b.content,
-        most_message_tokens(&state.served(), h, &me.user),
-    )?;
+    let most = most_message_tokens_offloaded(state.served(), h, &me.user).await?;
+    let content = check_content(&b.content, most)?;
     let slot = reserve(h, me.user.id, id)?;
     // A child's edit is a new question: the keeper's topics are checked as for a send.
     steer_question(&state, &me.user, content).await?;
