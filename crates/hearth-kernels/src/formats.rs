@@ -5,6 +5,9 @@
 
 pub(crate) mod exp;
 pub(crate) mod float;
+pub(crate) mod iq23;
+pub(crate) mod iqgrids;
+pub(crate) mod iquants;
 pub(crate) mod kquants;
 pub(crate) mod legacy;
 pub mod math;

@@ -19,12 +19,14 @@
 //!   x86-64; NEON, optionally dotprod and i8mm, on aarch64; scalar everywhere) import nothing above them.
 //! - `formats/`: each format's block layout and portable scalar reference, which defines the
 //!   bits every instruction set must reproduce: `legacy` (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 and the
-//!   Q8_0 / Q8_1 activations), `kquants` (Q2_K..Q6_K and Q8_K), `float` (F32, F16, BF16 and the
+//!   Q8_0 / Q8_1 activations), `kquants` (Q2_K..Q6_K and Q8_K), `iquants` (IQ4_NL, IQ4_XS and
+//!   MXFP4, the table-coded 4-bit formats), `iq23` (IQ2_XXS, IQ2_XS, IQ3_XXS, IQ3_S, on the
+//!   lattices of `iqgrids`, generated from the `gguf` package's constants), `float` (F32, F16, BF16 and the
 //!   attention helpers), `exp` (the exponential), `packed/` (groups of eight interleaved rows,
 //!   for the legacy and K-quant formats), and [`math`], the elementary functions the rest of the
 //!   forward pass needs, Hearth's own so that every platform rounds alike.
 //! - `x86/`: the AVX2 and AVX-512 VNNI kernels of every format, the single-token ones
-//!   (`legacy`, `kquants`, `float`, `exp`), the multi-token tiles (`legacy_tile`,
+//!   (`legacy`, `kquants`, `iquants`, `iq23`, `float`, `exp`), the multi-token tiles (`legacy_tile`,
 //!   `kquants_tile`) and the packed ones (`packed_legacy`, `packed_kquants`).
 //! - `arm/`: the same kernels for aarch64, on NEON with the dot-product and i8mm extensions
 //!   where the CPU has them (`ext` wraps those two instructions).

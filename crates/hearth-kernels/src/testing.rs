@@ -11,7 +11,7 @@ use crate::types::{activation_type, row_bytes, QMatrix, Tile};
 use hearth_gguf::GgmlType;
 
 /// [`crate::vec_dot`] on an explicit level, for comparing the SIMD kernels with the portable
-/// ones in one process. Covers the float, legacy and K-quant block types; returns `None` for
+/// ones in one process. Covers the float, legacy, K-quant and i-quant block types; returns `None` for
 /// other types, or when this CPU does not [support](crate::simd::supported) `level`.
 ///
 /// # Panics
@@ -32,6 +32,10 @@ pub fn vec_dot_at(level: Level, weight: GgmlType, n: usize, w: &[u8], x: &[u8]) 
         }
         Q2_K | Q3_K | Q4_K | Q5_K | Q6_K => {
             Some(crate::dispatch::kquant_dot(level, weight, n, w, x))
+        }
+        IQ4_NL | IQ4_XS | MXFP4 => Some(crate::dispatch::iquant_dot(level, weight, n, w, x)),
+        IQ2_XXS | IQ2_XS | IQ3_XXS | IQ3_S => {
+            Some(crate::dispatch::iq23_dot(level, weight, n, w, x))
         }
         _ => None,
     }

@@ -6,6 +6,9 @@
 
 pub(crate) mod exp;
 pub(crate) mod float;
+pub(crate) mod iq23;
+pub(crate) mod iq_tile;
+pub(crate) mod iquants;
 pub(crate) mod kquants;
 pub(crate) mod kquants_tile;
 pub(crate) mod legacy;

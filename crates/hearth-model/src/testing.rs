@@ -206,6 +206,20 @@ pub fn random_blocks(rng: &mut ChaCha8Rng, ty: GgmlType, n: usize) -> Vec<u8> {
         Q3_K => &[(108, 0.005)],
         Q4_K | Q5_K => &[(0, 0.002), (2, 0.002)],
         Q6_K => &[(208, 0.001)],
+        // Levels up to 127, and IQ4_XS's group scales up to 32 times its `d`.
+        IQ4_NL => &[(0, 0.0005)],
+        IQ4_XS => &[(0, 0.00002)],
+        // Points up to 43 (IQ2) or 62 (IQ3) times scales up to 31/8, 31/4 or 31.
+        IQ2_XXS | IQ2_XS => &[(0, 0.0003)],
+        IQ3_XXS => &[(0, 0.0001)],
+        IQ3_S => &[(0, 0.0001)],
+        MXFP4 => {
+            // The E8M0 scale byte: 2^-9 .. 2^-7 times levels up to 12.
+            for block in out.chunks_exact_mut(bs) {
+                block[0] = rng.gen_range(119..=121);
+            }
+            return out;
+        }
         _ => &[],
     };
     for block in out.chunks_exact_mut(bs) {

@@ -96,6 +96,9 @@ pub struct Pick {
     pub fits: bool,
     pub est_tg_tok_s: f64,
     pub est_pp_tok_s: f64,
+    /// Users that fit at the request's context; `None` for a size row, whose context memory
+    /// is not known.
+    pub max_users_at_ctx: Option<usize>,
 }
 
 /// Generation speed below which a pick is listed after the faster ones: slower than reading.
@@ -155,6 +158,7 @@ pub fn header_picks(
             fits: p.fits,
             est_tg_tok_s: p.est_tg_tok_s,
             est_pp_tok_s: p.est_pp_tok_s,
+            max_users_at_ctx: Some(p.max_users_at_ctx),
         });
     }
     Ok(picks)
@@ -176,6 +180,7 @@ pub fn size_pick(name: &str, size: u64, machine: &Machine, req: &Request) -> Pic
         fits: total <= machine.usable_bytes(),
         est_tg_tok_s: machine.bandwidth_bytes_per_s * req.tg_efficiency / size.max(1) as f64,
         est_pp_tok_s: 0.0,
+        max_users_at_ctx: None,
     }
 }
 
@@ -239,6 +244,7 @@ mod tests {
             fits,
             est_tg_tok_s: tg,
             est_pp_tok_s: 0.0,
+            max_users_at_ctx: None,
         }
     }
 

@@ -406,6 +406,10 @@ pub struct Request {
     pub tg_efficiency: f64,
     /// Share of peak FLOP/s achieved while processing a prompt.
     pub pp_efficiency: f64,
+    /// A draft model served beside this one (`serve --draft`): its file, KV cache (one context
+    /// per user, at most its own trained context, as the engine's drafter sizes it) and scratch
+    /// are counted in the total.
+    pub draft: Option<std::sync::Arc<ModelFacts>>,
 }
 
 impl Request {
@@ -420,6 +424,7 @@ impl Request {
             threads: 1,
             tg_efficiency: DEFAULT_TG_EFFICIENCY,
             pp_efficiency: DEFAULT_PP_EFFICIENCY,
+            draft: None,
         }
     }
 
@@ -474,6 +479,8 @@ pub struct Plan {
     /// The binary itself ([`RUNTIME_BYTES`]) and the model's text tables
     /// ([`text_table_bytes`]).
     pub runtime_bytes: u64,
+    /// A draft model's file, KV cache and scratch ([`Request::draft`]); 0 without one.
+    pub draft_bytes: u64,
     /// Everything: the predicted peak resident memory of Hearth running this request with every
     /// context full.
     pub total_bytes: u64,
@@ -505,6 +512,20 @@ fn fixed_bytes(facts: &ModelFacts) -> u64 {
 fn total(facts: &ModelFacts, req: &Request, ctx: usize, users: usize) -> u64 {
     let cfg = &facts.config;
     fixed_bytes(facts)
+        + kv_bytes(cfg, ctx, users, req.chunk, req.kv_type)
+        + compute_bytes(cfg, ctx, users, req.chunk, req.batch, req.threads)
+        + req
+            .draft
+            .as_ref()
+            .map_or(0, |d| draft_bytes(d, req, ctx, users))
+}
+
+/// What a draft model adds beside the served one: everything but the binary, which is counted
+/// once.
+fn draft_bytes(draft: &ModelFacts, req: &Request, ctx: usize, users: usize) -> u64 {
+    let cfg = &draft.config;
+    let ctx = ctx.min(cfg.ctx_train.max(1));
+    fixed_bytes(draft) - RUNTIME_BYTES
         + kv_bytes(cfg, ctx, users, req.chunk, req.kv_type)
         + compute_bytes(cfg, ctx, users, req.chunk, req.batch, req.threads)
 }
@@ -578,7 +599,17 @@ pub fn plan(facts: &ModelFacts, machine: &Machine, req: &Request) -> Result<Plan
     let est_pp_tok_s =
         machine.flops_per_s * req.pp_efficiency / (2.0 * facts.n_matmul_params.max(1) as f64);
 
+    let draft = req
+        .draft
+        .as_ref()
+        .map_or(0, |d| draft_bytes(d, req, req.ctx, req.users));
     let mut advice = Vec::new();
+    if !fits && draft > 0 && total_bytes - draft <= usable {
+        advice.push(format!(
+            "it fits without the draft model, which needs {} of it",
+            gib(draft)
+        ));
+    }
     if !fits {
         if let Some(a) = smaller_quantization(facts, req, usable) {
             advice.push(a);
@@ -632,6 +663,7 @@ pub fn plan(facts: &ModelFacts, machine: &Machine, req: &Request) -> Result<Plan
         compute_bytes: compute,
         header_bytes: facts.file_bytes.saturating_sub(weights),
         runtime_bytes: RUNTIME_BYTES + facts.text_bytes,
+        draft_bytes: draft,
         total_bytes,
         ctx: req.ctx,
         users: req.users,

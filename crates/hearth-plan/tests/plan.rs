@@ -122,6 +122,26 @@ fn a_step_reads_every_matrix_and_one_row_of_an_untied_embedding() {
 }
 
 #[test]
+fn the_table_coded_4_bit_types_count_their_block_bytes() {
+    // The tiny llama of the test above with every matrix in one type. Per 256 values: IQ4_NL
+    // 8 blocks of 18 bytes, IQ4_XS one block of 136, MXFP4 8 blocks of 17 (one E8M0 byte).
+    use hearth_gguf::GgmlType::*;
+    for (ty, per_256) in [(IQ4_NL, 144u64), (IQ4_XS, 136), (MXFP4, 136)] {
+        let spec = TinySpec {
+            weight_types: vec![ty],
+            ..TinySpec::new("llama")
+        };
+        let per_layer = 256 * 256 + 2 * 256 * 128 + 256 * 256 + 3 * 256 * 512;
+        let matrices = 6 * per_layer / 256 * per_256;
+        let norms = (6 * 2 * 256 + 256) * 4;
+        let embd = 300 * 272;
+        let f = facts(&spec);
+        assert_eq!(f.weights_bytes, matrices + norms + embd, "{ty}");
+        assert_eq!(f.read_bytes_per_token, matrices + norms + embd, "{ty}");
+    }
+}
+
+#[test]
 fn fit_and_limits_follow_the_memory() {
     let f = facts(&TinySpec::new("llama"));
     let req = Request::new(512, 2);
@@ -297,4 +317,40 @@ fn the_planner_refuses_a_file_that_lies_about_its_shape() {
             .unwrap_or_else(|| panic!("{key} should be refused"));
         assert!(e.to_string().contains(says), "{e}");
     }
+}
+
+#[test]
+fn a_draft_model_is_counted_with_its_own_cache_and_scratch() {
+    let target = facts(&TinySpec::new("llama"));
+    let mut small = TinySpec::new("llama");
+    small.ctx = 256;
+    let draft = facts(&small);
+    let big = Machine::custom(1 << 30, 100e9, 1e12);
+    let alone = plan(&target, &big, &Request::new(512, 2)).unwrap();
+    let mut req = Request::new(512, 2);
+    req.draft = Some(std::sync::Arc::new(draft.clone()));
+    let both = plan(&target, &big, &req).unwrap();
+    // The draft's file, text tables, KV cache (one context per user, at most its own trained
+    // context: the engine's drafter caps it so) and scratch, and the binary only once.
+    let draft_kv = KvCache::new(&draft.config, 256, 2, req.chunk).capacity_bytes() as u64;
+    let draft_compute =
+        hearth_plan::compute_bytes(&draft.config, 256, 2, req.chunk, req.batch, req.threads);
+    let expected = draft.file_bytes + draft.text_bytes + draft_kv + draft_compute;
+    assert_eq!(both.draft_bytes, expected);
+    assert_eq!(both.total_bytes, alone.total_bytes + expected);
+    assert_eq!(alone.draft_bytes, 0);
+    // Fits alone, not with the draft: the plan says so, and that it fits without it.
+    let tight = Machine::custom(alone.total_bytes, 100e9, 1e12);
+    assert!(plan(&target, &tight, &Request::new(512, 2)).unwrap().fits);
+    let p = plan(&target, &tight, &req).unwrap();
+    assert!(!p.fits);
+    assert!(
+        p.advice
+            .iter()
+            .any(|a| a.contains("without the draft model")),
+        "{:?}",
+        p.advice
+    );
+    // The limits it reports count the draft too.
+    assert!(p.max_ctx_per_user < 512);
 }

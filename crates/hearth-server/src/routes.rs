@@ -156,12 +156,21 @@ fn household_routes() -> Vec<(&'static str, MethodRouter<Arc<AppState>>)> {
         ("/api/conversations/{id}/messages", post(chat::send)),
         ("/api/conversations/{id}/regenerate", post(chat::regenerate)),
         ("/api/conversations/{id}/edit", post(chat::edit)),
+        ("/api/conversations/{id}/branch", post(chat::switch_branch)),
         ("/api/conversations/{id}/stop", post(chat::stop)),
         (
             "/api/conversations/{id}/continue",
             post(chat::continue_reply),
         ),
         ("/api/conversations/{id}/events", get(chat::events)),
+        (
+            "/api/conversations/{id}/export",
+            get(chat::export::export_chat),
+        ),
+        (
+            "/api/people/{id}/conversations/{conv}/export",
+            get(chat::export::export_child_chat),
+        ),
         ("/api/export", get(chat::export)),
     ]
 }

@@ -24,9 +24,11 @@ fn conversation_routes() -> Vec<(&'static str, &'static str, Option<Value>)> {
         ("POST", "/messages", Some(json!({"content": "hello?"}))),
         ("POST", "/regenerate", None),
         ("POST", "/edit", Some(json!({"content": "something else"}))),
+        ("POST", "/branch", Some(json!({"message_id": 1}))),
         ("POST", "/stop", None),
         ("POST", "/continue", None),
         ("GET", "/events", None),
+        ("GET", "/export", None),
         ("DELETE", "", None),
     ]
 }

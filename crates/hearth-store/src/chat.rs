@@ -10,6 +10,7 @@ use rusqlite::functions::FunctionFlags;
 use rusqlite::types::ValueRef;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
+use crate::branches;
 use crate::secret;
 use crate::{
     Conversation, ConversationSummary, Error, Message, MessageRole, Result, Status, Store,
@@ -46,21 +47,24 @@ pub(crate) fn register_functions(conn: &Connection) -> Result<()> {
     Ok(())
 }
 
-const MESSAGE_COLUMNS: &str = "id, conversation_id, role, content, status, created";
+pub(crate) const MESSAGE_COLUMNS: &str =
+    "id, conversation_id, role, content, status, created, parent_id, model";
 
-fn message_from_row(r: &Row<'_>) -> rusqlite::Result<Message> {
+pub(crate) fn message_from_row(r: &Row<'_>) -> rusqlite::Result<Message> {
     Ok(Message {
         id: r.get(0)?,
         conversation_id: r.get(1)?,
+        parent_id: r.get(6)?,
         role: r.get(2)?,
         content: r.get(3)?,
         status: r.get(4)?,
         created: r.get(5)?,
+        model: r.get(7)?,
     })
 }
 
 /// `Ok` if conversation `id` exists and belongs to `user`, [`Error::NotFound`] otherwise.
-fn check_owner(conn: &Connection, user: i64, id: i64) -> Result<()> {
+pub(crate) fn check_owner(conn: &Connection, user: i64, id: i64) -> Result<()> {
     let owned: bool = conn.query_row(
         "SELECT EXISTS (SELECT 1 FROM conversations WHERE id = ?1 AND user_id = ?2)",
         [id, user],
@@ -78,7 +82,7 @@ fn check_owner(conn: &Connection, user: i64, id: i64) -> Result<()> {
 
 /// Marks a conversation as just changed: its `updated` time and its place at the top of the
 /// owner's list.
-fn touch(conn: &Connection, id: i64, now: i64) -> Result<()> {
+pub(crate) fn touch(conn: &Connection, id: i64, now: i64) -> Result<()> {
     conn.execute(
         "UPDATE conversations
          SET updated = ?1, activity = (SELECT COALESCE(MAX(activity), 0) + 1 FROM conversations)
@@ -208,11 +212,16 @@ fn summaries(
     needle: Option<&str>,
     only: Option<i64>,
 ) -> Result<Vec<ConversationSummary>> {
-    // The preview reads a bounded prefix of the last message, not the whole reply.
+    // The preview reads a bounded prefix of the message shown last (the end of the branch in
+    // view), not the whole reply. Search first keeps the chats with a hit anywhere (one pass in
+    // SQL), then those whose title matches or whose branch in view has it.
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT c.id, c.title, c.created, c.updated,
              (SELECT substr(m.content, 1, {prefix}) FROM messages m
-              WHERE m.conversation_id = c.id ORDER BY m.id DESC LIMIT 1)
+              WHERE m.id = COALESCE(
+                  (SELECT l.id FROM messages l WHERE l.id = c.leaf_id AND l.conversation_id = c.id),
+                  (SELECT MAX(l.id) FROM messages l WHERE l.conversation_id = c.id))),
+             {CONTAINS_FN}(c.title, ?2)
          FROM conversations c
          WHERE c.user_id = ?1
            AND (?3 IS NULL OR c.id = ?3)
@@ -223,28 +232,34 @@ fn summaries(
          ORDER BY c.activity DESC",
         prefix = PREVIEW_CHARS * 4
     ))?;
-    let list = stmt
+    let found = stmt
         .query_map(params![user, needle, only], |r| {
-            Ok(ConversationSummary {
+            let summary = ConversationSummary {
                 id: r.get(0)?,
                 title: r.get(1)?,
                 created: r.get(2)?,
                 updated: r.get(3)?,
                 preview: preview(&r.get::<_, Option<String>>(4)?.unwrap_or_default()),
-            })
+            };
+            Ok((summary, r.get::<_, bool>(5)?))
         })?
-        .collect::<rusqlite::Result<_>>()?;
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut list = Vec::with_capacity(found.len());
+    for (summary, title_hit) in found {
+        let keep = match needle {
+            Some(n) if !title_hit => branches::path_contains(conn, summary.id, CONTAINS_FN, n)?,
+            _ => true,
+        };
+        if keep {
+            list.push(summary);
+        }
+    }
     Ok(list)
 }
 
+/// A conversation's messages on the branch in view, in order.
 pub(crate) fn messages_of(conn: &Connection, conversation: i64) -> Result<Vec<Message>> {
-    let mut stmt = conn.prepare(&format!(
-        "SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ?1 ORDER BY id"
-    ))?;
-    let messages = stmt
-        .query_map([conversation], message_from_row)?
-        .collect::<rusqlite::Result<_>>()?;
-    Ok(messages)
+    branches::current_path(conn, conversation)
 }
 
 /// All of `user`'s conversations with their messages, newest first.
@@ -259,12 +274,15 @@ pub(crate) fn all_conversations(conn: &Connection, user: i64) -> Result<Vec<Conv
     heads
         .into_iter()
         .map(|(id, title, created, updated)| {
+            let messages = messages_of(conn, id)?;
             Ok(Conversation {
                 id,
                 title,
                 created,
                 updated,
-                messages: messages_of(conn, id)?,
+                versions: branches::versions_of(conn, id, &messages)?,
+                other_versions: branches::others_of(conn, id, &messages)?,
+                messages,
             })
         })
         .collect()
@@ -342,12 +360,15 @@ impl Store {
         let Some((title, created, updated)) = head else {
             return Ok(None);
         };
+        let messages = messages_of(&conn, id)?;
         Ok(Some(Conversation {
             id,
             title,
             created,
             updated,
-            messages: messages_of(&conn, id)?,
+            versions: branches::versions_of(&conn, id, &messages)?,
+            other_versions: branches::others_of(&conn, id, &messages)?,
+            messages,
         }))
     }
 
@@ -401,8 +422,8 @@ impl Store {
 
     // ---- messages ----
 
-    /// Adds a message at the end of one of `user`'s conversations. A reply about to stream is
-    /// added with [`Status::Streaming`] and empty content, then grown with
+    /// Adds a message at the end of the branch in view of one of `user`'s conversations. A reply
+    /// about to stream is added with [`Status::Streaming`] and empty content, then grown with
     /// [`Store::append_to_message`].
     pub fn add_message(
         &self,
@@ -412,26 +433,39 @@ impl Store {
         content: &str,
         status: Status,
     ) -> Result<Message> {
+        self.insert_message(user, conv, role, content, status, None)
+    }
+
+    /// Adds an empty reply, about to stream, written by `model` (kept with it, so the page can
+    /// say which model answered even after the keeper switched).
+    pub fn add_reply(&self, user: i64, conv: i64, model: &str) -> Result<Message> {
+        self.insert_message(
+            user,
+            conv,
+            MessageRole::Assistant,
+            "",
+            Status::Streaming,
+            Some(model),
+        )
+    }
+
+    fn insert_message(
+        &self,
+        user: i64,
+        conv: i64,
+        role: MessageRole,
+        content: &str,
+        status: Status,
+        model: Option<&str>,
+    ) -> Result<Message> {
         let now = self.now();
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         check_owner(&tx, user, conv)?;
-        tx.execute(
-            "INSERT INTO messages (conversation_id, role, content, status, created)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![conv, role, content, status, now],
-        )?;
-        let id = tx.last_insert_rowid();
-        touch(&tx, conv, now)?;
+        let parent = branches::leaf_of(&tx, conv)?;
+        let m = branches::insert_under(&tx, conv, parent, role, content, status, model, now)?;
         tx.commit()?;
-        Ok(Message {
-            id,
-            conversation_id: conv,
-            role,
-            content: content.into(),
-            status,
-            created: now,
-        })
+        Ok(m)
     }
 
     /// Appends streamed text to a message. Each call is one commit, so the server batches
@@ -509,8 +543,8 @@ impl Store {
         Ok(())
     }
 
-    /// Deletes message `first_id` of one of `user`'s conversations and every message after it
-    /// (regenerate, edit and resend).
+    /// Deletes message `first_id` of one of `user`'s conversations and every message written
+    /// after it, on any branch; the conversation then shows its newest message left.
     pub fn delete_messages_from(&self, user: i64, conv: i64, first_id: i64) -> Result<()> {
         let now = self.now();
         let mut conn = self.conn();
@@ -531,24 +565,32 @@ impl Store {
             "DELETE FROM messages WHERE conversation_id = ?1 AND id >= ?2",
             [conv, first_id],
         )?;
+        tx.execute(
+            "UPDATE conversations SET leaf_id = NULL WHERE id = ?1",
+            [conv],
+        )?;
         touch(&tx, conv, now)?;
         tx.commit()?;
         Ok(())
     }
 
-    /// Marks `user`'s cut-short reply `id`, the last message of conversation `conv`, as
-    /// streaming again so its continuation is appended to it. [`Error::NotFound`] for anything
-    /// else (another person's, not cut short, not the last).
+    /// Marks `user`'s cut-short reply `id`, the last message of conversation `conv`'s branch in
+    /// view, as streaming again so its continuation is appended to it. [`Error::NotFound`] for
+    /// anything else (another person's, not cut short, not the last).
     pub fn resume_cut_short(&self, user: i64, conv: i64, id: i64) -> Result<Message> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         check_owner(&tx, user, conv)?;
-        let changed = tx.execute(
-            "UPDATE messages SET status = 'streaming'
-             WHERE id = ?1 AND conversation_id = ?2 AND status = 'cut_short' AND role = 'assistant'
-               AND id = (SELECT MAX(id) FROM messages WHERE conversation_id = ?2)",
-            [id, conv],
-        )?;
+        let changed = if branches::leaf_of(&tx, conv)? == Some(id) {
+            tx.execute(
+                "UPDATE messages SET status = 'streaming'
+                 WHERE id = ?1 AND conversation_id = ?2 AND status = 'cut_short'
+                   AND role = 'assistant'",
+                [id, conv],
+            )?
+        } else {
+            0
+        };
         if changed == 0 {
             return Err(Error::NotFound {
                 what: "message",

@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 use crate::chat::all_conversations;
-use crate::{Conversation, Error, MessageRole, Result, Status, Store};
+use crate::{Conversation, Error, Message, MessageRole, Result, Status, Store};
 
 /// Written into every JSON export so a later Hearth (or a script) knows what it reads.
 pub const EXPORT_FORMAT: &str = "hearth-conversations";
@@ -29,6 +29,23 @@ pub fn format_utc(secs: i64) -> String {
         "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
         of_day / 3600,
         of_day % 3600 / 60
+    )
+}
+
+/// `secs` (Unix time) at `offset` minutes east of UTC, as `YYYY-MM-DD HH:MM` and the offset
+/// (`UTC+02:00`): an export read in the person's own time zone still says which one it is.
+pub fn format_at_offset(secs: i64, offset: i32) -> String {
+    if offset == 0 {
+        return format_utc(secs);
+    }
+    let local = format_utc(secs + i64::from(offset) * 60);
+    let sign = if offset < 0 { '-' } else { '+' };
+    let off = offset.unsigned_abs();
+    format!(
+        "{} UTC{sign}{:02}:{:02}",
+        local.trim_end_matches(" UTC"),
+        off / 60,
+        off % 60
     )
 }
 
@@ -118,28 +135,97 @@ impl Store {
                 format_utc(c.created),
                 format_utc(c.updated)
             ));
-            for m in &c.messages {
-                let who = match m.role {
-                    MessageRole::User => person.as_str(),
-                    MessageRole::Assistant => "Hearth",
-                };
-                let note = match m.status {
-                    Status::Complete | Status::Streaming => "",
-                    Status::Interrupted => " (interrupted)",
-                    Status::Failed => " (failed)",
-                    Status::Stopped => " (stopped)",
-                    Status::CutShort => " (cut short)",
-                    Status::OutOfRoom => " (ran out of room)",
-                };
-                out.push_str(&format!(
-                    "\n### {who} · {}{note}\n\n{}\n",
-                    format_utc(m.created),
-                    m.content.trim_end()
-                ));
-            }
+            push_messages(&mut out, &person, &c.messages, 0);
+            push_others(&mut out, &person, c, 0);
         }
         Ok(out)
     }
+}
+
+/// Each message as a `###` heading (who wrote it, when, and for a reply the model that wrote
+/// it and how it ended) and its text.
+fn push_messages(out: &mut String, person: &str, messages: &[Message], offset: i32) {
+    for m in messages {
+        let who = match (m.role, &m.model) {
+            (MessageRole::User, _) => person.to_string(),
+            (MessageRole::Assistant, Some(model)) => format!("Hearth ({model})"),
+            (MessageRole::Assistant, None) => "Hearth".to_string(),
+        };
+        let note = match m.status {
+            Status::Complete => "",
+            Status::Streaming => " (still being written)",
+            Status::Interrupted => " (interrupted)",
+            Status::Failed => " (failed)",
+            Status::Stopped => " (stopped)",
+            Status::CutShort => " (cut short)",
+            Status::OutOfRoom => " (ran out of room)",
+        };
+        out.push_str(&format!(
+            "\n### {who} · {}{note}\n\n{}\n",
+            format_at_offset(m.created, offset),
+            m.content.trim_end()
+        ));
+    }
+}
+
+/// One conversation as a Markdown document to read, keep or print: its title, then each
+/// message with who wrote it and when, at `offset` minutes east of UTC (the reader's own time).
+/// `person` is the name of whoever wrote its messages (the conversation's owner).
+pub fn conversation_markdown(person: &str, c: &Conversation, exported: i64, offset: i32) -> String {
+    let title = c
+        .title
+        .as_deref()
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .unwrap_or("New chat");
+    let mut out = format!(
+        "# {title}\n\nA chat of {person} with Hearth · started {} · exported {}\n",
+        format_at_offset(c.created, offset),
+        format_at_offset(exported, offset)
+    );
+    push_messages(&mut out, person, &c.messages, offset);
+    push_others(&mut out, person, c, offset);
+    out
+}
+
+/// The messages of other branches, after the branch in view, so an export loses nothing.
+fn push_others(out: &mut String, person: &str, c: &Conversation, offset: i32) {
+    if c.other_versions.is_empty() {
+        return;
+    }
+    out.push_str(
+        "\n#### Other versions in this chat\n\nEarlier wordings of a message, other answers, and what followed them, oldest first.\n",
+    );
+    push_messages(out, person, &c.other_versions, offset);
+}
+
+#[derive(Serialize)]
+struct JsonChat<'a> {
+    format: &'static str,
+    version: u32,
+    person: &'a str,
+    exported: i64,
+    conversation: &'a Conversation,
+}
+
+/// Written into a one-chat JSON export.
+pub const CHAT_EXPORT_FORMAT: &str = "hearth-conversation";
+
+/// One conversation as pretty-printed JSON: `{"format": "hearth-conversation", "version": 1,
+/// "person", "exported", "conversation": {"id", "title", "created", "updated", "messages":
+/// [{"id", "role", "content", "status", "created", "model"}, ...]}}`, times in Unix seconds.
+pub fn conversation_json(person: &str, c: &Conversation, exported: i64) -> Result<String> {
+    let export = JsonChat {
+        format: CHAT_EXPORT_FORMAT,
+        version: EXPORT_VERSION,
+        person,
+        exported,
+        conversation: c,
+    };
+    serde_json::to_string_pretty(&export).map_err(|e| Error::Invalid {
+        field: "export",
+        why: e.to_string(),
+    })
 }
 
 #[cfg(test)]
@@ -155,5 +241,14 @@ mod tests {
         assert_eq!(format_utc(1_735_689_599), "2024-12-31 23:59 UTC");
         // 1969-12-31 23:00 UTC: before the epoch.
         assert_eq!(format_utc(-3600), "1969-12-31 23:00 UTC");
+    }
+
+    #[test]
+    fn times_in_the_readers_zone_say_which_zone() {
+        use super::format_at_offset;
+        assert_eq!(format_at_offset(0, 0), "1970-01-01 00:00 UTC");
+        assert_eq!(format_at_offset(0, 120), "1970-01-01 02:00 UTC+02:00");
+        // Newfoundland, half an hour off, and the day before.
+        assert_eq!(format_at_offset(0, -210), "1969-12-31 20:30 UTC-03:30");
     }
 }

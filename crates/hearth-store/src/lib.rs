@@ -47,6 +47,7 @@
 //! ```
 
 mod attempts;
+mod branches;
 mod chat;
 mod export;
 mod keys;
@@ -64,7 +65,10 @@ use serde::Serialize;
 
 pub use attempts::{Limit, Reserved};
 pub use chat::MAX_TITLE_CHARS;
-pub use export::{format_utc, EXPORT_FORMAT, EXPORT_VERSION};
+pub use export::{
+    conversation_json, conversation_markdown, format_at_offset, format_utc, CHAT_EXPORT_FORMAT,
+    EXPORT_FORMAT, EXPORT_VERSION,
+};
 pub use keys::{KEY_PREFIX, MAX_KEY_NAME_CHARS};
 pub use people::SESSION_IDLE_SECS;
 pub use profile::{
@@ -257,7 +261,7 @@ pub struct ConversationSummary {
 /// How many characters of the last message a [`ConversationSummary`] previews.
 pub const PREVIEW_CHARS: usize = 120;
 
-/// A conversation with its messages in the order they were written.
+/// A conversation with the messages of its branch in view, in the order they were written.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Conversation {
     pub id: i64,
@@ -265,6 +269,21 @@ pub struct Conversation {
     pub created: i64,
     pub updated: i64,
     pub messages: Vec<Message>,
+    /// The messages in view that have other versions (edits, other answers), with all of them.
+    pub versions: Vec<Versions>,
+    /// Every message not on the branch in view (earlier wordings, other answers and what
+    /// followed them), oldest first, each with its parent: out of view is not gone, so exports
+    /// and the keeper's view of a child's chat hold them too.
+    pub other_versions: Vec<Message>,
+}
+
+/// The versions of one message in view ("2 of 3"): its siblings of the same role, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Versions {
+    /// The version in view.
+    pub message: i64,
+    /// Every version, `message` among them.
+    pub ids: Vec<i64>,
 }
 
 /// One message of a conversation.
@@ -272,10 +291,15 @@ pub struct Conversation {
 pub struct Message {
     pub id: i64,
     pub conversation_id: i64,
+    /// The message it follows (`None`: one of the first); see [`Store::switch_branch`].
+    pub parent_id: Option<i64>,
     pub role: MessageRole,
     pub content: String,
     pub status: Status,
     pub created: i64,
+    /// The model that wrote a reply; `None` for the person's own messages and for replies
+    /// stored before Hearth kept it.
+    pub model: Option<String>,
 }
 
 /// An API key as listed to the owner (never the key itself, which only its hash remembers).

@@ -189,6 +189,11 @@ impl Store {
             tx.execute("DELETE FROM users WHERE id = ?1", [id])?;
             // Their stored Responses are keyed by a name, not a foreign key.
             crate::responses::delete_owned(&tx, &crate::responses::person_owner(id))?;
+            // A child's time zone for their hours is a setting, not a column of `users`.
+            tx.execute(
+                "DELETE FROM settings WHERE key = ?1",
+                [crate::profile::zone_key(id)],
+            )?;
             tx.commit()?;
         }
         self.checkpoint()

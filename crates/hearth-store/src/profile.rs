@@ -27,14 +27,19 @@ pub struct Profile {
 }
 
 /// Hours of the day a child may use Hearth, in the keeper's local time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Hours {
     /// Minutes after local midnight when the child may start.
     pub from: u32,
     /// Minutes after local midnight when the child must stop; before `from` spans midnight.
     pub to: u32,
-    /// The keeper's offset from UTC in minutes (east positive) when they set the hours.
+    /// The keeper's offset from UTC in minutes (east positive) when they set the hours: how
+    /// hours saved before the time zone was kept are read.
     pub utc_offset: i32,
+    /// The keeper's time zone ("Europe/Paris", as their browser names it), so the hours follow
+    /// the clocks when they change for daylight saving; `None` for hours saved without one.
+    #[serde(rename = "time_zone")]
+    pub zone: Option<String>,
 }
 
 impl Hours {
@@ -52,11 +57,29 @@ impl Hours {
         }
     }
 
-    /// The minute of the local day at `now` (Unix seconds).
+    /// The minute of the local day at `now` (Unix seconds): in the keeper's time zone, whose
+    /// offset at `now` follows daylight saving; with no zone (or one this build does not
+    /// know), at the offset saved with the hours.
     pub fn local_minute(&self, now: i64) -> u32 {
-        let local = now.div_euclid(60) + i64::from(self.utc_offset);
-        local.rem_euclid(24 * 60) as u32
+        let offset = self
+            .zone
+            .as_deref()
+            .and_then(|zone| zone_offset_minutes(zone, now))
+            .unwrap_or(i64::from(self.utc_offset));
+        (now.div_euclid(60) + offset).rem_euclid(24 * 60) as u32
     }
+}
+
+/// The offset from UTC of IANA time zone `zone` at `now` (Unix seconds), in minutes.
+fn zone_offset_minutes(zone: &str, now: i64) -> Option<i64> {
+    let tz = jiff::tz::TimeZone::get(zone).ok()?;
+    let at = jiff::Timestamp::from_second(now).ok()?;
+    Some(i64::from(tz.to_offset(at).seconds()).div_euclid(60))
+}
+
+/// The `settings` key of child `user`'s time zone for their hours.
+pub(crate) fn zone_key(user: i64) -> String {
+    format!("hours_zone.{user}")
 }
 
 /// The keeper's limits for a child.
@@ -175,6 +198,7 @@ impl Store {
                 from,
                 to,
                 utc_offset,
+                zone: self.setting(&zone_key(user))?,
             }),
             _ => None,
         };
@@ -209,6 +233,14 @@ impl Store {
                     why: "are times of day, from 00:00 to 23:59".into(),
                 });
             }
+            if let Some(zone) = &h.zone {
+                if jiff::tz::TimeZone::get(zone).is_err() {
+                    return Err(Error::Invalid {
+                        field: "hours",
+                        why: format!("are in a time zone Hearth does not know ({zone:?})"),
+                    });
+                }
+            }
             if h.from == h.to {
                 return Err(Error::Invalid {
                     field: "hours",
@@ -237,15 +269,18 @@ impl Store {
             field: "topics",
             why: e.to_string(),
         })?;
-        let changed = self.conn().execute(
+        let hours = limits.hours.as_ref();
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let changed = tx.execute(
             "UPDATE users SET child_prompt = ?1, hours_from = ?2, hours_to = ?3, utc_offset = ?4,
                  topics = ?5, keeper_sees = ?6
              WHERE id = ?7 AND child = 1",
             params![
                 prompt,
-                limits.hours.map(|h| h.from),
-                limits.hours.map(|h| h.to),
-                limits.hours.map(|h| h.utc_offset),
+                hours.map(|h| h.from),
+                hours.map(|h| h.to),
+                hours.map(|h| h.utc_offset),
                 topics_json,
                 limits.keeper_sees,
                 user
@@ -254,9 +289,21 @@ impl Store {
         if changed == 0 {
             return Err(not_found(user));
         }
+        // The zone is kept in `settings`, so limits saved before it existed read as they were
+        // without a change to the `users` table.
+        match hours.and_then(|h| h.zone.as_deref()) {
+            Some(zone) => tx.execute(
+                "INSERT INTO settings (key, value) VALUES (?1, ?2)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                params![zone_key(user), zone],
+            )?,
+            None => tx.execute("DELETE FROM settings WHERE key = ?1", [zone_key(user)])?,
+        };
+        tx.commit()?;
+        drop(conn);
         Ok(ChildLimits {
             prompt: prompt.map(String::from),
-            hours: limits.hours,
+            hours: limits.hours.clone(),
             topics,
             keeper_sees: limits.keeper_sees,
         })

@@ -143,6 +143,30 @@ pub const MIGRATIONS: &[&str] = &[
         WHERE type = 'table' AND name = 'messages';
     PRAGMA writable_schema = OFF;
     "#,
+    // 6: branches (issue 18). Each message hangs under the one it follows (`parent_id`; NULL
+    // for the first ones), so an edit or another answer is a sibling and what was there stays;
+    // `leaf_id` is the message a conversation shows last (NULL: its newest). Every stored chat
+    // becomes one path: each message under the one before it, the last one shown. A message's
+    // parent is always written before it, so it has the smaller id. No ON DELETE CASCADE on
+    // the parent: a long chat is one chain of parents, and SQLite stops cascading after 1,000
+    // levels; messages go with their conversation, and nothing deletes a message whose
+    // descendants stay.
+    r#"
+    ALTER TABLE messages ADD COLUMN parent_id INTEGER REFERENCES messages (id);
+    ALTER TABLE conversations ADD COLUMN leaf_id INTEGER;
+    UPDATE messages SET parent_id = (
+        SELECT MAX(p.id) FROM messages p
+        WHERE p.conversation_id = messages.conversation_id AND p.id < messages.id);
+    UPDATE conversations SET leaf_id = (
+        SELECT MAX(m.id) FROM messages m WHERE m.conversation_id = conversations.id);
+    CREATE INDEX messages_parent ON messages (parent_id);
+    "#,
+    // 7: the model that wrote each reply (issue 18, item 7), so the page can say which one
+    // answered after the keeper switched models. NULL: the person's own messages, and replies
+    // written before Hearth kept it.
+    r#"
+    ALTER TABLE messages ADD COLUMN model TEXT;
+    "#,
 ];
 
 /// The schema version this code writes.

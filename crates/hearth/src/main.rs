@@ -31,6 +31,9 @@ enum Command {
     Tokenize(cmd::tokenize::TokenizeArgs),
     /// Measure prompt processing and generation speed, load time and peak memory.
     Bench(cmd::bench::BenchArgs),
+    /// How well a model predicts a text (perplexity, llama-perplexity's method), and its KL
+    /// divergence from a base run of another model or program.
+    Perplexity(cmd::perplexity::PerplexityArgs),
     /// Will a model fit this machine (or a named one), how fast, for how many users; reads only
     /// the model's header.
     Plan(cmd::plan::PlanArgs),
@@ -66,6 +69,7 @@ fn main() -> ExitCode {
         Command::Chat(a) => cmd::chat::run(a),
         Command::Tokenize(a) => cmd::tokenize::run(a),
         Command::Bench(a) => cmd::bench::run(a),
+        Command::Perplexity(a) => cmd::perplexity::run(a),
         Command::Plan(a) => cmd::plan::run(a),
         Command::Serve(a) => cmd::serve::run(a),
         Command::Discover(a) => cmd::discover::run(a),

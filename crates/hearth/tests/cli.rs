@@ -397,11 +397,12 @@ fn unsupported_architecture_is_named_with_the_supported_list() {
 fn unsupported_tensor_type_is_named_with_the_supported_list() {
     let home = tempfile::tempdir().expect("tempdir");
     let bytes = hearth_model::testing::TinySpec {
-        weight_types: vec![GgmlType::IQ2_XXS],
+        // IQ1_S has no kernels (IQ2_XXS, the type this test used first, now has).
+        weight_types: vec![GgmlType::IQ1_S],
         ..hearth_model::testing::TinySpec::new("llama")
     }
     .build();
-    let path = home.path().join("iq2.gguf");
+    let path = home.path().join("iq1.gguf");
     std::fs::write(&path, bytes).expect("write");
     let out = hearth(
         &[
@@ -416,7 +417,7 @@ fn unsupported_tensor_type_is_named_with_the_supported_list() {
         ],
         home.path(),
     );
-    assert_clean_failure(&out, "IQ2_XXS");
+    assert_clean_failure(&out, "IQ1_S");
     assert!(
         text(&out.stderr).contains("Q4_K"),
         "should list what is supported: {}",

@@ -79,7 +79,7 @@ fn f16_at(b: &[u8], off: usize) -> f32 {
 }
 
 #[inline(always)]
-fn f32_at(b: &[u8], off: usize) -> f32 {
+pub(crate) fn f32_at(b: &[u8], off: usize) -> f32 {
     f32::from_le_bytes([b[off], b[off + 1], b[off + 2], b[off + 3]])
 }
 

@@ -137,7 +137,7 @@ pub(super) struct Vnni;
 /// `acc + Σ u × y` per i32 lane.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl,avx512bw")]
-fn dpbusd(acc: __m256i, u: __m256i, y: __m256i) -> __m256i {
+pub(super) fn dpbusd(acc: __m256i, u: __m256i, y: __m256i) -> __m256i {
     _mm256_dpbusd_epi32(acc, u, y)
 }
 
@@ -203,7 +203,7 @@ pub(super) unsafe fn load32(p: *const u8) -> __m256i {
 /// `p + k * stride` points at two readable bytes for every `k < 8`.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn f16x8(p: *const u8, stride: usize) -> __m256 {
+pub(super) unsafe fn f16x8(p: *const u8, stride: usize) -> __m256 {
     // SAFETY: the caller guarantees the eight fields are readable.
     let h = |k: usize| {
         u64::from(u16::from_le(unsafe {
@@ -222,7 +222,7 @@ unsafe fn f16x8(p: *const u8, stride: usize) -> __m256 {
 /// # Safety
 /// The CPU has AVX2/FMA/F16C; `w` holds `nb` blocks of `wbs` bytes, `x` `nb` Q8_0 blocks.
 #[inline(always)]
-unsafe fn dot_sym(
+pub(super) unsafe fn dot_sym(
     nb: usize,
     w: &[u8],
     wbs: usize,

@@ -60,6 +60,17 @@ pub fn random_bytes_row(rng: &mut StdRng, ty: GgmlType, n: usize) -> Vec<u8> {
         GgmlType::Q3_K => (ty.type_size(), &[108]),
         GgmlType::Q4_K | GgmlType::Q5_K => (ty.type_size(), &[0, 2]),
         GgmlType::Q6_K => (ty.type_size(), &[208]),
+        GgmlType::IQ4_NL | GgmlType::IQ4_XS => (ty.type_size(), &[0]),
+        GgmlType::IQ2_XXS | GgmlType::IQ2_XS | GgmlType::IQ3_XXS | GgmlType::IQ3_S => {
+            (ty.type_size(), &[0])
+        }
+        GgmlType::MXFP4 => {
+            // The E8M0 scale byte: 2^-18 .. 2^2 keeps products finite, as in real weights.
+            for block in out.chunks_exact_mut(ty.type_size()) {
+                block[0] = rng.gen_range(110..=130);
+            }
+            return out;
+        }
         other => panic!("random_bytes_row: {other} not handled"),
     };
     for block in out.chunks_exact_mut(bs) {

@@ -5,6 +5,7 @@ mod contention;
 mod dot;
 mod fixtures;
 mod float_levels;
+mod iquants;
 mod levels;
 mod matmul;
 mod packed;

@@ -153,5 +153,5 @@ fn qmatrix_new_checks_shape() {
     assert!(QMatrix::new(GgmlType::Q4_0, &data, 2, 32).is_ok());
     assert!(QMatrix::new(GgmlType::Q4_0, &data, 3, 32).is_err());
     assert!(QMatrix::new(GgmlType::Q4_0, &data, 2, 16).is_err());
-    assert!(QMatrix::new(GgmlType::IQ4_NL, &data, 2, 32).is_err());
+    assert!(QMatrix::new(GgmlType::IQ1_S, &data, 2, 256).is_err());
 }

@@ -1,8 +1,10 @@
 // A conversation: its messages, the composer, and following a reply as it is written.
 
+import { versionControls } from './branches.js';
 import { privacyNote, privacySentence } from './family.js';
-import { continueReply, cutShortNote, forgetUnsentChat } from './lengths.js';
+import { continueReply, cutShortNote } from './lengths.js';
 import { S, api } from './api.js';
+import { chatTools, messageHead } from './chatx.js';
 import { ask, copyButton, h, toast } from './dom.js';
 import { t } from './i18n.js';
 import { renderMarkdown } from './markdown.js';
@@ -44,6 +46,12 @@ export async function openConversation(id, { push = true, focus = false } = {}) 
   renderList();
   followIfRunning();
   if (focus) document.getElementById('chat-title')?.focus();
+}
+
+/** The last message the page shows of the open chat (0: none), sent with every request that
+ * answers it, so a chat another window moved on is reloaded instead of answered blind. */
+function lastSeen() {
+  return S.conv?.messages?.at(-1)?.id ?? 0;
 }
 
 /** Asks the server for the open conversation again (after a reply ends, the page comes back
@@ -114,6 +122,7 @@ function renderHead() {
   head.replaceChildren(...[
     h('h1', { id: 'chat-title', tabindex: '-1', dir: 'auto' }, titleOf(S.conv)),
     S.conv ? h('div', { class: 'row' },
+      ...chatTools(S.conv),
       h('button', { type: 'button', class: 'small ghost', id: 'rename', onclick: rename }, t('chat.rename')),
       h('button', { type: 'button', class: 'small ghost', id: 'delete', onclick: removeConversation }, t('chat.delete'))) : null,
   ].filter(Boolean));
@@ -148,25 +157,27 @@ function renderMessages() {
     updateControls();
     return;
   }
-  const lastUser = lastOf('user');
   const lastAssistant = lastOf('assistant');
   const busy = !!running();
   box.replaceChildren(...ms.map((m) => messageView(m, {
     hidden: hidden.has(m.id),
-    editable: !busy && m === lastUser,
+    busy,
+    editable: !busy && m.role === 'user',
     regenerable: !busy && m === lastAssistant && m === ms[ms.length - 1],
   })));
   updateControls();
   box.scrollTop = box.scrollHeight;
 }
 
-function messageView(m, { hidden, editable, regenerable }) {
+function messageView(m, { hidden, busy, editable, regenerable }) {
   const mine = m.role === 'user';
   const body = h('div', { class: 'body', dir: 'auto' });
   fillBody(body, m);
   const actions = h('div', { class: 'actions' });
+  const versions = versionControls(m, { busy, shown: showBranch });
+  if (versions) actions.append(versions);
   if (!mine && m.content) actions.append(copyButton(() => m.content));
-  if (editable) actions.append(h('button', { type: 'button', class: 'small ghost', onclick: () => editLast(m) }, t('chat.edit')));
+  if (editable) actions.append(h('button', { type: 'button', class: 'small ghost', onclick: () => editMessage(m) }, t('chat.edit')));
   if (regenerable && m.status === 'cut_short') {
     actions.append(h('button', { type: 'button', class: 'small primary', onclick: goOn }, t('chat.continue')));
   }
@@ -181,7 +192,7 @@ function messageView(m, { hidden, editable, regenerable }) {
     'data-id': m.id, 'data-status': m.status, 'aria-busy': m.status === 'streaming' ? 'true' : 'false',
     'aria-label': mine ? t('chat.you_said') : t('chat.hearth_said'),
   },
-  h('h2', { class: 'who' }, mine ? (S.me ? S.me.name : t('chat.you')) : 'Hearth'),
+  messageHead(m, mine ? (S.me ? S.me.name : t('chat.you')) : 'Hearth'),
   hidden ? h('p', { class: 'tag' }, t('chat.unseen')) : null,
   body,
   note ? h('p', { class: `note ${m.status}` }, note) : null,
@@ -243,15 +254,18 @@ async function send(text) {
   const input = document.getElementById('composer-input');
   const sendBtn = document.getElementById('send');
   if (sendBtn) sendBtn.disabled = true;
-  let made = null;
   try {
+    let r;
     if (!S.conv) {
-      const c = await api('POST', '/api/conversations', {});
+      // A new chat and its first message in one request: the server makes the chat only if
+      // the message is sent, so a refused one leaves no empty chat behind.
+      r = await api('POST', '/api/conversations', { content: text });
+      const c = r.conversation;
       S.conv = { id: c.id, title: c.title, messages: [], hidden_from_model: [] };
-      made = c.id;
       setUrl(`/c/${c.id}`, false);
+    } else {
+      r = await api('POST', `/api/conversations/${S.conv.id}/messages`, { content: text, last_seen: lastSeen() });
     }
-    const r = await api('POST', `/api/conversations/${S.conv.id}/messages`, { content: text });
     S.failedDraft = null;
     S.failedDraftError = null;
     if (input) { input.value = ''; grow(input); }
@@ -262,14 +276,8 @@ async function send(text) {
     follow(S.conv.id);
     loadList();
   } catch (e) {
-    if (made != null && S.conv && S.conv.id === made) {
-      // The chat made for this message holds nothing: it goes with the message.
-      await forgetUnsentChat(made);
-      S.conv = null;
-      setUrl('/', false);
-      loadList();
-    }
     if (e.status === 401) return;
+    if (e.code === 'changed') await refreshConversation();
     S.failedDraft = text;
     S.failedDraftError = e;
     showSendError(e);
@@ -287,7 +295,10 @@ async function goOn() {
       setBusy(t('chat.writing'));
       follow(S.conv.id);
     });
-  } catch (e) { toast(e.message); }
+  } catch (e) {
+    if (e.code === 'changed') await refreshConversation();
+    toast(e.message);
+  }
 }
 
 async function stop() {
@@ -295,35 +306,56 @@ async function stop() {
   try { await api('POST', `/api/conversations/${S.conv.id}/stop`); } catch (e) { toast(e.message); }
 }
 
-async function regenerate() {
-  if (!S.conv) return;
-  try {
-    const r = await api('POST', `/api/conversations/${S.conv.id}/regenerate`);
-    const ms = S.conv.messages;
-    if (ms.length && ms[ms.length - 1].role === 'assistant') ms.pop();
-    ms.push(r.assistant);
-    renderMessages();
-    setBusy(t('chat.thinking'));
-    follow(S.conv.id);
-  } catch (e) { toast(e.message); }
+/** Another version was chosen: the chat as the server now reads it. */
+function showBranch(conv) {
+  S.conv = conv;
+  renderMessages();
+  followIfRunning();
+  loadList();
 }
 
-async function editLast(m) {
+/** A reply started on a new branch (another answer, an edit): the chat is read again, for the
+ * versions it now has, and the reply followed. */
+async function followNewBranch(id, r) {
+  try {
+    const conv = await api('GET', `/api/conversations/${id}`);
+    if (S.conv && S.conv.id === id) S.conv = conv;
+  } catch {
+    // Its events bring the reply anyway; until then the page shows what it was told.
+    const ms = S.conv.messages;
+    const at = r.user ? ms.findIndex((m) => m.id === r.user.parent_id) : ms.findIndex((m) => m.id === r.assistant.parent_id);
+    ms.splice(at + 1, ms.length, ...[r.user, r.assistant].filter(Boolean));
+  }
+  renderMessages();
+  setBusy(t('chat.thinking'));
+  follow(id);
+  loadList();
+}
+
+async function regenerate() {
+  if (!S.conv) return;
+  const id = S.conv.id;
+  try {
+    const r = await api('POST', `/api/conversations/${id}/regenerate`, { last_seen: lastSeen() });
+    await followNewBranch(id, r);
+  } catch (e) {
+    if (e.code === 'changed') await refreshConversation();
+    toast(e.message);
+  }
+}
+
+async function editMessage(m) {
   const v = await ask({
     title: t('chat.edit_title'),
     text: t('chat.edit_text'),
     fields: [{ name: 'content', label: t('chat.your_message'), input: { tag: 'textarea', value: m.content, required: true, rows: '5', dir: 'auto' } }],
     ok: t('chat.send'),
   });
-  if (!v || !v.content.trim()) return;
+  if (!v || !v.content.trim() || !S.conv) return;
+  const id = S.conv.id;
   try {
-    const r = await api('POST', `/api/conversations/${S.conv.id}/edit`, { content: v.content.trim() });
-    const ms = S.conv.messages;
-    const at = ms.indexOf(m);
-    ms.splice(at < 0 ? ms.length : at, ms.length, r.user, r.assistant);
-    renderMessages();
-    setBusy(t('chat.thinking'));
-    follow(S.conv.id);
+    const r = await api('POST', `/api/conversations/${id}/edit`, { content: v.content.trim(), message_id: m.id });
+    await followNewBranch(id, r);
   } catch (e) { toast(e.message); }
 }
 

@@ -119,8 +119,10 @@ function limitsForm(p, limits, reload) {
       hours: on ? {
         from: minutesOf(el('from').value) ?? 0,
         to: minutesOf(el('until').value) ?? 0,
-        // The server knows no time zone: hours are in the keeper's, as their browser says now.
+        // Hours are in the keeper's time: the zone their browser names, so the hours follow
+        // the clocks when they change for summer, and the offset now for an older server.
         utc_offset: -new Date().getTimezoneOffset(),
+        time_zone: Intl.DateTimeFormat().resolvedOptions().timeZone || null,
       } : null,
       topics: el('topics').value.split('\n').map((line) => line.trim()).filter(Boolean),
       keeper_sees: el('keeper_sees').checked,
@@ -149,14 +151,26 @@ async function showChildChats(p) {
     h('div', { class: 'row' }, h('button', { type: 'button', class: 'primary', onclick: () => dlg.close() }, t('common.close'))));
   dlg.addEventListener('close', () => dlg.remove());
   if (!list.length) body.append(h('p', {}, t('family.no_chats', { name: p.name })));
+  const said = (m) => h('p', { class: `said ${m.role}`, dir: 'auto' },
+    h('strong', {}, t('family.said_by', { name: m.role === 'user' ? p.name : 'Hearth' })), m.content);
   for (const c of list) {
     let full;
     try { full = await api('GET', `/api/people/${p.id}/conversations/${c.id}`); } catch { continue; }
     body.append(h('section', { class: 'card' },
       h('h3', {}, c.title || t('chat.new')),
       h('p', { class: 'hint' }, when(c.updated)),
-      ...full.messages.map((m) => h('p', { class: `said ${m.role}`, dir: 'auto' },
-        h('strong', {}, t('family.said_by', { name: m.role === 'user' ? p.name : 'Hearth' })), m.content))));
+      h('a', {
+        class: 'button small ghost', download: '',
+        href: `/api/people/${p.id}/conversations/${c.id}/export?format=markdown&offset=${-new Date().getTimezoneOffset()}`,
+      }, t('family.download_chat', { title: c.title || t('chat.new') })),
+      ...full.messages.map(said),
+      // What the child edited away or asked again is out of their view, not gone: the keeper
+      // can read it too.
+      ...(full.other_versions?.length
+        ? [h('details', {},
+          h('summary', {}, t('family.other_versions', { count: full.other_versions.length })),
+          ...full.other_versions.map(said))]
+        : [])));
   }
   document.body.append(dlg);
   dlg.showModal();

@@ -1,6 +1,6 @@
 // Long messages and long replies, honestly: a reply that reached the longest a reply can be is
 // "cut short" and goes on in the same message with Continue; a message the server refused is
-// kept nowhere, not even as an empty chat made for it.
+// kept nowhere (a new chat is made with its first message, by the server, only once it is sent).
 
 import { api } from './api.js';
 import { t } from './i18n.js';
@@ -11,14 +11,8 @@ export const cutShortNote = () => t('chat.cut_short');
 /** Asks the server to go on with conversation `conv`'s cut-short reply, in place; `then`
  * follows it (the reply's event stream starts with its text so far). */
 export async function continueReply(conv, then) {
-  const r = await api('POST', `/api/conversations/${conv.id}/continue`);
+  const r = await api('POST', `/api/conversations/${conv.id}/continue`, { last_seen: conv.messages.at(-1)?.id ?? 0 });
   const i = conv.messages.findIndex((m) => m.id === r.assistant.id);
   if (i >= 0) conv.messages[i] = r.assistant;
   then();
-}
-
-/** Deletes the chat that was made for a first message the server then refused: nothing of a
- * message that was not sent stays, and trying again cannot leave empty chats behind. */
-export async function forgetUnsentChat(id) {
-  try { await api('DELETE', `/api/conversations/${id}`); } catch { /* gone already */ }
 }

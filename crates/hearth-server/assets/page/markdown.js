@@ -1,6 +1,7 @@
 // Markdown from a reply, rendered into DOM nodes (never through innerHTML).
 
 import { copyButton, h } from './dom.js';
+import { highlight } from './highlight.js';
 import { t } from './i18n.js';
 
 const FENCE = /^ {0,3}(`{3,}|~{3,})\s*([^\s`]*)/;
@@ -202,7 +203,8 @@ function inline(text, parent) {
 }
 
 function codeBlock(text, lang) {
-  const code = h('code', { text });
+  // Coloured where the language is one Hearth knows: text nodes and spans, still never HTML.
+  const code = h('code', {}, highlight(text, lang) || text);
   return h('div', { class: 'code' },
     h('div', { class: 'code-bar' },
       h('span', { class: 'lang' }, lang || t('md.code_tag')),

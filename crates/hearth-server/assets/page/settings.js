@@ -1,5 +1,6 @@
 // Settings: the person's own account and chats, and the keeper's household settings.
 
+import { adviceBlock, adviceFor, modelNote, planSentences } from './advice.js';
 import { S, api, readEvents } from './api.js';
 import { openConversation, stopFollowing } from './chat.js';
 import { ask, bytes, copyButton, errorBox, field, h, nextId, showError, toast, when } from './dom.js';
@@ -283,11 +284,12 @@ function modelSection(s, slot) {
         h('div', {}, h('strong', {}, m.name), ' ', h('span', { class: 'muted' }, bytes(m.size)),
           h('p', { class: 'muted' }, t('model.text_only'))));
     }
+    const note = modelNote(adviceFor(s.advice, m.name));
     // The visible word is part of the name a screen reader gives (WCAG's label in name).
     const btn = h('button', { type: 'button', class: 'small ghost' }, t('model.use'), h('span', { class: 'sr-only' }, ` ${m.name}`));
     btn.addEventListener('click', () => useModel(m.name, btn));
     return h('li', {},
-      h('div', {}, h('strong', {}, m.name), ' ', h('span', { class: 'muted' }, bytes(m.size))),
+      h('div', {}, h('strong', {}, m.name), ' ', h('span', { class: 'muted' }, bytes(m.size)), note),
       btn);
   });
   const catalog = (s.catalog || []).filter((c) => !c.installed).map((c) => {
@@ -297,19 +299,20 @@ function modelSection(s, slot) {
     btn.addEventListener('click', () => pull(c.name, btn, bar, label, slot));
     return h('li', {},
       h('div', {}, h('strong', {}, c.name), ' ', h('span', { class: 'muted' }, bytes(c.size)),
-        c.description ? h('p', { class: 'muted' }, c.description) : null, bar, label),
+        c.description ? h('p', { class: 'muted' }, c.description) : null,
+        modelNote(adviceFor(s.advice, c.name)), bar, label),
       btn);
   });
   return section(t('settings.tab_model'),
     h('p', {}, t('model.in_use'), h('strong', {}, model.id || t('model.none_in_use')), model.ctx ? t('model.keeps', { words: words(model.ctx) }) : ''),
     model.ctx ? details(t('model.context', { count: model.ctx })) : null,
+    h('h3', {}, t('model.recommended')),
+    adviceBlock(s.advice),
     h('h3', {}, t('model.here')),
     h('ul', { class: 'rows', id: 'installed' }, installed.length ? installed : h('li', {}, t('model.none'))),
     catalog.length ? [h('h3', {}, t('model.more')), h('ul', { class: 'rows', id: 'catalog' }, catalog)] : null,
-    h('h3', {}, t('model.can_run')),
-    s.plan
-      ? h('details', {}, h('summary', {}, t('model.show_plan')), h('pre', { class: 'plan', tabindex: '0' }, JSON.stringify(s.plan, null, 2)))
-      : h('p', { class: 'muted' }, t('model.no_plan')));
+    h('h3', {}, t('model.needs')),
+    planSentences(s.plan, model, adviceFor(s.advice, model.id), details));
 }
 
 async function pull(name, btn, bar, label, slot) {

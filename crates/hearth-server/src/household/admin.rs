@@ -171,19 +171,23 @@ pub async fn settings(State(state): State<Arc<AppState>>, me: Me) -> Result<Json
     me.require_owner()?;
     let h = household(&state)?;
     let admin = h.admin.clone();
-    let (installed, catalog, plan) = match admin {
-        Some(a) => tokio::task::spawn_blocking(move || (a.installed(), a.catalog(), a.plan()))
-            .await
-            .map_err(|e| ApiError::internal(e.to_string()))?,
-        None => (json!([]), json!([]), None),
-    };
     let served = state.served();
+    let in_use = served.model_id.clone();
+    let (installed, catalog, plan, advice) = match admin {
+        Some(a) => tokio::task::spawn_blocking(move || {
+            (a.installed(), a.catalog(), a.plan(), a.advice(&in_use))
+        })
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?,
+        None => (json!([]), json!([]), None, None),
+    };
     Ok(Json(json!({
         "household": h.store.household().map_err(db)?,
         "model": {"id": served.model_id, "ctx": served.ctx},
         "installed": installed,
         "catalog": catalog,
         "plan": plan,
+        "advice": advice,
     })))
 }
 

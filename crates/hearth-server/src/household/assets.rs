@@ -23,10 +23,17 @@ const JS: &str = "text/javascript; charset=utf-8";
 /// The modules under `/page/`, by file name. A module the page imports but that is missing here
 /// would leave the page blank; `every_module_the_page_imports_is_served` checks the list.
 const PAGE_MODULES: &[(&str, &str)] = &[
+    ("advice.js", include_str!("../../assets/page/advice.js")),
     ("api.js", include_str!("../../assets/page/api.js")),
+    ("branches.js", include_str!("../../assets/page/branches.js")),
     ("chat.js", include_str!("../../assets/page/chat.js")),
+    ("chatx.js", include_str!("../../assets/page/chatx.js")),
     ("dom.js", include_str!("../../assets/page/dom.js")),
     ("family.js", include_str!("../../assets/page/family.js")),
+    (
+        "highlight.js",
+        include_str!("../../assets/page/highlight.js"),
+    ),
     ("i18n.js", include_str!("../../assets/page/i18n.js")),
     ("lengths.js", include_str!("../../assets/page/lengths.js")),
     ("login.js", include_str!("../../assets/page/login.js")),

@@ -27,16 +27,22 @@ use crate::error::ApiError;
 use crate::generation::{start_generation, Piece, Plan};
 use crate::{AppState, Served};
 
+mod branches;
+pub(crate) mod export;
+mod first;
 mod guard;
 mod lengths;
 mod saver;
+
+pub use branches::{edit, regenerate, switch_branch};
 
 pub(super) use guard::stop_replies_of;
 use guard::{check_owned, owned, request_stop, reserve, running, Slot};
 
 pub(crate) use lengths::message_limit;
 use lengths::{
-    answer_room, check_content, most_message_tokens, prompt_overhead, too_long, NO_ROOM_TO_CONTINUE,
+    answer_room, check_content, most_message_tokens, most_message_tokens_offloaded,
+    prompt_overhead, too_long, NO_ROOM_TO_CONTINUE,
 };
 
 /// New text of a child's reply between two topic checks.
@@ -107,6 +113,9 @@ pub async fn list(
 pub struct CreateBody {
     #[serde(default)]
     title: Option<String>,
+    /// The first message: the chat is made only if it is sent (`chat/first.rs`).
+    #[serde(default)]
+    content: Option<String>,
 }
 
 pub async fn create(
@@ -120,6 +129,10 @@ pub async fn create(
     } else {
         crate::body::parse_body_async(body).await?
     };
+    if let Some(content) = &b.content {
+        let title = b.title.as_deref().map(str::trim);
+        return first::create_with_message(&state, &me, title, content).await;
+    }
     let c = h
         .store
         .create_conversation(me.user.id, b.title.as_deref().map(str::trim))
@@ -134,13 +147,25 @@ pub async fn get_one(
 ) -> Result<Json<Value>, ApiError> {
     let h = household(&state)?;
     let c = owned(h, me.user.id, id)?;
-    let hidden = build_prompt(&state.served(), h, &me.user, &c.messages, None, false)
+    Ok(Json(conversation_json(&state, h, &me.user, c)))
+}
+
+/// A conversation as the page reads it: the branch in view, which of its messages the model no
+/// longer sees, and whether a reply is being written.
+fn conversation_json(
+    state: &Arc<AppState>,
+    h: &Household,
+    user: &User,
+    c: hearth_store::Conversation,
+) -> Value {
+    let hidden = build_prompt(&state.served(), h, user, &c.messages, None, false)
         .map(|(_, hidden)| hidden)
         .unwrap_or_default();
+    let busy = running(h, user.id, c.id).is_some();
     let mut v = json!(c);
     v["hidden_from_model"] = json!(hidden);
-    v["running"] = json!(running(h, me.user.id, id).is_some());
-    Ok(Json(v))
+    v["running"] = json!(busy);
+    v
 }
 
 #[derive(Deserialize)]
@@ -197,6 +222,8 @@ pub async fn delete_all(
 #[derive(Deserialize)]
 pub struct SendBody {
     content: String,
+    #[serde(flatten)]
+    seen: guard::Seen,
 }
 
 fn busy() -> ApiError {
@@ -217,14 +244,14 @@ pub async fn send(
     let h = household(&state)?;
     check_owned(h, me.user.id, id)?;
     let b: SendBody = crate::body::parse_body_async(body).await?;
-    let content = check_content(
-        &b.content,
-        most_message_tokens(&state.served(), h, &me.user),
-    )?;
+    let most = most_message_tokens_offloaded(state.served(), h, &me.user).await?;
+    let content = check_content(&b.content, most)?;
     let slot = reserve(h, me.user.id, id)?;
     steer_question(&state, &me.user, content).await?;
     let c = owned(h, me.user.id, id)?;
-    start_reply(&state, slot, &me.user, &c.messages, Some(content), None)
+    guard::check_in_view(&c, b.seen.last_seen)?;
+    let after = c.messages.last().map(|m| m.id);
+    start_reply(&state, slot, &me.user, &c.messages, Some(content), after)
 }
 
 /// A child's question on one of their keeper's topics: a kind refusal, and nothing stored or
@@ -252,34 +279,20 @@ async fn steer_question(state: &Arc<AppState>, user: &User, text: &str) -> Resul
     }
 }
 
-pub async fn regenerate(
-    State(state): State<Arc<AppState>>,
-    me: Me,
-    Path(id): Path<i64>,
-) -> Result<Json<Value>, ApiError> {
-    let h = household(&state)?;
-    let c = owned(h, me.user.id, id)?;
-    let slot = reserve(h, me.user.id, id)?;
-    // The reply it replaces goes only once the new one has started.
-    let (keep, replace) = match c.messages.last() {
-        Some(m) if m.role == MessageRole::Assistant => {
-            (&c.messages[..c.messages.len() - 1], Some(m.id))
-        }
-        Some(_) => (&c.messages[..], None),
-        None => return Err(ApiError::bad_request("there is nothing to answer yet")),
-    };
-    start_reply(&state, slot, &me.user, keep, None, replace)
-}
-
 /// Continues a reply that was cut short, in the same message.
 pub async fn continue_reply(
     State(state): State<Arc<AppState>>,
     me: Me,
     Path(id): Path<i64>,
+    body: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let h = household(&state)?;
-    let c = owned(h, me.user.id, id)?;
+    check_owned(h, me.user.id, id)?;
+    let seen = guard::Seen::from_body(body).await?;
     let slot = reserve(h, me.user.id, id)?;
+    // Read with the slot held: nothing can change it now.
+    let c = owned(h, me.user.id, id)?;
+    guard::check_in_view(&c, seen.last_seen)?;
     let Some(last) = c
         .messages
         .last()
@@ -298,40 +311,6 @@ pub async fn continue_reply(
         .map_err(db)?;
     spawn_reply(&state, slot, &me.user, &msg, gen, capped, hidden);
     Ok(Json(json!({"assistant": msg})))
-}
-
-pub async fn edit(
-    State(state): State<Arc<AppState>>,
-    me: Me,
-    Path(id): Path<i64>,
-    body: axum::body::Bytes,
-) -> Result<Json<Value>, ApiError> {
-    let h = household(&state)?;
-    check_owned(h, me.user.id, id)?;
-    let b: SendBody = crate::body::parse_body_async(body).await?;
-    let content = check_content(
-        &b.content,
-        most_message_tokens(&state.served(), h, &me.user),
-    )?;
-    let slot = reserve(h, me.user.id, id)?;
-    steer_question(&state, &me.user, content).await?;
-    // Read only now, with the slot held: nothing can have changed it since.
-    let c = owned(h, me.user.id, id)?;
-    let at = c
-        .messages
-        .iter()
-        .rposition(|m| m.role == MessageRole::User)
-        .ok_or_else(|| ApiError::bad_request("there is no message to edit"))?;
-    // The old message and what followed it go only once the new one is sure to be sent.
-    let replace = c.messages[at].id;
-    start_reply(
-        &state,
-        slot,
-        &me.user,
-        &c.messages[..at],
-        Some(content),
-        Some(replace),
-    )
 }
 
 pub async fn stop(
@@ -458,17 +437,18 @@ fn generate(
     .map(|g| (g, capped))
 }
 
-/// Starts a reply in `conv` to `keep` and then `pending`, the person's new message. Nothing is
-/// stored until the model has taken the request: then the messages from `replace` on go
-/// (regenerate, edit), `pending` is stored, and the reply with it. A message that was not sent
-/// is never stored, so sending it again cannot make a copy.
+/// Starts a reply in `conv` to `keep` (the branch it continues) and then `pending`, the
+/// person's new message. Nothing is stored until the model has taken the request: then
+/// `pending` is stored under message `after` (the end of `keep`), and the reply under it (or
+/// under `after`, for another answer). What was there stays as another branch. A message that
+/// was not sent is never stored, so sending it again cannot make a copy.
 fn start_reply(
     state: &Arc<AppState>,
     slot: Slot<'_>,
     user: &User,
     keep: &[Message],
     pending: Option<&str>,
-    replace: Option<i64>,
+    after: Option<i64>,
 ) -> Result<Json<Value>, ApiError> {
     let h = household(state)?;
     let conv = slot.conv;
@@ -476,22 +456,34 @@ fn start_reply(
     let (prompt, hidden) = build_prompt(&served, h, user, keep, pending, false)?;
     let (gen, capped) = generate(state, &served, h, prompt)?;
     // On a failure from here on, dropping `gen` cancels the generation.
-    if let Some(first) = replace {
-        h.store
-            .delete_messages_from(user.id, conv, first)
-            .map_err(db)?;
-    }
     let message = match pending {
         Some(content) => Some(
             h.store
-                .add_message(user.id, conv, MessageRole::User, content, Status::Complete)
+                .add_message_after(
+                    user.id,
+                    conv,
+                    after,
+                    MessageRole::User,
+                    content,
+                    Status::Complete,
+                    None,
+                )
                 .map_err(db)?,
         ),
         None => None,
     };
+    let parent = message.as_ref().map(|m| m.id).or(after);
     let msg = h
         .store
-        .add_message(user.id, conv, MessageRole::Assistant, "", Status::Streaming)
+        .add_message_after(
+            user.id,
+            conv,
+            parent,
+            MessageRole::Assistant,
+            "",
+            Status::Streaming,
+            Some(&served.model_id),
+        )
         .map_err(db)?;
     spawn_reply(state, slot, user, &msg, gen, capped, hidden);
     Ok(Json(match message {

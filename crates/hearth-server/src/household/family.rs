@@ -300,6 +300,10 @@ pub struct HoursBody {
     /// Required: hours read in the wrong zone would open or close at the wrong time.
     #[serde(default)]
     utc_offset: Option<i32>,
+    /// The keeper's IANA time zone, as their browser names it ("Europe/Paris"): the hours
+    /// follow its clocks across daylight-saving changes. Without it, the offset alone.
+    #[serde(default)]
+    time_zone: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -345,6 +349,10 @@ pub async fn put_child_limits(
                     "hours need the time zone they are in; reload the page and save again",
                 )
             })?,
+            zone: x
+                .time_zone
+                .map(|z| z.trim().to_string())
+                .filter(|z| !z.is_empty()),
         }),
     };
     // The default's own text saved back is the default, so a later, better default reaches

@@ -57,6 +57,16 @@ pub trait Admin: Send + Sync {
     fn catalog(&self) -> Value;
     /// `hearth plan --json` for the served model on this machine, if it can be computed.
     fn plan(&self) -> Option<Value>;
+    /// Which catalog models can chat and run well here, from the planner's arithmetic behind
+    /// `hearth plan --recommend`: `{"speed", "machine", "usable_bytes", "ctx", "models":
+    /// [{"name", "chat", "fits", "recommended", "words_per_second", "people_at_once", ...}]}`,
+    /// recommended ones first; a speed the planner does not have is `null`. `in_use` is the
+    /// served model. Blocking (the first call measures memory bandwidth); `None` when no advice
+    /// can be made.
+    fn advice(&self, in_use: &str) -> Option<Value> {
+        let _ = in_use;
+        None
+    }
     /// Downloads a catalog model, reporting `(done, total)` bytes.
     fn pull(&self, name: &str, progress: &(dyn Fn(u64, Option<u64>) + Sync)) -> Result<(), String>;
     /// Loads an installed chat model to serve instead of the current one, with the engine

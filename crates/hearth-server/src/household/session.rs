@@ -141,9 +141,10 @@ pub async fn state(
     let me = session_of(h, &headers);
     let served = state.served();
     // The limit depends on the person's own system message; before login, the household's.
-    let limit = me
-        .as_ref()
-        .map(|(u, _)| super::chat::message_limit(&served, h, u));
+    let limit = match &me {
+        Some((u, _)) => Some(super::chat::message_limit(served.clone(), h, u).await?),
+        None => None,
+    };
     Ok(Json(json!({
         "setup_needed": !set_up,
         "setup_code_required": !set_up && h.setup_code.is_some(),

@@ -2,6 +2,7 @@
 //! of the file where a test must see what is really on disk).
 
 mod attempts;
+mod branches;
 mod chat;
 mod files;
 mod keys;

@@ -15,6 +15,7 @@ fn limits() -> ChildLimits {
             from: 8 * 60,
             to: 19 * 60 + 30,
             utc_offset: 60,
+            zone: None,
         }),
         topics: vec![
             "horror films".into(),
@@ -77,6 +78,7 @@ fn a_child_is_a_role_with_limits_only_a_child_has() {
         from: 24 * 60,
         to: 0,
         utc_offset: 0,
+        zone: None,
     });
     assert!(matches!(
         store.set_child_limits(leo.id, &back),
@@ -91,6 +93,7 @@ fn hours_in_the_keepers_time_and_across_midnight() {
         from: 8 * 60,
         to: 19 * 60 + 30,
         utc_offset: 60,
+        zone: None,
     };
     let at = |h: i64, m: i64| (h * 60 + m) * 60; // UTC
     assert!(!day.allows(at(6, 59))); // 07:59 local
@@ -101,6 +104,7 @@ fn hours_in_the_keepers_time_and_across_midnight() {
         from: 22 * 60,
         to: 6 * 60,
         utc_offset: -300,
+        zone: None,
     };
     assert!(night.allows(at(3, 0) + 86_400 * 400)); // 22:00 local
     assert!(night.allows(at(10, 59)));
@@ -108,7 +112,8 @@ fn hours_in_the_keepers_time_and_across_midnight() {
     assert!(Hours {
         from: 0,
         to: 0,
-        utc_offset: 0
+        utc_offset: 0,
+        zone: None,
     }
     .allows(at(12, 0)));
 }
@@ -349,6 +354,7 @@ fn hours_that_start_when_they_end_or_in_no_time_zone_are_refused() {
         from: 9 * 60,
         to: 9 * 60,
         utc_offset: 0,
+        zone: None,
     });
     assert!(matches!(
         store.set_child_limits(leo.id, &l),
@@ -360,6 +366,7 @@ fn hours_that_start_when_they_end_or_in_no_time_zone_are_refused() {
             from: 8 * 60,
             to: 9 * 60,
             utc_offset,
+            zone: None,
         });
         assert!(
             matches!(
@@ -396,4 +403,70 @@ fn unreadable_topics_are_an_error_not_an_empty_list() {
         .unwrap();
     let store = Store::open(&path).unwrap();
     assert!(store.child_limits(leo.id).is_err());
+}
+
+#[test]
+fn hours_follow_the_keepers_clocks_across_a_daylight_saving_change() {
+    // 08:00 to 20:00 in Paris, saved in winter (UTC+1). On Sunday 29 March 2026 at 01:00 UTC
+    // the clocks go to UTC+2: from then on 08:00 in Paris is 06:00 UTC, not 07:00.
+    let paris = Hours {
+        from: 8 * 60,
+        to: 20 * 60,
+        utc_offset: 60,
+        zone: Some("Europe/Paris".into()),
+    };
+    let utc = |day: i64, h: i64, m: i64| day * 86_400 + (h * 60 + m) * 60;
+    let (winter, summer) = (20_467, 20_542); // 14 January and Monday 30 March 2026
+    assert!(!paris.allows(utc(winter, 6, 30))); // 07:30 in Paris
+    assert!(paris.allows(utc(winter, 7, 0))); // 08:00
+    assert!(paris.allows(utc(winter, 18, 59))); // 19:59
+    assert!(!paris.allows(utc(winter, 19, 0))); // 20:00
+    assert!(
+        paris.allows(utc(summer, 6, 30)),
+        "08:30 in Paris in summer time"
+    );
+    assert!(!paris.allows(utc(summer, 5, 59))); // 07:59
+    assert!(
+        !paris.allows(utc(summer, 18, 30)),
+        "20:30 in Paris in summer time"
+    );
+    assert!(paris.allows(utc(summer, 17, 59))); // 19:59
+                                                // The night of the change itself: 02:00 to 03:00 does not exist in Paris that night.
+    let change = 20_541; // Sunday 29 March 2026
+    assert_eq!(paris.local_minute(utc(change, 0, 59)), 60 + 59); // 01:59 (UTC+1)
+    assert_eq!(paris.local_minute(utc(change, 1, 0)), 3 * 60); // 03:00 (UTC+2)
+
+    // Hours saved the old way, with an offset and no zone, read as they always were.
+    let old = Hours {
+        zone: None,
+        ..paris.clone()
+    };
+    assert!(!old.allows(utc(summer, 6, 30)));
+    assert!(old.allows(utc(summer, 7, 0)));
+
+    // Stored and read back with its zone; a zone Hearth does not know is refused in words.
+    let (store, _ana, _ben) = household();
+    let leo = store
+        .add_person_as("Leo", &Secret::Pin("2468".into()), PersonRole::Child)
+        .expect("Leo");
+    let mut l = limits();
+    l.hours = Some(paris.clone());
+    store.set_child_limits(leo.id, &l).expect("save");
+    let back = store.child_limits(leo.id).unwrap().unwrap();
+    assert_eq!(back.hours, Some(paris.clone()));
+    l.hours = Some(Hours {
+        zone: Some("Mars/Olympus".into()),
+        ..paris.clone()
+    });
+    assert!(matches!(
+        store.set_child_limits(leo.id, &l),
+        Err(Error::Invalid { field: "hours", .. })
+    ));
+    // Saved again without a zone (an older page), the zone goes too.
+    l.hours = Some(old.clone());
+    store.set_child_limits(leo.id, &l).expect("save");
+    assert_eq!(
+        store.child_limits(leo.id).unwrap().unwrap().hours,
+        Some(old)
+    );
 }

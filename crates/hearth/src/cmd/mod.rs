@@ -1,9 +1,11 @@
-//! One module per subcommand.
+//! One module per subcommand, and `advise`, the household page's model advice.
+pub mod advise;
 pub mod bench;
 pub mod chat;
 pub mod discover;
 pub mod lock;
 pub mod models;
+pub mod perplexity;
 pub mod plan;
 pub mod pull;
 pub mod run;

@@ -257,7 +257,7 @@ fn is_url(spec: &str) -> bool {
 }
 
 /// What the speed estimates rest on.
-enum Calib {
+pub(crate) enum Calib {
     /// This machine's stored calibration.
     Used(Calibration),
     /// Defaults; the note says why no calibration applies, when one was found.
@@ -266,7 +266,7 @@ enum Calib {
 
 impl Calib {
     /// Puts the calibrated efficiencies into `req`, or notes why there are none.
-    fn apply(&self, req: &mut Request, notes: &mut Vec<String>) {
+    pub(crate) fn apply(&self, req: &mut Request, notes: &mut Vec<String>) {
         match self {
             Calib::Used(c) => {
                 req.tg_efficiency = c.tg_efficiency;
@@ -341,7 +341,7 @@ fn calibration_path() -> anyhow::Result<PathBuf> {
 }
 
 /// This machine's stored calibration, if there is one and it was made here.
-fn load_calibration() -> anyhow::Result<Calib> {
+pub(crate) fn load_calibration() -> anyhow::Result<Calib> {
     let path = calibration_path()?;
     let text = match std::fs::read_to_string(&path) {
         Ok(t) => t,

@@ -173,7 +173,14 @@ pub fn run(a: ServeArgs) -> anyhow::Result<()> {
         },
         temperature: a.temperature,
     };
-    let (kv_budget, planned) = check_plan(&model, &loaded.name, ctx, a.max_seqs, threads)?;
+    let (kv_budget, planned) = check_plan(
+        &model,
+        &loaded.name,
+        draft.as_ref(),
+        ctx,
+        a.max_seqs,
+        threads,
+    )?;
     let opts = ServeOptions {
         engine: sizing.engine(kv_budget, ctx),
         max_queue: a.max_queue,
@@ -334,15 +341,10 @@ impl hearth_server::household::Admin for Admin {
                 .filter(|m| m.name != hearth_server::EMBED_MODEL)
                 .filter(|m| m.full_path(&home).exists())
                 .map(|m| {
-                    // A chat template in the file or pinned by the catalog; without one it is
-                    // a base model, which continues text but cannot hold a conversation.
-                    let pinned = catalog
-                        .as_ref()
-                        .and_then(|c| c.get(&m.name))
-                        .is_some_and(|e| e.template.is_some());
-                    let chat = pinned
-                        || hearth_fetch::inspect(&m.full_path(&home))
-                            .is_ok_and(|i| i.chat_template);
+                    // Without a chat template it is a base model, which continues text but
+                    // cannot hold a conversation.
+                    let entry = catalog.as_ref().and_then(|c| c.get(&m.name));
+                    let chat = super::advise::can_chat(entry, Some(&m.full_path(&home)));
                     serde_json::json!({"name": m.name, "size": m.size, "chat": chat})
                 })
                 .collect(),
@@ -381,6 +383,19 @@ impl hearth_server::household::Admin for Admin {
         let mut v = serde_json::to_value(&plan).ok()?;
         v["machine"] = serde_json::json!(machine.label);
         Some(v)
+    }
+
+    fn advice(&self, in_use: &str) -> Option<serde_json::Value> {
+        // The household's request: the context models are served with unless the keeper gave
+        // --ctx (the context the lock pins a model with first), for every conversation at once.
+        let ctx = self.sizing.ctx.unwrap_or(crate::load::DEFAULT_CTX);
+        match super::advise::household_advice(ctx, self.sizing.max_seqs, in_use) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                tracing::warn!("no model advice for Settings: {e:#}");
+                None
+            }
+        }
     }
 
     fn pull(&self, name: &str, progress: &(dyn Fn(u64, Option<u64>) + Sync)) -> Result<(), String> {
@@ -428,8 +443,9 @@ impl hearth_server::household::Admin for Admin {
             ..GenOptions::defaults()
         };
         // Planned against the memory available now, with the current model still loaded.
-        let (kv_budget, planned) = check_plan(&model, &loaded.name, ctx, z.max_seqs, z.threads)
-            .map_err(|e| format!("{e:#}"))?;
+        let (kv_budget, planned) =
+            check_plan(&model, &loaded.name, None, ctx, z.max_seqs, z.threads)
+                .map_err(|e| format!("{e:#}"))?;
         *self.planned.lock().unwrap_or_else(|p| p.into_inner()) = planned;
         let defaults = loaded.sampler_config(&gen);
         Ok((
@@ -475,6 +491,7 @@ fn note_pending(name: &str, pending: &[hearth_fetch::lockfile::Change]) {
 fn check_plan(
     model: &hearth_model::Model,
     name: &str,
+    draft: Option<&hearth_model::Model>,
     ctx: usize,
     users: usize,
     threads: usize,
@@ -484,12 +501,22 @@ fn check_plan(
     let ctx = ctx.clamp(1, facts.config.ctx_train.max(1));
     let mut req = hearth_plan::Request::new(ctx, users);
     req.threads = threads;
+    if let Some(d) = draft {
+        let facts = hearth_plan::ModelFacts::from_header(d.gguf().header())
+            .context("cannot plan the draft model")?;
+        req.draft = Some(std::sync::Arc::new(facts));
+    }
     let machine = hearth_host::detect(false)?;
     let plan = hearth_plan::plan(&facts, &machine, &req)?;
     if !plan.fits {
         let gib = |b: u64| format!("{:.2} GiB", b as f64 / (1u64 << 30) as f64);
+        let with_draft = if plan.draft_bytes > 0 {
+            format!(", draft model {}", gib(plan.draft_bytes))
+        } else {
+            String::new()
+        };
         let mut msg = format!(
-            "{name} with a {ctx}-token context for {users} conversations needs {} (weights {}, KV cache {}), but this machine has {} available",
+            "{name} with a {ctx}-token context for {users} conversations needs {} (weights {}, KV cache {}{with_draft}), but this machine has {} available",
             gib(plan.total_bytes),
             gib(plan.weights_bytes),
             gib(plan.kv_bytes),

@@ -35,6 +35,48 @@ pub(super) fn check_owned(h: &Household, user: i64, id: i64) -> Result<(), ApiEr
     }
 }
 
+/// What the page showed when it asked: the id of the last message in view (0 for an empty
+/// chat). API clients that leave it out act on the branch in view, whatever it is.
+#[derive(serde::Deserialize, Default)]
+pub(crate) struct Seen {
+    #[serde(default)]
+    pub(crate) last_seen: Option<i64>,
+}
+
+impl Seen {
+    /// An optional JSON body of a route that needs nothing else.
+    pub(super) async fn from_body(body: axum::body::Bytes) -> Result<Seen, ApiError> {
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Seen::default());
+        }
+        crate::body::parse_body_async(body).await
+    }
+}
+
+/// Refuses with 409 when the branch in view has moved on since the page drew it (another
+/// window sent, edited or moved between versions): answering then would answer a branch the
+/// person is not looking at. The page reloads the chat and says so.
+pub(super) fn check_in_view(
+    c: &hearth_store::Conversation,
+    last_seen: Option<i64>,
+) -> Result<(), ApiError> {
+    let Some(seen) = last_seen else {
+        return Ok(());
+    };
+    let last = c.messages.last().map_or(0, |m| m.id);
+    if seen == last {
+        Ok(())
+    } else {
+        Err(ApiError {
+            status: axum::http::StatusCode::CONFLICT,
+            ..ApiError::bad_request(
+                "This chat changed in another window; it now shows what is there. Send again if you still want to.",
+            )
+            .with_code("changed")
+        })
+    }
+}
+
 fn not_found() -> ApiError {
     ApiError::not_found("no such conversation")
 }
