@@ -122,6 +122,11 @@ impl Metrics {
             .fetch_add(counts.model_accepted, Ordering::Relaxed);
     }
 
+    /// Whether nothing is generating or waiting to (as of the engine's last step).
+    pub fn idle(&self) -> bool {
+        self.queue_depth.load(Ordering::Relaxed) == 0 && self.running.load(Ordering::Relaxed) == 0
+    }
+
     pub fn set_gauges(&self, queued: usize, running: usize, engine: &Engine) {
         self.queue_depth.store(queued as u64, Ordering::Relaxed);
         self.running.store(running as u64, Ordering::Relaxed);

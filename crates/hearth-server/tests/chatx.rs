@@ -283,3 +283,31 @@ async fn only_who_may_read_a_chat_may_download_it() {
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
     assert!(!body.contains("secret"), "{body}");
 }
+
+/// The page starts a chat with its first message in one request: that first reply keeps its
+/// model too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_chats_first_reply_keeps_its_model() {
+    let store = Arc::new(Store::open_in_memory().expect("store"));
+    household(&store);
+    let app = small_app(store.clone());
+    let mut b = Browser::login(&app, "Bob", "4321").await;
+    let r = b
+        .send(
+            &app,
+            "POST",
+            "/api/conversations",
+            Some(json!({"content": "Hello there"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let v = r.json();
+    assert_eq!(v["assistant"]["model"], "smollm2-135m", "{v}");
+    let id = v["conversation"]["id"].as_i64().expect("id");
+    b.events(&app, id).await.until_done().await;
+    let c = b
+        .send(&app, "GET", &format!("/api/conversations/{id}"), None)
+        .await
+        .json();
+    assert_eq!(c["messages"][1]["model"], "smollm2-135m", "{c}");
+}

@@ -112,17 +112,29 @@ pub(crate) fn others_of(conn: &Connection, conv: i64, path: &[Message]) -> Resul
         .collect())
 }
 
+/// A message about to be stored.
+pub(crate) struct NewMessage<'a> {
+    pub(crate) role: MessageRole,
+    pub(crate) content: &'a str,
+    pub(crate) status: Status,
+    /// The model writing it (replies only).
+    pub(crate) model: Option<&'a str>,
+}
+
 /// Inserts a message under `parent` (already checked to be in `conv`) and makes it the leaf.
 pub(crate) fn insert_under(
     conn: &Connection,
     conv: i64,
     parent: Option<i64>,
-    role: MessageRole,
-    content: &str,
-    status: Status,
-    model: Option<&str>,
+    m: NewMessage<'_>,
     now: i64,
 ) -> Result<Message> {
+    let NewMessage {
+        role,
+        content,
+        status,
+        model,
+    } = m;
     conn.execute(
         "INSERT INTO messages (conversation_id, parent_id, role, content, status, created, model)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -174,7 +186,47 @@ impl Store {
         role: MessageRole,
         content: &str,
         status: Status,
-        model: Option<&str>,
+    ) -> Result<Message> {
+        self.insert_after(
+            user,
+            conv,
+            parent,
+            NewMessage {
+                role,
+                content,
+                status,
+                model: None,
+            },
+        )
+    }
+
+    /// Adds an empty reply under `parent`, about to stream, written by `model`.
+    pub fn add_reply_after(
+        &self,
+        user: i64,
+        conv: i64,
+        parent: Option<i64>,
+        model: &str,
+    ) -> Result<Message> {
+        self.insert_after(
+            user,
+            conv,
+            parent,
+            NewMessage {
+                role: MessageRole::Assistant,
+                content: "",
+                status: Status::Streaming,
+                model: Some(model),
+            },
+        )
+    }
+
+    fn insert_after(
+        &self,
+        user: i64,
+        conv: i64,
+        parent: Option<i64>,
+        m: NewMessage<'_>,
     ) -> Result<Message> {
         let now = self.now();
         let mut conn = self.conn();
@@ -183,7 +235,7 @@ impl Store {
         if let Some(p) = parent {
             in_conversation(&tx, conv, p)?;
         }
-        let m = insert_under(&tx, conv, parent, role, content, status, model, now)?;
+        let m = insert_under(&tx, conv, parent, m, now)?;
         tx.commit()?;
         Ok(m)
     }

@@ -463,7 +463,18 @@ impl Store {
         let tx = conn.transaction()?;
         check_owner(&tx, user, conv)?;
         let parent = branches::leaf_of(&tx, conv)?;
-        let m = branches::insert_under(&tx, conv, parent, role, content, status, model, now)?;
+        let m = branches::insert_under(
+            &tx,
+            conv,
+            parent,
+            branches::NewMessage {
+                role,
+                content,
+                status,
+                model,
+            },
+            now,
+        )?;
         tx.commit()?;
         Ok(m)
     }

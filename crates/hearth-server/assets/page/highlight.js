@@ -146,7 +146,8 @@ function lexer(name) {
 /** The language of a fence's info string (```py, ```TypeScript), or null if not coloured. */
 export function languageOf(info) {
   const key = String(info || '').trim().toLowerCase().replace(/^language-/, '');
-  return ALIASES[key] || null;
+  // Own keys only: a fence tagged `constructor` or `__proto__` is no language.
+  return Object.hasOwn(ALIASES, key) ? ALIASES[key] : null;
 }
 
 /**

@@ -300,7 +300,7 @@ function modelSection(s, slot) {
     return h('li', {},
       h('div', {}, h('strong', {}, c.name), ' ', h('span', { class: 'muted' }, bytes(c.size)),
         c.description ? h('p', { class: 'muted' }, c.description) : null,
-        modelNote(adviceFor(s.advice, c.name)), bar, label),
+        modelNote(adviceFor(s.advice, c.name) || (c.chat === false ? { chat: false } : null)), bar, label),
       btn);
   });
   return section(t('settings.tab_model'),

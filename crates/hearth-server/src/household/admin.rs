@@ -173,9 +173,15 @@ pub async fn settings(State(state): State<Arc<AppState>>, me: Me) -> Result<Json
     let admin = h.admin.clone();
     let served = state.served();
     let in_use = served.model_id.clone();
+    let idle = state.metrics.idle();
     let (installed, catalog, plan, advice) = match admin {
         Some(a) => tokio::task::spawn_blocking(move || {
-            (a.installed(), a.catalog(), a.plan(), a.advice(&in_use))
+            (
+                a.installed(),
+                a.catalog(),
+                a.plan(),
+                a.advice(&in_use, idle),
+            )
         })
         .await
         .map_err(|e| ApiError::internal(e.to_string()))?,

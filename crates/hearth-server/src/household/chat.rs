@@ -466,7 +466,6 @@ fn start_reply(
                     MessageRole::User,
                     content,
                     Status::Complete,
-                    None,
                 )
                 .map_err(db)?,
         ),
@@ -475,15 +474,7 @@ fn start_reply(
     let parent = message.as_ref().map(|m| m.id).or(after);
     let msg = h
         .store
-        .add_message_after(
-            user.id,
-            conv,
-            parent,
-            MessageRole::Assistant,
-            "",
-            Status::Streaming,
-            Some(&served.model_id),
-        )
+        .add_reply_after(user.id, conv, parent, &served.model_id)
         .map_err(db)?;
     spawn_reply(state, slot, user, &msg, gen, capped, hidden);
     Ok(Json(match message {

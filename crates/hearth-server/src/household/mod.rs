@@ -63,8 +63,10 @@ pub trait Admin: Send + Sync {
     /// recommended ones first; a speed the planner does not have is `null`. `in_use` is the
     /// served model. Blocking (the first call measures memory bandwidth); `None` when no advice
     /// can be made.
-    fn advice(&self, in_use: &str) -> Option<Value> {
-        let _ = in_use;
+    /// `idle`: nothing is being generated now, so a measurement of the machine would neither
+    /// slow a reply nor be skewed by one.
+    fn advice(&self, in_use: &str, idle: bool) -> Option<Value> {
+        let _ = (in_use, idle);
         None
     }
     /// Downloads a catalog model, reporting `(done, total)` bytes.

@@ -142,7 +142,7 @@ fn versions_are_kept_and_a_switch_shows_the_newest_branch_below() {
     let c = store.create_conversation(ana.id, None).unwrap();
     let say = |parent: Option<i64>, role, text: &str| {
         store
-            .add_message_after(ana.id, c.id, parent, role, text, Status::Complete, None)
+            .add_message_after(ana.id, c.id, parent, role, text, Status::Complete)
             .unwrap()
             .id
     };
@@ -194,8 +194,7 @@ fn versions_are_kept_and_a_switch_shows_the_newest_branch_below() {
             Some(u1),
             MessageRole::User,
             "x",
-            Status::Complete,
-            None
+            Status::Complete
         )
         .is_err());
     assert!(store.current_path(ben.id, c.id).unwrap().is_none());
@@ -238,7 +237,7 @@ fn a_chat_of_thousands_of_messages_is_deleted_whole() {
                 MessageRole::Assistant
             };
             let m = store
-                .add_message_after(who.id, c.id, parent, role, "x", Status::Complete, None)
+                .add_message_after(who.id, c.id, parent, role, "x", Status::Complete)
                 .unwrap();
             parent = Some(m.id);
         }
@@ -259,7 +258,7 @@ fn exports_and_the_conversation_hold_every_branch() {
     let c = store.create_conversation(ana.id, Some("Soup")).unwrap();
     let say = |parent: Option<i64>, role, text: &str| {
         store
-            .add_message_after(ana.id, c.id, parent, role, text, Status::Complete, None)
+            .add_message_after(ana.id, c.id, parent, role, text, Status::Complete)
             .unwrap()
             .id
     };

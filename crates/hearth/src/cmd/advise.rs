@@ -32,17 +32,31 @@ enum Probe {
 /// The first call starts the measurement on a thread of its own, so Settings answers at once:
 /// it reads a buffer of a GiB or more several times, seconds on a busy machine, and is kept
 /// for the server's life.
-fn measured_bandwidth() -> Result<Option<f64>, ()> {
+fn measured_bandwidth(idle: bool) -> Result<Option<f64>, ()> {
     static PROBE: Mutex<Option<Probe>> = Mutex::new(None);
     let mut probe = PROBE.lock().unwrap_or_else(|p| p.into_inner());
     match *probe {
         Some(Probe::Done(bw)) => Ok(bw),
         Some(Probe::Running) => Err(()),
+        // Not while someone's reply is being written: the probe would slow it, and the reply
+        // would make the figure, kept for the server's life, too low.
+        None if !idle => Err(()),
         None => {
             *probe = Some(Probe::Running);
             let started = std::thread::Builder::new()
                 .name("bandwidth".to_string())
                 .spawn(|| {
+                    // A panic in the probe must not leave Settings "measuring" for ever.
+                    struct Unknown;
+                    impl Drop for Unknown {
+                        fn drop(&mut self) {
+                            if std::thread::panicking() {
+                                *PROBE.lock().unwrap_or_else(|p| p.into_inner()) =
+                                    Some(Probe::Done(None));
+                            }
+                        }
+                    }
+                    let _unknown = Unknown;
                     let threads = hearth_kernels::pool::physical_cores();
                     let bw = match hearth_host::measure_bandwidth(threads) {
                         Ok(p) if p.bytes_per_s.is_finite() && p.bytes_per_s > 0.0 => {
@@ -88,18 +102,31 @@ pub(crate) fn can_chat(entry: Option<&CatalogEntry>, path: Option<&std::path::Pa
 /// `people_at_once` (`null` before the download, when only the file size is known),
 /// `memory_bytes` and `from_size`. Recommended models come first, best first; they can chat,
 /// fit, and are fast enough to read along with (or their speed is not known yet).
-pub(crate) fn household_advice(ctx: usize, users: usize, in_use: &str) -> anyhow::Result<Value> {
+pub(crate) fn household_advice(
+    ctx: usize,
+    users: usize,
+    in_use: &str,
+    held: u64,
+    idle: bool,
+) -> anyhow::Result<Value> {
     let home = Home::from_env()?;
     let catalog = Catalog::load(&home)?;
-    let calib = load_calibration()?;
+    // A calibration that cannot be read is no calibration: the advice goes on without it.
+    let calib = load_calibration().unwrap_or_else(|e| {
+        tracing::warn!("the model advice ignores this machine's calibration: {e:#}");
+        Calib::Default(None)
+    });
     let mut machine = hearth_host::detect(false)?;
+    // The memory reported free is what is left beside the served model: each model is judged
+    // against what it would have in its place.
+    machine.memory_bytes += held;
     let speed = match &calib {
         Calib::Used(c) => {
             machine.bandwidth_bytes_per_s = c.bandwidth_bytes_per_s;
             machine.flops_per_s = c.flops_per_s;
             "calibrated"
         }
-        Calib::Default(_) => match measured_bandwidth() {
+        Calib::Default(_) => match measured_bandwidth(idle) {
             Ok(Some(bw)) => {
                 machine.bandwidth_bytes_per_s = bw;
                 "estimated"

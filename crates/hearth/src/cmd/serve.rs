@@ -327,6 +327,15 @@ struct Planned {
     request: hearth_plan::Request,
 }
 
+impl Admin {
+    /// What the served model holds by its plan: the memory this machine reports free is what
+    /// is left beside it, so advice and plans for the model in use add it back.
+    fn held_bytes(&self, machine: &hearth_plan::Machine) -> u64 {
+        let p = self.planned.lock().unwrap_or_else(|p| p.into_inner());
+        hearth_plan::plan(&p.facts, machine, &p.request).map_or(0, |plan| plan.total_bytes)
+    }
+}
+
 impl hearth_server::household::Admin for Admin {
     fn installed(&self) -> serde_json::Value {
         let Ok(home) = Home::from_env() else {
@@ -367,15 +376,19 @@ impl hearth_server::household::Admin for Admin {
             catalog
                 .entries()
                 .map(|e| {
+                    // Whether it can chat is the catalog's to say, before any download and
+                    // whatever else Settings could or could not work out.
                     serde_json::json!({"name": e.name, "description": e.description,
-                        "size": e.size, "installed": installed.contains(&e.name)})
+                        "size": e.size, "installed": installed.contains(&e.name),
+                        "chat": super::advise::can_chat(Some(e), None)})
                 })
                 .collect(),
         )
     }
 
     fn plan(&self) -> Option<serde_json::Value> {
-        let machine = hearth_host::detect(false).ok()?;
+        let mut machine = hearth_host::detect(false).ok()?;
+        machine.memory_bytes += self.held_bytes(&machine);
         let plan = {
             let p = self.planned.lock().unwrap_or_else(|p| p.into_inner());
             hearth_plan::plan(&p.facts, &machine, &p.request).ok()?
@@ -385,11 +398,14 @@ impl hearth_server::household::Admin for Admin {
         Some(v)
     }
 
-    fn advice(&self, in_use: &str) -> Option<serde_json::Value> {
+    fn advice(&self, in_use: &str, idle: bool) -> Option<serde_json::Value> {
         // The household's request: the context models are served with unless the keeper gave
         // --ctx (the context the lock pins a model with first), for every conversation at once.
         let ctx = self.sizing.ctx.unwrap_or(crate::load::DEFAULT_CTX);
-        match super::advise::household_advice(ctx, self.sizing.max_seqs, in_use) {
+        let held = hearth_host::detect(false)
+            .map(|m| self.held_bytes(&m))
+            .unwrap_or(0);
+        match super::advise::household_advice(ctx, self.sizing.max_seqs, in_use, held, idle) {
             Ok(v) => Some(v),
             Err(e) => {
                 tracing::warn!("no model advice for Settings: {e:#}");

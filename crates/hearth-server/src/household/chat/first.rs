@@ -49,13 +49,7 @@ pub(super) async fn create_with_message(
             .map_err(db)?;
         let assistant = h
             .store
-            .add_message(
-                me.user.id,
-                conv.id,
-                MessageRole::Assistant,
-                "",
-                Status::Streaming,
-            )
+            .add_reply(me.user.id, conv.id, &served.model_id)
             .map_err(db)?;
         Ok::<_, ApiError>((slot, user, assistant))
     })();
