@@ -288,6 +288,7 @@ export default {
   'pages.few_lines': 'a few lines',
   'pages.half': 'about half a page',
   'pages.about': { one: 'about {count} page', other: 'about {count} pages' },
+  'server.changed': 'This chat changed in another window; it now shows what is there. Send again if you still want to.',
   'server.steered': 'That is something to talk about with a grown-up you trust, so I will not answer it here. Shall we talk about something else?',
   'server.check_failed': 'Hearth could not send this message just now. Please try again in a little while.',
   'server.login_busy': 'Hearth is busy checking other logins. Please try again in a moment.',

@@ -288,6 +288,7 @@ export default {
   'pages.few_lines': 'quelques lignes',
   'pages.half': 'environ une demi-page',
   'pages.about': { one: 'environ {count} page', other: 'environ {count} pages' },
+  'server.changed': 'Cette conversation a changé dans une autre fenêtre ; elle montre maintenant ce qui s’y trouve. Renvoyez votre message si vous le souhaitez toujours.',
   'server.steered': 'C’est un sujet à aborder avec un adulte de confiance, alors je ne vais pas y répondre ici. Et si on parlait d’autre chose ?',
   'server.check_failed': 'Hearth n’a pas pu envoyer ce message pour le moment. Réessayez dans un petit moment.',
   'server.login_busy': 'Hearth est occupé à vérifier d’autres connexions. Réessayez dans un instant.',

@@ -24,6 +24,7 @@ export function ownWords(code, param, message) {
     case 'busy': return t('server.login_busy');
     case 'csrf': return t('server.csrf');
     case 'not_logged_in': return t('server.log_in');
+    case 'changed': return t('server.changed');
     case 'outside_hours': {
       const m = /come back at (\d{1,2}:\d{2})/.exec(text);
       return m ? t('family.come_back', { time: m[1] }) : t('server.cannot_open');
