@@ -244,14 +244,28 @@ pub async fn send(
     let h = household(&state)?;
     check_owned(h, me.user.id, id)?;
     let b: SendBody = crate::body::parse_body_async(body).await?;
-    let most = most_message_tokens_offloaded(state.served(), h, &me.user).await?;
-    let content = check_content(&b.content, most)?;
-    let slot = reserve(h, me.user.id, id)?;
-    steer_question(&state, &me.user, content).await?;
+    let (slot, content) = accept_question(&state, h, &me.user, id, &b.content).await?;
     let c = owned(h, me.user.id, id)?;
     guard::check_in_view(&c, b.seen.last_seen)?;
     let after = c.messages.last().map(|m| m.id);
     start_reply(&state, slot, &me.user, &c.messages, Some(content), after)
+}
+
+/// A question for conversation `id`, in the order every route that asks one keeps: within the
+/// person's limit, then the reply slot (nothing can change the chat after it), then, for a
+/// child, off the keeper's topics. Returns the slot and the question, trimmed.
+async fn accept_question<'h, 't>(
+    state: &Arc<AppState>,
+    h: &'h Household,
+    user: &User,
+    id: i64,
+    text: &'t str,
+) -> Result<(Slot<'h>, &'t str), ApiError> {
+    let most = most_message_tokens_offloaded(state.served(), h, user).await?;
+    let content = check_content(text, most)?;
+    let slot = reserve(h, user.id, id)?;
+    steer_question(state, user, content).await?;
+    Ok((slot, content))
 }
 
 /// A child's question on one of their keeper's topics: a kind refusal, and nothing stored or

@@ -14,8 +14,7 @@ use serde_json::Value;
 use super::super::db;
 use super::super::session::{household, Me};
 use super::guard::{check_owned, owned, reserve};
-use super::lengths::{check_content, most_message_tokens_offloaded};
-use super::{conversation_json, start_reply, steer_question};
+use super::{accept_question, conversation_json, start_reply};
 use crate::error::ApiError;
 use crate::AppState;
 
@@ -62,11 +61,8 @@ pub async fn edit(
     let h = household(&state)?;
     check_owned(h, me.user.id, id)?;
     let b: EditBody = crate::body::parse_body_async(body).await?;
-    let most = most_message_tokens_offloaded(state.served(), h, &me.user).await?;
-    let content = check_content(&b.content, most)?;
-    let slot = reserve(h, me.user.id, id)?;
-    // A child's edit is a new question: the keeper's topics are checked as for a send.
-    steer_question(&state, &me.user, content).await?;
+    // An edit is a new question: checked as a send is, a child's against the keeper's topics.
+    let (slot, content) = accept_question(&state, h, &me.user, id, &b.content).await?;
     // Read only now, with the slot held: nothing can have changed it since.
     let c = owned(h, me.user.id, id)?;
     let at = match b.message_id {
