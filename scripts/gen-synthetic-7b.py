@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Write a synthetic Qwen2-7B-shaped Q4_K_M GGUF (random weights) for speed and memory benchmarks.
+"""Write a synthetic Qwen2-7B- or Qwen3-30B-A3B-shaped Q4_K_M GGUF (random weights) for speed
+and memory benchmarks.
 
 A real 7B download is 4.7 GB; for measuring tokens/s and RSS only the shapes and the weight types
 matter, not the values. This writes a file with Qwen2-7B's exact tensor shapes and the types
@@ -13,10 +14,17 @@ llama.cpp's Q4_K_M recipe picks for them:
 The blocks are random but valid (finite, small f16 scales), so the model produces garbage text at
 real speed. Output is streamed block by block: memory stays far below the file size.
 
+`--shape qwen3-30b-a3b` writes the mixture of experts instead (`qwen3moe`: 128 experts of 768,
+8 routed per token, Qwen3's QK-norm attention); its full 48 layers are 17 GB, so `--n-layer`
+makes a smaller file with the same per-layer shapes (a token's active weights per layer, and the
+share of the experts it reads, are the real model's). The recipe is the same: ffn_down_exps and
+attn_v in Q6_K on the "more bits" layers, the router (ffn_gate_inp) and the norms F32.
+
 Bench-only: never run in CI, never commit the output.
 
     python3 scripts/gen-synthetic-7b.py --out qwen2-7b-synthetic-q4_k_m.gguf
     python3 scripts/gen-synthetic-7b.py --out small.gguf --n-layer 2   # quick load check
+    python3 scripts/gen-synthetic-7b.py --shape qwen3-30b-a3b --n-layer 8 --out a3b-8l.gguf
 """
 
 from __future__ import annotations
@@ -41,6 +49,12 @@ N_LAYER = 28
 ROPE_BASE = 1000000.0
 EPS = 1e-6
 CTX = 32768
+
+# Qwen3-30B-A3B (config.json of Qwen/Qwen3-30B-A3B).
+A3B = dict(
+    n_embd=2048, n_ff=6144, n_head=32, n_head_kv=4, head_dim=128, n_vocab=151936, n_layer=48,
+    n_expert=128, n_expert_used=8, n_ff_exp=768, ctx=40960,
+)
 
 POOL_BLOCKS = 1 << 16  # random blocks generated once per type, then streamed with rotation
 ROWS_PER_CHUNK = 64
@@ -75,12 +89,16 @@ def block_pool(rng: np.random.Generator, qtype: Q, target_std: float) -> np.ndar
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", required=True)
-    ap.add_argument("--n-layer", type=int, default=N_LAYER, help="fewer layers for a quick check")
+    ap.add_argument("--shape", choices=["qwen2-7b", "qwen3-30b-a3b"], default="qwen2-7b")
+    ap.add_argument("--n-layer", type=int, help="fewer layers (default: the model's own)")
     ap.add_argument("--seed", type=int, default=7)
     args = ap.parse_args()
-    n_layer = args.n_layer
     rng = np.random.default_rng(args.seed)
     pools = {Q.Q4_K: block_pool(rng, Q.Q4_K, 0.02), Q.Q6_K: block_pool(rng, Q.Q6_K, 0.02)}
+    if args.shape == "qwen3-30b-a3b":
+        write_a3b(args, rng, pools)
+        return
+    n_layer = args.n_layer or N_LAYER
 
     w = gguf.GGUFWriter(args.out, "qwen2")
     w.add_name("hearth synthetic qwen2 7B Q4_K_M (random weights)")
@@ -95,30 +113,7 @@ def main() -> None:
     w.add_file_type(gguf.LlamaFileType.MOSTLY_Q4_K_M)
     w.add_quantization_version(gguf.GGML_QUANT_VERSION)
 
-    # Byte-level vocab padded to Qwen2's size with unreachable filler tokens: enough for llama.cpp
-    # and Hearth to load it and for the output matrix to have the real width.
-    b2u = {}
-    keep = list(range(33, 127)) + list(range(0xA1, 0xAD)) + list(range(0xAE, 0x100))
-    extra = 0
-    for b in range(256):
-        if b in keep:
-            b2u[b] = chr(b)
-        else:
-            b2u[b] = chr(256 + extra)
-            extra += 1
-    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
-    tokens = [b2u[b] for b in range(256)] + ["Ġt", "he", "Ġthe"]
-    n_fill = N_VOCAB - len(tokens) - len(specials)
-    tokens += [f"<filler_{i}>" for i in range(n_fill)] + specials
-    types = [1] * (N_VOCAB - len(specials)) + [3] * len(specials)
-    w.add_tokenizer_model("gpt2")
-    w.add_tokenizer_pre("qwen2")
-    w.add_token_list(tokens)
-    w.add_token_types(types)
-    w.add_token_merges(["Ġ t", "h e", "Ġt he"])
-    w.add_bos_token_id(tokens.index("<|endoftext|>"))
-    w.add_eos_token_id(tokens.index("<|im_end|>"))
-    w.add_add_bos_token(False)
+    add_vocab(w, N_VOCAB)
 
     # (name, ne0 = row width, rows, type); numpy shapes are (rows, ne0).
     plan: list[tuple[str, int, int, Q]] = [("token_embd.weight", N_EMBD, N_VOCAB, Q.Q4_K)]
@@ -141,32 +136,116 @@ def main() -> None:
             (p + "ffn_down.weight", N_FF, N_EMBD, Q.Q6_K if more else Q.Q4_K),
         ]
     plan += [("output_norm.weight", N_EMBD, 1, Q.F32), ("output.weight", N_EMBD, N_VOCAB, Q.Q6_K)]
+    write_tensors(w, [(n, e, r, 1, q) for n, e, r, q in plan], rng, pools, args.out)
+
+
+def write_a3b(args, rng: np.random.Generator, pools: dict) -> None:
+    """The Qwen3-30B-A3B shape: qwen3moe, experts as 3-D tensors."""
+    m = A3B
+    n_layer = args.n_layer or m["n_layer"]
+    w = gguf.GGUFWriter(args.out, "qwen3moe")
+    w.add_name("hearth synthetic qwen3moe 30B-A3B Q4_K_M (random weights)")
+    w.add_context_length(m["ctx"])
+    w.add_embedding_length(m["n_embd"])
+    w.add_block_count(n_layer)
+    w.add_feed_forward_length(m["n_ff"])
+    w.add_head_count(m["n_head"])
+    w.add_head_count_kv(m["n_head_kv"])
+    w.add_key_length(m["head_dim"])
+    w.add_value_length(m["head_dim"])
+    w.add_layer_norm_rms_eps(EPS)
+    w.add_rope_freq_base(ROPE_BASE)
+    w.add_expert_count(m["n_expert"])
+    w.add_expert_used_count(m["n_expert_used"])
+    w.add_expert_feed_forward_length(m["n_ff_exp"])
+    w.add_file_type(gguf.LlamaFileType.MOSTLY_Q4_K_M)
+    w.add_quantization_version(gguf.GGML_QUANT_VERSION)
+    add_vocab(w, m["n_vocab"])
+
+    d, hd, ne, ff = m["n_embd"], m["head_dim"], m["n_expert"], m["n_ff_exp"]
+    q_dim, kv = m["n_head"] * hd, m["n_head_kv"] * hd
+    # (name, ne0 = row width, rows, matrices, type): `matrices` > 1 is a 3-D expert tensor.
+    plan: list[tuple[str, int, int, int, Q]] = [("token_embd.weight", d, m["n_vocab"], 1, Q.Q4_K)]
+    for i in range(n_layer):
+        p = f"blk.{i}."
+        more = use_more_bits(i, n_layer)
+        plan += [
+            (p + "attn_norm.weight", d, 1, 1, Q.F32),
+            (p + "attn_q.weight", d, q_dim, 1, Q.Q4_K),
+            (p + "attn_k.weight", d, kv, 1, Q.Q4_K),
+            (p + "attn_v.weight", d, kv, 1, Q.Q6_K if more else Q.Q4_K),
+            (p + "attn_output.weight", q_dim, d, 1, Q.Q4_K),
+            (p + "attn_q_norm.weight", hd, 1, 1, Q.F32),
+            (p + "attn_k_norm.weight", hd, 1, 1, Q.F32),
+            (p + "ffn_norm.weight", d, 1, 1, Q.F32),
+            (p + "ffn_gate_inp.weight", d, ne, 1, Q.F32),
+            (p + "ffn_gate_exps.weight", d, ff, ne, Q.Q4_K),
+            (p + "ffn_up_exps.weight", d, ff, ne, Q.Q4_K),
+            (p + "ffn_down_exps.weight", ff, d, ne, Q.Q6_K if more else Q.Q4_K),
+        ]
+    plan += [("output_norm.weight", d, 1, 1, Q.F32), ("output.weight", d, m["n_vocab"], 1, Q.Q6_K)]
+    write_tensors(w, plan, rng, pools, args.out)
+
+
+def add_vocab(w: gguf.GGUFWriter, n_vocab: int) -> None:
+    # Byte-level vocab padded to Qwen2's size with unreachable filler tokens: enough for llama.cpp
+    # and Hearth to load it and for the output matrix to have the real width.
+    b2u = {}
+    keep = list(range(33, 127)) + list(range(0xA1, 0xAD)) + list(range(0xAE, 0x100))
+    extra = 0
+    for b in range(256):
+        if b in keep:
+            b2u[b] = chr(b)
+        else:
+            b2u[b] = chr(256 + extra)
+            extra += 1
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    tokens = [b2u[b] for b in range(256)] + ["Ġt", "he", "Ġthe"]
+    n_fill = n_vocab - len(tokens) - len(specials)
+    tokens += [f"<filler_{i}>" for i in range(n_fill)] + specials
+    types = [1] * (n_vocab - len(specials)) + [3] * len(specials)
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre("qwen2")
+    w.add_token_list(tokens)
+    w.add_token_types(types)
+    w.add_token_merges(["Ġ t", "h e", "Ġt he"])
+    w.add_bos_token_id(tokens.index("<|endoftext|>"))
+    w.add_eos_token_id(tokens.index("<|im_end|>"))
+    w.add_add_bos_token(False)
+
+
+def write_tensors(w: gguf.GGUFWriter, plan: list, rng: np.random.Generator, pools: dict,
+                  out: str) -> None:
+    """Streams `plan`'s tensors, (name, ne0, rows, matrices, type) each, block by block."""
 
     def nbytes(ne0: int, rows: int, qtype: Q) -> int:
         be, bb = gguf.GGML_QUANT_SIZES[qtype]
         return rows * (ne0 // be) * bb
 
-    for name, ne0, rows, qtype in plan:
-        shape = (rows, ne0) if rows > 1 else (ne0,)
+    for name, ne0, rows, mats, qtype in plan:
+        shape = (mats, rows, ne0) if mats > 1 else (rows, ne0) if rows > 1 else (ne0,)
         # A non-uint8 dtype with raw_dtype makes the writer take the shape as elements, as given.
-        w.add_tensor_info(name, shape, np.dtype(np.float32), nbytes(ne0, rows, qtype), raw_dtype=qtype)
+        w.add_tensor_info(name, shape, np.dtype(np.float32), nbytes(ne0, rows * mats, qtype),
+                          raw_dtype=qtype)
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_ti_data_to_file()
     fout = w.fout[0]
     align = w.data_alignment
 
-    total = sum(nbytes(ne0, rows, q) for _, ne0, rows, q in plan)
+    total = sum(nbytes(ne0, rows * mats, q) for _, ne0, rows, mats, q in plan)
     done = 0
     offset = 0
-    for name, ne0, rows, qtype in plan:
+    for name, ne0, rows, mats, qtype in plan:
         pad = (-fout.tell()) % align
         fout.write(b"\0" * pad)
+        rows *= mats
         if qtype == Q.F32:
             if name.endswith("norm.weight"):
                 arr = (1.0 + 0.05 * rng.standard_normal(ne0)).astype(np.float32)
             else:
-                arr = (0.02 * rng.standard_normal(ne0)).astype(np.float32)
+                # Biases, and the router: spread enough that tokens pick different experts.
+                arr = (0.02 * rng.standard_normal(ne0 * rows)).astype(np.float32)
             fout.write(arr.tobytes())
             done += arr.nbytes
             continue
@@ -182,7 +261,7 @@ def main() -> None:
         print(f"\r{done / total * 100:5.1f}% {name:32s}", end="", file=sys.stderr, flush=True)
     fout.write(b"\0" * ((-fout.tell()) % align))
     w.close()
-    print(f"\nwrote {args.out} ({os.path.getsize(args.out) / 1e9:.2f} GB)", file=sys.stderr)
+    print(f"\nwrote {out} ({os.path.getsize(out) / 1e9:.2f} GB)", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,8 @@ Run from the repository root:
 
     python3 scripts/gen-tiny-models.py --out crates/hearth-model/tests/data/tiny
 
-For each architecture ARCH in llama, qwen2, qwen3, gemma3 it writes:
+For each architecture ARCH in llama, qwen2, qwen3, gemma3 and the mixtures of experts qwen3moe,
+mixtral (a `llama` file with experts) and qwen2moe it writes:
 
     tiny-ARCH.gguf   the model. gpt2-style byte-level BPE vocab (llama, qwen2, qwen3) or a
                      SentencePiece-style vocab with scores and byte fallback (gemma3). Weights mix
@@ -180,7 +181,36 @@ ARCHS = {
         eps=1e-6, vocab="spm", pre="default", sliding_window=4,
         bos="<bos>", eos="<eos>", add_bos=True, tied=True,
     ),
+    # Mixtures of experts: few experts, so the prompts route tokens to every one of them and a
+    # prompt's batch to several. n_ff is the dense feed-forward length the Qwen MoEs declare but
+    # do not use; n_ff_exp is one expert's width (Mixtral declares it as its n_ff).
+    "qwen3moe": dict(
+        n_layer=2, n_embd=64, n_head=4, n_head_kv=2, head_dim=32, n_ff=96, n_ff_exp=32,
+        n_expert=8, n_expert_used=3, rope_base=1000000.0,
+        eps=1e-6, vocab="bpe", pre="qwen2",
+        specials=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+        bos="<|endoftext|>", eos="<|im_end|>", add_bos=False, tied=False,
+    ),
+    "mixtral": dict(
+        gguf_arch="llama",
+        n_layer=2, n_embd=64, n_head=4, n_head_kv=2, head_dim=16, n_ff=64, n_ff_exp=64,
+        n_expert=4, n_expert_used=2, rope_base=1000000.0,
+        eps=1e-5, vocab="bpe", pre="llama-bpe",
+        specials=["<|begin_of_text|>", "<|end_of_text|>", "<|eot_id|>"],
+        bos="<|begin_of_text|>", eos="<|eot_id|>", add_bos=True, tied=False,
+    ),
+    "qwen2moe": dict(
+        n_layer=2, n_embd=64, n_head=4, n_head_kv=2, head_dim=16, n_ff=96, n_ff_exp=32,
+        n_ff_shexp=64, n_expert=4, n_expert_used=2, rope_base=1000000.0,
+        eps=1e-6, vocab="bpe", pre="qwen2",
+        specials=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+        bos="<|endoftext|>", eos="<|im_end|>", add_bos=False, tied=False,
+    ),
 }
+
+# Each architecture's first seed; fixed so that adding an architecture changes no other file.
+SEED_BASE = {"gemma3": 1, "llama": 101, "qwen2": 201, "qwen3": 301, "mixtral": 401,
+             "qwen2moe": 501, "qwen3moe": 601}
 
 # Weight type per tensor role and layer; chosen so every model touches several kernels.
 # K-quants need rows that are a multiple of 256 wide, so they only go on 256-wide rows.
@@ -203,6 +233,27 @@ TYPE_PLAN = {
         "attn_v": [Q.Q8_0, Q.Q5_0, Q.F16], "attn_output": [Q.Q4_0, Q.Q8_0, Q.F16],
         "ffn_gate": [Q.Q8_0, Q.F16, Q.Q8_0], "ffn_up": [Q.F16, Q.Q8_0, Q.Q4_1],
         "ffn_down": [Q.Q8_0, Q.Q8_0, Q.F16],
+    },
+    # The routers (ffn_gate_inp) stay F32 as the converters and llama-quantize keep them.
+    "qwen3moe": {
+        "token_embd": Q.Q8_0, "output": Q.Q8_0,
+        "attn_q": [Q.Q8_0, Q.F16], "attn_k": [Q.F16, Q.Q8_0], "attn_v": [Q.Q8_0, Q.Q5_0],
+        "attn_output": [Q.Q4_0, Q.Q8_0], "ffn_gate_exps": [Q.Q8_0, Q.F16],
+        "ffn_up_exps": [Q.F16, Q.Q4_0], "ffn_down_exps": [Q.Q8_0, Q.Q8_0],
+    },
+    "mixtral": {
+        "token_embd": Q.F16, "output": Q.Q8_0,
+        "attn_q": [Q.Q8_0, Q.F16], "attn_k": [Q.Q4_0, Q.Q8_0], "attn_v": [Q.F32, Q.Q5_0],
+        "attn_output": [Q.Q8_0, Q.Q4_1], "ffn_gate_exps": [Q.Q8_0, Q.Q4_0],
+        "ffn_up_exps": [Q.Q5_0, Q.Q8_0], "ffn_down_exps": [Q.Q8_0, Q.F16],
+    },
+    "qwen2moe": {
+        "token_embd": Q.Q8_0, "output": Q.F16,
+        "attn_q": [Q.F16, Q.Q8_0], "attn_k": [Q.Q8_0, Q.F16], "attn_v": [Q.Q8_0, Q.Q4_0],
+        "attn_output": [Q.F16, Q.Q8_0], "ffn_gate_exps": [Q.Q8_0, Q.Q4_1],
+        "ffn_up_exps": [Q.Q8_0, Q.Q5_0], "ffn_down_exps": [Q.Q8_0, Q.Q8_0],
+        "ffn_gate_shexp": [Q.Q8_0, Q.F16], "ffn_up_shexp": [Q.F16, Q.Q8_0],
+        "ffn_down_shexp": [Q.Q8_0, Q.Q4_0],
     },
     "gemma3": {
         "token_embd": Q.Q8_0,
@@ -270,7 +321,8 @@ def build_gguf(arch: str, cfg: dict, seed: int, path: str) -> tuple[dict, dict]:
     plan = TYPE_PLAN[arch]
     n_embd, n_head, n_kv, hd, n_ff = cfg["n_embd"], cfg["n_head"], cfg["n_head_kv"], cfg["head_dim"], cfg["n_ff"]
 
-    w = gguf.GGUFWriter(path, arch)
+    gguf_arch = cfg.get("gguf_arch", arch)
+    w = gguf.GGUFWriter(path, gguf_arch)
     w.add_name(f"hearth tiny {arch}")
     w.add_context_length(N_CTX)
     w.add_embedding_length(n_embd)
@@ -280,10 +332,17 @@ def build_gguf(arch: str, cfg: dict, seed: int, path: str) -> tuple[dict, dict]:
     w.add_head_count_kv(n_kv)
     w.add_layer_norm_rms_eps(cfg["eps"])
     w.add_rope_freq_base(cfg["rope_base"])
-    if arch in ("qwen3", "gemma3") or hd * n_head != n_embd:
+    if arch in ("qwen3", "gemma3", "qwen3moe") or hd * n_head != n_embd:
         w.add_key_length(hd)
         w.add_value_length(hd)
-    if arch == "llama":
+    if "n_expert" in cfg:
+        w.add_expert_count(cfg["n_expert"])
+        w.add_expert_used_count(cfg["n_expert_used"])
+        if gguf_arch != "llama":
+            w.add_expert_feed_forward_length(cfg["n_ff_exp"])
+        if "n_ff_shexp" in cfg:
+            w.add_expert_shared_feed_forward_length(cfg["n_ff_shexp"])
+    if gguf_arch == "llama":
         w.add_rope_dimension_count(hd)
     if arch == "gemma3":
         w.add_sliding_window(cfg["sliding_window"])
@@ -340,6 +399,28 @@ def build_gguf(arch: str, cfg: dict, seed: int, path: str) -> tuple[dict, dict]:
     if not cfg["tied"]:
         add("output.weight", mat(n_vocab, n_embd, 2.0 / np.sqrt(n_embd)), plan["output"])
 
+    def add_experts(i: int, p: str) -> None:
+        """A router, n_expert gated MLPs as 3-D tensors, and the shared expert where there is one.
+
+        The router's rows are scaled so its logits spread over a few units: every expert wins
+        for some tokens, and near-ties (where quantization noise could swap two experts) are rare.
+        """
+        n_exp, ff = cfg["n_expert"], cfg["n_ff_exp"]
+        add(p + "ffn_gate_inp.weight", mat(n_exp, n_embd, 3.0 / np.sqrt(n_embd)), Q.F32)
+
+        def experts(rows: int, cols: int, std: float) -> np.ndarray:
+            return (rng.standard_normal((n_exp, rows, cols)) * std).astype(np.float32)
+
+        add(p + "ffn_gate_exps.weight", experts(ff, n_embd, 1.0 / np.sqrt(n_embd)), plan["ffn_gate_exps"][i])
+        add(p + "ffn_up_exps.weight", experts(ff, n_embd, 1.0 / np.sqrt(n_embd)), plan["ffn_up_exps"][i])
+        add(p + "ffn_down_exps.weight", experts(n_embd, ff, 1.0 / np.sqrt(ff)), plan["ffn_down_exps"][i])
+        if "n_ff_shexp" in cfg:
+            sh = cfg["n_ff_shexp"]
+            add(p + "ffn_gate_inp_shexp.weight", (rng.standard_normal(n_embd) / np.sqrt(n_embd)).astype(np.float32), Q.F32)
+            add(p + "ffn_gate_shexp.weight", mat(sh, n_embd, 1.0 / np.sqrt(n_embd)), plan["ffn_gate_shexp"][i])
+            add(p + "ffn_up_shexp.weight", mat(sh, n_embd, 1.0 / np.sqrt(n_embd)), plan["ffn_up_shexp"][i])
+            add(p + "ffn_down_shexp.weight", mat(n_embd, sh, 1.0 / np.sqrt(sh)), plan["ffn_down_shexp"][i])
+
     q_dim, kv_dim = n_head * hd, n_kv * hd
     for i in range(cfg["n_layer"]):
         p = f"blk.{i}."
@@ -347,17 +428,20 @@ def build_gguf(arch: str, cfg: dict, seed: int, path: str) -> tuple[dict, dict]:
         add(p + "attn_q.weight", mat(q_dim, n_embd, 1.0 / np.sqrt(n_embd)), plan["attn_q"][i])
         add(p + "attn_k.weight", mat(kv_dim, n_embd, 1.0 / np.sqrt(n_embd)), plan["attn_k"][i])
         add(p + "attn_v.weight", mat(kv_dim, n_embd, 1.0 / np.sqrt(n_embd)), plan["attn_v"][i])
-        if arch == "qwen2":
+        if arch in ("qwen2", "qwen2moe"):
             add(p + "attn_q.bias", (0.5 * rng.standard_normal(q_dim)).astype(np.float32), Q.F32)
             add(p + "attn_k.bias", (0.5 * rng.standard_normal(kv_dim)).astype(np.float32), Q.F32)
             add(p + "attn_v.bias", (0.2 * rng.standard_normal(kv_dim)).astype(np.float32), Q.F32)
-        if arch in ("qwen3", "gemma3"):
+        if arch in ("qwen3", "gemma3", "qwen3moe"):
             add(p + "attn_q_norm.weight", norm(hd), Q.F32)
             add(p + "attn_k_norm.weight", norm(hd), Q.F32)
         add(p + "attn_output.weight", mat(n_embd, q_dim, 1.0 / np.sqrt(q_dim)), plan["attn_output"][i])
         if arch == "gemma3":
             add(p + "post_attention_norm.weight", norm(n_embd), Q.F32)
         add(p + "ffn_norm.weight", norm(n_embd), Q.F32)
+        if "n_expert" in cfg:
+            add_experts(i, p)
+            continue
         add(p + "ffn_gate.weight", mat(n_ff, n_embd, 1.0 / np.sqrt(n_embd)), plan["ffn_gate"][i])
         add(p + "ffn_up.weight", mat(n_ff, n_embd, 1.0 / np.sqrt(n_embd)), plan["ffn_up"][i])
         add(p + "ffn_down.weight", mat(n_embd, n_ff, 1.0 / np.sqrt(n_ff)), plan["ffn_down"][i])
@@ -377,6 +461,23 @@ def build_gguf(arch: str, cfg: dict, seed: int, path: str) -> tuple[dict, dict]:
 # ---------------------------------------------------------------------------------------------
 # llama.cpp reference
 # ---------------------------------------------------------------------------------------------
+
+
+def plain_cpu_path() -> None:
+    """Makes llama.cpp load weights without its extra buffer types (the AMX and repacked layouts).
+
+    A llama.cpp built with GGML_NATIVE on a CPU with AMX crashed in its AMX matmul when driven
+    from Python; the plain path computes the same products, so the answers stay comparable.
+    """
+    bindings = llama_cpp.llama_cpp  # the module `Llama` calls through
+    default = bindings.llama_model_default_params
+
+    def params():
+        p = default()
+        p.use_extra_bufts = False
+        return p
+
+    bindings.llama_model_default_params = params
 
 
 def run_llama(path: str, n_vocab: int, seed: int) -> tuple[list[dict], float, list[dict]]:
@@ -429,13 +530,17 @@ def main() -> None:
     ap.add_argument("--arch", action="append", choices=sorted(ARCHS), help="default: all")
     ap.add_argument("--min-margin", type=float, default=0.05)
     ap.add_argument("--max-tries", type=int, default=30)
+    ap.add_argument("--no-extra-bufts", action="store_true",
+                    help="load weights without llama.cpp's AMX/repacked buffers (see plain_cpu_path)")
     ap.add_argument("--llama-cpp-commit", default=KNOWN_COMMITS.get(llama_cpp.__version__, "unknown"))
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
+    if args.no_extra_bufts:
+        plain_cpu_path()
 
     for arch in args.arch or list(ARCHS):
         cfg = ARCHS[arch]
-        base_seed = 1 + sorted(ARCHS).index(arch) * 100
+        base_seed = SEED_BASE[arch]
         for seed in range(base_seed, base_seed + args.max_tries):
             with tempfile.TemporaryDirectory() as tmp:
                 tmp_path = os.path.join(tmp, "m.gguf")

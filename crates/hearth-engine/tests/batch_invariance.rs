@@ -63,7 +63,11 @@ fn run(bytes: &[u8], threads: usize, chunk: usize, companions: bool) -> Vec<Vec<
 }
 
 fn check(arch: &'static str) {
-    let bytes = TinySpec::new(arch).build();
+    check_spec(arch, TinySpec::new(arch));
+}
+
+fn check_spec(arch: &'static str, spec: TinySpec) {
+    let bytes = spec.build();
     let reference = run(&bytes, 1, 64, false);
     for (threads, chunk, companions) in [
         (1, 1, false),
@@ -97,4 +101,30 @@ fn gemma3_logits_are_batch_invariant() {
 #[test]
 fn qwen2_logits_are_batch_invariant() {
     check("qwen2");
+}
+
+// Mixtures of experts: which tokens share an expert's matmul changes with the batch, a token's
+// result must not.
+
+#[test]
+fn qwen3moe_logits_are_batch_invariant() {
+    check("qwen3moe");
+}
+
+#[test]
+fn qwen2moe_logits_are_batch_invariant() {
+    check("qwen2moe");
+}
+
+#[test]
+fn mixtral_logits_are_batch_invariant() {
+    let spec = TinySpec {
+        experts: Some(hearth_model::testing::TinyExperts {
+            n_expert: 4,
+            n_used: 2,
+            n_ff: 512,
+        }),
+        ..TinySpec::new("llama")
+    };
+    check_spec("mixtral", spec);
 }

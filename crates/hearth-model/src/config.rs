@@ -79,6 +79,9 @@ pub struct Config {
     pub post_norms: bool,
     /// `tanh` soft-capping of the final logits, when the model uses it.
     pub final_logit_softcap: Option<f32>,
+    /// The mixture of experts every layer's feed-forward is, for MoE models
+    /// (`crate::arch::experts`); `None` for dense ones.
+    pub experts: Option<crate::arch::experts::Experts>,
 }
 
 /// The longest training context accepted (16M positions; the longest real ones are about 10M).
@@ -94,11 +97,12 @@ pub struct Shapes {
     pub n_vocab: u64,
     /// The distinct `N` of the `blk.N.*` tensors.
     pub layers: BTreeSet<u64>,
-    /// Rows of `blk.0`'s Q, K and V projections, and of its feed-forward up projection.
+    /// Rows of `blk.0`'s Q, K and V projections, and of its feed-forward up projection (none
+    /// in a mixture of experts, whose widths `crate::arch::experts` checks).
     pub q_rows: u64,
     pub k_rows: u64,
     pub v_rows: u64,
-    pub ff_rows: u64,
+    pub ff_rows: Option<u64>,
 }
 
 impl Shapes {
@@ -133,7 +137,10 @@ impl Shapes {
             q_rows: matrix("blk.0.attn_q.weight")?.1,
             k_rows: matrix("blk.0.attn_k.weight")?.1,
             v_rows: matrix("blk.0.attn_v.weight")?.1,
-            ff_rows: matrix("blk.0.ffn_up.weight")?.1,
+            ff_rows: match find("blk.0.ffn_up_exps.weight") {
+                Ok(_) if find("blk.0.ffn_up.weight").is_err() => None,
+                _ => Some(matrix("blk.0.ffn_up.weight")?.1),
+            },
         })
     }
 
@@ -150,7 +157,7 @@ impl Shapes {
 }
 
 /// `Err` naming `key` unless `ok`.
-fn agree(
+pub(crate) fn agree(
     ok: bool,
     key: String,
     value: impl ToString,
@@ -354,12 +361,14 @@ impl Config {
             "must be even and at most the head width",
         )?;
         let n_ff = k.usize("feed_forward_length")?;
-        agree(
-            n_ff as u64 == shapes.ff_rows,
-            k.key("feed_forward_length"),
-            n_ff,
-            || format!("blk.0.ffn_up.weight has {} rows", shapes.ff_rows),
-        )?;
+        if let Some(ff_rows) = shapes.ff_rows {
+            agree(
+                n_ff as u64 == ff_rows,
+                k.key("feed_forward_length"),
+                n_ff,
+                || format!("blk.0.ffn_up.weight has {ff_rows} rows"),
+            )?;
+        }
         // llama.cpp: rope base 10 000 when absent.
         let rope_base = k.opt_f32("rope.freq_base")?.unwrap_or(10_000.0);
         positive(k.key("rope.freq_base"), rope_base)?;
@@ -416,6 +425,7 @@ impl Config {
             qk_norm: false,
             post_norms: false,
             final_logit_softcap: None,
+            experts: None,
         })
     }
 

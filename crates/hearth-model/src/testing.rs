@@ -6,10 +6,19 @@ use hearth_gguf::{Array, GgmlType, Value};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+/// A tiny mixture of experts in every layer (`qwen3moe`, `qwen2moe`, or `llama` for Mixtral).
+#[derive(Clone, Debug)]
+pub struct TinyExperts {
+    pub n_expert: usize,
+    pub n_used: usize,
+    /// One expert's hidden width (Qwen2-MoE's shared expert is `n_ff` wide).
+    pub n_ff: usize,
+}
+
 /// Shape and flavour of a tiny model.
 #[derive(Clone, Debug)]
 pub struct TinySpec {
-    /// `llama`, `qwen2`, `qwen3` or `gemma3`.
+    /// `llama`, `qwen2`, `qwen3`, `gemma3`, `qwen3moe` or `qwen2moe`.
     pub arch: &'static str,
     pub n_layer: usize,
     pub n_embd: usize,
@@ -30,6 +39,8 @@ pub struct TinySpec {
     /// Metadata written last, replacing the values above: for files that lie about their
     /// shape.
     pub metadata_overrides: Vec<(String, Value)>,
+    /// Experts instead of a dense feed-forward (set by default for the `*moe` architectures).
+    pub experts: Option<TinyExperts>,
 }
 
 impl TinySpec {
@@ -57,6 +68,11 @@ impl TinySpec {
             seed: 1,
             chat_template: None,
             metadata_overrides: Vec::new(),
+            experts: arch.ends_with("moe").then_some(TinyExperts {
+                n_expert: 8,
+                n_used: 2,
+                n_ff: 256,
+            }),
         }
     }
 
@@ -86,6 +102,13 @@ impl TinySpec {
         if a == "gemma3" {
             w.metadata(&format!("{a}.attention.sliding_window"), u32v(self.window));
         }
+        if let Some(x) = &self.experts {
+            w.metadata(&format!("{a}.expert_count"), u32v(x.n_expert));
+            w.metadata(&format!("{a}.expert_used_count"), u32v(x.n_used));
+            if a != "llama" {
+                w.metadata(&format!("{a}.expert_feed_forward_length"), u32v(x.n_ff));
+            }
+        }
         let d = self.n_embd;
         let q_dim = self.n_head * self.head_dim;
         let kv_dim = self.n_kv_head * self.head_dim;
@@ -103,22 +126,39 @@ impl TinySpec {
             norm(&mut rng, d),
         );
         for i in 0..self.n_layer {
+            // A tensor of `dims` (GGUF order), of the next type in turn unless `ty` says.
+            let mut tensor =
+                |w: &mut GgufWriter, name: &str, dims: &[usize], ty: Option<GgmlType>| {
+                    let ty = ty.unwrap_or_else(|| types.next().unwrap_or(GgmlType::Q8_0));
+                    let n = dims.iter().product();
+                    let dims: Vec<u64> = dims.iter().map(|&v| v as u64).collect();
+                    let data = random_blocks(&mut rng, ty, n);
+                    w.tensor(&format!("blk.{i}.{name}"), &dims, ty, data);
+                };
             let mut mat = |w: &mut GgufWriter, name: &str, cols: usize, rows: usize| {
-                let ty = types.next().unwrap_or(GgmlType::Q8_0);
-                w.tensor(
-                    &format!("blk.{i}.{name}"),
-                    &[cols as u64, rows as u64],
-                    ty,
-                    random_blocks(&mut rng, ty, cols * rows),
-                );
+                tensor(w, name, &[cols, rows], None);
             };
             mat(&mut w, "attn_q.weight", d, q_dim);
             mat(&mut w, "attn_k.weight", d, kv_dim);
             mat(&mut w, "attn_v.weight", d, kv_dim);
             mat(&mut w, "attn_output.weight", q_dim, d);
-            mat(&mut w, "ffn_gate.weight", d, self.n_ff);
-            mat(&mut w, "ffn_up.weight", d, self.n_ff);
-            mat(&mut w, "ffn_down.weight", self.n_ff, d);
+            if let Some(x) = &self.experts {
+                let (e, f32) = (x.n_expert, Some(GgmlType::F32));
+                tensor(&mut w, "ffn_gate_inp.weight", &[d, e], f32);
+                tensor(&mut w, "ffn_gate_exps.weight", &[d, x.n_ff, e], None);
+                tensor(&mut w, "ffn_up_exps.weight", &[d, x.n_ff, e], None);
+                tensor(&mut w, "ffn_down_exps.weight", &[x.n_ff, d, e], None);
+                if a == "qwen2moe" {
+                    tensor(&mut w, "ffn_gate_inp_shexp.weight", &[d], f32);
+                    tensor(&mut w, "ffn_gate_shexp.weight", &[d, self.n_ff], None);
+                    tensor(&mut w, "ffn_up_shexp.weight", &[d, self.n_ff], None);
+                    tensor(&mut w, "ffn_down_shexp.weight", &[self.n_ff, d], None);
+                }
+            } else {
+                mat(&mut w, "ffn_gate.weight", d, self.n_ff);
+                mat(&mut w, "ffn_up.weight", d, self.n_ff);
+                mat(&mut w, "ffn_down.weight", self.n_ff, d);
+            }
             let mut vecf = |w: &mut GgufWriter, name: &str, len: usize| {
                 w.tensor(
                     &format!("blk.{i}.{name}"),
@@ -129,12 +169,12 @@ impl TinySpec {
             };
             vecf(&mut w, "attn_norm.weight", d);
             vecf(&mut w, "ffn_norm.weight", d);
-            if a == "qwen2" {
+            if a == "qwen2" || a == "qwen2moe" {
                 vecf(&mut w, "attn_q.bias", q_dim);
                 vecf(&mut w, "attn_k.bias", kv_dim);
                 vecf(&mut w, "attn_v.bias", kv_dim);
             }
-            if a == "qwen3" || a == "gemma3" {
+            if a == "qwen3" || a == "gemma3" || a == "qwen3moe" {
                 vecf(&mut w, "attn_q_norm.weight", self.head_dim);
                 vecf(&mut w, "attn_k_norm.weight", self.head_dim);
             }

@@ -189,3 +189,58 @@ fn honest_tiny_models_still_load() {
         assert_eq!(m.config().n_layer, 6);
     }
 }
+
+/// A mixture of experts' counts and widths are checked against its expert tensors, and a count
+/// that would route a token to more experts than there are is refused.
+#[test]
+fn expert_counts_are_checked_against_the_expert_tensors() {
+    let cases: Vec<(&'static str, &str, Value, &str)> = vec![
+        (
+            "qwen3moe",
+            "expert_count",
+            Value::U32(16),
+            "qwen3moe.expert_count = 16, but blk.0.ffn_up_exps.weight has shape [256, 256, 8]",
+        ),
+        (
+            "qwen3moe",
+            "expert_used_count",
+            Value::U32(9),
+            "qwen3moe.expert_used_count = 9 is invalid: must be between 1 and expert_count",
+        ),
+        (
+            "qwen3moe",
+            "expert_used_count",
+            Value::U32(0),
+            "qwen3moe.expert_used_count = 0 is invalid",
+        ),
+        (
+            "qwen3moe",
+            "expert_count",
+            Value::U32(100_000),
+            "qwen3moe.expert_count = 100000 is invalid: must be at most 512",
+        ),
+        (
+            "qwen3moe",
+            "expert_feed_forward_length",
+            Value::U32(128),
+            "qwen3moe.expert_feed_forward_length = 128, but blk.0.ffn_up_exps.weight has experts 256 wide",
+        ),
+        (
+            "qwen2moe",
+            "expert_shared_feed_forward_length",
+            Value::U32(128),
+            "qwen2moe.expert_shared_feed_forward_length = 128, but blk.0.ffn_up_shexp.weight has 512 rows",
+        ),
+    ];
+    for (arch, key, value, want) in cases {
+        let e = open_error(&lying(arch, key, value));
+        assert!(e.contains(want), "{arch}.{key}: {e}");
+    }
+    // A Qwen MoE whose metadata forgot its experts.
+    let spec = TinySpec {
+        metadata_overrides: vec![("qwen3moe.expert_count".into(), Value::U32(0))],
+        ..TinySpec::new("qwen3moe")
+    };
+    let e = open_error(&spec);
+    assert!(e.contains("qwen3moe.expert_count"), "{e}");
+}

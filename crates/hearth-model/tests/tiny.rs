@@ -1,5 +1,6 @@
-//! Architectures without a small real model here (Qwen2, Qwen3), and controlled Llama and Gemma 3
-//! cases (a 4-token sliding window), against llama.cpp on small random-weight GGUF files.
+//! Architectures without a small real model here (Qwen2, Qwen3, the mixtures of experts Qwen3-MoE,
+//! Mixtral and Qwen2-MoE), and controlled Llama and Gemma 3 cases (a 4-token sliding window),
+//! against llama.cpp on small random-weight GGUF files.
 //!
 //! `scripts/gen-tiny-models.py` wrote the files in `tests/data/tiny/` (generated data, committed)
 //! and ran llama.cpp on them: for each prompt, the full logits at the last prompt position and at
@@ -21,7 +22,15 @@ fn data(file: &str) -> PathBuf {
         .join(file)
 }
 
-fn check(arch: &str) {
+/// Which experts each layer routed tokens to, over every batch of a fixture's cases.
+struct Routing {
+    /// Per layer, how many tokens each expert got.
+    per_expert: Vec<Vec<usize>>,
+    /// The most distinct experts one multi-token batch used in one layer.
+    widest_batch: usize,
+}
+
+fn check(arch: &str) -> Routing {
     let fx: Value = serde_json::from_str(
         &std::fs::read_to_string(data(&format!("{arch}.json"))).expect("fixture"),
     )
@@ -31,6 +40,12 @@ fn check(arch: &str) {
     let n_vocab = model.config().n_vocab;
     let pool = ThreadPool::new(2);
     let mut worst = 0f32;
+    let experts = model.config().experts.clone();
+    let n_layer = model.config().n_layer;
+    let mut routing = Routing {
+        per_expert: vec![vec![0; experts.as_ref().map_or(0, |x| x.n_expert)]; n_layer],
+        widest_batch: 0,
+    };
     for case in fx["cases"].as_array().expect("cases") {
         let label = format!("{arch}/{}", case["name"].as_str().unwrap_or("?"));
         let ids = |v: &Value| -> Vec<u32> {
@@ -68,6 +83,24 @@ fn check(arch: &str) {
                 .forward(&batch, &[&seq], &mut kv, &mut ws, &pool)
                 .expect("forward")
                 .to_vec();
+            if let Some(x) = &experts {
+                for (il, counts) in routing.per_expert.iter_mut().enumerate() {
+                    let routes = ws.expert_routes(il);
+                    assert_eq!(
+                        routes.len(),
+                        batch.len() * x.n_used,
+                        "{label}: layer {il} routes"
+                    );
+                    let mut used = std::collections::BTreeSet::new();
+                    for &e in routes {
+                        counts[e as usize] += 1;
+                        used.insert(e);
+                    }
+                    if batch.len() > 1 {
+                        routing.widest_batch = routing.widest_batch.max(used.len());
+                    }
+                }
+            }
             seq.set_len(tokens.len());
             start = tokens.len();
             let want: Vec<f32> = want
@@ -95,6 +128,29 @@ fn check(arch: &str) {
         );
     }
     eprintln!("{arch}: largest logit difference from llama.cpp {worst:.4}");
+    routing
+}
+
+/// A mixture of experts against llama.cpp, with every expert of every layer used by some token
+/// and a prompt whose tokens, in one batch, went to more experts than one token uses.
+fn check_moe(arch: &str) {
+    let routing = check(arch);
+    for (il, counts) in routing.per_expert.iter().enumerate() {
+        assert!(!counts.is_empty(), "{arch}: no experts");
+        assert!(
+            counts.iter().all(|&n| n > 0),
+            "{arch}: layer {il} left an expert unused: tokens per expert {counts:?}"
+        );
+    }
+    let n_used = match arch {
+        "qwen3moe" => 3,
+        _ => 2,
+    };
+    assert!(
+        routing.widest_batch > n_used,
+        "{arch}: no batch routed its tokens to different experts"
+    );
+    eprintln!("{arch}: tokens per expert {:?}", routing.per_expert);
 }
 
 #[test]
@@ -115,4 +171,19 @@ fn tiny_qwen3_matches_llama_cpp() {
 #[test]
 fn tiny_gemma3_matches_llama_cpp() {
     check("gemma3");
+}
+
+#[test]
+fn tiny_qwen3moe_matches_llama_cpp() {
+    check_moe("qwen3moe");
+}
+
+#[test]
+fn tiny_mixtral_matches_llama_cpp() {
+    check_moe("mixtral");
+}
+
+#[test]
+fn tiny_qwen2moe_matches_llama_cpp() {
+    check_moe("qwen2moe");
 }

@@ -10,7 +10,10 @@
 //! `total = file + kv + compute + runtime`: the predicted peak resident memory (RSS) of Hearth
 //! running the request with every context full, where
 //! - **file** is the mapped GGUF file: the tensors' stored bytes (`weights`; the engine reads
-//!   every tensor, so all of it becomes resident) and the header before them;
+//!   every tensor, so all of it becomes resident) and the header before them; the packed
+//!   matrices move to anonymous memory at load, their file pages released, while a mixture of
+//!   experts' expert tensors (`expert_bytes`) stay file pages, resident once routed to (a
+//!   server's prompts reach every expert) but reclaimable by the OS;
 //! - **kv** is exactly what the engine's paged cache ([`hearth_model::kv::KvCache`]) reserves:
 //!   blocks of [`BLOCK_TOKENS`] positions, one group of full-attention layers holding
 //!   `ceil(ctx / 16)` blocks per user, one group of sliding-window layers holding
@@ -26,7 +29,9 @@
 //! # The speed model
 //!
 //! Generation is memory-bound: each step reads every weight once plus each user's KV up to the
-//! context, so `tg tok/s = bandwidth × tg_efficiency / (weights + users × kv_read(ctx))` per user.
+//! context, so `tg tok/s = bandwidth × tg_efficiency / (weights + users × kv_read(ctx))` per user;
+//! for a mixture of experts, `weights` are the active ones: the `expert_used_count` of
+//! `expert_count` experts a token is routed to, and everything else.
 //! Prompt processing is compute-bound: `pp tok/s = FLOP/s × pp_efficiency / (2 × matmul params)`.
 //! The efficiencies are defaults ([`DEFAULT_TG_EFFICIENCY`], [`DEFAULT_PP_EFFICIENCY`]) until
 //! `hearth plan --calibrate` measures them on the machine ([`calibrate`]).
@@ -146,11 +151,17 @@ pub struct ModelFacts {
     /// Parameters (elements of all tensors).
     pub n_params: u64,
     /// Parameters that take part in a matrix product per token: every tensor except the
-    /// embedding table, which is a lookup, unless the output head reuses it (tied embeddings).
+    /// embedding table, which is a lookup, unless the output head reuses it (tied embeddings);
+    /// of a mixture of experts' expert tensors, the share a token is routed to
+    /// (`expert_used_count / expert_count`): the active parameters.
     pub n_matmul_params: u64,
     /// Weight bytes one generation step reads: all of them but an untied embedding table, of
-    /// which a step reads one row.
+    /// which a step reads one row, and but the experts a token is not routed to.
     pub read_bytes_per_token: u64,
+    /// Of `weights_bytes`, the expert tensors of a mixture of experts (`*_exps`): they stay
+    /// mapped from the file, resident once read but memory the OS can reclaim, where the other
+    /// matrices are packed into anonymous memory.
+    pub expert_bytes: u64,
     /// Bytes of the file the engine maps: the header and the tensor data, padding included.
     /// Every page of it becomes resident (the header is parsed, every tensor is read).
     pub file_bytes: u64,
@@ -183,6 +194,22 @@ impl ModelFacts {
             weights_bytes += bytes;
             n_params += n;
         }
+        // A token reads `n_used` of each layer's `n_expert` experts: the rest of the expert
+        // tensors count for memory, not for speed.
+        let (mut expert_bytes, mut expert_params) = (0u64, 0u64);
+        if config.experts.is_some() {
+            for t in header.tensors.iter().filter(|t| t.name.contains("_exps.")) {
+                expert_bytes += t.ty.bytes_for(t.n_elements()).unwrap_or(0);
+                expert_params += t.n_elements();
+            }
+        }
+        let (idle_params, idle_bytes) = match &config.experts {
+            Some(x) => {
+                let idle = |v: u64| v - (v as f64 * x.active_fraction()).round() as u64;
+                (idle(expert_params), idle(expert_bytes))
+            }
+            None => (0, 0),
+        };
         let tied = !header.tensors.iter().any(|t| t.name == "output.weight");
         let (n_matmul_params, read_bytes_per_token) = if tied {
             (n_params, weights_bytes)
@@ -200,8 +227,9 @@ impl ModelFacts {
             config,
             weights_bytes,
             n_params,
-            n_matmul_params,
-            read_bytes_per_token,
+            n_matmul_params: n_matmul_params - idle_params,
+            read_bytes_per_token: read_bytes_per_token - idle_bytes,
+            expert_bytes,
             file_bytes: header.file_bytes_needed(),
             text_bytes: text_table_bytes(header),
         })
@@ -363,6 +391,12 @@ pub fn kv_read_bytes(cfg: &Config, ctx: usize, kv: KvType) -> u64 {
 ///                                                   f32 activations: x, norm, residual, q, k, v,
 ///                                                   attention output, gate, up
 ///         + 4 × tokens × max(n_embd, n_ff)          a projection's input, re-encoded (f32 at most)
+///         + 4 × tokens × (n_expert + n_used·(n_embd + 2) + 2·n_embd + 3·ff)
+///                                                   a mixture of experts instead of gate and up
+///                                                   (n_ff 0 then): router probabilities, chosen
+///                                                   experts, each slot's output, an expert's
+///                                                   gathered input and output, gate, up and the
+///                                                   input re-encoded; ff the widest expert
 ///         + 4 × n_vocab × users                     logits, one row per user
 ///         + threads × 4 × (ctx + head_dim + v_head_dim)   one attention score row per thread
 ///         + threads × THREAD_STACK_BYTES            worker stacks
@@ -376,13 +410,25 @@ pub fn compute_bytes(
     threads: usize,
 ) -> u64 {
     let tokens = batch.min(users.saturating_mul(chunk)).max(users) as u64;
+    // A mixture of experts has no dense feed-forward (its Workspace sizes none).
+    let (n_ff, experts) = match &cfg.experts {
+        Some(x) => {
+            let ff = x.n_ff.max(x.shared_ff.unwrap_or(0));
+            (
+                0,
+                x.n_expert + x.n_used * (cfg.n_embd + 2) + 2 * cfg.n_embd + 3 * ff,
+            )
+        }
+        None => (cfg.n_ff, 0),
+    };
     let per_token = 3 * cfg.n_embd
         + cfg.n_head * (cfg.head_dim + cfg.v_head_dim)
         + cfg.kv_dim_k()
         + cfg.kv_dim_v()
-        + 2 * cfg.n_ff;
+        + 2 * n_ff
+        + experts;
     let activations = 4 * tokens * per_token as u64;
-    let encoded_input = 4 * tokens * cfg.n_embd.max(cfg.n_ff) as u64;
+    let encoded_input = 4 * tokens * cfg.n_embd.max(n_ff) as u64;
     let logits = 4 * cfg.n_vocab as u64 * users as u64;
     let per_thread = 4 * (ctx + cfg.head_dim + cfg.v_head_dim) as u64 + THREAD_STACK_BYTES;
     activations + encoded_input + logits + threads as u64 * per_thread

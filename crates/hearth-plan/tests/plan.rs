@@ -354,3 +354,55 @@ fn a_draft_model_is_counted_with_its_own_cache_and_scratch() {
     // The limits it reports count the draft too.
     assert!(p.max_ctx_per_user < 512);
 }
+
+/// A mixture of experts counts all its experts for memory and the routed ones for speed: a token
+/// reads `expert_used_count` of `expert_count` experts, and every other tensor whole.
+#[test]
+fn a_mixture_of_experts_counts_active_weights_for_speed_and_all_for_memory() {
+    let spec = TinySpec::new("qwen3moe");
+    let header = Header::parse(&spec.build()).unwrap();
+    let f = ModelFacts::from_header(&header).unwrap();
+    let x = f.config.experts.clone().expect("experts");
+    assert_eq!((x.n_expert, x.n_used, x.n_ff), (8, 2, 256));
+    let bytes = |pick: &dyn Fn(&str) -> bool| -> u64 {
+        header
+            .tensors
+            .iter()
+            .filter(|t| pick(&t.name))
+            .map(|t| t.n_bytes)
+            .sum()
+    };
+    let experts = bytes(&|n| n.ends_with("_exps.weight"));
+    let rest = bytes(&|n| !n.ends_with("_exps.weight"));
+    assert!(experts > 0);
+    assert_eq!(f.expert_bytes, experts);
+    assert_eq!(f.weights_bytes, experts + rest);
+    // Tied embeddings: everything else is read whole; 2 of 8 experts.
+    assert_eq!(f.read_bytes_per_token, rest + experts / 4);
+    let params = |pick: &dyn Fn(&str) -> bool| -> u64 {
+        header
+            .tensors
+            .iter()
+            .filter(|t| pick(&t.name))
+            .map(|t| t.n_elements())
+            .sum()
+    };
+    let expert_params = params(&|n| n.ends_with("_exps.weight"));
+    assert_eq!(
+        f.n_params,
+        expert_params + params(&|n| !n.ends_with("_exps.weight"))
+    );
+    assert_eq!(
+        f.n_matmul_params,
+        f.n_params - expert_params + expert_params / 4
+    );
+    // So generation is estimated on the active bytes.
+    let machine = Machine::custom(1 << 30, 100e9, 2e12);
+    let req = Request::new(256, 1);
+    let p = plan(&f, &machine, &req).unwrap();
+    let read = f.read_bytes_per_token + kv_read_bytes(&f.config, 256, KvType::F16);
+    let tg = 100e9 * req.tg_efficiency / read as f64;
+    assert!((p.est_tg_tok_s - tg).abs() < 1e-6 * tg);
+    let pp = 2e12 * req.pp_efficiency / (2.0 * f.n_matmul_params as f64);
+    assert!((p.est_pp_tok_s - pp).abs() < 1e-6 * pp);
+}

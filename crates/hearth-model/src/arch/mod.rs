@@ -6,22 +6,29 @@ use hearth_gguf::{Metadata, TensorInfo};
 use crate::config::{Config, Shapes};
 use crate::{Error, Result};
 
+pub mod experts;
 pub mod gemma3;
 pub mod llama;
 pub mod qwen2;
+pub mod qwen2moe;
 pub mod qwen3;
+pub mod qwen3moe;
 
 /// Names accepted in `general.architecture`.
-pub const SUPPORTED: &str = "llama, qwen2, qwen3, gemma3";
+pub const SUPPORTED: &str = "llama, qwen2, qwen3, gemma3, qwen2moe, qwen3moe";
 
 /// Builds the configuration for the file's architecture from its metadata, every value
 /// checked against the shapes of its `tensors` before anything is sized from it.
 pub fn config(md: &Metadata, tensors: &[TensorInfo]) -> Result<Config> {
-    let build = match md.architecture()? {
-        "llama" => llama::config,
-        "qwen2" => qwen2::config,
-        "qwen3" => qwen3::config,
-        "gemma3" => gemma3::config,
+    type Build = fn(&Metadata, &Shapes) -> Result<Config>;
+    // Mixtral is `llama` with experts; the Qwen MoEs are their dense models' blocks with experts.
+    let (build, rule): (Build, Option<experts::Rule>) = match md.architecture()? {
+        "llama" => (llama::config, Some(llama::EXPERTS)),
+        "qwen2" => (qwen2::config, None),
+        "qwen3" => (qwen3::config, None),
+        "gemma3" => (gemma3::config, None),
+        "qwen2moe" => (qwen2moe::config, Some(qwen2moe::EXPERTS)),
+        "qwen3moe" => (qwen3moe::config, Some(qwen3moe::EXPERTS)),
         other => {
             return Err(Error::UnsupportedArchitecture {
                 found: other.to_string(),
@@ -29,5 +36,16 @@ pub fn config(md: &Metadata, tensors: &[TensorInfo]) -> Result<Config> {
             })
         }
     };
-    build(md, &Shapes::read(tensors)?)
+    let mut c = build(md, &Shapes::read(tensors)?)?;
+    if let Some(rule) = rule {
+        c.experts = experts::read(md, &c, tensors, rule)?;
+    }
+    if c.experts.is_none() && c.arch.ends_with("moe") {
+        return Err(Error::BadHyperParameter {
+            key: format!("{}.expert_count", c.arch),
+            value: "missing".to_string(),
+            why: "a mixture-of-experts model must say how many experts each layer has",
+        });
+    }
+    Ok(c)
 }

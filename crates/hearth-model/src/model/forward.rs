@@ -75,6 +75,7 @@ impl Model {
                 FeedForward::Dense { gate, up, down } => {
                     self.dense_ffn(gate, up, down, n_tok, ws, pool)?;
                 }
+                FeedForward::Moe(moe) => self.moe_ffn(il, moe, n_tok, ws, pool)?,
             }
             let post_norm = layer.ffn_post_norm.as_deref();
             add_residual(&mut ws.x, &mut ws.tmp[..n], post_norm, c.rms_eps);
@@ -151,11 +152,23 @@ impl Model {
         n_tok: usize,
         out: &mut [f32],
     ) -> Result<()> {
-        let m = self.mat(w);
+        self.project_mat(pool, &self.mat(w), act, x, n_tok, out)
+    }
+
+    /// [`Model::project`] on a matrix already at hand (one expert of a 3-D tensor).
+    pub(super) fn project_mat(
+        &self,
+        pool: &ThreadPool,
+        m: &QMatrix<'_>,
+        act: &mut ActCache,
+        x: &[f32],
+        n_tok: usize,
+        out: &mut [f32],
+    ) -> Result<()> {
         if self.exact {
             return project_exact(
                 pool,
-                &m,
+                m,
                 &x[..n_tok * m.cols],
                 n_tok,
                 &mut out[..n_tok * m.rows],
@@ -171,7 +184,7 @@ impl Model {
             )?;
             act.ty = Some(aty);
         }
-        matmul(pool, &m, &act.buf, n_tok, &mut out[..n_tok * m.rows]);
+        matmul(pool, m, &act.buf, n_tok, &mut out[..n_tok * m.rows]);
         Ok(())
     }
 }
@@ -221,6 +234,8 @@ pub struct Workspace {
     pub(super) unit_bounds: Vec<usize>,
     /// One packed embedding row gathered back into its original encoding.
     row_bytes: Vec<u8>,
+    /// The experts' buffers (mixture-of-experts models).
+    pub(super) moe: super::moe::MoeScratch,
 }
 
 impl Workspace {
@@ -241,8 +256,10 @@ impl Workspace {
         grow(&mut self.v, n_tok * c.kv_dim_v());
         grow(&mut self.attn, n_tok * c.n_head * c.v_head_dim);
         grow(&mut self.tmp, n_tok * c.n_embd);
-        grow(&mut self.gate, n_tok * c.n_ff);
-        grow(&mut self.up, n_tok * c.n_ff);
+        // A mixture of experts sizes its own (`moe::MoeScratch`); its declared n_ff is unused.
+        let n_ff = if c.experts.is_some() { 0 } else { c.n_ff };
+        grow(&mut self.gate, n_tok * n_ff);
+        grow(&mut self.up, n_tok * n_ff);
         while self.attn_scratch.len() < n_threads {
             self.attn_scratch.push(Mutex::new(AttnScratch::default()));
         }

@@ -3,6 +3,7 @@
 
 use hearth_gguf::{Gguf, TensorInfo};
 
+use super::moe::Moe;
 use super::pack::{pack_weights, packing_enabled};
 use super::{Attention, FeedForward, Layer, Model, QkNorm, QkvBias, Weight};
 use crate::config::Config;
@@ -96,10 +97,13 @@ fn layer(g: &Gguf, c: &Config, il: usize) -> Result<Layer> {
     };
     let attn_post_norm = optional("post_attention_norm.weight", c.n_embd, c.post_norms)?;
     let ffn_norm = vector(g, &n("ffn_norm.weight"), c.n_embd)?;
-    let ffn = FeedForward::Dense {
-        gate: weight(g, &n("ffn_gate.weight"), c.n_embd, c.n_ff)?,
-        up: weight(g, &n("ffn_up.weight"), c.n_embd, c.n_ff)?,
-        down: weight(g, &n("ffn_down.weight"), c.n_ff, c.n_embd)?,
+    let ffn = match &c.experts {
+        Some(x) => FeedForward::Moe(Box::new(Moe::load(g, c, x, il)?)),
+        None => FeedForward::Dense {
+            gate: weight(g, &n("ffn_gate.weight"), c.n_embd, c.n_ff)?,
+            up: weight(g, &n("ffn_up.weight"), c.n_embd, c.n_ff)?,
+            down: weight(g, &n("ffn_down.weight"), c.n_ff, c.n_embd)?,
+        },
     };
     let ffn_post_norm = optional("post_ffw_norm.weight", c.n_embd, c.post_norms)?;
     Ok(Layer {
@@ -119,7 +123,7 @@ fn layer(g: &Gguf, c: &Config, il: usize) -> Result<Layer> {
     })
 }
 
-fn find<'a>(g: &'a Gguf, name: &str) -> Result<&'a TensorInfo> {
+pub(super) fn find<'a>(g: &'a Gguf, name: &str) -> Result<&'a TensorInfo> {
     g.tensor(name)
         .ok_or_else(|| Error::MissingTensor(name.to_string()))
 }
@@ -129,7 +133,7 @@ fn dim(t: &TensorInfo, i: usize) -> u64 {
 }
 
 /// A weight of `cols` inputs and `rows` outputs (GGUF dims `[cols, rows]`).
-fn weight(g: &Gguf, name: &str, cols: usize, rows: usize) -> Result<Weight> {
+pub(super) fn weight(g: &Gguf, name: &str, cols: usize, rows: usize) -> Result<Weight> {
     let info = find(g, name)?;
     if dim(info, 0) as usize != cols || dim(info, 1) as usize != rows || info.dims.len() > 2 {
         return Err(Error::BadShape {

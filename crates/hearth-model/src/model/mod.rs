@@ -23,12 +23,15 @@
 //! - `pack`: re-laying the matrices into the packed arena at load;
 //! - `forward`: the batched forward pass top to bottom (embeddings, each layer's two residual
 //!   branches, logits), the feed-forward kinds, the projections and the [`Workspace`];
+//! - `moe`: a mixture-of-experts feed-forward (router, experts batched over the tokens routed
+//!   to each, the weighted sum), its experts left in the mapped file;
 //! - `attention`: the attention branch (Q, K and V, RoPE, the cache write, `wo`) and causal
 //!   attention over the paged KV cache, split across threads.
 
 mod attention;
 mod forward;
 mod load;
+mod moe;
 mod pack;
 
 use std::path::Path;
@@ -109,8 +112,7 @@ struct QkNorm {
     k_norm: Vec<f32>,
 }
 
-/// A layer's feed-forward network, one variant per kind (a mixture of experts is another kind,
-/// with its router and experts); the forward pass matches on it.
+/// A layer's feed-forward network, one variant per kind; the forward pass matches on it.
 #[derive(Debug)]
 enum FeedForward {
     /// One gated MLP: `down · (act(gate · x) ⊙ (up · x))`, `act` being SiLU (SwiGLU) or GELU
@@ -123,6 +125,9 @@ enum FeedForward {
         /// (n_embd, n_ff)
         down: Weight,
     },
+    /// A mixture of experts (`moe`): a router and `n_expert` gated MLPs, each token running
+    /// the few its router picks.
+    Moe(Box<moe::Moe>),
 }
 
 impl Layer {
@@ -132,6 +137,7 @@ impl Layer {
         let mut out = vec![wq, wk, wv, wo];
         match &mut self.ffn {
             FeedForward::Dense { gate, up, down } => out.extend([gate, up, down]),
+            FeedForward::Moe(moe) => out.extend(moe.matrices_mut()),
         }
         out
     }
