@@ -158,6 +158,9 @@ pub struct ModelFacts {
     /// Weight bytes one generation step reads: all of them but an untied embedding table, of
     /// which a step reads one row, and but the experts a token is not routed to.
     pub read_bytes_per_token: u64,
+    /// Parameters a token uses: all but the experts it is not routed to (`n_params` for a dense
+    /// model).
+    pub n_active_params: u64,
     /// Of `weights_bytes`, the expert tensors of a mixture of experts (`*_exps`): they stay
     /// mapped from the file, resident once read but memory the OS can reclaim, where the other
     /// matrices are packed into anonymous memory.
@@ -227,6 +230,7 @@ impl ModelFacts {
             config,
             weights_bytes,
             n_params,
+            n_active_params: n_params - idle_params,
             n_matmul_params: n_matmul_params - idle_params,
             read_bytes_per_token: read_bytes_per_token - idle_bytes,
             expert_bytes,

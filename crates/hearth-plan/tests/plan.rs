@@ -396,6 +396,8 @@ fn a_mixture_of_experts_counts_active_weights_for_speed_and_all_for_memory() {
         f.n_matmul_params,
         f.n_params - expert_params + expert_params / 4
     );
+    // Tied embeddings: every parameter but the idle experts' takes part in a product.
+    assert_eq!(f.n_active_params, f.n_matmul_params);
     // So generation is estimated on the active bytes.
     let machine = Machine::custom(1 << 30, 100e9, 2e12);
     let req = Request::new(256, 1);

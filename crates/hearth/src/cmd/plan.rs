@@ -73,6 +73,10 @@ struct Output<'a> {
     architecture: &'a str,
     n_layer: usize,
     n_params: u64,
+    /// Parameters a token uses (a mixture of experts: only its routed experts').
+    n_active_params: u64,
+    /// Of the weights, a mixture of experts' expert tensors: left mapped from the file.
+    expert_bytes: u64,
     machine: &'a Machine,
     #[serde(flatten)]
     plan: &'a Plan,
@@ -168,6 +172,8 @@ pub fn run(a: PlanArgs) -> anyhow::Result<()> {
             architecture: &facts.config.arch,
             n_layer: facts.config.n_layer,
             n_params: facts.n_params,
+            n_active_params: facts.n_active_params,
+            expert_bytes: facts.expert_bytes,
             machine: &machine,
             plan: &plan,
             gpus: &gpus,
@@ -663,8 +669,17 @@ fn human(bytes: u64) -> String {
 
 fn print_table(name: &str, facts: &ModelFacts, m: &Machine, p: &Plan, notes: &[String]) {
     let c = &facts.config;
+    let experts = match &c.experts {
+        Some(x) => format!(
+            " ({:.0}M active: {} of {} experts per token)",
+            facts.n_active_params as f64 / 1e6,
+            x.n_used,
+            x.n_expert
+        ),
+        None => String::new(),
+    };
     println!(
-        "model            {name} ({}, {} layers, {:.0}M parameters, trained on {} tokens of context)",
+        "model            {name} ({}, {} layers, {:.0}M parameters{experts}, trained on {} tokens of context)",
         c.arch,
         c.n_layer,
         facts.n_params as f64 / 1e6,
