@@ -5,6 +5,7 @@
 
 mod pdf;
 mod real;
+mod workers;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
