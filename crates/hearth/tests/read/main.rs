@@ -249,6 +249,46 @@ fn a_png_declaring_30000_squared_is_refused_unread() {
     assert_memory_bounded();
 }
 
+#[test]
+fn a_photo_is_one_page_that_needs_ocr() {
+    use flate2::{write::ZlibEncoder, Compression};
+    let dir = tempfile::tempdir().unwrap();
+    // A 40 × 30 white PNG, named like a JPEG: the bytes decide what it is.
+    let (w, h) = (40u32, 30u32);
+    let mut raw = Vec::new();
+    for _ in 0..h {
+        raw.push(0); // no filter
+        raw.extend(std::iter::repeat_n(255u8, w as usize));
+    }
+    let mut z = ZlibEncoder::new(Vec::new(), Compression::default());
+    z.write_all(&raw).unwrap();
+    let mut ihdr = w.to_be_bytes().to_vec();
+    ihdr.extend_from_slice(&h.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 0, 0, 0, 0]);
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    png.extend(png_chunk(b"IHDR", &ihdr));
+    png.extend(png_chunk(b"IDAT", &z.finish().unwrap()));
+    png.extend(png_chunk(b"IEND", &[]));
+    let path = write(&dir, "receipt.jpg", &png);
+    let out = read(&path, &["--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["kind"], "png");
+    assert_eq!(json["pages"].as_array().unwrap().len(), 1);
+    assert_eq!(json["pages"][0]["source"], "needs_ocr");
+    assert_eq!(json["pages"][0]["image"]["width"], 40);
+    assert_eq!(json["pages"][0]["image"]["height"], 30);
+    let text = String::from_utf8_lossy(&read(&path, &[]).stdout).into_owned();
+    assert_eq!(
+        text,
+        "--- page 1 --- needs OCR: no usable text layer (40 × 30 pixels)\n"
+    );
+}
+
 /// JBIG2 segment header (7.2): number, type, no referred segments, page 1, data length.
 fn jbig2_segment(number: u32, kind: u8, data: &[u8]) -> Vec<u8> {
     let mut out = number.to_be_bytes().to_vec();
