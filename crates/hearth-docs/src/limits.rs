@@ -16,7 +16,9 @@ pub struct Limits {
     pub max_bytes: u64,
     /// Most pages read from one PDF.
     pub max_pages: u32,
-    /// Largest picture decoded (width × height), in a PDF or as an uploaded photo.
+    /// Largest picture decoded (width × height), in a PDF or as an uploaded photo. A 48-megapixel
+    /// phone photo passes; decoded in colour it still fits the worker's memory with the page
+    /// rendering beside it.
     pub max_image_pixels: u64,
     /// Address space one worker may map (RLIMIT_AS), in bytes.
     pub worker_memory: u64,
@@ -33,7 +35,7 @@ impl Default for Limits {
         Limits {
             max_bytes: 64 << 20,
             max_pages: 2000,
-            max_image_pixels: 100_000_000,
+            max_image_pixels: 50_000_000,
             worker_memory: 512 << 20,
             worker_cpu_seconds: 30,
             worker_wall_seconds: 60,

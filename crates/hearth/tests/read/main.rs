@@ -243,7 +243,7 @@ fn a_png_declaring_30000_squared_is_refused_unread() {
     let path = write(&dir, "form.pdf", &png);
     let line = refused(&path, &[]);
     assert!(
-        line.contains("this picture is 30000 × 30000 pixels, more than the 100 megapixels"),
+        line.contains("this picture is 30000 × 30000 pixels, more than the 50 megapixels"),
         "{line}"
     );
     assert_memory_bounded();
