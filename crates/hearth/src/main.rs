@@ -46,10 +46,20 @@ enum Command {
     /// What hearth.lock pins for the models the household is served (`show`), and pinning a
     /// change the keeper wants (`accept`).
     Lock(cmd::lock::LockArgs),
+    /// Print a PDF's or a picture's text page by page, as Hearth reads documents, saying for
+    /// each page whether the text came from the text layer or needs OCR.
+    Read(cmd::read::ReadArgs),
+    /// One document page read in a worker process with limits (started by `read`, not people).
+    #[command(name = "__docs-worker", hide = true)]
+    DocsWorker,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // A worker answers on stdout and nothing else: no logging set up, no other output.
+    if let Command::DocsWorker = cli.command {
+        return cmd::read::worker();
+    }
     // A server logs one line per request; the other commands only warnings.
     let default_level = match cli.command {
         Command::Serve(_) => "info",
@@ -75,6 +85,8 @@ fn main() -> ExitCode {
         Command::Discover(a) => cmd::discover::run(a),
         Command::Verify(a) => cmd::verify::run(a),
         Command::Lock(a) => cmd::lock::run(a),
+        Command::Read(a) => cmd::read::run(a),
+        Command::DocsWorker => unreachable!("handled before logging is set up"),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

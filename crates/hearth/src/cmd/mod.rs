@@ -8,6 +8,7 @@ pub mod models;
 pub mod perplexity;
 pub mod plan;
 pub mod pull;
+pub mod read;
 pub mod run;
 pub mod serve;
 pub mod tokenize;
