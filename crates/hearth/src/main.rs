@@ -46,13 +46,18 @@ enum Command {
     /// What hearth.lock pins for the models the household is served (`show`), and pinning a
     /// change the keeper wants (`accept`).
     Lock(cmd::lock::LockArgs),
+    /// The household's pool of machines, on the head: pair one (`invite`), see them (`list`),
+    /// forget one (`remove`).
+    Pool(cmd::pool::PoolArgs),
+    /// Make this machine a member of the household's pool: `join CODE` once, then `hearth node`.
+    Node(cmd::pool::NodeArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // A server logs one line per request; the other commands only warnings.
     let default_level = match cli.command {
-        Command::Serve(_) => "info",
+        Command::Serve(_) | Command::Node(_) => "info",
         _ => "warn",
     };
     tracing_subscriber::fmt()
@@ -75,6 +80,8 @@ fn main() -> ExitCode {
         Command::Discover(a) => cmd::discover::run(a),
         Command::Verify(a) => cmd::verify::run(a),
         Command::Lock(a) => cmd::lock::run(a),
+        Command::Pool(a) => cmd::pool::run_pool(a),
+        Command::Node(a) => cmd::pool::run_node(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
