@@ -42,6 +42,7 @@
 pub mod advice;
 pub mod calibrate;
 pub mod machine;
+pub mod pool;
 
 use hearth_gguf::{GgmlType, Header};
 use hearth_model::config::Config;

@@ -167,6 +167,31 @@ pub const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE messages ADD COLUMN model TEXT;
     "#,
+    // 9: the household's pool of machines (issue 21). `pool_members` is every machine the
+    // keeper paired, by its node key (hex of the Ed25519 public key, iroh's identity): a
+    // connection from any other key gets nothing, and deleting the row cuts the machine off.
+    // `report` is the JSON the member last sent (memory, bandwidth, its link to the head) and
+    // `last_seen` its last heartbeat, so `hearth pool list` reads them without asking the head.
+    // `pool_invites` holds the open pairing codes: the secret half is the SPAKE2 password (the
+    // head needs it in the clear to run the exchange), single-use, with an expiry and a count
+    // of tries left; an invite is deleted when it pairs, expires or runs out of tries.
+    // (Issue 21 was given number 9; another branch holds 8, and their order is settled at
+    // merge: these tables touch nothing else.)
+    r#"
+    CREATE TABLE pool_members (
+        key TEXT PRIMARY KEY NOT NULL,
+        name TEXT NOT NULL,
+        paired INTEGER NOT NULL,
+        last_seen INTEGER,
+        report TEXT
+    );
+    CREATE TABLE pool_invites (
+        id TEXT PRIMARY KEY NOT NULL,
+        secret TEXT NOT NULL,
+        expires INTEGER NOT NULL,
+        tries_left INTEGER NOT NULL
+    );
+    "#,
 ];
 
 /// The schema version this code writes.

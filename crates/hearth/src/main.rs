@@ -52,6 +52,11 @@ enum Command {
     /// One document page read in a worker process with limits (started by `read`, not people).
     #[command(name = "__docs-worker", hide = true)]
     DocsWorker,
+    /// The household's pool of machines, on the head: pair one (`invite`), see them (`list`),
+    /// forget one (`remove`).
+    Pool(cmd::pool::PoolArgs),
+    /// Make this machine a member of the household's pool: `join CODE` once, then `hearth node`.
+    Node(cmd::pool::NodeArgs),
 }
 
 fn main() -> ExitCode {
@@ -62,7 +67,7 @@ fn main() -> ExitCode {
     }
     // A server logs one line per request; the other commands only warnings.
     let default_level = match cli.command {
-        Command::Serve(_) => "info",
+        Command::Serve(_) | Command::Node(_) => "info",
         _ => "warn",
     };
     tracing_subscriber::fmt()
@@ -87,6 +92,8 @@ fn main() -> ExitCode {
         Command::Lock(a) => cmd::lock::run(a),
         Command::Read(a) => cmd::read::run(a),
         Command::DocsWorker => unreachable!("handled before logging is set up"),
+        Command::Pool(a) => cmd::pool::run_pool(a),
+        Command::Node(a) => cmd::pool::run_node(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

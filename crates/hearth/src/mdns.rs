@@ -100,3 +100,73 @@ pub fn discover(wait: Duration) -> anyhow::Result<Vec<Found>> {
     let _ = daemon.shutdown();
     Ok(found)
 }
+
+/// The pool's service: the head's QUIC port, its node key in the TXT record.
+pub const POOL_SERVICE: &str = "_hearth-pool._udp.local.";
+
+/// Announces the pool's head at `listen` (its UDP port) with its node key, so members find it
+/// without an address. The key is a hint only: pairing proves it.
+pub fn announce_pool(listen: SocketAddr, key: &str) -> anyhow::Result<Announcer> {
+    let ips = reachable_ips(listen);
+    anyhow::ensure!(
+        !ips.is_empty(),
+        "no network address to announce for {listen}"
+    );
+    let daemon = ServiceDaemon::new().context("cannot start mDNS")?;
+    let props = [("key", key), ("version", env!("CARGO_PKG_VERSION"))];
+    let instance = format!("hearth-pool-{}", &key[..12]);
+    let info = ServiceInfo::new(
+        POOL_SERVICE,
+        &instance,
+        HOST,
+        &ips[..],
+        listen.port(),
+        &props[..],
+    )
+    .context("cannot describe the pool service")?;
+    daemon.register(info).context("cannot announce the pool")?;
+    Ok(Announcer { daemon })
+}
+
+/// A pool head found on the network.
+pub struct FoundHead {
+    pub addr: SocketAddr,
+    /// The node key it announces (unproven until pairing or a link checks it).
+    pub key: String,
+}
+
+/// Browses for pool heads for `wait`, one entry per head (its first address).
+pub fn discover_pool(wait: Duration) -> anyhow::Result<Vec<FoundHead>> {
+    let daemon = ServiceDaemon::new().context("cannot start mDNS")?;
+    let rx = daemon
+        .browse(POOL_SERVICE)
+        .context("cannot browse for the pool's head")?;
+    let deadline = Instant::now() + wait;
+    let mut found: Vec<FoundHead> = Vec::new();
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        match rx.recv_timeout(left) {
+            Ok(ServiceEvent::ServiceResolved(info)) => {
+                let key = info
+                    .get_property_val_str("key")
+                    .unwrap_or_default()
+                    .to_string();
+                let mut addrs: Vec<IpAddr> = info.get_addresses().iter().copied().collect();
+                addrs.sort();
+                let Some(ip) = addrs.into_iter().find(|a| a.is_ipv4()) else {
+                    continue;
+                };
+                if found.iter().any(|f| f.key == key) {
+                    continue;
+                }
+                found.push(FoundHead {
+                    addr: SocketAddr::new(ip, info.get_port()),
+                    key,
+                });
+            }
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    let _ = daemon.shutdown();
+    Ok(found)
+}

@@ -87,6 +87,17 @@ pub trait Admin: Send + Sync {
     fn lock_accept(&self, model: &str) -> Result<Value, String> {
         Err(format!("this server cannot change the lock for {model}"))
     }
+    /// A one-time code that pairs another machine with the household's pool (the keeper runs
+    /// `hearth node join CODE` there): `{"code", "valid_secs", "tries"}`. `Err` says why not
+    /// (no pool), in the keeper's words. For Settings → Machines; no route calls it yet.
+    fn pool_invite(&self) -> Result<Value, String> {
+        Err("this server has no pool of machines".into())
+    }
+    /// The paired machines: `[{"name", "key", "paired", "last_seen", "link"}]`, `link` being the
+    /// member's last report and its link to the head as measured (or `null`).
+    fn pool_members(&self) -> Result<Value, String> {
+        Err("this server has no pool of machines".into())
+    }
 }
 
 /// The household part of the server's configuration.

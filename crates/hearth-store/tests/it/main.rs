@@ -7,6 +7,7 @@ mod chat;
 mod files;
 mod keys;
 mod people;
+mod pool;
 mod profile;
 mod responses;
 

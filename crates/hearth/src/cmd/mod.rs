@@ -7,6 +7,8 @@ pub mod lock;
 pub mod models;
 pub mod perplexity;
 pub mod plan;
+pub mod plan_pool;
+pub mod pool;
 pub mod pull;
 pub mod read;
 pub mod run;

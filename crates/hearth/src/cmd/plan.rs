@@ -63,6 +63,15 @@ pub struct PlanArgs {
     /// smallest installed model) and store it for later estimates.
     #[arg(long, conflicts_with_all = ["model", "machine", "memory", "bandwidth"])]
     pub calibrate: bool,
+    /// Plan the household's pool: route whole chats to one machine, or split the model's
+    /// layers across several. The machines are this one and the members the running head
+    /// last heard from, or exactly the --member machines given.
+    #[arg(long)]
+    pub pool: bool,
+    /// A machine for --pool, offline: `NAME,memory=16GiB,bandwidth=60GB/s[,flops=1e12]
+    /// [,rtt=1ms][,link=1Gbit/s][,busy=N]` (repeat; the first is the head). Implies --pool.
+    #[arg(long, value_name = "SPEC")]
+    pub member: Vec<String>,
 }
 
 /// What `--json` prints: the plan plus what it was made for.
@@ -126,6 +135,9 @@ pub fn run(a: PlanArgs) -> anyhow::Result<()> {
     req.kv_type = kv_type;
     req.threads = hearth_kernels::pool::physical_cores();
     calibration.apply(&mut req, &mut notes);
+    if a.pool || !a.member.is_empty() {
+        return super::plan_pool::run(&a, &name, &header, &facts, &req, &machine, &notes);
+    }
     let mut plan = hearth_plan::plan(&facts, &machine, &req)?;
     let gpus = if a.machine.eq_ignore_ascii_case("this") {
         let profiles = Profiles::builtin();
@@ -297,7 +309,7 @@ impl Calib {
 /// The machine to plan for: a profile or this one, with `--memory` / `--bandwidth` applied
 /// (which make it `custom`, keeping the rest of the base machine), and the calibration that
 /// applies to it: this machine's stored one, unless `--bandwidth` describes another machine.
-fn machine(a: &PlanArgs) -> anyhow::Result<(Machine, Calib)> {
+pub(crate) fn machine(a: &PlanArgs) -> anyhow::Result<(Machine, Calib)> {
     let memory = a
         .memory
         .as_deref()

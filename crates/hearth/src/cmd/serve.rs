@@ -89,6 +89,13 @@ pub struct ServeArgs {
     /// likely next word, so the same question gets the same reply.
     #[arg(long, value_parser = parse_temperature)]
     pub temperature: Option<f32>,
+    /// Be the head of the household's pool of machines: accept the machines paired with
+    /// `hearth pool invite` (QUIC on UDP and a key query on TCP, both at --pool-listen).
+    #[arg(long)]
+    pub pool: bool,
+    /// Where the pool listens (with --pool).
+    #[arg(long, value_name = "ADDR", default_value_t = SocketAddr::from(([0, 0, 0, 0], hearth_pool::DEFAULT_PORT)))]
+    pub pool_listen: SocketAddr,
 }
 
 /// A temperature from 0 to 2, said in words otherwise.
@@ -126,6 +133,11 @@ pub fn run(a: ServeArgs) -> anyhow::Result<()> {
     if a.max_seqs == 0 {
         bail!("--max-seqs must be at least 1");
     }
+    if a.pool && store.is_none() {
+        bail!("--pool keeps the paired machines in the household's data; drop --no-household");
+    }
+    let store = store.map(Arc::new);
+    let pool_store = store.clone().filter(|_| a.pool);
     // Without --model, the model the owner chose on the page, else the default.
     let chosen = match (&a.model, &store) {
         (Some(m), _) => Some(m.clone()),
@@ -188,7 +200,14 @@ pub fn run(a: ServeArgs) -> anyhow::Result<()> {
         ..ServeOptions::default()
     };
     let household = match store {
-        Some(store) => Some(household(store, a.listen, planned, sizing, a.reply_tokens)?),
+        Some(store) => Some(household(
+            store,
+            a.listen,
+            planned,
+            sizing,
+            a.reply_tokens,
+            a.pool,
+        )?),
         None => None,
     };
     let id = loaded.name.clone();
@@ -213,7 +232,14 @@ pub fn run(a: ServeArgs) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     let mdns = !a.no_mdns && !a.no_household;
-    runtime.block_on(serve(state, a.listen, id, auth.required(), threads, mdns))
+    runtime.block_on(async {
+        // The pool's head lives as long as the server (dropping it ends the announcement).
+        let _pool = match pool_store {
+            Some(store) => Some(super::pool::start_head(a.pool_listen, store, mdns).await?),
+            None => None,
+        };
+        serve(state, a.listen, id, auth.required(), threads, mdns).await
+    })
 }
 
 /// The names and origins served: the defaults, this machine's host name, and the keeper's.
@@ -249,11 +275,12 @@ fn open_store(listen: SocketAddr) -> anyhow::Result<(hearth_fetch::HomeLock, hea
 }
 
 fn household(
-    store: hearth_store::Store,
+    store: Arc<hearth_store::Store>,
     listen: SocketAddr,
     planned: Planned,
     sizing: Sizing,
     reply_tokens: usize,
+    pool: bool,
 ) -> anyhow::Result<HouseholdOptions> {
     // Setup needs the code on loopback too: any web page the keeper has open could otherwise
     // reach a fresh Hearth first and make itself the owner.
@@ -273,11 +300,12 @@ fn household(
         code
     });
     Ok(HouseholdOptions {
-        store: Arc::new(store),
+        store: store.clone(),
         setup_code,
         admin: Some(Arc::new(Admin {
             planned: std::sync::Mutex::new(planned),
             sizing,
+            pool: pool.then_some(store),
         })),
         reply_tokens,
     })
@@ -319,6 +347,8 @@ struct Admin {
     /// The served model's plan; replaced when the owner switches models.
     planned: std::sync::Mutex<Planned>,
     sizing: Sizing,
+    /// With `--pool`: the household's data, where pairing codes and members live.
+    pool: Option<Arc<hearth_store::Store>>,
 }
 
 /// What the served model was planned with, to re-plan against the memory available now.
@@ -487,6 +517,40 @@ impl hearth_server::household::Admin for Admin {
             .map(|changes| serde_json::json!({"model": model, "accepted": changes}))
             .map_err(|e| format!("{e:#}"))
     }
+
+    fn pool_invite(&self) -> Result<serde_json::Value, String> {
+        let store = self.pool.as_ref().ok_or_else(pool_off)?;
+        let code = hearth_pool::head::invite(store).map_err(|e| e.to_string())?;
+        Ok(serde_json::json!({
+            "code": code.to_string(),
+            "valid_secs": hearth_pool::INVITE_VALID_SECS,
+            "tries": hearth_pool::INVITE_TRIES,
+        }))
+    }
+
+    fn pool_members(&self) -> Result<serde_json::Value, String> {
+        let store = self.pool.as_ref().ok_or_else(pool_off)?;
+        let members = store.pool_members().map_err(|e| e.to_string())?;
+        Ok(serde_json::Value::Array(
+            members
+                .into_iter()
+                .map(|m| {
+                    let link: Option<serde_json::Value> = m
+                        .report
+                        .as_deref()
+                        .and_then(|r| serde_json::from_str(r).ok());
+                    serde_json::json!({
+                        "name": m.name, "key": m.key, "paired": m.paired,
+                        "last_seen": m.last_seen, "link": link,
+                    })
+                })
+                .collect(),
+        ))
+    }
+}
+
+fn pool_off() -> String {
+    "this server is not the head of a pool: start it with hearth serve --pool".to_string()
 }
 
 /// Says at start that this Hearth would serve `name` differently than the lock pins, and that
