@@ -91,3 +91,26 @@ fn a_two_column_page_reads_column_by_column() {
         .expect("right column's first line");
     assert!(left_end < right_start, "{text}");
 }
+
+#[test]
+fn a_page_photographed_sideways_or_upside_down_reads_upright() {
+    let dir = pages_dir();
+    let bytes = std::fs::read(dir.join("dmca.png")).unwrap();
+    let full = decode_image(&bytes, DEFAULT_MAX_PIXELS).unwrap();
+    // The page's top third (title and first paragraph) keeps the test short.
+    let top = image::imageops::crop_imm(&full, 0, 0, full.width(), full.height() / 3).to_image();
+    let upright = ocr().read_image(&top).unwrap();
+    assert_eq!(upright.rotation, 0);
+    // Turned a quarter counter-clockwise (the camera held sideways), then upside down.
+    for (turned, rotation) in [
+        (image::imageops::rotate270(&top), 90),
+        (image::imageops::rotate180(&top), 180),
+    ] {
+        let page = ocr().read_image(&turned).unwrap();
+        let f1 = word_f1(&upright.text_in_reading_order, &page.text_in_reading_order);
+        let wer = ordered_wer(&upright.text_in_reading_order, &page.text_in_reading_order);
+        eprintln!("turned {rotation}: F1 {f1:.4} WER {wer:.4} against the upright read");
+        assert_eq!(page.rotation, rotation, "{}", page.text_in_reading_order);
+        assert!(f1 >= 0.95 && wer <= 0.1, "{}", page.text_in_reading_order);
+    }
+}
