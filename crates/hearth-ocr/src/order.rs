@@ -55,13 +55,16 @@ impl Ctx<'_> {
             out.push(self.rows(idx));
             return;
         }
-        // Merge consecutive bands while their union splits into columns.
+        // Merge consecutive bands while a gutter runs through their union. Any gutter, not yet
+        // real columns: a section's first bands can be one-sided (a heading beside the other
+        // column's first lines, a line of one column beside the other's paragraph break), and
+        // whether the whole is columns is judged once it is whole.
         let mut groups: Vec<Vec<usize>> = Vec::new();
         for band in bands {
             if let Some(last) = groups.last_mut() {
                 let mut joined = last.clone();
                 joined.extend(&band);
-                if self.columns(&joined).is_some() {
+                if self.gutters(&joined).len() >= 2 {
                     *last = joined;
                     continue;
                 }
@@ -69,8 +72,8 @@ impl Ctx<'_> {
             groups.push(band);
         }
         if groups.len() == 1 {
-            // Cannot happen (a union that splits into columns would have split above), but a
-            // region that cannot be cut is read in rows rather than recursed forever.
+            // Gutters, but not columns (a date set right above a greeting, labels beside
+            // values): read in rows.
             out.push(self.rows(groups.pop().unwrap_or_default()));
             return;
         }
@@ -83,8 +86,7 @@ impl Ctx<'_> {
     /// two lines and a fifth of the region wide (so a form's narrow labels, or a date line set
     /// to the right above a greeting, are not read as columns).
     fn columns(&self, idx: &[usize]) -> Option<Vec<Vec<usize>>> {
-        let min_gap = 0.5 * self.line_h;
-        let parts = split(idx, |i| (self.boxes[i].x0, self.boxes[i].x1), min_gap);
+        let parts = self.gutters(idx);
         if parts.len() < 2 {
             return None;
         }
@@ -94,6 +96,15 @@ impl Ctx<'_> {
             p.len() >= 2 && b.width() >= 0.2 * region.width()
         });
         ok.then_some(parts)
+    }
+
+    /// Splits `idx` at vertical gaps no line crosses, half a line height wide or more.
+    fn gutters(&self, idx: &[usize]) -> Vec<Vec<usize>> {
+        split(
+            idx,
+            |i| (self.boxes[i].x0, self.boxes[i].x1),
+            0.5 * self.line_h,
+        )
     }
 
     /// Splits `idx` at horizontal gaps (any height: a band is a run of lines whose vertical
@@ -201,6 +212,23 @@ mod tests {
             r(520.0, 220.0, 900.0, 240.0),
         ];
         assert_eq!(flat(&reading_order(&boxes)), vec![0, 1, 2, 3, 4, 5, 6]);
+    }
+
+    #[test]
+    fn a_section_that_starts_one_sided_is_still_read_column_by_column() {
+        // Under a title across the page (0), a heading (1) beside the right column's first
+        // line, then a right-only line, then both columns: 1, 4, 6 left; 2, 3, 5, 7 right.
+        let boxes = [
+            r(100.0, 50.0, 900.0, 70.0),
+            r(150.0, 100.0, 300.0, 120.0),
+            r(520.0, 100.0, 900.0, 120.0),
+            r(520.0, 130.0, 900.0, 150.0),
+            r(100.0, 160.0, 480.0, 180.0),
+            r(520.0, 160.0, 900.0, 180.0),
+            r(100.0, 190.0, 480.0, 210.0),
+            r(520.0, 190.0, 900.0, 210.0),
+        ];
+        assert_eq!(flat(&reading_order(&boxes)), vec![0, 1, 4, 6, 2, 3, 5, 7]);
     }
 
     #[test]
