@@ -1,0 +1,241 @@
+//! Text detection: the page resized for the DB (differentiable binarization) network, and its
+//! probability map turned into text-line rectangles (threshold, connected regions, minimum-area
+//! rectangle, box score, unclip).
+
+use image::RgbImage;
+
+use crate::geometry::{min_area_rect, Point, RotatedRect};
+
+/// The share of the unclip offset applied along a line (see [`unclip`]).
+const ALONG_TEXT: f32 = 0.6;
+
+/// Settings of detection post-processing (PaddleOCR's defaults for PP-OCR).
+#[derive(Debug, Clone)]
+pub struct DetectOptions {
+    /// A probability above this is text.
+    pub thresh: f32,
+    /// A region whose mean probability inside its rectangle is below this is dropped.
+    pub box_thresh: f32,
+    /// How far a shrunk text kernel is grown back: area × ratio / perimeter on each side.
+    pub unclip_ratio: f32,
+    /// Regions whose shorter side is below this (map pixels) are noise.
+    pub min_size: f32,
+    /// At most this many regions are considered.
+    pub max_candidates: usize,
+}
+
+impl Default for DetectOptions {
+    fn default() -> Self {
+        DetectOptions {
+            thresh: 0.3,
+            box_thresh: 0.5,
+            unclip_ratio: 1.6,
+            min_size: 3.0,
+            max_candidates: 1000,
+        }
+    }
+}
+
+/// The network's input size for an image `w` × `h`: the longer side brought down to `max_side`
+/// (never up), the shorter up to at least `min_side`, both rounded to multiples of 32.
+pub fn input_size(w: u32, h: u32, max_side: u32, min_side: u32) -> (u32, u32) {
+    let (w, h) = (w.max(1) as f32, h.max(1) as f32);
+    let mut scale = 1.0f32;
+    if w.max(h) > max_side as f32 {
+        scale = max_side as f32 / w.max(h);
+    }
+    if w.min(h) * scale < min_side as f32 {
+        scale = min_side as f32 / w.min(h);
+    }
+    let round32 = |v: f32| (((v * scale) / 32.0).round() as u32 * 32).max(32);
+    (round32(w), round32(h))
+}
+
+/// The image as the network wants it: resized to `w` × `h`, channels in BGR order (the models
+/// were trained on OpenCV's images), scaled to -1..1, CHW.
+pub fn to_input(img: &RgbImage, w: u32, h: u32) -> Vec<f32> {
+    let resized = image::imageops::resize(img, w, h, image::imageops::FilterType::Triangle);
+    let plane = (w * h) as usize;
+    let mut out = vec![0.0f32; 3 * plane];
+    for (i, px) in resized.pixels().enumerate() {
+        for c in 0..3 {
+            // BGR: plane 0 is blue.
+            out[(2 - c) * plane + i] = px[c] as f32 / 127.5 - 1.0;
+        }
+    }
+    out
+}
+
+/// Text regions in the probability map `prob` (`w` × `h`, row-major), as rectangles in map
+/// coordinates, with their box scores.
+pub fn boxes_from_map(
+    prob: &[f32],
+    w: usize,
+    h: usize,
+    opts: &DetectOptions,
+) -> Vec<(RotatedRect, f32)> {
+    // Threshold, then dilate by a 2 × 2 square (PaddleOCR's `use_dilation`), which joins the
+    // kernels of letters that the shrunk map left a pixel apart.
+    let mut mask = vec![false; w * h];
+    for y in 0..h {
+        for x in 0..w {
+            let on = |xx: usize, yy: usize| prob[yy * w + xx] > opts.thresh;
+            mask[y * w + x] = on(x, y)
+                || (x > 0 && on(x - 1, y))
+                || (y > 0 && on(x, y - 1))
+                || (x > 0 && y > 0 && on(x - 1, y - 1));
+        }
+    }
+    let mut label = vec![0u32; w * h];
+    let mut next = 0u32;
+    let mut out = Vec::new();
+    let mut stack = Vec::new();
+    for start in 0..w * h {
+        if !mask[start] || label[start] != 0 {
+            continue;
+        }
+        next += 1;
+        if next as usize > opts.max_candidates {
+            break;
+        }
+        // Flood fill (8-connected), keeping each row's leftmost and rightmost pixel: the hull,
+        // and so the minimum-area rectangle, depends only on those.
+        let mut rows: std::collections::BTreeMap<usize, (usize, usize)> = Default::default();
+        label[start] = next;
+        stack.push(start);
+        while let Some(i) = stack.pop() {
+            let (x, y) = (i % w, i / w);
+            let e = rows.entry(y).or_insert((x, x));
+            e.0 = e.0.min(x);
+            e.1 = e.1.max(x);
+            for dy in -1i64..=1 {
+                for dx in -1i64..=1 {
+                    let (nx, ny) = (x as i64 + dx, y as i64 + dy);
+                    if nx < 0 || ny < 0 || nx >= w as i64 || ny >= h as i64 {
+                        continue;
+                    }
+                    let j = ny as usize * w + nx as usize;
+                    if mask[j] && label[j] == 0 {
+                        label[j] = next;
+                        stack.push(j);
+                    }
+                }
+            }
+        }
+        let mut pts = Vec::with_capacity(rows.len() * 4);
+        for (&y, &(x0, x1)) in &rows {
+            // Pixel squares' corners, so a one-pixel-high region still has an area.
+            for x in [x0 as f32, x1 as f32 + 1.0] {
+                pts.push(Point { x, y: y as f32 });
+                pts.push(Point {
+                    x,
+                    y: y as f32 + 1.0,
+                });
+            }
+        }
+        let Some(rect) = min_area_rect(pts) else {
+            continue;
+        };
+        if rect.width.min(rect.height) < opts.min_size {
+            continue;
+        }
+        let score = box_score(prob, w, h, &rect);
+        if score < opts.box_thresh {
+            continue;
+        }
+        let grown = unclip(&rect, opts.unclip_ratio);
+        if grown.width.min(grown.height) < opts.min_size + 2.0 {
+            continue;
+        }
+        out.push((grown, score));
+    }
+    out
+}
+
+/// The mean probability inside `rect`.
+fn box_score(prob: &[f32], w: usize, h: usize, rect: &RotatedRect) -> f32 {
+    let b = rect.bounds();
+    let x0 = b.x0.floor().max(0.0) as usize;
+    let y0 = b.y0.floor().max(0.0) as usize;
+    let x1 = (b.x1.ceil() as usize).min(w);
+    let y1 = (b.y1.ceil() as usize).min(h);
+    let (mut sum, mut n) = (0.0f64, 0usize);
+    for y in y0..y1 {
+        for x in x0..x1 {
+            let centre = Point {
+                x: x as f32 + 0.5,
+                y: y as f32 + 0.5,
+            };
+            if rect.contains(centre) {
+                sum += prob[y * w + x] as f64;
+                n += 1;
+            }
+        }
+    }
+    if n == 0 {
+        0.0
+    } else {
+        (sum / n as f64) as f32
+    }
+}
+
+/// Grows the shrunk text kernel back to the text's extent: DB shrank each training polygon by
+/// `area × (1 − r²) / perimeter`; the offset `area × ratio / perimeter` on every side undoes it.
+/// For a rectangle, offsetting its outline gives a rectangle (up to the rounded corners, which
+/// the minimum-area rectangle of the offset outline discards anyway).
+///
+/// Along the text the offset is cut to [`ALONG_TEXT`] of it: the full offset overshoots the
+/// shrink by about 0.4 line heights at each end, which across a narrow gutter (0.6 cm in a
+/// two-column paper, under a line height at 300 dpi) takes the neighbouring column's first
+/// letter into the line. Across the text the overshoot is kept: it holds ascenders and
+/// descenders.
+fn unclip(rect: &RotatedRect, ratio: f32) -> RotatedRect {
+    let area = rect.width * rect.height;
+    let perimeter = 2.0 * (rect.width + rect.height);
+    let d = if perimeter > 0.0 {
+        area * ratio / perimeter
+    } else {
+        0.0
+    };
+    let (dw, dh) = if rect.width >= rect.height {
+        (d * ALONG_TEXT, d)
+    } else {
+        (d, d * ALONG_TEXT)
+    };
+    RotatedRect {
+        width: rect.width + 2.0 * dw,
+        height: rect.height + 2.0 * dh,
+        ..*rect
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn input_size_shrinks_long_pages_and_rounds_to_32() {
+        assert_eq!(input_size(2550, 3300, 2000, 736), (1536, 2016));
+        assert_eq!(input_size(400, 100, 2000, 736), (2944, 736));
+        assert_eq!(input_size(1000, 800, 2000, 736), (992, 800));
+    }
+
+    #[test]
+    fn one_bright_bar_becomes_one_grown_box() {
+        let (w, h) = (100, 40);
+        let mut prob = vec![0.0f32; w * h];
+        for y in 15..25 {
+            for x in 10..90 {
+                prob[y * w + x] = 0.9;
+            }
+        }
+        let boxes = boxes_from_map(&prob, w, h, &DetectOptions::default());
+        assert_eq!(boxes.len(), 1);
+        let (r, score) = boxes[0];
+        assert!(score > 0.8, "{score}");
+        // The dilated kernel is 81 × 11; unclip adds 81·11·1.6 / 184 ≈ 7.7 on each side, 0.6 of
+        // that at the ends.
+        assert!((r.width - (81.0 + 2.0 * 0.6 * 7.75)).abs() < 0.5, "{r:?}");
+        assert!((r.height - (11.0 + 2.0 * 7.75)).abs() < 0.5, "{r:?}");
+    }
+}
