@@ -40,11 +40,16 @@ pub struct Check {
     pub detail: String,
 }
 
-fn check(name: String, worst: f64, bad: Option<String>) -> Check {
+/// `worst`: the largest error as a fraction of its bound, or `None` for a bit-for-bit check.
+fn check(name: String, worst: Option<f64>, bad: Option<String>) -> Check {
+    let ok = match worst {
+        Some(w) => format!("worst error {w:.3} of its bound"),
+        None => "the same bits".to_string(),
+    };
     Check {
         name,
         passed: bad.is_none(),
-        detail: bad.unwrap_or_else(|| format!("worst error {:.3} of its bound", worst)),
+        detail: bad.unwrap_or(ok),
     }
 }
 
@@ -241,7 +246,7 @@ pub fn matmul_exact(gpu: &Gpu, ty: GgmlType, seed: u64) -> Result<Check> {
             break;
         }
     }
-    Ok(check(format!("{} exact sums", ty.name()), 0.0, bad))
+    Ok(check(format!("{} exact sums", ty.name()), None, bad))
 }
 
 /// The general case: random quantized data, within the stated bound.
@@ -280,7 +285,11 @@ pub fn matmul_bound(gpu: &Gpu, ty: GgmlType, seed: u64) -> Result<Check> {
             }
         }
     }
-    Ok(check(format!("{} within bound", ty.name()), worst, bad))
+    Ok(check(
+        format!("{} within bound", ty.name()),
+        Some(worst),
+        bad,
+    ))
 }
 
 /// Batch invariance: tokens one at a time, every tile shape, and a matrix cut into pieces all
@@ -316,7 +325,7 @@ pub fn matmul_tiles(gpu: &Gpu, ty: GgmlType, seed: u64) -> Result<Check> {
     let pieces = gpu.upload_matrix_in_pieces(ty, &w, ROWS, COLS, 5)?;
     let got = gpu.matmul(&pieces, &x, TOKENS, (4, 8))?;
     compare(format!("{} pieces", pieces.pieces()), &got, 0);
-    Ok(check(format!("{} batch invariance", ty.name()), 0.0, bad))
+    Ok(check(format!("{} batch invariance", ty.name()), None, bad))
 }
 
 fn floats(n: usize, lo: f32, hi: f32, rng: &mut StdRng) -> Vec<f32> {
@@ -338,7 +347,7 @@ fn compare(name: &str, got: &[f32], want: &[f32], bound: impl Fn(usize) -> f64) 
             ));
         }
     }
-    check(name.to_string(), worst, bad)
+    check(name.to_string(), Some(worst), bad)
 }
 
 pub fn rms_norm_check(gpu: &Gpu, seed: u64) -> Result<Check> {
