@@ -1,15 +1,16 @@
 #!/usr/bin/env python3
-"""Write a synthetic Qwen2-7B- or Qwen3-30B-A3B-shaped Q4_K_M GGUF (random weights) for speed
-and memory benchmarks.
+"""Write a synthetic Qwen2-7B-, Llama-3-8B- or Qwen3-30B-A3B-shaped Q4_K_M GGUF (random weights)
+for speed and memory benchmarks.
 
 A real 7B download is 4.7 GB; for measuring tokens/s and RSS only the shapes and the weight types
-matter, not the values. This writes a file with Qwen2-7B's exact tensor shapes and the types
-llama.cpp's Q4_K_M recipe picks for them:
+matter, not the values. This writes a file with the model's exact tensor shapes (`--shape
+qwen2-7b`, the default, or `--shape llama3-8b`, the model GPU engines are usually compared on:
+scripts/bench-gpu) and the types llama.cpp's Q4_K_M recipe picks for them:
 
     Q6_K   output.weight, and attn_v / ffn_down in the "more bits" layers
            (i < n/8, i >= 7n/8, or (i - n/8) % 3 == 2, the rule in llama.cpp's quantizer)
     Q4_K   every other matrix (token_embd included)
-    F32    norms and the q/k/v biases
+    F32    norms and (Qwen2 only) the q/k/v biases
 
 The blocks are random but valid (finite, small f16 scales), so the model produces garbage text at
 real speed. Output is streamed block by block: memory stays far below the file size.
@@ -25,6 +26,7 @@ Bench-only: never run in CI, never commit the output.
     python3 scripts/gen-synthetic-7b.py --out qwen2-7b-synthetic-q4_k_m.gguf
     python3 scripts/gen-synthetic-7b.py --out small.gguf --n-layer 2   # quick load check
     python3 scripts/gen-synthetic-7b.py --shape qwen3-30b-a3b --n-layer 8 --out a3b-8l.gguf
+    python3 scripts/gen-synthetic-7b.py --shape llama3-8b --out llama3-8b-synthetic-q4_k_m.gguf
 """
 
 from __future__ import annotations
@@ -38,17 +40,18 @@ import numpy as np
 import gguf
 from gguf import GGMLQuantizationType as Q
 
-# Qwen2-7B (config.json of Qwen/Qwen2-7B-Instruct).
-N_EMBD = 3584
-N_FF = 18944
-N_HEAD = 28
-N_HEAD_KV = 4
-HEAD_DIM = 128
-N_VOCAB = 152064
-N_LAYER = 28
+# The dense shapes, from each model's config.json: Qwen/Qwen2-7B-Instruct and
+# meta-llama/Meta-Llama-3-8B-Instruct.
+SHAPES = {
+    "qwen2-7b": dict(arch="qwen2", n_embd=3584, n_ff=18944, n_head=28, n_head_kv=4, head_dim=128,
+                     n_vocab=152064, n_layer=28, rope_base=1000000.0, eps=1e-6, ctx=32768,
+                     biases=True),
+    "llama3-8b": dict(arch="llama", n_embd=4096, n_ff=14336, n_head=32, n_head_kv=8, head_dim=128,
+                      n_vocab=128256, n_layer=32, rope_base=500000.0, eps=1e-5, ctx=8192,
+                      biases=False),
+}
 ROPE_BASE = 1000000.0
 EPS = 1e-6
-CTX = 32768
 
 # Qwen3-30B-A3B (config.json of Qwen/Qwen3-30B-A3B).
 A3B = dict(
@@ -89,7 +92,7 @@ def block_pool(rng: np.random.Generator, qtype: Q, target_std: float) -> np.ndar
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", required=True)
-    ap.add_argument("--shape", choices=["qwen2-7b", "qwen3-30b-a3b"], default="qwen2-7b")
+    ap.add_argument("--shape", choices=sorted(SHAPES) + ["qwen3-30b-a3b"], default="qwen2-7b")
     ap.add_argument("--n-layer", type=int, help="fewer layers (default: the model's own)")
     ap.add_argument("--seed", type=int, default=7)
     args = ap.parse_args()
@@ -98,22 +101,28 @@ def main() -> None:
     if args.shape == "qwen3-30b-a3b":
         write_a3b(args, rng, pools)
         return
-    n_layer = args.n_layer or N_LAYER
+    shape = SHAPES[args.shape]
+    N_EMBD, N_FF, N_HEAD, N_HEAD_KV = shape["n_embd"], shape["n_ff"], shape["n_head"], shape["n_head_kv"]
+    HEAD_DIM, N_VOCAB = shape["head_dim"], shape["n_vocab"]
+    n_layer = args.n_layer or shape["n_layer"]
+    llama = shape["arch"] == "llama"
 
-    w = gguf.GGUFWriter(args.out, "qwen2")
-    w.add_name("hearth synthetic qwen2 7B Q4_K_M (random weights)")
-    w.add_context_length(CTX)
+    w = gguf.GGUFWriter(args.out, shape["arch"])
+    w.add_name(f"hearth synthetic {args.shape} Q4_K_M (random weights)")
+    w.add_context_length(shape["ctx"])
     w.add_embedding_length(N_EMBD)
     w.add_block_count(n_layer)
     w.add_feed_forward_length(N_FF)
     w.add_head_count(N_HEAD)
     w.add_head_count_kv(N_HEAD_KV)
-    w.add_layer_norm_rms_eps(EPS)
-    w.add_rope_freq_base(ROPE_BASE)
+    w.add_layer_norm_rms_eps(shape["eps"])
+    w.add_rope_freq_base(shape["rope_base"])
+    if llama:
+        w.add_rope_dimension_count(HEAD_DIM)
     w.add_file_type(gguf.LlamaFileType.MOSTLY_Q4_K_M)
     w.add_quantization_version(gguf.GGML_QUANT_VERSION)
 
-    add_vocab(w, N_VOCAB)
+    add_vocab(w, N_VOCAB, llama)
 
     # (name, ne0 = row width, rows, type); numpy shapes are (rows, ne0).
     plan: list[tuple[str, int, int, Q]] = [("token_embd.weight", N_EMBD, N_VOCAB, Q.Q4_K)]
@@ -121,15 +130,16 @@ def main() -> None:
     for i in range(n_layer):
         p = f"blk.{i}."
         more = use_more_bits(i, n_layer)
+        bias = (lambda t: [t]) if shape["biases"] else (lambda t: [])
         plan += [
             (p + "attn_norm.weight", N_EMBD, 1, Q.F32),
-            (p + "attn_q.weight", N_EMBD, N_EMBD, Q.Q4_K),
-            (p + "attn_q.bias", N_EMBD, 1, Q.F32),
+            (p + "attn_q.weight", N_EMBD, N_HEAD * HEAD_DIM, Q.Q4_K),
+            *bias((p + "attn_q.bias", N_HEAD * HEAD_DIM, 1, Q.F32)),
             (p + "attn_k.weight", N_EMBD, kv, Q.Q4_K),
-            (p + "attn_k.bias", kv, 1, Q.F32),
+            *bias((p + "attn_k.bias", kv, 1, Q.F32)),
             (p + "attn_v.weight", N_EMBD, kv, Q.Q6_K if more else Q.Q4_K),
-            (p + "attn_v.bias", kv, 1, Q.F32),
-            (p + "attn_output.weight", N_EMBD, N_EMBD, Q.Q4_K),
+            *bias((p + "attn_v.bias", kv, 1, Q.F32)),
+            (p + "attn_output.weight", N_HEAD * HEAD_DIM, N_EMBD, Q.Q4_K),
             (p + "ffn_norm.weight", N_EMBD, 1, Q.F32),
             (p + "ffn_gate.weight", N_EMBD, N_FF, Q.Q4_K),
             (p + "ffn_up.weight", N_EMBD, N_FF, Q.Q4_K),
@@ -160,7 +170,7 @@ def write_a3b(args, rng: np.random.Generator, pools: dict) -> None:
     w.add_expert_feed_forward_length(m["n_ff_exp"])
     w.add_file_type(gguf.LlamaFileType.MOSTLY_Q4_K_M)
     w.add_quantization_version(gguf.GGML_QUANT_VERSION)
-    add_vocab(w, m["n_vocab"])
+    add_vocab(w, m["n_vocab"], False)
 
     d, hd, ne, ff = m["n_embd"], m["head_dim"], m["n_expert"], m["n_ff_exp"]
     q_dim, kv = m["n_head"] * hd, m["n_head_kv"] * hd
@@ -187,9 +197,9 @@ def write_a3b(args, rng: np.random.Generator, pools: dict) -> None:
     write_tensors(w, plan, rng, pools, args.out)
 
 
-def add_vocab(w: gguf.GGUFWriter, n_vocab: int) -> None:
-    # Byte-level vocab padded to Qwen2's size with unreachable filler tokens: enough for llama.cpp
-    # and Hearth to load it and for the output matrix to have the real width.
+def add_vocab(w: gguf.GGUFWriter, n_vocab: int, llama: bool) -> None:
+    # Byte-level vocab padded to the model's size with unreachable filler tokens: enough for
+    # llama.cpp and Hearth to load it and for the output matrix to have the real width.
     b2u = {}
     keep = list(range(33, 127)) + list(range(0xA1, 0xAD)) + list(range(0xAE, 0x100))
     extra = 0
@@ -199,19 +209,28 @@ def add_vocab(w: gguf.GGUFWriter, n_vocab: int) -> None:
         else:
             b2u[b] = chr(256 + extra)
             extra += 1
-    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    if llama:
+        specials = ["<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>",
+                    "<|end_header_id|>", "<|eot_id|>"]
+    else:
+        specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
     tokens = [b2u[b] for b in range(256)] + ["Ġt", "he", "Ġthe"]
     n_fill = n_vocab - len(tokens) - len(specials)
     tokens += [f"<filler_{i}>" for i in range(n_fill)] + specials
     types = [1] * (n_vocab - len(specials)) + [3] * len(specials)
     w.add_tokenizer_model("gpt2")
-    w.add_tokenizer_pre("qwen2")
+    w.add_tokenizer_pre("llama-bpe" if llama else "qwen2")
     w.add_token_list(tokens)
     w.add_token_types(types)
     w.add_token_merges(["Ġ t", "h e", "Ġt he"])
-    w.add_bos_token_id(tokens.index("<|endoftext|>"))
-    w.add_eos_token_id(tokens.index("<|im_end|>"))
-    w.add_add_bos_token(False)
+    if llama:
+        w.add_bos_token_id(tokens.index("<|begin_of_text|>"))
+        w.add_eos_token_id(tokens.index("<|eot_id|>"))
+        w.add_add_bos_token(True)
+    else:
+        w.add_bos_token_id(tokens.index("<|endoftext|>"))
+        w.add_eos_token_id(tokens.index("<|im_end|>"))
+        w.add_add_bos_token(False)
 
 
 def write_tensors(w: gguf.GGUFWriter, plan: list, rng: np.random.Generator, pools: dict,

@@ -39,6 +39,8 @@ enum Command {
     Plan(cmd::plan::PlanArgs),
     /// Serve the household: the web page everyone chats on, and the OpenAI-compatible API for apps.
     Serve(cmd::serve::ServeArgs),
+    /// Check every GPU kernel against the CPU on this machine's GPU and print a table.
+    GpuSelftest(cmd::devices::SelftestArgs),
     /// Find Hearth servers on the home network (mDNS).
     Discover(cmd::discover::DiscoverArgs),
     /// Re-hash every model file hearth.lock pins and say per model: OK, differs or missing.
@@ -87,6 +89,7 @@ fn main() -> ExitCode {
         Command::Perplexity(a) => cmd::perplexity::run(a),
         Command::Plan(a) => cmd::plan::run(a),
         Command::Serve(a) => cmd::serve::run(a),
+        Command::GpuSelftest(a) => cmd::devices::selftest(a),
         Command::Discover(a) => cmd::discover::run(a),
         Command::Verify(a) => cmd::verify::run(a),
         Command::Lock(a) => cmd::lock::run(a),

@@ -600,3 +600,65 @@ fn plan_and_run_refuse_a_file_that_lies_about_its_layers() {
         .expect("run hearth");
     assert_clean_failure(&run, says);
 }
+
+/// `--machine this` lists the GPU adapters wgpu finds and which `--device` choice would use
+/// each. CI has only Mesa's lavapipe (scripts/gpu-drivers): a software adapter, which `auto`
+/// never takes and `gpu` takes because it is the only one.
+#[test]
+fn this_machine_lists_its_gpu_adapters() {
+    let home = tempfile::tempdir().unwrap();
+    let tiny = home.path().join("tiny.gguf");
+    std::fs::write(&tiny, TinySpec::new("llama").build()).unwrap();
+    let run = |json_out: bool| {
+        let mut args = vec![
+            "plan",
+            tiny.to_str().unwrap(),
+            "--ctx",
+            "256",
+            "--machine",
+            "this",
+        ];
+        if json_out {
+            args.push("--json");
+        }
+        Command::new(env!("CARGO_BIN_EXE_hearth"))
+            .args(args)
+            .env("HEARTH_HOME", home.path())
+            .output()
+            .expect("run hearth")
+    };
+    let v = json(&run(true));
+    let adapters = v["adapters"].as_array().expect("an adapters list");
+    let soft = adapters
+        .iter()
+        .find(|a| a["kind"] == "CPU (software)")
+        .unwrap_or_else(|| panic!("lavapipe is listed: {v}"));
+    assert_eq!(soft["auto"], false, "{v}");
+    assert_eq!(soft["backend"], "Vulkan");
+    assert!(u64_of(soft, "memory_bytes") > 0, "{v}");
+    let out = run(false);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("GPU adapters"), "{text}");
+    assert!(text.contains(soft["name"].as_str().unwrap()), "{text}");
+    if adapters.iter().all(|a| a["kind"] == "CPU (software)") {
+        assert_eq!(soft["gpu"], true, "{v}");
+        assert!(text.contains("never chosen automatically"), "{text}");
+        assert!(text.contains("used by --device gpu"), "{text}");
+    }
+    // A named machine profile is not this machine: no adapters.
+    let named = Command::new(env!("CARGO_BIN_EXE_hearth"))
+        .args([
+            "plan",
+            tiny.to_str().unwrap(),
+            "--ctx",
+            "256",
+            "--machine",
+            "pc-16",
+            "--json",
+        ])
+        .env("HEARTH_HOME", home.path())
+        .output()
+        .unwrap();
+    assert_eq!(json(&named)["adapters"].as_array().unwrap().len(), 0);
+}

@@ -2,6 +2,7 @@
 pub mod advise;
 pub mod bench;
 pub mod chat;
+pub mod devices;
 pub mod discover;
 pub mod lock;
 pub mod models;

@@ -91,6 +91,8 @@ struct Output<'a> {
     plan: &'a Plan,
     /// NVIDIA GPUs of this machine (`--machine this`), each with its own plan.
     gpus: &'a [GpuPlan],
+    /// The GPU adapters wgpu finds (`--machine this`), and which `--device` would use.
+    adapters: &'a [super::devices::AdapterRow],
     notes: Vec<String>,
 }
 
@@ -145,6 +147,11 @@ pub fn run(a: PlanArgs) -> anyhow::Result<()> {
     } else {
         Vec::new()
     };
+    let adapters = if a.machine.eq_ignore_ascii_case("this") {
+        super::devices::adapter_rows()
+    } else {
+        Vec::new()
+    };
     if !plan.fits {
         if let Some(elsewhere) = advice::other_profiles(&facts, &req, &Profiles::builtin())? {
             plan.advice.push(elsewhere);
@@ -189,6 +196,7 @@ pub fn run(a: PlanArgs) -> anyhow::Result<()> {
             machine: &machine,
             plan: &plan,
             gpus: &gpus,
+            adapters: &adapters,
             notes,
         };
         println!("{}", serde_json::to_string_pretty(&out)?);
@@ -215,6 +223,9 @@ pub fn run(a: PlanArgs) -> anyhow::Result<()> {
                     g.plan.est_tg_tok_s
                 );
             }
+        }
+        if a.machine.eq_ignore_ascii_case("this") {
+            super::devices::print_adapters(&adapters);
         }
     }
     Ok(())

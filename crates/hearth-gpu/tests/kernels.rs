@@ -1,0 +1,276 @@
+//! Every GPU kernel against the CPU scalar reference, on the machine's GPU or, in CI, Mesa's
+//! lavapipe (`--device gpu` takes a CPU-type adapter when it is the only one). Each check runs
+//! twice where the adapter has subgroups: once on the subgroup path and once on the path every
+//! adapter has. The bounds are stated in `hearth_gpu::selftest`.
+
+use hearth_gguf::GgmlType;
+use hearth_gpu::selftest::{self, Check};
+use hearth_gpu::{DeviceChoice, Gpu, GpuOptions, RopeLayout, MATMUL_TYPES};
+
+fn open(subgroups: bool) -> Gpu {
+    Gpu::open(DeviceChoice::Gpu, GpuOptions { subgroups })
+        .expect("a Vulkan adapter (scripts/gpu-drivers installs lavapipe)")
+        .expect("--device gpu always opens an adapter")
+}
+
+/// The device without subgroups, and with them where the adapter has them.
+fn devices() -> Vec<Gpu> {
+    let plain = open(false);
+    assert!(!plain.uses_subgroups());
+    let with = open(true);
+    if with.uses_subgroups() {
+        vec![plain, with]
+    } else {
+        vec![plain]
+    }
+}
+
+fn assert_all(checks: Vec<(String, Check)>) {
+    let failed: Vec<String> = checks
+        .iter()
+        .filter(|(_, c)| !c.passed)
+        .map(|(path, c)| format!("{} [{path}]: {}", c.name, c.detail))
+        .collect();
+    for (path, c) in &checks {
+        eprintln!("{} [{path}]: {}", c.name, c.detail);
+    }
+    assert!(failed.is_empty(), "failed:\n{}", failed.join("\n"));
+}
+
+fn path(gpu: &Gpu) -> String {
+    if gpu.uses_subgroups() {
+        "subgroups".into()
+    } else {
+        "no subgroups".into()
+    }
+}
+
+fn over_types(seeds: &[u64], f: fn(&Gpu, GgmlType, u64) -> hearth_gpu::Result<Check>) {
+    let mut out = Vec::new();
+    for gpu in devices() {
+        for ty in MATMUL_TYPES {
+            for &seed in seeds {
+                out.push((path(&gpu), f(&gpu, ty, seed).expect("kernel ran")));
+            }
+        }
+    }
+    assert_all(out);
+}
+
+#[test]
+fn matrix_kernels_sum_exactly_like_the_cpu() {
+    over_types(&[1, 2], selftest::matmul_exact);
+}
+
+#[test]
+fn matrix_kernels_stay_within_the_bound() {
+    over_types(&[1, 2], selftest::matmul_bound);
+}
+
+#[test]
+fn matrix_kernels_give_the_same_bits_for_every_tile_batch_and_piece() {
+    over_types(&[1], selftest::matmul_tiles);
+}
+
+#[test]
+fn per_token_operations_match_the_cpu() {
+    let mut out = Vec::new();
+    for gpu in devices() {
+        for seed in [1, 2] {
+            out.push((path(&gpu), selftest::rms_norm_check(&gpu, seed).unwrap()));
+            out.push((
+                path(&gpu),
+                selftest::rope_check(&gpu, RopeLayout::Interleaved, seed).unwrap(),
+            ));
+            out.push((
+                path(&gpu),
+                selftest::rope_check(&gpu, RopeLayout::Halves, seed).unwrap(),
+            ));
+            out.push((path(&gpu), selftest::swiglu_check(&gpu, seed).unwrap()));
+            out.push((path(&gpu), selftest::gelu_check(&gpu, seed).unwrap()));
+            out.push((path(&gpu), selftest::softmax_check(&gpu, seed).unwrap()));
+        }
+    }
+    assert_all(out);
+}
+
+/// Each check fails when its kernel is broken: one small change per kernel (a code offset, a
+/// nibble, a scale, a sign), applied to the shader source, must make the check report a
+/// failure. A check that cannot fail proves nothing.
+#[test]
+fn every_check_fails_on_a_broken_kernel() {
+    use GgmlType::*;
+    type Run = Box<dyn Fn(&Gpu) -> Check>;
+    let exact =
+        |ty: GgmlType| -> Run { Box::new(move |g| selftest::matmul_exact(g, ty, 1).unwrap()) };
+    let bound =
+        |ty: GgmlType| -> Run { Box::new(move |g| selftest::matmul_bound(g, ty, 1).unwrap()) };
+    let tiles =
+        |ty: GgmlType| -> Run { Box::new(move |g| selftest::matmul_tiles(g, ty, 1).unwrap()) };
+    let cases: Vec<(&str, &str, &str, Run)> = vec![
+        (
+            "f32 product",
+            "fma(wf32(wr + 4u * u), xf32",
+            "fma(1.0001 * wf32(wr + 4u * u), xf32",
+            exact(F32),
+        ),
+        (
+            "f16 element",
+            "wf16(wr + 2u * u)",
+            "wf16(wr + 2u * (u ^ 1u))",
+            exact(F16),
+        ),
+        (
+            "bf16 element",
+            "w16(wr + 2u * u) << 16u",
+            "w16(wr + 2u * (u ^ 1u)) << 16u",
+            bound(BF16),
+        ),
+        (
+            "q4_0 offset",
+            "(i32(b >> 4u) - 8i)",
+            "(i32(b >> 4u) - 7i)",
+            exact(Q4_0),
+        ),
+        (
+            "q4_1 min",
+            "fma(wf16(wo + 2u), xf16(xo + 2u), a)",
+            "fma(wf16(wo), xf16(xo + 2u), a)",
+            bound(Q4_1),
+        ),
+        (
+            "q5_0 fifth bit",
+            "((qh >> (j + 16u)) & 1u)",
+            "((qh >> j) & 1u)",
+            exact(Q5_0),
+        ),
+        (
+            "q8_0 code",
+            "wi8(wo + 2u + j) * xi8",
+            "wi8(wo + 3u + j) * xi8",
+            bound(Q8_0),
+        ),
+        ("q4_k scale", "i32(sm.x) * s", "i32(sm.y) * s", exact(Q4_K)),
+        (
+            "q5_k fifth bit",
+            "(((wb(wo + 16u + l) >> j) & 1u) << 4u)",
+            "(((wb(wo + 16u + l) >> (j ^ 1u)) & 1u) << 4u)",
+            bound(Q5_K),
+        ),
+        (
+            "q6_k code offset",
+            "(i32(q1) - 32i)",
+            "(i32(q1) - 31i)",
+            exact(Q6_K),
+        ),
+        (
+            "q6_k scale",
+            "wi8(sc + 1u) * s1",
+            "wi8(sc) * s1",
+            bound(Q6_K),
+        ),
+        (
+            "K-quant min sums",
+            "xi16(xo + 262u + 4u * j)",
+            "xi16(xo + 264u + 4u * j)",
+            exact(Q4_K),
+        ),
+        (
+            "tree reduction",
+            "red[i * WG + lid] += red[i * WG + lid + s];",
+            "red[i * WG + lid] = red[i * WG + lid] + red[i * WG + lid + s] * 1.0000001;",
+            exact(Q8_0),
+        ),
+        (
+            "tile output",
+            "let tok = tok0 + lid % T;",
+            "let tok = tok0 + (lid + 1u) % T;",
+            tiles(Q4_K),
+        ),
+        (
+            "rms norm",
+            "/ f32(p.n) + p.eps",
+            "/ f32(p.n - 1u) + p.eps",
+            Box::new(|g| selftest::rms_norm_check(g, 1).unwrap()),
+        ),
+        (
+            "rope interleaved pair",
+            "var b = a + 1u;",
+            "var b = a + 3u;",
+            Box::new(|g| selftest::rope_check(g, RopeLayout::Interleaved, 1).unwrap()),
+        ),
+        (
+            "rope halves pair",
+            "b = base + i + p.half;",
+            "b = base + i + p.half - 1u;",
+            Box::new(|g| selftest::rope_check(g, RopeLayout::Halves, 1).unwrap()),
+        ),
+        (
+            "rope sign",
+            "x0 * c - x1 * s",
+            "x0 * c + x1 * s",
+            Box::new(|g| selftest::rope_check(g, RopeLayout::Halves, 1).unwrap()),
+        ),
+        (
+            "swiglu",
+            "g / (1.0 + exp(-g))",
+            "g / (1.0 + exp(-1.001 * g))",
+            Box::new(|g| selftest::swiglu_check(g, 1).unwrap()),
+        ),
+        (
+            "gelu",
+            "0.044715",
+            "0.046",
+            Box::new(|g| selftest::gelu_check(g, 1).unwrap()),
+        ),
+        (
+            "softmax",
+            "let inv = 1.0 / red[0];",
+            "let inv = 1.0001 / red[0];",
+            Box::new(|g| selftest::softmax_check(g, 1).unwrap()),
+        ),
+    ];
+    let gpu = open(false);
+    let sources: String = hearth_gpu::all_sources()
+        .into_iter()
+        .map(|(_, s)| s)
+        .collect();
+    let mut survived = Vec::new();
+    for (what, from, to, run) in &cases {
+        assert!(
+            sources.contains(from),
+            "{what}: {from:?} is not in any shader"
+        );
+        gpu.set_source_patch(None);
+        assert!(run(&gpu).passed, "{what}: the unbroken kernel must pass");
+        gpu.set_source_patch(Some((from, to)));
+        let c = run(&gpu);
+        eprintln!("{what} broken: {} -> {}", c.name, c.detail);
+        if c.passed {
+            survived.push(*what);
+        }
+    }
+    gpu.set_source_patch(None);
+    assert!(
+        survived.is_empty(),
+        "checks that passed a broken kernel: {survived:?}"
+    );
+}
+
+#[test]
+fn wrong_shapes_are_refused_in_words() {
+    let gpu = open(false);
+    let w = vec![0u8; 4 * 34];
+    assert!(gpu.upload_matrix(GgmlType::Q8_0, &w, 4, 30).is_err());
+    let m = gpu.upload_matrix(GgmlType::Q8_0, &w, 4, 32).unwrap();
+    let err = gpu
+        .matmul(&m, &[0u8; 33], 1, (1, 1))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("33 activation bytes"), "{err}");
+    let err = gpu
+        .upload_matrix(GgmlType::Q2_K, &[0u8; 84], 1, 256)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("no Q2_K kernel"), "{err}");
+}
