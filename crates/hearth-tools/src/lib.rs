@@ -62,7 +62,7 @@ pub struct Context<'a> {
 
 /// The tools every grown-up has by default.
 pub fn builtin() -> Vec<Tool> {
-    let mut tools = vec![
+    vec![
         Tool {
             name: "calculator",
             description: "Exact arithmetic: + - * / ^ (whole powers), % (remainder, or percent after a number), parentheses.",
@@ -161,17 +161,7 @@ pub fn builtin() -> Vec<Tool> {
             parameters: json!({"type": "object", "properties": {}, "additionalProperties": false}),
             read_only: true,
         },
-    ];
-    if cfg!(feature = "test-tools") {
-        tools.push(Tool {
-            name: "test_sleep",
-            description: "Test only: sleeps for `seconds`.",
-            parameters: json!({"type": "object", "properties": {"seconds": {"type": "integer"}},
-                "required": ["seconds"], "additionalProperties": false}),
-            read_only: true,
-        });
-    }
-    tools
+    ]
 }
 
 /// The built-in tool named `name`.
@@ -339,12 +329,6 @@ pub fn run(ctx: &Context<'_>, name: &str, args: &Value) -> Result<Value, ToolErr
                     json!({"id": r.id, "text": r.text, "at": at})
                 })
                 .collect::<Vec<_>>()))
-        }
-        #[cfg(feature = "test-tools")]
-        "test_sleep" => {
-            let s = integer(args, "seconds")?.clamp(0, 3600) as u64;
-            std::thread::sleep(std::time::Duration::from_secs(s));
-            Ok(json!({"slept": s}))
         }
         other => Err(ToolError::Unknown(other.to_string())),
     }
