@@ -128,11 +128,6 @@ async fn a_write_waits_for_approval_and_a_denial_is_reported() {
     let mut ann = Browser::login(&app, "Ann", "correct horse").await;
     let mut bob = Browser::login(&app, "Bob", "4321").await;
     let (id, answer) = answered_chat(&app, &mut ann).await;
-    let text = get(&app, &mut ann, &format!("/api/conversations/{id}")).await["messages"][1]
-        ["content"]
-        .as_str()
-        .unwrap()
-        .to_string();
     let save =
         json!({"tool": "create_note", "message_id": answer, "content": "Save this as a note."});
 
@@ -250,7 +245,6 @@ async fn a_write_waits_for_approval_and_a_denial_is_reported() {
             .len(),
         2
     );
-    let _ = text;
 
     // The keeper's audit log has each call and how it ended; others cannot read it.
     let audit = get(&app, &mut ann, "/api/audit").await;
