@@ -13,7 +13,7 @@ use axum::extract::{DefaultBodyLimit, Request as HttpRequest, State};
 use axum::http::header;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post, MethodRouter};
+use axum::routing::{delete, get, patch, post, MethodRouter};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
@@ -97,7 +97,7 @@ fn household() -> Router<Arc<AppState>> {
 /// The household page's routes, as a list so that a test can hold them against Ollama's.
 fn household_routes() -> Vec<(&'static str, MethodRouter<Arc<AppState>>)> {
     use crate::household::assets::{app_css, app_js, icon, index, index_at, manifest, page_module};
-    use crate::household::{admin, chat, family, session};
+    use crate::household::{admin, assistant, chat, family, session};
 
     vec![
         ("/", get(index)),
@@ -109,6 +109,7 @@ fn household_routes() -> Vec<(&'static str, MethodRouter<Arc<AppState>>)> {
         ("/c/{id}", get(index_at)),
         ("/settings", get(index_at)),
         ("/settings/{tab}", get(index_at)),
+        ("/notes", get(index_at)),
         ("/api/state", get(session::state)),
         ("/api/setup", post(session::setup)),
         ("/api/login", post(session::login)),
@@ -163,6 +164,27 @@ fn household_routes() -> Vec<(&'static str, MethodRouter<Arc<AppState>>)> {
             post(chat::continue_reply),
         ),
         ("/api/conversations/{id}/events", get(chat::events)),
+        ("/api/conversations/{id}/tool", post(chat::use_tool)),
+        ("/api/conversations/{id}/steps/{step}", post(chat::decide)),
+        ("/api/tools", get(assistant::my_tools)),
+        (
+            "/api/people/{id}/tools",
+            get(assistant::person_tools).put(assistant::set_person_tools),
+        ),
+        ("/api/audit", get(assistant::audit)),
+        (
+            "/api/notes",
+            get(assistant::notes).post(assistant::create_note),
+        ),
+        (
+            "/api/notes/{id}",
+            patch(assistant::update_note).delete(assistant::delete_note),
+        ),
+        ("/api/reminders", get(assistant::reminders)),
+        (
+            "/api/reminders/{id}/dismiss",
+            post(assistant::dismiss_reminder),
+        ),
         (
             "/api/conversations/{id}/export",
             get(chat::export::export_chat),

@@ -64,6 +64,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use rusqlite::{Connection, OptionalExtension};
 use serde::Serialize;
 
+pub use agent::{
+    AuditEntry, Note, NoteKind, Reminder, StepOutcome, ToolStep, MAX_NOTE_CHARS,
+    MAX_NOTE_TITLE_CHARS, MAX_REMINDER_CHARS,
+};
 pub use attempts::{Limit, Reserved};
 pub use chat::MAX_TITLE_CHARS;
 pub use export::{
@@ -228,6 +232,9 @@ text_enum!(
     Failed => "failed", Stopped => "stopped", CutShort => "cut_short",
     OutOfRoom => "out_of_room",
 );
+
+// After `text_enum!`, which it uses.
+mod agent;
 
 /// A person in the household.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

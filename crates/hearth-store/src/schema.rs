@@ -167,6 +167,68 @@ pub const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE messages ADD COLUMN model TEXT;
     "#,
+    // 8: the assistant that does things (issue 20). Each person's `notes` (a list is a note
+    // whose content is one item per line) and `reminders` (`due` in Unix seconds; `shown` once
+    // the page has shown it). `tool_steps`: every tool call a reply made, in order, kept with
+    // its message (`outcome` 'waiting' while it waits for the person's approval, 'running'
+    // while it runs). `tool_audit`: who called which tool with what, when, and how it ended,
+    // for the keeper; it goes with its person, like everything else of theirs.
+    // `chat_tool_grants`: the tools a person allowed "always for this chat". `users.tools`: the
+    // tools a person may use as a JSON array (NULL: the default, every built-in tool for a
+    // grown-up and none for a child).
+    r#"
+    CREATE TABLE notes (
+        id      INTEGER PRIMARY KEY,
+        user_id INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+        kind    TEXT NOT NULL CHECK (kind IN ('note', 'list')),
+        title   TEXT NOT NULL,
+        content TEXT NOT NULL,
+        created INTEGER NOT NULL,
+        updated INTEGER NOT NULL
+    );
+    CREATE INDEX notes_user ON notes (user_id, updated);
+
+    CREATE TABLE reminders (
+        id      INTEGER PRIMARY KEY,
+        user_id INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+        text    TEXT NOT NULL,
+        due     INTEGER NOT NULL,
+        shown   INTEGER NOT NULL DEFAULT 0 CHECK (shown IN (0, 1)),
+        created INTEGER NOT NULL
+    );
+    CREATE INDEX reminders_user ON reminders (user_id, due);
+
+    CREATE TABLE tool_steps (
+        id         INTEGER PRIMARY KEY,
+        message_id INTEGER NOT NULL REFERENCES messages (id) ON DELETE CASCADE,
+        tool       TEXT NOT NULL,
+        arguments  TEXT NOT NULL,
+        result     TEXT NOT NULL DEFAULT '',
+        outcome    TEXT NOT NULL CHECK (outcome IN
+            ('waiting', 'running', 'done', 'failed', 'denied', 'timed_out', 'not_allowed')),
+        started    INTEGER NOT NULL,
+        ms         INTEGER
+    );
+    CREATE INDEX tool_steps_message ON tool_steps (message_id, id);
+
+    CREATE TABLE tool_audit (
+        id        INTEGER PRIMARY KEY,
+        user_id   INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+        tool      TEXT NOT NULL,
+        arguments TEXT NOT NULL,
+        at        INTEGER NOT NULL,
+        outcome   TEXT NOT NULL
+    );
+    CREATE INDEX tool_audit_at ON tool_audit (at);
+
+    CREATE TABLE chat_tool_grants (
+        conversation_id INTEGER NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
+        tool            TEXT NOT NULL,
+        PRIMARY KEY (conversation_id, tool)
+    );
+
+    ALTER TABLE users ADD COLUMN tools TEXT;
+    "#,
     // 9: the household's pool of machines (issue 21). `pool_members` is every machine the
     // keeper paired, by its node key (hex of the Ed25519 public key, iroh's identity): a
     // connection from any other key gets nothing, and deleting the row cuts the machine off.
@@ -175,8 +237,6 @@ pub const MIGRATIONS: &[&str] = &[
     // `pool_invites` holds the open pairing codes: the secret half is the SPAKE2 password (the
     // head needs it in the clear to run the exchange), single-use, with an expiry and a count
     // of tries left; an invite is deleted when it pairs, expires or runs out of tries.
-    // (Issue 21 was given number 9; another branch holds 8, and their order is settled at
-    // merge: these tables touch nothing else.)
     r#"
     CREATE TABLE pool_members (
         key TEXT PRIMARY KEY NOT NULL,

@@ -1,5 +1,6 @@
 // A conversation: its messages, the composer, and following a reply as it is written.
 
+import { mayUse, stepView, stepsOf, timeZone, upsertStep } from './assistant.js';
 import { versionControls } from './branches.js';
 import { privacyNote, privacySentence } from './family.js';
 import { continueReply, cutShortNote } from './lengths.js';
@@ -177,6 +178,9 @@ function messageView(m, { hidden, busy, editable, regenerable }) {
   const versions = versionControls(m, { busy, shown: showBranch });
   if (versions) actions.append(versions);
   if (!mine && m.content) actions.append(copyButton(() => m.content));
+  if (!mine && m.content && !busy && m.status !== 'streaming' && mayUse('create_note')) {
+    actions.append(h('button', { type: 'button', class: 'small ghost', 'data-action': 'save-note', onclick: () => saveAsNote(m) }, t('tools.save_as_note')));
+  }
   if (editable) actions.append(h('button', { type: 'button', class: 'small ghost', onclick: () => editMessage(m) }, t('chat.edit')));
   if (regenerable && m.status === 'cut_short') {
     actions.append(h('button', { type: 'button', class: 'small primary', onclick: goOn }, t('chat.continue')));
@@ -194,9 +198,42 @@ function messageView(m, { hidden, busy, editable, regenerable }) {
   },
   messageHead(m, mine ? (S.me ? S.me.name : t('chat.you')) : 'Hearth'),
   hidden ? h('p', { class: 'tag' }, t('chat.unseen')) : null,
+  mine ? null : stepsBox(m),
   body,
   note ? h('p', { class: `note ${m.status}` }, note) : null,
   actions.childNodes.length ? actions : null);
+}
+
+/** The tool calls of reply `m`, each a collapsible step. */
+function stepsBox(m) {
+  const box = h('div', { class: 'tool-steps' });
+  fillSteps(box, m.id);
+  return box;
+}
+
+function fillSteps(box, mid) {
+  const convId = S.conv.id;
+  box.replaceChildren(...stepsOf({ id: mid }).map((s) => stepView(s, convId)));
+}
+
+/** "Save as note": the note holds the message word for word; the model names it (a call forced
+ * by grammar, so the page never depends on the model choosing a tool), and the person approves
+ * it before anything is written. */
+async function saveAsNote(m) {
+  if (!S.conv || running()) return;
+  try {
+    const r = await api('POST', `/api/conversations/${S.conv.id}/tool`, {
+      tool: 'create_note', message_id: m.id, content: t('tools.save_note_request'), time_zone: timeZone(), last_seen: lastSeen(),
+    });
+    S.conv.messages.push(r.user, r.assistant);
+    renderMessages();
+    setBusy(t('chat.thinking'));
+    follow(S.conv.id);
+    loadList();
+  } catch (e) {
+    if (e.code === 'changed') await refreshConversation();
+    toast(e.message);
+  }
 }
 
 function fillBody(body, m) {
@@ -449,6 +486,18 @@ function follow(id) {
     m.content += d.text || '';
     setBusy(t('chat.writing'));
     paint(m);
+  });
+  es.addEventListener('step', (e) => {
+    if (!mine()) return;
+    const step = data(e);
+    upsertStep(step);
+    const box = document.querySelector(`.msg[data-id="${step.message_id}"] .tool-steps`);
+    if (box) fillSteps(box, step.message_id); else refreshConversation();
+    if (step.outcome === 'waiting') {
+      setBusy(t('tools.waiting'));
+      box?.querySelector(`[data-step="${step.id}"] button`)?.focus();
+    } else if (step.outcome === 'running') setBusy(t('tools.running', { tool: step.tool }));
+    else setBusy(t('chat.thinking'));
   });
   es.addEventListener('context', (e) => {
     if (!mine()) return;

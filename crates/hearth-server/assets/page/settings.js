@@ -1,6 +1,7 @@
 // Settings: the person's own account and chats, and the keeper's household settings.
 
 import { adviceBlock, adviceFor, modelNote, planSentences } from './advice.js';
+import { assistantSettings } from './assistant.js';
 import { S, api, readEvents } from './api.js';
 import { openConversation, stopFollowing } from './chat.js';
 import { ask, bytes, copyButton, errorBox, field, h, nextId, showError, toast, when } from './dom.js';
@@ -23,6 +24,7 @@ const TABS = [
   { id: 'household', label: 'settings.tab_household', owner: true },
   { id: 'model', label: 'settings.tab_model', owner: true },
   { id: 'apps', label: 'settings.tab_apps', owner: true },
+  { id: 'assistant', label: 'settings.tab_assistant', owner: true },
 ];
 
 /** Opens Settings on `tab` (its first tab when none or one this person cannot see). */
@@ -128,6 +130,7 @@ async function loadOwnerSettings(slot) {
   try { s = await api('GET', '/api/settings'); } catch (e) { slot.replaceChildren(h('p', { class: 'error' }, e.message)); return; }
   if (tab === 'household') slot.replaceChildren(householdSection(s), peopleSection());
   else if (tab === 'model') slot.replaceChildren(lockSection(slot), modelSection(s, slot));
+  else if (tab === 'assistant') slot.replaceChildren(...assistantSettings(section));
   else slot.replaceChildren(keysSection());
 }
 

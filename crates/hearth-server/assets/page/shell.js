@@ -6,11 +6,12 @@
 // The fragment is left to the skip link and the setup link.
 
 import { S, api } from './api.js';
-import { openConversation } from './chat.js';
+import { openConversation, stopFollowing } from './chat.js';
 import { app, h, toast, when } from './dom.js';
 import { restingView } from './family.js';
 import { t } from './i18n.js';
 import { openSettings } from './settings.js';
+import { loadTools, renderNotes, startReminders } from './assistant.js';
 
 /** The screen the address bar names. (`#/c/12` and `#/settings` are older bookmarks.) */
 export function currentRoute() {
@@ -20,6 +21,7 @@ export function currentRoute() {
   let m;
   if ((m = /^\/c\/(\d+)\/?$/.exec(location.pathname))) return { view: 'chat', id: Number(m[1]) };
   if ((m = /^\/settings(?:\/([a-z-]+))?\/?$/.exec(location.pathname))) return { view: 'settings', tab: m[1] || null };
+  if (/^\/notes\/?$/.test(location.pathname)) return { view: 'notes' };
   return { view: 'chat', id: null };
 }
 
@@ -33,7 +35,20 @@ export function setUrl(path, push) {
 
 function showRoute(r, how) {
   if (r.view === 'settings') openSettings(r.tab, how);
+  else if (r.view === 'notes') openNotes(how);
   else openConversation(r.id, how);
+}
+
+/** The person's notes and lists, at `/notes`. */
+export function openNotes({ push = true } = {}) {
+  stopFollowing();
+  S.view = 'notes';
+  S.conv = null;
+  setListOpen(false);
+  setUrl('/notes', push);
+  renderList();
+  const main = document.getElementById('main');
+  renderNotes(main).then(() => document.getElementById('notes-title')?.focus());
 }
 
 // Back and Forward: show the screen of that entry, without adding one.
@@ -62,16 +77,22 @@ export function enterApp() {
       h('p', { class: 'brand' }, h('span', { class: 'logo', 'aria-hidden': 'true' }), h('span', { class: 'name' }, S.state.household || 'Hearth')),
       h('div', { class: 'row tools' },
         h('button', { type: 'button', class: 'ghost only-narrow', id: 'new-chat-top', onclick: () => openConversation(null) }, t('chat.new')),
+        h('button', { type: 'button', class: 'ghost', id: 'notes-btn', onclick: () => openNotes() }, t('notes.title')),
         h('button', { type: 'button', class: 'ghost', id: 'settings-btn', onclick: () => openSettings() }, t('settings.title')))),
     h('nav', { class: 'side', id: 'side', 'aria-label': t('shell.your_chats') },
       h('button', { type: 'button', class: 'primary wide', id: 'new-chat', onclick: () => openConversation(null) }, t('shell.new_chat')),
       h('div', { class: 'field' }, h('label', { for: 'search', class: 'sr-only' }, t('shell.search_label')), search),
       h('ul', { class: 'convs', id: 'convs' })),
-    h('main', { id: 'main', class: 'main', tabindex: '-1' }));
+    h('main', { id: 'main', class: 'main', tabindex: '-1' }),
+    // Out of the grid's flow (fixed), so it never moves the chat; a landmark of its own.
+    h('aside', { id: 'reminders', class: 'reminders', 'aria-label': t('reminders.title'), 'aria-live': 'polite' }));
   app().className = '';
   app().replaceChildren(shell);
   loadList();
+  startReminders();
   const r = currentRoute();
+  // The tools decide which actions the chat offers: known before a chat is drawn.
+  loadTools().then(() => { if (S.view === 'chat' && S.conv) openConversation(S.conv.id, { push: false }); });
   // Old `#/...` bookmarks become the address of their screen.
   if (location.hash.startsWith('#/')) history.replaceState(null, '', '/');
   showRoute(r, { push: false });

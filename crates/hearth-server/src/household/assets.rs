@@ -24,6 +24,10 @@ const JS: &str = "text/javascript; charset=utf-8";
 /// would leave the page blank; `every_module_the_page_imports_is_served` checks the list.
 const PAGE_MODULES: &[(&str, &str)] = &[
     ("advice.js", include_str!("../../assets/page/advice.js")),
+    (
+        "assistant.js",
+        include_str!("../../assets/page/assistant.js"),
+    ),
     ("api.js", include_str!("../../assets/page/api.js")),
     ("branches.js", include_str!("../../assets/page/branches.js")),
     ("chat.js", include_str!("../../assets/page/chat.js")),

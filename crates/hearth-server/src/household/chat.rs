@@ -12,7 +12,6 @@ use std::sync::{Arc, Mutex};
 
 use axum::extract::{Path, Query, State};
 use axum::http::header;
-use axum::response::sse::Event as SseEvent;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use hearth_model::chat::ChatMessage;
@@ -27,14 +26,18 @@ use crate::error::ApiError;
 use crate::generation::{start_generation, Piece, Plan};
 use crate::{AppState, Served};
 
+pub(crate) mod agent;
 mod branches;
+mod events;
 pub(crate) mod export;
 mod first;
 mod guard;
 mod lengths;
 mod saver;
 
+pub use agent::{decide, use_tool};
 pub use branches::{edit, regenerate, switch_branch};
+pub use events::events;
 
 pub(super) use guard::stop_replies_of;
 use guard::{check_owned, owned, request_stop, reserve, running, Slot};
@@ -56,6 +59,8 @@ pub enum PageEvent {
     Context(Vec<i64>),
     Done(Status),
     Error(String),
+    /// A tool call of the reply began, waits for approval, or ended (`chat/agent.rs`).
+    Step(Value),
 }
 
 /// A reply being generated.
@@ -70,6 +75,7 @@ pub struct Reply {
     tx: broadcast::Sender<PageEvent>,
     stop: AtomicBool,
     stop_notify: Notify,
+    conv: i64,
 }
 
 impl Reply {
@@ -162,9 +168,14 @@ fn conversation_json(
         .map(|(_, hidden)| hidden)
         .unwrap_or_default();
     let busy = running(h, user.id, c.id).is_some();
+    let steps = h.store.tool_steps(user.id, c.id).unwrap_or_else(|e| {
+        tracing::error!("cannot read a chat's tool steps: {e}");
+        Vec::new()
+    });
     let mut v = json!(c);
     v["hidden_from_model"] = json!(hidden);
     v["running"] = json!(busy);
+    v["tool_steps"] = json!(steps);
     v
 }
 
@@ -354,13 +365,35 @@ fn build_prompt(
     pending: Option<&str>,
     cont: bool,
 ) -> Result<(Vec<u32>, Vec<i64>), ApiError> {
+    build_prompt_with(state, h, user, messages, pending, cont, None, &[])
+}
+
+/// [`build_prompt`], with `tools` (the text that offers them) after the person's system
+/// message, and `tail` (a reply's tool calls and their results, `chat/agent.rs`) after the
+/// messages: both always kept, so the oldest messages leave first.
+#[allow(clippy::too_many_arguments)]
+fn build_prompt_with(
+    state: &Served,
+    h: &Household,
+    user: &User,
+    messages: &[Message],
+    pending: Option<&str>,
+    cont: bool,
+    tools: Option<&str>,
+    tail: &[ChatMessage],
+) -> Result<(Vec<u32>, Vec<i64>), ApiError> {
     let template = state.template.as_ref().ok_or_else(|| {
         ApiError::bad_request(format!(
             "{} is a base model that only continues text, so it cannot chat; the owner can choose another model in Settings",
             state.model_id
         ))
     })?;
-    let system = ChatMessage::new("system", &super::family::system_prompt(h, user));
+    let mut system_text = super::family::system_prompt(h, user);
+    if let Some(t) = tools {
+        system_text.push_str("\n\n");
+        system_text.push_str(t);
+    }
+    let system = ChatMessage::new("system", &system_text);
     let mut usable: Vec<(Option<i64>, &str, &str)> = messages
         .iter()
         .filter(|m| !(m.role == MessageRole::Assistant && m.content.is_empty()))
@@ -385,6 +418,7 @@ fn build_prompt(
                 .iter()
                 .map(|(_, role, content)| ChatMessage::new(role, content)),
         );
+        msgs.extend(tail.iter().cloned());
         let mut rendered =
             crate::generation::offload::render_blocking(template, &msgs, !cont, None)
                 .map_err(|e| ApiError::internal(format!("the chat template failed: {e}")))?;
@@ -429,9 +463,20 @@ fn generate(
     h: &Household,
     prompt: Vec<u32>,
 ) -> Result<(crate::generation::Generation, bool), ApiError> {
+    generate_with(state, served, prompt, h.reply_tokens, None)
+}
+
+/// [`generate`] with its own longest reply and a constraint (a tool call forced by grammar).
+fn generate_with(
+    state: &Arc<AppState>,
+    served: &Arc<Served>,
+    prompt: Vec<u32>,
+    most: usize,
+    constraint: Option<Box<dyn hearth_model::TokenConstraint>>,
+) -> Result<(crate::generation::Generation, bool), ApiError> {
     let room = served.ctx - prompt.len();
-    let capped = h.reply_tokens <= room;
-    let max_tokens = room.min(h.reply_tokens);
+    let capped = most <= room;
+    let max_tokens = room.min(most);
     let sampler = hearth_model::SamplerConfig {
         seed: rand::random(),
         ..served.defaults.clone()
@@ -445,7 +490,7 @@ fn generate(
             stops: Vec::new(),
             sampler,
             logprobs: None,
-            constraint: None,
+            constraint,
         },
     )
     .map(|g| (g, capped))
@@ -508,26 +553,9 @@ fn spawn_reply(
     capped: bool,
     hidden: Vec<i64>,
 ) {
-    let conv = slot.conv;
-    let Ok(h) = household(state) else {
+    let Some(reply) = register_reply(state, slot, user, msg) else {
         return;
     };
-    let (tx, _) = broadcast::channel(256);
-    let reply = Arc::new(Reply {
-        user: user.id,
-        message_id: msg.id,
-        content: Mutex::new(msg.content.clone()),
-        queued: Mutex::new(None),
-        tx,
-        stop: AtomicBool::new(false),
-        stop_notify: Notify::new(),
-    });
-    h.replies
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(conv, reply.clone());
-    // The reply runs: the slot is now its entry among the replies.
-    drop(slot);
     let state = state.clone();
     let guard = state.metrics.enter();
     let user = user.clone();
@@ -537,19 +565,58 @@ fn spawn_reply(
             let _ = reply.tx.send(PageEvent::Context(hidden));
         }
         let status = drive(&state, &user, &reply, gen, capped).await;
-        if let Ok(h) = household(&state) {
+        finish_reply(&state, &user, &reply, status);
+    });
+}
+
+/// Makes `msg` the running reply of the slot's conversation (the slot becomes its entry among
+/// the replies).
+fn register_reply(
+    state: &Arc<AppState>,
+    slot: Slot<'_>,
+    user: &User,
+    msg: &Message,
+) -> Option<Arc<Reply>> {
+    let conv = slot.conv;
+    let h = household(state).ok()?;
+    let (tx, _) = broadcast::channel(256);
+    let reply = Arc::new(Reply {
+        user: user.id,
+        message_id: msg.id,
+        content: Mutex::new(msg.content.clone()),
+        queued: Mutex::new(None),
+        tx,
+        stop: AtomicBool::new(false),
+        stop_notify: Notify::new(),
+        conv,
+    });
+    h.replies
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(conv, reply.clone());
+    // The reply runs: the slot is now its entry among the replies.
+    drop(slot);
+    Some(reply)
+}
+
+/// The end of a running reply, however it ended: the chat named, the reply's entry gone, and
+/// the pages told.
+fn finish_reply(state: &Arc<AppState>, user: &User, reply: &Arc<Reply>, status: Status) {
+    let conv = reply.conv;
+    {
+        if let Ok(h) = household(state) {
             // However the first reply ended (stopped or failed too), the chat is named after
             // the person's first message rather than staying "New chat".
             auto_title(h, user.id, conv);
             let mut replies = h.replies.lock().unwrap_or_else(|p| p.into_inner());
             // The conversation may have been deleted and its id given to a new one, with a
             // reply of its own: only this reply leaves.
-            if replies.get(&conv).is_some_and(|r| Arc::ptr_eq(r, &reply)) {
+            if replies.get(&conv).is_some_and(|r| Arc::ptr_eq(r, reply)) {
                 replies.remove(&conv);
             }
         }
         let _ = reply.tx.send(PageEvent::Done(status));
-    });
+    }
 }
 
 /// Streams a generation into the reply and the database; returns how it ended, as stored
@@ -736,71 +803,6 @@ fn auto_title(h: &Household, user: i64, conv: i64) {
         title = "New chat".into();
     }
     let _ = h.store.rename_conversation(user, conv, &title);
-}
-
-fn sse_json(event: &str, v: Value) -> SseEvent {
-    SseEvent::default().event(event).data(v.to_string())
-}
-
-pub async fn events(
-    State(state): State<Arc<AppState>>,
-    me: Me,
-    Path(id): Path<i64>,
-) -> Result<Response, ApiError> {
-    let h = household(&state)?;
-    check_owned(h, me.user.id, id)?;
-    let (tx, rx) = tokio::sync::mpsc::channel::<SseEvent>(64);
-    match running(h, me.user.id, id) {
-        None => {
-            let _ = tx.send(sse_json("idle", json!({}))).await;
-        }
-        Some(reply) => {
-            // Subscribe before the snapshot so nothing falls between them.
-            let mut sub = reply.tx.subscribe();
-            let snapshot = reply.snapshot();
-            let mid = reply.message_id;
-            let _ = tx
-                .send(sse_json(
-                    "snapshot",
-                    json!({"message_id": mid, "content": snapshot}),
-                ))
-                .await;
-            // Still waiting for its turn: say where it stands (the `queued` event that said so
-            // was sent before this page listened).
-            let waiting = *reply.queued.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(ahead) = waiting {
-                let _ = tx.send(sse_json("queued", json!({"ahead": ahead}))).await;
-            }
-            tokio::spawn(async move {
-                loop {
-                    let ev = match sub.recv().await {
-                        Ok(e) => e,
-                        Err(broadcast::error::RecvError::Lagged(_)) => continue,
-                        Err(broadcast::error::RecvError::Closed) => break,
-                    };
-                    let (name, v, end) = match ev {
-                        PageEvent::Queued(ahead) => ("queued", json!({"ahead": ahead}), false),
-                        PageEvent::Delta(text) => {
-                            ("delta", json!({"message_id": mid, "text": text}), false)
-                        }
-                        PageEvent::Context(ids) => {
-                            ("context", json!({"hidden_from_model": ids}), false)
-                        }
-                        PageEvent::Done(s) => {
-                            ("done", json!({"message_id": mid, "status": s}), true)
-                        }
-                        PageEvent::Error(m) => {
-                            ("error", json!({"message_id": mid, "message": m}), false)
-                        }
-                    };
-                    if tx.send(sse_json(name, v)).await.is_err() || end {
-                        break;
-                    }
-                }
-            });
-        }
-    }
-    Ok(crate::generation::sse(rx))
 }
 
 #[derive(Deserialize)]

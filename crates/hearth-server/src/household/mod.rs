@@ -19,6 +19,7 @@
 
 pub(crate) mod admin;
 pub(crate) mod assets;
+pub(crate) mod assistant;
 pub(crate) mod chat;
 pub(crate) mod family;
 mod limits;
@@ -130,6 +131,8 @@ pub struct Household {
     pub(crate) reply_tokens: usize,
     /// The children's topics as vectors, for the topic check.
     pub(crate) topics: topics::TopicCache,
+    /// Tool calls waiting for their person's approval, by step id (`chat/agent.rs`).
+    pub(crate) approvals: chat::agent::Approvals,
 }
 
 impl Household {
@@ -137,6 +140,9 @@ impl Household {
         // Replies a crash left half-written are marked so the page can say so.
         if let Err(e) = o.store.mark_streaming_interrupted() {
             tracing::warn!("cannot mark interrupted replies: {e}");
+        }
+        if let Err(e) = o.store.mark_steps_interrupted() {
+            tracing::warn!("cannot mark interrupted tool calls: {e}");
         }
         Household {
             store: o.store,
@@ -147,6 +153,7 @@ impl Household {
             starting: Mutex::new(HashSet::new()),
             reply_tokens: o.reply_tokens.max(1),
             topics: topics::TopicCache::default(),
+            approvals: Default::default(),
         }
     }
 
