@@ -58,6 +58,20 @@ except ImportError:  # pragma: no cover
     sys.exit("llama_cpp not importable: pip install llama-cpp-python==0.3.36 (see header)")
 
 KNOWN_COMMITS = {"0.3.36": "0c1e57098bba43ac29e6e3b677cdceebdd22334f"}
+
+# No extra buffer types (weight repacking): on CPUs with AMX, ggml's AMX matmul crashes on these
+# tiny matrices, and the plain CPU path is the reference anyway.
+_default_model_params = llama_cpp.llama_cpp.llama_model_default_params
+
+
+def _model_params_without_repacking():
+    params = _default_model_params()
+    params.use_extra_bufts = False
+    return params
+
+
+llama_cpp.llama_cpp.llama_model_default_params = _model_params_without_repacking
+
 N_CTX = 256
 THREADS = 2
 GREEDY_STEPS = 8
@@ -206,11 +220,57 @@ ARCHS = {
         specials=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
         bos="<|endoftext|>", eos="<|im_end|>", add_bos=False, tied=False,
     ),
+    # Soft caps small enough to bite on random weights (the real ones are 50 and 30).
+    "gemma2": dict(
+        n_layer=4, n_embd=64, n_head=4, n_head_kv=2, head_dim=16, n_ff=128, rope_base=10000.0,
+        eps=1e-6, vocab="spm", pre="default", sliding_window=4, attn_softcap=4.0,
+        final_softcap=6.0, bos="<bos>", eos="<eos>", add_bos=True, tied=True,
+    ),
+    # Fused attn_qkv and gate+up, rotary on half of each head, LongRoPE factors: llama.cpp runs
+    # it with a context beyond the original 32 positions, so with the long factors.
+    "phi3": dict(
+        n_layer=2, n_embd=64, n_head=4, n_head_kv=4, head_dim=16, n_ff=128, rope_base=10000.0,
+        eps=1e-5, vocab="bpe", pre="llama-bpe", rope_dim=8, orig_ctx=32,
+        specials=["<unk>", "<s>", "</s>", "<|endoftext|>", "<|user|>", "<|end|>"],
+        bos="<|endoftext|>", eos="<|end|>", add_bos=False, tied=False,
+    ),
+    # Trained for 1024 positions from an original 256, run by llama.cpp with a context of 256
+    # (it rounds contexts up to a multiple of 256, so the original context must be one): the
+    # short factors.
+    "phi3-short": dict(base="phi3", ctx_train=1024, orig_ctx=256, n_ctx=256),
+    # YaRN with its own betas and log multiplier, and Llama 4's attention temperature from
+    # position 64 on; prompts run past the original 64 positions.
+    "mistral3": dict(
+        n_layer=2, n_embd=64, n_head=4, n_head_kv=2, head_dim=16, n_ff=128, rope_base=1000000.0,
+        eps=1e-5, vocab="bpe", pre="llama-bpe", ctx_train=256, orig_ctx=64, yarn_factor=4.0,
+        beta_fast=16.0, beta_slow=2.0, yarn_log_mul=1.0, temperature_scale=0.5,
+        specials=["<s>", "</s>", "[INST]"], bos="<s>", eos="</s>", add_bos=True, tied=False,
+        prompt_lengths=(1, 20, 90),
+    ),
+    # RoPE scaling on the existing architectures, each trained (context_length) for 64
+    # positions and run by llama.cpp, and checked, well past them.
+    "llama-ropefreqs": dict(base="llama", rope_freqs=True, prompt_lengths=(1, 20, 90)),
+    "llama-linear": dict(base="llama", ctx_train=64, linear_factor=4.0, n_ctx=256,
+                         prompt_lengths=(1, 20, 90)),
+    "qwen2-yarn": dict(base="qwen2", ctx_train=64, orig_ctx=64, yarn_factor=4.0, n_ctx=256,
+                       prompt_lengths=(1, 20, 90)),
 }
 
-# Each architecture's first seed; fixed so that adding an architecture changes no other file.
+# Seeds tried first per model; fixed so that adding a model changes no other file (the existing
+# models' seeds stay what they were; two models may share one).
 SEED_BASE = {"gemma3": 1, "llama": 101, "qwen2": 201, "qwen3": 301, "mixtral": 401,
-             "qwen2moe": 501, "qwen3moe": 601}
+             "qwen2moe": 501, "qwen3moe": 601, "gemma2": 401, "phi3": 501, "phi3-short": 501,
+             "mistral3": 601, "llama-ropefreqs": 701, "llama-linear": 801, "qwen2-yarn": 901}
+
+
+def resolve(name: str) -> tuple[str, dict]:
+    """(GGUF architecture, full configuration) of a model: a variant is its base plus its keys."""
+    cfg = ARCHS[name]
+    if "base" in cfg:
+        full = dict(ARCHS[cfg["base"]])
+        full.update({k: v for k, v in cfg.items() if k != "base"})
+        return cfg["base"], full
+    return name, dict(cfg)
 
 # Weight type per tensor role and layer; chosen so every model touches several kernels.
 # K-quants need rows that are a multiple of 256 wide, so they only go on 256-wide rows.
@@ -254,6 +314,24 @@ TYPE_PLAN = {
         "ffn_up_exps": [Q.Q8_0, Q.Q5_0], "ffn_down_exps": [Q.Q8_0, Q.Q8_0],
         "ffn_gate_shexp": [Q.Q8_0, Q.F16], "ffn_up_shexp": [Q.F16, Q.Q8_0],
         "ffn_down_shexp": [Q.Q8_0, Q.Q4_0],
+    },
+    "gemma2": {
+        "token_embd": Q.Q8_0,
+        "attn_q": [Q.Q8_0, Q.F16, Q.Q5_0, Q.Q8_0], "attn_k": [Q.F16, Q.Q8_0, Q.Q8_0, Q.Q4_0],
+        "attn_v": [Q.Q8_0, Q.Q4_1, Q.F16, Q.Q8_0], "attn_output": [Q.Q8_0, Q.Q8_0, Q.Q4_0, Q.F16],
+        "ffn_gate": [Q.Q8_0, Q.Q5_0, Q.Q8_0, Q.F16], "ffn_up": [Q.F16, Q.Q8_0, Q.Q4_1, Q.Q8_0],
+        "ffn_down": [Q.Q8_0, Q.F16, Q.Q8_0, Q.Q4_0],
+    },
+    "phi3": {
+        "token_embd": Q.Q8_0, "output": Q.Q8_0,
+        "attn_qkv": [Q.Q8_0, Q.F16], "attn_output": [Q.F16, Q.Q4_0],
+        "ffn_up": [Q.Q8_0, Q.Q5_0], "ffn_down": [Q.Q4_1, Q.Q8_0],
+    },
+    "mistral3": {
+        "token_embd": Q.Q8_0, "output": Q.F16,
+        "attn_q": [Q.Q8_0, Q.F16], "attn_k": [Q.F16, Q.Q8_0], "attn_v": [Q.Q8_0, Q.Q4_0],
+        "attn_output": [Q.Q4_1, Q.Q8_0], "ffn_gate": [Q.Q8_0, Q.F16], "ffn_up": [Q.F16, Q.Q8_0],
+        "ffn_down": [Q.Q5_0, Q.Q8_0],
     },
     "gemma3": {
         "token_embd": Q.Q8_0,
@@ -320,11 +398,12 @@ def build_gguf(arch: str, cfg: dict, seed: int, path: str) -> tuple[dict, dict]:
     rng = np.random.default_rng(seed)
     plan = TYPE_PLAN[arch]
     n_embd, n_head, n_kv, hd, n_ff = cfg["n_embd"], cfg["n_head"], cfg["n_head_kv"], cfg["head_dim"], cfg["n_ff"]
+    ctx_train = cfg.get("ctx_train", N_CTX)
 
     gguf_arch = cfg.get("gguf_arch", arch)
     w = gguf.GGUFWriter(path, gguf_arch)
     w.add_name(f"hearth tiny {arch}")
-    w.add_context_length(N_CTX)
+    w.add_context_length(ctx_train)
     w.add_embedding_length(n_embd)
     w.add_block_count(cfg["n_layer"])
     w.add_feed_forward_length(n_ff)
@@ -344,8 +423,31 @@ def build_gguf(arch: str, cfg: dict, seed: int, path: str) -> tuple[dict, dict]:
             w.add_expert_shared_feed_forward_length(cfg["n_ff_shexp"])
     if gguf_arch == "llama":
         w.add_rope_dimension_count(hd)
-    if arch == "gemma3":
+    if arch in ("gemma3", "gemma2"):
         w.add_sliding_window(cfg["sliding_window"])
+    if arch == "gemma2":
+        w.add_attn_logit_softcapping(cfg["attn_softcap"])
+        w.add_final_logit_softcapping(cfg["final_softcap"])
+    rope_dim = cfg.get("rope_dim", hd)
+    if "rope_dim" in cfg:
+        w.add_rope_dimension_count(rope_dim)
+    if "orig_ctx" in cfg:
+        w.add_rope_scaling_orig_ctx_len(cfg["orig_ctx"])
+    if "linear_factor" in cfg:
+        w.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
+        w.add_rope_scaling_factor(cfg["linear_factor"])
+    if "yarn_factor" in cfg:
+        w.add_rope_scaling_type(gguf.RopeScalingType.YARN)
+        w.add_rope_scaling_factor(cfg["yarn_factor"])
+    if arch == "mistral3":
+        w.add_rope_scaling_yarn_beta_fast(cfg["beta_fast"])
+        w.add_rope_scaling_yarn_beta_slow(cfg["beta_slow"])
+        w.add_rope_scaling_yarn_log_mul(cfg["yarn_log_mul"])
+        w.add_float32(f"{arch}.attention.temperature_scale", cfg["temperature_scale"])
+    if arch == "phi3":
+        # The converter's LongRoPE magnitude: sqrt(1 + ln(scale) / ln(original context)).
+        scale = ctx_train / cfg["orig_ctx"]
+        w.add_rope_scaling_attn_factors(float(np.sqrt(1 + np.log(scale) / np.log(cfg["orig_ctx"]))))
 
     # Vocabulary.
     if cfg["vocab"] == "bpe":
@@ -390,7 +492,7 @@ def build_gguf(arch: str, cfg: dict, seed: int, path: str) -> tuple[dict, dict]:
     # Small embeddings where they are also the output matrix (tied) or scaled up (Gemma multiplies
     # by sqrt(n_embd)); otherwise the residual stream is mostly the input token and every model just
     # repeats its last token, which would hide attention bugs.
-    emb_std = {"gemma3": 0.04, "qwen3": 0.3}.get(arch, 1.0)
+    emb_std = {"gemma3": 0.04, "gemma2": 0.04, "qwen3": 0.3}.get(arch, 1.0)
     add("token_embd.weight", mat(n_vocab, n_embd, emb_std), plan["token_embd"])
     # With tied small embeddings the logits would be tiny and greedy picks fragile; the final norm
     # weight brings them back to a spread of a few units.
@@ -420,14 +522,26 @@ def build_gguf(arch: str, cfg: dict, seed: int, path: str) -> tuple[dict, dict]:
             add(p + "ffn_gate_shexp.weight", mat(sh, n_embd, 1.0 / np.sqrt(n_embd)), plan["ffn_gate_shexp"][i])
             add(p + "ffn_up_shexp.weight", mat(sh, n_embd, 1.0 / np.sqrt(n_embd)), plan["ffn_up_shexp"][i])
             add(p + "ffn_down_shexp.weight", mat(n_embd, sh, 1.0 / np.sqrt(sh)), plan["ffn_down_shexp"][i])
+    if cfg.get("rope_freqs"):
+        # Llama 3.1's kind: high frequencies kept (1), low ones divided by up to 8.
+        add("rope_freqs.weight", np.linspace(1.0, 8.0, rope_dim // 2).astype(np.float32), Q.F32)
+    if arch == "phi3":
+        add("rope_factors_long.weight",
+            rng.uniform(1.0, 6.0, rope_dim // 2).astype(np.float32), Q.F32)
+        add("rope_factors_short.weight",
+            rng.uniform(1.0, 1.5, rope_dim // 2).astype(np.float32), Q.F32)
 
     q_dim, kv_dim = n_head * hd, n_kv * hd
     for i in range(cfg["n_layer"]):
         p = f"blk.{i}."
         add(p + "attn_norm.weight", norm(n_embd), Q.F32)
-        add(p + "attn_q.weight", mat(q_dim, n_embd, 1.0 / np.sqrt(n_embd)), plan["attn_q"][i])
-        add(p + "attn_k.weight", mat(kv_dim, n_embd, 1.0 / np.sqrt(n_embd)), plan["attn_k"][i])
-        add(p + "attn_v.weight", mat(kv_dim, n_embd, 1.0 / np.sqrt(n_embd)), plan["attn_v"][i])
+        if arch == "phi3":
+            add(p + "attn_qkv.weight", mat(q_dim + 2 * kv_dim, n_embd, 1.0 / np.sqrt(n_embd)),
+                plan["attn_qkv"][i])
+        else:
+            add(p + "attn_q.weight", mat(q_dim, n_embd, 1.0 / np.sqrt(n_embd)), plan["attn_q"][i])
+            add(p + "attn_k.weight", mat(kv_dim, n_embd, 1.0 / np.sqrt(n_embd)), plan["attn_k"][i])
+            add(p + "attn_v.weight", mat(kv_dim, n_embd, 1.0 / np.sqrt(n_embd)), plan["attn_v"][i])
         if arch in ("qwen2", "qwen2moe"):
             add(p + "attn_q.bias", (0.5 * rng.standard_normal(q_dim)).astype(np.float32), Q.F32)
             add(p + "attn_k.bias", (0.5 * rng.standard_normal(kv_dim)).astype(np.float32), Q.F32)
@@ -436,7 +550,7 @@ def build_gguf(arch: str, cfg: dict, seed: int, path: str) -> tuple[dict, dict]:
             add(p + "attn_q_norm.weight", norm(hd), Q.F32)
             add(p + "attn_k_norm.weight", norm(hd), Q.F32)
         add(p + "attn_output.weight", mat(n_embd, q_dim, 1.0 / np.sqrt(q_dim)), plan["attn_output"][i])
-        if arch == "gemma3":
+        if arch in ("gemma3", "gemma2"):
             add(p + "post_attention_norm.weight", norm(n_embd), Q.F32)
         add(p + "ffn_norm.weight", norm(n_embd), Q.F32)
         if "n_expert" in cfg:
@@ -444,8 +558,14 @@ def build_gguf(arch: str, cfg: dict, seed: int, path: str) -> tuple[dict, dict]:
             continue
         add(p + "ffn_gate.weight", mat(n_ff, n_embd, 1.0 / np.sqrt(n_embd)), plan["ffn_gate"][i])
         add(p + "ffn_up.weight", mat(n_ff, n_embd, 1.0 / np.sqrt(n_embd)), plan["ffn_up"][i])
+        if arch == "phi3":
+            # Gate rows first, then up: one tensor of 2 * n_ff rows.
+            add(p + "ffn_up.weight", mat(2 * n_ff, n_embd, 1.0 / np.sqrt(n_embd)), plan["ffn_up"][i])
+        else:
+            add(p + "ffn_gate.weight", mat(n_ff, n_embd, 1.0 / np.sqrt(n_embd)), plan["ffn_gate"][i])
+            add(p + "ffn_up.weight", mat(n_ff, n_embd, 1.0 / np.sqrt(n_embd)), plan["ffn_up"][i])
         add(p + "ffn_down.weight", mat(n_embd, n_ff, 1.0 / np.sqrt(n_ff)), plan["ffn_down"][i])
-        if arch == "gemma3":
+        if arch in ("gemma3", "gemma2"):
             add(p + "post_ffw_norm.weight", norm(n_embd), Q.F32)
 
     w.write_header_to_file()
@@ -453,8 +573,8 @@ def build_gguf(arch: str, cfg: dict, seed: int, path: str) -> tuple[dict, dict]:
     w.write_tensors_to_file()
     w.close()
 
-    config = {k: v for k, v in cfg.items() if k != "specials"}
-    config.update(n_vocab=n_vocab, n_ctx_train=N_CTX, seed=seed)
+    config = {k: v for k, v in cfg.items() if k not in ("specials", "prompt_lengths")}
+    config.update(n_vocab=n_vocab, n_ctx_train=ctx_train, seed=seed)
     return config, tensor_types
 
 
@@ -463,33 +583,20 @@ def build_gguf(arch: str, cfg: dict, seed: int, path: str) -> tuple[dict, dict]:
 # ---------------------------------------------------------------------------------------------
 
 
-def plain_cpu_path() -> None:
-    """Makes llama.cpp load weights without its extra buffer types (the AMX and repacked layouts).
-
-    A llama.cpp built with GGML_NATIVE on a CPU with AMX crashed in its AMX matmul when driven
-    from Python; the plain path computes the same products, so the answers stay comparable.
-    """
-    bindings = llama_cpp.llama_cpp  # the module `Llama` calls through
-    default = bindings.llama_model_default_params
-
-    def params():
-        p = default()
-        p.use_extra_bufts = False
-        return p
-
-    bindings.llama_model_default_params = params
-
-
-def run_llama(path: str, n_vocab: int, seed: int) -> tuple[list[dict], float, list[dict]]:
+def run_llama(path: str, n_vocab: int, seed: int, n_ctx: int = N_CTX,
+              prompt_lengths: tuple[int, ...] = PROMPT_LENGTHS) -> tuple[list[dict], float, list[dict]]:
     llm = llama_cpp.Llama(
-        model_path=path, n_ctx=N_CTX, n_batch=N_CTX, n_ubatch=N_CTX, n_threads=THREADS,
-        n_threads_batch=THREADS, logits_all=False, verbose=False, seed=0,
+        model_path=path, n_ctx=n_ctx, n_batch=n_ctx, n_ubatch=n_ctx, n_threads=THREADS,
+        n_threads_batch=THREADS, logits_all=False, verbose=False, seed=0, flash_attn=False,
+        # "From the model", as llama.cpp's own tools default: the bindings' defaults would
+        # override the file's YaRN betas (Mistral 3 declares its own).
+        yarn_attn_factor=-1.0, yarn_beta_fast=-1.0, yarn_beta_slow=-1.0,
     )
     if llm.n_vocab() != n_vocab:
         raise RuntimeError(f"llama.cpp sees {llm.n_vocab()} tokens, wrote {n_vocab}")
     rng = np.random.default_rng(seed + 1000)
     cases, min_margin = [], float("inf")
-    for n in PROMPT_LENGTHS:
+    for n in prompt_lengths:
         prompt = [int(t) for t in rng.integers(0, n_vocab, n)]
         llm.reset()
         llm.eval(prompt)
@@ -530,30 +637,29 @@ def main() -> None:
     ap.add_argument("--arch", action="append", choices=sorted(ARCHS), help="default: all")
     ap.add_argument("--min-margin", type=float, default=0.05)
     ap.add_argument("--max-tries", type=int, default=30)
-    ap.add_argument("--no-extra-bufts", action="store_true",
-                    help="load weights without llama.cpp's AMX/repacked buffers (see plain_cpu_path)")
     ap.add_argument("--llama-cpp-commit", default=KNOWN_COMMITS.get(llama_cpp.__version__, "unknown"))
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
-    if args.no_extra_bufts:
-        plain_cpu_path()
 
-    for arch in args.arch or list(ARCHS):
-        cfg = ARCHS[arch]
-        base_seed = SEED_BASE[arch]
+    for name in args.arch or list(ARCHS):
+        arch, cfg = resolve(name)
+        n_ctx = cfg.get("n_ctx", N_CTX)
+        base_seed = SEED_BASE[name]
         for seed in range(base_seed, base_seed + args.max_tries):
             with tempfile.TemporaryDirectory() as tmp:
                 tmp_path = os.path.join(tmp, "m.gguf")
                 config, tensor_types = build_gguf(arch, cfg, seed, tmp_path)
-                cases, margin, tok_rows = run_llama(tmp_path, config["n_vocab"], seed)
-                print(f"{arch}: seed {seed} min top1-top2 margin {margin:.4f}", file=sys.stderr)
+                cases, margin, tok_rows = run_llama(
+                    tmp_path, config["n_vocab"], seed, n_ctx,
+                    tuple(cfg.get("prompt_lengths", PROMPT_LENGTHS)))
+                print(f"{name}: seed {seed} min top1-top2 margin {margin:.4f}", file=sys.stderr)
                 if margin < args.min_margin:
                     continue
-                gguf_out = os.path.join(args.out, f"tiny-{arch}.gguf")
+                gguf_out = os.path.join(args.out, f"tiny-{cfg.get('file', name)}.gguf")
                 os.replace(tmp_path, gguf_out)
             break
         else:
-            sys.exit(f"{arch}: no seed in {args.max_tries} tries reached margin {args.min_margin}")
+            sys.exit(f"{name}: no seed in {args.max_tries} tries reached margin {args.min_margin}")
 
         doc = {
             "meta": {
@@ -561,7 +667,7 @@ def main() -> None:
                 "model_sha256": sha256_file(gguf_out),
                 "llama_cpp_python_version": llama_cpp.__version__,
                 "llama_cpp_commit": args.llama_cpp_commit,
-                "n_ctx": N_CTX,
+                "n_ctx": n_ctx,
                 "threads": THREADS,
                 "flash_attn": False,
                 "kv_cache_type": "f16",
@@ -575,11 +681,11 @@ def main() -> None:
             "tokenize": tok_rows,
             "cases": cases,
         }
-        json_out = os.path.join(args.out, f"{arch}.json")
+        json_out = os.path.join(args.out, f"{name}.json")
         with open(json_out, "w", encoding="utf-8") as f:
             json.dump(doc, f, ensure_ascii=False, separators=(",", ":"))
             f.write("\n")
-        print(f"{arch}: wrote {gguf_out} ({os.path.getsize(gguf_out)} B), {json_out} "
+        print(f"{name}: wrote {gguf_out} ({os.path.getsize(gguf_out)} B), {json_out} "
               f"({os.path.getsize(json_out)} B)", file=sys.stderr)
 
 

@@ -95,8 +95,10 @@ impl AsRef<SeqKv> for DraftSeq {
 
 impl Drafter {
     /// A drafter for engines of `max_seqs` sequences of up to `ctx` positions.
-    pub(crate) fn new(model: Model, ctx: usize, max_seqs: usize, chunk: usize) -> Drafter {
-        let ctx = ctx.min(model.config().ctx_train.max(1));
+    pub(crate) fn new(mut model: Model, ctx: usize, max_seqs: usize, chunk: usize) -> Drafter {
+        let ctx = ctx.min(model.config().max_ctx().max(1));
+        // Within `max_ctx`, so never refused.
+        let _ = model.set_context(ctx);
         // Rejected drafts are rolled back by length only, as in the target: the sliding-window
         // groups must keep the window plus the longest run written in one step.
         let kv_chunk = chunk.max(MAX_DRAFT + 1);

@@ -261,9 +261,13 @@ fn sample_row(
 }
 
 impl Engine {
-    /// An engine for `model`. The context is capped at the model's trained context.
-    pub fn new(model: Model, mut opts: EngineOptions) -> Engine {
-        opts.ctx = opts.ctx.clamp(1, model.config().ctx_train.max(1));
+    /// An engine for `model`. The context is capped at the model's trained context, or as
+    /// far as its file's RoPE scaling reaches (`Config::max_ctx`).
+    pub fn new(mut model: Model, mut opts: EngineOptions) -> Engine {
+        opts.ctx = opts.ctx.clamp(1, model.config().max_ctx().max(1));
+        // Within `max_ctx` after the clamp, so never refused; picks Phi-3's RoPE factors for
+        // this context.
+        let _ = model.set_context(opts.ctx);
         opts.max_seqs = opts.max_seqs.max(1);
         opts.prefill_chunk = opts.prefill_chunk.max(1);
         opts.max_batch_tokens = opts.max_batch_tokens.max(opts.max_seqs).max(1);

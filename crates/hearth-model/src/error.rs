@@ -69,6 +69,15 @@ pub enum Error {
         bytes: usize,
         source: std::io::Error,
     },
+    /// A context longer than the model was trained for, with no RoPE scaling declared to
+    /// reach it.
+    #[error("a context of {ctx} tokens is longer than this model was trained for ({trained} tokens), and its file {scaling} (at most {max} tokens): use --ctx {max} or less")]
+    ContextTooLong {
+        ctx: usize,
+        trained: usize,
+        max: usize,
+        scaling: &'static str,
+    },
     /// A token id is not in the vocabulary.
     #[error("token id {id} is outside the vocabulary of {n_vocab}")]
     BadToken { id: u32, n_vocab: usize },

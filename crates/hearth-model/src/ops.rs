@@ -33,25 +33,100 @@ pub fn rms_norm_inplace(x: &mut [f32], w: &[f32], eps: f32) {
     }
 }
 
-/// Rotary position embedding for one configuration (style, rotated width, base, scale).
+/// Rotary position embedding for one configuration (style, rotated width, base, scaling).
+///
+/// Angles are built as ggml's CPU `rope` builds them: `θ_i = pos · base^(−2i/d)` by repeated
+/// multiplication in f32, divided by the frequency factor of pair `i` where the file has them
+/// (Llama 3.1's `rope_freqs`, Phi-3's long and short factors), times the position scale
+/// (linear scaling); under YaRN mixed with the unscaled angle by a ramp over the correction
+/// dimensions. Cosines and sines are then multiplied by the attention factor.
 #[derive(Clone, Debug)]
 pub struct Rope {
     style: RopeStyle,
     rot_dim: usize,
     theta_scale: f32,
-    scale: f32,
+    freq_scale: f32,
+    ext_factor: f32,
+    /// The factor on cosines and sines, ggml's YaRN magnitude included.
+    mscale: f32,
+    /// YaRN's ramp: pairs below `corr[0]` keep their angle, pairs above `corr[1]` are
+    /// interpolated.
+    corr: [f32; 2],
+    /// Per-pair frequency divisors (`rot_dim / 2` of them).
+    factors: Option<Vec<f32>>,
 }
 
 /// Widest rotated head width supported (Gemma 3 uses 256).
 pub const MAX_ROPE_DIM: usize = 512;
 
+/// How one kind of layer scales RoPE ([`Rope::scaled`]).
+#[derive(Clone, Debug)]
+pub struct RopeScaling {
+    /// 1 / the linear or YaRN factor.
+    pub freq_scale: f32,
+    /// YaRN's mix (0 without YaRN).
+    pub ext_factor: f32,
+    pub attn_factor: f32,
+    /// The original training context and YaRN's beta range, for the correction dimensions.
+    pub orig_ctx: usize,
+    pub beta_fast: f32,
+    pub beta_slow: f32,
+    pub factors: Option<Vec<f32>>,
+}
+
+impl RopeScaling {
+    /// Plain RoPE with positions times `freq_scale`.
+    pub fn linear(freq_scale: f32) -> RopeScaling {
+        RopeScaling {
+            freq_scale,
+            ext_factor: 0.0,
+            attn_factor: 1.0,
+            orig_ctx: 0,
+            beta_fast: 32.0,
+            beta_slow: 1.0,
+            factors: None,
+        }
+    }
+}
+
+fn ln_f32(x: f32) -> f32 {
+    math::ln_f64(f64::from(x)) as f32
+}
+
 impl Rope {
     pub fn new(style: RopeStyle, rot_dim: usize, base: f32, scale: f32) -> Rope {
+        Rope::scaled(style, rot_dim, base, RopeScaling::linear(scale))
+    }
+
+    pub fn scaled(style: RopeStyle, rot_dim: usize, base: f32, s: RopeScaling) -> Rope {
+        let rot_dim = rot_dim.min(MAX_ROPE_DIM);
+        // ggml_rope_yarn_corr_dims, in f32 as there.
+        let corr_dim = |beta: f32| {
+            let turns = s.orig_ctx as f32 / (beta * 2.0 * std::f32::consts::PI);
+            rot_dim as f32 * ln_f32(turns) / (2.0 * ln_f32(base))
+        };
+        let corr = if s.ext_factor != 0.0 {
+            [
+                corr_dim(s.beta_fast).floor().max(0.0),
+                corr_dim(s.beta_slow).ceil().min(rot_dim as f32 - 1.0),
+            ]
+        } else {
+            [0.0, 0.0]
+        };
+        let mscale = if s.ext_factor != 0.0 {
+            s.attn_factor * (1.0 + 0.1 * ln_f32(1.0 / s.freq_scale))
+        } else {
+            s.attn_factor
+        };
         Rope {
             style,
-            rot_dim: rot_dim.min(MAX_ROPE_DIM),
+            rot_dim,
             theta_scale: math::pow_f32(base, -2.0 / rot_dim as f32),
-            scale,
+            freq_scale: s.freq_scale,
+            ext_factor: s.ext_factor,
+            mscale,
+            corr,
+            factors: s.factors.filter(|f| f.len() >= rot_dim / 2),
         }
     }
 
@@ -61,9 +136,22 @@ impl Rope {
         let mut cos = [0f32; MAX_ROPE_DIM / 2];
         let mut sin = [0f32; MAX_ROPE_DIM / 2];
         // theta_i = pos * base^(-2i/d), built by repeated multiplication in f32 as ggml does.
-        let mut theta = pos as f32 * self.scale;
+        let mut theta = pos as f32;
         for i in 0..half {
-            (sin[i], cos[i]) = math::sin_cos_f32(theta);
+            let extrap = match &self.factors {
+                Some(f) => theta / f[i],
+                None => theta,
+            };
+            let interp = self.freq_scale * extrap;
+            let angle = if self.ext_factor != 0.0 {
+                let y = (i as f32 - self.corr[0]) / (self.corr[1] - self.corr[0]).max(0.001);
+                let mix = (1.0 - y.clamp(0.0, 1.0)) * self.ext_factor;
+                interp * (1.0 - mix) + extrap * mix
+            } else {
+                interp
+            };
+            let (s, c) = math::sin_cos_f32(angle);
+            (sin[i], cos[i]) = (s * self.mscale, c * self.mscale);
             theta *= self.theta_scale;
         }
         for head in x.chunks_exact_mut(head_dim) {

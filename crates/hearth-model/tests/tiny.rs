@@ -1,5 +1,6 @@
-//! Architectures without a small real model here (Qwen2, Qwen3, the mixtures of experts Qwen3-MoE,
-//! Mixtral and Qwen2-MoE), and controlled Llama and Gemma 3 cases (a 4-token sliding window),
+//! Architectures without a small real model here (Qwen2, Qwen3, Gemma 2, Phi-3, Mistral 3, the
+//! mixtures of experts Qwen3-MoE, Mixtral and Qwen2-MoE), controlled Llama and Gemma 3 cases (a
+//! 4-token sliding window), and each kind of RoPE scaling at positions beyond the trained context,
 //! against llama.cpp on small random-weight GGUF files.
 //!
 //! `scripts/gen-tiny-models.py` wrote the files in `tests/data/tiny/` (generated data, committed)
@@ -35,8 +36,14 @@ fn check(arch: &str) -> Routing {
         &std::fs::read_to_string(data(&format!("{arch}.json"))).expect("fixture"),
     )
     .expect("JSON");
-    let model = Model::open(data(fx["meta"]["model_file"].as_str().expect("model_file")))
+    let mut model = Model::open(data(fx["meta"]["model_file"].as_str().expect("model_file")))
         .expect("tiny model loads");
+    // The context llama.cpp ran with: it picks Phi-3's long or short RoPE factors, and goes
+    // beyond the trained context where the file declares scaling.
+    let n_ctx = fx["meta"]["n_ctx"].as_u64().expect("n_ctx") as usize;
+    model
+        .set_context(n_ctx)
+        .expect("context within what the model declares");
     let n_vocab = model.config().n_vocab;
     let pool = ThreadPool::new(2);
     let mut worst = 0f32;
@@ -186,4 +193,68 @@ fn tiny_mixtral_matches_llama_cpp() {
 #[test]
 fn tiny_qwen2moe_matches_llama_cpp() {
     check_moe("qwen2moe");
+}
+
+#[test]
+fn tiny_gemma2_matches_llama_cpp() {
+    check("gemma2");
+}
+
+#[test]
+fn tiny_phi3_long_rope_matches_llama_cpp() {
+    check("phi3");
+}
+
+#[test]
+fn tiny_phi3_short_rope_matches_llama_cpp() {
+    check("phi3-short");
+}
+
+#[test]
+fn tiny_mistral3_yarn_and_temperature_match_llama_cpp() {
+    check("mistral3");
+}
+
+#[test]
+fn tiny_llama_rope_freqs_match_llama_cpp() {
+    check("llama-ropefreqs");
+}
+
+#[test]
+fn tiny_llama_linear_scaling_beyond_trained_context_matches_llama_cpp() {
+    check("llama-linear");
+}
+
+#[test]
+fn tiny_qwen2_yarn_beyond_trained_context_matches_llama_cpp() {
+    check("qwen2-yarn");
+}
+
+/// A model whose file declares no RoPE scaling refuses a context beyond its training, naming
+/// the trained length; one that declares scaling takes a context up to where it reaches.
+#[test]
+fn context_beyond_training_needs_declared_scaling() {
+    let mut plain = Model::open(data("tiny-llama.gguf")).expect("loads");
+    assert_eq!(plain.config().max_ctx(), 256);
+    plain.set_context(256).expect("the trained context");
+    let err = plain
+        .set_context(257)
+        .expect_err("beyond the trained context")
+        .to_string();
+    assert!(
+        err.contains("257")
+            && err.contains("trained for (256 tokens)")
+            && err.contains("no RoPE scaling"),
+        "{err}"
+    );
+    let mut yarn = Model::open(data("tiny-qwen2-yarn.gguf")).expect("loads");
+    assert_eq!(yarn.config().ctx_train, 64);
+    assert_eq!(yarn.config().max_ctx(), 256);
+    yarn.set_context(256)
+        .expect("as far as YaRN's factor 4 reaches");
+    let err = yarn
+        .set_context(300)
+        .expect_err("beyond the scaling")
+        .to_string();
+    assert!(err.contains("(64 tokens)") && err.contains("256"), "{err}");
 }

@@ -539,7 +539,8 @@ pub struct Plan {
     pub users: usize,
     /// The model's training context.
     pub ctx_train: usize,
-    /// Longest context per user (a multiple of 16, at most the training context) that fits for
+    /// Longest context per user (a multiple of 16, at most the training context or as far as
+    /// the file's RoPE scaling reaches, `Config::max_ctx`) that fits for
     /// the requested users; 0 when not even 16 positions do.
     pub max_ctx_per_user: usize,
     /// Most users that fit at the requested context; 0 when not even one does.
@@ -575,7 +576,7 @@ fn total(facts: &ModelFacts, req: &Request, ctx: usize, users: usize) -> u64 {
 /// once.
 fn draft_bytes(draft: &ModelFacts, req: &Request, ctx: usize, users: usize) -> u64 {
     let cfg = &draft.config;
-    let ctx = ctx.min(cfg.ctx_train.max(1));
+    let ctx = ctx.min(cfg.max_ctx().max(1));
     fixed_bytes(draft) - RUNTIME_BYTES
         + kv_bytes(cfg, ctx, users, req.chunk, req.kv_type)
         + compute_bytes(cfg, ctx, users, req.chunk, req.batch, req.threads)
@@ -638,7 +639,8 @@ pub fn plan(facts: &ModelFacts, machine: &Machine, req: &Request) -> Result<Plan
     let total_bytes = total(facts, req, req.ctx, req.users);
     let fits = total_bytes <= usable;
     let fits_with = |ctx: usize, users: usize| total(facts, req, ctx, users) <= usable;
-    let ctx_cap = cfg.ctx_train.max(BLOCK_TOKENS);
+    // As far as the file's RoPE scaling reaches, else the training context.
+    let ctx_cap = cfg.max_ctx().max(BLOCK_TOKENS);
     let max_ctx_per_user = largest(ctx_cap / BLOCK_TOKENS, |b| {
         fits_with(b * BLOCK_TOKENS, req.users)
     }) * BLOCK_TOKENS;

@@ -408,3 +408,59 @@ fn a_mixture_of_experts_counts_active_weights_for_speed_and_all_for_memory() {
     let pp = 2e12 * req.pp_efficiency / (2.0 * f.n_matmul_params as f64);
     assert!((p.est_pp_tok_s - pp).abs() < 1e-6 * pp);
 }
+
+/// The committed tiny random-weight files of the newer architectures and RoPE scalings (see
+/// hearth-model's `tests/data/tiny`).
+fn tiny_file(name: &str) -> ModelFacts {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../hearth-model/tests/data/tiny")
+        .join(name);
+    let gguf = Gguf::open(&path).expect("tiny model");
+    ModelFacts::from_header(gguf.header()).expect("plannable")
+}
+
+#[test]
+fn newer_architectures_headers_read_for_the_plan() {
+    // Gemma 2: a 4-token window on alternate layers, two KV heads of 16.
+    let g2 = tiny_file("tiny-gemma2.gguf");
+    assert_eq!(g2.config.arch, "gemma2");
+    assert_eq!(g2.config.ctx_train, 256);
+    assert_eq!(g2.config.sliding_window, Some(4));
+    assert_eq!(g2.config.layer_is_swa, [true, false, true, false]);
+    assert_eq!((g2.config.n_kv_head, g2.config.head_dim), (2, 16));
+    // Phi-3: Q, K and V in one tensor, split by the head counts; four KV heads of 16.
+    let phi = tiny_file("tiny-phi3.gguf");
+    assert_eq!(phi.config.arch, "phi3");
+    assert_eq!((phi.config.n_kv_head, phi.config.head_dim), (4, 16));
+    assert_eq!(phi.config.n_ff, 128);
+    assert!(phi.config.layer_is_swa.iter().all(|s| !s));
+    // Mistral 3: YaRN from an original 64 to its trained 256.
+    let m3 = tiny_file("tiny-mistral3.gguf");
+    assert_eq!(m3.config.arch, "mistral3");
+    assert_eq!((m3.config.ctx_train, m3.config.max_ctx()), (256, 256));
+    for f in [&g2, &phi, &m3] {
+        for (ctx, users) in [(1, 1), (100, 2), (256, 3)] {
+            let cache = KvCache::new(&f.config, ctx, users, 16);
+            assert_eq!(
+                kv_bytes(&f.config, ctx, users, 16, KvType::F16),
+                cache.capacity_bytes() as u64,
+                "{} ctx {ctx} users {users}",
+                f.config.arch
+            );
+        }
+    }
+}
+
+#[test]
+fn declared_rope_scaling_lets_the_plan_go_past_the_trained_context() {
+    let big = Machine::custom(64 << 30, 100e9, 1e12);
+    // Trained for 64 positions, YaRN factor 4: up to 256.
+    let yarn = tiny_file("tiny-qwen2-yarn.gguf");
+    assert_eq!(yarn.config.ctx_train, 64);
+    let p = plan(&yarn, &big, &Request::new(200, 1)).unwrap();
+    assert_eq!(p.max_ctx_per_user, 256);
+    // No scaling: the training context is the limit.
+    let plain = tiny_file("tiny-llama.gguf");
+    let p = plan(&plain, &big, &Request::new(200, 1)).unwrap();
+    assert_eq!(p.max_ctx_per_user, plain.config.ctx_train);
+}

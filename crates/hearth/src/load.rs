@@ -45,7 +45,8 @@ pub struct GenOptions {
     /// Stop when the answer contains this text (repeatable); the text itself is not printed.
     #[arg(long = "stop", value_name = "TEXT")]
     pub stop: Vec<String>,
-    /// Context window in tokens (capped at the model's trained context).
+    /// Context window in tokens (at most the model's trained context, or as far as its RoPE
+    /// scaling reaches; a longer one is refused).
     #[arg(long, default_value_t = DEFAULT_CTX)]
     pub ctx: usize,
     /// Decode one token per step instead of verifying tokens drafted from the text so far
@@ -159,7 +160,7 @@ pub fn load(spec: Option<&str>, gen: &GenOptions) -> anyhow::Result<(Loaded, Mod
         }
         None => None,
     };
-    note_ctx_cap(&model, &r.name, gen.ctx);
+    note_ctx_cap(&model, &r.name, gen.ctx, gen.ctx != DEFAULT_CTX)?;
     Ok((
         Loaded {
             name: r.name,
@@ -235,8 +236,9 @@ pub fn load_served(spec: Option<&str>, ctx: Option<usize>) -> anyhow::Result<Ser
             })?)
         }
     };
+    let asked = ctx.is_some();
     let ctx = ctx.unwrap_or(pins.defaults.context as usize);
-    note_ctx_cap(&model, &r.name, ctx);
+    note_ctx_cap(&model, &r.name, ctx, asked)?;
     Ok(Served {
         loaded: Loaded {
             name: r.name,
@@ -343,11 +345,20 @@ fn open_model(gguf: Gguf, r: &Resolved) -> anyhow::Result<(Model, Tokenizer)> {
     Ok((model, tokenizer))
 }
 
-fn note_ctx_cap(model: &Model, name: &str, ctx: usize) {
-    let trained = model.config().ctx_train;
-    if ctx > trained {
-        eprintln!("note: context capped at {trained} tokens, the most {name} was trained for");
+/// A context beyond what the model reaches: refused in words when the person asked for it,
+/// capped with a note when it is only the default.
+fn note_ctx_cap(model: &Model, name: &str, ctx: usize, asked: bool) -> anyhow::Result<()> {
+    let max = model.config().max_ctx();
+    if ctx > max {
+        if asked {
+            model
+                .config()
+                .check_ctx(ctx)
+                .with_context(|| format!("--ctx {ctx} is too long for {name}"))?;
+        }
+        eprintln!("note: context capped at {max} tokens, the most {name} reaches");
     }
+    Ok(())
 }
 
 /// Command-line values, else the catalog's recommendation, else the sampler's defaults.

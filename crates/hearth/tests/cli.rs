@@ -582,3 +582,45 @@ fn a_second_server_on_the_same_data_directory_names_the_first() {
         "the first server must keep running"
     );
 }
+
+/// A model whose file declares no RoPE scaling refuses a longer `--ctx` in one line naming its
+/// trained length; one whose file declares YaRN runs past its trained length.
+#[test]
+fn a_context_beyond_training_needs_declared_rope_scaling() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let tiny = Path::new(env!("CARGO_MANIFEST_DIR")).join("../hearth-model/tests/data/tiny");
+    let plain = tiny.join("tiny-llama.gguf");
+    let out = hearth(
+        &[
+            "run",
+            plain.to_str().expect("utf-8 path"),
+            "--raw",
+            "hello world",
+            "-n",
+            "4",
+            "--ctx",
+            "300",
+        ],
+        home.path(),
+    );
+    assert_clean_failure(&out, "trained for (256 tokens)");
+    assert!(text(&out.stderr).contains("300"), "{}", text(&out.stderr));
+    // Trained for 64 positions, YaRN factor 4: a context of 200 is within what it declares.
+    let yarn = tiny.join("tiny-qwen2-yarn.gguf");
+    let out = hearth(
+        &[
+            "run",
+            yarn.to_str().expect("utf-8 path"),
+            "--raw",
+            "hello world",
+            "-n",
+            "4",
+            "--ctx",
+            "200",
+            "--threads",
+            "1",
+        ],
+        home.path(),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}

@@ -7,15 +7,18 @@ use crate::config::{Config, Shapes};
 use crate::{Error, Result};
 
 pub mod experts;
+pub mod gemma2;
 pub mod gemma3;
 pub mod llama;
+pub mod mistral3;
+pub mod phi3;
 pub mod qwen2;
 pub mod qwen2moe;
 pub mod qwen3;
 pub mod qwen3moe;
 
 /// Names accepted in `general.architecture`.
-pub const SUPPORTED: &str = "llama, qwen2, qwen3, gemma3, qwen2moe, qwen3moe";
+pub const SUPPORTED: &str = "llama, mistral3, qwen2, qwen3, gemma2, gemma3, phi3, qwen2moe, qwen3moe";
 
 /// Builds the configuration for the file's architecture from its metadata, every value
 /// checked against the shapes of its `tensors` before anything is sized from it.
@@ -26,7 +29,10 @@ pub fn config(md: &Metadata, tensors: &[TensorInfo]) -> Result<Config> {
         "llama" => (llama::config, Some(llama::EXPERTS)),
         "qwen2" => (qwen2::config, None),
         "qwen3" => (qwen3::config, None),
+        "gemma2" => (gemma2::config, None),
         "gemma3" => (gemma3::config, None),
+        "mistral3" => (mistral3::config, None),
+        "phi3" => (phi3::config, None),
         "qwen2moe" => (qwen2moe::config, Some(qwen2moe::EXPERTS)),
         "qwen3moe" => (qwen3moe::config, Some(qwen3moe::EXPERTS)),
         other => {

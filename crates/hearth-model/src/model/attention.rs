@@ -60,6 +60,10 @@ impl Model {
             }
             rope.apply(q, hd, item.pos);
             rope.apply(k, hd, item.pos);
+            if let Some(t) = c.attn_temperature {
+                let m = t.at(item.pos);
+                q.iter_mut().for_each(|x| *x *= m);
+            }
             if c.q_scale != 1.0 {
                 q.iter_mut().for_each(|x| *x *= c.q_scale);
             }
@@ -193,6 +197,14 @@ impl Model {
         let runs = &ws.runs;
         let bounds = &ws.unit_bounds;
         let exact = self.exact;
+        // A raw score as softmax takes it: soft-capped where the model caps (Gemma 2:
+        // `cap · tanh(s / cap)`, the division a multiplication as in llama.cpp), then scaled.
+        let softcap = c.attn_softcap.map(|cap| (cap, 1.0 / cap));
+        let attn_scale = c.attn_scale;
+        let prep = move |s: f32| match softcap {
+            Some((cap, inv)) => hearth_kernels::math::tanh_f32(s * inv) * cap * attn_scale,
+            None => s * attn_scale,
+        };
         pool.run_chunks(np, |ti, piece| {
             // Each thread has its own scratch; the lock is never contended.
             let mut guard = scratch[ti].lock().unwrap_or_else(|e| e.into_inner());
@@ -290,7 +302,7 @@ impl Model {
                             for (sc, m) in
                                 s.scores[at..at + b - a].iter_mut().zip(&mut s.maxs[a..b])
                             {
-                                *sc *= c.attn_scale;
+                                *sc = prep(*sc);
                                 *m = m.max(*sc);
                             }
                         }
@@ -332,7 +344,7 @@ impl Model {
                                 let ps = &mut s.scores[at * span + a..at * span + b];
                                 let mut m = f32::NEG_INFINITY;
                                 for sc in ps.iter_mut() {
-                                    *sc *= c.attn_scale;
+                                    *sc = prep(*sc);
                                     m = m.max(*sc);
                                 }
                                 hearth_kernels::exp_sub(ps, m);

@@ -102,8 +102,10 @@ impl Model {
             let out = &mut ws.logits[..n_out * c.n_vocab];
             self.project(pool, &self.output, &mut ws.act, &ws.xn, n_out, out)?;
             if let Some(cap) = c.final_logit_softcap {
+                // llama.cpp scales by 1/cap (a multiplication, which rounds unlike a division).
+                let inv = 1.0 / cap;
                 out.iter_mut()
-                    .for_each(|v| *v = hearth_kernels::math::tanh_f32(*v / cap) * cap);
+                    .for_each(|v| *v = hearth_kernels::math::tanh_f32(*v * inv) * cap);
             }
         }
         Ok(&ws.logits[..n_out * c.n_vocab])

@@ -7,7 +7,7 @@ use super::moe::Moe;
 use super::pack::{pack_weights, packing_enabled};
 use super::{Attention, FeedForward, Layer, Model, QkNorm, QkvBias, Weight};
 use crate::config::Config;
-use crate::ops::Rope;
+use crate::ops::{Rope, RopeScaling};
 use crate::{arch, Error, Result};
 
 impl Model {
@@ -42,8 +42,20 @@ impl Model {
             tok_embd.packed = output.packed.clone();
         }
         let c = &config;
-        let rope_full = Rope::new(c.rope_style, c.rope_dim, c.rope_base, c.rope_scale);
-        let rope_swa = Rope::new(c.rope_style, c.rope_dim, c.rope_base_swa, 1.0);
+        let rope_factors = rope_factors(&gguf, c)?;
+        let rope_full = full_rope(c, &rope_factors, c.ctx_train);
+        // Sliding-window layers: their own base and scale, no frequency factors (llama.cpp
+        // hands them to every layer, but no architecture here has both).
+        let rope_swa = Rope::scaled(
+            c.rope_style,
+            c.rope_dim,
+            c.rope_base_swa,
+            RopeScaling {
+                freq_scale: c.rope_scale_swa,
+                factors: None,
+                ..scaling(c)
+            },
+        );
         Ok(Model {
             gguf,
             arena,
@@ -54,9 +66,90 @@ impl Model {
             layers,
             rope_full,
             rope_swa,
+            rope_factors,
             exact: false,
         })
     }
+}
+
+/// The RoPE frequency factors a file carries (`rot_dim / 2` divisors, one per rotated pair).
+#[derive(Debug)]
+pub(super) enum RopeFactors {
+    None,
+    /// `rope_freqs.weight`: Llama 3.1+'s factors, for every context.
+    Fixed(Vec<f32>),
+    /// Phi-3's `rope_factors_short.weight` and `rope_factors_long.weight`: the long ones for
+    /// contexts beyond the original training context.
+    LongShort {
+        long: Vec<f32>,
+        short: Vec<f32>,
+    },
+}
+
+fn rope_factors(g: &Gguf, c: &Config) -> Result<RopeFactors> {
+    let n = c.rope_dim / 2;
+    if g.tensor("rope_freqs.weight").is_some() {
+        return Ok(RopeFactors::Fixed(factors(g, "rope_freqs.weight", n)?));
+    }
+    match (
+        g.tensor("rope_factors_long.weight"),
+        g.tensor("rope_factors_short.weight"),
+    ) {
+        (None, None) => Ok(RopeFactors::None),
+        _ => Ok(RopeFactors::LongShort {
+            long: factors(g, "rope_factors_long.weight", n)?,
+            short: factors(g, "rope_factors_short.weight", n)?,
+        }),
+    }
+}
+
+/// Frequency factors: divisors of angles, so each must be a finite number above zero.
+fn factors(g: &Gguf, name: &str, n: usize) -> Result<Vec<f32>> {
+    let v = vector(g, name, n)?;
+    if let Some(bad) = v.iter().find(|f| !(f.is_finite() && **f > 0.0)) {
+        return Err(Error::BadHyperParameter {
+            key: name.to_string(),
+            value: bad.to_string(),
+            why: "RoPE frequency factors must be finite numbers above zero",
+        });
+    }
+    Ok(v)
+}
+
+/// The configuration's RoPE scaling, without frequency factors.
+fn scaling(c: &Config) -> RopeScaling {
+    RopeScaling {
+        freq_scale: c.rope_scale,
+        ext_factor: c.rope_ext_factor,
+        attn_factor: c.rope_attn_factor,
+        orig_ctx: c.rope_orig_ctx,
+        beta_fast: c.rope_beta_fast,
+        beta_slow: c.rope_beta_slow,
+        factors: None,
+    }
+}
+
+/// RoPE of the full-attention layers for contexts of `n_ctx` positions (llama.cpp's
+/// `get_rope_factors`: the long factors once a sequence's context exceeds the original one).
+pub(super) fn full_rope(c: &Config, f: &RopeFactors, n_ctx: usize) -> Rope {
+    let factors = match f {
+        RopeFactors::None => None,
+        RopeFactors::Fixed(v) => Some(v.clone()),
+        RopeFactors::LongShort { long, short } => Some(if n_ctx > c.rope_orig_ctx {
+            long.clone()
+        } else {
+            short.clone()
+        }),
+    };
+    Rope::scaled(
+        c.rope_style,
+        c.rope_dim,
+        c.rope_base,
+        RopeScaling {
+            factors,
+            ..scaling(c)
+        },
+    )
 }
 
 /// Layer `il`'s tensors (`blk.{il}.*`), read in the order the layer uses them, so a file
@@ -69,9 +162,26 @@ fn layer(g: &Gguf, c: &Config, il: usize) -> Result<Layer> {
     };
     let q_dim = c.n_head * c.head_dim;
     let attn_norm = vector(g, &n("attn_norm.weight"), c.n_embd)?;
-    let wq = weight(g, &n("attn_q.weight"), c.n_embd, q_dim)?;
-    let wk = weight(g, &n("attn_k.weight"), c.n_embd, c.kv_dim_k())?;
-    let wv = weight(g, &n("attn_v.weight"), c.n_embd, c.kv_dim_v())?;
+    let (wq, wk, wv) =
+        if g.tensor(&n("attn_q.weight")).is_none() && g.tensor(&n("attn_qkv.weight")).is_some() {
+            // One tensor, Q's rows then K's then V's (llama.cpp's `build_qkv` views).
+            let [wq, wk, wv] = split(
+                weight(
+                    g,
+                    &n("attn_qkv.weight"),
+                    c.n_embd,
+                    q_dim + c.kv_dim_k() + c.kv_dim_v(),
+                )?,
+                [q_dim, c.kv_dim_k(), c.kv_dim_v()],
+            );
+            (wq, wk, wv)
+        } else {
+            (
+                weight(g, &n("attn_q.weight"), c.n_embd, q_dim)?,
+                weight(g, &n("attn_k.weight"), c.n_embd, c.kv_dim_k())?,
+                weight(g, &n("attn_v.weight"), c.n_embd, c.kv_dim_v())?,
+            )
+        };
     let wo = weight(
         g,
         &n("attn_output.weight"),
@@ -99,6 +209,19 @@ fn layer(g: &Gguf, c: &Config, il: usize) -> Result<Layer> {
     let ffn_norm = vector(g, &n("ffn_norm.weight"), c.n_embd)?;
     let ffn = match &c.experts {
         Some(x) => FeedForward::Moe(Box::new(Moe::load(g, c, x, il)?)),
+        None if c.fused_gate_up => {
+            // Gate rows first, then up (ggml's `swiglu` of one tensor: silu of its first half
+            // times its second).
+            let [gate, up] = split(
+                weight(g, &n("ffn_up.weight"), c.n_embd, 2 * c.n_ff)?,
+                [c.n_ff, c.n_ff],
+            );
+            FeedForward::Dense {
+                gate,
+                up,
+                down: weight(g, &n("ffn_down.weight"), c.n_ff, c.n_embd)?,
+            }
+        }
         None => FeedForward::Dense {
             gate: weight(g, &n("ffn_gate.weight"), c.n_embd, c.n_ff)?,
             up: weight(g, &n("ffn_up.weight"), c.n_embd, c.n_ff)?,
@@ -120,6 +243,20 @@ fn layer(g: &Gguf, c: &Config, il: usize) -> Result<Layer> {
         ffn_norm,
         ffn,
         ffn_post_norm,
+    })
+}
+
+/// A fused tensor's weight cut into consecutive runs of `rows` rows.
+fn split<const N: usize>(whole: Weight, rows: [usize; N]) -> [Weight; N] {
+    let mut first = whole.first_row;
+    rows.map(|r| {
+        let w = Weight {
+            first_row: first,
+            rows: r,
+            ..whole.clone()
+        };
+        first += r;
+        w
     })
 }
 
@@ -163,6 +300,7 @@ pub(super) fn weight(g: &Gguf, name: &str, cols: usize, rows: usize) -> Result<W
         ty: info.ty,
         rows,
         cols,
+        first_row: 0,
         packed: None,
     })
 }

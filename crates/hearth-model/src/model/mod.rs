@@ -54,7 +54,18 @@ struct Weight {
     ty: GgmlType,
     rows: usize,
     cols: usize,
+    /// The first of the tensor's rows this weight is: a fused tensor (Phi-3's `attn_qkv`, its
+    /// gate and up in one `ffn_up`) is several weights over one tensor's rows.
+    first_row: usize,
     packed: Option<std::ops::Range<usize>>,
+}
+
+impl Weight {
+    /// The weight's bytes within its tensor's.
+    fn byte_range(&self) -> std::ops::Range<usize> {
+        let row = hearth_kernels::row_bytes(self.ty, self.cols);
+        self.first_row * row..(self.first_row + self.rows) * row
+    }
 }
 
 /// One decoder layer, two pre-norm residual branches:
@@ -155,6 +166,8 @@ pub struct Model {
     layers: Vec<Layer>,
     rope_full: Rope,
     rope_swa: Rope,
+    /// The file's RoPE frequency factors, from which `rope_full` is built for the context.
+    rope_factors: load::RopeFactors,
     /// Reference mode: f32 weights and activations, no activation quantization (see
     /// [`Model::set_exact`]).
     exact: bool,
@@ -187,6 +200,17 @@ impl Model {
         self.exact = exact;
     }
 
+    /// Prepares the model for sequences of up to `n_ctx` positions: refuses a context beyond
+    /// what it was trained for unless its file declares RoPE scaling that reaches it
+    /// ([`Config::check_ctx`]), and picks Phi-3's long RoPE factors beyond its original
+    /// context, the short ones within it, as llama.cpp does per context. Without a call the
+    /// model is prepared for its training context.
+    pub fn set_context(&mut self, n_ctx: usize) -> Result<()> {
+        self.config.check_ctx(n_ctx)?;
+        self.rope_full = load::full_rope(&self.config, &self.rope_factors, n_ctx);
+        Ok(())
+    }
+
     /// The network's hyper-parameters.
     pub fn config(&self) -> &Config {
         &self.config
@@ -207,7 +231,10 @@ impl Model {
     fn mat(&self, w: &Weight) -> QMatrix<'_> {
         let (data, packed) = match (&w.packed, &self.arena) {
             (Some(range), Some(arena)) => (&arena[range.clone()], true),
-            _ => (self.gguf.tensor_data(&self.gguf.tensors()[w.index]), false),
+            _ => (
+                &self.gguf.tensor_data(&self.gguf.tensors()[w.index])[w.byte_range()],
+                false,
+            ),
         };
         QMatrix {
             ty: w.ty,

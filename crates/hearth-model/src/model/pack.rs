@@ -79,7 +79,8 @@ pub(super) fn pack_weights(
             scope.spawn(|| loop {
                 let job = jobs.lock().unwrap_or_else(|e| e.into_inner()).pop();
                 let Some((w, dst)) = job else { break };
-                let src = gguf.tensor_data(&gguf.tensors()[w.index]);
+                let bytes = w.byte_range();
+                let src = &gguf.tensor_data(&gguf.tensors()[w.index])[bytes.clone()];
                 // A few MB of whole groups at a time, releasing the file's pages behind each
                 // slice, so the peak stays a slice over the final size even for a large table.
                 let gb = packed::GROUP * hearth_kernels::row_bytes(w.ty, w.cols);
@@ -95,7 +96,7 @@ pub(super) fn pack_weights(
                             .get_or_insert(e);
                         return;
                     }
-                    gguf.release_tensor_bytes(w.index, at..end);
+                    gguf.release_tensor_bytes(w.index, bytes.start + at..bytes.start + end);
                 }
             });
         }

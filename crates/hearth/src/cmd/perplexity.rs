@@ -127,11 +127,19 @@ pub fn run(a: PerplexityArgs) -> anyhow::Result<()> {
             if n_ctx < 16 {
                 bail!("--ctx {n_ctx} is too short to score; use 16 or more (llama.cpp's usual is 512)");
             }
-            if n_ctx > model.config().ctx_train {
+            if n_ctx > model.config().max_ctx() {
                 bail!(
-                    "--ctx {n_ctx} is longer than {} was trained for ({} tokens)",
+                    "--ctx {n_ctx} is longer than {} was trained for ({} tokens){}",
                     loaded.name,
-                    model.config().ctx_train
+                    model.config().ctx_train,
+                    if model.config().max_ctx() > model.config().ctx_train {
+                        format!(
+                            ", and its RoPE scaling reaches only {}",
+                            model.config().max_ctx()
+                        )
+                    } else {
+                        String::new()
+                    }
                 );
             }
             if tokens.len() < 2 * n_ctx {

@@ -170,10 +170,16 @@ pub fn run(a: PlanArgs) -> anyhow::Result<()> {
             "the engine stores KV as f16 today; q8_0 KV is a plan for a later engine".to_string(),
         );
     }
-    if ctx > facts.config.ctx_train {
+    if ctx > facts.config.max_ctx() {
         notes.push(format!(
-            "--ctx {ctx} is beyond the model's training context of {}",
+            "--ctx {ctx} is beyond the model's training context of {} (the file declares no RoPE scaling that reaches it)",
             facts.config.ctx_train
+        ));
+    } else if ctx > facts.config.ctx_train {
+        notes.push(format!(
+            "--ctx {ctx} is beyond the model's training context of {}, reached by the RoPE scaling its file declares (up to {})",
+            facts.config.ctx_train,
+            facts.config.max_ctx()
         ));
     }
     notes.push(format!(

@@ -578,7 +578,7 @@ fn check_plan(
 ) -> anyhow::Result<(usize, Planned)> {
     let facts = hearth_plan::ModelFacts::from_header(model.gguf().header())
         .with_context(|| format!("cannot plan {name}"))?;
-    let ctx = ctx.clamp(1, facts.config.ctx_train.max(1));
+    let ctx = ctx.clamp(1, facts.config.max_ctx().max(1));
     let mut req = hearth_plan::Request::new(ctx, users);
     req.threads = threads;
     if let Some(d) = draft {
