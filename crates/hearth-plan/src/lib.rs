@@ -165,6 +165,8 @@ pub struct ModelFacts {
     /// mapped from the file, resident once read but memory the OS can reclaim, where the other
     /// matrices are packed into anonymous memory.
     pub expert_bytes: u64,
+    /// Of `read_bytes_per_token`, the experts one token is routed to.
+    pub active_expert_bytes: u64,
     /// Bytes of the file the engine maps: the header and the tensor data, padding included.
     /// Every page of it becomes resident (the header is parsed, every tensor is read).
     pub file_bytes: u64,
@@ -234,9 +236,29 @@ impl ModelFacts {
             n_matmul_params: n_matmul_params - idle_params,
             read_bytes_per_token: read_bytes_per_token - idle_bytes,
             expert_bytes,
+            active_expert_bytes: expert_bytes - idle_bytes,
             file_bytes: header.file_bytes_needed(),
             text_bytes: text_table_bytes(header),
         })
+    }
+
+    /// Weight bytes one generation step reads for `users` tokens, one per user. Each token is
+    /// routed on its own, so the step reads the union of their experts: for `U` tokens each
+    /// picking `k` of `E` experts at random, `E·(1−(1−k/E)^U)` experts per layer are expected
+    /// (each expert is missed by all with probability `(1−k/E)^U`). Real routers favour some
+    /// experts, so this is an upper estimate; one user reads `read_bytes_per_token`.
+    pub fn read_bytes_per_step(&self, users: usize) -> u64 {
+        match &self.config.experts {
+            Some(x) if users > 1 => {
+                let missed = (1.0 - x.active_fraction()).powi(users.min(i32::MAX as usize) as i32);
+                let union = (self.expert_bytes as f64 * (1.0 - missed)) as u64;
+                let dense = self
+                    .read_bytes_per_token
+                    .saturating_sub(self.active_expert_bytes);
+                dense.saturating_add(union.clamp(self.active_expert_bytes, self.expert_bytes))
+            }
+            _ => self.read_bytes_per_token,
+        }
     }
 }
 
@@ -643,8 +665,9 @@ pub fn plan(facts: &ModelFacts, machine: &Machine, req: &Request) -> Result<Plan
     }) * BLOCK_TOKENS;
     let max_users_at_ctx = largest(1 << 20, |u| fits_with(req.ctx, u));
 
-    let read =
-        facts.read_bytes_per_token + req.users as u64 * kv_read_bytes(cfg, req.ctx, req.kv_type);
+    let read = facts.read_bytes_per_step(req.users).saturating_add(
+        (req.users as u64).saturating_mul(kv_read_bytes(cfg, req.ctx, req.kv_type)),
+    );
     let est_tg_tok_s = machine.bandwidth_bytes_per_s * req.tg_efficiency / read as f64;
     let est_pp_tok_s =
         machine.flops_per_s * req.pp_efficiency / (2.0 * facts.n_matmul_params.max(1) as f64);

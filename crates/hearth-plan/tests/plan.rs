@@ -408,3 +408,29 @@ fn a_mixture_of_experts_counts_active_weights_for_speed_and_all_for_memory() {
     let pp = 2e12 * req.pp_efficiency / (2.0 * f.n_matmul_params as f64);
     assert!((p.est_pp_tok_s - pp).abs() < 1e-6 * pp);
 }
+
+/// Several users' tokens are routed independently, so a step reads the union of their experts:
+/// for `U` tokens each picking `k` of `E` experts, `E·(1−(1−k/E)^U)` per layer are expected,
+/// not `k`. One user reads `k`, as before.
+#[test]
+fn several_users_read_the_union_of_their_experts() {
+    let f = facts(&TinySpec::new("qwen3moe"));
+    let (k, e) = (2.0f64, 8.0f64);
+    let machine = Machine::custom(1 << 30, 100e9, 2e12);
+    // Everything but the experts, which a step reads whole, plus one token's 2 of 8 experts.
+    let dense = f.read_bytes_per_token - f.expert_bytes / 4;
+    for users in [1usize, 2, 4, 16] {
+        let req = Request::new(256, users);
+        let p = plan(&f, &machine, &req).unwrap();
+        let union = 1.0 - (1.0 - k / e).powi(users as i32);
+        let read = dense as f64
+            + f.expert_bytes as f64 * union
+            + users as f64 * kv_read_bytes(&f.config, 256, KvType::F16) as f64;
+        let tg = 100e9 * req.tg_efficiency / read;
+        assert!(
+            (p.est_tg_tok_s - tg).abs() < 1e-6 * tg,
+            "{users} users: {} tokens/s estimated, {tg} expected",
+            p.est_tg_tok_s
+        );
+    }
+}
