@@ -105,13 +105,15 @@ pub(crate) fn read(
         n_expert,
         || format!("{up_name} has shape {:?}", up.dims),
     )?;
-    let n_ff = n_ff as usize;
+    // A dense width is a u32 key; an expert's comes from a shape, which a header read alone
+    // (a plan from a URL) never checks against real bytes, so it gets the same bound.
     sane(
-        n_ff > 0,
+        (1..=u64::from(u32::MAX)).contains(&n_ff),
         k.key("expert_feed_forward_length"),
         n_ff,
-        "must be non-zero",
+        "must be between 1 and 4294967295",
     )?;
+    let n_ff = n_ff as usize;
     // Mixtral states the expert width as its feed-forward length; the Qwen MoEs have a key of
     // their own (their `feed_forward_length` is a dense layer's that they do not have).
     let (width_key, stated) = match k.opt_usize("expert_feed_forward_length")? {
@@ -131,22 +133,22 @@ pub(crate) fn read(
     let shared_ff = if rule.shared {
         let name = "blk.0.ffn_up_shexp.weight";
         let t = find(name).ok_or_else(|| Error::MissingTensor(name.to_string()))?;
-        let rows = t.dims.get(1).copied().unwrap_or(0) as usize;
+        let rows = t.dims.get(1).copied().unwrap_or(0);
         if let Some(v) = k.opt_usize("expert_shared_feed_forward_length")? {
             agree(
-                v == rows,
+                v as u64 == rows,
                 k.key("expert_shared_feed_forward_length"),
                 v,
                 || format!("{name} has {rows} rows"),
             )?;
         }
         sane(
-            rows > 0,
+            (1..=u64::from(u32::MAX)).contains(&rows),
             k.key("expert_shared_feed_forward_length"),
             rows,
-            "must be non-zero",
+            "must be between 1 and 4294967295",
         )?;
-        Some(rows)
+        Some(rows as usize)
     } else {
         None
     };
