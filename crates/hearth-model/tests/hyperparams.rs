@@ -244,3 +244,50 @@ fn expert_counts_are_checked_against_the_expert_tensors() {
     let e = open_error(&spec);
     assert!(e.contains("qwen3moe.expert_count"), "{e}");
 }
+
+/// Mixtral files converted before llama.cpp stored experts as 3-D tensors keep each expert in a
+/// tensor of its own (`blk.N.ffn_up.E.weight`). They are refused naming that layout and what to
+/// do about it, not a missing `blk.0.ffn_up.weight`.
+#[test]
+fn the_older_per_expert_mixtral_layout_is_refused_by_name() {
+    let spec = TinySpec {
+        metadata_overrides: vec![
+            ("llama.expert_count".into(), Value::U32(2)),
+            ("llama.expert_used_count".into(), Value::U32(2)),
+        ],
+        ..TinySpec::new("llama")
+    };
+    let dense = Gguf::from_bytes(spec.build()).expect("GGUF");
+    let mut w = hearth_gguf::write::GgufWriter::new();
+    for (k, v) in dense.metadata().iter() {
+        w.metadata(k, v.clone());
+    }
+    for t in dense.tensors() {
+        let data = dense.tensor_data(t).to_vec();
+        let per_expert = ["ffn_gate", "ffn_up", "ffn_down"].iter().find_map(|m| {
+            t.name
+                .strip_suffix(&format!("{m}.weight"))
+                .map(|blk| (blk, m))
+        });
+        match per_expert {
+            Some((blk, m)) => {
+                for e in 0..2 {
+                    w.tensor(&format!("{blk}{m}.{e}.weight"), &t.dims, t.ty, data.clone());
+                }
+            }
+            None => {
+                w.tensor(&t.name, &t.dims, t.ty, data);
+            }
+        }
+    }
+    let e = match Model::from_gguf(Gguf::from_bytes(w.to_bytes()).expect("GGUF")) {
+        Ok(_) => panic!("the per-expert layout should be refused"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        e.contains("stores each expert as its own tensor (blk.0.ffn_up.0.weight"),
+        "{e}"
+    );
+    assert!(e.contains("older Mixtral layout"), "{e}");
+    assert!(e.contains("re-convert it with a current llama.cpp"), "{e}");
+}
