@@ -67,11 +67,18 @@ pub(crate) fn read(
         _ => {
             // A router without a count would otherwise load as a dense model and fail on a
             // missing `ffn_up.weight`, naming the wrong thing.
-            if find(router).is_some() || find("blk.0.ffn_up_exps.weight").is_some() {
+            let why = if find(router).is_some() {
+                Some("the file has expert tensors (blk.0.ffn_gate_inp.weight), so it must say how many experts each layer has")
+            } else if find("blk.0.ffn_up_exps.weight").is_some() {
+                Some("the file has expert tensors (blk.0.ffn_up_exps.weight), so it must say how many experts each layer has")
+            } else {
+                None
+            };
+            if let Some(why) = why {
                 return Err(Error::BadHyperParameter {
                     key: k.key("expert_count"),
                     value: "missing".to_string(),
-                    why: "the file has expert tensors (blk.0.ffn_gate_inp.weight), so it must say how many experts each layer has",
+                    why,
                 });
             }
             return Ok(None);
@@ -99,11 +106,18 @@ pub(crate) fn read(
             found: up.dims.clone(),
         });
     };
+    let shape = || format!("{up_name} has shape {:?}", up.dims);
     agree(
-        experts == n_expert as u64 && cols == c.n_embd as u64,
+        experts == n_expert as u64,
         k.key("expert_count"),
         n_expert,
-        || format!("{up_name} has shape {:?}", up.dims),
+        shape,
+    )?;
+    agree(
+        cols == c.n_embd as u64,
+        k.key("embedding_length"),
+        c.n_embd,
+        shape,
     )?;
     // A dense width is a u32 key; an expert's comes from a shape, which a header read alone
     // (a plan from a URL) never checks against real bytes, so it gets the same bound.
