@@ -26,6 +26,9 @@ pub enum Error {
     /// A tensor the architecture needs is not in the file.
     #[error("tensor {0:?} is missing from the model file")]
     MissingTensor(String),
+    /// Mixtral converted before llama.cpp stored experts as one 3-D tensor per matrix.
+    #[error("this file stores each expert as its own tensor ({tensor}, the older Mixtral layout), which Hearth does not read; re-convert it with a current llama.cpp")]
+    PerExpertTensors { tensor: String },
     /// A tensor has the wrong shape for the hyper-parameters.
     #[error("tensor {name:?} has shape {found:?}; expected {expected:?}")]
     BadShape {

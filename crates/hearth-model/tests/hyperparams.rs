@@ -244,3 +244,95 @@ fn expert_counts_are_checked_against_the_expert_tensors() {
     let e = open_error(&spec);
     assert!(e.contains("qwen3moe.expert_count"), "{e}");
 }
+
+/// Mixtral files converted before llama.cpp stored experts as 3-D tensors keep each expert in a
+/// tensor of its own (`blk.N.ffn_up.E.weight`). They are refused naming that layout and what to
+/// do about it, not a missing `blk.0.ffn_up.weight`.
+#[test]
+fn the_older_per_expert_mixtral_layout_is_refused_by_name() {
+    let spec = TinySpec {
+        metadata_overrides: vec![
+            ("llama.expert_count".into(), Value::U32(2)),
+            ("llama.expert_used_count".into(), Value::U32(2)),
+        ],
+        ..TinySpec::new("llama")
+    };
+    let file = rewritten(&spec, |name, dims| {
+        let per_expert = ["ffn_gate", "ffn_up", "ffn_down"].iter().find_map(|m| {
+            name.strip_suffix(&format!("{m}.weight"))
+                .map(|blk| (blk, m))
+        });
+        match per_expert {
+            Some((blk, m)) => (0..2)
+                .map(|e| (format!("{blk}{m}.{e}.weight"), dims.to_vec()))
+                .collect(),
+            None => vec![(name.to_string(), dims.to_vec())],
+        }
+    });
+    let e = open_bytes_error(file);
+    assert!(
+        e.contains("stores each expert as its own tensor (blk.0.ffn_up.0.weight"),
+        "{e}"
+    );
+    assert!(e.contains("older Mixtral layout"), "{e}");
+    assert!(e.contains("re-convert it with a current llama.cpp"), "{e}");
+}
+
+/// `spec`'s file with each tensor replaced by those `change` gives for its name and dims (each
+/// with the original's type and bytes): for layouts `TinySpec` does not write.
+fn rewritten(spec: &TinySpec, change: impl Fn(&str, &[u64]) -> Vec<(String, Vec<u64>)>) -> Vec<u8> {
+    let original = Gguf::from_bytes(spec.build()).expect("GGUF");
+    let mut w = hearth_gguf::write::GgufWriter::new();
+    for (k, v) in original.metadata().iter() {
+        w.metadata(k, v.clone());
+    }
+    for t in original.tensors() {
+        for (name, dims) in change(&t.name, &t.dims) {
+            w.tensor(&name, &dims, t.ty, original.tensor_data(t).to_vec());
+        }
+    }
+    w.to_bytes()
+}
+
+fn open_bytes_error(file: Vec<u8>) -> String {
+    match Model::from_gguf(Gguf::from_bytes(file).expect("GGUF")) {
+        Ok(_) => panic!("the file should be refused"),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// A refusal names the tensor or key actually at fault: the expert tensor found when the count
+/// is missing, and the model width when the experts' rows disagree with it.
+#[test]
+fn expert_errors_name_what_the_file_actually_has() {
+    let forgot = TinySpec {
+        metadata_overrides: vec![("qwen3moe.expert_count".into(), Value::U32(0))],
+        ..TinySpec::new("qwen3moe")
+    };
+    let e = open_bytes_error(rewritten(&forgot, |name, dims| {
+        if name.contains("ffn_gate_inp") {
+            vec![]
+        } else {
+            vec![(name.to_string(), dims.to_vec())]
+        }
+    }));
+    assert!(
+        e.contains("the file has expert tensors (blk.0.ffn_up_exps.weight)"),
+        "{e}"
+    );
+    // The same elements, in rows 512 wide where the model is 256 wide.
+    let e = open_bytes_error(rewritten(&TinySpec::new("qwen3moe"), |name, dims| {
+        let dims = if name == "blk.0.ffn_up_exps.weight" {
+            vec![512, 128, 8]
+        } else {
+            dims.to_vec()
+        };
+        vec![(name.to_string(), dims)]
+    }));
+    assert!(
+        e.contains(
+            "qwen3moe.embedding_length = 256, but blk.0.ffn_up_exps.weight has shape [512, 128, 8]"
+        ),
+        "{e}"
+    );
+}

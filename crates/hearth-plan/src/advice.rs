@@ -140,6 +140,7 @@ pub fn header_picks(
         f.file_bytes = facts.file_bytes - facts.weights_bytes.min(facts.file_bytes) + weights;
         f.read_bytes_per_token = (facts.read_bytes_per_token as f64 * scale) as u64;
         f.expert_bytes = (facts.expert_bytes as f64 * scale) as u64;
+        f.active_expert_bytes = (facts.active_expert_bytes as f64 * scale) as u64;
         f.weights_bytes = weights;
         variants.push((preset.to_string(), "estimated", f));
     }

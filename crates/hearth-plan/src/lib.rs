@@ -117,6 +117,9 @@ pub enum Error {
         n_elements: u64,
         ty: &'static str,
     },
+    /// The tensors' sizes add up to more than a u64 counts: a header that lies.
+    #[error("the model's tensors, up to {name:?}, add up to more bytes than any file holds: the header is damaged or hostile")]
+    TooLarge { name: String },
     /// The machine profiles file is malformed.
     #[error("machine profiles: {0}")]
     Profiles(String),
@@ -166,6 +169,8 @@ pub struct ModelFacts {
     /// mapped from the file, resident once read but memory the OS can reclaim, where the other
     /// matrices are packed into anonymous memory.
     pub expert_bytes: u64,
+    /// Of `read_bytes_per_token`, the experts one token is routed to.
+    pub active_expert_bytes: u64,
     /// Bytes of the file the engine maps: the header and the tensor data, padding included.
     /// Every page of it becomes resident (the header is parsed, every tensor is read).
     pub file_bytes: u64,
@@ -195,21 +200,30 @@ impl ModelFacts {
                 n_elements: n,
                 ty: t.ty.name(),
             })?;
-            weights_bytes += bytes;
-            n_params += n;
+            // Only the first layer is checked against the hyper-parameters, so a header read
+            // alone may declare more bytes than a u64 counts.
+            let too_large = || Error::TooLarge {
+                name: t.name.clone(),
+            };
+            weights_bytes = weights_bytes.checked_add(bytes).ok_or_else(too_large)?;
+            n_params = n_params.checked_add(n).ok_or_else(too_large)?;
         }
         // A token reads `n_used` of each layer's `n_expert` experts: the rest of the expert
         // tensors count for memory, not for speed.
         let (mut expert_bytes, mut expert_params) = (0u64, 0u64);
         if config.experts.is_some() {
             for t in header.tensors.iter().filter(|t| t.name.contains("_exps.")) {
+                // Both are at most the checked sums above.
                 expert_bytes += t.ty.bytes_for(t.n_elements()).unwrap_or(0);
                 expert_params += t.n_elements();
             }
         }
         let (idle_params, idle_bytes) = match &config.experts {
             Some(x) => {
-                let idle = |v: u64| v - (v as f64 * x.active_fraction()).round() as u64;
+                // Exact integers: an f64 of a count past 2^53 can round above it.
+                let idle = |v: u64| {
+                    v - (u128::from(v) * x.n_used as u128 / x.n_expert.max(1) as u128) as u64
+                };
                 (idle(expert_params), idle(expert_bytes))
             }
             None => (0, 0),
@@ -235,9 +249,29 @@ impl ModelFacts {
             n_matmul_params: n_matmul_params - idle_params,
             read_bytes_per_token: read_bytes_per_token - idle_bytes,
             expert_bytes,
+            active_expert_bytes: expert_bytes - idle_bytes,
             file_bytes: header.file_bytes_needed(),
             text_bytes: text_table_bytes(header),
         })
+    }
+
+    /// Weight bytes one generation step reads for `users` tokens, one per user. Each token is
+    /// routed on its own, so the step reads the union of their experts: for `U` tokens each
+    /// picking `k` of `E` experts at random, `E·(1−(1−k/E)^U)` experts per layer are expected
+    /// (each expert is missed by all with probability `(1−k/E)^U`). Real routers favour some
+    /// experts, so this is an upper estimate; one user reads `read_bytes_per_token`.
+    pub fn read_bytes_per_step(&self, users: usize) -> u64 {
+        match &self.config.experts {
+            Some(x) if users > 1 => {
+                let missed = (1.0 - x.active_fraction()).powi(users.min(i32::MAX as usize) as i32);
+                let union = (self.expert_bytes as f64 * (1.0 - missed)) as u64;
+                let dense = self
+                    .read_bytes_per_token
+                    .saturating_sub(self.active_expert_bytes);
+                dense.saturating_add(union.clamp(self.active_expert_bytes, self.expert_bytes))
+            }
+            _ => self.read_bytes_per_token,
+        }
     }
 }
 
@@ -414,29 +448,48 @@ pub fn compute_bytes(
     batch: usize,
     threads: usize,
 ) -> u64 {
+    // Saturating throughout: widths and counts from a hostile header, or a billion users,
+    // give a number too large to fit anywhere rather than one that wraps into a small one.
     let tokens = batch.min(users.saturating_mul(chunk)).max(users) as u64;
+    let w = |v: usize| v as u64;
+    let (embd, ff_dense) = (w(cfg.n_embd), w(cfg.n_ff));
     // A mixture of experts has no dense feed-forward (its Workspace sizes none).
     let (n_ff, experts) = match &cfg.experts {
         Some(x) => {
-            let ff = x.n_ff.max(x.shared_ff.unwrap_or(0));
+            let ff = w(x.n_ff.max(x.shared_ff.unwrap_or(0)));
+            let slots = w(x.n_used).saturating_mul(embd.saturating_add(2));
             (
                 0,
-                x.n_expert + x.n_used * (cfg.n_embd + 2) + 2 * cfg.n_embd + 3 * ff,
+                w(x.n_expert)
+                    .saturating_add(slots)
+                    .saturating_add(embd.saturating_mul(2))
+                    .saturating_add(ff.saturating_mul(3)),
             )
         }
-        None => (cfg.n_ff, 0),
+        None => (ff_dense, 0),
     };
-    let per_token = 3 * cfg.n_embd
-        + cfg.n_head * (cfg.head_dim + cfg.v_head_dim)
-        + cfg.kv_dim_k()
-        + cfg.kv_dim_v()
-        + 2 * n_ff
-        + experts;
-    let activations = 4 * tokens * per_token as u64;
-    let encoded_input = 4 * tokens * cfg.n_embd.max(n_ff) as u64;
-    let logits = 4 * cfg.n_vocab as u64 * users as u64;
-    let per_thread = 4 * (ctx + cfg.head_dim + cfg.v_head_dim) as u64 + THREAD_STACK_BYTES;
-    activations + encoded_input + logits + threads as u64 * per_thread
+    let per_token = [
+        embd.saturating_mul(3),
+        w(cfg.n_head).saturating_mul(w(cfg.head_dim).saturating_add(w(cfg.v_head_dim))),
+        w(cfg.kv_dim_k()),
+        w(cfg.kv_dim_v()),
+        n_ff.saturating_mul(2),
+        experts,
+    ]
+    .into_iter()
+    .fold(0u64, u64::saturating_add);
+    let activations = tokens.saturating_mul(4).saturating_mul(per_token);
+    let encoded_input = tokens.saturating_mul(4).saturating_mul(embd.max(n_ff));
+    let logits = w(cfg.n_vocab).saturating_mul(4).saturating_mul(w(users));
+    let per_thread = w(ctx)
+        .saturating_add(w(cfg.head_dim))
+        .saturating_add(w(cfg.v_head_dim))
+        .saturating_mul(4)
+        .saturating_add(THREAD_STACK_BYTES);
+    activations
+        .saturating_add(encoded_input)
+        .saturating_add(logits)
+        .saturating_add(w(threads).saturating_mul(per_thread))
 }
 
 /// What the keeper asks for.
@@ -557,19 +610,30 @@ pub struct Plan {
 
 /// Memory that does not grow with context or users: the mapped file and the runtime.
 fn fixed_bytes(facts: &ModelFacts) -> u64 {
-    facts.file_bytes.max(facts.weights_bytes) + RUNTIME_BYTES + facts.text_bytes
+    facts
+        .file_bytes
+        .max(facts.weights_bytes)
+        .saturating_add(RUNTIME_BYTES + facts.text_bytes)
 }
 
 /// Total bytes of a configuration.
 fn total(facts: &ModelFacts, req: &Request, ctx: usize, users: usize) -> u64 {
     let cfg = &facts.config;
     fixed_bytes(facts)
-        + kv_bytes(cfg, ctx, users, req.chunk, req.kv_type)
-        + compute_bytes(cfg, ctx, users, req.chunk, req.batch, req.threads)
-        + req
-            .draft
-            .as_ref()
-            .map_or(0, |d| draft_bytes(d, req, ctx, users))
+        .saturating_add(kv_bytes(cfg, ctx, users, req.chunk, req.kv_type))
+        .saturating_add(compute_bytes(
+            cfg,
+            ctx,
+            users,
+            req.chunk,
+            req.batch,
+            req.threads,
+        ))
+        .saturating_add(
+            req.draft
+                .as_ref()
+                .map_or(0, |d| draft_bytes(d, req, ctx, users)),
+        )
 }
 
 /// What a draft model adds beside the served one: everything but the binary, which is counted
@@ -577,9 +641,16 @@ fn total(facts: &ModelFacts, req: &Request, ctx: usize, users: usize) -> u64 {
 fn draft_bytes(draft: &ModelFacts, req: &Request, ctx: usize, users: usize) -> u64 {
     let cfg = &draft.config;
     let ctx = ctx.min(cfg.max_ctx().max(1));
-    fixed_bytes(draft) - RUNTIME_BYTES
-        + kv_bytes(cfg, ctx, users, req.chunk, req.kv_type)
-        + compute_bytes(cfg, ctx, users, req.chunk, req.batch, req.threads)
+    (fixed_bytes(draft) - RUNTIME_BYTES)
+        .saturating_add(kv_bytes(cfg, ctx, users, req.chunk, req.kv_type))
+        .saturating_add(compute_bytes(
+            cfg,
+            ctx,
+            users,
+            req.chunk,
+            req.batch,
+            req.threads,
+        ))
 }
 
 /// The largest `x` in `1..=hi` with `ok(x)`, or 0; `ok` must be monotone (true then false).
@@ -646,8 +717,9 @@ pub fn plan(facts: &ModelFacts, machine: &Machine, req: &Request) -> Result<Plan
     }) * BLOCK_TOKENS;
     let max_users_at_ctx = largest(1 << 20, |u| fits_with(req.ctx, u));
 
-    let read =
-        facts.read_bytes_per_token + req.users as u64 * kv_read_bytes(cfg, req.ctx, req.kv_type);
+    let read = facts.read_bytes_per_step(req.users).saturating_add(
+        (req.users as u64).saturating_mul(kv_read_bytes(cfg, req.ctx, req.kv_type)),
+    );
     let est_tg_tok_s = machine.bandwidth_bytes_per_s * req.tg_efficiency / read as f64;
     let est_pp_tok_s =
         machine.flops_per_s * req.pp_efficiency / (2.0 * facts.n_matmul_params.max(1) as f64);
@@ -706,7 +778,8 @@ pub fn plan(facts: &ModelFacts, machine: &Machine, req: &Request) -> Result<Plan
     }
     Ok(Plan {
         fits,
-        headroom_bytes: usable as i64 - total_bytes as i64,
+        headroom_bytes: (i128::from(usable) - i128::from(total_bytes))
+            .clamp(i64::MIN.into(), i64::MAX.into()) as i64,
         usable_bytes: usable,
         weights_bytes: weights,
         kv_type: req.kv_type,

@@ -1,6 +1,6 @@
 //! The plan's arithmetic against the engine's own structures and against hand counts.
 
-use hearth_gguf::{Gguf, Header};
+use hearth_gguf::{GgmlType, Gguf, Header, Value};
 use hearth_model::kv::KvCache;
 use hearth_model::testing::TinySpec;
 use hearth_plan::{
@@ -463,4 +463,143 @@ fn declared_rope_scaling_lets_the_plan_go_past_the_trained_context() {
     let plain = tiny_file("tiny-llama.gguf");
     let p = plan(&plain, &big, &Request::new(200, 1)).unwrap();
     assert_eq!(p.max_ctx_per_user, plain.config.ctx_train);
+}
+
+/// Several users' tokens are routed independently, so a step reads the union of their experts:
+/// for `U` tokens each picking `k` of `E` experts, `E·(1−(1−k/E)^U)` per layer are expected,
+/// not `k`. One user reads `k`, as before.
+#[test]
+fn several_users_read_the_union_of_their_experts() {
+    let f = facts(&TinySpec::new("qwen3moe"));
+    let (k, e) = (2.0f64, 8.0f64);
+    let machine = Machine::custom(1 << 30, 100e9, 2e12);
+    // Everything but the experts, which a step reads whole, plus one token's 2 of 8 experts.
+    let dense = f.read_bytes_per_token - f.expert_bytes / 4;
+    for users in [1usize, 2, 4, 16] {
+        let req = Request::new(256, users);
+        let p = plan(&f, &machine, &req).unwrap();
+        let union = 1.0 - (1.0 - k / e).powi(users as i32);
+        let read = dense as f64
+            + f.expert_bytes as f64 * union
+            + users as f64 * kv_read_bytes(&f.config, 256, KvType::F16) as f64;
+        let tg = 100e9 * req.tg_efficiency / read;
+        assert!(
+            (p.est_tg_tok_s - tg).abs() < 1e-6 * tg,
+            "{users} users: {} tokens/s estimated, {tg} expected",
+            p.est_tg_tok_s
+        );
+    }
+}
+
+/// `header` with `key` left out.
+fn without_key(header: &Header, key: &str) -> Header {
+    let mut metadata = hearth_gguf::Metadata::new();
+    for (k, v) in header.metadata.iter().filter(|(k, _)| *k != key) {
+        metadata.insert(k.to_string(), v.clone()).unwrap();
+    }
+    Header {
+        metadata,
+        ..header.clone()
+    }
+}
+
+/// Gives tensor `name` of `header` the dims `dims` (and the type `ty`, if given), sizing its
+/// bytes as the parser would.
+fn reshape(header: &mut Header, name: &str, dims: &[u64], ty: Option<GgmlType>) {
+    let t = header
+        .tensors
+        .iter_mut()
+        .find(|t| t.name == name)
+        .unwrap_or_else(|| panic!("no {name}"));
+    t.dims = dims.to_vec();
+    t.ty = ty.unwrap_or(t.ty);
+    t.n_bytes = t.ty.bytes_for(t.n_elements()).expect("a valid size");
+}
+
+/// A header read alone (a URL, a file's first megabytes) is never checked against real bytes,
+/// so its shapes may be anything the format allows (element counts up to 2^63). Every such lie
+/// gives an error or a saturated number, never a sum that wraps into a plan that fits (or, in a
+/// debug build, an overflow panic).
+#[test]
+fn a_hostile_header_gives_an_error_or_a_saturated_number() {
+    let base = Header::parse(&TinySpec::new("qwen3moe").build()).unwrap();
+    let n = base.tensors.len();
+    // Experts 2^40 wide, which no width key contradicts: refused, naming the width.
+    let mut wide = without_key(&base, "qwen3moe.expert_feed_forward_length");
+    for i in 0..n {
+        let t = &wide.tensors[i];
+        if t.name.contains("_exps.") {
+            let name = t.name.clone();
+            let dims = if name.contains("ffn_down") {
+                [1 << 40, 256, 8]
+            } else {
+                [256, 1 << 40, 8]
+            };
+            reshape(&mut wide, &name, &dims, None);
+        }
+    }
+    let e = ModelFacts::from_header(&wide).expect_err("experts 2^40 wide");
+    let e = e.to_string();
+    assert!(
+        e.contains("qwen3moe.expert_feed_forward_length = 1099511627776"),
+        "{e}"
+    );
+    // The shared expert's width likewise.
+    let mut shared = Header::parse(&TinySpec::new("qwen2moe").build()).unwrap();
+    for name in ["blk.0.ffn_gate_shexp.weight", "blk.0.ffn_up_shexp.weight"] {
+        reshape(&mut shared, name, &[256, 1 << 40], None);
+    }
+    reshape(
+        &mut shared,
+        "blk.0.ffn_down_shexp.weight",
+        &[1 << 40, 256],
+        None,
+    );
+    let e = ModelFacts::from_header(&shared).expect_err("a shared expert 2^40 wide");
+    let e = e.to_string();
+    assert!(
+        e.contains("qwen2moe.expert_shared_feed_forward_length = 1099511627776"),
+        "{e}"
+    );
+    // Layers past the first are not checked against the hyper-parameters: four tensors of 2^62
+    // elements hold more bytes (and parameters) than a u64 counts.
+    let mut huge = base.clone();
+    for i in 1..5 {
+        let name = format!("blk.{i}.ffn_down_exps.weight");
+        reshape(&mut huge, &name, &[1 << 62], Some(GgmlType::Q8_0));
+    }
+    let e = ModelFacts::from_header(&huge).expect_err("more bytes than a u64 holds");
+    assert!(e.to_string().contains("blk."), "{e}");
+    // Every expert used, and an expert tensor's count past 2^53, where an f64 rounds it up:
+    // nothing is idle, exactly.
+    let spec = TinySpec {
+        metadata_overrides: vec![("qwen3moe.expert_used_count".into(), Value::U32(8))],
+        ..TinySpec::new("qwen3moe")
+    };
+    let mut all = Header::parse(&spec.build()).unwrap();
+    reshape(
+        &mut all,
+        "blk.1.ffn_down_exps.weight",
+        &[(1 << 54) - 1],
+        Some(GgmlType::F32),
+    );
+    let f = ModelFacts::from_header(&all).unwrap();
+    assert_eq!(f.n_active_params, f.n_params);
+    assert_eq!(f.read_bytes_per_token, f.weights_bytes);
+    // Scratch for a model as wide as the keys allow, as many users and as long a context as a
+    // request may ask, saturates; and such a plan does not fit.
+    let mut f = facts(&TinySpec::new("qwen3moe"));
+    f.config.n_embd = u32::MAX as usize;
+    let x = f.config.experts.as_mut().unwrap();
+    (x.n_expert, x.n_used, x.n_ff) = (512, 512, u32::MAX as usize);
+    let c = &f.config;
+    assert_eq!(
+        hearth_plan::compute_bytes(c, 1 << 30, 1 << 30, 1 << 30, usize::MAX, 1 << 20),
+        u64::MAX
+    );
+    let machine = Machine::custom(1 << 40, 100e9, 2e12);
+    let p = plan(&f, &machine, &Request::new(256, 1 << 30)).unwrap();
+    assert!(!p.fits);
+    assert_eq!(p.total_bytes, u64::MAX);
+    assert!(p.headroom_bytes < 0, "{}", p.headroom_bytes);
 }

@@ -67,11 +67,18 @@ pub(crate) fn read(
         _ => {
             // A router without a count would otherwise load as a dense model and fail on a
             // missing `ffn_up.weight`, naming the wrong thing.
-            if find(router).is_some() || find("blk.0.ffn_up_exps.weight").is_some() {
+            let why = if find(router).is_some() {
+                Some("the file has expert tensors (blk.0.ffn_gate_inp.weight), so it must say how many experts each layer has")
+            } else if find("blk.0.ffn_up_exps.weight").is_some() {
+                Some("the file has expert tensors (blk.0.ffn_up_exps.weight), so it must say how many experts each layer has")
+            } else {
+                None
+            };
+            if let Some(why) = why {
                 return Err(Error::BadHyperParameter {
                     key: k.key("expert_count"),
                     value: "missing".to_string(),
-                    why: "the file has expert tensors (blk.0.ffn_gate_inp.weight), so it must say how many experts each layer has",
+                    why,
                 });
             }
             return Ok(None);
@@ -99,19 +106,28 @@ pub(crate) fn read(
             found: up.dims.clone(),
         });
     };
+    let shape = || format!("{up_name} has shape {:?}", up.dims);
     agree(
-        experts == n_expert as u64 && cols == c.n_embd as u64,
+        experts == n_expert as u64,
         k.key("expert_count"),
         n_expert,
-        || format!("{up_name} has shape {:?}", up.dims),
+        shape,
     )?;
-    let n_ff = n_ff as usize;
+    agree(
+        cols == c.n_embd as u64,
+        k.key("embedding_length"),
+        c.n_embd,
+        shape,
+    )?;
+    // A dense width is a u32 key; an expert's comes from a shape, which a header read alone
+    // (a plan from a URL) never checks against real bytes, so it gets the same bound.
     sane(
-        n_ff > 0,
+        (1..=u64::from(u32::MAX)).contains(&n_ff),
         k.key("expert_feed_forward_length"),
         n_ff,
-        "must be non-zero",
+        "must be between 1 and 4294967295",
     )?;
+    let n_ff = n_ff as usize;
     // Mixtral states the expert width as its feed-forward length; the Qwen MoEs have a key of
     // their own (their `feed_forward_length` is a dense layer's that they do not have).
     let (width_key, stated) = match k.opt_usize("expert_feed_forward_length")? {
@@ -131,22 +147,22 @@ pub(crate) fn read(
     let shared_ff = if rule.shared {
         let name = "blk.0.ffn_up_shexp.weight";
         let t = find(name).ok_or_else(|| Error::MissingTensor(name.to_string()))?;
-        let rows = t.dims.get(1).copied().unwrap_or(0) as usize;
+        let rows = t.dims.get(1).copied().unwrap_or(0);
         if let Some(v) = k.opt_usize("expert_shared_feed_forward_length")? {
             agree(
-                v == rows,
+                v as u64 == rows,
                 k.key("expert_shared_feed_forward_length"),
                 v,
                 || format!("{name} has {rows} rows"),
             )?;
         }
         sane(
-            rows > 0,
+            (1..=u64::from(u32::MAX)).contains(&rows),
             k.key("expert_shared_feed_forward_length"),
             rows,
-            "must be non-zero",
+            "must be between 1 and 4294967295",
         )?;
-        Some(rows)
+        Some(rows as usize)
     } else {
         None
     };

@@ -42,6 +42,15 @@ pub fn config(md: &Metadata, tensors: &[TensorInfo]) -> Result<Config> {
             })
         }
     };
+    // Without this, such a file would be refused for a missing `blk.0.ffn_up.weight`, which
+    // names the wrong problem.
+    let per_expert = ["ffn_up", "ffn_gate", "ffn_down"]
+        .iter()
+        .map(|m| format!("blk.0.{m}.0.weight"))
+        .find(|name| tensors.iter().any(|t| &t.name == name));
+    if let Some(tensor) = per_expert {
+        return Err(Error::PerExpertTensors { tensor });
+    }
     let mut c = build(md, &Shapes::read(tensors)?)?;
     if let Some(rule) = rule {
         c.experts = experts::read(md, &c, tensors, rule)?;

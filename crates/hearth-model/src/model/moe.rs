@@ -593,6 +593,8 @@ fn top_k(probs: &[f32], k: usize, norm: bool, out: &mut Vec<(u32, f32)>) {
     }
 }
 
+/// llama.cpp gates Qwen2-MoE's shared expert with `silu(x) / x`, which is NaN at 0 and rounds
+/// differently in the last bits; this is the plain logistic function, on purpose.
 fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + hearth_kernels::exp_f32(-x))
 }
