@@ -18,7 +18,8 @@ pub mod qwen3;
 pub mod qwen3moe;
 
 /// Names accepted in `general.architecture`.
-pub const SUPPORTED: &str = "llama, mistral3, qwen2, qwen3, gemma2, gemma3, phi3, qwen2moe, qwen3moe";
+pub const SUPPORTED: &str =
+    "llama, mistral3, qwen2, qwen3, gemma2, gemma3, phi3, qwen2moe, qwen3moe";
 
 /// Builds the configuration for the file's architecture from its metadata, every value
 /// checked against the shapes of its `tensors` before anything is sized from it.
