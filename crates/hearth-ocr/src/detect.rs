@@ -36,26 +36,53 @@ impl Default for DetectOptions {
     }
 }
 
+/// The most pixels a detection input may hold, whatever the options say: 2048² bounds the
+/// input tensor at 48 MiB and the network's feature maps at a few hundred MiB.
+pub const MAX_INPUT_PIXELS: u64 = 2048 * 2048;
+
 /// The network's input size for an image `w` × `h`: the longer side brought down to `max_side`
-/// (never up), the shorter up to at least `min_side`, both rounded to multiples of 32.
+/// (never up), the shorter grown towards `min_side` only as far as the longer side's limit
+/// allows, the whole held to [`MAX_INPUT_PIXELS`], both rounded to multiples of 32 (at least
+/// 32). A strip 60000 × 1 or a one-line screenshot 2000 × 60 so stays near its own size
+/// instead of being blown up by its short side.
 pub fn input_size(w: u32, h: u32, max_side: u32, min_side: u32) -> (u32, u32) {
-    let (w, h) = (w.max(1) as f32, h.max(1) as f32);
-    let mut scale = 1.0f32;
-    if w.max(h) > max_side as f32 {
-        scale = max_side as f32 / w.max(h);
+    // In f64: every u32 is exact, and no product of two can overflow.
+    let (w, h) = (f64::from(w.max(1)), f64::from(h.max(1)));
+    let (long, short) = (w.max(h), w.min(h));
+    let max_side = f64::from(max_side.max(1));
+    let long_limit = (max_side / long).min(1.0);
+    let mut scale = long_limit;
+    if short * scale < f64::from(min_side) {
+        scale = (f64::from(min_side) / short)
+            .min(max_side / long)
+            .max(long_limit);
     }
-    if w.min(h) * scale < min_side as f32 {
-        scale = min_side as f32 / w.min(h);
+    let cap = MAX_INPUT_PIXELS as f64;
+    let area = w * scale * h * scale;
+    if area > cap {
+        scale *= (cap / area).sqrt();
     }
-    let round32 = |v: f32| (((v * scale) / 32.0).round() as u32 * 32).max(32);
-    (round32(w), round32(h))
+    let steps_max = f64::from((MAX_INPUT_PIXELS / 32 / 32) as u32);
+    let round32 = |v: f64| ((v * scale / 32.0).round().clamp(1.0, steps_max) as u32) * 32;
+    let (mut iw, mut ih) = (round32(w), round32(h));
+    // Rounding up can pass the cap by a row of 32: trim the longer side to fit.
+    let fit = |other: u32| ((MAX_INPUT_PIXELS / u64::from(other)) / 32 * 32).max(32) as u32;
+    if u64::from(iw) * u64::from(ih) > MAX_INPUT_PIXELS {
+        if iw >= ih {
+            iw = fit(ih);
+        } else {
+            ih = fit(iw);
+        }
+    }
+    (iw, ih)
 }
 
 /// The image as the network wants it: resized to `w` × `h`, channels in BGR order (the models
 /// were trained on OpenCV's images), scaled to -1..1, CHW.
 pub fn to_input(img: &RgbImage, w: u32, h: u32) -> Vec<f32> {
     let resized = image::imageops::resize(img, w, h, image::imageops::FilterType::Triangle);
-    let plane = (w * h) as usize;
+    // usize from each side first: `w * h` in u32 wraps past 4 G pixels.
+    let plane = w as usize * h as usize;
     let mut out = vec![0.0f32; 3 * plane];
     for (i, px) in resized.pixels().enumerate() {
         for c in 0..3 {
@@ -216,8 +243,37 @@ mod tests {
     #[test]
     fn input_size_shrinks_long_pages_and_rounds_to_32() {
         assert_eq!(input_size(2550, 3300, 2000, 736), (1536, 2016));
-        assert_eq!(input_size(400, 100, 2000, 736), (2944, 736));
         assert_eq!(input_size(1000, 800, 2000, 736), (992, 800));
+        // Grown only until the long side meets its limit: 5×, not the 7.36× the short side
+        // alone asks for.
+        assert_eq!(input_size(400, 100, 2000, 736), (2016, 512));
+    }
+
+    #[test]
+    fn extreme_aspect_ratios_give_a_bounded_input() {
+        // A one-line screenshot stays its own size, not 24,544 × 736.
+        assert_eq!(input_size(2000, 60, 2000, 736), (2016, 64));
+        for (w, h) in [
+            (60_000, 1),
+            (1, 60_000),
+            (u32::MAX, 1),
+            (1, u32::MAX),
+            (u32::MAX, u32::MAX),
+            (0, 0),
+        ] {
+            for (max_side, min_side) in [(2000, 736), (u32::MAX, u32::MAX), (1, 1)] {
+                let (iw, ih) = input_size(w, h, max_side, min_side);
+                assert!(iw >= 32 && ih >= 32, "{w}×{h} → {iw}×{ih}");
+                assert!(
+                    iw as u64 * ih as u64 <= MAX_INPUT_PIXELS,
+                    "{w}×{h} (max {max_side}, min {min_side}) → {iw}×{ih}"
+                );
+                assert!(iw % 32 == 0 && ih % 32 == 0, "{iw}×{ih}");
+            }
+        }
+        // The long side keeps its limit even when the short side is far below its minimum.
+        assert_eq!(input_size(60_000, 1, 2000, 736), (2016, 32));
+        assert_eq!(input_size(1, 60_000, 2000, 736), (32, 2016));
     }
 
     #[test]

@@ -68,7 +68,8 @@ pub struct Options {
     /// The page is shrunk so its longer side is at most this for detection (text of a 300-dpi
     /// page stays well above the network's smallest readable size).
     pub det_max_side: u32,
-    /// ... and its shorter side grown to at least this.
+    /// ... and its shorter side grown towards this, but never so far that the longer side
+    /// passes `det_max_side` (a long thin strip is not blown up by its short side).
     pub det_min_side: u32,
     pub detect: DetectOptions,
     /// Lines recognised with a mean character probability below this are dropped as noise.
