@@ -20,7 +20,8 @@ pub struct DetectOptions {
     pub unclip_ratio: f32,
     /// Regions whose shorter side is below this (map pixels) are noise.
     pub min_size: f32,
-    /// At most this many regions are considered.
+    /// At most this many text boxes are kept (noise regions that are dropped do not count);
+    /// a page with more is read up to them and says so ([`crate::Page::cut_off`]).
     pub max_candidates: usize,
 }
 
@@ -93,14 +94,24 @@ pub fn to_input(img: &RgbImage, w: u32, h: u32) -> Vec<f32> {
     out
 }
 
-/// Text regions in the probability map `prob` (`w` × `h`, row-major), as rectangles in map
-/// coordinates, with their box scores.
-pub fn boxes_from_map(
-    prob: &[f32],
-    w: usize,
-    h: usize,
-    opts: &DetectOptions,
-) -> Vec<(RotatedRect, f32)> {
+/// Box scoring may visit at most this many map pixels per pixel of the map: the labelling is
+/// linear in the map, but each region is scored over its bounding box, and many long diagonal
+/// regions could otherwise cost the map's area each.
+const SCORE_WORK_PER_PIXEL: usize = 16;
+
+/// What detection found in one map.
+#[derive(Debug)]
+pub struct Detected {
+    /// Text regions as rectangles in map coordinates, with their box scores.
+    pub boxes: Vec<(RotatedRect, f32)>,
+    /// Whether detection stopped before the end of the map (more boxes than
+    /// [`DetectOptions::max_candidates`], or the scoring budget spent): text below the last
+    /// box may be missing.
+    pub cut_off: bool,
+}
+
+/// Text regions in the probability map `prob` (`w` × `h`, row-major).
+pub fn boxes_from_map(prob: &[f32], w: usize, h: usize, opts: &DetectOptions) -> Detected {
     // Threshold, then dilate by a 2 × 2 square (PaddleOCR's `use_dilation`), which joins the
     // kernels of letters that the shrunk map left a pixel apart.
     let mut mask = vec![false; w * h];
@@ -117,14 +128,19 @@ pub fn boxes_from_map(
     let mut next = 0u32;
     let mut out = Vec::new();
     let mut stack = Vec::new();
+    let mut cut_off = false;
+    let mut score_budget = (w * h).saturating_mul(SCORE_WORK_PER_PIXEL);
     for start in 0..w * h {
         if !mask[start] || label[start] != 0 {
             continue;
         }
-        next += 1;
-        if next as usize > opts.max_candidates {
+        // Only kept boxes count: a field of specks (dust, halftone) above the text must not
+        // use the limit up before the text is reached.
+        if out.len() >= opts.max_candidates {
+            cut_off = true;
             break;
         }
+        next += 1;
         // Flood fill (8-connected), keeping each row's leftmost and rightmost pixel: the hull,
         // and so the minimum-area rectangle, depends only on those.
         let mut rows: std::collections::BTreeMap<usize, (usize, usize)> = Default::default();
@@ -166,6 +182,13 @@ pub fn boxes_from_map(
         if rect.width.min(rect.height) < opts.min_size {
             continue;
         }
+        let b = rect.bounds();
+        let work = ((b.x1 - b.x0).max(0.0) as usize + 1) * ((b.y1 - b.y0).max(0.0) as usize + 1);
+        if work > score_budget {
+            cut_off = true;
+            break;
+        }
+        score_budget -= work;
         let score = box_score(prob, w, h, &rect);
         if score < opts.box_thresh {
             continue;
@@ -176,7 +199,10 @@ pub fn boxes_from_map(
         }
         out.push((grown, score));
     }
-    out
+    Detected {
+        boxes: out,
+        cut_off,
+    }
 }
 
 /// The mean probability inside `rect`.
@@ -285,7 +311,9 @@ mod tests {
                 prob[y * w + x] = 0.9;
             }
         }
-        let boxes = boxes_from_map(&prob, w, h, &DetectOptions::default());
+        let found = boxes_from_map(&prob, w, h, &DetectOptions::default());
+        assert!(!found.cut_off);
+        let boxes = found.boxes;
         assert_eq!(boxes.len(), 1);
         let (r, score) = boxes[0];
         assert!(score > 0.8, "{score}");
@@ -293,5 +321,54 @@ mod tests {
         // that at the ends.
         assert!((r.width - (81.0 + 2.0 * 0.6 * 7.75)).abs() < 0.5, "{r:?}");
         assert!((r.height - (11.0 + 2.0 * 7.75)).abs() < 0.5, "{r:?}");
+    }
+
+    /// A map with `bars` text bars under a field of more than a thousand noise specks.
+    fn specks_then_bars(bars: usize) -> (Vec<f32>, usize, usize) {
+        let (w, h) = (200, 70 + 20 * bars);
+        let mut prob = vec![0.0f32; w * h];
+        // Single pixels three apart: apart even after the 2 × 2 dilation, each too small to
+        // be a box.
+        for y in (0..60).step_by(3) {
+            for x in (0..198).step_by(3) {
+                prob[y * w + x] = 0.9;
+            }
+        }
+        for b in 0..bars {
+            for y in 70 + 20 * b..80 + 20 * b {
+                for x in 10..190 {
+                    prob[y * w + x] = 0.9;
+                }
+            }
+        }
+        (prob, w, h)
+    }
+
+    #[test]
+    fn noise_specks_above_the_text_do_not_use_up_the_candidates() {
+        let (prob, w, h) = specks_then_bars(1);
+        let found = boxes_from_map(&prob, w, h, &DetectOptions::default());
+        assert_eq!(found.boxes.len(), 1, "{found:?}");
+        assert!(!found.cut_off);
+    }
+
+    #[test]
+    fn a_page_with_more_boxes_than_the_limit_says_it_was_cut_off() {
+        let (prob, w, h) = specks_then_bars(3);
+        let opts = DetectOptions {
+            max_candidates: 2,
+            ..Default::default()
+        };
+        let found = boxes_from_map(&prob, w, h, &opts);
+        assert_eq!(found.boxes.len(), 2, "{found:?}");
+        assert!(found.cut_off);
+        // Exactly at the limit nothing is cut off.
+        let opts = DetectOptions {
+            max_candidates: 3,
+            ..Default::default()
+        };
+        let found = boxes_from_map(&prob, w, h, &opts);
+        assert_eq!(found.boxes.len(), 3, "{found:?}");
+        assert!(!found.cut_off);
     }
 }

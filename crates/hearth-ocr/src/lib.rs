@@ -117,6 +117,10 @@ pub struct Page {
     /// The upright page's size in pixels.
     pub width: u32,
     pub height: u32,
+    /// The page held more text boxes than [`DetectOptions::max_candidates`] (or regions too
+    /// costly to score), so detection stopped early: text below the last line read may be
+    /// missing, and whoever shows the text should say so.
+    pub cut_off: bool,
 }
 
 /// The loaded networks.
@@ -195,8 +199,9 @@ impl Ocr {
             })
     }
 
-    /// Text-line rectangles of `img`, in its pixels.
-    fn detect(&self, img: &RgbImage) -> Result<Vec<RotatedRect>, Error> {
+    /// Text-line rectangles of `img`, in its pixels, and whether detection was cut off before
+    /// the end of the image.
+    fn detect(&self, img: &RgbImage) -> Result<(Vec<RotatedRect>, bool), Error> {
         let (w, h) = detect::input_size(
             img.width(),
             img.height(),
@@ -215,16 +220,18 @@ impl Ocr {
             img.width() as f32 / mw as f32,
             img.height() as f32 / mh as f32,
         );
-        let boxes = detect::boxes_from_map(&prob, mw, mh, &self.opts.detect);
-        Ok(boxes
+        let found = detect::boxes_from_map(&prob, mw, mh, &self.opts.detect);
+        let rects = found
+            .boxes
             .into_iter()
             .map(|(r, _)| scale_rect(r, sx, sy))
-            .collect())
+            .collect();
+        Ok((rects, found.cut_off))
     }
 
     /// Reads one page image.
     pub fn read_image(&self, img: &RgbImage) -> Result<Page, Error> {
-        let mut rects = self.detect(img)?;
+        let (mut rects, mut cut_off) = self.detect(img)?;
         // A photo taken sideways: most lines stand upright. Turn the page a quarter and detect
         // again, so lines and columns are found in the page's own frame; whether it was a
         // quarter turn the other way shows below as lines that read upside down.
@@ -233,7 +240,7 @@ impl Ocr {
         let page: &RgbImage =
             if rects.len() >= 3 && rects.iter().filter(|r| tall(r)).count() * 2 > rects.len() {
                 turned = image::imageops::rotate90(img);
-                rects = self.detect(&turned)?;
+                (rects, cut_off) = self.detect(&turned)?;
                 &turned
             } else {
                 img
@@ -314,7 +321,9 @@ impl Ocr {
                 (from, f0) = (to, f1);
             }
         }
-        Ok(arrange(lines, rotation, page.width(), page.height()))
+        let mut page = arrange(lines, rotation, page.width(), page.height());
+        page.cut_off = cut_off;
+        Ok(page)
     }
 
     /// Whether the page reads upside down: the mean of the orientation network's "180°"
@@ -547,6 +556,7 @@ fn arrange(lines: Vec<Line>, rotation: u16, width: u32, height: u32) -> Page {
         rotation,
         width,
         height,
+        cut_off: false,
     }
 }
 
