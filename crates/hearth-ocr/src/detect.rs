@@ -20,7 +20,8 @@ pub struct DetectOptions {
     pub unclip_ratio: f32,
     /// Regions whose shorter side is below this (map pixels) are noise.
     pub min_size: f32,
-    /// At most this many regions are considered.
+    /// At most this many text boxes are kept (noise regions that are dropped do not count);
+    /// a page with more is read up to them and says so ([`crate::Page::cut_off`]).
     pub max_candidates: usize,
 }
 
@@ -36,26 +37,53 @@ impl Default for DetectOptions {
     }
 }
 
+/// The most pixels a detection input may hold, whatever the options say: 2048² bounds the
+/// input tensor at 48 MiB and the network's feature maps at a few hundred MiB.
+pub const MAX_INPUT_PIXELS: u64 = 2048 * 2048;
+
 /// The network's input size for an image `w` × `h`: the longer side brought down to `max_side`
-/// (never up), the shorter up to at least `min_side`, both rounded to multiples of 32.
+/// (never up), the shorter grown towards `min_side` only as far as the longer side's limit
+/// allows, the whole held to [`MAX_INPUT_PIXELS`], both rounded to multiples of 32 (at least
+/// 32). A strip 60000 × 1 or a one-line screenshot 2000 × 60 so stays near its own size
+/// instead of being blown up by its short side.
 pub fn input_size(w: u32, h: u32, max_side: u32, min_side: u32) -> (u32, u32) {
-    let (w, h) = (w.max(1) as f32, h.max(1) as f32);
-    let mut scale = 1.0f32;
-    if w.max(h) > max_side as f32 {
-        scale = max_side as f32 / w.max(h);
+    // In f64: every u32 is exact, and no product of two can overflow.
+    let (w, h) = (f64::from(w.max(1)), f64::from(h.max(1)));
+    let (long, short) = (w.max(h), w.min(h));
+    let max_side = f64::from(max_side.max(1));
+    let long_limit = (max_side / long).min(1.0);
+    let mut scale = long_limit;
+    if short * scale < f64::from(min_side) {
+        scale = (f64::from(min_side) / short)
+            .min(max_side / long)
+            .max(long_limit);
     }
-    if w.min(h) * scale < min_side as f32 {
-        scale = min_side as f32 / w.min(h);
+    let cap = MAX_INPUT_PIXELS as f64;
+    let area = w * scale * h * scale;
+    if area > cap {
+        scale *= (cap / area).sqrt();
     }
-    let round32 = |v: f32| (((v * scale) / 32.0).round() as u32 * 32).max(32);
-    (round32(w), round32(h))
+    let steps_max = f64::from((MAX_INPUT_PIXELS / 32 / 32) as u32);
+    let round32 = |v: f64| ((v * scale / 32.0).round().clamp(1.0, steps_max) as u32) * 32;
+    let (mut iw, mut ih) = (round32(w), round32(h));
+    // Rounding up can pass the cap by a row of 32: trim the longer side to fit.
+    let fit = |other: u32| ((MAX_INPUT_PIXELS / u64::from(other)) / 32 * 32).max(32) as u32;
+    if u64::from(iw) * u64::from(ih) > MAX_INPUT_PIXELS {
+        if iw >= ih {
+            iw = fit(ih);
+        } else {
+            ih = fit(iw);
+        }
+    }
+    (iw, ih)
 }
 
 /// The image as the network wants it: resized to `w` × `h`, channels in BGR order (the models
 /// were trained on OpenCV's images), scaled to -1..1, CHW.
 pub fn to_input(img: &RgbImage, w: u32, h: u32) -> Vec<f32> {
     let resized = image::imageops::resize(img, w, h, image::imageops::FilterType::Triangle);
-    let plane = (w * h) as usize;
+    // usize from each side first: `w * h` in u32 wraps past 4 G pixels.
+    let plane = w as usize * h as usize;
     let mut out = vec![0.0f32; 3 * plane];
     for (i, px) in resized.pixels().enumerate() {
         for c in 0..3 {
@@ -66,14 +94,24 @@ pub fn to_input(img: &RgbImage, w: u32, h: u32) -> Vec<f32> {
     out
 }
 
-/// Text regions in the probability map `prob` (`w` × `h`, row-major), as rectangles in map
-/// coordinates, with their box scores.
-pub fn boxes_from_map(
-    prob: &[f32],
-    w: usize,
-    h: usize,
-    opts: &DetectOptions,
-) -> Vec<(RotatedRect, f32)> {
+/// Box scoring may visit at most this many map pixels per pixel of the map: the labelling is
+/// linear in the map, but each region is scored over its bounding box, and many long diagonal
+/// regions could otherwise cost the map's area each.
+const SCORE_WORK_PER_PIXEL: usize = 16;
+
+/// What detection found in one map.
+#[derive(Debug)]
+pub struct Detected {
+    /// Text regions as rectangles in map coordinates, with their box scores.
+    pub boxes: Vec<(RotatedRect, f32)>,
+    /// Whether detection stopped before the end of the map (more boxes than
+    /// [`DetectOptions::max_candidates`], or the scoring budget spent): text below the last
+    /// box may be missing.
+    pub cut_off: bool,
+}
+
+/// Text regions in the probability map `prob` (`w` × `h`, row-major).
+pub fn boxes_from_map(prob: &[f32], w: usize, h: usize, opts: &DetectOptions) -> Detected {
     // Threshold, then dilate by a 2 × 2 square (PaddleOCR's `use_dilation`), which joins the
     // kernels of letters that the shrunk map left a pixel apart.
     let mut mask = vec![false; w * h];
@@ -90,14 +128,19 @@ pub fn boxes_from_map(
     let mut next = 0u32;
     let mut out = Vec::new();
     let mut stack = Vec::new();
+    let mut cut_off = false;
+    let mut score_budget = (w * h).saturating_mul(SCORE_WORK_PER_PIXEL);
     for start in 0..w * h {
         if !mask[start] || label[start] != 0 {
             continue;
         }
-        next += 1;
-        if next as usize > opts.max_candidates {
+        // Only kept boxes count: a field of specks (dust, halftone) above the text must not
+        // use the limit up before the text is reached.
+        if out.len() >= opts.max_candidates {
+            cut_off = true;
             break;
         }
+        next += 1;
         // Flood fill (8-connected), keeping each row's leftmost and rightmost pixel: the hull,
         // and so the minimum-area rectangle, depends only on those.
         let mut rows: std::collections::BTreeMap<usize, (usize, usize)> = Default::default();
@@ -139,6 +182,13 @@ pub fn boxes_from_map(
         if rect.width.min(rect.height) < opts.min_size {
             continue;
         }
+        let b = rect.bounds();
+        let work = ((b.x1 - b.x0).max(0.0) as usize + 1) * ((b.y1 - b.y0).max(0.0) as usize + 1);
+        if work > score_budget {
+            cut_off = true;
+            break;
+        }
+        score_budget -= work;
         let score = box_score(prob, w, h, &rect);
         if score < opts.box_thresh {
             continue;
@@ -149,7 +199,10 @@ pub fn boxes_from_map(
         }
         out.push((grown, score));
     }
-    out
+    Detected {
+        boxes: out,
+        cut_off,
+    }
 }
 
 /// The mean probability inside `rect`.
@@ -216,8 +269,37 @@ mod tests {
     #[test]
     fn input_size_shrinks_long_pages_and_rounds_to_32() {
         assert_eq!(input_size(2550, 3300, 2000, 736), (1536, 2016));
-        assert_eq!(input_size(400, 100, 2000, 736), (2944, 736));
         assert_eq!(input_size(1000, 800, 2000, 736), (992, 800));
+        // Grown only until the long side meets its limit: 5×, not the 7.36× the short side
+        // alone asks for.
+        assert_eq!(input_size(400, 100, 2000, 736), (2016, 512));
+    }
+
+    #[test]
+    fn extreme_aspect_ratios_give_a_bounded_input() {
+        // A one-line screenshot stays its own size, not 24,544 × 736.
+        assert_eq!(input_size(2000, 60, 2000, 736), (2016, 64));
+        for (w, h) in [
+            (60_000, 1),
+            (1, 60_000),
+            (u32::MAX, 1),
+            (1, u32::MAX),
+            (u32::MAX, u32::MAX),
+            (0, 0),
+        ] {
+            for (max_side, min_side) in [(2000, 736), (u32::MAX, u32::MAX), (1, 1)] {
+                let (iw, ih) = input_size(w, h, max_side, min_side);
+                assert!(iw >= 32 && ih >= 32, "{w}×{h} → {iw}×{ih}");
+                assert!(
+                    iw as u64 * ih as u64 <= MAX_INPUT_PIXELS,
+                    "{w}×{h} (max {max_side}, min {min_side}) → {iw}×{ih}"
+                );
+                assert!(iw % 32 == 0 && ih % 32 == 0, "{iw}×{ih}");
+            }
+        }
+        // The long side keeps its limit even when the short side is far below its minimum.
+        assert_eq!(input_size(60_000, 1, 2000, 736), (2016, 32));
+        assert_eq!(input_size(1, 60_000, 2000, 736), (32, 2016));
     }
 
     #[test]
@@ -229,7 +311,9 @@ mod tests {
                 prob[y * w + x] = 0.9;
             }
         }
-        let boxes = boxes_from_map(&prob, w, h, &DetectOptions::default());
+        let found = boxes_from_map(&prob, w, h, &DetectOptions::default());
+        assert!(!found.cut_off);
+        let boxes = found.boxes;
         assert_eq!(boxes.len(), 1);
         let (r, score) = boxes[0];
         assert!(score > 0.8, "{score}");
@@ -237,5 +321,54 @@ mod tests {
         // that at the ends.
         assert!((r.width - (81.0 + 2.0 * 0.6 * 7.75)).abs() < 0.5, "{r:?}");
         assert!((r.height - (11.0 + 2.0 * 7.75)).abs() < 0.5, "{r:?}");
+    }
+
+    /// A map with `bars` text bars under a field of more than a thousand noise specks.
+    fn specks_then_bars(bars: usize) -> (Vec<f32>, usize, usize) {
+        let (w, h) = (200, 70 + 20 * bars);
+        let mut prob = vec![0.0f32; w * h];
+        // Single pixels three apart: apart even after the 2 × 2 dilation, each too small to
+        // be a box.
+        for y in (0..60).step_by(3) {
+            for x in (0..198).step_by(3) {
+                prob[y * w + x] = 0.9;
+            }
+        }
+        for b in 0..bars {
+            for y in 70 + 20 * b..80 + 20 * b {
+                for x in 10..190 {
+                    prob[y * w + x] = 0.9;
+                }
+            }
+        }
+        (prob, w, h)
+    }
+
+    #[test]
+    fn noise_specks_above_the_text_do_not_use_up_the_candidates() {
+        let (prob, w, h) = specks_then_bars(1);
+        let found = boxes_from_map(&prob, w, h, &DetectOptions::default());
+        assert_eq!(found.boxes.len(), 1, "{found:?}");
+        assert!(!found.cut_off);
+    }
+
+    #[test]
+    fn a_page_with_more_boxes_than_the_limit_says_it_was_cut_off() {
+        let (prob, w, h) = specks_then_bars(3);
+        let opts = DetectOptions {
+            max_candidates: 2,
+            ..Default::default()
+        };
+        let found = boxes_from_map(&prob, w, h, &opts);
+        assert_eq!(found.boxes.len(), 2, "{found:?}");
+        assert!(found.cut_off);
+        // Exactly at the limit nothing is cut off.
+        let opts = DetectOptions {
+            max_candidates: 3,
+            ..Default::default()
+        };
+        let found = boxes_from_map(&prob, w, h, &opts);
+        assert_eq!(found.boxes.len(), 3, "{found:?}");
+        assert!(!found.cut_off);
     }
 }

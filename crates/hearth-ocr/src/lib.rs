@@ -68,7 +68,8 @@ pub struct Options {
     /// The page is shrunk so its longer side is at most this for detection (text of a 300-dpi
     /// page stays well above the network's smallest readable size).
     pub det_max_side: u32,
-    /// ... and its shorter side grown to at least this.
+    /// ... and its shorter side grown towards this, but never so far that the longer side
+    /// passes `det_max_side` (a long thin strip is not blown up by its short side).
     pub det_min_side: u32,
     pub detect: DetectOptions,
     /// Lines recognised with a mean character probability below this are dropped as noise.
@@ -116,6 +117,10 @@ pub struct Page {
     /// The upright page's size in pixels.
     pub width: u32,
     pub height: u32,
+    /// The page held more text boxes than [`DetectOptions::max_candidates`] (or regions too
+    /// costly to score), so detection stopped early: text below the last line read may be
+    /// missing, and whoever shows the text should say so.
+    pub cut_off: bool,
 }
 
 /// The loaded networks.
@@ -194,8 +199,9 @@ impl Ocr {
             })
     }
 
-    /// Text-line rectangles of `img`, in its pixels.
-    fn detect(&self, img: &RgbImage) -> Result<Vec<RotatedRect>, Error> {
+    /// Text-line rectangles of `img`, in its pixels, and whether detection was cut off before
+    /// the end of the image.
+    fn detect(&self, img: &RgbImage) -> Result<(Vec<RotatedRect>, bool), Error> {
         let (w, h) = detect::input_size(
             img.width(),
             img.height(),
@@ -214,16 +220,18 @@ impl Ocr {
             img.width() as f32 / mw as f32,
             img.height() as f32 / mh as f32,
         );
-        let boxes = detect::boxes_from_map(&prob, mw, mh, &self.opts.detect);
-        Ok(boxes
+        let found = detect::boxes_from_map(&prob, mw, mh, &self.opts.detect);
+        let rects = found
+            .boxes
             .into_iter()
             .map(|(r, _)| scale_rect(r, sx, sy))
-            .collect())
+            .collect();
+        Ok((rects, found.cut_off))
     }
 
     /// Reads one page image.
     pub fn read_image(&self, img: &RgbImage) -> Result<Page, Error> {
-        let mut rects = self.detect(img)?;
+        let (mut rects, mut cut_off) = self.detect(img)?;
         // A photo taken sideways: most lines stand upright. Turn the page a quarter and detect
         // again, so lines and columns are found in the page's own frame; whether it was a
         // quarter turn the other way shows below as lines that read upside down.
@@ -232,35 +240,45 @@ impl Ocr {
         let page: &RgbImage =
             if rects.len() >= 3 && rects.iter().filter(|r| tall(r)).count() * 2 > rects.len() {
                 turned = image::imageops::rotate90(img);
-                rects = self.detect(&turned)?;
+                (rects, cut_off) = self.detect(&turned)?;
                 &turned
             } else {
                 img
             };
         let mut rotation: u16 = if std::ptr::eq(page, img) { 0 } else { 90 };
 
-        let mut crops: Vec<(RgbImage, [Point; 4])> =
-            rects.iter().map(|r| crop_line(page, r)).collect();
+        let mut plans: Vec<LinePlan> = rects.iter().map(plan_line).collect();
         // Upside down is decided for the page, by the orientation network's vote over its
         // longest lines: alone, it misjudges a few lines of a page (bold runs, short words),
         // and one line read upside down is garbage.
-        let upside_down = self.page_upside_down(&crops)?;
+        let upside_down = self.page_upside_down(page, &plans)?;
         let (pw, ph) = (page.width() as f32, page.height() as f32);
         if upside_down {
             rotation += 180;
-            for (img, quad) in crops.iter_mut() {
-                image::imageops::rotate180_in_place(img);
+            for plan in plans.iter_mut() {
                 // Corners in reading order, then into the turned page's frame.
-                quad.rotate_left(2);
-                *quad = quad.map(|p| Point {
+                plan.quad.rotate_left(2);
+                plan.quad = plan.quad.map(|p| Point {
                     x: pw - p.x,
                     y: ph - p.y,
                 });
             }
         }
-        let texts = self.recognize(&crops)?;
+        let widths: Vec<u32> = plans.iter().map(|p| p.out_w).collect();
+        let texts = in_batches(
+            &widths,
+            |i| {
+                let mut img = plans[i].crop(page);
+                if upside_down {
+                    image::imageops::rotate180_in_place(&mut img);
+                }
+                img
+            },
+            |imgs| self.recognize_batch(imgs),
+        )?;
         let mut lines = Vec::new();
-        for ((img, quad), (decoded, step_px)) in crops.into_iter().zip(texts) {
+        for (plan, (decoded, step_px)) in plans.into_iter().zip(texts) {
+            let (quad, line_w) = (plan.quad, plan.out_w as f32);
             if decoded.confidence < self.opts.min_confidence {
                 continue;
             }
@@ -269,11 +287,11 @@ impl Ocr {
             let min_gap = (LINE_HEIGHT as f32 / step_px).ceil().max(1.0) as usize;
             let mut cuts: Vec<(usize, f32)> = recognize::wide_gaps(&decoded, min_gap)
                 .into_iter()
-                .map(|(at, step)| (at, (step as f32 + 0.5) * step_px / img.width() as f32))
+                .map(|(at, step)| (at, (step as f32 + 0.5) * step_px / line_w))
                 .collect();
             cuts.push((decoded.text.len(), 1.0));
             let (mut from, mut f0) = (0usize, 0.0f32);
-            let frac = |step: usize| step as f32 * step_px / img.width() as f32;
+            let frac = |step: usize| step as f32 * step_px / line_w;
             for (to, f1) in cuts {
                 let text = decoded.text[from..to].trim();
                 // The box is narrowed to the characters read: detection's box can reach into
@@ -303,18 +321,23 @@ impl Ocr {
                 (from, f0) = (to, f1);
             }
         }
-        Ok(arrange(lines, rotation, page.width(), page.height()))
+        let mut page = arrange(lines, rotation, page.width(), page.height());
+        page.cut_off = cut_off;
+        Ok(page)
     }
 
     /// Whether the page reads upside down: the mean of the orientation network's "180°"
-    /// probability over the page's longest lines (at most [`CLS_SAMPLE`]) is above one half.
-    fn page_upside_down(&self, crops: &[(RgbImage, [Point; 4])]) -> Result<bool, Error> {
-        let mut longest: Vec<&RgbImage> = crops.iter().map(|(i, _)| i).collect();
-        longest.sort_by_key(|i| std::cmp::Reverse(i.width()));
-        longest.truncate(CLS_SAMPLE);
-        if longest.is_empty() {
+    /// probability over the page's longest lines (at most [`CLS_SAMPLE`], the only ones cut
+    /// out for it) is above one half.
+    fn page_upside_down(&self, page: &RgbImage, plans: &[LinePlan]) -> Result<bool, Error> {
+        let mut order: Vec<usize> = (0..plans.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(plans[i].out_w));
+        order.truncate(CLS_SAMPLE);
+        if order.is_empty() {
             return Ok(false);
         }
+        let crops: Vec<RgbImage> = order.iter().map(|&i| plans[i].crop(page)).collect();
+        let longest: Vec<&RgbImage> = crops.iter().collect();
         let (mut sum, mut n) = (0.0f32, 0usize);
         for chunk in longest.chunks(BATCH) {
             let input = recognize::batch_tensor(chunk, CLS_WIDTH);
@@ -335,49 +358,55 @@ impl Ocr {
         Ok(sum / n as f32 > 0.5)
     }
 
-    /// Each line decoded, with the width in line-image pixels of one decoding step.
-    fn recognize(
-        &self,
-        crops: &[(RgbImage, [Point; 4])],
-    ) -> Result<Vec<(recognize::Decoded, f32)>, Error> {
-        // Lines of similar width share a batch, so little of it is padding.
-        let mut order: Vec<usize> = (0..crops.len()).collect();
-        order.sort_by_key(|&i| crops[i].0.width());
-        let mut out = vec![
-            (
-                recognize::Decoded {
-                    text: String::new(),
-                    confidence: 0.0,
-                    steps: Vec::new(),
-                },
-                1.0f32,
-            );
-            crops.len()
-        ];
-        for chunk in order.chunks(BATCH) {
-            let imgs: Vec<&RgbImage> = chunk.iter().map(|&i| &crops[i].0).collect();
-            let widest = imgs.iter().map(|i| i.width()).max().unwrap_or(1);
-            let width = widest.clamp(REC_MIN_WIDTH, REC_MAX_WIDTH);
-            let input = recognize::batch_tensor(&imgs, width);
-            let input =
-                Value::from_shape([imgs.len(), 3, LINE_HEIGHT as usize, width as usize], input)
-                    .map_err(|e| run_err("recognition", e))?;
-            let probs = self.run(&self.rec, "recognition", input)?;
-            let (shape, probs) = probs
-                .into_shape_vec::<f32, 3>()
-                .map_err(|e| run_err("recognition", e))?;
-            let per_line = shape[1] * shape[2];
-            let step_px = width as f32 / shape[1].max(1) as f32;
-            for (k, &i) in chunk.iter().enumerate() {
+    /// One batch of line images decoded, with the width in line-image pixels of one decoding
+    /// step.
+    fn recognize_batch(&self, imgs: &[RgbImage]) -> Result<Vec<(recognize::Decoded, f32)>, Error> {
+        let imgs: Vec<&RgbImage> = imgs.iter().collect();
+        let widest = imgs.iter().map(|i| i.width()).max().unwrap_or(1);
+        let width = widest.clamp(REC_MIN_WIDTH, REC_MAX_WIDTH);
+        let input = recognize::batch_tensor(&imgs, width);
+        let input = Value::from_shape([imgs.len(), 3, LINE_HEIGHT as usize, width as usize], input)
+            .map_err(|e| run_err("recognition", e))?;
+        let probs = self.run(&self.rec, "recognition", input)?;
+        let (shape, probs) = probs
+            .into_shape_vec::<f32, 3>()
+            .map_err(|e| run_err("recognition", e))?;
+        let per_line = shape[1] * shape[2];
+        let step_px = width as f32 / shape[1].max(1) as f32;
+        Ok((0..imgs.len())
+            .map(|k| {
                 let line = &probs[k * per_line..(k + 1) * per_line];
-                out[i] = (
+                (
                     recognize::ctc_greedy(line, shape[2], &self.charset),
                     step_px,
-                );
-            }
-        }
-        Ok(out)
+                )
+            })
+            .collect())
     }
+}
+
+/// `run` over the lines `0..widths.len()` in batches of at most [`BATCH`], lines of similar
+/// width together (so little of a batch is padding), each line's image made by `make` only
+/// when its batch runs, so at most [`BATCH`] are held at once; the results come back in line
+/// order.
+fn in_batches<I, T, E>(
+    widths: &[u32],
+    mut make: impl FnMut(usize) -> I,
+    mut run: impl FnMut(&[I]) -> Result<Vec<T>, E>,
+) -> Result<Vec<T>, E> {
+    let mut order: Vec<usize> = (0..widths.len()).collect();
+    order.sort_by_key(|&i| widths[i]);
+    let mut out: Vec<Option<T>> = (0..widths.len()).map(|_| None).collect();
+    for chunk in order.chunks(BATCH) {
+        // Made here and dropped at the end of the batch: one batch's images alive at a time.
+        let imgs: Vec<I> = chunk.iter().map(|&i| make(i)).collect();
+        let results = run(&imgs)?;
+        debug_assert_eq!(results.len(), chunk.len(), "one result per line");
+        for (&i, t) in chunk.iter().zip(results) {
+            out[i] = Some(t);
+        }
+    }
+    Ok(out.into_iter().flatten().collect())
 }
 
 fn run_err(network: &'static str, e: impl std::fmt::Display) -> Error {
@@ -431,10 +460,36 @@ fn bounds_of(quad: &[Point; 4]) -> Rect {
     r
 }
 
+/// Where a line's image comes from, before it is cut out: cutting every line of a page at
+/// once would hold up to a thousand line images (hundreds of MB), so each is cut only when its
+/// batch runs.
+struct LinePlan {
+    origin: Point,
+    along: Point,
+    across: Point,
+    /// The line image's width ([`LINE_HEIGHT`] high).
+    out_w: u32,
+    /// Corners in reading order, in the page's pixels.
+    quad: [Point; 4],
+}
+
+impl LinePlan {
+    fn crop(&self, page: &RgbImage) -> RgbImage {
+        geometry::warp(
+            page,
+            self.origin,
+            self.along,
+            self.across,
+            self.out_w,
+            LINE_HEIGHT,
+        )
+    }
+}
+
 /// The line image of `r`, upright as far as its shape tells, [`LINE_HEIGHT`] high, with its
 /// corners in reading order. A line much taller than wide is read top to bottom (turned a
 /// quarter counter-clockwise, as PaddleOCR does); the orientation network settles the rest.
-fn crop_line(img: &RgbImage, r: &RotatedRect) -> (RgbImage, [Point; 4]) {
+fn plan_line(r: &RotatedRect) -> LinePlan {
     let (u, v) = r.axes();
     let c = r.corners();
     let scale = |p: Point, k: f32| Point {
@@ -462,10 +517,13 @@ fn crop_line(img: &RgbImage, r: &RotatedRect) -> (RgbImage, [Point; 4]) {
     };
     let out_w =
         ((LINE_HEIGHT as f32 * len / thick.max(1.0)).round() as u32).clamp(1, REC_MAX_WIDTH);
-    (
-        geometry::warp(img, origin, along, across, out_w, LINE_HEIGHT),
+    LinePlan {
+        origin,
+        along,
+        across,
+        out_w,
         quad,
-    )
+    }
 }
 
 /// Lines into reading order, and the page's text.
@@ -498,5 +556,52 @@ fn arrange(lines: Vec<Line>, rotation: u16, width: u32, height: u32) -> Page {
         rotation,
         width,
         height,
+        cut_off: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+    use std::rc::Rc;
+
+    /// A line image that counts how many of its kind are alive.
+    struct Counted(Rc<Cell<usize>>, usize);
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            self.0.set(self.0.get() - 1);
+        }
+    }
+
+    #[test]
+    fn a_page_of_many_lines_holds_one_batch_of_line_images_at_a_time() {
+        let live = Rc::new(Cell::new(0usize));
+        let peak = Cell::new(0usize);
+        let widths: Vec<u32> = (0..1000u32).map(|i| (i * 7919) % 4800 + 1).collect();
+        let out = in_batches(
+            &widths,
+            |i| {
+                live.set(live.get() + 1);
+                peak.set(peak.get().max(live.get()));
+                Counted(live.clone(), i)
+            },
+            |imgs: &[Counted]| {
+                assert!(imgs.len() <= BATCH);
+                // Similar widths share a batch.
+                let w: Vec<u32> = imgs.iter().map(|c| widths[c.1]).collect();
+                assert!(w.windows(2).all(|p| p[0] <= p[1]), "{w:?}");
+                Ok::<_, ()>(imgs.iter().map(|c| c.1).collect())
+            },
+        )
+        .unwrap();
+        // Every line's result, in line order.
+        assert_eq!(out, (0..1000).collect::<Vec<usize>>());
+        assert!(
+            peak.get() <= BATCH,
+            "{} line images alive at once",
+            peak.get()
+        );
+        assert_eq!(live.get(), 0);
     }
 }
