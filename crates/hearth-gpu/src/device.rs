@@ -37,6 +37,17 @@ pub struct Gpu {
     patch: Mutex<Option<(String, String)>>,
 }
 
+/// The shaders' byte offsets are u32: with every binding at most 2 GiB, an offset inside one
+/// (plus a row's or block's length) can never wrap, whatever the driver allows (Metal offers
+/// far more on large Macs).
+pub(crate) const MAX_BINDING: u64 = 1 << 31;
+
+/// The largest binding the kernels use: the device's limits, capped at [`MAX_BINDING`] and
+/// rounded down to whole words.
+pub(crate) fn binding_limit(max_storage_binding: u64, max_buffer: u64) -> u64 {
+    max_storage_binding.min(max_buffer).min(MAX_BINDING) & !3
+}
+
 /// How long one submission may run before the device is taken for lost. A decoding step takes
 /// milliseconds; the longest self-test dispatch on lavapipe takes about a second.
 const SUBMIT_TIMEOUT: Duration = Duration::from_secs(120);
@@ -89,9 +100,15 @@ impl Gpu {
             name: summary.name.clone(),
             reason: e.to_string(),
         })?;
-        let max_binding = limits
-            .max_storage_buffer_binding_size
-            .min(limits.max_buffer_size);
+        let max_binding = binding_limit(
+            limits.max_storage_buffer_binding_size,
+            limits.max_buffer_size,
+        );
+        // A validation error outside a scope would end the process through wgpu's default
+        // handler; every op runs inside scopes, and anything that still escapes is logged.
+        device.on_uncaptured_error(Arc::new(|e| {
+            eprintln!("hearth-gpu: uncaptured GPU error: {e}");
+        }));
         Ok(Gpu {
             device,
             queue,
@@ -181,6 +198,20 @@ impl Gpu {
         Ok(p)
     }
 
+    /// Runs `f` (which records and submits work) inside validation and out-of-memory error
+    /// scopes, so a device error comes back as [`Error::Device`] instead of a panic.
+    pub(crate) fn scoped<T>(&self, what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let valid = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let out = f();
+        let valid = pollster::block_on(valid.pop());
+        let oom = pollster::block_on(oom.pop());
+        if let Some(e) = valid.or(oom) {
+            return Err(Error::Device(format!("{what}: {e}")));
+        }
+        out
+    }
+
     /// Submits `encoder` and waits for it.
     pub(crate) fn submit_and_wait(&self, encoder: wgpu::CommandEncoder) -> Result<()> {
         let index = self.queue.submit([encoder.finish()]);
@@ -226,5 +257,20 @@ impl Gpu {
         };
         staging.unmap();
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bindings_stay_far_below_u32_offsets() {
+        // Metal on a large Mac: both limits far over 4 GiB.
+        assert_eq!(binding_limit(1 << 40, 1 << 40), 1 << 31);
+        assert_eq!(binding_limit(u32::MAX as u64, u64::MAX), 1 << 31);
+        // lavapipe: 128 MiB.
+        assert_eq!(binding_limit(128 << 20, 1 << 32), 128 << 20);
+        assert_eq!(binding_limit(1001, 1 << 32), 1000);
     }
 }

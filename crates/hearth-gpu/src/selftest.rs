@@ -249,6 +249,35 @@ pub fn matmul_exact(gpu: &Gpu, ty: GgmlType, seed: u64) -> Result<Check> {
     Ok(check(format!("{} exact sums", ty.name()), None, bad))
 }
 
+/// Random data on two opened devices (the subgroup path and the path every adapter has):
+/// every tile on either gives the bits of matrix-vector on `plain`.
+pub fn matmul_paths_agree(plain: &Gpu, other: &Gpu, ty: GgmlType, seed: u64) -> Result<Check> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let xty = activation_type(ty)?;
+    let w = random_rows(ty, ROWS, COLS, &mut rng);
+    let x = random_rows(xty, TOKENS, COLS, &mut rng);
+    let mp = plain.upload_matrix(ty, &w, ROWS, COLS)?;
+    let mo = other.upload_matrix(ty, &w, ROWS, COLS)?;
+    let want = plain.matmul(&mp, &x, TOKENS, (1, 1))?;
+    let mut bad = None;
+    'tiles: for tile in TILES {
+        let got = other.matmul(&mo, &x, TOKENS, tile)?;
+        for i in 0..want.len() {
+            if got[i].to_bits() != want[i].to_bits() {
+                bad = Some(format!(
+                    "tile {tile:?}: token {} row {}: {} vs {}",
+                    i / ROWS,
+                    i % ROWS,
+                    got[i],
+                    want[i]
+                ));
+                break 'tiles;
+            }
+        }
+    }
+    Ok(check(format!("{} paths agree", ty.name()), None, bad))
+}
+
 /// The general case: random quantized data, within the stated bound.
 pub fn matmul_bound(gpu: &Gpu, ty: GgmlType, seed: u64) -> Result<Check> {
     let mut rng = StdRng::seed_from_u64(seed);

@@ -177,8 +177,8 @@ fn every_check_fails_on_a_broken_kernel() {
         ),
         (
             "tree reduction",
-            "red[i * WG + lid] += red[i * WG + lid + s];",
-            "red[i * WG + lid] = red[i * WG + lid] + red[i * WG + lid + s] * 1.0000001;",
+            "red[i * WG + me] += red[i * WG + me + s];",
+            "red[i * WG + me] = red[i * WG + me] + red[i * WG + me + s] * 1.0000001;",
             exact(Q8_0),
         ),
         (
@@ -273,4 +273,60 @@ fn wrong_shapes_are_refused_in_words() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("no Q2_K kernel"), "{err}");
+}
+
+/// More rows or tokens than one dispatch dimension takes (65535 workgroups) are folded or
+/// split on the host, not handed to wgpu (whose validation error would end the process), and
+/// each row's result is the one it gets alone.
+#[test]
+fn work_past_the_dispatch_limit_is_folded_or_split() {
+    let gpu = open(false);
+    let rows = 70_000usize;
+    let x: Vec<f32> = (0..rows * 2).map(|i| (i % 7) as f32 - 3.0).collect();
+    let last = &x[(rows - 1) * 2..];
+    let norm = gpu
+        .rms_norm(&x, &[1.5, 0.5], 1e-5)
+        .expect("rms norm of 70000 rows");
+    let alone = gpu.rms_norm(last, &[1.5, 0.5], 1e-5).unwrap();
+    assert_eq!(norm[(rows - 1) * 2..], alone[..]);
+    let soft = gpu.softmax(&x, 2).expect("softmax of 70000 rows");
+    assert_eq!(soft[(rows - 1) * 2..], gpu.softmax(last, 2).unwrap()[..]);
+
+    let tokens = 65_537usize;
+    let w: Vec<u8> = (0..32)
+        .flat_map(|i| (i as f32 * 0.25).to_le_bytes())
+        .collect();
+    let m = gpu.upload_matrix(GgmlType::F32, &w, 1, 32).unwrap();
+    let xs: Vec<u8> = (0..tokens * 32)
+        .flat_map(|i| ((i % 5) as f32).to_le_bytes())
+        .collect();
+    let y = gpu
+        .matmul(&m, &xs, tokens, (1, 1))
+        .expect("65537 tokens in one call");
+    let one = gpu
+        .matmul(&m, &xs[(tokens - 1) * 128..], 1, (1, 1))
+        .unwrap();
+    assert_eq!(y.len(), tokens);
+    assert_eq!(y[tokens - 1].to_bits(), one[0].to_bits());
+}
+
+/// The subgroup path sums in the same tree as the path every adapter has, whatever subgroup
+/// size the driver picks for each pipeline, so matrix-vector and matrix-matrix (and the two
+/// paths) give the same bits.
+#[test]
+fn subgroup_sums_give_the_same_bits_as_the_shared_tree() {
+    let plain = open(false);
+    let with = open(true);
+    if !with.uses_subgroups() {
+        eprintln!("this adapter has no subgroups: nothing to compare");
+        return;
+    }
+    let mut out = Vec::new();
+    for ty in MATMUL_TYPES {
+        out.push((
+            "subgroups vs shared".to_string(),
+            selftest::matmul_paths_agree(&plain, &with, ty, 3).expect("kernel ran"),
+        ));
+    }
+    assert_all(out);
 }
