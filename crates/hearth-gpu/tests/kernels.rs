@@ -152,6 +152,18 @@ fn every_check_fails_on_a_broken_kernel() {
         ),
         ("q4_k scale", "i32(sm.x) * s", "i32(sm.y) * s", exact(Q4_K)),
         (
+            "K-quant scale of groups 4 to 7",
+            "let sc = (wb(so + j + 4u) & 15u)",
+            "let sc = (wb(so + j + 4u) & 7u)",
+            exact(Q4_K),
+        ),
+        (
+            "q5_0 low fifth bit",
+            "(((qh >> j) & 1u) << 4u)",
+            "(((qh >> (j ^ 1u)) & 1u) << 4u)",
+            exact(Q5_0),
+        ),
+        (
             "q5_k fifth bit",
             "(((wb(wo + 16u + l) >> j) & 1u) << 4u)",
             "(((wb(wo + 16u + l) >> (j ^ 1u)) & 1u) << 4u)",
@@ -230,27 +242,49 @@ fn every_check_fails_on_a_broken_kernel() {
             Box::new(|g| selftest::softmax_check(g, 1).unwrap()),
         ),
     ];
-    let gpu = open(false);
+    // The subgroup reduction, on the device that runs it.
+    let subgroup_cases: Vec<(&str, &str, &str, Run)> = vec![
+        (
+            "subgroup shuffle sum",
+            "v += subgroupShuffleXor(v, k);",
+            "v += subgroupShuffleXor(v, k) * 1.0000001;",
+            exact(Q8_0),
+        ),
+        (
+            "subgroup shuffle partner",
+            "v += subgroupShuffleXor(v, k);",
+            "v += subgroupShuffleXor(v, k >> 1u);",
+            exact(Q4_K),
+        ),
+    ];
     let sources: String = hearth_gpu::all_sources()
         .into_iter()
         .map(|(_, s)| s)
         .collect();
     let mut survived = Vec::new();
-    for (what, from, to, run) in &cases {
+    let plain = open(false);
+    let with = open(true);
+    let mut runs: Vec<(&Gpu, _)> = cases.iter().map(|c| (&plain, c)).collect();
+    if with.uses_subgroups() {
+        runs.extend(subgroup_cases.iter().map(|c| (&with, c)));
+    } else {
+        eprintln!("this adapter has no subgroups: the subgroup mutations are not run");
+    }
+    for (gpu, (what, from, to, run)) in runs {
         assert!(
             sources.contains(from),
             "{what}: {from:?} is not in any shader"
         );
         gpu.set_source_patch(None);
-        assert!(run(&gpu).passed, "{what}: the unbroken kernel must pass");
+        assert!(run(gpu).passed, "{what}: the unbroken kernel must pass");
         gpu.set_source_patch(Some((from, to)));
-        let c = run(&gpu);
+        let c = run(gpu);
         eprintln!("{what} broken: {} -> {}", c.name, c.detail);
         if c.passed {
             survived.push(*what);
         }
+        gpu.set_source_patch(None);
     }
-    gpu.set_source_patch(None);
     assert!(
         survived.is_empty(),
         "checks that passed a broken kernel: {survived:?}"
