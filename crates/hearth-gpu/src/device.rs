@@ -35,6 +35,8 @@ pub struct Gpu {
     /// A text replacement applied to every shader compiled from now on, so the tests can break
     /// a kernel on purpose and see its check fail.
     patch: Mutex<Option<(String, String)>>,
+    /// The first device error raised outside any error scope, not yet reported.
+    escaped: Arc<Mutex<Option<String>>>,
 }
 
 /// The shaders' byte offsets are u32: with every binding at most 2 GiB, an offset inside one
@@ -105,9 +107,13 @@ impl Gpu {
             limits.max_buffer_size,
         );
         // A validation error outside a scope would end the process through wgpu's default
-        // handler; every op runs inside scopes, and anything that still escapes is logged.
-        device.on_uncaptured_error(Arc::new(|e| {
-            eprintln!("hearth-gpu: uncaptured GPU error: {e}");
+        // handler; every op runs inside scopes, and anything that still escapes (from another
+        // thread's work, say) is kept and returned by the next op.
+        let escaped = Arc::new(Mutex::new(None));
+        let sink = escaped.clone();
+        device.on_uncaptured_error(Arc::new(move |e| {
+            let mut slot = sink.lock().unwrap_or_else(|p| p.into_inner());
+            slot.get_or_insert_with(|| e.to_string());
         }));
         Ok(Gpu {
             device,
@@ -118,6 +124,7 @@ impl Gpu {
             max_binding,
             pipelines: Mutex::new(HashMap::new()),
             patch: Mutex::new(None),
+            escaped,
         })
     }
 
@@ -208,6 +215,14 @@ impl Gpu {
         let oom = pollster::block_on(oom.pop());
         if let Some(e) = valid.or(oom) {
             return Err(Error::Device(format!("{what}: {e}")));
+        }
+        let escaped = self
+            .escaped
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(e) = escaped {
+            return Err(Error::Device(e));
         }
         out
     }

@@ -173,13 +173,16 @@ impl Gpu {
         let per_piece = per_piece
             .max(1)
             .min((self.max_binding / rb.max(1) as u64) as usize);
-        let mut pieces = Vec::new();
-        let mut r = 0;
-        while r < rows {
-            let n = per_piece.min(rows - r);
-            pieces.push((self.storage("weights", &data[r * rb..(r + n) * rb]), r, n));
-            r += n;
-        }
+        let pieces = self.scoped("weight upload", || {
+            let mut pieces = Vec::new();
+            let mut r = 0;
+            while r < rows {
+                let n = per_piece.min(rows - r);
+                pieces.push((self.storage("weights", &data[r * rb..(r + n) * rb]), r, n));
+                r += n;
+            }
+            Ok(pieces)
+        })?;
         Ok(GpuMatrix {
             ty,
             rows,
