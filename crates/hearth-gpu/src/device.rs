@@ -153,6 +153,13 @@ impl Gpu {
         self.max_binding
     }
 
+    /// Lowers the largest binding the kernels use to `bytes` (whole words), so the tests can
+    /// reach the limits of a large GPU with small data.
+    #[doc(hidden)]
+    pub fn limit_bindings(&mut self, bytes: u64) {
+        self.max_binding = self.max_binding.min(bytes & !3);
+    }
+
     /// Replaces `from` by `to` in every shader compiled from now on (`None`: no more).
     #[doc(hidden)]
     pub fn set_source_patch(&self, patch: Option<(&str, &str)>) {

@@ -364,3 +364,61 @@ fn subgroup_sums_give_the_same_bits_as_the_shared_tree() {
     }
     assert_all(out);
 }
+
+/// Past one binding: a row that does not fit is refused in words, inputs of the per-token ops
+/// too, and a matrix product whose activations or outputs do not fit is split by tokens with
+/// the same bits as one token at a time.
+#[test]
+fn buffers_past_one_binding_are_split_or_refused_in_words() {
+    let mut gpu = open(false);
+    gpu.limit_bindings(4096);
+    let err = gpu
+        .upload_matrix(GgmlType::Q8_0, &vec![0u8; 34 * 128], 1, 4096)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("more than this GPU binds at once"), "{err}");
+    let err = gpu
+        .rms_norm(&vec![1.0; 2048], &[1.0; 2], 1e-5)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("rms norm input is 8192 bytes"), "{err}");
+    let err = gpu.softmax(&vec![1.0; 2048], 2).unwrap_err().to_string();
+    assert!(err.contains("softmax input is 8192 bytes"), "{err}");
+
+    // 300 rows of 32 F32 columns: 1200 output bytes a token, so 3 tokens a submission, and
+    // 128 activation bytes a token.
+    let (rows, cols, tokens) = (300usize, 32usize, 10usize);
+    let w: Vec<u8> = (0..rows * cols)
+        .flat_map(|i| ((i % 13) as f32 * 0.5 - 3.0).to_le_bytes())
+        .collect();
+    let x: Vec<u8> = (0..tokens * cols)
+        .flat_map(|i| ((i % 7) as f32 - 2.5).to_le_bytes())
+        .collect();
+    let m = gpu.upload_matrix(GgmlType::F32, &w, rows, cols).unwrap();
+    assert_eq!(m.pieces(), rows.div_ceil(4096 / (cols * 4)));
+    let y = gpu.matmul(&m, &x, tokens, (4, 8)).unwrap();
+    for t in 0..tokens {
+        let one = gpu
+            .matmul(&m, &x[t * cols * 4..(t + 1) * cols * 4], 1, (1, 1))
+            .unwrap();
+        let same = y[t * rows..(t + 1) * rows]
+            .iter()
+            .zip(&one)
+            .all(|(a, b)| a.to_bits() == b.to_bits());
+        assert!(same, "token {t} differs from its product alone");
+    }
+    let err = gpu
+        .matmul(
+            &gpu.upload_matrix(GgmlType::F32, &vec![0u8; 1100 * 4], 1100, 1)
+                .unwrap(),
+            &[0u8; 4],
+            1,
+            (1, 1),
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("output bytes are more than this GPU binds"),
+        "{err}"
+    );
+}
