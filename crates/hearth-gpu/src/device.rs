@@ -35,6 +35,19 @@ pub struct Gpu {
     /// A text replacement applied to every shader compiled from now on, so the tests can break
     /// a kernel on purpose and see its check fail.
     patch: Mutex<Option<(String, String)>>,
+    /// The first device error raised outside any error scope, not yet reported.
+    escaped: Arc<Mutex<Option<String>>>,
+}
+
+/// The shaders' byte offsets are u32: with every binding at most 2 GiB, an offset inside one
+/// (plus a row's or block's length) can never wrap, whatever the driver allows (Metal offers
+/// far more on large Macs).
+pub(crate) const MAX_BINDING: u64 = 1 << 31;
+
+/// The largest binding the kernels use: the device's limits, capped at [`MAX_BINDING`] and
+/// rounded down to whole words.
+pub(crate) fn binding_limit(max_storage_binding: u64, max_buffer: u64) -> u64 {
+    max_storage_binding.min(max_buffer).min(MAX_BINDING) & !3
 }
 
 /// How long one submission may run before the device is taken for lost. A decoding step takes
@@ -89,9 +102,19 @@ impl Gpu {
             name: summary.name.clone(),
             reason: e.to_string(),
         })?;
-        let max_binding = limits
-            .max_storage_buffer_binding_size
-            .min(limits.max_buffer_size);
+        let max_binding = binding_limit(
+            limits.max_storage_buffer_binding_size,
+            limits.max_buffer_size,
+        );
+        // A validation error outside a scope would end the process through wgpu's default
+        // handler; every op runs inside scopes, and anything that still escapes (from another
+        // thread's work, say) is kept and returned by the next op.
+        let escaped = Arc::new(Mutex::new(None));
+        let sink = escaped.clone();
+        device.on_uncaptured_error(Arc::new(move |e| {
+            let mut slot = sink.lock().unwrap_or_else(|p| p.into_inner());
+            slot.get_or_insert_with(|| e.to_string());
+        }));
         Ok(Gpu {
             device,
             queue,
@@ -101,6 +124,7 @@ impl Gpu {
             max_binding,
             pipelines: Mutex::new(HashMap::new()),
             patch: Mutex::new(None),
+            escaped,
         })
     }
 
@@ -127,6 +151,13 @@ impl Gpu {
     /// The largest storage binding, in bytes.
     pub fn max_binding_bytes(&self) -> u64 {
         self.max_binding
+    }
+
+    /// Lowers the largest binding the kernels use to `bytes` (whole words), so the tests can
+    /// reach the limits of a large GPU with small data.
+    #[doc(hidden)]
+    pub fn limit_bindings(&mut self, bytes: u64) {
+        self.max_binding = self.max_binding.min(bytes & !3);
     }
 
     /// Replaces `from` by `to` in every shader compiled from now on (`None`: no more).
@@ -181,6 +212,28 @@ impl Gpu {
         Ok(p)
     }
 
+    /// Runs `f` (which records and submits work) inside validation and out-of-memory error
+    /// scopes, so a device error comes back as [`Error::Device`] instead of a panic.
+    pub(crate) fn scoped<T>(&self, what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let valid = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let out = f();
+        let valid = pollster::block_on(valid.pop());
+        let oom = pollster::block_on(oom.pop());
+        if let Some(e) = valid.or(oom) {
+            return Err(Error::Device(format!("{what}: {e}")));
+        }
+        let escaped = self
+            .escaped
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(e) = escaped {
+            return Err(Error::Device(e));
+        }
+        out
+    }
+
     /// Submits `encoder` and waits for it.
     pub(crate) fn submit_and_wait(&self, encoder: wgpu::CommandEncoder) -> Result<()> {
         let index = self.queue.submit([encoder.finish()]);
@@ -226,5 +279,20 @@ impl Gpu {
         };
         staging.unmap();
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bindings_stay_far_below_u32_offsets() {
+        // Metal on a large Mac: both limits far over 4 GiB.
+        assert_eq!(binding_limit(1 << 40, 1 << 40), 1 << 31);
+        assert_eq!(binding_limit(u32::MAX as u64, u64::MAX), 1 << 31);
+        // lavapipe: 128 MiB.
+        assert_eq!(binding_limit(128 << 20, 1 << 32), 128 << 20);
+        assert_eq!(binding_limit(1001, 1 << 32), 1000);
     }
 }

@@ -76,6 +76,17 @@ impl Gpu {
             })
     }
 
+    /// Refuses, in words, a buffer larger than one binding.
+    fn fits(&self, what: &str, bytes: usize) -> Result<()> {
+        if bytes as u64 > self.max_binding {
+            return Err(Error::Shape(format!(
+                "{what} is {bytes} bytes, more than this GPU binds at once ({} bytes); split it",
+                self.max_binding
+            )));
+        }
+        Ok(())
+    }
+
     fn output(&self, floats: usize) -> wgpu::Buffer {
         self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("output"),
@@ -132,13 +143,6 @@ impl Gpu {
         rows: usize,
         cols: usize,
     ) -> Result<GpuMatrix> {
-        if !shaders::MATMUL_TYPES.contains(&ty) {
-            return Err(Error::Unsupported { ty });
-        }
-        if !shaders::MATMUL_TYPES.contains(&ty) {
-            return Err(Error::Unsupported { ty });
-        }
-        hearth_kernels::QMatrix::new(ty, data, rows, cols)?;
         let per_piece = (self.max_binding / row_bytes(ty, cols).max(1) as u64).max(1) as usize;
         self.upload_matrix_in_pieces(ty, data, rows, cols, per_piece)
     }
@@ -159,14 +163,26 @@ impl Gpu {
         }
         hearth_kernels::QMatrix::new(ty, data, rows, cols)?;
         let rb = row_bytes(ty, cols);
-        let per_piece = per_piece.max(1);
-        let mut pieces = Vec::new();
-        let mut r = 0;
-        while r < rows {
-            let n = per_piece.min(rows - r);
-            pieces.push((self.storage("weights", &data[r * rb..(r + n) * rb]), r, n));
-            r += n;
+        if rb as u64 > self.max_binding {
+            return Err(Error::Shape(format!(
+                "one row of {cols} {} values is {rb} bytes, more than this GPU binds at once ({} bytes)",
+                ty.name(),
+                self.max_binding
+            )));
         }
+        let per_piece = per_piece
+            .max(1)
+            .min((self.max_binding / rb.max(1) as u64) as usize);
+        let pieces = self.scoped("weight upload", || {
+            let mut pieces = Vec::new();
+            let mut r = 0;
+            while r < rows {
+                let n = per_piece.min(rows - r);
+                pieces.push((self.storage("weights", &data[r * rb..(r + n) * rb]), r, n));
+                r += n;
+            }
+            Ok(pieces)
+        })?;
         Ok(GpuMatrix {
             ty,
             rows,
@@ -210,32 +226,55 @@ impl Gpu {
         };
         let key = format!("{v:?}");
         let pipeline = self.pipeline(&key, || shaders::matmul_source(v).expect("checked type"))?;
-        let xbuf = self.storage("activations", x);
-        let out = self.output(tokens * m.rows);
-        let mut encoder = self.device.create_command_encoder(&Default::default());
-        for (wbuf, row0, n) in &m.pieces {
-            let (gx, gz) = groups_2d((*n as u32).div_ceil(tr));
-            let params = self.uniform(&[
-                *n as u32,
-                m.cols as u32,
-                tokens as u32,
-                row_bytes(m.ty, m.cols) as u32,
-                xrb as u32,
-                gx,
-                m.rows as u32,
-                *row0 as u32,
-            ]);
-            let group = self.bind(&pipeline, &[wbuf, &xbuf, &out, &params]);
-            self.dispatch(
-                &mut encoder,
-                &pipeline,
-                &group,
-                (gx, (tokens as u32).div_ceil(tt), gz),
-            );
+        let wrb = row_bytes(m.ty, m.cols);
+        // Tokens per submission: activations and outputs each within one binding, and the
+        // token groups within one dispatch dimension.
+        let out_row = m.rows as u64 * 4;
+        let chunk = (self.max_binding / (xrb as u64).max(1))
+            .min(self.max_binding / out_row.max(1))
+            .min(u64::from(MAX_GROUPS) * u64::from(tt)) as usize;
+        if chunk == 0 {
+            return Err(Error::Shape(format!(
+                "one token's {xrb} activation bytes or {out_row} output bytes are more than \
+                 this GPU binds at once ({} bytes)",
+                self.max_binding
+            )));
         }
-        self.submit_and_wait(encoder)?;
-        let mut y = self.read_f32(&out)?;
-        y.truncate(tokens * m.rows);
+        let mut y = Vec::with_capacity(tokens * m.rows);
+        for t0 in (0..tokens.max(1)).step_by(chunk) {
+            let n_tok = chunk.min(tokens - t0);
+            let xs = &x[t0 * xrb..(t0 + n_tok) * xrb];
+            let part = self.scoped("matrix kernel", || {
+                let xbuf = self.storage("activations", xs);
+                let out = self.output(n_tok * m.rows);
+                let mut encoder = self.device.create_command_encoder(&Default::default());
+                for (wbuf, row0, n) in &m.pieces {
+                    let (gx, gz) = groups_2d((*n as u32).div_ceil(tr));
+                    let params = self.uniform(&[
+                        *n as u32,
+                        m.cols as u32,
+                        n_tok as u32,
+                        wrb as u32,
+                        xrb as u32,
+                        gx,
+                        m.rows as u32,
+                        *row0 as u32,
+                    ]);
+                    let group = self.bind(&pipeline, &[wbuf, &xbuf, &out, &params]);
+                    self.dispatch(
+                        &mut encoder,
+                        &pipeline,
+                        &group,
+                        (gx, (n_tok as u32).div_ceil(tt), gz),
+                    );
+                }
+                self.submit_and_wait(encoder)?;
+                let mut part = self.read_f32(&out)?;
+                part.truncate(n_tok * m.rows);
+                Ok(part)
+            })?;
+            y.extend_from_slice(&part);
+        }
         Ok(y)
     }
 
@@ -248,23 +287,23 @@ impl Gpu {
                 x.len()
             )));
         }
+        self.fits("rms norm input", x.len() * 4)?;
         let pipeline = self.pipeline("rms_norm", || shaders::RMS_NORM.to_string())?;
-        let xb = self.storage("x", bytemuck::cast_slice(x));
-        let wb = self.storage("norm", bytemuck::cast_slice(weight));
-        let out = self.output(x.len());
-        let params = self.uniform(&[n as u32, eps.to_bits(), 0, 0]);
-        let group = self.bind(&pipeline, &[&xb, &wb, &out, &params]);
-        let mut encoder = self.device.create_command_encoder(&Default::default());
-        self.dispatch(
-            &mut encoder,
-            &pipeline,
-            &group,
-            ((x.len() / n) as u32, 1, 1),
-        );
-        self.submit_and_wait(encoder)?;
-        let mut y = self.read_f32(&out)?;
-        y.truncate(x.len());
-        Ok(y)
+        let rows = (x.len() / n) as u32;
+        let (gx, gy) = groups_2d(rows);
+        self.scoped("rms norm", || {
+            let xb = self.storage("x", bytemuck::cast_slice(x));
+            let wb = self.storage("norm", bytemuck::cast_slice(weight));
+            let out = self.output(x.len());
+            let params = self.uniform(&[n as u32, eps.to_bits(), gx, rows]);
+            let group = self.bind(&pipeline, &[&xb, &wb, &out, &params]);
+            let mut encoder = self.device.create_command_encoder(&Default::default());
+            self.dispatch(&mut encoder, &pipeline, &group, (gx, gy, 1));
+            self.submit_and_wait(encoder)?;
+            let mut y = self.read_f32(&out)?;
+            y.truncate(x.len());
+            Ok(y)
+        })
     }
 
     /// Rotates `x` (per token: `heads` heads of `head_dim`) for each token's position, over
@@ -291,28 +330,32 @@ impl Gpu {
         }
         let half = rot_dim / 2;
         let cs = rope_table(positions, rot_dim, base, freq_scale);
+        self.fits("rope input", x.len() * 4)?;
+        self.fits("rope table", cs.len() * 4)?;
         let pipeline = self.pipeline("rope", || shaders::ROPE.to_string())?;
-        let xb = self.storage("x", bytemuck::cast_slice(x));
-        let csb = self.storage("cos sin", bytemuck::cast_slice(&cs));
-        let n = (tokens * heads * half) as u32;
-        let (gx, gy) = groups_2d(n.div_ceil(64));
-        let params = self.uniform(&[
-            tokens as u32,
-            heads as u32,
-            head_dim as u32,
-            half as u32,
-            u32::from(layout == RopeLayout::Halves),
-            gx,
-            0,
-            0,
-        ]);
-        let group = self.bind(&pipeline, &[&xb, &csb, &params]);
-        let mut encoder = self.device.create_command_encoder(&Default::default());
-        self.dispatch(&mut encoder, &pipeline, &group, (gx, gy, 1));
-        self.submit_and_wait(encoder)?;
-        let mut y = self.read_f32(&xb)?;
-        y.truncate(x.len());
-        Ok(y)
+        self.scoped("rope", || {
+            let xb = self.storage("x", bytemuck::cast_slice(x));
+            let csb = self.storage("cos sin", bytemuck::cast_slice(&cs));
+            let n = (tokens * heads * half) as u32;
+            let (gx, gy) = groups_2d(n.div_ceil(64));
+            let params = self.uniform(&[
+                tokens as u32,
+                heads as u32,
+                head_dim as u32,
+                half as u32,
+                u32::from(layout == RopeLayout::Halves),
+                gx,
+                0,
+                0,
+            ]);
+            let group = self.bind(&pipeline, &[&xb, &csb, &params]);
+            let mut encoder = self.device.create_command_encoder(&Default::default());
+            self.dispatch(&mut encoder, &pipeline, &group, (gx, gy, 1));
+            self.submit_and_wait(encoder)?;
+            let mut y = self.read_f32(&xb)?;
+            y.truncate(x.len());
+            Ok(y)
+        })
     }
 
     /// `act(gate) * up` elementwise: SiLU (SwiGLU) or, with `gelu`, GELU in its tanh form.
@@ -320,18 +363,21 @@ impl Gpu {
         if gate.len() != up.len() {
             return Err(Error::Shape("gate and up differ in length".into()));
         }
+        self.fits("glu input", gate.len() * 4)?;
         let pipeline = self.pipeline("glu", || shaders::GLU.to_string())?;
-        let gb = self.storage("gate", bytemuck::cast_slice(gate));
-        let ub = self.storage("up", bytemuck::cast_slice(up));
-        let (gx, gy) = groups_2d((gate.len() as u32).div_ceil(64));
-        let params = self.uniform(&[gate.len() as u32, u32::from(gelu), gx, 0]);
-        let group = self.bind(&pipeline, &[&gb, &ub, &params]);
-        let mut encoder = self.device.create_command_encoder(&Default::default());
-        self.dispatch(&mut encoder, &pipeline, &group, (gx, gy, 1));
-        self.submit_and_wait(encoder)?;
-        let mut y = self.read_f32(&gb)?;
-        y.truncate(gate.len());
-        Ok(y)
+        self.scoped("glu", || {
+            let gb = self.storage("gate", bytemuck::cast_slice(gate));
+            let ub = self.storage("up", bytemuck::cast_slice(up));
+            let (gx, gy) = groups_2d((gate.len() as u32).div_ceil(64));
+            let params = self.uniform(&[gate.len() as u32, u32::from(gelu), gx, 0]);
+            let group = self.bind(&pipeline, &[&gb, &ub, &params]);
+            let mut encoder = self.device.create_command_encoder(&Default::default());
+            self.dispatch(&mut encoder, &pipeline, &group, (gx, gy, 1));
+            self.submit_and_wait(encoder)?;
+            let mut y = self.read_f32(&gb)?;
+            y.truncate(gate.len());
+            Ok(y)
+        })
     }
 
     /// Softmax of each row of `n` values.
@@ -342,21 +388,21 @@ impl Gpu {
                 x.len()
             )));
         }
+        self.fits("softmax input", x.len() * 4)?;
         let pipeline = self.pipeline("softmax", || shaders::SOFTMAX.to_string())?;
-        let xb = self.storage("x", bytemuck::cast_slice(x));
-        let params = self.uniform(&[n as u32, 0, 0, 0]);
-        let group = self.bind(&pipeline, &[&xb, &params]);
-        let mut encoder = self.device.create_command_encoder(&Default::default());
-        self.dispatch(
-            &mut encoder,
-            &pipeline,
-            &group,
-            ((x.len() / n) as u32, 1, 1),
-        );
-        self.submit_and_wait(encoder)?;
-        let mut y = self.read_f32(&xb)?;
-        y.truncate(x.len());
-        Ok(y)
+        let rows = (x.len() / n) as u32;
+        let (gx, gy) = groups_2d(rows);
+        self.scoped("softmax", || {
+            let xb = self.storage("x", bytemuck::cast_slice(x));
+            let params = self.uniform(&[n as u32, gx, rows, 0]);
+            let group = self.bind(&pipeline, &[&xb, &params]);
+            let mut encoder = self.device.create_command_encoder(&Default::default());
+            self.dispatch(&mut encoder, &pipeline, &group, (gx, gy, 1));
+            self.submit_and_wait(encoder)?;
+            let mut y = self.read_f32(&xb)?;
+            y.truncate(x.len());
+            Ok(y)
+        })
     }
 }
 

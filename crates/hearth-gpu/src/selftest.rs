@@ -3,8 +3,9 @@
 //! is open. The crate's tests and `hearth gpu-selftest` run these same checks.
 //!
 //! The bounds, for output `y` of the CPU and `g` of the GPU:
-//! - matrices, exact case: weights and activations whose scales are powers of two and whose
-//!   sums stay below 2^24 units, so every float operation on either side is exact: `g == y`
+//! - matrices, exact case: weights and activations on a 2^-5 grid (power-of-two scales) with
+//!   `sum (|w| + 2|m|) |x| <= 2^14` per output (asserted on the data), so every partial sum is
+//!   at most 2^24 units of 2^-10 and every float operation on either side is exact: `g == y`
 //!   bit for bit, which also proves the i32 block sums exact;
 //! - matrices, general case: `|g - y| <= 2 (4k + 16) 2^-24 S`, with `k` the units each thread
 //!   adds (`cols / unit / 32`) and `S` the sum over elements of `(|w| + 2|m|) |x|` (`m` the
@@ -97,7 +98,8 @@ fn exact_weights(ty: GgmlType, rows: usize, cols: usize, rng: &mut StdRng) -> Ve
 }
 
 /// Random activation rows (as `activation_type(ty)` encodes them) with power-of-two scales
-/// and codes in -32..=32.
+/// and `|x| <= 2^-4` (codes within 1 at scale 2^-4, within 2 at 2^-5): the widest weights
+/// (Q6_K: 2^-4 x 128 x 32 = 256) then keep each output's sum within 2^14 over 1024 columns.
 fn exact_activations(ty: GgmlType, tokens: usize, cols: usize, rng: &mut StdRng) -> Vec<u8> {
     use GgmlType::*;
     let xty = activation_type(ty).expect("activation type");
@@ -115,12 +117,13 @@ fn exact_activations(ty: GgmlType, tokens: usize, cols: usize, rng: &mut StdRng)
     let f16b = |v: f32| half::f16::from_f32(v).to_le_bytes();
     for block in out.chunks_exact_mut(xty.type_size()) {
         let d = pow2(rng);
+        let lim = if d == 0.0625 { 1 } else { 2 };
         match xty {
             Q8_0 | Q8_1 => {
                 let qo = block.len() - 32;
                 let mut sum = 0i32;
                 for q in &mut block[qo..] {
-                    let v = rng.gen_range(-32i32..=32);
+                    let v = rng.gen_range(-lim..=lim);
                     sum += v;
                     *q = v as i8 as u8;
                 }
@@ -133,7 +136,7 @@ fn exact_activations(ty: GgmlType, tokens: usize, cols: usize, rng: &mut StdRng)
                 block[0..4].copy_from_slice(&d.to_le_bytes());
                 let mut sums = [0i32; 16];
                 for i in 0..256 {
-                    let v = rng.gen_range(-32i32..=32);
+                    let v = rng.gen_range(-lim..=lim);
                     sums[i / 16] += v;
                     block[4 + i] = v as i8 as u8;
                 }
@@ -225,12 +228,49 @@ fn unit(ty: GgmlType) -> usize {
     }
 }
 
+/// The exact case's precondition, checked on the data rather than trusted: every decoded
+/// weight, offset and activation is a multiple of 2^-5, so every product and every partial
+/// sum, in whatever grouping either side uses, is a multiple of 2^-10; and for each output
+/// `S = sum (|w| + 2|m|) |x| <= 2^14` bounds every such partial sum, which is then at most
+/// 2^24 units of 2^-10 and so exact in f32. A seed whose data break this would make the exact
+/// check fail without any kernel being wrong, so it panics here instead.
+fn assert_exact_precondition(ty: GgmlType, w: &[u8], x: &[u8]) {
+    let xty = activation_type(ty).expect("activation type");
+    let (wd, md, xd) = (
+        decode(ty, w, COLS),
+        offsets(ty, w, COLS),
+        decode(xty, x, COLS),
+    );
+    let on_grid = |v: f32| (v as f64 * 32.0).fract() == 0.0;
+    assert!(
+        wd.iter().chain(&md).chain(&xd).all(|&v| on_grid(v)),
+        "{}: exact data off the 2^-5 grid",
+        ty.name()
+    );
+    for r in 0..ROWS {
+        for t in 0..TOKENS {
+            let s: f64 = (0..COLS)
+                .map(|j| {
+                    let i = r * COLS + j;
+                    (wd[i].abs() as f64 + 2.0 * md[i].abs() as f64) * xd[t * COLS + j].abs() as f64
+                })
+                .sum();
+            assert!(
+                s <= 16384.0,
+                "{}: exact data for row {r} token {t} sum to {s} > 2^14: not exact in f32",
+                ty.name()
+            );
+        }
+    }
+}
+
 /// The exact case: the GPU's matrix-vector and tiled results equal the CPU's bits.
 pub fn matmul_exact(gpu: &Gpu, ty: GgmlType, seed: u64) -> Result<Check> {
     let mut rng = StdRng::seed_from_u64(seed);
     let w = exact_weights(ty, ROWS, COLS, &mut rng);
     let x = exact_activations(ty, TOKENS, COLS, &mut rng);
     let want = cpu_matmul(ty, &w, &x, ROWS, COLS, TOKENS);
+    assert_exact_precondition(ty, &w, &x);
     let m = gpu.upload_matrix(ty, &w, ROWS, COLS)?;
     let mut bad = None;
     for tile in TILES {
@@ -247,6 +287,35 @@ pub fn matmul_exact(gpu: &Gpu, ty: GgmlType, seed: u64) -> Result<Check> {
         }
     }
     Ok(check(format!("{} exact sums", ty.name()), None, bad))
+}
+
+/// Random data on two opened devices (the subgroup path and the path every adapter has):
+/// every tile on either gives the bits of matrix-vector on `plain`.
+pub fn matmul_paths_agree(plain: &Gpu, other: &Gpu, ty: GgmlType, seed: u64) -> Result<Check> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let xty = activation_type(ty)?;
+    let w = random_rows(ty, ROWS, COLS, &mut rng);
+    let x = random_rows(xty, TOKENS, COLS, &mut rng);
+    let mp = plain.upload_matrix(ty, &w, ROWS, COLS)?;
+    let mo = other.upload_matrix(ty, &w, ROWS, COLS)?;
+    let want = plain.matmul(&mp, &x, TOKENS, (1, 1))?;
+    let mut bad = None;
+    'tiles: for tile in TILES {
+        let got = other.matmul(&mo, &x, TOKENS, tile)?;
+        for i in 0..want.len() {
+            if got[i].to_bits() != want[i].to_bits() {
+                bad = Some(format!(
+                    "tile {tile:?}: token {} row {}: {} vs {}",
+                    i / ROWS,
+                    i % ROWS,
+                    got[i],
+                    want[i]
+                ));
+                break 'tiles;
+            }
+        }
+    }
+    Ok(check(format!("{} paths agree", ty.name()), None, bad))
 }
 
 /// The general case: random quantized data, within the stated bound.

@@ -64,15 +64,22 @@ pub fn matmul_source(v: MatmulVariant) -> Option<String> {
     let rt = v.rows * v.tokens;
     // naga takes subgroup operations without WGSL's `enable subgroups;` (which it refuses);
     // wgpu checks the device's SUBGROUP feature instead.
-    let (reduce, args) = if v.subgroups {
+    let (reduce, args, me) = if v.subgroups {
         (
             REDUCE_SUBGROUP,
             "@builtin(subgroup_invocation_id) sg_lane: u32,\n    \
              @builtin(subgroup_id) sg_id: u32,\n    \
-             @builtin(num_subgroups) sg_count: u32,",
+             @builtin(num_subgroups) sg_count: u32,\n    \
+             @builtin(subgroup_size) sg_size: u32,",
+            // Subgroup order is a permutation of the workgroup only when the subgroups tile
+            // it (one subgroup of at least WG lanes, or full subgroups of fewer); otherwise
+            // every level goes through workgroup memory over the local index.
+            "    let tiled = (sg_size >= WG && sg_count == 1u) || sg_size * sg_count == WG;\n    \
+             let me = select(lid, sg_id * sg_size + sg_lane, tiled);\n    \
+             let sg_w = select(1u, min(sg_size, WG), tiled);",
         )
     } else {
-        (REDUCE_SHARED, "")
+        (REDUCE_SHARED, "", "    let me = lid;")
     };
     Some(
         MATMUL
@@ -82,6 +89,7 @@ pub fn matmul_source(v: MatmulVariant) -> Option<String> {
             .replace("{RED}", &(rt * MATMUL_WG).to_string())
             .replace("{FORMAT}", &format)
             .replace("{SUBGROUP_ARGS}", args)
+            .replace("{ME}", me)
             .replace("{REDUCE}", reduce),
     )
 }

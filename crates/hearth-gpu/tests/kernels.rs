@@ -152,6 +152,18 @@ fn every_check_fails_on_a_broken_kernel() {
         ),
         ("q4_k scale", "i32(sm.x) * s", "i32(sm.y) * s", exact(Q4_K)),
         (
+            "K-quant scale of groups 4 to 7",
+            "let sc = (wb(so + j + 4u) & 15u)",
+            "let sc = (wb(so + j + 4u) & 7u)",
+            exact(Q4_K),
+        ),
+        (
+            "q5_0 low fifth bit",
+            "(((qh >> j) & 1u) << 4u)",
+            "(((qh >> (j ^ 1u)) & 1u) << 4u)",
+            exact(Q5_0),
+        ),
+        (
             "q5_k fifth bit",
             "(((wb(wo + 16u + l) >> j) & 1u) << 4u)",
             "(((wb(wo + 16u + l) >> (j ^ 1u)) & 1u) << 4u)",
@@ -177,8 +189,8 @@ fn every_check_fails_on_a_broken_kernel() {
         ),
         (
             "tree reduction",
-            "red[i * WG + lid] += red[i * WG + lid + s];",
-            "red[i * WG + lid] = red[i * WG + lid] + red[i * WG + lid + s] * 1.0000001;",
+            "red[i * WG + me] += red[i * WG + me + s];",
+            "red[i * WG + me] = red[i * WG + me] + red[i * WG + me + s] * 1.0000001;",
             exact(Q8_0),
         ),
         (
@@ -230,27 +242,49 @@ fn every_check_fails_on_a_broken_kernel() {
             Box::new(|g| selftest::softmax_check(g, 1).unwrap()),
         ),
     ];
-    let gpu = open(false);
+    // The subgroup reduction, on the device that runs it.
+    let subgroup_cases: Vec<(&str, &str, &str, Run)> = vec![
+        (
+            "subgroup shuffle sum",
+            "v += subgroupShuffleXor(v, k);",
+            "v += subgroupShuffleXor(v, k) * 1.0000001;",
+            exact(Q8_0),
+        ),
+        (
+            "subgroup shuffle partner",
+            "v += subgroupShuffleXor(v, k);",
+            "v += subgroupShuffleXor(v, k >> 1u);",
+            exact(Q4_K),
+        ),
+    ];
     let sources: String = hearth_gpu::all_sources()
         .into_iter()
         .map(|(_, s)| s)
         .collect();
     let mut survived = Vec::new();
-    for (what, from, to, run) in &cases {
+    let plain = open(false);
+    let with = open(true);
+    let mut runs: Vec<(&Gpu, _)> = cases.iter().map(|c| (&plain, c)).collect();
+    if with.uses_subgroups() {
+        runs.extend(subgroup_cases.iter().map(|c| (&with, c)));
+    } else {
+        eprintln!("this adapter has no subgroups: the subgroup mutations are not run");
+    }
+    for (gpu, (what, from, to, run)) in runs {
         assert!(
             sources.contains(from),
             "{what}: {from:?} is not in any shader"
         );
         gpu.set_source_patch(None);
-        assert!(run(&gpu).passed, "{what}: the unbroken kernel must pass");
+        assert!(run(gpu).passed, "{what}: the unbroken kernel must pass");
         gpu.set_source_patch(Some((from, to)));
-        let c = run(&gpu);
+        let c = run(gpu);
         eprintln!("{what} broken: {} -> {}", c.name, c.detail);
         if c.passed {
             survived.push(*what);
         }
+        gpu.set_source_patch(None);
     }
-    gpu.set_source_patch(None);
     assert!(
         survived.is_empty(),
         "checks that passed a broken kernel: {survived:?}"
@@ -273,4 +307,118 @@ fn wrong_shapes_are_refused_in_words() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("no Q2_K kernel"), "{err}");
+}
+
+/// More rows or tokens than one dispatch dimension takes (65535 workgroups) are folded or
+/// split on the host, not handed to wgpu (whose validation error would end the process), and
+/// each row's result is the one it gets alone.
+#[test]
+fn work_past_the_dispatch_limit_is_folded_or_split() {
+    let gpu = open(false);
+    let rows = 70_000usize;
+    let x: Vec<f32> = (0..rows * 2).map(|i| (i % 7) as f32 - 3.0).collect();
+    let last = &x[(rows - 1) * 2..];
+    let norm = gpu
+        .rms_norm(&x, &[1.5, 0.5], 1e-5)
+        .expect("rms norm of 70000 rows");
+    let alone = gpu.rms_norm(last, &[1.5, 0.5], 1e-5).unwrap();
+    assert_eq!(norm[(rows - 1) * 2..], alone[..]);
+    let soft = gpu.softmax(&x, 2).expect("softmax of 70000 rows");
+    assert_eq!(soft[(rows - 1) * 2..], gpu.softmax(last, 2).unwrap()[..]);
+
+    let tokens = 65_537usize;
+    let w: Vec<u8> = (0..32)
+        .flat_map(|i| (i as f32 * 0.25).to_le_bytes())
+        .collect();
+    let m = gpu.upload_matrix(GgmlType::F32, &w, 1, 32).unwrap();
+    let xs: Vec<u8> = (0..tokens * 32)
+        .flat_map(|i| ((i % 5) as f32).to_le_bytes())
+        .collect();
+    let y = gpu
+        .matmul(&m, &xs, tokens, (1, 1))
+        .expect("65537 tokens in one call");
+    let one = gpu
+        .matmul(&m, &xs[(tokens - 1) * 128..], 1, (1, 1))
+        .unwrap();
+    assert_eq!(y.len(), tokens);
+    assert_eq!(y[tokens - 1].to_bits(), one[0].to_bits());
+}
+
+/// The subgroup path sums in the same tree as the path every adapter has, whatever subgroup
+/// size the driver picks for each pipeline, so matrix-vector and matrix-matrix (and the two
+/// paths) give the same bits.
+#[test]
+fn subgroup_sums_give_the_same_bits_as_the_shared_tree() {
+    let plain = open(false);
+    let with = open(true);
+    if !with.uses_subgroups() {
+        eprintln!("this adapter has no subgroups: nothing to compare");
+        return;
+    }
+    let mut out = Vec::new();
+    for ty in MATMUL_TYPES {
+        out.push((
+            "subgroups vs shared".to_string(),
+            selftest::matmul_paths_agree(&plain, &with, ty, 3).expect("kernel ran"),
+        ));
+    }
+    assert_all(out);
+}
+
+/// Past one binding: a row that does not fit is refused in words, inputs of the per-token ops
+/// too, and a matrix product whose activations or outputs do not fit is split by tokens with
+/// the same bits as one token at a time.
+#[test]
+fn buffers_past_one_binding_are_split_or_refused_in_words() {
+    let mut gpu = open(false);
+    gpu.limit_bindings(4096);
+    let err = gpu
+        .upload_matrix(GgmlType::Q8_0, &vec![0u8; 34 * 128], 1, 4096)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("more than this GPU binds at once"), "{err}");
+    let err = gpu
+        .rms_norm(&vec![1.0; 2048], &[1.0; 2], 1e-5)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("rms norm input is 8192 bytes"), "{err}");
+    let err = gpu.softmax(&vec![1.0; 2048], 2).unwrap_err().to_string();
+    assert!(err.contains("softmax input is 8192 bytes"), "{err}");
+
+    // 300 rows of 32 F32 columns: 1200 output bytes a token, so 3 tokens a submission, and
+    // 128 activation bytes a token.
+    let (rows, cols, tokens) = (300usize, 32usize, 10usize);
+    let w: Vec<u8> = (0..rows * cols)
+        .flat_map(|i| ((i % 13) as f32 * 0.5 - 3.0).to_le_bytes())
+        .collect();
+    let x: Vec<u8> = (0..tokens * cols)
+        .flat_map(|i| ((i % 7) as f32 - 2.5).to_le_bytes())
+        .collect();
+    let m = gpu.upload_matrix(GgmlType::F32, &w, rows, cols).unwrap();
+    assert_eq!(m.pieces(), rows.div_ceil(4096 / (cols * 4)));
+    let y = gpu.matmul(&m, &x, tokens, (4, 8)).unwrap();
+    for t in 0..tokens {
+        let one = gpu
+            .matmul(&m, &x[t * cols * 4..(t + 1) * cols * 4], 1, (1, 1))
+            .unwrap();
+        let same = y[t * rows..(t + 1) * rows]
+            .iter()
+            .zip(&one)
+            .all(|(a, b)| a.to_bits() == b.to_bits());
+        assert!(same, "token {t} differs from its product alone");
+    }
+    let err = gpu
+        .matmul(
+            &gpu.upload_matrix(GgmlType::F32, &vec![0u8; 1100 * 4], 1100, 1)
+                .unwrap(),
+            &[0u8; 4],
+            1,
+            (1, 1),
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("output bytes are more than this GPU binds"),
+        "{err}"
+    );
 }

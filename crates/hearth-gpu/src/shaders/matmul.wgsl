@@ -1,10 +1,11 @@
 // y[tok][row] = dot(weight row, activation row of tok), for a tile of R rows x T tokens per
-// workgroup. Thread `lid` always sums units lid, lid + WG, ... of a pair in that order, and the
+// workgroup. Slot `me` always sums units me, me + WG, ... of a pair in that order, and the
 // workgroup then adds the threads' sums in a fixed tree, so every output element gets the same
 // float operations in the same order whatever R, T, the batch or the element's place in it:
 // matrix-vector (T = 1) and matrix-matrix agree bit for bit. The weight and activation bytes
 // are read from u32 words because WGSL has no byte type (blocks like Q8_0's 34 bytes are not
-// word-aligned).
+// word-aligned). `me` is the thread's slot in the sum: its local index, or on the subgroup path
+// its place in subgroup order (see reduce_subgroup.wgsl).
 
 struct Params {
     rows: u32,
@@ -49,11 +50,12 @@ fn main(
     @builtin(workgroup_id) wid: vec3<u32>,
     {SUBGROUP_ARGS}
 ) {
+{ME}
     let row0 = (wid.x + wid.z * p.wg_x) * R;
     let tok0 = wid.y * T;
     var acc: array<f32, RT>;
     let nu = p.cols / UNIT;
-    for (var u = lid; u < nu; u += WG) {
+    for (var u = me; u < nu; u += WG) {
         for (var r = 0u; r < R; r++) {
             let row = row0 + r;
             if (row < p.rows) {

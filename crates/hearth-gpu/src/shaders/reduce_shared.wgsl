@@ -1,12 +1,12 @@
     // Without subgroups: a fixed halving tree in workgroup memory.
     for (var i = 0u; i < RT; i++) {
-        red[i * WG + lid] = acc[i];
+        red[i * WG + me] = acc[i];
     }
     workgroupBarrier();
     for (var s = WG / 2u; s > 0u; s >>= 1u) {
-        if (lid < s) {
+        if (me < s) {
             for (var i = 0u; i < RT; i++) {
-                red[i * WG + lid] += red[i * WG + lid + s];
+                red[i * WG + me] += red[i * WG + me + s];
             }
         }
         workgroupBarrier();

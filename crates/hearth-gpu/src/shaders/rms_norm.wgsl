@@ -1,5 +1,5 @@
 // y = x / rms(x) * g, one workgroup per row; the squares are summed in a fixed tree.
-struct Params { n: u32, eps: f32, _a: u32, _b: u32 }
+struct Params { n: u32, eps: f32, wg_x: u32, rows: u32 }
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read> g: array<f32>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
@@ -9,7 +9,12 @@ var<workgroup> red: array<f32, 64>;
 
 @compute @workgroup_size(64)
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
-    let base = wid.x * p.n;
+    // Rows past 65535 workgroups fold into wid.y.
+    let row = wid.x + wid.y * p.wg_x;
+    if (row >= p.rows) {
+        return;
+    }
+    let base = row * p.n;
     var s = 0.0;
     for (var i = lid; i < p.n; i += 64u) {
         let v = x[base + i];

@@ -1,6 +1,6 @@
 // Softmax of each row in place, one workgroup per row: the maximum, then exp(x - max) and its
 // sum in a fixed tree, then the division.
-struct Params { n: u32, _a: u32, _b: u32, _c: u32 }
+struct Params { n: u32, wg_x: u32, rows: u32, _c: u32 }
 @group(0) @binding(0) var<storage, read_write> x: array<f32>;
 @group(0) @binding(1) var<uniform> p: Params;
 
@@ -8,7 +8,12 @@ var<workgroup> red: array<f32, 64>;
 
 @compute @workgroup_size(64)
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
-    let base = wid.x * p.n;
+    // Rows past 65535 workgroups fold into wid.y.
+    let row = wid.x + wid.y * p.wg_x;
+    if (row >= p.rows) {
+        return;
+    }
+    let base = row * p.n;
     var m = -3.4028235e38;
     for (var i = lid; i < p.n; i += 64u) {
         m = max(m, x[base + i]);
