@@ -455,12 +455,14 @@ impl Reader {
 
 /// A page's text as plain text: PDFium's `\r\n` line ends become `\n`, and control
 /// characters other than newline and tab are dropped, so a document cannot send terminal escape
-/// sequences to whoever prints it.
+/// sequences to whoever prints it, nor the bidi embeddings, overrides and isolates that make
+/// text show in another order than it is read (joiners and marks stay: real scripts need them).
 pub fn clean_text(text: &str) -> String {
     let unified = text.replace("\r\n", "\n").replace('\r', "\n");
     unified
         .chars()
         .filter(|&c| c == '\n' || c == '\t' || !c.is_control())
+        .filter(|c| !matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'))
         .collect()
 }
 
@@ -577,5 +579,18 @@ mod tests {
         assert_eq!(clean_text("a\r\nb\rc"), "a\nb\nc");
         assert_eq!(clean_text("red\x1b[31m!\x07"), "red[31m!");
         assert_eq!(clean_text("tab\tkept"), "tab\tkept");
+    }
+
+    #[test]
+    fn text_cannot_reorder_itself_on_screen() {
+        assert_eq!(
+            clean_text("pay \u{202E}0001\u{202C} to \u{2067}x\u{2069}"),
+            "pay 0001 to x"
+        );
+        // Joiners carry meaning in Persian and Indic text, and stay.
+        assert_eq!(
+            clean_text("\u{0645}\u{200C}\u{06CC}"),
+            "\u{0645}\u{200C}\u{06CC}"
+        );
     }
 }
