@@ -56,6 +56,14 @@ pub enum Error {
     WallTime { stage: Stage, seconds: u64 },
     #[error("the PDF reader stopped while trying to {stage} ({detail}); the file is probably damaged or built to attack readers")]
     Crashed { stage: Stage, detail: String },
+    #[error("this document has more than {max} of text; Hearth keeps at most that much of one document, so it stopped at page {page}")]
+    TextTooLarge { page: u32, max: String },
+    #[error("this document took longer than the {seconds} seconds Hearth spends on one document; it stopped before page {page}")]
+    DocumentTime { page: u32, seconds: u64 },
+    #[error("this password is {len} bytes long, longer than any PDF password ({max} at most)")]
+    PasswordTooLong { len: usize, max: usize },
+    #[error("{} is not a regular file (a folder, a pipe or a device), so Hearth does not read it", .path.display())]
+    NotAFile { path: PathBuf },
     #[error("the PDF reader's answer was too long while trying to {stage}")]
     ReplyTooLarge { stage: Stage },
     #[error("the PDF library could not be loaded from {path}: {detail}")]

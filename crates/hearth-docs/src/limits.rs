@@ -28,6 +28,29 @@ pub struct Limits {
     pub worker_wall_seconds: u64,
     /// Resolution a page without a text layer is rendered at for OCR.
     pub render_dpi: u32,
+    /// Most text kept from one document, in bytes of UTF-8: the caller (later the server) holds
+    /// every page's text, so 2000 pages of a few megabytes each must not all come back.
+    #[serde(default = "default_max_text_bytes")]
+    pub max_text_bytes: u64,
+    /// Most text kept from one page, in bytes of UTF-8.
+    #[serde(default = "default_max_page_text_bytes")]
+    pub max_page_text_bytes: u64,
+    /// Wall-clock seconds for the whole document: every page worker's deadline is the smaller
+    /// of its own and what is left of this, so 2000 slow pages cannot hold a reader for a day.
+    #[serde(default = "default_document_wall_seconds")]
+    pub document_wall_seconds: u64,
+}
+
+fn default_max_text_bytes() -> u64 {
+    16 << 20
+}
+
+fn default_max_page_text_bytes() -> u64 {
+    4 << 20
+}
+
+fn default_document_wall_seconds() -> u64 {
+    600
 }
 
 impl Default for Limits {
@@ -40,6 +63,9 @@ impl Default for Limits {
             worker_cpu_seconds: 30,
             worker_wall_seconds: 60,
             render_dpi: 300,
+            max_text_bytes: default_max_text_bytes(),
+            max_page_text_bytes: default_max_page_text_bytes(),
+            document_wall_seconds: default_document_wall_seconds(),
         }
     }
 }
@@ -73,8 +99,9 @@ pub fn sniff(head: &[u8]) -> Result<Kind> {
     if head.is_empty() {
         return Err(Error::Empty);
     }
-    let window = &head[..head.len().min(PDF_HEADER_WINDOW)];
-    if window.windows(5).any(|w| w == b"%PDF-") {
+    // The magic at offset 0 decides first: a picture with `%PDF-` in an early chunk (a
+    // polyglot) is a picture, and must pass the picture checks.
+    if head.starts_with(b"%PDF-") {
         return Ok(Kind::Pdf);
     }
     if head.starts_with(b"\x89PNG\r\n\x1a\n") {
@@ -89,24 +116,37 @@ pub fn sniff(head: &[u8]) -> Result<Kind> {
     if head.starts_with(b"II*\0") || head.starts_with(b"MM\0*") {
         return Ok(Kind::Tiff);
     }
+    // Leading junk before the PDF header is accepted only when the head is no other known
+    // format and not markup (an HTML page quoting `%PDF-` is not a PDF).
+    let window = &head[..head.len().min(PDF_HEADER_WINDOW)];
+    if !is_other_known(head) && window.windows(5).any(|w| w == b"%PDF-") {
+        return Ok(Kind::Pdf);
+    }
     Err(Error::UnsupportedType {
         found: describe(head),
     })
 }
 
+fn is_other_known(head: &[u8]) -> bool {
+    let text = head.trim_ascii_start();
+    KNOWN.iter().any(|(magic, _)| head.starts_with(magic)) || text.starts_with(b"<")
+}
+
+/// Formats Hearth does not read, by their magic, for the refusal's words.
+const KNOWN: [(&[u8], &str); 8] = [
+    (b"PK\x03\x04", "a zip archive or an Office document"),
+    (b"GIF8", "a GIF picture"),
+    (b"\x7fELF", "a program"),
+    (b"MZ", "a Windows program"),
+    (b"{\\rtf", "an RTF document"),
+    (b"\xd0\xcf\x11\xe0", "an old Office document"),
+    (b"\x1f\x8b", "a gzip archive"),
+    (b"<", "HTML or XML text"),
+];
+
 /// A few words on what an unreadable file seems to be, for the refusal.
 fn describe(head: &[u8]) -> String {
-    let known: [(&[u8], &str); 8] = [
-        (b"PK\x03\x04", "a zip archive or an Office document"),
-        (b"GIF8", "a GIF picture"),
-        (b"\x7fELF", "a program"),
-        (b"MZ", "a Windows program"),
-        (b"{\\rtf", "an RTF document"),
-        (b"\xd0\xcf\x11\xe0", "an old Office document"),
-        (b"\x1f\x8b", "a gzip archive"),
-        (b"<", "HTML or XML text"),
-    ];
-    for (magic, what) in known {
+    for (magic, what) in KNOWN {
         if head.starts_with(magic) {
             return format!("it looks like {what}");
         }
@@ -140,12 +180,20 @@ pub fn check_image_header(bytes: &[u8], limits: &Limits) -> Result<(u64, u64)> {
         detail: format!("the picture's header cannot be read: {e}"),
     })?;
     let (w, h) = (size.width as u64, size.height as u64);
+    if w == 0 || h == 0 {
+        return Err(Error::Damaged {
+            stage: crate::error::Stage::Page(1),
+            detail: "the picture's header gives it no width or height".into(),
+        });
+    }
     check_pixels("this picture is", w, h, limits)?;
     Ok((w, h))
 }
 
+/// A zero width or height is not a small picture but an unknown one (a JPEG may set its height
+/// later, in a DNL marker, up to 65535), so it is refused like one too large to decode.
 pub(crate) fn check_pixels(subject: &str, width: u64, height: u64, limits: &Limits) -> Result<()> {
-    if width.saturating_mul(height) > limits.max_image_pixels {
+    if width == 0 || height == 0 || width.saturating_mul(height) > limits.max_image_pixels {
         return Err(Error::ImageTooLarge {
             subject: subject.to_string(),
             width,
@@ -260,15 +308,43 @@ pub fn sanitize_name(name: &str) -> Result<String> {
     Ok(cleaned.chars().take(keep).collect::<String>() + &ext)
 }
 
-/// The bidirectional formatting characters (embeddings, overrides, isolates, marks) and the
-/// invisible ones that let a name read differently from what it is.
-fn is_bidi_or_invisible(c: char) -> bool {
+/// The characters that let a name read differently from what it is: every invisible format
+/// character (Unicode's Cf category: bidi embeddings, overrides, isolates and marks, zero-width
+/// joiners, the soft hyphen, the tag characters), the line and paragraph separators, and the
+/// invisible fillers and selectors that are not Cf but draw nothing.
+pub(crate) fn is_bidi_or_invisible(c: char) -> bool {
     matches!(c,
-        '\u{200B}'..='\u{200F}' // zero-width space/joiners, LRM, RLM
-        | '\u{202A}'..='\u{202E}' // LRE, RLE, PDF, LRO, RLO
-        | '\u{2060}'..='\u{2069}' // word joiner, invisible operators, LRI, RLI, FSI, PDI
-        | '\u{061C}' // Arabic letter mark
-        | '\u{FEFF}' // zero-width no-break space
+        // Cf, as of Unicode 15.1.
+        '\u{00AD}'
+        | '\u{0600}'..='\u{0605}'
+        | '\u{061C}'
+        | '\u{06DD}'
+        | '\u{070F}'
+        | '\u{0890}'..='\u{0891}'
+        | '\u{08E2}'
+        | '\u{180E}'
+        | '\u{200B}'..='\u{200F}'
+        | '\u{202A}'..='\u{202E}'
+        | '\u{2060}'..='\u{2064}'
+        | '\u{2066}'..='\u{206F}'
+        | '\u{FEFF}'
+        | '\u{FFF9}'..='\u{FFFB}'
+        | '\u{110BD}'
+        | '\u{110CD}'
+        | '\u{13430}'..='\u{1343F}'
+        | '\u{1BCA0}'..='\u{1BCA3}'
+        | '\u{1D173}'..='\u{1D17A}'
+        // The whole tags block (U+E0001, U+E0020-E007F, the rest unassigned).
+        | '\u{E0000}'..='\u{E007F}'
+        // Zl and Zp: a name must stay on one line.
+        | '\u{2028}'..='\u{2029}'
+        // Invisible but not Cf: combining grapheme joiner, variation selectors, Hangul fillers.
+        | '\u{034F}'
+        | '\u{FE00}'..='\u{FE0F}'
+        | '\u{E0100}'..='\u{E01EF}'
+        | '\u{115F}'..='\u{1160}'
+        | '\u{3164}'
+        | '\u{FFA0}'
     )
 }
 
@@ -446,5 +522,68 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("stalled"), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod review_tests {
+    use super::*;
+
+    #[test]
+    fn the_first_bytes_decide_over_a_later_pdf_header() {
+        let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+        png.extend_from_slice(b"\0\0\0\x0dtEXt%PDF-1.7 polyglot");
+        assert_eq!(sniff(&png).unwrap(), Kind::Png);
+        let mut jpeg = vec![0xFF, 0xD8, 0xFF, 0xE0];
+        jpeg.extend_from_slice(b"%PDF-1.4");
+        assert_eq!(sniff(&jpeg).unwrap(), Kind::Jpeg);
+        assert!(sniff(b"<html><!-- %PDF-1.4 --></html>").is_err());
+        // Junk before the header is still accepted when nothing else matches.
+        assert_eq!(
+            sniff(b"From mail gateway\r\n%PDF-1.4\n").unwrap(),
+            Kind::Pdf
+        );
+        let mut late = vec![b' '; PDF_HEADER_WINDOW];
+        late.extend_from_slice(b"%PDF-1.4");
+        assert!(sniff(&late).is_err());
+    }
+
+    #[test]
+    fn names_lose_every_invisible_format_character() {
+        for c in [
+            '\u{2028}',
+            '\u{2029}',
+            '\u{00AD}',
+            '\u{180E}',
+            '\u{034F}',
+            '\u{FE0F}',
+            '\u{FFF9}',
+            '\u{E0001}',
+            '\u{E0041}',
+            '\u{E007F}',
+            '\u{115F}',
+            '\u{3164}',
+            '\u{FFA0}',
+            '\u{0600}',
+            '\u{1D173}',
+            '\u{206A}',
+        ] {
+            let name = format!("re{c}port.pdf");
+            assert_eq!(
+                sanitize_name(&name).unwrap(),
+                "report.pdf",
+                "{:X}",
+                c as u32
+            );
+        }
+        assert_eq!(sanitize_name("Zoë 日本.pdf").unwrap(), "Zoë 日本.pdf");
+    }
+
+    #[test]
+    fn a_zero_dimension_is_not_a_small_picture() {
+        let limits = Limits::default();
+        assert!(check_pixels("this picture is", 0, 65535, &limits).is_err());
+        assert!(check_pixels("this picture is", 65535, 0, &limits).is_err());
+        assert!(check_pixels("this picture is", 10, 10, &limits).is_ok());
     }
 }

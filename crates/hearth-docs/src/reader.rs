@@ -3,7 +3,8 @@
 //! turns a worker that ends badly into a plain reason naming the page.
 
 use std::ffi::OsString;
-use std::io::{Read, Write};
+use std::fs::File;
+use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -81,24 +82,31 @@ impl Reader {
         progress: &mut dyn FnMut(Progress),
     ) -> Result<Document> {
         progress(Progress::Opening);
-        let meta = std::fs::metadata(path).map_err(|e| Error::io("reading", path, e))?;
-        if !meta.is_file() {
-            return Err(Error::io(
-                "reading",
-                path,
-                std::io::Error::other("not a regular file"),
-            ));
+        if let Some(p) = password {
+            if p.len() > MAX_PASSWORD_BYTES {
+                return Err(Error::PasswordTooLong {
+                    len: p.len(),
+                    max: MAX_PASSWORD_BYTES,
+                });
+            }
         }
-        check_size(meta.len(), &self.limits)?;
+        let started = Instant::now();
+        let (mut file, size) = open_regular(path)?;
+        check_size(size, &self.limits)?;
         let mut head = Vec::with_capacity(1024);
-        std::fs::File::open(path)
-            .and_then(|f| f.take(1024).read_to_end(&mut head))
+        (&mut file)
+            .take(1024)
+            .read_to_end(&mut head)
             .map_err(|e| Error::io("reading", path, e))?;
         let kind = sniff(&head)?;
         if kind.is_image() {
-            return self.read_photo(path, kind, ocr, progress);
+            return self.read_photo(path, file, kind, ocr, progress);
         }
-        let pages = match self.call(path, password, None)? {
+        // Workers open the file this process opened, not the path again: a path swapped after
+        // the checks (for a bigger file or a pipe) is never read.
+        let opened = opened_path(&file, path);
+        let budget = Duration::from_secs(self.limits.document_wall_seconds);
+        let pages = match self.call(&opened, password, None, budget)? {
             (Reply::Info { pages }, _) => pages,
             (other, _) => return Err(unexpected(Stage::Open, &other)),
         };
@@ -113,6 +121,7 @@ impl Reader {
         }
         let of = pages as u32;
         let mut out = Vec::with_capacity(of as usize);
+        let mut kept = 0u64;
         for n in 1..=of {
             progress(Progress::Page {
                 page: n,
@@ -120,7 +129,14 @@ impl Reader {
                 ocr: false,
             });
             let stage = Stage::Page(n);
-            let (reply, pixels) = self.call(path, password, Some(n))?;
+            let left = budget.saturating_sub(started.elapsed());
+            if left.is_zero() {
+                return Err(Error::DocumentTime {
+                    page: n,
+                    seconds: self.limits.document_wall_seconds,
+                });
+            }
+            let (reply, pixels) = self.call(&opened, password, Some(n), left)?;
             let Reply::Page {
                 text,
                 usable,
@@ -131,6 +147,20 @@ impl Reader {
                 return Err(unexpected(stage, &reply));
             };
             let text = clean_text(&text);
+            kept += text.len() as u64;
+            if text.len() as u64 > self.limits.max_page_text_bytes
+                || kept > self.limits.max_text_bytes
+            {
+                let max = if text.len() as u64 > self.limits.max_page_text_bytes {
+                    self.limits.max_page_text_bytes
+                } else {
+                    self.limits.max_text_bytes
+                };
+                return Err(Error::TextTooLarge {
+                    page: n,
+                    max: human_bytes(max),
+                });
+            }
             if usable {
                 out.push(Page {
                     page: n,
@@ -192,11 +222,19 @@ impl Reader {
     fn read_photo(
         &self,
         path: &Path,
+        mut file: File,
         kind: Kind,
         ocr: Option<&dyn PageOcr>,
         progress: &mut dyn FnMut(Progress),
     ) -> Result<Document> {
-        let bytes = std::fs::read(path).map_err(|e| Error::io("reading", path, e))?;
+        // From the handle already checked, and never past the size cap, whatever the file has
+        // become since.
+        file.rewind().map_err(|e| Error::io("reading", path, e))?;
+        let mut bytes = Vec::new();
+        file.take(self.limits.max_bytes + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| Error::io("reading", path, e))?;
+        check_size(bytes.len() as u64, &self.limits)?;
         let (w, h) = check_image_header(&bytes, &self.limits)?;
         let size = ImageSize {
             width: w as u32,
@@ -232,17 +270,19 @@ impl Reader {
         })
     }
 
-    /// Runs one worker to its end and returns its reply and any pixels after it.
+    /// Runs one worker to its end, within `wall` (at most the per-page limit), and returns its
+    /// reply and any pixels after it. The worker is killed and reaped on every way out.
     fn call(
         &self,
-        path: &Path,
+        file: &Path,
         password: Option<&str>,
         page: Option<u32>,
+        wall: Duration,
     ) -> Result<(Reply, Vec<u8>)> {
         let stage = page.map_or(Stage::Open, Stage::Page);
         let request = Request {
             library: self.library.clone(),
-            file: std::path::absolute(path).map_err(|e| Error::io("resolving", path, e))?,
+            file: file.to_path_buf(),
             password: password.map(str::to_string),
             page,
             limits: self.limits.clone(),
@@ -252,33 +292,54 @@ impl Reader {
             detail: e.to_string(),
         })?;
         line.push(b'\n');
-        let mut child = Command::new(&self.program)
-            .args(&self.args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| Error::Spawn {
-                program: self.program.clone(),
-                detail: e.to_string(),
-            })?;
-        // The request is far smaller than a pipe's buffer: this write cannot block on a worker
-        // that does not read.
-        if let Some(mut stdin) = child.stdin.take() {
-            let _ = stdin.write_all(&line);
-        }
+        let spawn_error = |e: std::io::Error| Error::Spawn {
+            program: self.program.clone(),
+            detail: e.to_string(),
+        };
+        // The worker gets no environment of ours (no tokens, no proxy settings, no paths into
+        // the household's data): the request names everything it needs.
+        let mut child = Reaped(
+            Command::new(&self.program)
+                .args(&self.args)
+                .env_clear()
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .map_err(spawn_error)?,
+        );
+        let per_page = Duration::from_secs(self.limits.worker_wall_seconds);
+        let limit = per_page.min(wall);
+        let started = Instant::now();
+        // Written on its own thread, inside the deadline: a worker that never reads its stdin
+        // is ended by the clock, not waited on.
+        let stdin = child.0.stdin.take();
+        let writer = std::thread::Builder::new()
+            .name("docs-request".into())
+            .spawn(move || {
+                if let Some(mut stdin) = stdin {
+                    let _ = stdin.write_all(&line);
+                }
+            })
+            .map_err(spawn_error)?;
         // The largest honest answer: a rendered page plus its text and framing.
-        let max_reply = self.limits.max_image_pixels.min(40_000_000) + (32 << 20);
-        let out = reader_thread(child.stdout.take(), max_reply + 1);
-        let err = reader_thread(child.stderr.take(), 64 << 10);
-        let (status, we_killed) = wait_with_deadline(
-            &mut child,
-            Duration::from_secs(self.limits.worker_wall_seconds),
-        )
-        .map_err(|e| Error::io("waiting for the document reader", &self.program, e))?;
+        let max_reply = self.limits.max_image_pixels.min(40_000_000)
+            + self.limits.max_page_text_bytes.saturating_mul(4)
+            + (1 << 20);
+        let out = reader_thread(child.0.stdout.take(), max_reply + 1).map_err(spawn_error)?;
+        let err = reader_thread(child.0.stderr.take(), 64 << 10).map_err(spawn_error)?;
+        let (status, we_killed) = wait_with_deadline(&mut child.0, started, limit)
+            .map_err(|e| Error::io("waiting for the document reader", &self.program, e))?;
+        let _ = writer.join();
         let stdout = out.join().unwrap_or_default();
         let stderr = err.join().unwrap_or_default();
         if we_killed {
+            if limit < per_page {
+                return Err(Error::DocumentTime {
+                    page: page.unwrap_or(1),
+                    seconds: self.limits.document_wall_seconds,
+                });
+            }
             return Err(Error::WallTime {
                 stage,
                 seconds: self.limits.worker_wall_seconds,
@@ -394,12 +455,14 @@ impl Reader {
 
 /// A page's text as plain text: PDFium's `\r\n` line ends become `\n`, and control
 /// characters other than newline and tab are dropped, so a document cannot send terminal escape
-/// sequences to whoever prints it.
+/// sequences to whoever prints it, nor the bidi embeddings, overrides and isolates that make
+/// text show in another order than it is read (joiners and marks stay: real scripts need them).
 pub fn clean_text(text: &str) -> String {
     let unified = text.replace("\r\n", "\n").replace('\r', "\n");
     unified
         .chars()
         .filter(|&c| c == '\n' || c == '\t' || !c.is_control())
+        .filter(|c| !matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'))
         .collect()
 }
 
@@ -417,25 +480,84 @@ fn unexpected(stage: Stage, reply: &Reply) -> Error {
     }
 }
 
+/// Longest password accepted: PDF's own limit is 127 bytes; anything far longer is a mistake or
+/// an attempt to stall the request pipe.
+pub const MAX_PASSWORD_BYTES: usize = 1024;
+
+/// A worker that is killed (if still running) and reaped however the call ends: an error, an
+/// early return or a panic leaves no stray worker and no zombie.
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+        }
+        let _ = self.0.wait();
+    }
+}
+
+/// Opens `path` once for everything that follows: without blocking (a FIFO opened for reading
+/// would wait for a writer forever), refusing anything but a regular file, its size taken from
+/// the open handle.
+fn open_regular(path: &Path) -> Result<(File, u64)> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|e| Error::io("reading", path, e))?;
+    let meta = file.metadata().map_err(|e| Error::io("reading", path, e))?;
+    if !meta.is_file() {
+        return Err(Error::NotAFile {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok((file, meta.len()))
+}
+
+/// The path a worker opens: this process's own descriptor for the file, which reaches the file
+/// that was checked (not whatever the name points to now). Where `/proc` is missing, the
+/// absolute path.
+fn opened_path(file: &File, path: &Path) -> PathBuf {
+    use std::os::fd::AsRawFd;
+    let own = PathBuf::from(format!(
+        "/proc/{}/fd/{}",
+        std::process::id(),
+        file.as_raw_fd()
+    ));
+    if own.exists() {
+        own
+    } else {
+        std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+    }
+}
+
 /// Reads a pipe to its end on a thread, keeping at most `cap` bytes (the rest is drained so the
 /// worker never blocks on a full pipe).
 fn reader_thread(
     pipe: Option<impl Read + Send + 'static>,
     cap: u64,
-) -> std::thread::JoinHandle<Vec<u8>> {
-    std::thread::spawn(move || {
-        let mut kept = Vec::new();
-        if let Some(mut p) = pipe {
-            let _ = (&mut p).take(cap).read_to_end(&mut kept);
-            let _ = std::io::copy(&mut p, &mut std::io::sink());
-        }
-        kept
-    })
+) -> std::io::Result<std::thread::JoinHandle<Vec<u8>>> {
+    std::thread::Builder::new()
+        .name("docs-reply".into())
+        .spawn(move || {
+            let mut kept = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = (&mut p).take(cap).read_to_end(&mut kept);
+                let _ = std::io::copy(&mut p, &mut std::io::sink());
+            }
+            kept
+        })
 }
 
-/// Waits for `child`, killing it at `limit`. Returns its status and whether it was killed.
-fn wait_with_deadline(child: &mut Child, limit: Duration) -> std::io::Result<(ExitStatus, bool)> {
-    let start = Instant::now();
+/// Waits for `child` until `limit` after `start`, killing it then. Returns its status and
+/// whether it was killed.
+fn wait_with_deadline(
+    child: &mut Child,
+    start: Instant,
+    limit: Duration,
+) -> std::io::Result<(ExitStatus, bool)> {
     loop {
         if let Some(status) = child.try_wait()? {
             return Ok((status, false));
@@ -457,5 +579,18 @@ mod tests {
         assert_eq!(clean_text("a\r\nb\rc"), "a\nb\nc");
         assert_eq!(clean_text("red\x1b[31m!\x07"), "red[31m!");
         assert_eq!(clean_text("tab\tkept"), "tab\tkept");
+    }
+
+    #[test]
+    fn text_cannot_reorder_itself_on_screen() {
+        assert_eq!(
+            clean_text("pay \u{202E}0001\u{202C} to \u{2067}x\u{2069}"),
+            "pay 0001 to x"
+        );
+        // Joiners carry meaning in Persian and Indic text, and stay.
+        assert_eq!(
+            clean_text("\u{0645}\u{200C}\u{06CC}"),
+            "\u{0645}\u{200C}\u{06CC}"
+        );
     }
 }

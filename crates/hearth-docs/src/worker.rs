@@ -121,6 +121,13 @@ fn limit_self(limits: &Limits) -> std::io::Result<()> {
     Resource::CPU.set(limits.worker_cpu_seconds, limits.worker_cpu_seconds + 1)?;
     // A crash must not leave a core file of a stranger's document behind.
     Resource::CORE.set(0, 0)?;
+    // Code that takes over PDFium through a hostile file can neither write a file (the
+    // library, the household's database) nor start a program. Pipes are not files, so the
+    // reply still goes out; NPROC counts the user's processes, so fork fails at once.
+    Resource::FSIZE.set(0, 0)?;
+    Resource::NPROC.set(0, 0)?;
+    // The three pipes, the document, the library and a few more that loading it may need.
+    Resource::NOFILE.set(32, 32)?;
     Ok(())
 }
 
@@ -295,6 +302,12 @@ fn read_page(pdfium: &Pdfium, request: &Request, number: u32) -> (Reply, Option<
             images += 1;
             if let (Ok(w), Ok(h)) = (image.width(), image.height()) {
                 let (w, h) = (w.max(0) as u64, h.max(0) as u64);
+                if w == 0 || h == 0 {
+                    // Its decoder would size its buffers from the codec's own header instead.
+                    return failed(Failure::Damaged {
+                        detail: format!("a picture on page {number} declares no width or height"),
+                    });
+                }
                 if check_pixels("", w, h, &request.limits).is_err() {
                     return failed(Failure::ImageTooLarge {
                         width: w,

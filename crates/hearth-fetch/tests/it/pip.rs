@@ -13,7 +13,8 @@ use crate::support::{content, sha256, write_wheel};
 static PYTHON: Mutex<()> = Mutex::new(());
 
 /// A stand-in interpreter: logs its arguments, checks that pip's TMPDIR was moved into the
-/// download directory, and copies `WHEELS/<name>-<version>-py3-none-any.whl` there.
+/// download directory and that pip may not fall back to building a source distribution (which
+/// would run the package's unpinned setup code), and copies `WHEELS/<name>-<version>-py3-none-any.whl` there.
 fn fake_python(dir: &Path, wheels: &Path) -> (PathBuf, PathBuf) {
     let log = dir.join("pip.log");
     let script = dir.join("python3");
@@ -24,13 +25,16 @@ echo "$*" >> '{log}'
 shift 3
 dest=""
 reqs=""
+binary=""
 while [ $# -gt 0 ]; do
   case "$1" in
     -d) dest="$2"; shift 2;;
+    --only-binary=:all:) binary=1; shift;;
     *==*) reqs="$reqs $1"; shift;;
     *) shift;;
   esac
 done
+[ -n "$binary" ] || {{ echo "ERROR: would build a source distribution: no --only-binary=:all:" >&2; exit 4; }}
 case "$TMPDIR" in "$dest"/*) ;; *) echo "ERROR: TMPDIR $TMPDIR is not inside $dest" >&2; exit 3;; esac
 for r in $reqs; do
   name=$(echo "${{r%%==*}}" | tr 'A-Z.-' 'a-z__')

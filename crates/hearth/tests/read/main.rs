@@ -192,15 +192,8 @@ fn a_locked_pdf_asks_for_its_password() {
 
 #[test]
 fn a_flate_bomb_ends_only_its_worker() {
-    use flate2::{write::ZlibEncoder, Compression};
     let dir = tempfile::tempdir().unwrap();
-    // One gibibyte of spaces (blank content to a PDF parser) deflated to about a megabyte.
-    let mut z = ZlibEncoder::new(Vec::new(), Compression::best());
-    let chunk = vec![b' '; 1 << 20];
-    for _ in 0..1024 {
-        z.write_all(&chunk).unwrap();
-    }
-    let bomb = z.finish().unwrap();
+    let bomb = flate_bomb(1024);
     assert!(bomb.len() < 1_100_000, "{}", bomb.len());
     let mut doc = pdf::with_pages(&[Vec::new()]);
     doc.set(5, stream("/Filter /FlateDecode", &bomb));
@@ -211,6 +204,48 @@ fn a_flate_bomb_ends_only_its_worker() {
         "{line}"
     );
     assert_memory_bounded();
+}
+
+/// `mib` mebibytes of spaces (blank content to a PDF parser) as a zlib stream of about a
+/// thousandth of that, built from one compressed mebibyte repeated, so the test spends its time
+/// on the worker rather than on deflating a gibibyte. The repeated part is a sync-flushed run of
+/// blocks (so it ends on a byte boundary) whose matches all have distance 1: it means the same
+/// wherever it stands after a space.
+fn flate_bomb(mib: usize) -> Vec<u8> {
+    use flate2::{Compress, Compression, FlushCompress};
+    let mut deflate = Compress::new(Compression::best(), false);
+    let mut block = Vec::with_capacity(64 << 10);
+    deflate
+        .compress_vec(&vec![b' '; 1 << 20], &mut block, FlushCompress::Sync)
+        .unwrap();
+    assert_eq!(deflate.total_in(), 1 << 20);
+    let mut end = Vec::with_capacity(64);
+    deflate
+        .compress_vec(&[], &mut end, FlushCompress::Finish)
+        .unwrap();
+    let mut out = vec![0x78, 0xDA];
+    for _ in 0..mib {
+        out.extend_from_slice(&block);
+    }
+    out.extend_from_slice(&end);
+    // Adler-32 of n spaces in closed form: A = 1 + n·c, B = n + c·n(n+1)/2, both mod 65521.
+    let (n, c, m) = ((mib as u128) << 20, b' ' as u128, 65521u128);
+    let a = (1 + n * c) % m;
+    let b = (n + c * (n * (n + 1) / 2)) % m;
+    out.extend_from_slice(&(((b << 16) | a) as u32).to_be_bytes());
+    out
+}
+
+#[test]
+fn the_repeated_flate_bomb_is_a_valid_zlib_stream() {
+    use std::io::Read;
+    let bomb = flate_bomb(3);
+    let mut plain = Vec::new();
+    flate2::read::ZlibDecoder::new(&bomb[..])
+        .read_to_end(&mut plain)
+        .unwrap();
+    assert_eq!(plain.len(), 3 << 20);
+    assert!(plain.iter().all(|&b| b == b' '));
 }
 
 /// A PNG chunk with its CRC.

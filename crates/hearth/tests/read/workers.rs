@@ -134,3 +134,108 @@ fn a_page_without_text_reaches_ocr_as_its_rendering() {
         ]
     );
 }
+
+/// A document whose pages add up past the text cap is refused in words naming where it
+/// stopped, not held whole in the caller.
+#[test]
+fn text_past_the_documents_cap_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let line = "The quick brown fox jumps over the lazy dog, again and again.";
+    let path = crate::write(
+        dir.path(),
+        "long.pdf",
+        &pdf::text_pdf(&[&[line, line], &[line, line], &[line, line]]),
+    );
+    let limits = Limits {
+        max_text_bytes: 200,
+        ..Limits::default()
+    };
+    let err = reader(limits)
+        .read_file(&path, None, None, &mut |_| {})
+        .unwrap_err();
+    assert!(matches!(err, Error::TextTooLarge { page: 2, .. }), "{err}");
+    assert_eq!(
+        err.to_string(),
+        "this document has more than 200 B of text; Hearth keeps at most that much of one document, so it stopped at page 2"
+    );
+    let one_page = Limits {
+        max_page_text_bytes: 50,
+        ..Limits::default()
+    };
+    let err = reader(one_page)
+        .read_file(&path, None, None, &mut |_| {})
+        .unwrap_err();
+    assert!(matches!(err, Error::TextTooLarge { page: 1, .. }), "{err}");
+}
+
+/// Each page's own limits are generous here (the CPU limit cannot win); the document's budget
+/// is what ends the slow page.
+#[test]
+fn a_document_past_its_time_budget_stops() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = slow_page(dir.path());
+    let limits = Limits {
+        worker_cpu_seconds: 600,
+        worker_wall_seconds: 600,
+        document_wall_seconds: 1,
+        ..Limits::default()
+    };
+    let started = std::time::Instant::now();
+    let err = reader(limits)
+        .read_file(&path, None, None, &mut |_| {})
+        .unwrap_err();
+    assert!(matches!(err, Error::DocumentTime { .. }), "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(120));
+}
+
+#[test]
+fn a_password_longer_than_any_pdf_allows_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = crate::write(dir.path(), "a.pdf", &pdf::text_pdf(&[&["hello"]]));
+    let long = "x".repeat(200_000);
+    let err = reader(Limits::default())
+        .read_file(&path, Some(&long), None, &mut |_| {})
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::PasswordTooLong { len: 200_000, .. }),
+        "{err}"
+    );
+}
+
+/// The worker starts with an empty environment: `env` in its place prints nothing, so the
+/// reader finds no answer at all (with the caller's environment it would print lines that are
+/// not an answer).
+#[test]
+fn the_worker_gets_no_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = crate::write(dir.path(), "a.pdf", &pdf::text_pdf(&[&["hello"]]));
+    let reader = Reader {
+        program: "/usr/bin/env".into(),
+        args: vec![],
+        library: crate::pdfium(),
+        limits: Limits::default(),
+    };
+    let err = reader
+        .read_file(&path, None, None, &mut |_| {})
+        .unwrap_err();
+    match err {
+        Error::Protocol { detail, .. } => assert_eq!(detail, "no answer"),
+        other => panic!("{other}"),
+    }
+}
+
+/// A pipe is refused at once, not waited on for a writer.
+#[test]
+fn a_fifo_is_refused_without_blocking() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("doc.pdf");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let err = reader(Limits::default())
+        .read_file(&fifo, None, None, &mut |_| {})
+        .unwrap_err();
+    assert!(matches!(err, Error::NotAFile { .. }), "{err}");
+}
