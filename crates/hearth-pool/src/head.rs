@@ -388,9 +388,9 @@ async fn pair(
     let shared = match shared {
         Ok(shared) if proven => shared,
         _ => {
-            let msg = "this code did not work: it is mistyped, expired, already used, or was \
-                       mistyped too often; check it, or make a new one with `hearth pool invite` \
-                       (a code allows only a few tries)";
+            let msg = "wrong code, or a code that is not valid any more (it expired, was used, \
+                       or was mistyped too often): check it, or make a new one with \
+                       `hearth pool invite`";
             refuse(&mut send, msg.into()).await;
             return Err(Error::Refused(format!(
                 "a wrong or unknown code was tried ({invite:?})"

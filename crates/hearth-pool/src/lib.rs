@@ -148,9 +148,7 @@ pub fn load_or_create_key(path: &Path) -> Result<SecretKey> {
                     sync_dir(path).map_err(io)?;
                     Ok(key)
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    load_or_create_key(path)
-                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => load_or_create_key(path),
                 Err(e) => Err(io(e)),
             }
         }
