@@ -26,9 +26,13 @@ use crate::{compute_bytes, kv_bytes, kv_read_bytes, Error, ModelFacts, Request, 
 /// A model as the pool plan sees it: per-layer weights and KV, and what lies outside layers.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PoolModel {
-    /// Stored bytes of each layer's tensors (`blk.N.*`), read once per step.
+    /// Stored bytes of each layer's tensors (`blk.N.*`): what the stage holding it needs, every
+    /// expert of a mixture of experts included.
     pub layer_bytes: Vec<u64>,
-    /// Parameters of each layer (two FLOP each per token).
+    /// Bytes of each layer a step reads: all of a dense layer, and of a mixture of experts'
+    /// expert tensors only the share a token is routed to (`expert_used_count/expert_count`).
+    pub layer_read_bytes: Vec<u64>,
+    /// Parameters of each layer a token uses, the routed share of experts (two FLOP each).
     pub layer_params: Vec<u64>,
     /// Parameters of the output head (the last stage's).
     pub output_params: u64,
@@ -64,7 +68,13 @@ impl PoolModel {
             return Err(Error::MissingTensor { name: "blk.0" });
         }
         let mut layer_bytes = vec![0u64; n];
+        let mut layer_read_bytes = vec![0u64; n];
         let mut layer_params = vec![0u64; n];
+        // The routed share, by the same rule as `ModelFacts::from_header`.
+        let routed = |v: u64| match &cfg.experts {
+            Some(x) => (v as f64 * x.active_fraction()).round() as u64,
+            None => v,
+        };
         let (mut embed, mut other, mut embed_params, mut other_params) = (0u64, 0u64, 0u64, 0u64);
         let mut tied = true;
         for t in &header.tensors {
@@ -77,7 +87,13 @@ impl PoolModel {
             match layer {
                 Some(i) if i < n => {
                     layer_bytes[i] += bytes;
-                    layer_params[i] += t.n_elements();
+                    if cfg.experts.is_some() && t.name.contains("_exps.") {
+                        layer_read_bytes[i] += routed(bytes);
+                        layer_params[i] += routed(t.n_elements());
+                    } else {
+                        layer_read_bytes[i] += bytes;
+                        layer_params[i] += t.n_elements();
+                    }
                 }
                 _ if t.name == "token_embd.weight" => {
                     embed += bytes;
@@ -103,6 +119,7 @@ impl PoolModel {
         let kv_read_all = kv_read_bytes(cfg, req.ctx, req.kv_type);
         Ok(PoolModel {
             layer_bytes,
+            layer_read_bytes,
             layer_params,
             output_params: other_params + if tied { embed_params } else { 0 },
             layer_kv_bytes: split_even(kv_all, n),
@@ -163,7 +180,7 @@ impl PoolModel {
 
     /// Bytes a stage reads per step for `users` users.
     fn stage_read(&self, layers: Range<usize>, first: bool, last: bool, users: usize) -> u64 {
-        let w: u64 = layers.clone().map(|i| self.layer_bytes[i]).sum();
+        let w: u64 = layers.clone().map(|i| self.layer_read_bytes[i]).sum();
         let kv: u64 = layers.map(|i| self.layer_kv_read_bytes[i]).sum();
         w + users as u64 * kv
             + if first {
@@ -604,6 +621,7 @@ mod tests {
     fn model() -> PoolModel {
         PoolModel {
             layer_bytes: vec![G / 5; 32],
+            layer_read_bytes: vec![G / 5; 32],
             layer_params: vec![200_000_000; 32],
             output_params: 130_000_000,
             layer_kv_bytes: vec![G / 64; 32],

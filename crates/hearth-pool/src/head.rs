@@ -2,13 +2,14 @@
 //! it, and cuts off any machine the keeper removed.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use iroh::endpoint::{Connection, VarInt};
+use iroh::endpoint::{Connection, IncomingAddr, VarInt};
 use iroh::{Endpoint, PublicKey, SecretKey};
 use tokio::io::AsyncWriteExt;
+use tokio::sync::Semaphore;
 
 use crate::code::{Code, Exchange, Side};
 use crate::wire::{self, Msg};
@@ -25,6 +26,49 @@ pub(crate) const CLOSE_VERSION: u32 = 3;
 pub(crate) const CLOSE_REPLACED: u32 = 4;
 pub(crate) const CLOSE_LOST: u32 = 5;
 pub(crate) const CLOSE_SHUTDOWN: u32 = 6;
+pub(crate) const CLOSE_BUSY: u32 = 7;
+
+/// Connections whose peer is not proven yet (in the handshake, pairing, or before its key is
+/// found among the members) held at once; more are refused at the door.
+const UNPROVEN_AT_ONCE: usize = 32;
+/// Pairing exchanges at once: each one is a guess at a code and a database write.
+const PAIRING_AT_ONCE: usize = 4;
+/// Pairing attempts one address may start per [`PAIRING_WINDOW`]: a code allows only a few
+/// wrong tries, and this keeps one machine from spending them for everyone, or from probing
+/// which codes are live, quickly.
+const PAIRING_PER_ADDR: u32 = 6;
+const PAIRING_WINDOW: Duration = Duration::from_secs(60);
+/// `whois` sockets answered at once.
+const WHOIS_AT_ONCE: usize = 16;
+/// The pause after the TCP listener fails (out of file descriptors, mostly), rather than spin.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// What bounds the work that machines not proven yet can make the head do.
+struct Limits {
+    unproven: Arc<Semaphore>,
+    pairing: Arc<Semaphore>,
+    per_addr: Mutex<HashMap<Option<IpAddr>, (Instant, u32)>>,
+}
+
+impl Limits {
+    fn new() -> Limits {
+        Limits {
+            unproven: Arc::new(Semaphore::new(UNPROVEN_AT_ONCE)),
+            pairing: Arc::new(Semaphore::new(PAIRING_AT_ONCE)),
+            per_addr: Mutex::default(),
+        }
+    }
+
+    /// Counts one pairing attempt from `addr`; false when it has had its share this window.
+    fn pairing_allowed(&self, addr: Option<IpAddr>) -> bool {
+        let now = Instant::now();
+        let mut m = self.per_addr.lock().unwrap_or_else(|p| p.into_inner());
+        m.retain(|_, (since, _)| now.duration_since(*since) < PAIRING_WINDOW);
+        let (_, n) = m.entry(addr).or_insert((now, 0));
+        *n += 1;
+        *n <= PAIRING_PER_ADDR
+    }
+}
 
 /// Bytes sent to a member when its link opens, to measure the link's throughput.
 pub const PROBE_BYTES: usize = 4 << 20;
@@ -150,12 +194,23 @@ impl Head {
 /// One line for anyone who connects over TCP: `hearth-pool VERSION KEY`.
 async fn answer_whois(listener: tokio::net::TcpListener, id: PublicKey) {
     let line = format!("hearth-pool {PROTOCOL_VERSION} {}\n", key_hex(&id));
+    let at_once = Arc::new(Semaphore::new(WHOIS_AT_ONCE));
     loop {
-        let Ok((mut sock, _)) = listener.accept().await else {
+        let mut sock = match listener.accept().await {
+            Ok((sock, _)) => sock,
+            Err(e) => {
+                tracing::debug!("pool: whois accept failed: {e}");
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
+                continue;
+            }
+        };
+        // Full: the socket is dropped unanswered, and the asker tries again.
+        let Ok(permit) = at_once.clone().try_acquire_owned() else {
             continue;
         };
         let line = line.clone();
         tokio::spawn(async move {
+            let _permit = permit;
             let _ = tokio::time::timeout(CALL_DEADLINE, async {
                 let _ = sock.write_all(line.as_bytes()).await;
                 let _ = sock.shutdown().await;
@@ -166,8 +221,19 @@ async fn answer_whois(listener: tokio::net::TcpListener, id: PublicKey) {
 }
 
 async fn accept_loop(endpoint: Endpoint, store: Arc<Store>, links: Links) {
+    let limits = Arc::new(Limits::new());
     while let Some(incoming) = endpoint.accept().await {
+        let Ok(unproven) = limits.unproven.clone().try_acquire_owned() else {
+            tracing::debug!("pool: refused a connection: too many unproven at once");
+            incoming.refuse();
+            continue;
+        };
+        let from = match incoming.remote_addr() {
+            IncomingAddr::Ip(a) => Some(a.ip()),
+            _ => None,
+        };
         let (endpoint, store, links) = (endpoint.clone(), store.clone(), links.clone());
+        let limits = limits.clone();
         tokio::spawn(async move {
             let conn = match incoming.accept() {
                 Ok(accepting) => tokio::time::timeout(CALL_DEADLINE, accepting).await,
@@ -189,9 +255,9 @@ async fn accept_loop(endpoint: Endpoint, store: Arc<Store>, links: Links) {
             };
             let peer = conn.remote_id();
             let result = if conn.alpn() == ALPN_PAIR {
-                pair(&endpoint, &store, conn).await
+                pair(&endpoint, &store, &limits, from, conn).await
             } else {
-                link(&store, &links, conn).await
+                link(&store, &links, unproven, conn).await
             };
             match result {
                 Ok(()) => {}
@@ -206,7 +272,25 @@ async fn accept_loop(endpoint: Endpoint, store: Arc<Store>, links: Links) {
 }
 
 /// Pairing: one invite try, SPAKE2 over both keys, the joiner's proof first, then the head's.
-async fn pair(endpoint: &Endpoint, store: &Arc<Store>, conn: Connection) -> Result<()> {
+/// An unknown code runs the same exchange with a password nobody holds and is refused at the
+/// same step with the same words as a wrong one, so the exchange tells no one which codes exist.
+async fn pair(
+    endpoint: &Endpoint,
+    store: &Arc<Store>,
+    limits: &Limits,
+    from: Option<IpAddr>,
+    conn: Connection,
+) -> Result<()> {
+    let busy = |why: &'static [u8]| {
+        conn.close(VarInt::from_u32(CLOSE_BUSY), why);
+        Err(Error::Refused(String::from_utf8_lossy(why).into_owned()))
+    };
+    if !limits.pairing_allowed(from) {
+        return busy(b"too many pairing attempts from this machine; wait a minute and try again");
+    }
+    let Ok(_pairing) = limits.pairing.clone().try_acquire_owned() else {
+        return busy(b"the head is busy pairing other machines; try again in a minute");
+    };
     let (mut send, mut recv) =
         crate::deadline("opening the pairing stream", CALL_DEADLINE, async {
             conn.accept_bi().await.map_err(|e| Error::Link {
@@ -215,8 +299,13 @@ async fn pair(endpoint: &Endpoint, store: &Arc<Store>, conn: Connection) -> Resu
             })
         })
         .await?;
-    let refuse = |message: String| Msg::Refused { message };
-    let body = wire::recv_raw(&mut recv, "the pairing request", CALL_DEADLINE).await?;
+    let body = wire::recv_raw_max(
+        &mut recv,
+        "the pairing request",
+        CALL_DEADLINE,
+        wire::MAX_PAIR_FRAME,
+    )
+    .await?;
     if let Some(v) = Msg::version_of(&body) {
         if let Err(e) = check_version(v) {
             // Written from the joiner's side: it is the one that reads this.
@@ -224,9 +313,7 @@ async fn pair(endpoint: &Endpoint, store: &Arc<Store>, conn: Connection) -> Resu
                 "the head speaks pool protocol {PROTOCOL_VERSION}, this machine speaks {v}: \
                  run the same Hearth version on both"
             );
-            let _ = wire::send(&mut send, &refuse(msg), CALL_DEADLINE).await;
-            let _ = send.finish();
-            let _ = send.stopped().await;
+            refuse(&mut send, msg).await;
             return Err(e);
         }
     }
@@ -239,25 +326,42 @@ async fn pair(endpoint: &Endpoint, store: &Arc<Store>, conn: Connection) -> Resu
     else {
         return Err(Error::Protocol("expected a pairing request".into()));
     };
-    let unknown = "this code is not valid: it expired, was used, or was mistyped too often; \
-                   make a new one with `hearth pool invite`";
-    let secret = {
+    let joiner = conn.remote_id();
+    let head = endpoint.id();
+    // Refused before a try is spent: a bad name or a bad message is no guess at the code.
+    if let Err(e) = hearth_store::check_machine_name(&name) {
+        refuse(&mut send, e.to_string()).await;
+        return Err(Error::Refused(e.to_string()));
+    }
+    if joiner == head {
+        let msg = "this is the head's own key: a machine cannot join its own pool";
+        refuse(&mut send, msg.into()).await;
+        return Err(Error::Refused(msg.into()));
+    }
+    let Ok(theirs) = hex::decode(&spake) else {
+        refuse(&mut send, "the pairing message was unreadable".into()).await;
+        return Err(Error::Protocol("bad pairing message".into()));
+    };
+    let found = {
         let store = store.clone();
         let invite = invite.clone();
         tokio::task::spawn_blocking(move || store.take_pool_invite_try(&invite))
             .await
-            .map_err(|e| Error::Protocol(e.to_string()))??
+            .map_err(|e| Error::Protocol(e.to_string()))?
     };
-    let InviteTry::Secret(secret) = secret else {
-        wire::send(&mut send, &refuse(unknown.into()), CALL_DEADLINE).await?;
-        let _ = send.finish();
-        let _ = tokio::time::timeout(CALL_DEADLINE, send.stopped()).await;
-        return Err(Error::Refused(format!("unknown invite {invite:?}")));
+    let found = match found {
+        Ok(f) => f,
+        Err(e) => {
+            refuse(&mut send, format!("the head could not read its codes: {e}")).await;
+            return Err(e.into());
+        }
     };
-    let joiner = conn.remote_id();
-    let head = endpoint.id();
+    let (secret, known) = match found {
+        InviteTry::Secret(s) => (s, true),
+        // Random, never stored or sent: the joiner's proof cannot match it.
+        InviteTry::Unknown => (Code::generate().secret, false),
+    };
     let (ex, mine) = Exchange::start(Side::Head, &secret, joiner.as_bytes(), head.as_bytes());
-    let theirs = hex::decode(&spake).map_err(|_| Error::Protocol("bad pairing message".into()))?;
     wire::send(
         &mut send,
         &Msg::PairReply {
@@ -266,26 +370,46 @@ async fn pair(endpoint: &Endpoint, store: &Arc<Store>, conn: Connection) -> Resu
         CALL_DEADLINE,
     )
     .await?;
-    let shared = ex.finish(&theirs)?;
-    let Msg::PairConfirm { tag } =
-        wire::recv(&mut recv, "the pairing proof", CALL_DEADLINE).await?
+    let shared = ex.finish(&theirs);
+    let Msg::PairConfirm { tag } = wire::recv_max(
+        &mut recv,
+        "the pairing proof",
+        CALL_DEADLINE,
+        wire::MAX_PAIR_FRAME,
+    )
+    .await?
     else {
         return Err(Error::Protocol("expected the pairing proof".into()));
     };
-    let proven = hex::decode(&tag).map(|t| shared.check(&t)).unwrap_or(false);
-    if !proven {
-        let msg = "wrong code: check it and try again (a code allows only a few tries)";
-        wire::send(&mut send, &refuse(msg.into()), CALL_DEADLINE).await?;
-        let _ = send.finish();
-        let _ = tokio::time::timeout(CALL_DEADLINE, send.stopped()).await;
-        return Err(Error::Refused("a wrong code was tried".into()));
-    }
+    let proven = match &shared {
+        Ok(shared) => known && hex::decode(&tag).map(|t| shared.check(&t)).unwrap_or(false),
+        Err(_) => false,
+    };
+    let shared = match shared {
+        Ok(shared) if proven => shared,
+        _ => {
+            let msg = "wrong code, or a code that is not valid any more (it expired, was used, \
+                       or was mistyped too often): check it, or make a new one with \
+                       `hearth pool invite`";
+            refuse(&mut send, msg.into()).await;
+            return Err(Error::Refused(format!(
+                "a wrong or unknown code was tried ({invite:?})"
+            )));
+        }
+    };
     let member = {
         let store = store.clone();
         let key = key_hex(&joiner);
         tokio::task::spawn_blocking(move || store.pair_pool_member(&invite, &key, &name))
             .await
-            .map_err(|e| Error::Protocol(e.to_string()))??
+            .map_err(|e| Error::Protocol(e.to_string()))?
+    };
+    let member = match member {
+        Ok(m) => m,
+        Err(e) => {
+            refuse(&mut send, e.to_string()).await;
+            return Err(e.into());
+        }
     };
     wire::send(
         &mut send,
@@ -301,21 +425,42 @@ async fn pair(endpoint: &Endpoint, store: &Arc<Store>, conn: Connection) -> Resu
     Ok(())
 }
 
-fn lookup(store: &Store, key: &str) -> Result<Option<PoolMember>> {
-    Ok(store.pool_member(key)?)
+/// Sends `Refused` with `message` and waits (with a deadline) until the peer has it.
+async fn refuse(send: &mut iroh::endpoint::SendStream, message: String) {
+    let _ = wire::send(send, &Msg::Refused { message }, CALL_DEADLINE).await;
+    let _ = send.finish();
+    let _ = tokio::time::timeout(CALL_DEADLINE, send.stopped()).await;
 }
 
-/// A paired member's link, for as long as it lasts.
-async fn link(store: &Arc<Store>, links: &Links, conn: Connection) -> Result<()> {
+/// The member with node key `key`, read off the async threads (they serve the household's
+/// page too, and the store is one connection behind a lock).
+async fn lookup(store: &Arc<Store>, key: &str) -> Result<Option<PoolMember>> {
+    let (store, key) = (store.clone(), key.to_string());
+    tokio::task::spawn_blocking(move || store.pool_member(&key))
+        .await
+        .map_err(|e| Error::Protocol(e.to_string()))?
+        .map_err(Into::into)
+}
+
+/// A paired member's link, for as long as it lasts. `unproven` is held until the key is found
+/// among the members.
+async fn link(
+    store: &Arc<Store>,
+    links: &Links,
+    unproven: tokio::sync::OwnedSemaphorePermit,
+    conn: Connection,
+) -> Result<()> {
     let peer = conn.remote_id();
     let key = key_hex(&peer);
-    let Some(member) = lookup(store, &key)? else {
+    let found = lookup(store, &key).await;
+    let Some(member) = found? else {
         conn.close(
             VarInt::from_u32(CLOSE_NOT_PAIRED),
             b"this machine is not paired with this household; pair it with `hearth node join CODE`",
         );
         return Err(Error::NotPaired);
     };
+    drop(unproven);
     let (mut send, mut recv) = crate::deadline("opening the link", CALL_DEADLINE, async {
         conn.accept_bi().await.map_err(|e| Error::Link {
             peer: member.name.clone(),
@@ -441,13 +586,7 @@ async fn heartbeats(
     loop {
         tick.tick().await;
         // Removed while linked (by another process: `hearth pool remove`): cut off now.
-        let still = {
-            let store = store.clone();
-            let key = live.key.clone();
-            tokio::task::spawn_blocking(move || lookup(&store, &key))
-                .await
-                .map_err(|e| Error::Protocol(e.to_string()))??
-        };
+        let still = lookup(store, &live.key).await?;
         if still.is_none() {
             conn.close(VarInt::from_u32(CLOSE_REMOVED), b"removed by the keeper");
             return Err(Error::Removed);

@@ -132,10 +132,25 @@ pub fn load_or_create_key(path: &Path) -> Result<SecretKey> {
                 std::fs::create_dir_all(dir).map_err(io)?;
             }
             let key = SecretKey::generate();
-            let tmp = path.with_extension("partial");
+            // A temporary name of this process's own, written whole and private from its
+            // first byte, then published with a hard link, which (unlike a rename) fails when
+            // the key exists: of two processes making one at once, both end with the winner's.
+            let tmp = path.with_extension(format!(
+                "partial.{}.{}",
+                std::process::id(),
+                hex::encode(&SecretKey::generate().to_bytes()[..4])
+            ));
             write_private(&tmp, hex::encode(key.to_bytes()).as_bytes()).map_err(io)?;
-            std::fs::rename(&tmp, path).map_err(io)?;
-            Ok(key)
+            let published = std::fs::hard_link(&tmp, path);
+            let _ = std::fs::remove_file(&tmp);
+            match published {
+                Ok(()) => {
+                    sync_dir(path).map_err(io)?;
+                    Ok(key)
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => load_or_create_key(path),
+                Err(e) => Err(io(e)),
+            }
         }
         Err(e) => Err(io(e)),
     }
@@ -144,7 +159,8 @@ pub fn load_or_create_key(path: &Path) -> Result<SecretKey> {
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
+    // create_new: a file left there by anyone else is never reused with its mode.
+    opts.write(true).create_new(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
@@ -153,6 +169,22 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let mut f = opts.open(path)?;
     f.write_all(bytes)?;
     f.sync_all()
+}
+
+/// Makes a new name in `path`'s folder survive a power cut.
+fn sync_dir(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    if let Some(dir) = path.parent() {
+        let dir = if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        };
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
 }
 
 /// A node key as the household database and the keeper see it: 64 lowercase hex digits.
@@ -164,7 +196,22 @@ pub fn key_hex(key: &PublicKey) -> String {
 /// address lookup service, accepting `alpns` (none for a member, which only dials).
 pub async fn endpoint(key: SecretKey, bind: SocketAddr, alpns: &[&[u8]]) -> Result<iroh::Endpoint> {
     let bind_err = |why: String| Error::Bind { addr: bind, why };
-    iroh::Endpoint::builder(iroh::endpoint::presets::Minimal)
+    let mut builder = iroh::Endpoint::builder(iroh::endpoint::presets::Minimal);
+    if !alpns.is_empty() {
+        // Anyone can connect to the head before it knows them: what they may open and make it
+        // buffer is kept to what pairing and a link need (one stream each, small messages).
+        // A member keeps the defaults, as it receives the head's throughput probe.
+        use iroh::endpoint::{QuicTransportConfig, VarInt};
+        builder = builder.transport_config(
+            QuicTransportConfig::builder()
+                .max_concurrent_bidi_streams(VarInt::from_u32(2))
+                .max_concurrent_uni_streams(VarInt::from_u32(0))
+                .stream_receive_window(VarInt::from_u32(128 * 1024))
+                .receive_window(VarInt::from_u32(256 * 1024))
+                .build(),
+        );
+    }
+    builder
         .secret_key(key)
         .relay_mode(iroh::RelayMode::Disabled)
         .clear_address_lookup()
@@ -216,6 +263,24 @@ mod tests {
             load_or_create_key(&path),
             Err(Error::BadFile { .. })
         ));
+    }
+
+    #[test]
+    fn processes_making_the_key_at_once_end_with_one_key() {
+        for _ in 0..20 {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("node.key");
+            let keys: Vec<_> = std::thread::scope(|s| {
+                let hs: Vec<_> = (0..4)
+                    .map(|_| s.spawn(|| load_or_create_key(&path).unwrap().public()))
+                    .collect();
+                hs.into_iter().map(|h| h.join().unwrap()).collect()
+            });
+            let now = load_or_create_key(&path).unwrap().public();
+            assert!(keys.iter().all(|k| *k == now), "{keys:?} vs {now:?}");
+            // Nothing but the key is left beside it.
+            assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        }
     }
 
     #[test]

@@ -128,6 +128,8 @@ async fn dial(ep: &Endpoint, head: PublicKey, addr: SocketAddr, alpn: &[u8]) -> 
 /// Pairs this machine (node key `key`, named `name`) with the head at `addr`, using `code`.
 /// Returns the head's record, to be saved.
 pub async fn join(key: SecretKey, code: &Code, addr: SocketAddr, name: &str) -> Result<HeadRecord> {
+    // Before connecting: a name the head would refuse is no reason to spend a try of the code.
+    let name = hearth_store::check_machine_name(name)?;
     let head = whois(addr).await?;
     let me = key.public();
     let ep = crate::endpoint(key, unspecified_like(addr), &[]).await?;

@@ -11,6 +11,10 @@ use crate::{deadline, Error, Report, Result};
 /// The largest message (a report with many GPUs is far below it).
 const MAX_FRAME: usize = 64 * 1024;
 
+/// The largest pairing message: the peer is not proven yet, so it gets far less (a name of 60
+/// characters, a code and a SPAKE2 message fit many times over).
+pub(crate) const MAX_PAIR_FRAME: usize = 2 * 1024;
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub(crate) enum Msg {
@@ -75,11 +79,21 @@ pub(crate) async fn recv_raw(
     what: &'static str,
     after: Duration,
 ) -> Result<Vec<u8>> {
+    recv_raw_max(r, what, after, MAX_FRAME).await
+}
+
+/// Reads one frame's bytes, refusing one longer than `max`.
+pub(crate) async fn recv_raw_max(
+    r: &mut RecvStream,
+    what: &'static str,
+    after: Duration,
+    max: usize,
+) -> Result<Vec<u8>> {
     deadline(what, after, async {
         let mut len = [0u8; 4];
         r.read_exact(&mut len).await.map_err(link)?;
         let len = u32::from_be_bytes(len) as usize;
-        if len > MAX_FRAME {
+        if len > max {
             return Err(Error::Protocol(format!(
                 "a message of {len} bytes is too long"
             )));
@@ -96,7 +110,17 @@ pub(crate) fn parse(body: &[u8]) -> Result<Msg> {
 }
 
 pub(crate) async fn recv(r: &mut RecvStream, what: &'static str, after: Duration) -> Result<Msg> {
-    let body = recv_raw(r, what, after).await?;
+    recv_max(r, what, after, MAX_FRAME).await
+}
+
+/// [`recv`], refusing a frame longer than `max`.
+pub(crate) async fn recv_max(
+    r: &mut RecvStream,
+    what: &'static str,
+    after: Duration,
+    max: usize,
+) -> Result<Msg> {
+    let body = recv_raw_max(r, what, after, max).await?;
     match parse(&body)? {
         Msg::Refused { message } => Err(Error::Refused(message)),
         m => Ok(m),

@@ -76,7 +76,7 @@ pub use export::{
 };
 pub use keys::{KEY_PREFIX, MAX_KEY_NAME_CHARS};
 pub use people::SESSION_IDLE_SECS;
-pub use pool::{InviteTry, PoolMember, MAX_MACHINE_NAME_CHARS};
+pub use pool::{check_machine_name, InviteTry, PoolMember, MAX_MACHINE_NAME_CHARS};
 pub use profile::{
     ChildLimits, Hours, Profile, MAX_INSTRUCTIONS_CHARS, MAX_TOPICS, MAX_TOPIC_CHARS,
 };

@@ -27,6 +27,12 @@ pub struct PoolMember {
     pub report: Option<String>,
 }
 
+/// `name` trimmed, if it can name a machine (1 to [`MAX_MACHINE_NAME_CHARS`] characters, no
+/// control characters). The joiner and the head check it before a try of a code is spent.
+pub fn check_machine_name(name: &str) -> Result<&str> {
+    secret::check_text("machine name", name, MAX_MACHINE_NAME_CHARS)
+}
+
 /// What one pairing try found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum InviteTry {
@@ -58,11 +64,14 @@ impl Store {
     }
 
     /// Spends one try of invite `id` before the exchange runs, so tries are counted even when
-    /// the other side hangs up halfway (or the head restarts). The last try deletes it.
+    /// the other side hangs up halfway (or the head restarts). A code out of tries stays until
+    /// it expires or pairs, so an exchange already running on its last try can still finish.
     pub fn take_pool_invite_try(&self, id: &str) -> Result<InviteTry> {
         let now = self.now();
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        // Immediate: a read then a write, which another process writing in between would make
+        // fail with a busy snapshot the busy handler cannot wait out.
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         tx.execute("DELETE FROM pool_invites WHERE expires <= ?1", [now])?;
         let row: Option<(String, i64)> = tx
             .query_row(
@@ -73,14 +82,10 @@ impl Store {
             .optional()?;
         let found = match row {
             Some((secret, left)) if left > 0 => {
-                if left == 1 {
-                    tx.execute("DELETE FROM pool_invites WHERE id = ?1", [id])?;
-                } else {
-                    tx.execute(
-                        "UPDATE pool_invites SET tries_left = tries_left - 1 WHERE id = ?1",
-                        [id],
-                    )?;
-                }
+                tx.execute(
+                    "UPDATE pool_invites SET tries_left = tries_left - 1 WHERE id = ?1",
+                    [id],
+                )?;
                 InviteTry::Secret(secret)
             }
             _ => InviteTry::Unknown,
@@ -90,15 +95,27 @@ impl Store {
     }
 
     /// Pairs the machine with node key `key` under `name`, using up invite `invite_id` in the
-    /// same transaction (a code pairs one machine, once). Pairing a key again keeps one row and
-    /// takes the new name: a machine is its key, never a duplicate.
+    /// same transaction (a code pairs one machine, once: of exchanges that ran at the same time,
+    /// the first to get here wins, and none pairs after the code expired). Pairing a key again
+    /// keeps one row and takes the new name: a machine is its key, never a duplicate.
     pub fn pair_pool_member(&self, invite_id: &str, key: &str, name: &str) -> Result<PoolMember> {
-        let name = secret::check_text("machine name", name, MAX_MACHINE_NAME_CHARS)?;
+        let name = check_machine_name(name)?;
         check_key(key)?;
         let now = self.now();
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        tx.execute("DELETE FROM pool_invites WHERE id = ?1", [invite_id])?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let used = tx.execute(
+            "DELETE FROM pool_invites WHERE id = ?1 AND expires > ?2",
+            params![invite_id, now],
+        )?;
+        if used != 1 {
+            return Err(Error::Invalid {
+                field: "pairing code",
+                why: "it expired or already paired another machine; make a new one with \
+                      `hearth pool invite`"
+                    .into(),
+            });
+        }
         tx.execute(
             "INSERT INTO pool_members (key, name, paired) VALUES (?1, ?2, ?3)
              ON CONFLICT (key) DO UPDATE SET name = excluded.name, paired = excluded.paired",

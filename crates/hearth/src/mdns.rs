@@ -135,15 +135,27 @@ pub struct FoundHead {
     pub key: String,
 }
 
-/// Browses for pool heads for `wait`, one entry per head (its first address).
-pub fn discover_pool(wait: Duration) -> anyhow::Result<Vec<FoundHead>> {
+/// Browses for pool heads, one entry per head (its first address): for `settle`, or when none
+/// has answered by then, until the first does or `longest` passes.
+pub fn discover_pool(settle: Duration, longest: Duration) -> anyhow::Result<Vec<FoundHead>> {
     let daemon = ServiceDaemon::new().context("cannot start mDNS")?;
     let rx = daemon
         .browse(POOL_SERVICE)
         .context("cannot browse for the pool's head")?;
-    let deadline = Instant::now() + wait;
+    let start = Instant::now();
+    let deadline = start + longest.max(settle);
     let mut found: Vec<FoundHead> = Vec::new();
-    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+    loop {
+        // Every head that answers within `settle` is listed (so several are told apart); when
+        // none has by then, the first to answer before `longest` ends the wait.
+        let until = if found.is_empty() {
+            deadline
+        } else {
+            deadline.min(start + settle)
+        };
+        let Some(left) = until.checked_duration_since(Instant::now()) else {
+            break;
+        };
         match rx.recv_timeout(left) {
             Ok(ServiceEvent::ServiceResolved(info)) => {
                 let key = info

@@ -220,6 +220,34 @@ fn a_paired_machine_links_reports_and_is_cut_off_when_removed() {
     assert!(stderr.contains("removed this machine"), "{stderr}");
 }
 
+/// A name the head would refuse is refused with its reason, and spends none of the code's
+/// tries: the right name still pairs after more bad ones than the code allows tries.
+#[test]
+fn a_bad_name_is_refused_before_it_spends_a_try() {
+    let head_home = tempfile::tempdir().expect("tempdir");
+    let node_home = tempfile::tempdir().expect("tempdir");
+    let (_head, addr, _) = head(head_home.path());
+    let code = invite(head_home.path());
+    let long = "x".repeat(61);
+    for name in [" ", long.as_str(), "a\u{7}b", ""] {
+        let out = hearth(
+            &["node", "join", &code, "--peer", &addr, "--name", name],
+            node_home.path(),
+        );
+        assert!(!out.status.success(), "{name:?}");
+        assert!(
+            text(&out.stderr).contains("machine name"),
+            "{name:?}: {}",
+            text(&out.stderr)
+        );
+    }
+    let out = hearth(
+        &["node", "join", &code, "--peer", &addr, "--name", "mini"],
+        node_home.path(),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
 #[test]
 fn an_unpaired_machine_gets_nothing() {
     let head_home = tempfile::tempdir().expect("tempdir");

@@ -162,10 +162,11 @@ fn peer_pairs_and_links_where_multicast_is_dropped_and_nothing_else_is_reachable
         text(&out.stdout).trim().to_string()
     };
 
-    // Multicast passes: the new machine finds the head by mDNS alone.
+    // Multicast passes: the new machine finds the head by mDNS alone (looking for as long as
+    // it takes a loaded machine to start mDNS and answer, and no longer once it has).
     let out = command(
         Some(&ns2),
-        &["node", "join", &invite(), "--name", "mini"],
+        &["node", "join", &invite(), "--name", "mini", "--wait", "60"],
         node_home.path(),
     )
     .output()

@@ -104,3 +104,41 @@ fn a_key_must_be_a_node_key() {
         .pair_pool_member("A1A", &KEY_A.to_uppercase(), "desk")
         .is_err());
 }
+
+/// Two joiners holding the same code whose exchanges run at once: the code pairs one of them,
+/// including on its last try, and none after it expired.
+#[test]
+fn concurrent_exchanges_on_one_code_pair_one_machine() {
+    let clock = TestClock::new(1_000_000);
+    let store = clock.install(Store::open_in_memory().unwrap());
+    store.add_pool_invite("C3C", "S", 600, 2).unwrap();
+    assert!(matches!(
+        store.take_pool_invite_try("C3C").unwrap(),
+        InviteTry::Secret(_)
+    ));
+    // The last try: both exchanges now hold the secret.
+    assert!(matches!(
+        store.take_pool_invite_try("C3C").unwrap(),
+        InviteTry::Secret(_)
+    ));
+    store.pair_pool_member("C3C", KEY_A, "desk").unwrap();
+    assert!(store.pair_pool_member("C3C", KEY_B, "mini").is_err());
+    assert_eq!(store.pool_members().unwrap().len(), 1);
+
+    store.add_pool_invite("D4D", "S", 600, 3).unwrap();
+    assert!(matches!(
+        store.take_pool_invite_try("D4D").unwrap(),
+        InviteTry::Secret(_)
+    ));
+    clock.advance(600);
+    assert!(store.pair_pool_member("D4D", KEY_B, "mini").is_err());
+    assert!(store.pool_member(KEY_B).unwrap().is_none());
+}
+
+#[test]
+fn a_machine_name_is_checked_before_any_try() {
+    assert!(hearth_store::check_machine_name("desk").is_ok());
+    assert!(hearth_store::check_machine_name(" ").is_err());
+    assert!(hearth_store::check_machine_name(&"x".repeat(61)).is_err());
+    assert!(hearth_store::check_machine_name("a\u{1b}[2J").is_err());
+}

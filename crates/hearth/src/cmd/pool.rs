@@ -56,6 +56,9 @@ pub enum NodeCmd {
         /// The name the keeper will see (default: this machine's host name).
         #[arg(long)]
         name: Option<String>,
+        /// Seconds to keep looking for the head by mDNS while none has answered.
+        #[arg(long, value_name = "SECONDS", default_value_t = 3)]
+        wait: u64,
     },
 }
 
@@ -207,12 +210,23 @@ fn host_name() -> String {
 pub fn run_node(a: NodeArgs) -> anyhow::Result<()> {
     let home = home()?;
     let key = hearth_pool::load_or_create_key(&key_path(&home))?;
-    if let Some(NodeCmd::Join { code, peer, name }) = a.cmd {
+    if let Some(NodeCmd::Join {
+        code,
+        peer,
+        name,
+        wait,
+    }) = a.cmd
+    {
         let code = Code::parse(&code)?;
+        // Checked before looking for the head: a name it would refuse is no reason to spend a
+        // try of the code.
+        let name = name.unwrap_or_else(host_name);
+        hearth_store::check_machine_name(&name)?;
         let addr = match peer {
             Some(p) => *resolve(&p)?.first().context("--peer has no address")?,
             None => {
-                let heads = crate::mdns::discover_pool(Duration::from_secs(3));
+                let heads =
+                    crate::mdns::discover_pool(Duration::from_secs(3), Duration::from_secs(wait));
                 let heads = heads.map_err(|e| {
                     anyhow::anyhow!(
                         "no head found on this network (mDNS: {e:#}); give its address: \
@@ -237,7 +251,6 @@ pub fn run_node(a: NodeArgs) -> anyhow::Result<()> {
                 }
             }
         };
-        let name = name.unwrap_or_else(host_name);
         eprintln!("Pairing with the head at {addr}...");
         let head = runtime()?.block_on(member::join(key, &code, addr, &name))?;
         head.save(&head_path(&home))?;
@@ -257,7 +270,9 @@ pub fn run_node(a: NodeArgs) -> anyhow::Result<()> {
         let mut addrs = peers.clone();
         // mDNS too, unless the keeper named the head: only heads with the paired key count.
         if addrs.is_empty() {
-            if let Ok(found) = crate::mdns::discover_pool(Duration::from_secs(2)) {
+            if let Ok(found) =
+                crate::mdns::discover_pool(Duration::from_secs(2), Duration::from_secs(2))
+            {
                 addrs.extend(
                     found
                         .into_iter()
