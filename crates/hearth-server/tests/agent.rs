@@ -51,11 +51,13 @@ async fn answered_chat(app: &Router, b: &mut Browser) -> (i64, i64) {
 
 /// Reads events until a step with `outcome`; returns it.
 async fn until_step(events: &mut Events, outcome: &str) -> Value {
+    let mut errors = Vec::new();
     loop {
         match events.next().await {
             Some((name, data)) if name == "step" && data["outcome"] == outcome => return data,
+            Some((name, data)) if name == "error" => errors.push(data),
             Some((name, data)) if name == "done" => {
-                panic!("the reply ended before a step was {outcome}: {data}")
+                panic!("the reply ended before a step was {outcome}: {data} {errors:?}")
             }
             Some(_) => {}
             None => panic!("the event stream ended before a step was {outcome}"),

@@ -102,6 +102,19 @@ pub struct AuditEntry {
     pub outcome: String,
 }
 
+/// Longest tool name and arguments kept in one line of the audit log, in characters.
+const MAX_AUDIT_TOOL_CHARS: usize = 64;
+const MAX_AUDIT_ARGUMENT_CHARS: usize = 2000;
+/// What the keeper reads in place of arguments that are not theirs to read.
+const WITHHELD: &str = "(arguments withheld: this person's chats are private to them)";
+
+fn cut_chars(text: &str, most: usize) -> &str {
+    match text.char_indices().nth(most) {
+        Some((at, _)) => &text[..at],
+        None => text,
+    }
+}
+
 fn check_len(field: &'static str, text: &str, most: usize) -> Result<()> {
     if text.chars().count() > most {
         return Err(Error::Invalid {
@@ -404,6 +417,9 @@ impl Store {
 
     /// Adds a line to the audit log.
     pub fn audit_tool(&self, user: i64, tool: &str, arguments: &str, outcome: &str) -> Result<()> {
+        // A name or arguments come from a request or a model: a line of the log stays small.
+        let tool = cut_chars(tool, MAX_AUDIT_TOOL_CHARS);
+        let arguments = cut_chars(arguments, MAX_AUDIT_ARGUMENT_CHARS);
         let now = self.now();
         self.conn().execute(
             "INSERT INTO tool_audit (user_id, tool, arguments, at, outcome)
@@ -417,11 +433,16 @@ impl Store {
     pub fn audit_log(&self, limit: usize) -> Result<Vec<AuditEntry>> {
         let conn = self.conn();
         let mut st = conn.prepare(
-            "SELECT a.id, a.user_id, u.name, a.tool, a.arguments, a.at, a.outcome
+            "SELECT a.id, a.user_id, u.name, a.tool,
+                    CASE WHEN u.role = 'owner' OR (u.child = 1 AND u.keeper_sees = 1)
+                         THEN a.arguments ELSE ?2 END,
+                    a.at, a.outcome
              FROM tool_audit a JOIN users u ON u.id = a.user_id
              ORDER BY a.id DESC LIMIT ?1",
         )?;
-        let rows = st.query_map([limit as i64], |r| {
+        // The keeper reads their own calls and those of a child who lets them read their chats;
+        // anyone else's words (a note's text, a reminder) stay theirs.
+        let rows = st.query_map(params![limit as i64, WITHHELD], |r| {
             Ok(AuditEntry {
                 id: r.get(0)?,
                 user_id: r.get(1)?,
@@ -449,7 +470,9 @@ impl Store {
                 id: user,
             });
         };
-        Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
+        // A value that cannot be read gives no tools rather than the role's default: the
+        // keeper may have restricted this person.
+        Ok(text.map(|t| serde_json::from_str(&t).unwrap_or_default()))
     }
 
     /// Sets the tools a person may use (`None`: back to the default for their role).

@@ -19,7 +19,7 @@
 
 use num_bigint::BigInt;
 use num_rational::BigRational;
-use num_traits::{One, Signed, ToPrimitive, Zero};
+use num_traits::{Signed, ToPrimitive, Zero};
 
 /// Longest expression read, in characters.
 pub const MAX_EXPRESSION_CHARS: usize = 500;
@@ -27,6 +27,9 @@ pub const MAX_EXPRESSION_CHARS: usize = 500;
 /// rather than computed for minutes.
 const MAX_EXPONENT: u32 = 4096;
 const MAX_BITS: u64 = 16_384;
+/// The bits of all powers in one expression together: each one is cheap by squaring, but a
+/// 500-character chain of the largest ones must not hold a core for long.
+const MAX_POWER_BITS: u64 = 8 * MAX_BITS;
 /// Digits after the decimal point of an answer that does not end.
 const DECIMALS: usize = 12;
 /// Deepest nesting of parentheses and unary signs (the parser recurses on them).
@@ -51,6 +54,8 @@ pub enum CalcError {
     FractionalPower(String),
     #[error("the exponent {0} is too large (at most {MAX_EXPONENT})")]
     ExponentTooLarge(String),
+    #[error("the expression asks for too many large powers (at most {MAX_POWER_BITS} bits of them in all)")]
+    TooMuchWork,
     #[error("the answer would be too large to write out")]
     TooLarge,
     #[error("the expression is nested too deeply")]
@@ -84,6 +89,7 @@ pub fn evaluate(expr: &str) -> Result<Answer, CalcError> {
         tokens,
         pos: 0,
         depth: 0,
+        power_bits: 0,
     };
     let value = p.sum()?;
     if let Some(t) = p.tokens.get(p.pos) {
@@ -277,6 +283,8 @@ struct Parser {
     tokens: Vec<Token>,
     pos: usize,
     depth: usize,
+    /// Bits of the powers computed so far, against `MAX_POWER_BITS`.
+    power_bits: u64,
 }
 
 impl Parser {
@@ -360,7 +368,7 @@ impl Parser {
         // The exponent binds like a unary, so 2^-1 and 2^3^2 read as written.
         let exp = self.unary()?;
         self.depth -= 1;
-        pow(base, exp)
+        pow(base, exp, &mut self.power_bits)
     }
 
     fn postfix(&mut self) -> Result<BigRational, CalcError> {
@@ -375,10 +383,16 @@ impl Parser {
     }
 
     fn operand_at(&self, i: usize) -> bool {
-        matches!(
-            self.tokens.get(i).map(|t| t.kind),
-            Some(Tok::Num | Tok::Open)
-        )
+        let starts = |t: &Token| matches!(t.kind, Tok::Num | Tok::Open);
+        match self.tokens.get(i) {
+            Some(t) if starts(t) => true,
+            // `50 % -3`: a sign written against its number belongs to it; `50% - 3` subtracts.
+            Some(t) if matches!(t.kind, Tok::Minus | Tok::Plus) => self
+                .tokens
+                .get(i + 1)
+                .is_some_and(|n| starts(n) && n.at == t.at + 1),
+            _ => false,
+        }
     }
 
     fn atom(&mut self) -> Result<BigRational, CalcError> {
@@ -419,7 +433,7 @@ fn check_size(v: &BigRational) -> Result<(), CalcError> {
     Ok(())
 }
 
-fn pow(base: BigRational, exp: BigRational) -> Result<BigRational, CalcError> {
+fn pow(base: BigRational, exp: BigRational, spent: &mut u64) -> Result<BigRational, CalcError> {
     if !exp.is_integer() {
         return Err(CalcError::FractionalPower(to_decimal(&exp, 6).0));
     }
@@ -431,16 +445,21 @@ fn pow(base: BigRational, exp: BigRational) -> Result<BigRational, CalcError> {
         .ok_or_else(|| CalcError::ExponentTooLarge(e.to_string()))?;
     // Cheap size bound before multiplying: bits of the result ≈ bits of the base × exponent.
     let bits = base.numer().bits().max(base.denom().bits());
-    if bits.saturating_mul(mag as u64) > MAX_BITS + 64 {
+    let cost = bits.saturating_mul(mag as u64);
+    if cost > MAX_BITS + 64 {
         return Err(CalcError::TooLarge);
+    }
+    *spent = spent.saturating_add(cost);
+    if *spent > MAX_POWER_BITS {
+        return Err(CalcError::TooMuchWork);
     }
     if e.is_negative() && base.is_zero() {
         return Err(CalcError::DivisionByZero);
     }
-    let mut out = BigRational::one();
-    for _ in 0..mag {
-        out *= &base;
-    }
+    // a/b is in lowest terms, so a^n/b^n is too: two powers by squaring and no gcd, where
+    // multiplying n times reduced the fraction (a gcd) at every step.
+    let (n, d) = base.into_raw();
+    let mut out = BigRational::new_raw(n.pow(mag), d.pow(mag));
     if e.is_negative() {
         out = out.recip();
     }
@@ -487,6 +506,31 @@ mod tests {
         assert_eq!(calc("200 * 15%"), "30");
         assert_eq!(calc("(1 + 1)% * 50"), "1");
         assert_eq!(calc("7 % (1 + 2)"), "1");
+        // A sign written against its number makes it the remainder's operand; a spaced minus
+        // after a percentage is a subtraction.
+        assert_eq!(calc("50 % -3"), "2");
+        assert_eq!(calc("50 % +3"), "2");
+        assert_eq!(calc("50% - 3"), "-2.5");
+    }
+
+    #[test]
+    fn big_powers_are_exact_and_a_chain_of_them_is_refused_in_words() {
+        // One large power has its exact answer (4096 × log10 15 ≈ 4817.1 digits).
+        let a = evaluate("15^4096").unwrap();
+        assert_eq!(a.decimal.len(), 4818);
+        assert!(a.decimal.ends_with("5"));
+        let a = evaluate("(3/5)^4096").unwrap();
+        let f = a.fraction.expect("a fraction");
+        assert!(f.ends_with(&format!("/{}", BigInt::from(5u8).pow(4096))));
+        assert_eq!(calc("(-2)^-3"), "-0.125");
+        assert_eq!(calc("0^0"), "1");
+        // Each power alone is allowed, but together they are more work than one call may ask.
+        let chain = vec!["15^4096"; 60].join("+");
+        assert!(chain.len() <= MAX_EXPRESSION_CHARS);
+        assert_eq!(
+            calc(&chain),
+            format!("error: the expression asks for too many large powers (at most {MAX_POWER_BITS} bits of them in all)")
+        );
     }
 
     #[test]

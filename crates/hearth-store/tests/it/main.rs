@@ -1,6 +1,7 @@
 //! hearth-store's integration tests, one binary (through the public API, plus raw SQLite reads
 //! of the file where a test must see what is really on disk).
 
+mod agent;
 mod attempts;
 mod branches;
 mod chat;

@@ -52,6 +52,8 @@ const TOOL_DEADLINE: Duration = Duration::from_secs(10);
 const APPROVAL_WAIT: Duration = Duration::from_secs(30 * 60);
 /// Longest result handed to the model (and kept in the step), in characters.
 const MAX_RESULT_CHARS: usize = 4000;
+/// How much of an attached message the model sees again in its own call, in characters.
+const MODEL_SEES_CHARS: usize = 200;
 /// Longest arguments kept in the audit log, in characters.
 const MAX_AUDIT_ARGS_CHARS: usize = 2000;
 
@@ -64,11 +66,15 @@ pub(crate) enum Decision {
     Deny,
 }
 
+/// What the reply says back to an answer: `Err` in words when the answer came too late (the
+/// reply was stopped, or the keeper turned the tool off meanwhile).
+type Ack = oneshot::Sender<Result<(), String>>;
+
 /// A call waiting for approval: whose it is and where to send the answer.
 pub(crate) struct Waiting {
     user: i64,
     conv: i64,
-    tx: oneshot::Sender<Decision>,
+    tx: oneshot::Sender<(Decision, Ack)>,
 }
 
 /// Calls waiting for approval, by step id.
@@ -116,6 +122,7 @@ pub async fn use_tool(
         super::super::assistant::remember_zone(h, me.user.id, zone);
     }
     let mut parameters = tool.parameters.clone();
+    let mut attach = None;
     if let Some(mid) = b.message_id {
         if tool.name != "create_note" {
             return Err(ApiError::invalid(
@@ -131,11 +138,11 @@ pub async fn use_tool(
         if m.content.trim().is_empty() {
             return Err(ApiError::invalid("message_id", "that message is empty"));
         }
-        // The note holds the message word for word; the model only names it.
-        parameters = json!({"type": "object", "properties": {
-            "title": {"type": "string", "pattern": "\\S[^\\n]{0,79}"},
-            "content": {"const": m.content}},
-            "required": ["title", "content"], "additionalProperties": false});
+        // The note holds the message word for word: the model writes only its title, and
+        // Hearth attaches the text to the call itself, so a long message fits under the call's
+        // token cap and its words never reach the system prompt.
+        parameters = title_only();
+        attach = Some(m.content.clone());
     }
     let spec = ToolSpec {
         name: tool.name.to_string(),
@@ -194,10 +201,37 @@ pub async fn use_tool(
         if !hidden.is_empty() {
             let _ = reply.tx.send(PageEvent::Context(hidden));
         }
-        let status = run(&task_state, &user, &reply, gen).await;
+        let status = run(&task_state, &user, &reply, gen, attach).await;
         finish_reply(&task_state, &user, &reply, status);
     });
     Ok(Json(json!({"user": question, "assistant": msg})))
+}
+
+/// The arguments the model writes for "Save as note": a one-line title, nothing else.
+fn title_only() -> Value {
+    json!({"type": "object", "properties": {
+        "title": {"type": "string", "pattern": "\\S[^\\n]{0,79}"}},
+        "required": ["title"], "additionalProperties": false})
+}
+
+/// Puts the saved message's text into a `create_note` call as its `content`; the call the model
+/// sees in its history keeps only the start of it (the whole text is already in the chat).
+fn attach_content(call: &mut hearth_grammar::tools::Call, content: &str) -> Value {
+    let mut args: Value = serde_json::from_str(&call.arguments).unwrap_or(json!({}));
+    if !args.is_object() {
+        args = json!({});
+    }
+    args["content"] = json!(content);
+    call.arguments = args.to_string();
+    args["content"] = json!(cut(
+        content,
+        MODEL_SEES_CHARS,
+        &format!(
+            "Hearth attached the message's {} characters",
+            content.chars().count()
+        )
+    ));
+    args
 }
 
 fn not_allowed() -> ApiError {
@@ -216,6 +250,7 @@ async fn run(
     user: &User,
     reply: &Reply,
     gen: crate::generation::Generation,
+    attach: Option<String>,
 ) -> Status {
     let Ok(h) = household(state) else {
         return Status::Failed;
@@ -239,11 +274,15 @@ async fn run(
         ));
         return end_without_answer(h, reply, Status::Failed);
     }
-    let calls = &parsed.calls[..parsed.calls.len().min(ACTION_CALLS)];
+    let mut calls = parsed.calls;
+    calls.truncate(ACTION_CALLS);
     let written: Vec<String> = calls
-        .iter()
+        .iter_mut()
         .map(|c| {
-            let args: Value = serde_json::from_str(&c.arguments).unwrap_or(json!({}));
+            let args = match attach.as_deref() {
+                Some(content) if c.name == "create_note" => attach_content(c, content),
+                _ => serde_json::from_str(&c.arguments).unwrap_or(json!({})),
+            };
             format!(
                 "{}\n{}\n{}",
                 hearth_grammar::tools::OPEN,
@@ -253,7 +292,7 @@ async fn run(
         })
         .collect();
     tail.push(ChatMessage::new("assistant", &written.join("\n")));
-    for call in calls {
+    for call in &calls {
         let Some(result) = call_tool(h, user, reply, &allowed, call).await else {
             return end_without_answer(h, reply, Status::Stopped);
         };
@@ -408,7 +447,7 @@ async fn call_tool(
                     tx,
                 },
             );
-        let decision = tokio::select! {
+        let answer = tokio::select! {
             d = tokio::time::timeout(APPROVAL_WAIT, rx) => d.ok().and_then(Result::ok),
             _ = reply.stop_notify.notified() => {
                 reply.stop.store(true, Ordering::Relaxed);
@@ -419,12 +458,48 @@ async fn call_tool(
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&step.id);
+        let (decision, ack) = match answer {
+            Some((d, ack)) => (Some(d), Some(ack)),
+            None => (None, None),
+        };
+        let refuse = |ack: Option<Ack>, why: &str| {
+            if let Some(ack) = ack {
+                let _ = ack.send(Err(why.to_string()));
+            }
+        };
         if reply.stop.load(Ordering::Relaxed) {
+            refuse(
+                ack,
+                "The reply was stopped before your answer arrived; the call did not run.",
+            );
             step.outcome = StepOutcome::Denied;
             step.result = "Stopped before it was approved; it did not run.".into();
             show(h, reply, &step);
             audit("stopped");
             return None;
+        }
+        // The keeper may have turned the tool off during the wait.
+        let still = matches!(decision, Some(Decision::Once | Decision::Always))
+            && allowed_tools(h, user).is_ok_and(|t| t.iter().any(|t| t.name == tool.name));
+        if decision.is_some() && decision != Some(Decision::Deny) && !still {
+            refuse(
+                ack,
+                "The keeper turned this tool off while it waited; the call did not run.",
+            );
+            step.outcome = StepOutcome::NotAllowed;
+            step.result = format!(
+                "The keeper turned {} off while it waited; it did not run.",
+                tool.name
+            );
+            show(h, reply, &step);
+            audit("not_allowed");
+            return Some(
+                json!({"error": "this person may not use this tool any more; it did not run"})
+                    .to_string(),
+            );
+        }
+        if let Some(ack) = ack {
+            let _ = ack.send(Ok(()));
         }
         match decision {
             Some(Decision::Once) => {}
@@ -455,49 +530,66 @@ async fn call_tool(
     let store = h.store.clone();
     let zone = person_zone(h, user.id);
     let (uid, name) = (user.id, tool.name);
-    let job = with_deadline(TOOL_DEADLINE, move || {
-        let ctx = hearth_tools::Context {
-            store: &store,
-            user: uid,
-            zone,
-            now: jiff::Timestamp::from_second(store.now()).unwrap_or(jiff::Timestamp::UNIX_EPOCH),
-        };
-        hearth_tools::run(&ctx, name, &args)
-    });
-    let ran = tokio::select! {
-        r = job => Some(r),
-        _ = reply.stop_notify.notified() => None,
-    };
+    let writes = !tool.read_only;
+    let (done, ended) = with_deadline(
+        TOOL_DEADLINE,
+        writes,
+        reply.stop_notify.notified(),
+        move || {
+            let ctx = hearth_tools::Context {
+                store: &store,
+                user: uid,
+                zone,
+                now: jiff::Timestamp::from_second(store.now())
+                    .unwrap_or(jiff::Timestamp::UNIX_EPOCH),
+            };
+            hearth_tools::run(&ctx, name, &args)
+        },
+    )
+    .await;
     step.ms = Some(started.elapsed().as_millis() as i64);
-    let for_model = match ran {
-        None => {
-            reply.stop.store(true, Ordering::Relaxed);
+    if ended == Cut::Stop {
+        reply.stop.store(true, Ordering::Relaxed);
+    }
+    let for_model = match done {
+        None if ended == Cut::Stop => {
             step.outcome = StepOutcome::Failed;
-            step.result = "Stopped while it ran.".into();
+            step.result = if writes {
+                "Stopped before it began; nothing was changed.".into()
+            } else {
+                "Stopped while it ran.".into()
+            };
             show(h, reply, &step);
             audit("stopped");
             return None;
         }
-        Some(Err(_)) => {
+        None => {
             step.outcome = StepOutcome::TimedOut;
-            step.result = format!(
-                "The tool did not answer within {} seconds and was cut off.",
-                TOOL_DEADLINE.as_secs()
-            );
+            step.result = if writes {
+                format!(
+                    "The tool could not begin within {} seconds, so it was cancelled; nothing was changed.",
+                    TOOL_DEADLINE.as_secs()
+                )
+            } else {
+                format!(
+                    "The tool did not answer within {} seconds and was cut off.",
+                    TOOL_DEADLINE.as_secs()
+                )
+            };
             json!({"error": step.result}).to_string()
         }
-        Some(Ok(Err(e))) => {
+        Some(Err(e)) => {
             tracing::error!("a tool panicked: {e}");
             step.outcome = StepOutcome::Failed;
             step.result = "The tool failed.".into();
             json!({"error": step.result}).to_string()
         }
-        Some(Ok(Ok(Err(e)))) => {
+        Some(Ok(Err(e))) => {
             step.outcome = StepOutcome::Failed;
             step.result = e.to_string();
             json!({"error": step.result}).to_string()
         }
-        Some(Ok(Ok(Ok(v)))) => {
+        Some(Ok(Ok(v))) => {
             step.outcome = StepOutcome::Done;
             step.result = cut(
                 &v.to_string(),
@@ -509,16 +601,75 @@ async fn call_tool(
     };
     show(h, reply, &step);
     audit(step.outcome.as_str());
+    // A write that had begun when Stop came was waited for, so its step tells what happened;
+    // the reply still stops.
+    if ended == Cut::Stop {
+        return None;
+    }
     Some(for_model)
 }
 
-/// Runs `job` on a blocking thread for at most `deadline`. A job that hangs is left behind
-/// (a thread cannot be killed) and the reply goes on without it.
+/// What ended the wait for a tool before it answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cut {
+    None,
+    Deadline,
+    Stop,
+}
+
+/// Where a write tool's job stands: the deadline or Stop can cancel it only before it begins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Claim {
+    Pending,
+    Cancelled,
+    Begun,
+}
+
+/// Runs `job` on a blocking thread until it answers, `deadline` passes or `stop` fires. A read
+/// that hangs is left behind (a thread cannot be killed) and the reply goes on without it. A
+/// write (`writes`) is cancelled if it has not begun, atomically with that check, so it never
+/// changes anything after its step says it did not run; one that has begun is waited for, and
+/// its real result returned with what cut the wait. `None`: no result.
 async fn with_deadline<T: Send + 'static>(
     deadline: Duration,
+    writes: bool,
+    stop: impl std::future::Future<Output = ()>,
     job: impl FnOnce() -> T + Send + 'static,
-) -> Result<Result<T, tokio::task::JoinError>, tokio::time::error::Elapsed> {
-    tokio::time::timeout(deadline, tokio::task::spawn_blocking(job)).await
+) -> (Option<Result<T, tokio::task::JoinError>>, Cut) {
+    let claim = Arc::new(Mutex::new(Claim::Pending));
+    let theirs = claim.clone();
+    let mut handle = tokio::task::spawn_blocking(move || {
+        if writes {
+            let mut c = theirs.lock().unwrap_or_else(|p| p.into_inner());
+            if *c == Claim::Cancelled {
+                return None;
+            }
+            *c = Claim::Begun;
+        }
+        Some(job())
+    });
+    let flat = |r: Result<Option<T>, tokio::task::JoinError>| match r {
+        Ok(v) => v.map(Ok),
+        Err(e) => Some(Err(e)),
+    };
+    let cut = tokio::select! {
+        r = &mut handle => return (flat(r), Cut::None),
+        _ = tokio::time::sleep(deadline) => Cut::Deadline,
+        _ = stop => Cut::Stop,
+    };
+    if writes {
+        let begun = {
+            let mut c = claim.lock().unwrap_or_else(|p| p.into_inner());
+            if *c == Claim::Pending {
+                *c = Claim::Cancelled;
+            }
+            *c == Claim::Begun
+        };
+        if begun {
+            return (flat(handle.await), cut);
+        }
+    }
+    (None, cut)
 }
 
 #[derive(Deserialize)]
@@ -548,8 +699,24 @@ pub async fn decide(
             "this tool call is not waiting for an answer any more",
         ));
     };
-    let _ = w.tx.send(b.decision);
-    Ok(Json(json!({"step": step, "decision": b.decision_name()})))
+    // The reply answers back, so a 200 means the call goes ahead (or is denied) as asked.
+    let (ack, told) = oneshot::channel();
+    let late = "This tool call is not waiting for an answer any more: it was stopped or timed out.";
+    if w.tx.send((b.decision, ack)).is_err() {
+        return Err(not_waiting(late));
+    }
+    match told.await {
+        Ok(Ok(())) => Ok(Json(json!({"step": step, "decision": b.decision_name()}))),
+        Ok(Err(why)) => Err(not_waiting(&why)),
+        Err(_) => Err(not_waiting(late)),
+    }
+}
+
+fn not_waiting(why: &str) -> ApiError {
+    ApiError {
+        status: axum::http::StatusCode::CONFLICT,
+        ..ApiError::bad_request(why.to_string()).with_code("not_waiting")
+    }
 }
 
 impl DecideBody {
@@ -571,11 +738,42 @@ mod tests {
         // The job blocks until the test lets it go: an answer before that can only be the
         // deadline's.
         let (release, hang) = std::sync::mpsc::channel::<()>();
-        let r = with_deadline(Duration::from_millis(300), move || hang.recv().is_ok()).await;
-        assert!(r.is_err(), "a hanging job must be cut off");
+        let never = std::future::pending::<()>();
+        let (r, cut) = with_deadline(Duration::from_millis(300), false, never, move || {
+            hang.recv().is_ok()
+        })
+        .await;
+        assert!(r.is_none(), "a hanging job must be cut off");
+        assert_eq!(cut, Cut::Deadline);
         let _ = release.send(());
-        let r = with_deadline(Duration::from_secs(60), || 7).await;
+        let (r, cut) =
+            with_deadline(Duration::from_secs(60), false, std::future::pending(), || 7).await;
         assert_eq!(r.unwrap().unwrap(), 7);
+        assert_eq!(cut, Cut::None);
+    }
+
+    #[tokio::test]
+    async fn a_write_stopped_after_it_began_is_waited_for_and_reported() {
+        // The job tells the stop it has begun, then blocks until the stop has fired: Stop comes
+        // while the write is under way, whatever the machine's speed.
+        let (began, begun) = oneshot::channel::<()>();
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let wrote = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let w = wrote.clone();
+        let stop = async move {
+            let _ = begun.await;
+            let _ = release.send(());
+        };
+        let (r, cut) = with_deadline(Duration::from_secs(600), true, stop, move || {
+            let _ = began.send(());
+            let _ = held.recv();
+            w.store(true, Ordering::SeqCst);
+            7
+        })
+        .await;
+        assert_eq!(cut, Cut::Stop);
+        assert!(wrote.load(Ordering::SeqCst));
+        assert_eq!(r.expect("the write's real result").unwrap(), 7);
     }
 
     #[test]
