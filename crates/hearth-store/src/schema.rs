@@ -220,6 +220,7 @@ pub const MIGRATIONS: &[&str] = &[
         outcome   TEXT NOT NULL
     );
     CREATE INDEX tool_audit_at ON tool_audit (at);
+    CREATE INDEX tool_audit_user ON tool_audit (user_id);
 
     CREATE TABLE chat_tool_grants (
         conversation_id INTEGER NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
