@@ -614,12 +614,19 @@ fn a_pool_split_of_a_mixture_of_experts_reads_the_routed_share() {
     let m = hearth_plan::pool::PoolModel::from_header(&header, &f, &Request::new(512, 1)).unwrap();
     let layers: u64 = m.layer_bytes.iter().sum();
     // Tied embeddings: the table is held by the first stage and again by the last.
-    assert_eq!(layers + m.embed_bytes + m.output_bytes - m.embed_bytes, f.weights_bytes);
+    assert_eq!(
+        layers + m.embed_bytes + m.output_bytes - m.embed_bytes,
+        f.weights_bytes
+    );
     let active: u64 = m.layer_params.iter().sum::<u64>() + m.output_params;
     assert_eq!(active, f.n_active_params);
     // A step reads the routed experts and every other layer tensor, each layer rounded alone.
     let read: u64 = m.layer_read_bytes.iter().sum::<u64>() + m.output_bytes;
     let off = read.abs_diff(f.read_bytes_per_token);
-    assert!(off <= 4 * m.n_layer() as u64, "{read} vs {}", f.read_bytes_per_token);
+    assert!(
+        off <= 4 * m.n_layer() as u64,
+        "{read} vs {}",
+        f.read_bytes_per_token
+    );
     assert!(read < layers);
 }
