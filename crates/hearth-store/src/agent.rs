@@ -115,6 +115,21 @@ fn cut_chars(text: &str, most: usize) -> &str {
     }
 }
 
+/// A note's title (trimmed, not empty) and content within their caps: the one rule that both
+/// creating and editing a note follow.
+fn checked_note<'a>(title: &'a str, content: &str) -> Result<&'a str> {
+    let title = title.trim();
+    if title.is_empty() {
+        return Err(Error::Invalid {
+            field: "title",
+            why: "a note needs a title".into(),
+        });
+    }
+    check_len("title", title, MAX_NOTE_TITLE_CHARS)?;
+    check_len("content", content, MAX_NOTE_CHARS)?;
+    Ok(title)
+}
+
 fn check_len(field: &'static str, text: &str, most: usize) -> Result<()> {
     if text.chars().count() > most {
         return Err(Error::Invalid {
@@ -193,15 +208,7 @@ impl Store {
         title: &str,
         content: &str,
     ) -> Result<Note> {
-        let title = title.trim();
-        if title.is_empty() {
-            return Err(Error::Invalid {
-                field: "title",
-                why: "a note needs a title".into(),
-            });
-        }
-        check_len("title", title, MAX_NOTE_TITLE_CHARS)?;
-        check_len("content", content, MAX_NOTE_CHARS)?;
+        let title = checked_note(title, content)?;
         let now = self.now();
         let conn = self.conn();
         let count: i64 = conn.query_row(
@@ -234,16 +241,8 @@ impl Store {
         content: Option<&str>,
     ) -> Result<Note> {
         let old = self.note(user, id)?;
-        let title = title.map(str::trim).unwrap_or(&old.title);
-        if title.is_empty() {
-            return Err(Error::Invalid {
-                field: "title",
-                why: "a note needs a title".into(),
-            });
-        }
         let content = content.unwrap_or(&old.content);
-        check_len("title", title, MAX_NOTE_TITLE_CHARS)?;
-        check_len("content", content, MAX_NOTE_CHARS)?;
+        let title = checked_note(title.unwrap_or(&old.title), content)?;
         let now = self.now();
         self.conn().execute(
             "UPDATE notes SET title = ?1, content = ?2, updated = ?3 WHERE id = ?4 AND user_id = ?5",
